@@ -1,0 +1,118 @@
+//! sniwalk: a TLS-terminating reverse proxy that picks a certificate for
+//! every handshake by walking a domain tree from the SNI name up to a master
+//! domain, then the listener's certdir, then a default certificate.
+//!
+//! # Layout
+//!
+//! Data flows one way, from configuration to handshake:
+//!
+//! | file | concern |
+//! | --- | --- |
+//! | `config.rs` | `proxy.yaml` → validated [`config::Config`] |
+//! | `pem.rs` | the liberal `certificate_pem` format → rustls `CertifiedKey` (no I/O) |
+//! | `tree.rs` | the domain tree and its walk (pure, no allocation) |
+//! | `fsio.rs` | reads with the path in the error, atomic writes, 0600 keys |
+//! | `snapshot.rs` | loads every source into an immutable [`snapshot::Snapshot`], with problems |
+//! | `resolver.rs` | the rustls resolver over the one `ArcSwap<Snapshot>` |
+//! | `inspect.rs` | what `check` and `resolve` report |
+//! | `proxy/` | listeners, TLS, HTTP |
+//! | `main.rs` | the command line |
+//!
+//! [`run`] takes already-bound sockets and a shutdown future, so tests run
+//! the whole proxy in-process on port 0.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod fsio;
+pub mod inspect;
+pub mod pem;
+pub mod proxy;
+pub mod resolver;
+pub mod snapshot;
+pub mod tree;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::snapshot::{DefaultPolicy, Severity, Snapshot};
+
+/// Why [`run`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The certificate state could not be built at all.
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+    /// Serving could not start.
+    #[error(transparent)]
+    Serve(#[from] proxy::ServeError),
+    /// The snapshot build task died.
+    #[error("building the certificate snapshot failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Runs the proxy on `sockets` (one per configured listener, in order)
+/// until `shutdown` completes.
+///
+/// Broken certificates never stop it: they are logged, and the resolution
+/// rules fall through to the next certificate.
+pub async fn run(
+    config: Config,
+    sockets: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let build_config = config.clone();
+    let snapshot = tokio::task::spawn_blocking(move || {
+        Snapshot::build(&build_config, None, DefaultPolicy::Persist, unix_now())
+    })
+    .await??;
+    log_sources(&snapshot);
+    let store = Arc::new(ArcSwap::from_pointee(snapshot));
+    proxy::serve(&config, sockets, store, shutdown).await?;
+    Ok(())
+}
+
+/// Logs one line per certificate source and one per problem.
+pub fn log_sources(snapshot: &Snapshot) {
+    for report in snapshot.reports() {
+        let place = report.place.to_string();
+        let source = report.kind.map(|k| k.as_str()).unwrap_or("none");
+        let file = report
+            .file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "-".into());
+        if let Some(loaded) = &report.loaded {
+            tracing::info!(
+                place = %place,
+                source,
+                file = %file,
+                subject = %loaded.facts.subject,
+                not_after = loaded.facts.not_after,
+                "certificate loaded"
+            );
+        }
+        for problem in &report.problems {
+            match problem.severity {
+                Severity::Error => {
+                    tracing::error!(place = %place, source, file = %file, "{}", problem.message)
+                }
+                Severity::Warning => {
+                    tracing::warn!(place = %place, source, file = %file, "{}", problem.message)
+                }
+            }
+        }
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,283 @@
+//! The `sniwalk` command line: run, check, resolve, selfsigned, pem merge.
+//!
+//! This is the only place that prints to stdout and that uses `anyhow`.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use sniwalk::config::{Config, normalize_domain_name};
+use sniwalk::inspect::{CheckReport, Resolution};
+use sniwalk::snapshot::{CERTDIR_CERT, CERTDIR_KEY, DefaultPolicy, Snapshot, generate_self_signed_pem};
+use sniwalk::{fsio, pem, unix_now};
+
+/// TLS-terminating reverse proxy that picks the certificate for every
+/// handshake by walking a domain tree.
+///
+/// With no command, runs `sniwalk run --config proxy.yaml`.
+#[derive(Parser)]
+#[command(name = "sniwalk", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run(ConfigArg),
+    /// Load every certificate as `run` would and print their state;
+    /// exits 1 when any has an error.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show which certificate a name gets, and why.
+    Resolve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Listener whose certdir is the fallback (default: the first TLS listener).
+        #[arg(long)]
+        listener: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The SNI name to resolve; omit with --no-sni.
+        name: Option<String>,
+        /// Resolve a client that sends no SNI (connects by IP address).
+        #[arg(long, conflicts_with = "name")]
+        no_sni: bool,
+    },
+    /// Write a self-signed server.key (0600) and server.crt for a local
+    /// master domain into a certdir.
+    Selfsigned {
+        /// The name the certificate is for (repeat for more names).
+        #[arg(long, required = true)]
+        name: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 1095)]
+        days: u32,
+        /// RSA-2048 instead of ECDSA P-256.
+        #[arg(long)]
+        rsa: bool,
+        /// The directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Work with certificate_pem texts.
+    Pem {
+        #[command(subcommand)]
+        command: PemCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PemCommand {
+    /// Print a validated certificate_pem (key, certificate, chain) made of
+    /// separate files.
+    Merge {
+        /// The private key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The certificate file (may already hold the chain).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Chain (intermediate certificates) file.
+        #[arg(long)]
+        chain: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The configuration file.
+    #[arg(long, short, default_value = "proxy.yaml")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(Path::new("proxy.yaml")),
+        Some(Command::Run(args)) => run(&args.config),
+        Some(Command::Check { config, json }) => check(&config.config, json),
+        Some(Command::Resolve {
+            config,
+            listener,
+            json,
+            name,
+            no_sni,
+        }) => resolve(&config.config, listener.as_deref(), name.as_deref(), no_sni, json),
+        Some(Command::Selfsigned { name, days, rsa, out }) => selfsigned(&name, days, rsa, &out),
+        Some(Command::Pem {
+            command: PemCommand::Merge { key, cert, chain },
+        }) => pem_merge(&key, &cert, chain.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sniwalk: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let config = Config::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let sockets = sniwalk::proxy::bind_all(&config).await?;
+        sniwalk::run(config, sockets, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the proxy");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Loads the snapshot as `run` would, without writing anything.
+fn load_snapshot(config_path: &Path) -> anyhow::Result<(Config, Snapshot)> {
+    let config = Config::load(config_path)?;
+    let snapshot = Snapshot::build(&config, None, DefaultPolicy::InMemory, unix_now())?;
+    Ok((config, snapshot))
+}
+
+fn check(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let (_, snapshot) = load_snapshot(config_path)?;
+    let report = CheckReport::from_snapshot(&snapshot, unix_now());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render_text());
+    }
+    Ok(if report.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn resolve(
+    config_path: &Path,
+    listener: Option<&str>,
+    name: Option<&str>,
+    no_sni: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (config, snapshot) = load_snapshot(config_path)?;
+    if name.is_none() && !no_sni {
+        bail!("give a NAME to resolve, or --no-sni for a client that sends none");
+    }
+    let index = match listener {
+        Some(wanted) => Some(snapshot.listener_index(wanted).with_context(|| {
+            let known: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+            format!("no listener named `{wanted}` (configured: {})", known.join(", "))
+        })?),
+        None => config
+            .listeners
+            .iter()
+            .position(|l| l.kind.terminates_tls()),
+    };
+    let resolution = Resolution::explain(&snapshot, index, name);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&resolution)?);
+    } else {
+        print!("{}", resolution.render_text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn selfsigned(names: &[String], days: u32, rsa: bool, out: &Path) -> anyhow::Result<ExitCode> {
+    if days == 0 {
+        bail!("--days must be at least 1");
+    }
+    let names = names
+        .iter()
+        .map(|n| normalize_domain_name(n).map_err(|e| anyhow::anyhow!("--name: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let text = generate_self_signed_pem(&names, days, rsa).map_err(anyhow::Error::msg)?;
+    let (key_pem, cert_pem) = split_key_and_cert(&text)?;
+    fsio::create_private_dir(out)?;
+    let key_path = out.join(CERTDIR_KEY);
+    let cert_path = out.join(CERTDIR_CERT);
+    fsio::write_atomic(&key_path, key_pem.as_bytes(), true)?;
+    fsio::write_atomic(&cert_path, cert_pem.as_bytes(), false)?;
+    let parsed = pem::parse_key_and_chain(key_pem, cert_pem)?;
+    println!("wrote {} (0600) and {}", key_path.display(), cert_path.display());
+    println!("names:     {}", parsed.leaf.dns_names.join(", "));
+    println!("not after: {}", sniwalk::inspect::rfc3339(parsed.leaf.not_after));
+    println!("sha256:    {}", parsed.leaf.sha256);
+    println!("point a listener's `certdir:` at {} to serve it", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Splits our own generated text (key block first) into key and certificate.
+fn split_key_and_cert(text: &str) -> anyhow::Result<(&str, &str)> {
+    let at = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .context("generated text has no certificate")?;
+    Ok(text.split_at(at))
+}
+
+fn pem_merge(key: &Path, cert: &Path, chain: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let key_text = fsio::read_cert_text(key)?;
+    let mut cert_text = fsio::read_cert_text(cert)?;
+    if let Some(chain) = chain {
+        cert_text.push('\n');
+        cert_text.push_str(&fsio::read_cert_text(chain)?);
+    }
+    let parsed = pem::parse_key_and_chain(&key_text, &cert_text)
+        .with_context(|| format!("{} + {}", key.display(), cert.display()))?;
+    let key_der = pem::private_key_as_pkcs8(&key_text).with_context(|| key.display().to_string())?;
+    let text = pem::render_certificate_pem(&Default::default(), &key_der, &parsed.certified_key.cert);
+    print!("{text}");
+    eprintln!(
+        "merged: {} (names: {}; not after {}; chain of {})",
+        parsed.leaf.subject,
+        parsed.leaf.dns_names.join(", "),
+        sniwalk::inspect::rfc3339(parsed.leaf.not_after),
+        parsed.certified_key.cert.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

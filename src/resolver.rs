@@ -1,0 +1,102 @@
+//! The rustls certificate resolver: one per TLS listener, all reading the
+//! same snapshot.
+//!
+//! Invariants (DESIGN.md, STYLE.md):
+//! 1. All certificate state sits in one `ArcSwap<Snapshot>`; this file only
+//!    loads it. Only the reload task stores into it.
+//! 2. `resolve()` never does I/O, never locks, allocates nothing beyond an
+//!    `Arc` clone and never logs above debug. What must be logged about a
+//!    choice (the first use of the default certificate) is flagged here and
+//!    logged by the connection task, see [`HandshakeEvents`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::snapshot::Snapshot;
+use crate::tree::Step;
+
+/// The shared, swappable certificate state.
+pub type SnapshotStore = Arc<ArcSwap<Snapshot>>;
+
+/// Flags raised by resolvers for connection tasks to log.
+#[derive(Debug, Default)]
+pub struct HandshakeEvents {
+    default_served: AtomicU8,
+}
+
+const DEFAULT_NEVER_SERVED: u8 = 0;
+const DEFAULT_SERVED_UNLOGGED: u8 = 1;
+const DEFAULT_SERVED_LOGGED: u8 = 2;
+
+impl HandshakeEvents {
+    /// Records that the default certificate was chosen.
+    fn default_chosen(&self) {
+        let _ = self.default_served.compare_exchange(
+            DEFAULT_NEVER_SERVED,
+            DEFAULT_SERVED_UNLOGGED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// True exactly once: the first time a caller asks after the default
+    /// certificate was first served. The caller logs the warning.
+    pub fn take_first_default_use(&self) -> bool {
+        self.default_served
+            .compare_exchange(
+                DEFAULT_SERVED_UNLOGGED,
+                DEFAULT_SERVED_LOGGED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+}
+
+/// Picks the certificate for each ClientHello on one listener.
+pub struct SniResolver {
+    listener: usize,
+    store: SnapshotStore,
+    events: Arc<HandshakeEvents>,
+}
+
+impl SniResolver {
+    /// A resolver for listener number `listener` (its position in the
+    /// configuration, which indexes the snapshot's certdirs).
+    pub fn new(listener: usize, store: SnapshotStore, events: Arc<HandshakeEvents>) -> Self {
+        Self {
+            listener,
+            store,
+            events,
+        }
+    }
+}
+
+impl fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SniResolver")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let snapshot = self.store.load();
+        let choice = snapshot.choose(self.listener, client_hello.server_name());
+        if choice.step == Step::Default {
+            self.events.default_chosen();
+        }
+        tracing::debug!(
+            sni = client_hello.server_name().unwrap_or(""),
+            step = choice.step.as_str(),
+            "certificate chosen"
+        );
+        Some(Arc::clone(&choice.certificate.certified_key))
+    }
+}

@@ -1,0 +1,452 @@
+//! The domain tree: which configured domain's certificate answers a name.
+//!
+//! The tree is implied by the names (DESIGN.md, "Resolution"): a domain's
+//! parent is its nearest DNS ancestor that is also configured, and the master
+//! domain is the root of every chain, also of domains not under it. For a
+//! name `n` a lookup
+//!
+//! 1. takes `n`, then each parent name of `n`, and stops at the first one
+//!    that is a configured domain, or else starts at the master;
+//! 2. answers the first domain with a certificate on the way up to the
+//!    master. That answer is precomputed per domain when the tree is built
+//!    (its "effective" certificate owner), so a lookup costs at most one hash
+//!    probe per label of `n` and never grows with the number of domains;
+//! 3. answers nothing when no domain on the chain has a certificate; the
+//!    caller then falls back to the listener's certdir and the default.
+//!
+//! Pure: no I/O, no locks, and [`DomainTree::walk`] does not allocate.
+
+use std::collections::HashMap;
+
+/// Index of a domain in the tree (its position in the list it was built from).
+pub type DomainId = u32;
+
+/// Longest DNS name we look up; longer SNI names cannot be configured.
+const MAX_NAME_LEN: usize = 253;
+
+/// A configured domain as the tree needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainSpec<'a> {
+    /// Lower-case name without a trailing dot.
+    pub name: &'a str,
+    /// Whether the domain has a certificate of its own that loaded.
+    pub has_certificate: bool,
+}
+
+/// How a lookup reached the domain whose certificate it answers, named as in
+/// logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// The name itself is a domain with a certificate.
+    Exact,
+    /// A domain between the name and the master has the certificate.
+    Ancestor,
+    /// The master domain's certificate.
+    Master,
+    /// No domain on the chain has one: the listener's certdir.
+    Certdir,
+    /// Neither: the default certificate.
+    Default,
+}
+
+impl Step {
+    /// The lower-case label used in logs, metrics and `resolve` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Exact => "exact",
+            Step::Ancestor => "ancestor",
+            Step::Master => "master",
+            Step::Certdir => "certdir",
+            Step::Default => "default",
+        }
+    }
+}
+
+/// The answer of a walk through the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Walk {
+    /// The configured domain the walk started from (nearest configured
+    /// ancestor of the name, or the master when there is none).
+    pub start: DomainId,
+    /// The domain whose certificate applies, if any on the chain has one.
+    pub owner: Option<DomainId>,
+    /// How the owner was reached; `Certdir` when there is no owner (the
+    /// caller decides between certdir and default).
+    pub step: Step,
+}
+
+/// One domain's links.
+#[derive(Debug, Clone)]
+struct Node {
+    parent: Option<DomainId>,
+    effective: Option<DomainId>,
+}
+
+/// The immutable tree of configured domains.
+#[derive(Debug, Clone)]
+pub struct DomainTree {
+    /// Name to id; keys borrowed by `walk` as `&str`, so no allocation.
+    index: HashMap<Box<str>, DomainId>,
+    names: Vec<Box<str>>,
+    nodes: Vec<Node>,
+    master: DomainId,
+}
+
+/// Why a tree could not be built; the configuration layer prevents both, so
+/// these only guard programming errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    /// The master domain is not among the domains.
+    #[error("the master domain `{0}` is not among the configured domains")]
+    MasterMissing(String),
+    /// The same name appears twice.
+    #[error("the domain `{0}` is configured twice")]
+    Duplicate(String),
+    /// More domains than a `DomainId` can count.
+    #[error("too many domains ({0})")]
+    TooMany(usize),
+}
+
+impl DomainTree {
+    /// Builds the tree: parent links, then each domain's effective
+    /// certificate owner (its own, else its parent's effective one).
+    pub fn build(domains: &[DomainSpec<'_>], master: &str) -> Result<Self, TreeError> {
+        let count = domains.len();
+        if count > DomainId::MAX as usize {
+            return Err(TreeError::TooMany(count));
+        }
+        let mut index: HashMap<Box<str>, DomainId> = HashMap::with_capacity(count);
+        let mut names = Vec::with_capacity(count);
+        for (i, spec) in domains.iter().enumerate() {
+            let name: Box<str> = spec.name.into();
+            if index.insert(name.clone(), i as DomainId).is_some() {
+                return Err(TreeError::Duplicate(spec.name.to_string()));
+            }
+            names.push(name);
+        }
+        let Some(&master_id) = index.get(master) else {
+            return Err(TreeError::MasterMissing(master.to_string()));
+        };
+        let mut nodes: Vec<Node> = domains
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let id = i as DomainId;
+                let parent = if id == master_id {
+                    None
+                } else {
+                    Some(nearest_configured_ancestor(&index, spec.name).unwrap_or(master_id))
+                };
+                Node {
+                    parent,
+                    effective: None,
+                }
+            })
+            .collect();
+        // Parents before children: resolve each chain once, upward until a
+        // known answer, then fill the answer back down the path.
+        let mut resolved = vec![false; count];
+        let mut path = Vec::new();
+        for start in 0..count {
+            let mut cursor = Some(start as DomainId);
+            let mut answer = None;
+            while let Some(id) = cursor {
+                let i = id as usize;
+                if resolved[i] {
+                    answer = nodes[i].effective;
+                    break;
+                }
+                if domains[i].has_certificate {
+                    answer = Some(id);
+                    resolved[i] = true;
+                    nodes[i].effective = answer;
+                    break;
+                }
+                path.push(i);
+                cursor = nodes[i].parent;
+            }
+            for i in path.drain(..) {
+                nodes[i].effective = answer;
+                resolved[i] = true;
+            }
+        }
+        Ok(Self {
+            index,
+            names,
+            nodes,
+            master: master_id,
+        })
+    }
+
+    /// Walks from `name` to the domain whose certificate answers it.
+    ///
+    /// `name` may carry a trailing dot or upper case; both are handled
+    /// without allocating (upper case is lowered into a stack buffer).
+    pub fn walk(&self, name: &str) -> Walk {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let mut lowered = [0u8; MAX_NAME_LEN];
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            if name.len() > MAX_NAME_LEN {
+                return self.answer(self.master, self.master, name);
+            }
+            let buf = &mut lowered[..name.len()];
+            buf.copy_from_slice(name.as_bytes());
+            buf.make_ascii_lowercase();
+            // Lower-casing ASCII bytes keeps UTF-8 valid; fall back to the
+            // master on the impossible error rather than panic.
+            match std::str::from_utf8(buf) {
+                Ok(s) => s,
+                Err(_) => return self.answer(self.master, self.master, name),
+            }
+        } else {
+            name
+        };
+        let start = self.nearest(name).unwrap_or(self.master);
+        self.answer(start, start, name)
+    }
+
+    fn answer(&self, start: DomainId, from: DomainId, name: &str) -> Walk {
+        let owner = self.nodes[from as usize].effective;
+        let step = match owner {
+            None => Step::Certdir,
+            Some(id) if id == self.master => {
+                if &*self.names[id as usize] == name {
+                    Step::Exact
+                } else {
+                    Step::Master
+                }
+            }
+            Some(id) if &*self.names[id as usize] == name => Step::Exact,
+            Some(_) => Step::Ancestor,
+        };
+        Walk { start, owner, step }
+    }
+
+    /// The first configured domain among `name` and its parent names.
+    fn nearest(&self, name: &str) -> Option<DomainId> {
+        let mut suffix = name;
+        loop {
+            if let Some(&id) = self.index.get(suffix) {
+                return Some(id);
+            }
+            suffix = &suffix[suffix.find('.')? + 1..];
+        }
+    }
+
+    /// The names tried by a lookup of `name`, in order, with the configured
+    /// ones marked: for `sniwalk resolve`, not for the handshake path.
+    pub fn explain(&self, name: &str) -> Vec<(String, Option<DomainId>)> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let mut tried = Vec::new();
+        let mut suffix = name.as_str();
+        loop {
+            let hit = self.index.get(suffix).copied();
+            tried.push((suffix.to_string(), hit));
+            if hit.is_some() {
+                break;
+            }
+            match suffix.find('.') {
+                Some(dot) => suffix = &suffix[dot + 1..],
+                None => break,
+            }
+        }
+        tried
+    }
+
+    /// The chain from `id` up to the master, `id` first.
+    pub fn chain(&self, id: DomainId) -> Vec<DomainId> {
+        let mut out = vec![id];
+        let mut cursor = self.nodes[id as usize].parent;
+        while let Some(parent) = cursor {
+            out.push(parent);
+            cursor = self.nodes[parent as usize].parent;
+        }
+        out
+    }
+
+    /// The id of a configured domain.
+    pub fn id(&self, name: &str) -> Option<DomainId> {
+        self.index.get(name).copied()
+    }
+
+    /// The name of a domain.
+    pub fn name(&self, id: DomainId) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// The master domain's id.
+    pub fn master(&self) -> DomainId {
+        self.master
+    }
+
+    /// A domain's parent (`None` for the master).
+    pub fn parent(&self, id: DomainId) -> Option<DomainId> {
+        self.nodes[id as usize].parent
+    }
+
+    /// The domain whose certificate `id` uses, if any on its chain has one.
+    pub fn effective(&self, id: DomainId) -> Option<DomainId> {
+        self.nodes[id as usize].effective
+    }
+
+    /// Number of domains.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the tree has no domains (never true for a built tree, which
+    /// holds at least the master).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+/// The nearest strict DNS ancestor of `name` that is configured.
+fn nearest_configured_ancestor(index: &HashMap<Box<str>, DomainId>, name: &str) -> Option<DomainId> {
+    let mut suffix = name;
+    while let Some(dot) = suffix.find('.') {
+        suffix = &suffix[dot + 1..];
+        if let Some(&id) = index.get(suffix) {
+            return Some(id);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worked example of DESIGN.md plus the cases around it.
+    /// (name, has certificate)
+    const DOMAINS: &[(&str, bool)] = &[
+        ("example.com", true),
+        ("t1.example.com", true),
+        ("t2.example.com", false),
+        ("a.t2.example.com", true),
+        ("deep.t2.example.com", false),
+        ("customer.org", false),
+        ("shop.customer.org", true),
+    ];
+
+    fn tree(domains: &[(&str, bool)], master: &str) -> DomainTree {
+        let specs: Vec<DomainSpec<'_>> = domains
+            .iter()
+            .map(|&(name, has_certificate)| DomainSpec {
+                name,
+                has_certificate,
+            })
+            .collect();
+        DomainTree::build(&specs, master).expect("test tree builds")
+    }
+
+    /// (SNI, owner expected, step expected)
+    const WALKS: &[(&str, Option<&str>, Step)] = &[
+        ("t1.example.com", Some("t1.example.com"), Step::Exact),
+        ("x.t1.example.com", Some("t1.example.com"), Step::Ancestor),
+        ("t2.example.com", Some("example.com"), Step::Master),
+        ("b.a.t2.example.com", Some("a.t2.example.com"), Step::Ancestor),
+        ("other.org", Some("example.com"), Step::Master),
+        ("example.com", Some("example.com"), Step::Exact),
+        ("T1.Example.COM", Some("t1.example.com"), Step::Exact),
+        ("t1.example.com.", Some("t1.example.com"), Step::Exact),
+        ("x.y.deep.t2.example.com", Some("example.com"), Step::Master),
+        ("customer.org", Some("example.com"), Step::Master),
+        ("shop.customer.org", Some("shop.customer.org"), Step::Exact),
+        ("www.shop.customer.org", Some("shop.customer.org"), Step::Ancestor),
+        ("com", Some("example.com"), Step::Master),
+        ("", Some("example.com"), Step::Master),
+        ("..", Some("example.com"), Step::Master),
+    ];
+
+    #[test]
+    fn worked_examples() {
+        let t = tree(DOMAINS, "example.com");
+        for &(sni, owner, step) in WALKS {
+            let walk = t.walk(sni);
+            assert_eq!(walk.owner.map(|id| t.name(id)), owner, "owner for {sni:?}");
+            assert_eq!(walk.step, step, "step for {sni:?}");
+        }
+    }
+
+    #[test]
+    fn master_without_certificate_gives_no_owner_outside_certified_subtrees() {
+        let mut domains = DOMAINS.to_vec();
+        domains[0].1 = false;
+        let t = tree(&domains, "example.com");
+        for (sni, owner) in [
+            ("t2.example.com", None),
+            ("other.org", None),
+            ("example.com", None),
+            ("t1.example.com", Some("t1.example.com")),
+            ("z.a.t2.example.com", Some("a.t2.example.com")),
+        ] {
+            let walk = t.walk(sni);
+            assert_eq!(walk.owner.map(|id| t.name(id)), owner, "owner for {sni}");
+            if owner.is_none() {
+                assert_eq!(walk.step, Step::Certdir);
+            }
+        }
+    }
+
+    #[test]
+    fn parents_follow_names_and_end_at_master() {
+        let t = tree(DOMAINS, "example.com");
+        let parent = |n: &str| t.parent(t.id(n).expect("configured")).map(|p| t.name(p));
+        assert_eq!(parent("example.com"), None);
+        assert_eq!(parent("t1.example.com"), Some("example.com"));
+        assert_eq!(parent("a.t2.example.com"), Some("t2.example.com"));
+        assert_eq!(parent("customer.org"), Some("example.com"));
+        assert_eq!(parent("shop.customer.org"), Some("customer.org"));
+        let chain: Vec<&str> = t
+            .chain(t.id("deep.t2.example.com").expect("configured"))
+            .into_iter()
+            .map(|id| t.name(id))
+            .collect();
+        assert_eq!(chain, ["deep.t2.example.com", "t2.example.com", "example.com"]);
+    }
+
+    #[test]
+    fn master_below_another_domain_is_still_the_root() {
+        // The master is the root even when a configured name is its DNS parent.
+        let t = tree(&[("corp.test", true), ("app.corp.test", true), ("x.app.corp.test", false)], "app.corp.test");
+        assert_eq!(t.parent(t.id("app.corp.test").expect("configured")), None);
+        assert_eq!(t.walk("corp.test").step, Step::Exact);
+        let walk = t.walk("x.app.corp.test");
+        assert_eq!(walk.owner.map(|id| t.name(id)), Some("app.corp.test"));
+        assert_eq!(walk.step, Step::Master);
+    }
+
+    #[test]
+    fn explain_lists_names_tried() {
+        let t = tree(DOMAINS, "example.com");
+        let tried: Vec<(String, bool)> = t
+            .explain("b.a.t2.example.com")
+            .into_iter()
+            .map(|(n, hit)| (n, hit.is_some()))
+            .collect();
+        assert_eq!(
+            tried,
+            [
+                ("b.a.t2.example.com".to_string(), false),
+                ("a.t2.example.com".to_string(), true)
+            ]
+        );
+        assert_eq!(t.explain("other.org").len(), 2);
+    }
+
+    #[test]
+    fn duplicate_and_missing_master_are_errors() {
+        let dup = [DomainSpec { name: "a.test", has_certificate: false }; 2];
+        assert!(matches!(DomainTree::build(&dup, "a.test"), Err(TreeError::Duplicate(_))));
+        let one = [DomainSpec { name: "a.test", has_certificate: false }];
+        assert!(matches!(DomainTree::build(&one, "b.test"), Err(TreeError::MasterMissing(_))));
+    }
+
+    #[test]
+    fn overlong_upper_case_name_goes_to_master() {
+        let t = tree(DOMAINS, "example.com");
+        let long = "A".repeat(300);
+        assert_eq!(t.walk(&long).step, Step::Master);
+    }
+}
