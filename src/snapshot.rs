@@ -665,16 +665,9 @@ fn build_default(
                         message: format!("{e}; the generated default certificate is kept in memory only"),
                     }),
                 }
-            } else {
-                report.problems.push(Problem {
-                    severity: Severity::Warning,
-                    message: format!(
-                        "no default certificate stored yet; `run` will generate {} for {}",
-                        path.display(),
-                        names.join(", ")
-                    ),
-                });
             }
+            // With DefaultPolicy::InMemory (check, resolve) a missing default
+            // is no problem: `run` generates and stores it.
             LoadedCertificate {
                 certified_key: parsed.certified_key,
                 facts: parsed.leaf,
