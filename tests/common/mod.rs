@@ -1,0 +1,259 @@
+//! Test support: certificates made at test time, sniwalk run in-process on
+//! 127.0.0.1:0, and a real TLS client that reports the leaf it was served.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A certificate made for a test: the `certificate_pem` text, its key and
+/// certificate separately, and the leaf's SHA-256 fingerprint.
+#[derive(Clone, Debug)]
+pub struct TestCert {
+    pub pem: String,
+    pub key_pem: String,
+    pub cert_pem: String,
+    pub sha256: String,
+}
+
+impl TestCert {
+    /// Writes `server.key` and `server.crt` into `dir` (created).
+    pub fn write_certdir(&self, dir: &Path) {
+        std::fs::create_dir_all(dir).expect("create certdir");
+        std::fs::write(dir.join("server.key"), &self.key_pem).expect("write server.key");
+        std::fs::write(dir.join("server.crt"), &self.cert_pem).expect("write server.crt");
+    }
+
+    /// Writes the `certificate_pem` text to `path`.
+    pub fn write_pem(&self, path: &Path) {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent");
+        }
+        std::fs::write(path, &self.pem).expect("write pem");
+    }
+
+    /// The text indented for a YAML block scalar under a domain.
+    pub fn yaml_block(&self, indent: usize) -> String {
+        let pad = " ".repeat(indent);
+        self.pem.lines().map(|l| format!("{pad}{l}\n")).collect()
+    }
+}
+
+/// A self-signed ECDSA P-256 certificate for `names`.
+pub fn cert(names: &[&str]) -> TestCert {
+    cert_valid_for(names, Duration::from_secs(365 * 86_400))
+}
+
+/// A self-signed certificate valid from an hour ago for `validity`.
+pub fn cert_valid_for(names: &[&str], validity: Duration) -> TestCert {
+    let start = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    cert_between(names, start, start + validity)
+}
+
+/// A self-signed certificate valid between two instants.
+pub fn cert_between(names: &[&str], not_before: time::OffsetDateTime, not_after: time::OffsetDateTime) -> TestCert {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, names.first().copied().unwrap_or("test"));
+    params.distinguished_name = dn;
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let certificate = params.self_signed(&key).expect("self-signed");
+    let key_pem = key.serialize_pem();
+    let cert_pem = certificate.pem();
+    TestCert {
+        pem: format!("{key_pem}{cert_pem}"),
+        sha256: sniwalk::pem::sha256_fingerprint(certificate.der()),
+        key_pem,
+        cert_pem,
+    }
+}
+
+/// Installs aws-lc-rs as the process default crypto provider once.
+pub fn install_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
+/// sniwalk running in-process on 127.0.0.1:0 for each configured listener.
+pub struct TestProxy {
+    pub dir: PathBuf,
+    pub addrs: Vec<SocketAddr>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), sniwalk::RunError>>>,
+}
+
+impl TestProxy {
+    /// Writes `yaml` to `dir/proxy.yaml`, loads it and starts the proxy.
+    /// The configured binds are ignored: every listener gets a port of its
+    /// own on 127.0.0.1.
+    pub async fn start(dir: &Path, yaml: &str) -> TestProxy {
+        install_provider();
+        let path = dir.join("proxy.yaml");
+        std::fs::write(&path, yaml).expect("write config");
+        let config = sniwalk::config::Config::load(&path).expect("test config is valid");
+        let mut sockets = Vec::new();
+        let mut addrs = Vec::new();
+        for _ in &config.listeners {
+            let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            addrs.push(socket.local_addr().expect("local addr"));
+            sockets.push(socket);
+        }
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(sniwalk::run(config, sockets, async move {
+            let _ = rx.await;
+        }));
+        TestProxy {
+            dir: dir.to_path_buf(),
+            addrs,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// The first listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Stops the proxy and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let result = tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("proxy stops within 10 s")
+                .expect("proxy task did not panic");
+            result.expect("proxy ran without error");
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Accepts any server certificate: the tests check which one was served by
+/// fingerprint, not whether a browser would trust it.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A rustls client config that trusts anything and offers `alpn`.
+pub fn client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    install_provider();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Connects with a real TLS handshake and returns the stream.
+/// `sni: None` connects "by IP address": rustls then sends no SNI.
+pub async fn connect(
+    addr: SocketAddr,
+    sni: Option<&str>,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(client_config(alpn));
+    let server_name = match sni {
+        Some(name) => ServerName::try_from(name.to_string()).expect("valid SNI"),
+        None => ServerName::IpAddress(addr.ip().into()),
+    };
+    let tcp = TcpStream::connect(addr).await.expect("tcp connect");
+    tokio::time::timeout(Duration::from_secs(10), connector.connect(server_name, tcp))
+        .await
+        .expect("handshake within 10 s")
+        .expect("TLS handshake succeeds")
+}
+
+/// The SHA-256 fingerprint of the leaf served for `sni`.
+pub async fn served_leaf(addr: SocketAddr, sni: Option<&str>) -> String {
+    let stream = connect(addr, sni, &[b"http/1.1"]).await;
+    let (_, connection) = stream.get_ref();
+    let chain = connection.peer_certificates().expect("server sent certificates");
+    sniwalk::pem::sha256_fingerprint(chain[0].as_ref())
+}
+
+/// Sends one HTTP/1.1 GET over TLS and returns (status, body).
+pub async fn https_get(addr: SocketAddr, sni: Option<&str>, host: &str, path: &str) -> (u16, String) {
+    let mut stream = connect(addr, sni, &[b"http/1.1"]).await;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write request");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("response within 10 s")
+        .ok();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("HTTP status line");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Path to the built `sniwalk` binary.
+pub fn sniwalk_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sniwalk")
+}
