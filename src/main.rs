@@ -184,7 +184,14 @@ fn load_snapshot(config_path: &Path) -> anyhow::Result<(Config, Snapshot)> {
 }
 
 fn check(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let (_, snapshot) = load_snapshot(config_path)?;
+    // A configuration that does not load is an error like any other: exit 1.
+    let snapshot = match load_snapshot(config_path) {
+        Ok((_, snapshot)) => snapshot,
+        Err(e) => {
+            eprintln!("sniwalk: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let report = CheckReport::from_snapshot(&snapshot, unix_now());
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -543,6 +543,15 @@ fn settle(
             let mut message = error.message;
             if kept.is_some() {
                 message.push_str("; the previous certificate keeps serving until this is fixed");
+            } else {
+                match place {
+                    Place::Domain(_) => message.push_str(
+                        "; until this is fixed the domain counts as having no certificate \
+                         (names under it get the next certificate up the chain)",
+                    ),
+                    Place::Certdir(_) => message.push_str("; until this is fixed the default certificate serves instead"),
+                    Place::Default => {}
+                }
             }
             problems.push(Problem {
                 severity: Severity::Error,

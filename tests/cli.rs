@@ -1,0 +1,271 @@
+//! The command line: `check` exit codes and messages, `resolve` output,
+//! `selfsigned` output that loads and serves, `pem merge`, `--help`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{TestProxy, cert, cert_between, cert_valid_for, served_leaf, sniwalk_bin};
+
+fn sniwalk(args: &[&str]) -> Output {
+    Command::new(sniwalk_bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("sniwalk runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A config with a master holding `master_file` and `extra` domain lines.
+fn write_config(dir: &Path, extra_domains: &str, extra_top: &str) -> String {
+    let path = dir.join("proxy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "master_domain: example.com\n{extra_top}\
+             domains:\n  example.com:\n    certificate_file: certs/example.com.pem\n{extra_domains}\
+             listeners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:8443\n    certdir: certs/ws\n\
+             \x20   routes:\n      - host: \"*\"\n        status_page: true\n"
+        ),
+    )
+    .expect("write config");
+    path.to_string_lossy().into_owned()
+}
+
+fn good_setup(dir: &Path) -> String {
+    cert(&["example.com", "*.example.com"]).write_pem(&dir.join("certs/example.com.pem"));
+    cert(&["ws.example.com"]).write_certdir(&dir.join("certs/ws"));
+    cert(&["t1.example.com"]).write_pem(&dir.join("certs/t1.pem"));
+    write_config(dir, "  t1.example.com:\n    certificate_file: certs/t1.pem\n  t2.example.com: {}\n", "")
+}
+
+#[test]
+fn check_passes_on_a_good_config_and_lists_every_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = good_setup(dir.path());
+    let out = sniwalk(&["check", "--config", &config]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    for expected in ["example.com", "t1.example.com", "t2.example.com", "certdir", "ws", "default", "system_state: ok"] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!dir.path().join("state").exists(), "check writes nothing");
+}
+
+#[test]
+fn check_json_is_machine_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = good_setup(dir.path());
+    let out = sniwalk(&["check", "--config", &config, "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(json["system_state"], "ok");
+    let rows = json["certificates"].as_array().expect("rows");
+    let t1 = rows.iter().find(|r| r["name"] == "t1.example.com").expect("t1 row");
+    assert_eq!(t1["place"], "domain");
+    assert_eq!(t1["source"], "file");
+    assert_eq!(t1["names"][0], "t1.example.com");
+    assert!(t1["days_left"].as_i64().expect("days") >= 363);
+    assert_eq!(t1["sha256"].as_str().expect("fingerprint").len(), 95);
+    let t2 = rows.iter().find(|r| r["name"] == "t2.example.com").expect("t2 row");
+    assert_eq!(t2["source"], "none");
+}
+
+#[test]
+fn check_exits_1_on_errors_and_names_domain_and_file() {
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("garbage", b"\x00\x01\xffbinary", "not text"),
+        ("empty", b"", "no PEM blocks"),
+        ("truncated", b"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49", "cut off"),
+    ];
+    for (what, content, message) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = good_setup(dir.path());
+        std::fs::write(dir.path().join("certs/t1.pem"), content).expect("write broken");
+        let out = sniwalk(&["check", "--config", &config]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{what}: {text}");
+        assert!(text.contains("t1.example.com") && text.contains("t1.pem"), "{what}: {text}");
+        assert!(text.contains(message), "{what}: expected {message:?} in {text}");
+        assert!(text.contains("system_state: error"), "{what}: {text}");
+    }
+}
+
+#[test]
+fn check_reports_key_mismatch_missing_file_and_bad_certdir() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = good_setup(dir.path());
+    let other = cert(&["other.test"]);
+    let t1 = std::fs::read_to_string(dir.path().join("certs/t1.pem")).expect("read");
+    let cert_only = &t1[t1.find("-----BEGIN CERTIFICATE").expect("cert block")..];
+    std::fs::write(dir.path().join("certs/t1.pem"), format!("{}{cert_only}", other.key_pem)).expect("write");
+    std::fs::remove_file(dir.path().join("certs/ws/server.key")).expect("remove key");
+    let out = sniwalk(&["check", "--config", &config]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("matches none"), "key mismatch reported: {text}");
+    assert!(text.contains("server.key"), "missing certdir key reported: {text}");
+}
+
+#[test]
+fn check_warnings_do_not_change_the_exit_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = good_setup(dir.path());
+    // Expires in 5 days, and does not cover its own name.
+    cert_valid_for(&["elsewhere.test"], Duration::from_secs(5 * 86_400 + 7200)).write_pem(&dir.path().join("certs/t1.pem"));
+    let out = sniwalk(&["check", "--config", &config]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("expires within 14 days"), "{text}");
+    assert!(text.contains("does not cover `t1.example.com`"), "{text}");
+    assert!(text.contains("system_state: warning"), "{text}");
+}
+
+#[test]
+fn check_flags_expired_as_error_and_hand_managed_acme() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = time::OffsetDateTime::now_utc();
+    cert_between(&["t1.example.com"], now - time::Duration::days(100), now - time::Duration::days(10))
+        .write_pem(&dir.path().join("certs/t1.pem"));
+    cert(&["example.com"]).write_pem(&dir.path().join("certs/example.com.pem"));
+    cert(&["ws.example.com"]).write_certdir(&dir.path().join("certs/ws"));
+    let config = write_config(
+        dir.path(),
+        "  t1.example.com:\n    certificate_file: certs/t1.pem\n    acme: { enabled: true, account_email: ops@example.com }\n",
+        "",
+    );
+    let out = sniwalk(&["check", "--config", &config]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("expired"), "{text}");
+    assert!(text.contains("managed by hand"), "{text}");
+}
+
+#[test]
+fn configuration_errors_exit_1_with_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(&path, "master_domain: example.com\ndomains:\n  example.com:\n    certifcate_file: x.pem\n")
+        .expect("write");
+    let out = sniwalk(&["check", "--config", &path.to_string_lossy()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("proxy.yaml"), "{err}");
+    assert!(err.contains("certifcate_file") && err.contains("line 4 column 5"), "{err}");
+
+    let out = sniwalk(&["check", "--config", &dir.path().join("missing.yaml").to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing.yaml"), "{}", stderr(&out));
+}
+
+#[test]
+fn resolve_prints_names_tried_and_the_choice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = good_setup(dir.path());
+    let out = sniwalk(&["resolve", "--config", &config, "b.x.t1.example.com"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let tried = text.find("1. b.x.t1.example.com  not configured").expect("first name tried");
+    let second = text.find("2. x.t1.example.com  not configured").expect("second name tried");
+    let third = text.find("3. t1.example.com  configured").expect("third name tried");
+    assert!(tried < second && second < third, "{text}");
+    assert!(text.contains("chosen: ancestor"), "{text}");
+
+    let out = sniwalk(&["resolve", "--config", &config, "--listener", "ws", "--no-sni"]);
+    let text = stdout(&out);
+    assert!(text.contains("chosen: certdir"), "{text}");
+    assert!(text.contains("ws.example.com"), "{text}");
+
+    let out = sniwalk(&["resolve", "--config", &config, "other.org", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["step"], "master");
+    assert_eq!(json["certificate"]["covers_name"], false);
+
+    let out = sniwalk(&["resolve", "--config", &config, "--listener", "nope", "a.test"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no listener named `nope`"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn selfsigned_output_loads_and_serves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().join("certs/ws");
+    for rsa in [false, true] {
+        let mut args = vec!["selfsigned", "--name", "local.test", "--days", "30", "--out"];
+        let out_str = out_dir.to_string_lossy().into_owned();
+        args.push(&out_str);
+        if rsa {
+            args.push("--rsa");
+        }
+        let out = sniwalk(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(out_dir.join("server.key")).expect("key").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let key = std::fs::read_to_string(out_dir.join("server.key")).expect("key");
+        let crt = std::fs::read_to_string(out_dir.join("server.crt")).expect("crt");
+        let parsed = sniwalk::pem::parse_key_and_chain(&key, &crt).expect("selfsigned output parses");
+        assert!(parsed.leaf.covers("local.test"));
+        assert_eq!(parsed.leaf.days_left(sniwalk::unix_now()), 29);
+        let yaml = "master_domain: local.test\ndomains:\n  local.test: {}\n\
+                    listeners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    certdir: certs/ws\n\
+                    \x20   routes:\n      - host: \"*\"\n        status_page: true\n";
+        let proxy = TestProxy::start(dir.path(), yaml).await;
+        assert_eq!(served_leaf(proxy.addr(), Some("local.test")).await, parsed.leaf.sha256, "rsa={rsa}");
+        proxy.stop().await;
+    }
+}
+
+#[test]
+fn pem_merge_prints_a_validated_certificate_pem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leaf = cert(&["merge.test"]);
+    let chain = cert(&["intermediate.test"]);
+    std::fs::write(dir.path().join("k.pem"), &leaf.key_pem).expect("write");
+    std::fs::write(dir.path().join("c.pem"), &leaf.cert_pem).expect("write");
+    std::fs::write(dir.path().join("ca.pem"), &chain.cert_pem).expect("write");
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let out = sniwalk(&["pem", "merge", "--key", &p("k.pem"), "--cert", &p("c.pem"), "--chain", &p("ca.pem")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "key first: {text}");
+    let parsed = sniwalk::pem::parse_certificate_pem(&text).expect("merged text parses");
+    assert_eq!(parsed.leaf.sha256, leaf.sha256);
+    assert_eq!(parsed.certified_key.cert.len(), 2, "leaf and chain");
+
+    // A key that does not belong to the certificate is refused.
+    std::fs::write(dir.path().join("k.pem"), &chain.key_pem).expect("write");
+    let out = sniwalk(&["pem", "merge", "--key", &p("k.pem"), "--cert", &p("c.pem")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("matches none"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "nothing printed on error");
+}
+
+#[test]
+fn help_everywhere() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check", "--help"],
+        &["resolve", "--help"],
+        &["selfsigned", "--help"],
+        &["pem", "--help"],
+        &["pem", "merge", "--help"],
+    ] {
+        let out = sniwalk(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(stdout(&out).contains("Usage"), "{args:?}");
+    }
+}
