@@ -13,8 +13,8 @@ use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 /// Where `state_dir` is when the configuration does not say.
 pub const DEFAULT_STATE_DIR: &str = "state";
@@ -245,13 +245,13 @@ impl Config {
                 (Some(_), Some(_)) => {
                     return Err(invalid(format!(
                         "{field}: set either `certificate_pem` or `certificate_file`, not both{}",
-                        locate(text, &format!("{}:", name.0))
+                        locate_entry(text, &name.0, "", 0)
                     )));
                 }
                 (Some(pem), None) => CertificateSource::Inline(pem),
-                (None, Some(file)) => {
-                    CertificateSource::File(paths.resolve(&file, &format!("{field}.certificate_file"))?)
-                }
+                (None, Some(file)) => CertificateSource::File(
+                    paths.resolve(&file, &format!("{field}.certificate_file"))?,
+                ),
                 (None, None) => CertificateSource::None,
             };
             domains.push(DomainConfig {
@@ -262,26 +262,32 @@ impl Config {
         }
 
         let mut listeners: Vec<ListenerConfig> = Vec::with_capacity(raw.listeners.len());
+        let mut raw_binds: Vec<String> = Vec::with_capacity(raw.listeners.len());
         for raw_listener in raw.listeners {
             let field = format!("listeners.{}", raw_listener.name);
             if raw_listener.name.is_empty() {
-                return Err(invalid("listeners: every listener needs a non-empty `name`".into()));
+                return Err(invalid(
+                    "listeners: every listener needs a non-empty `name`".into(),
+                ));
             }
             if listeners.iter().any(|l| l.name == raw_listener.name) {
                 return Err(invalid(format!(
                     "{field}: the listener name `{}` is used twice; names must be unique{}",
                     raw_listener.name,
-                    locate_nth(text, &format!("name: {}", raw_listener.name), 1)
+                    locate_entry(text, "name", &raw_listener.name, 1)
                 )));
             }
             let bind = raw_listener.bind.0;
             if let Some(other) = listeners.iter().find(|l| l.bind == bind) {
+                let raw_bind = &raw_listener.bind.1;
+                let earlier = raw_binds.iter().filter(|b| *b == raw_bind).count();
                 return Err(invalid(format!(
                     "{field}.bind: `{bind}` is already bound by listener `{}`{}",
                     other.name,
-                    locate_nth(text, &format!("bind: {}", raw_listener.bind.1), 1)
+                    locate_entry(text, "bind", raw_bind, earlier)
                 )));
             }
+            raw_binds.push(raw_listener.bind.1);
             let kind = raw_listener.kind;
             if kind != ListenerKind::Https && !raw_listener.routes.is_empty() {
                 return Err(invalid(format!(
@@ -393,7 +399,11 @@ impl PathResolver<'_> {
                         message: format!(
                             "{field}: unknown alias `{alias}` in `{value}`; define it under `paths:` \
                              (known: {}){}",
-                            if known.is_empty() { "none".to_string() } else { known.join(", ") },
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            },
                             locate(self.text, value)
                         ),
                     });
@@ -427,9 +437,43 @@ fn locate(text: &str, needle: &str) -> String {
 
 /// Like [`locate`], for the occurrence after `skip` earlier ones.
 fn locate_nth(text: &str, needle: &str, skip: usize) -> String {
-    let Some((offset, _)) = text.match_indices(needle).nth(skip) else {
-        return String::new();
+    text.match_indices(needle)
+        .nth(skip)
+        .map_or_else(String::new, |(offset, _)| position(text, offset))
+}
+
+/// Like [`locate_nth`], for the entry `key: value` (value plain or quoted;
+/// an empty `value` finds the key whatever follows it). Unlike a bare
+/// substring search, `name: ws` does not find `name: ws2` nor `hostname: ws`,
+/// and `example.com:` does not find `www.example.com:`.
+fn locate_entry(text: &str, key: &str, value: &str, skip: usize) -> String {
+    let needles: Vec<String> = if value.is_empty() {
+        vec![format!("{key}:")]
+    } else {
+        ["", "\"", "'"]
+            .iter()
+            .map(|q| format!("{key}: {q}{value}{q}"))
+            .collect()
     };
+    let mut offsets: Vec<usize> = needles
+        .iter()
+        .flat_map(|needle| text.match_indices(needle.as_str()))
+        .filter(|&(offset, needle)| {
+            let before = text[..offset].chars().next_back();
+            let after = text[offset + needle.len()..].chars().next();
+            before.is_none_or(|c| c.is_whitespace() || c == '{' || c == ',')
+                && after.is_none_or(|c| c.is_whitespace() || c == ',' || c == '}' || c == '#')
+        })
+        .map(|(offset, _)| offset)
+        .collect();
+    offsets.sort_unstable();
+    offsets
+        .get(skip)
+        .map_or_else(String::new, |&offset| position(text, offset))
+}
+
+/// ` at line L column C` for a byte offset into `text`.
+fn position(text: &str, offset: usize) -> String {
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = offset - before.rfind('\n').map_or(0, |nl| nl + 1) + 1;
@@ -507,9 +551,12 @@ fn parse_host_pattern(input: &str) -> Result<HostPattern, String> {
         return Ok(HostPattern::Any);
     }
     if let Some(suffix) = trimmed.strip_prefix("*.") {
-        return normalize_domain_name(suffix).map(|s| HostPattern::Suffix(format!(".{s}")));
+        return normalize_domain_name(suffix).map(HostPattern::Suffix);
     }
-    let name = trimmed.strip_suffix('.').unwrap_or(trimmed).to_ascii_lowercase();
+    let name = trimmed
+        .strip_suffix('.')
+        .unwrap_or(trimmed)
+        .to_ascii_lowercase();
     if name.parse::<IpAddr>().is_ok() || name == "localhost" {
         return Ok(HostPattern::Exact(name));
     }
@@ -597,10 +644,34 @@ struct DomainName(String);
 
 impl<'de> Deserialize<'de> for DomainName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        normalize_domain_name(&raw)
-            .map(DomainName)
-            .map_err(|e| de::Error::custom(format!("invalid domain name: {e}")))
+        deserializer.deserialize_str(CheckedStr(|raw: &str| {
+            normalize_domain_name(raw)
+                .map(DomainName)
+                .map_err(|e| format!("invalid domain name: {e}"))
+        }))
+    }
+}
+
+/// Reads a string and checks it inside the visitor: the YAML parser adds the
+/// line and column of a value only to errors raised while it is being read,
+/// not to errors raised after `String::deserialize` has returned (those get
+/// the position of the enclosing map).
+struct CheckedStr<F>(F);
+
+impl<'de, T, F: FnOnce(&str) -> Result<T, String>> Visitor<'de> for CheckedStr<F> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        (self.0)(v).map_err(E::custom)
+    }
+}
+
+impl<'de, T, F: FnOnce(&str) -> Result<T, String>> DeserializeSeed<'de> for CheckedStr<F> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        deserializer.deserialize_str(self)
     }
 }
 
@@ -609,10 +680,11 @@ struct Bind(SocketAddr, String);
 
 impl<'de> Deserialize<'de> for Bind {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        parse_bind(&raw)
-            .map(|addr| Bind(addr, raw.clone()))
-            .map_err(|e| de::Error::custom(format!("invalid bind: {e}")))
+        deserializer.deserialize_str(CheckedStr(|raw: &str| {
+            parse_bind(raw)
+                .map(|addr| Bind(addr, raw.to_string()))
+                .map_err(|e| format!("invalid bind: {e}"))
+        }))
     }
 }
 
@@ -620,10 +692,11 @@ struct HostPatternField(HostPattern);
 
 impl<'de> Deserialize<'de> for HostPatternField {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        parse_host_pattern(&raw)
-            .map(HostPatternField)
-            .map_err(|e| de::Error::custom(format!("invalid route host: {e}")))
+        deserializer.deserialize_str(CheckedStr(|raw: &str| {
+            parse_host_pattern(raw)
+                .map(HostPatternField)
+                .map_err(|e| format!("invalid route host: {e}"))
+        }))
     }
 }
 
@@ -631,14 +704,26 @@ struct StatusCodeField(u16);
 
 impl<'de> Deserialize<'de> for StatusCodeField {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let code = u16::deserialize(deserializer)?;
-        if (100..=599).contains(&code) {
-            Ok(StatusCodeField(code))
-        } else {
-            Err(de::Error::custom(format!(
-                "invalid status `{code}`: an HTTP status is between 100 and 599"
-            )))
+        // Checked inside the visitor, for the position (see `CheckedStr`).
+        struct StatusVisitor;
+        impl Visitor<'_> for StatusVisitor {
+            type Value = StatusCodeField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an HTTP status between 100 and 599")
+            }
+            fn visit_u64<E: de::Error>(self, code: u64) -> Result<StatusCodeField, E> {
+                u16::try_from(code)
+                    .ok()
+                    .filter(|code| (100..=599).contains(code))
+                    .map(StatusCodeField)
+                    .ok_or_else(|| {
+                        E::custom(format!(
+                            "invalid status `{code}`: an HTTP status is between 100 and 599"
+                        ))
+                    })
+            }
         }
+        deserializer.deserialize_u16(StatusVisitor)
     }
 }
 
@@ -656,16 +741,21 @@ impl<'de> Deserialize<'de> for DomainMap {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DomainMap, A::Error> {
                 let mut entries: Vec<(DomainName, Option<RawDomain>)> = Vec::new();
                 let mut seen = std::collections::HashSet::new();
-                while let Some(name) = map.next_key::<DomainName>()? {
-                    if !seen.insert(name.0.clone()) {
-                        return Err(de::Error::custom(format!(
-                            "duplicate domain `{}` (names are compared lower-case, without a trailing dot); \
-                             keep one entry",
-                            name.0
-                        )));
+                // The key is checked while it is read, so errors carry its
+                // position rather than that of the `domains:` map.
+                while let Some(name) = map.next_key_seed(CheckedStr(|raw: &str| {
+                    let name = normalize_domain_name(raw).map_err(|e| format!("invalid domain name: {e}"))?;
+                    if seen.contains(&name) {
+                        return Err(format!(
+                            "duplicate domain `{name}` (names are compared lower-case, without a trailing dot); \
+                             keep one entry"
+                        ));
                     }
+                    Ok(name)
+                }))? {
+                    seen.insert(name.clone());
                     let value = map.next_value::<Option<RawDomain>>()?;
-                    entries.push((name, value));
+                    entries.push((DomainName(name), value));
                 }
                 Ok(DomainMap(entries))
             }
@@ -688,10 +778,14 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueMap<V>, A::Error> {
                 let mut out = BTreeMap::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if out.contains_key(&key) {
-                        return Err(de::Error::custom(format!("duplicate key `{key}`")));
+                // Checked while the key is read, for its position.
+                while let Some(key) = map.next_key_seed(CheckedStr(|key: &str| {
+                    if out.contains_key(key) {
+                        Err(format!("duplicate key `{key}`"))
+                    } else {
+                        Ok(key.to_string())
                     }
+                }))? {
                     let value = map.next_value()?;
                     out.insert(key, value);
                 }

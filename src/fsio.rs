@@ -26,7 +26,9 @@ pub enum FsError {
         source: io::Error,
     },
     /// The file is larger than [`MAX_CERT_FILE_BYTES`].
-    #[error("{path} is {size} bytes, too large for a certificate file (limit {limit}); is it the right file?")]
+    #[error(
+        "{path} is {size} bytes, too large for a certificate file (limit {limit}); is it the right file?"
+    )]
     TooLarge {
         /// The file.
         path: PathBuf,
@@ -36,7 +38,9 @@ pub enum FsError {
         limit: u64,
     },
     /// The file is not UTF-8 text (binary garbage, a DER file).
-    #[error("{path} is not text; certificate files must be PEM (convert DER with `openssl x509 -inform der`)")]
+    #[error(
+        "{path} is not text; certificate files must be PEM (convert DER with `openssl x509 -inform der`)"
+    )]
     NotText {
         /// The file.
         path: PathBuf,
@@ -170,7 +174,10 @@ mod tests {
         assert!(err.to_string().contains("garbage.pem"), "{err}");
         let huge = dir.path().join("huge.pem");
         fs::write(&huge, vec![b'a'; (MAX_CERT_FILE_BYTES + 1) as usize]).expect("write");
-        assert!(matches!(read_cert_text(&huge), Err(FsError::TooLarge { .. })));
+        assert!(matches!(
+            read_cert_text(&huge),
+            Err(FsError::TooLarge { .. })
+        ));
         let missing = read_cert_text(&dir.path().join("nope.pem")).expect_err("missing");
         assert!(missing.is_not_found());
     }

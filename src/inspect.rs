@@ -80,12 +80,18 @@ impl CheckReport {
                 CheckRow {
                     place,
                     name,
-                    source: report.kind.map(|k| k.as_str()).unwrap_or("none").to_string(),
+                    source: report
+                        .kind
+                        .map(|k| k.as_str())
+                        .unwrap_or("none")
+                        .to_string(),
                     file: report.file.as_ref().map(|f| f.display().to_string()),
                     acme_enabled: report.acme_enabled,
                     acme_issued: loaded.is_some_and(|l| l.acme_issued),
                     subject: loaded.map(|l| l.facts.subject.clone()),
-                    names: loaded.map(|l| l.facts.dns_names.clone()).unwrap_or_default(),
+                    names: loaded
+                        .map(|l| l.facts.dns_names.clone())
+                        .unwrap_or_default(),
                     not_after: loaded.map(|l| rfc3339(l.facts.not_after)),
                     days_left: loaded.map(|l| l.facts.days_left(now)),
                     sha256: loaded.map(|l| l.facts.sha256.clone()),
@@ -114,7 +120,16 @@ impl CheckReport {
 
     /// The report as an aligned table with problems under their rows.
     pub fn render_text(&self) -> String {
-        let header = ["PLACE", "NAME", "SOURCE", "SUBJECT", "NAMES", "NOT AFTER", "DAYS", "STATE"];
+        let header = [
+            "PLACE",
+            "NAME",
+            "SOURCE",
+            "SUBJECT",
+            "NAMES",
+            "NOT AFTER",
+            "DAYS",
+            "STATE",
+        ];
         let rows: Vec<[String; 8]> = self
             .certificates
             .iter()
@@ -128,9 +143,15 @@ impl CheckReport {
                         row.source.clone()
                     },
                     row.subject.clone().unwrap_or_else(|| "-".into()),
-                    if row.names.is_empty() { "-".into() } else { row.names.join(",") },
+                    if row.names.is_empty() {
+                        "-".into()
+                    } else {
+                        row.names.join(",")
+                    },
                     row.not_after.clone().unwrap_or_else(|| "-".into()),
-                    row.days_left.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                    row.days_left
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     row.state.to_string(),
                 ]
             })
@@ -193,7 +214,10 @@ fn state_label(worst: Option<Severity>) -> &'static str {
 pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix.to_string())
 }
 
@@ -293,23 +317,26 @@ impl Resolution {
             (Step::Ancestor, Some(d)) => {
                 format!("`{d}` is the nearest domain on the chain with a certificate")
             }
-            (Step::Master, Some(d)) => format!(
-                "no domain before the master has a certificate; the master `{d}` has one"
-            ),
+            (Step::Master, Some(d)) => {
+                format!("no domain before the master has a certificate; the master `{d}` has one")
+            }
             (Step::Certdir, _) if normalized.is_none() => {
                 "no SNI: the listener's certdir serves".to_string()
             }
             (Step::Certdir, _) => {
-                "no domain on the chain has a certificate: the listener's certdir serves".to_string()
+                "no domain on the chain has a certificate: the listener's certdir serves"
+                    .to_string()
             }
             _ if listener.is_none() => {
                 "no domain on the chain has a certificate and no listener was named \
                  (--listener NAME adds its certdir): the default certificate serves"
                     .to_string()
             }
-            _ => "no domain on the chain has a certificate and the listener has no working certdir: \
+            _ => {
+                "no domain on the chain has a certificate and the listener has no working certdir: \
                   the default certificate serves"
-                .to_string(),
+                    .to_string()
+            }
         };
         let certificate = chosen(choice.certificate, normalized.as_deref());
         Resolution {
@@ -343,7 +370,11 @@ impl Resolution {
                     "  {}. {}  {}",
                     i + 1,
                     t.name,
-                    if t.configured { "configured" } else { "not configured" }
+                    if t.configured {
+                        "configured"
+                    } else {
+                        "not configured"
+                    }
                 );
             }
             out.push_str("chain walked:\n");
@@ -352,7 +383,11 @@ impl Resolution {
                     out,
                     "  {}  {}",
                     link.domain,
-                    if link.has_certificate { "has a certificate" } else { "no certificate" }
+                    if link.has_certificate {
+                        "has a certificate"
+                    } else {
+                        "no certificate"
+                    }
                 );
             }
         }
@@ -367,7 +402,9 @@ impl Resolution {
         let _ = writeln!(out, "  not after: {}", c.not_after);
         let _ = writeln!(out, "  sha256:    {}", c.sha256);
         if c.covers_name == Some(false) {
-            out.push_str("  warning:   the certificate does not cover this name; clients will refuse it\n");
+            out.push_str(
+                "  warning:   the certificate does not cover this name; clients will refuse it\n",
+            );
         }
         out
     }

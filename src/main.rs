@@ -10,7 +10,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use sniwalk::config::{Config, normalize_domain_name};
 use sniwalk::inspect::{CheckReport, Resolution};
-use sniwalk::snapshot::{CERTDIR_CERT, CERTDIR_KEY, DefaultPolicy, Snapshot, generate_self_signed_pem};
+use sniwalk::snapshot::{
+    CERTDIR_CERT, CERTDIR_KEY, DefaultPolicy, Snapshot, generate_self_signed_pem,
+};
 use sniwalk::{fsio, pem, unix_now};
 
 /// TLS-terminating reverse proxy that picks the certificate for every
@@ -112,8 +114,19 @@ fn main() -> ExitCode {
             json,
             name,
             no_sni,
-        }) => resolve(&config.config, listener.as_deref(), name.as_deref(), no_sni, json),
-        Some(Command::Selfsigned { name, days, rsa, out }) => selfsigned(&name, days, rsa, &out),
+        }) => resolve(
+            &config.config,
+            listener.as_deref(),
+            name.as_deref(),
+            no_sni,
+            json,
+        ),
+        Some(Command::Selfsigned {
+            name,
+            days,
+            rsa,
+            out,
+        }) => selfsigned(&name, days, rsa, &out),
         Some(Command::Pem {
             command: PemCommand::Merge { key, cert, chain },
         }) => pem_merge(&key, &cert, chain.as_deref()),
@@ -219,7 +232,10 @@ fn resolve(
     let index = match listener {
         Some(wanted) => Some(snapshot.listener_index(wanted).with_context(|| {
             let known: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
-            format!("no listener named `{wanted}` (configured: {})", known.join(", "))
+            format!(
+                "no listener named `{wanted}` (configured: {})",
+                known.join(", ")
+            )
         })?),
         None => config
             .listeners
@@ -251,11 +267,21 @@ fn selfsigned(names: &[String], days: u32, rsa: bool, out: &Path) -> anyhow::Res
     fsio::write_atomic(&key_path, key_pem.as_bytes(), true)?;
     fsio::write_atomic(&cert_path, cert_pem.as_bytes(), false)?;
     let parsed = pem::parse_key_and_chain(key_pem, cert_pem)?;
-    println!("wrote {} (0600) and {}", key_path.display(), cert_path.display());
+    println!(
+        "wrote {} (0600) and {}",
+        key_path.display(),
+        cert_path.display()
+    );
     println!("names:     {}", parsed.leaf.dns_names.join(", "));
-    println!("not after: {}", sniwalk::inspect::rfc3339(parsed.leaf.not_after));
+    println!(
+        "not after: {}",
+        sniwalk::inspect::rfc3339(parsed.leaf.not_after)
+    );
     println!("sha256:    {}", parsed.leaf.sha256);
-    println!("point a listener's `certdir:` at {} to serve it", out.display());
+    println!(
+        "point a listener's `certdir:` at {} to serve it",
+        out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -276,8 +302,10 @@ fn pem_merge(key: &Path, cert: &Path, chain: Option<&Path>) -> anyhow::Result<Ex
     }
     let parsed = pem::parse_key_and_chain(&key_text, &cert_text)
         .with_context(|| format!("{} + {}", key.display(), cert.display()))?;
-    let key_der = pem::private_key_as_pkcs8(&key_text).with_context(|| key.display().to_string())?;
-    let text = pem::render_certificate_pem(&Default::default(), &key_der, &parsed.certified_key.cert);
+    let key_der =
+        pem::private_key_as_pkcs8(&key_text).with_context(|| key.display().to_string())?;
+    let text =
+        pem::render_certificate_pem(&Default::default(), &key_der, &parsed.certified_key.cert);
     print!("{text}");
     eprintln!(
         "merged: {} (names: {}; not after {}; chain of {})",

@@ -41,7 +41,9 @@ pub enum PemError {
     )]
     NoBlocks,
     /// A `-----BEGIN X-----` without its `-----END X-----`.
-    #[error("the `{label}` block has no matching `-----END {label}-----` line; the text looks cut off")]
+    #[error(
+        "the `{label}` block has no matching `-----END {label}-----` line; the text looks cut off"
+    )]
     Unterminated {
         /// Label of the block that was opened.
         label: String,
@@ -61,7 +63,9 @@ pub enum PemError {
     )]
     EncryptedKey,
     /// No private key block in the text.
-    #[error("no private key found; put the private key (-----BEGIN PRIVATE KEY-----) before the certificate")]
+    #[error(
+        "no private key found; put the private key (-----BEGIN PRIVATE KEY-----) before the certificate"
+    )]
     NoPrivateKey,
     /// More than one private key block, so the pairing is ambiguous.
     #[error("{count} private keys found; keep only the key that belongs to the certificate")]
@@ -76,7 +80,9 @@ pub enum PemError {
     )]
     UnsupportedKey,
     /// No certificate block in the text.
-    #[error("no certificate found; put the certificate (-----BEGIN CERTIFICATE-----) after the private key")]
+    #[error(
+        "no certificate found; put the certificate (-----BEGIN CERTIFICATE-----) after the private key"
+    )]
     NoCertificate,
     /// A certificate block whose DER is not an X.509 certificate.
     #[error("certificate {index} is not a valid X.509 certificate: {reason}")]
@@ -258,7 +264,11 @@ pub fn parse_key_and_chain(key_text: &str, chain_text: &str) -> Result<ParsedPem
         return Err(PemError::NoPrivateKey);
     }
     let chain = scan(chain_text)?;
-    if !chain.blocks.iter().any(|b| b.label.ends_with("CERTIFICATE")) {
+    if !chain
+        .blocks
+        .iter()
+        .any(|b| b.label.ends_with("CERTIFICATE"))
+    {
         return Err(PemError::NoCertificate);
     }
     let mut joined = String::with_capacity(key_text.len() + chain_text.len() + 1);
@@ -270,7 +280,11 @@ pub fn parse_key_and_chain(key_text: &str, chain_text: &str) -> Result<ParsedPem
 
 /// Writes a parsed certificate back as a canonical `certificate_pem`:
 /// marker lines, the PKCS#8 key, the leaf, then the chain.
-pub fn render_certificate_pem(markers: &Markers, key_pkcs8_der: &[u8], chain: &[CertificateDer<'_>]) -> String {
+pub fn render_certificate_pem(
+    markers: &Markers,
+    key_pkcs8_der: &[u8],
+    chain: &[CertificateDer<'_>],
+) -> String {
     let mut out = String::new();
     for (k, v) in &markers.pairs {
         let _ = writeln!(out, "{k}={v}");
@@ -314,7 +328,9 @@ pub fn private_key_as_pkcs8(text: &str) -> Result<Vec<u8>, PemError> {
     // aws-lc-rs, which knows both, to do the conversion.
     let rsa = aws_lc_rs::rsa::KeyPair::from_der(&der)
         .ok()
-        .and_then(|k| aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&k).ok())
+        .and_then(|k| {
+            aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&k).ok()
+        })
         .map(|d| d.as_ref().to_vec());
     if let Some(pkcs8) = rsa {
         return Ok(pkcs8);
@@ -347,19 +363,24 @@ fn load_signing_key(der: Vec<u8>) -> Result<Arc<dyn SigningKey>, PemError> {
 
 /// Puts the certificate matching the key first, keeping the others in order.
 fn order_chain(
-    certs: Vec<Vec<u8>>,
+    mut certs: Vec<Vec<u8>>,
     key: &dyn SigningKey,
 ) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let key_spki = key.public_key().ok_or(PemError::UnsupportedKey)?;
     let mut leaf_index = None;
-    for (index, der) in certs.iter().enumerate() {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| PemError::BadCertificate {
-            index: index + 1,
-            reason: e.to_string(),
-        })?;
+    for (index, der) in certs.iter_mut().enumerate() {
+        let (rest, cert) =
+            X509Certificate::from_der(der).map_err(|e| PemError::BadCertificate {
+                index: index + 1,
+                reason: e.to_string(),
+            })?;
         if leaf_index.is_none() && cert.tbs_certificate.subject_pki.raw == key_spki.as_ref() {
             leaf_index = Some(index);
         }
+        // A `TRUSTED CERTIFICATE` carries OpenSSL trust settings after the
+        // certificate; serve (and fingerprint) the certificate alone.
+        let cert_len = der.len() - rest.len();
+        der.truncate(cert_len);
     }
     let count = certs.len();
     let leaf_index = leaf_index.ok_or(PemError::KeyMatchesNoCertificate {

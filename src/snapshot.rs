@@ -389,7 +389,9 @@ impl Snapshot {
 
     /// A domain's own certificate, if it loaded.
     pub fn domain_certificate(&self, id: DomainId) -> Option<&Arc<LoadedCertificate>> {
-        self.domain_certificates.get(id as usize).and_then(Option::as_ref)
+        self.domain_certificates
+            .get(id as usize)
+            .and_then(Option::as_ref)
     }
 
     /// A listener's certdir certificate, if it loaded.
@@ -467,11 +469,10 @@ struct LoadError {
 type Attempt = Result<ParsedPem, LoadError>;
 
 fn load_pem_text(text: &str) -> Attempt {
-    pem::parse_certificate_pem(text)
-                .map_err(|e| LoadError {
-            message: e.to_string(),
-            not_found: false,
-        })
+    pem::parse_certificate_pem(text).map_err(|e| LoadError {
+        message: e.to_string(),
+        not_found: false,
+    })
 }
 
 fn load_pem_file(path: &Path) -> Attempt {
@@ -479,11 +480,10 @@ fn load_pem_file(path: &Path) -> Attempt {
         not_found: e.is_not_found(),
         message: e.to_string(),
     })?;
-    pem::parse_certificate_pem(&text)
-                .map_err(|e| LoadError {
-            message: format!("{}: {e}", path.display()),
-            not_found: false,
-        })
+    pem::parse_certificate_pem(&text).map_err(|e| LoadError {
+        message: format!("{}: {e}", path.display()),
+        not_found: false,
+    })
 }
 
 fn load_certdir(dir: &Path) -> Attempt {
@@ -508,11 +508,10 @@ fn load_certdir(dir: &Path) -> Attempt {
     };
     let key = read(&key_path)?;
     let chain = read(&cert_path)?;
-    pem::parse_key_and_chain(&key, &chain)
-                .map_err(|e| LoadError {
-            message: format!("certdir {}: {e}", dir.display()),
-            not_found: false,
-        })
+    pem::parse_key_and_chain(&key, &chain).map_err(|e| LoadError {
+        message: format!("certdir {}: {e}", dir.display()),
+        not_found: false,
+    })
 }
 
 /// Turns a load attempt into the certificate to serve, recording problems:
@@ -549,7 +548,8 @@ fn settle(
                         "; until this is fixed the domain counts as having no certificate \
                          (names under it get the next certificate up the chain)",
                     ),
-                    Place::Certdir(_) => message.push_str("; until this is fixed the default certificate serves instead"),
+                    Place::Certdir(_) => message
+                        .push_str("; until this is fixed the default certificate serves instead"),
                     Place::Default => {}
                 }
             }
@@ -597,7 +597,9 @@ fn check_validity(problems: &mut Vec<Problem>, facts: &CertificateFacts, now: i6
     if facts.not_before > now {
         problems.push(Problem {
             severity: Severity::Warning,
-            message: "the certificate is not valid yet (not-before is in the future); check the clock".into(),
+            message:
+                "the certificate is not valid yet (not-before is in the future); check the clock"
+                    .into(),
         });
     }
 }
@@ -646,9 +648,9 @@ fn build_default(
     }
     let path = config.state_dir.join(GENERATED_DEFAULT_FILE);
     let names = generated_default_names(&config.master_domain);
-    let reusable = load_pem_file(&path)
-        .ok()
-        .filter(|parsed| names.iter().all(|n| parsed.leaf.covers(n)) && parsed.leaf.not_after > now);
+    let reusable = load_pem_file(&path).ok().filter(|parsed| {
+        names.iter().all(|n| parsed.leaf.covers(n)) && parsed.leaf.not_after > now
+    });
     let loaded = match reusable {
         Some(parsed) => LoadedCertificate {
             certified_key: parsed.certified_key,
@@ -658,8 +660,10 @@ fn build_default(
             acme_issued: false,
         },
         None => {
-            let text = generate_self_signed_pem(&names, 3650, false).map_err(SnapshotError::Generate)?;
-            let parsed = pem::parse_certificate_pem(&text).map_err(|e| SnapshotError::Generate(e.to_string()))?;
+            let text =
+                generate_self_signed_pem(&names, 3650, false).map_err(SnapshotError::Generate)?;
+            let parsed = pem::parse_certificate_pem(&text)
+                .map_err(|e| SnapshotError::Generate(e.to_string()))?;
             let mut file = None;
             if policy == DefaultPolicy::Persist {
                 let stored = fsio::create_private_dir(&config.state_dir)
@@ -671,7 +675,9 @@ fn build_default(
                     }
                     Err(e) => report.problems.push(Problem {
                         severity: Severity::Warning,
-                        message: format!("{e}; the generated default certificate is kept in memory only"),
+                        message: format!(
+                            "{e}; the generated default certificate is kept in memory only"
+                        ),
                     }),
                 }
             }

@@ -45,7 +45,11 @@ fn good_setup(dir: &Path) -> String {
     cert(&["example.com", "*.example.com"]).write_pem(&dir.join("certs/example.com.pem"));
     cert(&["ws.example.com"]).write_certdir(&dir.join("certs/ws"));
     cert(&["t1.example.com"]).write_pem(&dir.join("certs/t1.pem"));
-    write_config(dir, "  t1.example.com:\n    certificate_file: certs/t1.pem\n  t2.example.com: {}\n", "")
+    write_config(
+        dir,
+        "  t1.example.com:\n    certificate_file: certs/t1.pem\n  t2.example.com: {}\n",
+        "",
+    )
 }
 
 #[test]
@@ -55,7 +59,15 @@ fn check_passes_on_a_good_config_and_lists_every_source() {
     let out = sniwalk(&["check", "--config", &config]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
-    for expected in ["example.com", "t1.example.com", "t2.example.com", "certdir", "ws", "default", "system_state: ok"] {
+    for expected in [
+        "example.com",
+        "t1.example.com",
+        "t2.example.com",
+        "certdir",
+        "ws",
+        "default",
+        "system_state: ok",
+    ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     assert!(!dir.path().join("state").exists(), "check writes nothing");
@@ -70,13 +82,19 @@ fn check_json_is_machine_readable() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(json["system_state"], "ok");
     let rows = json["certificates"].as_array().expect("rows");
-    let t1 = rows.iter().find(|r| r["name"] == "t1.example.com").expect("t1 row");
+    let t1 = rows
+        .iter()
+        .find(|r| r["name"] == "t1.example.com")
+        .expect("t1 row");
     assert_eq!(t1["place"], "domain");
     assert_eq!(t1["source"], "file");
     assert_eq!(t1["names"][0], "t1.example.com");
     assert!(t1["days_left"].as_i64().expect("days") >= 363);
     assert_eq!(t1["sha256"].as_str().expect("fingerprint").len(), 95);
-    let t2 = rows.iter().find(|r| r["name"] == "t2.example.com").expect("t2 row");
+    let t2 = rows
+        .iter()
+        .find(|r| r["name"] == "t2.example.com")
+        .expect("t2 row");
     assert_eq!(t2["source"], "none");
 }
 
@@ -85,7 +103,11 @@ fn check_exits_1_on_errors_and_names_domain_and_file() {
     let cases: &[(&str, &[u8], &str)] = &[
         ("garbage", b"\x00\x01\xffbinary", "not text"),
         ("empty", b"", "no PEM blocks"),
-        ("truncated", b"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49", "cut off"),
+        (
+            "truncated",
+            b"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49",
+            "cut off",
+        ),
     ];
     for (what, content, message) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -94,8 +116,14 @@ fn check_exits_1_on_errors_and_names_domain_and_file() {
         let out = sniwalk(&["check", "--config", &config]);
         let text = stdout(&out);
         assert_eq!(out.status.code(), Some(1), "{what}: {text}");
-        assert!(text.contains("t1.example.com") && text.contains("t1.pem"), "{what}: {text}");
-        assert!(text.contains(message), "{what}: expected {message:?} in {text}");
+        assert!(
+            text.contains("t1.example.com") && text.contains("t1.pem"),
+            "{what}: {text}"
+        );
+        assert!(
+            text.contains(message),
+            "{what}: expected {message:?} in {text}"
+        );
         assert!(text.contains("system_state: error"), "{what}: {text}");
     }
 }
@@ -107,13 +135,23 @@ fn check_reports_key_mismatch_missing_file_and_bad_certdir() {
     let other = cert(&["other.test"]);
     let t1 = std::fs::read_to_string(dir.path().join("certs/t1.pem")).expect("read");
     let cert_only = &t1[t1.find("-----BEGIN CERTIFICATE").expect("cert block")..];
-    std::fs::write(dir.path().join("certs/t1.pem"), format!("{}{cert_only}", other.key_pem)).expect("write");
+    std::fs::write(
+        dir.path().join("certs/t1.pem"),
+        format!("{}{cert_only}", other.key_pem),
+    )
+    .expect("write");
     std::fs::remove_file(dir.path().join("certs/ws/server.key")).expect("remove key");
     let out = sniwalk(&["check", "--config", &config]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("matches none"), "key mismatch reported: {text}");
-    assert!(text.contains("server.key"), "missing certdir key reported: {text}");
+    assert!(
+        text.contains("matches none"),
+        "key mismatch reported: {text}"
+    );
+    assert!(
+        text.contains("server.key"),
+        "missing certdir key reported: {text}"
+    );
 }
 
 #[test]
@@ -121,7 +159,8 @@ fn check_warnings_do_not_change_the_exit_code() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = good_setup(dir.path());
     // Expires in 5 days, and does not cover its own name.
-    cert_valid_for(&["elsewhere.test"], Duration::from_secs(5 * 86_400 + 7200)).write_pem(&dir.path().join("certs/t1.pem"));
+    cert_valid_for(&["elsewhere.test"], Duration::from_secs(5 * 86_400 + 7200))
+        .write_pem(&dir.path().join("certs/t1.pem"));
     let out = sniwalk(&["check", "--config", &config]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
@@ -134,8 +173,12 @@ fn check_warnings_do_not_change_the_exit_code() {
 fn check_flags_expired_as_error_and_hand_managed_acme() {
     let dir = tempfile::tempdir().expect("tempdir");
     let now = time::OffsetDateTime::now_utc();
-    cert_between(&["t1.example.com"], now - time::Duration::days(100), now - time::Duration::days(10))
-        .write_pem(&dir.path().join("certs/t1.pem"));
+    cert_between(
+        &["t1.example.com"],
+        now - time::Duration::days(100),
+        now - time::Duration::days(10),
+    )
+    .write_pem(&dir.path().join("certs/t1.pem"));
     cert(&["example.com"]).write_pem(&dir.path().join("certs/example.com.pem"));
     cert(&["ws.example.com"]).write_certdir(&dir.path().join("certs/ws"));
     let config = write_config(
@@ -154,15 +197,25 @@ fn check_flags_expired_as_error_and_hand_managed_acme() {
 fn configuration_errors_exit_1_with_line_and_column() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("proxy.yaml");
-    std::fs::write(&path, "master_domain: example.com\ndomains:\n  example.com:\n    certifcate_file: x.pem\n")
-        .expect("write");
+    std::fs::write(
+        &path,
+        "master_domain: example.com\ndomains:\n  example.com:\n    certifcate_file: x.pem\n",
+    )
+    .expect("write");
     let out = sniwalk(&["check", "--config", &path.to_string_lossy()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("proxy.yaml"), "{err}");
-    assert!(err.contains("certifcate_file") && err.contains("line 4 column 5"), "{err}");
+    assert!(
+        err.contains("certifcate_file") && err.contains("line 4 column 5"),
+        "{err}"
+    );
 
-    let out = sniwalk(&["check", "--config", &dir.path().join("missing.yaml").to_string_lossy()]);
+    let out = sniwalk(&[
+        "check",
+        "--config",
+        &dir.path().join("missing.yaml").to_string_lossy(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("missing.yaml"), "{}", stderr(&out));
 }
@@ -174,13 +227,26 @@ fn resolve_prints_names_tried_and_the_choice() {
     let out = sniwalk(&["resolve", "--config", &config, "b.x.t1.example.com"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
-    let tried = text.find("1. b.x.t1.example.com  not configured").expect("first name tried");
-    let second = text.find("2. x.t1.example.com  not configured").expect("second name tried");
-    let third = text.find("3. t1.example.com  configured").expect("third name tried");
+    let tried = text
+        .find("1. b.x.t1.example.com  not configured")
+        .expect("first name tried");
+    let second = text
+        .find("2. x.t1.example.com  not configured")
+        .expect("second name tried");
+    let third = text
+        .find("3. t1.example.com  configured")
+        .expect("third name tried");
     assert!(tried < second && second < third, "{text}");
     assert!(text.contains("chosen: ancestor"), "{text}");
 
-    let out = sniwalk(&["resolve", "--config", &config, "--listener", "ws", "--no-sni"]);
+    let out = sniwalk(&[
+        "resolve",
+        "--config",
+        &config,
+        "--listener",
+        "ws",
+        "--no-sni",
+    ]);
     let text = stdout(&out);
     assert!(text.contains("chosen: certdir"), "{text}");
     assert!(text.contains("ws.example.com"), "{text}");
@@ -190,9 +256,20 @@ fn resolve_prints_names_tried_and_the_choice() {
     assert_eq!(json["step"], "master");
     assert_eq!(json["certificate"]["covers_name"], false);
 
-    let out = sniwalk(&["resolve", "--config", &config, "--listener", "nope", "a.test"]);
+    let out = sniwalk(&[
+        "resolve",
+        "--config",
+        &config,
+        "--listener",
+        "nope",
+        "a.test",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no listener named `nope`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no listener named `nope`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test]
@@ -200,7 +277,14 @@ async fn selfsigned_output_loads_and_serves() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out_dir = dir.path().join("certs/ws");
     for rsa in [false, true] {
-        let mut args = vec!["selfsigned", "--name", "local.test", "--days", "30", "--out"];
+        let mut args = vec![
+            "selfsigned",
+            "--name",
+            "local.test",
+            "--days",
+            "30",
+            "--out",
+        ];
         let out_str = out_dir.to_string_lossy().into_owned();
         args.push(&out_str);
         if rsa {
@@ -211,19 +295,27 @@ async fn selfsigned_output_loads_and_serves() {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(out_dir.join("server.key")).expect("key").permissions().mode();
+            let mode = std::fs::metadata(out_dir.join("server.key"))
+                .expect("key")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let key = std::fs::read_to_string(out_dir.join("server.key")).expect("key");
         let crt = std::fs::read_to_string(out_dir.join("server.crt")).expect("crt");
-        let parsed = sniwalk::pem::parse_key_and_chain(&key, &crt).expect("selfsigned output parses");
+        let parsed =
+            sniwalk::pem::parse_key_and_chain(&key, &crt).expect("selfsigned output parses");
         assert!(parsed.leaf.covers("local.test"));
         assert_eq!(parsed.leaf.days_left(sniwalk::unix_now()), 29);
         let yaml = "master_domain: local.test\ndomains:\n  local.test: {}\n\
                     listeners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    certdir: certs/ws\n\
                     \x20   routes:\n      - host: \"*\"\n        status_page: true\n";
         let proxy = TestProxy::start(dir.path(), yaml).await;
-        assert_eq!(served_leaf(proxy.addr(), Some("local.test")).await, parsed.leaf.sha256, "rsa={rsa}");
+        assert_eq!(
+            served_leaf(proxy.addr(), Some("local.test")).await,
+            parsed.leaf.sha256,
+            "rsa={rsa}"
+        );
         proxy.stop().await;
     }
 }
@@ -237,10 +329,22 @@ fn pem_merge_prints_a_validated_certificate_pem() {
     std::fs::write(dir.path().join("c.pem"), &leaf.cert_pem).expect("write");
     std::fs::write(dir.path().join("ca.pem"), &chain.cert_pem).expect("write");
     let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
-    let out = sniwalk(&["pem", "merge", "--key", &p("k.pem"), "--cert", &p("c.pem"), "--chain", &p("ca.pem")]);
+    let out = sniwalk(&[
+        "pem",
+        "merge",
+        "--key",
+        &p("k.pem"),
+        "--cert",
+        &p("c.pem"),
+        "--chain",
+        &p("ca.pem"),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "key first: {text}");
+    assert!(
+        text.starts_with("-----BEGIN PRIVATE KEY-----"),
+        "key first: {text}"
+    );
     let parsed = sniwalk::pem::parse_certificate_pem(&text).expect("merged text parses");
     assert_eq!(parsed.leaf.sha256, leaf.sha256);
     assert_eq!(parsed.certified_key.cert.len(), 2, "leaf and chain");

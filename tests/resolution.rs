@@ -32,7 +32,8 @@ fn certs() -> Certs {
 /// `ws` with a certdir, `bare` without one. `master_has_cert` switches the
 /// master's certificate; `certdir` names the ws listener's certdir path.
 fn setup(dir: &std::path::Path, c: &Certs, master_has_cert: bool, certdir: &str) -> String {
-    c.master.write_pem(&dir.join("certs/domains/example.com.pem"));
+    c.master
+        .write_pem(&dir.join("certs/domains/example.com.pem"));
     c.certdir.write_certdir(&dir.join("certs/ws"));
     c.default.write_pem(&dir.join("certs/default.pem"));
     let master = if master_has_cert {
@@ -72,22 +73,54 @@ async fn worked_example_table_over_real_handshakes() {
 
     let rows: &[(&str, Option<&str>, &TestCert)] = &[
         ("exact match has a cert", Some("t1.example.com"), &c.t1),
-        ("nearest configured ancestor", Some("x.t1.example.com"), &c.t1),
-        ("t2 has none: walk up to master", Some("t2.example.com"), &c.master),
-        ("nearest configured ancestor has one", Some("b.a.t2.example.com"), &c.a_t2),
+        (
+            "nearest configured ancestor",
+            Some("x.t1.example.com"),
+            &c.t1,
+        ),
+        (
+            "t2 has none: walk up to master",
+            Some("t2.example.com"),
+            &c.master,
+        ),
+        (
+            "nearest configured ancestor has one",
+            Some("b.a.t2.example.com"),
+            &c.a_t2,
+        ),
         ("not in the tree: master last", Some("other.org"), &c.master),
         ("master itself", Some("example.com"), &c.master),
         ("upper case", Some("T1.EXAMPLE.com"), &c.t1),
-        ("two levels below a certless domain", Some("x.y.t2.example.com"), &c.master),
-        ("a domain outside the master", Some("customer.org"), &c.customer),
-        ("below a domain outside the master", Some("www.customer.org"), &c.customer),
+        (
+            "two levels below a certless domain",
+            Some("x.y.t2.example.com"),
+            &c.master,
+        ),
+        (
+            "a domain outside the master",
+            Some("customer.org"),
+            &c.customer,
+        ),
+        (
+            "below a domain outside the master",
+            Some("www.customer.org"),
+            &c.customer,
+        ),
         ("no SNI: the certdir", None, &c.certdir),
     ];
     for (why, sni, expected) in rows {
-        assert_eq!(served_leaf(ws, *sni).await, expected.sha256, "{why} (SNI {sni:?})");
+        assert_eq!(
+            served_leaf(ws, *sni).await,
+            expected.sha256,
+            "{why} (SNI {sni:?})"
+        );
     }
     // A listener without certdir: no SNI gets the default certificate.
-    assert_eq!(served_leaf(bare, None).await, c.default.sha256, "no SNI, no certdir: default");
+    assert_eq!(
+        served_leaf(bare, None).await,
+        c.default.sha256,
+        "no SNI, no certdir: default"
+    );
     assert_eq!(served_leaf(bare, Some("t1.example.com")).await, c.t1.sha256);
     proxy.stop().await;
 }
@@ -99,12 +132,28 @@ async fn master_without_certificate_falls_to_certdir_then_default() {
     let yaml = setup(dir.path(), &c, false, "certs/ws");
     let proxy = TestProxy::start(dir.path(), &yaml).await;
     let (ws, bare) = (proxy.addrs[0], proxy.addrs[1]);
-    for sni in [Some("t2.example.com"), Some("other.org"), Some("example.com"), None] {
-        assert_eq!(served_leaf(ws, sni).await, c.certdir.sha256, "certdir for {sni:?}");
-        assert_eq!(served_leaf(bare, sni).await, c.default.sha256, "default for {sni:?}");
+    for sni in [
+        Some("t2.example.com"),
+        Some("other.org"),
+        Some("example.com"),
+        None,
+    ] {
+        assert_eq!(
+            served_leaf(ws, sni).await,
+            c.certdir.sha256,
+            "certdir for {sni:?}"
+        );
+        assert_eq!(
+            served_leaf(bare, sni).await,
+            c.default.sha256,
+            "default for {sni:?}"
+        );
     }
     // Subtrees with their own certificate are unaffected.
-    assert_eq!(served_leaf(ws, Some("z.a.t2.example.com")).await, c.a_t2.sha256);
+    assert_eq!(
+        served_leaf(ws, Some("z.a.t2.example.com")).await,
+        c.a_t2.sha256
+    );
     proxy.stop().await;
 }
 
@@ -115,7 +164,10 @@ async fn missing_certdir_falls_back_to_default() {
     let yaml = setup(dir.path(), &c, false, "certs/does-not-exist");
     let proxy = TestProxy::start(dir.path(), &yaml).await;
     assert_eq!(served_leaf(proxy.addr(), None).await, c.default.sha256);
-    assert_eq!(served_leaf(proxy.addr(), Some("other.org")).await, c.default.sha256);
+    assert_eq!(
+        served_leaf(proxy.addr(), Some("other.org")).await,
+        c.default.sha256
+    );
     proxy.stop().await;
 }
 
@@ -130,7 +182,11 @@ async fn invalid_certdir_falls_back_to_default() {
     assert_eq!(served_leaf(proxy.addr(), None).await, c.default.sha256);
     // Garbage instead of the certificate: still the default, still running.
     proxy.stop().await;
-    std::fs::write(dir.path().join("certs/ws/server.crt"), b"\x00\xffnot a certificate").expect("write");
+    std::fs::write(
+        dir.path().join("certs/ws/server.crt"),
+        b"\x00\xffnot a certificate",
+    )
+    .expect("write");
     let proxy = TestProxy::start(dir.path(), &yaml).await;
     assert_eq!(served_leaf(proxy.addr(), None).await, c.default.sha256);
     proxy.stop().await;
@@ -144,11 +200,27 @@ async fn broken_domain_certificate_walks_on_to_the_parent() {
     // t1's certificate becomes one whose key matches nothing: t1 then
     // counts as having none, and the walk reaches the master.
     let broken = format!("{}{}", c.master.key_pem, c.t1.cert_pem);
-    let yaml = yaml.replace(&c.t1.yaml_block(6), &TestCert { pem: broken, ..c.t1.clone() }.yaml_block(6));
+    let yaml = yaml.replace(
+        &c.t1.yaml_block(6),
+        &TestCert {
+            pem: broken,
+            ..c.t1.clone()
+        }
+        .yaml_block(6),
+    );
     let proxy = TestProxy::start(dir.path(), &yaml).await;
-    assert_eq!(served_leaf(proxy.addr(), Some("t1.example.com")).await, c.master.sha256);
-    assert_eq!(served_leaf(proxy.addr(), Some("x.t1.example.com")).await, c.master.sha256);
-    assert_eq!(served_leaf(proxy.addr(), Some("a.t2.example.com")).await, c.a_t2.sha256);
+    assert_eq!(
+        served_leaf(proxy.addr(), Some("t1.example.com")).await,
+        c.master.sha256
+    );
+    assert_eq!(
+        served_leaf(proxy.addr(), Some("x.t1.example.com")).await,
+        c.master.sha256
+    );
+    assert_eq!(
+        served_leaf(proxy.addr(), Some("a.t2.example.com")).await,
+        c.a_t2.sha256
+    );
     proxy.stop().await;
 }
 
@@ -161,19 +233,31 @@ async fn generated_default_is_stored_private_and_reused() {
     let proxy = TestProxy::start(dir.path(), yaml).await;
     let first = served_leaf(proxy.addr(), Some("local.test")).await;
     let stored = dir.path().join("state/default.pem");
-    let parsed = sniwalk::pem::parse_certificate_pem(&std::fs::read_to_string(&stored).expect("stored default"))
-        .expect("stored default parses");
-    assert_eq!(parsed.leaf.sha256, first, "the stored default is the one served");
+    let parsed = sniwalk::pem::parse_certificate_pem(
+        &std::fs::read_to_string(&stored).expect("stored default"),
+    )
+    .expect("stored default parses");
+    assert_eq!(
+        parsed.leaf.sha256, first,
+        "the stored default is the one served"
+    );
     assert!(parsed.leaf.covers("local.test") && parsed.leaf.covers("localhost"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&stored).expect("metadata").permissions().mode();
+        let mode = std::fs::metadata(&stored)
+            .expect("metadata")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "the generated key file is private");
     }
     proxy.stop().await;
     let proxy = TestProxy::start(dir.path(), yaml).await;
-    assert_eq!(served_leaf(proxy.addr(), None).await, first, "reused after a restart");
+    assert_eq!(
+        served_leaf(proxy.addr(), None).await,
+        first,
+        "reused after a restart"
+    );
     proxy.stop().await;
 }
 
@@ -183,13 +267,31 @@ async fn routes_answer_and_status_page_names_the_choice() {
     let c = certs();
     let yaml = setup(dir.path(), &c, true, "certs/ws");
     let proxy = TestProxy::start(dir.path(), &yaml).await;
-    let (status, body) = common::https_get(proxy.addrs[0], Some("t1.example.com"), "t1.example.com", "/").await;
+    let (status, body) = common::https_get(
+        proxy.addrs[0],
+        Some("t1.example.com"),
+        "t1.example.com",
+        "/",
+    )
+    .await;
     assert_eq!((status, body.as_str()), (200, "hello\n"));
-    let (status, body) = common::https_get(proxy.addrs[1], Some("x.t1.example.com"), "x.t1.example.com", "/").await;
+    let (status, body) = common::https_get(
+        proxy.addrs[1],
+        Some("x.t1.example.com"),
+        "x.t1.example.com",
+        "/",
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(body.contains("sniwalk is running"), "{body}");
-    assert!(body.contains("ancestor") && body.contains("t1.example.com"), "{body}");
-    assert!(body.contains(&c.t1.sha256), "the page shows the served fingerprint");
+    assert!(
+        body.contains("ancestor") && body.contains("t1.example.com"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&c.t1.sha256),
+        "the page shows the served fingerprint"
+    );
     proxy.stop().await;
 }
 
@@ -217,7 +319,13 @@ async fn trailing_dot_sni_from_openssl() {
     let addr = proxy.addr();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("openssl")
-            .args(["s_client", "-connect", &addr.to_string(), "-servername", "x.t1.example.com."])
+            .args([
+                "s_client",
+                "-connect",
+                &addr.to_string(),
+                "-servername",
+                "x.t1.example.com.",
+            ])
             .stdin(std::process::Stdio::null())
             .output()
             .expect("openssl s_client runs")
@@ -225,11 +333,15 @@ async fn trailing_dot_sni_from_openssl() {
     .await
     .expect("join");
     let text = String::from_utf8_lossy(&output.stdout);
-    let pem_start = text.find("-----BEGIN CERTIFICATE-----").expect("openssl printed the leaf");
-    let pem_end = text.find("-----END CERTIFICATE-----").expect("end of leaf") + "-----END CERTIFICATE-----".len();
-    let der = rustls::pki_types::pem::PemObject::from_pem_slice(text[pem_start..pem_end].as_bytes())
-        .map(|d: rustls::pki_types::CertificateDer<'static>| d.to_vec())
-        .expect("leaf PEM decodes");
+    let pem_start = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("openssl printed the leaf");
+    let pem_end = text.find("-----END CERTIFICATE-----").expect("end of leaf")
+        + "-----END CERTIFICATE-----".len();
+    let der =
+        rustls::pki_types::pem::PemObject::from_pem_slice(text[pem_start..pem_end].as_bytes())
+            .map(|d: rustls::pki_types::CertificateDer<'static>| d.to_vec())
+            .expect("leaf PEM decodes");
     assert_eq!(sniwalk::pem::sha256_fingerprint(&der), c.t1.sha256);
     proxy.stop().await;
 }

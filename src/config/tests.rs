@@ -1,1 +1,1166 @@
+//! Tests for `proxy.yaml` parsing and validation.
 
+use super::*;
+
+/// The fake configuration file most tests parse as.
+const FILE: &str = "/etc/sniwalk/proxy.yaml";
+
+/// The smallest valid configuration, used as a prefix by many tests.
+const MINIMAL: &str = "master_domain: example.com\ndomains:\n  example.com: {}\n";
+
+fn parse(yaml: &str) -> Result<Config, ConfigError> {
+    Config::parse(yaml, Path::new(FILE))
+}
+
+/// Parses `yaml`, failing the test with the error message if it is refused.
+fn ok(yaml: &str) -> Config {
+    parse(yaml).unwrap_or_else(|e| panic!("expected a valid configuration, got: {e}\n{yaml}"))
+}
+
+/// Parses `yaml`, failing the test if it is accepted; returns the message.
+fn err(yaml: &str) -> String {
+    match parse(yaml) {
+        Ok(config) => panic!("expected an error, got {config:#?}\nfor:\n{yaml}"),
+        Err(e) => {
+            assert!(
+                matches!(e, ConfigError::Invalid { ref file, .. } if file == Path::new(FILE)),
+                "expected ConfigError::Invalid for {FILE}, got {e:?}"
+            );
+            e.to_string()
+        }
+    }
+}
+
+/// Asserts that `message` contains every one of `needles`.
+fn assert_contains_all(message: &str, needles: &[&str], yaml: &str) {
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "error message lacks `{needle}`:\n  {message}\nfor:\n{yaml}"
+        );
+    }
+}
+
+/// One listener block with the given name and bind and nothing else.
+fn listener(name: &str, bind: &str) -> String {
+    format!("  - name: {name}\n    kind: https\n    bind: {bind}\n")
+}
+
+fn domain<'a>(config: &'a Config, name: &str) -> &'a DomainConfig {
+    config
+        .domains
+        .iter()
+        .find(|d| d.name == name)
+        .unwrap_or_else(|| panic!("no domain `{name}` in {:?}", config.domains))
+}
+
+// ---- the shipped file ------------------------------------------------------
+
+/// The `proxy.yaml` shipped at the crate root loads, with the values its
+/// comments promise.
+#[test]
+fn shipped_proxy_yaml_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = dir.join("proxy.yaml");
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.file, path);
+    assert_eq!(config.master_domain, "example.com");
+    assert_eq!(config.state_dir, dir.join("state"));
+    assert_eq!(config.default_certificate, None);
+    assert_eq!(config.domains.len(), 1);
+    assert_eq!(config.domains[0].name, "example.com");
+    assert_eq!(config.domains[0].certificate, CertificateSource::None);
+    assert_eq!(config.listeners.len(), 1);
+    let ws = config.listener("ws").expect("listener ws");
+    assert_eq!(ws.kind, ListenerKind::Https);
+    assert_eq!(ws.bind, "127.0.0.1:8443".parse::<SocketAddr>().unwrap());
+    assert_eq!(ws.certdir, None);
+    assert!(ws.access_log);
+    assert_eq!(
+        ws.routes,
+        vec![Route {
+            host: HostPattern::Any,
+            path_prefix: None,
+            action: RouteAction::StatusPage,
+        }]
+    );
+    assert_eq!(config.acme.directory, DEFAULT_ACME_DIRECTORY);
+}
+
+// ---- a full configuration --------------------------------------------------
+
+const FULL: &str = r#"# every feature at once
+master_domain: Example.COM.
+state_dir: alias://paths/var/state
+paths:
+  certs: certs
+  abs: /srv/tls
+  var: /var/lib/sniwalk
+default_certificate: alias://paths/abs/default.pem
+domains:
+  example.com:
+    certificate_file: alias://paths/certs/example.com.pem
+    acme: { enabled: true, account_email: ops@example.com }
+  t1.example.com:
+    certificate_pem: |
+      -----BEGIN CERTIFICATE-----
+      MIIB
+      -----END CERTIFICATE-----
+  t2.example.com:
+  t3.example.com: {}
+  t4.example.com:
+    certificate_file: domains/t4.pem
+  t5.example.com:
+    certificate_file: /opt/pem/t5.pem
+    acme: { enabled: false }
+listeners:
+  - name: ws
+    kind: https
+    bind: 127.0.0.1:8443
+    certdir: alias://paths/certs/ws
+    access_log: false
+    routes:
+      - host: "*.example.com"
+        path: /api/
+        respond: { status: 503, body: "down for maintenance" }
+      - host: WWW.Example.com.
+        respond: { body: hello }
+      - host: "*"
+        status_page: true
+  - name: public
+    kind: https
+    bind: "[::]:443"
+    certdir: /etc/ssl/public
+acme:
+  directory: https://acme-staging-v02.api.letsencrypt.org/directory
+"#;
+
+/// Every field of a full configuration lands in the validated types, in
+/// file order, with aliases and relative paths resolved.
+#[test]
+fn full_configuration_parses() {
+    let config = ok(FULL);
+    assert_eq!(config.file, Path::new(FILE));
+    assert_eq!(config.master_domain, "example.com");
+    assert_eq!(config.state_dir, Path::new("/var/lib/sniwalk/state"));
+    assert_eq!(
+        config.default_certificate.as_deref(),
+        Some(Path::new("/srv/tls/default.pem"))
+    );
+    assert_eq!(
+        config.domains,
+        vec![
+            DomainConfig {
+                name: "example.com".into(),
+                certificate: CertificateSource::File("/etc/sniwalk/certs/example.com.pem".into()),
+                acme: Some(DomainAcme {
+                    enabled: true,
+                    account_email: Some("ops@example.com".into()),
+                }),
+            },
+            DomainConfig {
+                name: "t1.example.com".into(),
+                certificate: CertificateSource::Inline(
+                    "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()
+                ),
+                acme: None,
+            },
+            DomainConfig {
+                name: "t2.example.com".into(),
+                certificate: CertificateSource::None,
+                acme: None,
+            },
+            DomainConfig {
+                name: "t3.example.com".into(),
+                certificate: CertificateSource::None,
+                acme: None,
+            },
+            DomainConfig {
+                name: "t4.example.com".into(),
+                certificate: CertificateSource::File("/etc/sniwalk/domains/t4.pem".into()),
+                acme: None,
+            },
+            DomainConfig {
+                name: "t5.example.com".into(),
+                certificate: CertificateSource::File("/opt/pem/t5.pem".into()),
+                acme: Some(DomainAcme {
+                    enabled: false,
+                    account_email: None,
+                }),
+            },
+        ]
+    );
+    assert_eq!(
+        config.listeners,
+        vec![
+            ListenerConfig {
+                name: "ws".into(),
+                kind: ListenerKind::Https,
+                bind: "127.0.0.1:8443".parse().unwrap(),
+                certdir: Some("/etc/sniwalk/certs/ws".into()),
+                routes: vec![
+                    Route {
+                        host: HostPattern::Suffix("example.com".into()),
+                        path_prefix: Some("/api/".into()),
+                        action: RouteAction::Respond {
+                            status: 503,
+                            body: "down for maintenance".into(),
+                        },
+                    },
+                    Route {
+                        host: HostPattern::Exact("www.example.com".into()),
+                        path_prefix: None,
+                        action: RouteAction::Respond {
+                            status: 200,
+                            body: "hello".into(),
+                        },
+                    },
+                    Route {
+                        host: HostPattern::Any,
+                        path_prefix: None,
+                        action: RouteAction::StatusPage,
+                    },
+                ],
+                access_log: false,
+            },
+            ListenerConfig {
+                name: "public".into(),
+                kind: ListenerKind::Https,
+                bind: "[::]:443".parse().unwrap(),
+                certdir: Some("/etc/ssl/public".into()),
+                routes: vec![],
+                access_log: true,
+            },
+        ]
+    );
+    assert_eq!(
+        config.acme.directory,
+        "https://acme-staging-v02.api.letsencrypt.org/directory"
+    );
+}
+
+/// The routes of a parsed configuration match hosts as their patterns say
+/// (parsing and matching agree on how a suffix is stored).
+#[test]
+fn parsed_routes_match_hosts() {
+    let config = ok(FULL);
+    let routes = &config.listener("ws").unwrap().routes;
+    let first_match = |host: &str| routes.iter().position(|r| r.host.matches(host));
+    assert_eq!(first_match("a.example.com"), Some(0));
+    assert_eq!(first_match("www.example.com"), Some(0));
+    assert_eq!(first_match("a.b.example.com"), Some(0));
+    assert_eq!(first_match("example.com"), Some(2));
+    assert_eq!(first_match("badexample.com"), Some(2));
+    assert_eq!(first_match("other.org"), Some(2));
+    assert!(routes[1].host.matches("www.example.com"));
+    assert!(!routes[1].host.matches("www.example.org"));
+}
+
+// ---- defaults --------------------------------------------------------------
+
+/// Without the optional fields: state_dir is `<config dir>/state`, no default
+/// certificate, no listeners, Let's Encrypt production.
+#[test]
+fn defaults_of_a_minimal_configuration() {
+    let config = ok(MINIMAL);
+    assert_eq!(config.state_dir, Path::new("/etc/sniwalk/state"));
+    assert_eq!(
+        config.state_dir,
+        Path::new("/etc/sniwalk").join(DEFAULT_STATE_DIR)
+    );
+    assert_eq!(config.default_certificate, None);
+    assert!(config.listeners.is_empty());
+    assert_eq!(config.acme.directory, DEFAULT_ACME_DIRECTORY);
+    assert_eq!(
+        DEFAULT_ACME_DIRECTORY,
+        "https://acme-v02.api.letsencrypt.org/directory"
+    );
+}
+
+/// `acme: {}` and `acme:` with no directory also mean Let's Encrypt
+/// production.
+#[test]
+fn acme_without_directory_defaults_to_production() {
+    for acme in ["acme: {}\n", "acme:\n"] {
+        let config = ok(&format!("{MINIMAL}{acme}"));
+        assert_eq!(config.acme.directory, DEFAULT_ACME_DIRECTORY, "{acme}");
+    }
+}
+
+/// A listener without `access_log` logs; `access_log: false` does not;
+/// `respond` without `status` answers 200 with an empty body by default.
+#[test]
+fn listener_and_route_defaults() {
+    let yaml = format!(
+        "{MINIMAL}listeners:\n{}    routes:\n      - host: \"*\"\n        respond: {{}}\n{}    access_log: false\n",
+        listener("a", "127.0.0.1:1"),
+        listener("b", "127.0.0.1:2"),
+    );
+    let config = ok(&yaml);
+    let a = config.listener("a").unwrap();
+    assert!(a.access_log);
+    assert_eq!(a.certdir, None);
+    assert_eq!(
+        a.routes[0].action,
+        RouteAction::Respond {
+            status: 200,
+            body: String::new(),
+        }
+    );
+    assert_eq!(a.routes[0].path_prefix, None);
+    assert!(!config.listener("b").unwrap().access_log);
+}
+
+/// Status codes at both ends of the valid range are accepted.
+#[test]
+fn status_range_bounds_are_accepted() {
+    for status in [100, 599] {
+        let yaml = format!(
+            "{MINIMAL}listeners:\n{}    routes:\n      - host: \"*\"\n        respond: {{ status: {status} }}\n",
+            listener("a", "127.0.0.1:1"),
+        );
+        let config = ok(&yaml);
+        assert_eq!(
+            config.listeners[0].routes[0].action,
+            RouteAction::Respond {
+                status,
+                body: String::new(),
+            }
+        );
+    }
+}
+
+/// `Config::listener` finds a listener by exact name and nothing else.
+#[test]
+fn listener_lookup_by_name() {
+    let config = ok(FULL);
+    assert_eq!(config.listener("ws").unwrap().name, "ws");
+    assert_eq!(
+        config.listener("public").unwrap().bind,
+        "[::]:443".parse().unwrap()
+    );
+    assert!(config.listener("WS").is_none());
+    assert!(config.listener("w").is_none());
+    assert!(config.listener("").is_none());
+    assert!(ok(MINIMAL).listener("ws").is_none());
+}
+
+// ---- paths -----------------------------------------------------------------
+
+/// Relative paths are relative to the configuration file's folder; absolute
+/// paths stay as written; aliases expand, alone or followed by more path,
+/// and a relative alias value is itself relative to the configuration folder.
+#[test]
+fn paths_resolve_against_config_folder_and_aliases() {
+    let yaml = r#"
+master_domain: example.com
+state_dir: var/state
+default_certificate: alias://paths/rel
+paths:
+  rel: certs/default.pem
+  abs: /srv/certs
+  dotted: ./x/../y
+domains:
+  example.com:
+    certificate_file: example.pem
+  a.example.com:
+    certificate_file: /abs/a.pem
+  b.example.com:
+    certificate_file: alias://paths/abs/domains/b.pem
+  c.example.com:
+    certificate_file: alias://paths/abs
+  d.example.com:
+    certificate_file: alias://paths/dotted/d.pem
+listeners:
+  - name: a
+    kind: https
+    bind: 127.0.0.1:1
+    certdir: alias://paths/abs/ws
+  - name: b
+    kind: https
+    bind: 127.0.0.1:2
+    certdir: certs/b
+  - name: c
+    kind: https
+    bind: 127.0.0.1:3
+    certdir: /etc/ssl/c
+"#;
+    let config = ok(yaml);
+    assert_eq!(config.state_dir, Path::new("/etc/sniwalk/var/state"));
+    assert_eq!(
+        config.default_certificate.as_deref(),
+        Some(Path::new("/etc/sniwalk/certs/default.pem"))
+    );
+    let file = |name: &str| match &domain(&config, name).certificate {
+        CertificateSource::File(path) => path.clone(),
+        other => panic!("{name}: expected a file, got {other:?}"),
+    };
+    assert_eq!(file("example.com"), Path::new("/etc/sniwalk/example.pem"));
+    assert_eq!(file("a.example.com"), Path::new("/abs/a.pem"));
+    assert_eq!(file("b.example.com"), Path::new("/srv/certs/domains/b.pem"));
+    assert_eq!(file("c.example.com"), Path::new("/srv/certs"));
+    assert_eq!(
+        file("d.example.com"),
+        Path::new("/etc/sniwalk/./x/../y/d.pem")
+    );
+    let certdir = |name: &str| config.listener(name).unwrap().certdir.clone().unwrap();
+    assert_eq!(certdir("a"), Path::new("/srv/certs/ws"));
+    assert_eq!(certdir("b"), Path::new("/etc/sniwalk/certs/b"));
+    assert_eq!(certdir("c"), Path::new("/etc/ssl/c"));
+}
+
+/// `state_dir` accepts an alias and an absolute path.
+#[test]
+fn state_dir_alias_and_absolute() {
+    let config = ok(&format!(
+        "{MINIMAL}paths:\n  data: data\nstate_dir: alias://paths/data/state\n"
+    ));
+    assert_eq!(config.state_dir, Path::new("/etc/sniwalk/data/state"));
+    let config = ok(&format!("{MINIMAL}state_dir: /var/lib/sniwalk\n"));
+    assert_eq!(config.state_dir, Path::new("/var/lib/sniwalk"));
+}
+
+/// A configuration path without a folder anchors relative paths to the
+/// current folder (relative result), not to `/`.
+#[test]
+fn bare_file_name_gives_relative_paths() {
+    let config = Config::parse(MINIMAL, Path::new("proxy.yaml")).unwrap();
+    assert_eq!(config.state_dir, Path::new("state"));
+    assert!(config.state_dir.is_relative());
+}
+
+/// `Config::load` reads the file and anchors relative paths in its folder.
+#[test]
+fn load_anchors_paths_in_the_file_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &path,
+        "master_domain: example.com\npaths:\n  d: certs/ws\ndomains:\n  example.com:\n    certificate_file: certs/e.pem\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:8443\n    certdir: alias://paths/d\n",
+    )
+    .unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.file, path);
+    assert_eq!(config.state_dir, dir.path().join("state"));
+    assert_eq!(
+        config.domains[0].certificate,
+        CertificateSource::File(dir.path().join("certs/e.pem"))
+    );
+    assert_eq!(
+        config.listener("ws").unwrap().certdir,
+        Some(dir.path().join("certs/ws"))
+    );
+}
+
+/// A missing file is a read error naming the file.
+#[test]
+fn load_missing_file_is_a_read_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.yaml");
+    let e = Config::load(&path).unwrap_err();
+    assert!(
+        matches!(e, ConfigError::Read { ref file, .. } if *file == path),
+        "{e:?}"
+    );
+    let message = e.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("cannot read"), "{message}");
+}
+
+/// An invalid file loaded from disk reports the path of that file.
+#[test]
+fn load_invalid_file_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(&path, "master_domain: example.com\ndomains: {}\n").unwrap();
+    let e = Config::load(&path).unwrap_err();
+    assert!(
+        matches!(e, ConfigError::Invalid { ref file, .. } if *file == path),
+        "{e:?}"
+    );
+    let message = e.to_string();
+    assert!(
+        message.starts_with(&format!("{}: ", path.display())),
+        "{message}"
+    );
+    assert!(message.contains("master_domain"), "{message}");
+}
+
+// ---- domain names ----------------------------------------------------------
+
+/// Domain keys and the master domain are lower-cased and lose a trailing
+/// dot, and the master is found among the domains after normalising.
+#[test]
+fn domain_names_are_normalised() {
+    let config = ok(
+        "master_domain: EXAMPLE.com.\ndomains:\n  Example.COM: {}\n  WWW.Example.Com.:\n  a_b.example.com: {}\n",
+    );
+    assert_eq!(config.master_domain, "example.com");
+    let names: Vec<&str> = config.domains.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["example.com", "www.example.com", "a_b.example.com"]);
+}
+
+/// `normalize_domain_name` accepts DNS names and returns their canonical
+/// form.
+#[test]
+fn normalize_domain_name_valid() {
+    let label63 = "a".repeat(63);
+    let long_ok = format!("{label63}.{label63}.{label63}.{}", "a".repeat(61));
+    assert_eq!(long_ok.len(), 253);
+    let with_63 = format!("{label63}.com");
+    let cases: &[(&str, &str)] = &[
+        ("example.com", "example.com"),
+        ("Example.COM", "example.com"),
+        ("example.com.", "example.com"),
+        ("  example.com  ", "example.com"),
+        ("localhost", "localhost"),
+        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+        ("a-b.c-d.example", "a-b.c-d.example"),
+        ("_acme-challenge.example.com", "_acme-challenge.example.com"),
+        ("123.example.com", "123.example.com"),
+        ("a", "a"),
+        (&with_63, &with_63),
+        (&long_ok, &long_ok),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(
+            normalize_domain_name(input).as_deref(),
+            Ok(*expected),
+            "input `{input}`"
+        );
+    }
+}
+
+/// `normalize_domain_name` refuses what is not a DNS name, with a reason.
+#[test]
+fn normalize_domain_name_invalid() {
+    let label64 = format!("{}.com", "a".repeat(64));
+    let too_long = format!("{}.{}", "a".repeat(63), "b.".repeat(100));
+    assert!(too_long.trim_end_matches('.').len() > 253);
+    let cases: &[(&str, &str)] = &[
+        ("", "empty"),
+        ("   ", "empty"),
+        (".", "empty"),
+        ("exa mple.com", "contains ` `"),
+        ("-a.com", "starting or ending with `-`"),
+        ("a-.com", "starting or ending with `-`"),
+        ("a..com", "empty label"),
+        (".a.com", "empty label"),
+        ("a.com..", "empty label"),
+        ("*.example.com", "wildcard"),
+        ("*", "contains `*`"),
+        ("192.168.1.1", "IP address"),
+        ("::1", "IP address"),
+        (&label64, "longer than 63"),
+        (&too_long, "longer than 253"),
+        ("exa/mple.com", "contains `/`"),
+        ("bücher.example", "contains `ü`"),
+        ("example.com:443", "contains `:`"),
+    ];
+    for (input, expected) in cases {
+        match normalize_domain_name(input) {
+            Ok(name) => panic!("`{input}` was accepted as `{name}`"),
+            Err(e) => assert!(e.contains(expected), "`{input}`: `{e}` lacks `{expected}`"),
+        }
+    }
+}
+
+// ---- binds -----------------------------------------------------------------
+
+/// `parse_bind` accepts IP:PORT, [IPv6]:PORT, `localhost:PORT` and `*:PORT`.
+#[test]
+fn parse_bind_valid() {
+    let cases: &[(&str, &str)] = &[
+        ("127.0.0.1:8443", "127.0.0.1:8443"),
+        ("0.0.0.0:443", "0.0.0.0:443"),
+        ("[::1]:8443", "[::1]:8443"),
+        ("[::]:443", "[::]:443"),
+        ("localhost:8443", "127.0.0.1:8443"),
+        ("*:443", "0.0.0.0:443"),
+        (":443", "0.0.0.0:443"),
+        ("127.0.0.1:0", "127.0.0.1:0"),
+        ("127.0.0.1:65535", "127.0.0.1:65535"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(
+            parse_bind(input),
+            Ok(expected.parse::<SocketAddr>().unwrap()),
+            "input `{input}`"
+        );
+    }
+}
+
+/// `parse_bind` refuses binds without a port, with a bad port, or with a
+/// host name, and says why.
+#[test]
+fn parse_bind_invalid() {
+    let cases: &[(&str, &str)] = &[
+        ("127.0.0.1", "has no port"),
+        ("", "has no port"),
+        ("127.0.0.1:99999", "invalid port `99999`"),
+        ("127.0.0.1:", "invalid port"),
+        ("127.0.0.1:http", "invalid port `http`"),
+        ("nonsense:80", "`nonsense` is not an IP address"),
+        ("example.com:443", "`example.com` is not an IP address"),
+        ("::1:8443", "not an IP address"),
+        ("256.0.0.1:80", "not an IP address"),
+    ];
+    for (input, expected) in cases {
+        match parse_bind(input) {
+            Ok(addr) => panic!("`{input}` was accepted as {addr}"),
+            Err(e) => {
+                assert!(e.contains(expected), "`{input}`: `{e}` lacks `{expected}`");
+                assert!(
+                    e.contains("127.0.0.1:8443"),
+                    "`{input}`: `{e}` lacks the hint"
+                );
+            }
+        }
+    }
+}
+
+// ---- host patterns ---------------------------------------------------------
+
+/// `HostPattern::matches`: `Any` matches everything, `Exact` one name,
+/// `Suffix` names strictly below the suffix on a label boundary.
+#[test]
+fn host_pattern_matches() {
+    let suffix = HostPattern::Suffix("example.com".into());
+    let exact = HostPattern::Exact("example.com".into());
+    let cases: &[(&HostPattern, &str, bool)] = &[
+        (&HostPattern::Any, "example.com", true),
+        (&HostPattern::Any, "a.b.c", true),
+        (&HostPattern::Any, "", true),
+        (&exact, "example.com", true),
+        (&exact, "a.example.com", false),
+        (&exact, "example.co", false),
+        (&exact, "example.com.au", false),
+        (&suffix, "a.example.com", true),
+        (&suffix, "a.b.example.com", true),
+        (&suffix, "www.example.com", true),
+        (&suffix, "example.com", false),
+        (&suffix, "badexample.com", false),
+        (&suffix, ".example.com", false),
+        (&suffix, "a.example.com.evil", false),
+        (&suffix, "example.org", false),
+        (&suffix, "", false),
+    ];
+    for (pattern, host, expected) in cases {
+        assert_eq!(pattern.matches(host), *expected, "{pattern:?} on `{host}`");
+    }
+}
+
+/// Route hosts parse to the right pattern: `*`, `*.name`, exact names
+/// (normalised), IP addresses and `localhost`.
+#[test]
+fn host_patterns_parse() {
+    let cases: &[(&str, HostPattern)] = &[
+        ("*", HostPattern::Any),
+        (" * ", HostPattern::Any),
+        ("*.example.com", HostPattern::Suffix("example.com".into())),
+        ("*.Example.COM.", HostPattern::Suffix("example.com".into())),
+        ("example.com", HostPattern::Exact("example.com".into())),
+        (
+            "WWW.Example.com.",
+            HostPattern::Exact("www.example.com".into()),
+        ),
+        ("localhost", HostPattern::Exact("localhost".into())),
+        ("127.0.0.1", HostPattern::Exact("127.0.0.1".into())),
+        ("::1", HostPattern::Exact("::1".into())),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(
+            parse_host_pattern(input).as_ref(),
+            Ok(expected),
+            "input `{input}`"
+        );
+    }
+    for bad in ["*.*.example.com", "exa mple.com", "a..com", "", "*.", "**"] {
+        assert!(
+            parse_host_pattern(bad).is_err(),
+            "`{bad}` was accepted as {:?}",
+            parse_host_pattern(bad)
+        );
+    }
+}
+
+/// `ListenerKind::as_str` gives the configuration spelling and
+/// `terminates_tls` is true exactly for the TLS kinds.
+#[test]
+fn listener_kind_helpers() {
+    assert_eq!(ListenerKind::Https.as_str(), "https");
+    assert_eq!(ListenerKind::Tls.as_str(), "tls");
+    assert_eq!(ListenerKind::Http.as_str(), "http");
+    assert!(ListenerKind::Https.terminates_tls());
+    assert!(ListenerKind::Tls.terminates_tls());
+    assert!(!ListenerKind::Http.terminates_tls());
+}
+
+// ---- errors ----------------------------------------------------------------
+
+/// Every refused configuration names the field and, where the parser or the
+/// lookup can tell, the line and column of the problem.
+#[test]
+fn invalid_configurations_are_refused_with_field_and_position() {
+    let cases: &[(&str, &[&str])] = &[
+        // unknown fields
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlistners: []\n",
+            &["unknown field `listners`", "line 4 column 1"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com:\n    certifcate_file: a.pem\n",
+            &[
+                "unknown field `certifcate_file`",
+                "domains",
+                "line 4 column 5",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com:\n    acme: { enabled: true, email: a@b.c }\n",
+            &[
+                "domains.example.com.acme",
+                "unknown field `email`",
+                "line 4 column 28",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:8443\n    acces_log: true\n",
+            &[
+                "listeners[0]",
+                "unknown field `acces_log`",
+                "line 8 column 5",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:8443\n    routes:\n      - host: \"*\"\n        status_page: true\n        prefix: /a\n",
+            &["unknown field `prefix`", "line 11 column 9"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nacme:\n  directry: https://x\n",
+            &["unknown field `directry`", "line 5 column 3"],
+        ),
+        // missing required fields
+        (
+            "domains:\n  example.com: {}\n",
+            &["missing field `master_domain`"],
+        ),
+        ("master_domain: example.com\n", &["missing field `domains`"]),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    bind: 127.0.0.1:8443\n",
+            &["listeners[0]", "missing field `kind`", "line 5 column 5"],
+        ),
+        // duplicate domains
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\n  example.com: {}\n",
+            &[
+                "domains",
+                "duplicate domain `example.com`",
+                "line 4 column 3",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  Example.com: {}\n  example.com.: {}\n",
+            &[
+                "domains",
+                "duplicate domain `example.com`",
+                "line 4 column 3",
+            ],
+        ),
+        // duplicate alias
+        (
+            "master_domain: example.com\npaths:\n  a: x\n  a: y\ndomains:\n  example.com: {}\n",
+            &["paths", "duplicate key `a`", "line 4 column 3"],
+        ),
+        // master domain
+        (
+            "master_domain: example.com\ndomains:\n  www.example.com: {}\n",
+            &[
+                "master_domain: `example.com` is not among `domains`",
+                "line 1 column 1",
+            ],
+        ),
+        (
+            "# comment\nmaster_domain: example.org\ndomains:\n  example.com: {}\n",
+            &["master_domain", "example.org", "line 2 column 1"],
+        ),
+        (
+            "master_domain: example.com\ndomains: {}\n",
+            &["master_domain", "not among `domains`", "line 1 column 1"],
+        ),
+        (
+            "master_domain: -a.com\ndomains:\n  example.com: {}\n",
+            &["master_domain", "invalid domain name", "line 1 column 16"],
+        ),
+        (
+            "master_domain: \"\"\ndomains:\n  example.com: {}\n",
+            &["master_domain", "empty", "line 1 column 16"],
+        ),
+        // bad binds
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1\n",
+            &[
+                "listeners[0].bind",
+                "invalid bind",
+                "has no port",
+                "line 7 column 11",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:99999\n",
+            &[
+                "listeners[0].bind",
+                "invalid port `99999`",
+                "line 7 column 11",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: nonsense:80\n",
+            &[
+                "listeners[0].bind",
+                "`nonsense` is not an IP address",
+                "line 7 column 11",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: example.com:443\n",
+            &[
+                "listeners[0].bind",
+                "`example.com` is not an IP address",
+                "line 7 column 11",
+            ],
+        ),
+        // listeners: names and binds
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:2\n",
+            &["listeners.ws", "`ws` is used twice", "line 8 column 5"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: a\n    kind: https\n    bind: 127.0.0.1:8443\n  - name: b\n    kind: https\n    bind: 127.0.0.1:8443\n",
+            &[
+                "listeners.b.bind",
+                "`127.0.0.1:8443` is already bound by listener `a`",
+                "line 10 column 5",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n  - name: \"\"\n    kind: https\n    bind: 127.0.0.1:2\n",
+            &["listeners", "non-empty `name`"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: ftp\n    bind: 127.0.0.1:1\n",
+            &[
+                "listeners[0].kind",
+                "unknown variant `ftp`",
+                "line 6 column 11",
+            ],
+        ),
+        // certificates
+        (
+            "master_domain: example.com\ndomains:\n  example.com:\n    certificate_pem: x\n    certificate_file: y.pem\n",
+            &[
+                "domains.example.com",
+                "either `certificate_pem` or `certificate_file`, not both",
+                "line 3 column 3",
+            ],
+        ),
+        // aliases
+        (
+            "master_domain: example.com\npaths:\n  certs: c\n  keys: k\ndomains:\n  example.com:\n    certificate_file: alias://paths/nope/e.pem\n",
+            &[
+                "domains.example.com.certificate_file",
+                "unknown alias `nope`",
+                "alias://paths/nope/e.pem",
+                "known: certs, keys",
+                "line 7 column 23",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    certdir: alias://paths/default_certdir\n",
+            &[
+                "listeners.ws.certdir",
+                "unknown alias `default_certdir`",
+                "known: none",
+                "line 8 column 14",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\ndefault_certificate: alias://paths/x\n",
+            &[
+                "default_certificate",
+                "unknown alias `x`",
+                "line 4 column 22",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nstate_dir: alias://paths/data/state\n",
+            &["state_dir", "unknown alias `data`", "line 4 column 12"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nstate_dir: \"\"\n",
+            &["state_dir", "the path is empty", "line 4 column 1"],
+        ),
+        // status codes
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        respond: { status: 99 }\n",
+            &[
+                "listeners[0].routes[0].respond.status",
+                "invalid status `99`",
+                "between 100 and 599",
+                "line 10 column 28",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        respond:\n          status: 600\n",
+            &[
+                "respond.status",
+                "invalid status `600`",
+                "line 11 column 19",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        respond:\n          status: 70000\n",
+            &[
+                "respond.status",
+                "invalid status `70000`",
+                "line 11 column 19",
+            ],
+        ),
+        // route actions
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        path: /a\n",
+            &[
+                "listeners.ws.routes[0]",
+                "says nothing to do",
+                "status_page: true",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        status_page: true\n      - host: \"*\"\n        status_page: true\n        respond: { status: 200 }\n",
+            &["listeners.ws.routes[1]", "not both"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*.*.example.com\"\n        status_page: true\n",
+            &[
+                "listeners[0].routes[0].host",
+                "invalid route host",
+                "wildcard",
+                "line 9 column 15",
+            ],
+        ),
+        // listener kinds
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: sip\n    kind: tls\n    bind: 127.0.0.1:5061\n    routes:\n      - host: \"*\"\n        status_page: true\n",
+            &[
+                "listeners.sip.routes",
+                "only `https` listeners have routes",
+                "`tls`",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: sip\n    kind: tls\n    bind: 127.0.0.1:5061\n",
+            &[
+                "listeners.sip.kind",
+                "`tls` listeners are not available",
+                "yet",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: plain\n    kind: http\n    bind: 127.0.0.1:80\n",
+            &[
+                "listeners.plain.kind",
+                "`http` listeners are not available",
+                "yet",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: plain\n    kind: http\n    bind: 127.0.0.1:80\n    certdir: certs\n",
+            &["listeners.plain.certdir", "serves no certificate"],
+        ),
+        // syntax and types
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {\n",
+            &["did not find expected node content", "line 4 column 1"],
+        ),
+        (
+            "master_domain: \"example.com\ndomains:\n  example.com: {}\n",
+            &["quoted scalar", "line 4 column 1", "line 1 column 16"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\n listeners: []\n",
+            &["did not find expected key", "line 4 column 2"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    access_log: maybe\n",
+            &[
+                "listeners[0].access_log",
+                "invalid type",
+                "boolean",
+                "line 8 column 17",
+            ],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners: 5\n",
+            &["listeners", "invalid type", "sequence", "line 4 column 12"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  - example.com\n",
+            &["domains", "invalid type", "line 3 column 3"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: 5\n",
+            &["domains.example.com", "invalid type", "line 3 column 16"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com:\n    acme: { enabled: yes please }\n",
+            &[
+                "domains.example.com.acme.enabled",
+                "invalid type",
+                "line 4 column 22",
+            ],
+        ),
+        ("", &["missing field"]),
+        ("- a\n- b\n", &["invalid type", "sequence"]),
+    ];
+    for (yaml, needles) in cases {
+        let message = err(yaml);
+        assert!(message.starts_with(&format!("{FILE}: ")), "{message}");
+        assert_contains_all(&message, needles, yaml);
+    }
+}
+
+/// Bad domain names under `domains:` are refused at their line and column,
+/// with the reason.
+#[test]
+fn bad_domain_names_are_refused_with_position() {
+    let label64 = format!("{}.com", "a".repeat(64));
+    let cases: &[(&str, &str)] = &[
+        ("\"exa mple.com\"", "contains ` `"),
+        ("-a.com", "starting or ending with `-`"),
+        ("a..com", "empty label"),
+        ("\"*.example.com\"", "wildcard"),
+        ("192.168.1.1", "IP address"),
+        (&label64, "longer than 63"),
+        ("\"\"", "empty"),
+    ];
+    for (key, reason) in cases {
+        let yaml =
+            format!("master_domain: example.com\ndomains:\n  example.com: {{}}\n  {key}: {{}}\n");
+        let message = err(&yaml);
+        assert_contains_all(
+            &message,
+            &["domains", "invalid domain name", reason, "line 4 column 3"],
+            &yaml,
+        );
+    }
+}
+
+/// Two listeners on the same address collide even when the bind is written
+/// differently (`localhost` is 127.0.0.1, `*` is 0.0.0.0).
+#[test]
+fn same_bind_written_differently_collides() {
+    for (first, second) in [
+        ("localhost:8443", "127.0.0.1:8443"),
+        ("\"*:443\"", "0.0.0.0:443"),
+    ] {
+        let yaml = format!(
+            "{MINIMAL}listeners:\n{}{}",
+            listener("a", first),
+            listener("b", second)
+        );
+        let message = err(&yaml);
+        assert_contains_all(
+            &message,
+            &[
+                "listeners.b.bind",
+                "already bound by listener `a`",
+                "line 10 column 5",
+            ],
+            &yaml,
+        );
+    }
+}
+
+/// A duplicate listener name is located at the second use of that exact
+/// name, not at a longer name that starts the same way.
+#[test]
+fn duplicate_listener_name_location_skips_longer_names() {
+    let yaml = format!(
+        "{MINIMAL}listeners:\n{}{}{}",
+        listener("ws2", "127.0.0.1:1"),
+        listener("ws", "127.0.0.1:2"),
+        listener("ws", "127.0.0.1:3"),
+    );
+    let message = err(&yaml);
+    assert_contains_all(&message, &["`ws` is used twice", "line 11 column 5"], &yaml);
+}
+
+/// Different ports on one address, and one port on different addresses, do
+/// not collide.
+#[test]
+fn distinct_binds_are_accepted() {
+    let yaml = format!(
+        "{MINIMAL}listeners:\n{}{}{}",
+        listener("a", "127.0.0.1:8443"),
+        listener("b", "127.0.0.1:8444"),
+        listener("c", "\"[::1]:8443\""),
+    );
+    let config = ok(&yaml);
+    assert_eq!(config.listeners.len(), 3);
+    let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+}
+
+/// Both certificate sources on one domain are located at that domain's key,
+/// not at a longer name ending the same way.
+#[test]
+fn both_certificates_location_skips_longer_names() {
+    let yaml = "master_domain: example.com\ndomains:\n  www.example.com: {}\n  example.com:\n    certificate_pem: x\n    certificate_file: y.pem\n";
+    let message = err(yaml);
+    assert_contains_all(
+        &message,
+        &["domains.example.com:", "not both", "line 4 column 3"],
+        yaml,
+    );
+}
+
+/// Two listeners on the same quoted bind are located at the second one.
+#[test]
+fn same_quoted_bind_is_located_at_the_second_listener() {
+    let yaml = format!(
+        "{MINIMAL}listeners:\n{}{}{}",
+        listener("a", "\"[::1]:8443\""),
+        listener("b", "127.0.0.1:8443"),
+        listener("c", "\"[::1]:8443\""),
+    );
+    let message = err(&yaml);
+    assert_contains_all(
+        &message,
+        &[
+            "listeners.c.bind",
+            "`[::1]:8443` is already bound by listener `a`",
+            "line 13 column 5",
+        ],
+        &yaml,
+    );
+}
+
+/// A negative status is refused at its position like any other out of range.
+#[test]
+fn negative_status_is_refused_with_position() {
+    let yaml = format!(
+        "{MINIMAL}listeners:\n{}    routes:\n      - host: \"*\"\n        respond: {{ status: -200 }}\n",
+        listener("a", "127.0.0.1:1"),
+    );
+    let message = err(&yaml);
+    assert_contains_all(
+        &message,
+        &[
+            "respond.status",
+            "`-200`",
+            "between 100 and 599",
+            "line 10 column 28",
+        ],
+        &yaml,
+    );
+}

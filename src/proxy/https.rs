@@ -149,7 +149,11 @@ async fn handshake(
 }
 
 /// Answers one request from the listener's routes.
-fn handle(request: Request<Incoming>, context: &ListenerContext, info: &ConnectionInfo) -> Response<Full<Bytes>> {
+fn handle(
+    request: Request<Incoming>,
+    context: &ListenerContext,
+    info: &ConnectionInfo,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let host = request_host(&request);
     let path = request.uri().path().to_owned();
@@ -166,7 +170,10 @@ fn handle(request: Request<Incoming>, context: &ListenerContext, info: &Connecti
             body.clone(),
         ),
         Some(RouteAction::StatusPage) => status_page(info, &host),
-        None => text_response(StatusCode::NOT_FOUND, "no route for this host and path\n".into()),
+        None => text_response(
+            StatusCode::NOT_FOUND,
+            "no route for this host and path\n".into(),
+        ),
     };
     if context.config.access_log {
         tracing::info!(
@@ -235,13 +242,27 @@ fn text_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 fn status_page(info: &ConnectionInfo, host: &str) -> Response<Full<Bytes>> {
     let not_after = time::OffsetDateTime::from_unix_timestamp(info.not_after)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| info.not_after.to_string());
     let why = match (info.step, info.domain.as_deref()) {
-        (Step::Exact, Some(d)) => format!("the domain <code>{}</code> has its own certificate", escape(d)),
-        (Step::Ancestor, Some(d)) => format!("the nearest configured domain with a certificate is <code>{}</code>", escape(d)),
-        (Step::Master, Some(d)) => format!("the walk ended at the master domain <code>{}</code>", escape(d)),
-        (Step::Certdir, _) => "no domain on the chain has a certificate, so the listener's certdir served".into(),
+        (Step::Exact, Some(d)) => format!(
+            "the domain <code>{}</code> has its own certificate",
+            escape(d)
+        ),
+        (Step::Ancestor, Some(d)) => format!(
+            "the nearest configured domain with a certificate is <code>{}</code>",
+            escape(d)
+        ),
+        (Step::Master, Some(d)) => format!(
+            "the walk ended at the master domain <code>{}</code>",
+            escape(d)
+        ),
+        (Step::Certdir, _) => {
+            "no domain on the chain has a certificate, so the listener's certdir served".into()
+        }
         _ => "no domain on the chain has a certificate and the listener has no working certdir, \
               so the default certificate served"
             .into(),
@@ -264,7 +285,11 @@ fn status_page(info: &ConnectionInfo, host: &str) -> Response<Full<Bytes>> {
          </table></body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
         host = escape(host),
-        sni = escape(info.sni.as_deref().unwrap_or("(none: connected by address)")),
+        sni = escape(
+            info.sni
+                .as_deref()
+                .unwrap_or("(none: connected by address)")
+        ),
         step = info.step.as_str(),
         subject = escape(&info.subject),
         sha256 = info.sha256,

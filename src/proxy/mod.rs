@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ListenerConfig, ListenerKind};
-use crate::resolver::{HandshakeEvents, SniResolver, SnapshotStore};
+use crate::resolver::{HandshakeEvents, SnapshotStore, SniResolver};
 
 pub mod https;
 
@@ -49,7 +49,9 @@ pub enum ServeError {
         source: rustls::Error,
     },
     /// Binding a configured address failed.
-    #[error("listener {listener}: cannot bind {bind}: {source}; is another process using the port?")]
+    #[error(
+        "listener {listener}: cannot bind {bind}: {source}; is another process using the port?"
+    )]
     Bind {
         /// The listener.
         listener: String,
@@ -120,7 +122,12 @@ pub async fn serve(
     for (index, (listener, socket)) in config.listeners.iter().zip(sockets).enumerate() {
         match listener.kind {
             ListenerKind::Https => {
-                let tls = TlsAcceptor::from(server_config(index, listener, store.clone(), events.clone())?);
+                let tls = TlsAcceptor::from(server_config(
+                    index,
+                    listener,
+                    store.clone(),
+                    events.clone(),
+                )?);
                 let context = Arc::new(https::ListenerContext {
                     index,
                     config: listener.clone(),
@@ -147,11 +154,20 @@ pub async fn serve(
     accept_loops.abort_all();
     while accept_loops.join_next().await.is_some() {}
     let open = graceful.count();
-    tracing::info!(connections = open, "shutting down; letting connections in flight finish");
+    tracing::info!(
+        connections = open,
+        "shutting down; letting connections in flight finish"
+    );
     match Arc::try_unwrap(graceful) {
         Ok(graceful) => {
-            if tokio::time::timeout(SHUTDOWN_TIMEOUT, graceful.shutdown()).await.is_err() {
-                tracing::warn!(timeout_secs = SHUTDOWN_TIMEOUT.as_secs(), "connections still open at shutdown timeout; closing them");
+            if tokio::time::timeout(SHUTDOWN_TIMEOUT, graceful.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    timeout_secs = SHUTDOWN_TIMEOUT.as_secs(),
+                    "connections still open at shutdown timeout; closing them"
+                );
             }
         }
         Err(_) => tracing::warn!("connections still referenced at shutdown; closing them"),

@@ -60,12 +60,20 @@ pub fn cert_valid_for(names: &[&str], validity: Duration) -> TestCert {
 }
 
 /// A self-signed certificate valid between two instants.
-pub fn cert_between(names: &[&str], not_before: time::OffsetDateTime, not_after: time::OffsetDateTime) -> TestCert {
+pub fn cert_between(
+    names: &[&str],
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+) -> TestCert {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let mut params =
-        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .expect("params");
     let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::CommonName, names.first().copied().unwrap_or("test"));
+    dn.push(
+        rcgen::DnType::CommonName,
+        names.first().copied().unwrap_or("test"),
+    );
     params.distinguished_name = dn;
     params.not_before = not_before;
     params.not_after = not_after;
@@ -175,7 +183,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -184,7 +197,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -229,15 +247,25 @@ pub async fn connect(
 pub async fn served_leaf(addr: SocketAddr, sni: Option<&str>) -> String {
     let stream = connect(addr, sni, &[b"http/1.1"]).await;
     let (_, connection) = stream.get_ref();
-    let chain = connection.peer_certificates().expect("server sent certificates");
+    let chain = connection
+        .peer_certificates()
+        .expect("server sent certificates");
     sniwalk::pem::sha256_fingerprint(chain[0].as_ref())
 }
 
 /// Sends one HTTP/1.1 GET over TLS and returns (status, body).
-pub async fn https_get(addr: SocketAddr, sni: Option<&str>, host: &str, path: &str) -> (u16, String) {
+pub async fn https_get(
+    addr: SocketAddr,
+    sni: Option<&str>,
+    host: &str,
+    path: &str,
+) -> (u16, String) {
     let mut stream = connect(addr, sni, &[b"http/1.1"]).await;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write request");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
     let mut response = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
         .await
@@ -249,7 +277,10 @@ pub async fn https_get(addr: SocketAddr, sni: Option<&str>, host: &str, path: &s
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("HTTP status line");
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
