@@ -29,13 +29,11 @@ use sniwalk::snapshot::{LoadedCertificate, Snapshot, SourceKind, generate_self_s
 fn certificate(name: &str) -> Arc<LoadedCertificate> {
     let text = generate_self_signed_pem(&[name.to_string()], 90, false).expect("generate");
     let parsed = sniwalk::pem::parse_certificate_pem(&text).expect("parse");
-    Arc::new(LoadedCertificate {
-        certified_key: parsed.certified_key,
-        facts: parsed.leaf,
-        kind: SourceKind::Inline,
-        file: None,
-        acme_issued: false,
-    })
+    Arc::new(LoadedCertificate::from_parsed(
+        parsed,
+        SourceKind::Inline,
+        None,
+    ))
 }
 
 fn filler(i: usize) -> String {

@@ -2,6 +2,8 @@
 //!
 //! This is the only place that prints to stdout and that uses `anyhow`.
 
+#![forbid(unsafe_code)]
+
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

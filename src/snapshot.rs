@@ -107,6 +107,19 @@ pub struct LoadedCertificate {
     pub acme_issued: bool,
 }
 
+impl LoadedCertificate {
+    /// Wraps a parsed `certificate_pem` with where it came from.
+    pub fn from_parsed(parsed: ParsedPem, kind: SourceKind, file: Option<PathBuf>) -> Self {
+        LoadedCertificate {
+            certified_key: parsed.certified_key,
+            acme_issued: parsed.markers.is_acme_issued(),
+            facts: parsed.leaf,
+            kind,
+            file,
+        }
+    }
+}
+
 /// How bad a problem is: errors make `check` exit 1, warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -526,13 +539,7 @@ fn settle(
     attempt: Attempt,
 ) -> Option<Arc<LoadedCertificate>> {
     match attempt {
-        Ok(parsed) => Some(Arc::new(LoadedCertificate {
-            certified_key: parsed.certified_key,
-            acme_issued: parsed.markers.is_acme_issued(),
-            facts: parsed.leaf,
-            kind,
-            file,
-        })),
+        Ok(parsed) => Some(Arc::new(LoadedCertificate::from_parsed(parsed, kind, file))),
         Err(error) => {
             let kept = if error.not_found {
                 None
