@@ -12,6 +12,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
@@ -47,6 +48,17 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// The message without the file name, for errors raised in helpers that
+    /// the caller wraps again.
+    fn message(self) -> String {
+        match self {
+            ConfigError::Invalid { message, .. } => message,
+            other => other.to_string(),
+        }
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -64,7 +76,14 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// Global ACME settings.
     pub acme: AcmeConfig,
+    /// Async worker threads (default: one per CPU).
+    pub worker_threads: Option<usize>,
+    /// How long connections in flight may take to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
 }
+
+/// How long connections in flight may finish after SIGTERM by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One configured domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +170,67 @@ pub struct ListenerConfig {
     pub routes: Vec<Route>,
     /// Whether each request is logged.
     pub access_log: bool,
+    /// The one backend of a `tls` listener.
+    pub backend: Option<TcpBackend>,
+    /// Whether a `tls` listener sends a PROXY protocol v2 header first.
+    pub proxy_protocol: bool,
+    /// Port put into the redirects of an `http` listener (default: none,
+    /// i.e. 443).
+    pub https_port: Option<u16>,
+    /// Timeouts and limits.
+    pub limits: Limits,
+}
+
+/// A `HOST:PORT` backend of a `tls` listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpBackend {
+    /// `HOST:PORT` as configured; resolved at connect time.
+    pub address: String,
+}
+
+/// Timeouts and limits of a listener, each with a default chosen for
+/// long-lived softphone traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// Once a request's first byte arrives, its headers must be complete
+    /// within this (slowloris).
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after
+    /// this long without traffic.
+    pub idle_timeout: Duration,
+    /// A WebSocket or `tls` tunnel is closed after this long with no byte
+    /// in either direction.
+    pub tunnel_idle_timeout: Duration,
+    /// Connecting to a backend must succeed within this (else 504).
+    pub backend_connect_timeout: Duration,
+    /// A backend must send its response headers within this (else 504).
+    pub backend_timeout: Duration,
+    /// Largest request head (request line and headers) accepted.
+    pub max_header_bytes: usize,
+    /// Connections served at once; further ones wait in the kernel's
+    /// accept queue until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            // Above the 60 s most load balancers and browsers use, so the
+            // proxy is not the side that closes first.
+            idle_timeout: Duration::from_secs(75),
+            // SIP and WebSocket signalling sit silent between calls; their
+            // keep-alives usually come every 30-120 s.
+            tunnel_idle_timeout: Duration::from_secs(600),
+            backend_connect_timeout: Duration::from_secs(5),
+            backend_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+        }
+    }
 }
 
 /// One route of an `https` listener.
@@ -201,6 +281,50 @@ pub enum RouteAction {
     /// Answer with a small HTML page about the proxy and the certificate
     /// served on this connection.
     StatusPage,
+    /// Forward to an HTTP backend.
+    Backend(HttpBackend),
+    /// Redirect elsewhere.
+    Redirect {
+        /// Target; when it has no path, the request's path and query are
+        /// appended.
+        to: String,
+        /// 301, 302, 303, 307 or 308.
+        status: u16,
+    },
+}
+
+/// An `http://HOST:PORT` backend of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpBackend {
+    /// `HOST:PORT`.
+    pub authority: String,
+}
+
+impl HttpBackend {
+    /// Parses `http://HOST:PORT` (a trailing `/` is allowed, nothing more).
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let rest = input.strip_prefix("http://").ok_or_else(|| {
+            if input.starts_with("https://") {
+                format!(
+                    "`{input}`: TLS towards backends is not available yet; use http://HOST:PORT"
+                )
+            } else {
+                format!("`{input}` is not an http://HOST:PORT URL")
+            }
+        })?;
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains('/') || authority.contains('@') {
+            return Err(format!(
+                "`{input}`: a backend is http://HOST:PORT without a path (the request's path is kept)"
+            ));
+        }
+        authority
+            .parse::<hyper::http::uri::Authority>()
+            .map_err(|e| format!("`{input}`: {e}"))?;
+        Ok(HttpBackend {
+            authority: authority.to_string(),
+        })
+    }
 }
 
 impl Config {
@@ -287,64 +411,8 @@ impl Config {
                     locate_entry(text, "bind", raw_bind, earlier)
                 )));
             }
-            raw_binds.push(raw_listener.bind.1);
-            let kind = raw_listener.kind;
-            if kind != ListenerKind::Https && !raw_listener.routes.is_empty() {
-                return Err(invalid(format!(
-                    "{field}.routes: only `https` listeners have routes (this one is `{}`)",
-                    kind.as_str()
-                )));
-            }
-            if kind == ListenerKind::Http && raw_listener.certdir.is_some() {
-                return Err(invalid(format!(
-                    "{field}.certdir: an `http` listener serves no certificate; remove `certdir`"
-                )));
-            }
-            if kind != ListenerKind::Https {
-                return Err(invalid(format!(
-                    "{field}.kind: `{}` listeners are not available in this version yet; \
-                     use `https` or remove the listener",
-                    kind.as_str()
-                )));
-            }
-            let certdir = match raw_listener.certdir {
-                Some(dir) => Some(paths.resolve(&dir, &format!("{field}.certdir"))?),
-                None => None,
-            };
-            let mut routes = Vec::with_capacity(raw_listener.routes.len());
-            for (i, r) in raw_listener.routes.into_iter().enumerate() {
-                let action = match (r.respond, r.status_page) {
-                    (Some(respond), false) => RouteAction::Respond {
-                        status: respond.status.0,
-                        body: respond.body,
-                    },
-                    (None, true) => RouteAction::StatusPage,
-                    (Some(_), true) => {
-                        return Err(invalid(format!(
-                            "{field}.routes[{i}]: set one of `respond` or `status_page`, not both"
-                        )));
-                    }
-                    (None, false) => {
-                        return Err(invalid(format!(
-                            "{field}.routes[{i}]: says nothing to do; add `respond: {{ status: 200, body: ... }}` \
-                             or `status_page: true`"
-                        )));
-                    }
-                };
-                routes.push(Route {
-                    host: r.host.0,
-                    path_prefix: r.path,
-                    action,
-                });
-            }
-            listeners.push(ListenerConfig {
-                name: raw_listener.name,
-                kind,
-                bind,
-                certdir,
-                routes,
-                access_log: raw_listener.access_log.unwrap_or(true),
-            });
+            raw_binds.push(raw_listener.bind.1.clone());
+            listeners.push(listener_from_raw(raw_listener, &field, &paths).map_err(invalid)?);
         }
 
         let state_dir = paths.resolve(
@@ -361,6 +429,12 @@ impl Config {
                 .and_then(|a| a.directory)
                 .unwrap_or_else(|| DEFAULT_ACME_DIRECTORY.to_string()),
         };
+        if raw.worker_threads == Some(0) {
+            return Err(invalid(format!(
+                "worker_threads: must be at least 1 (or remove it for one per CPU){}",
+                locate(text, "worker_threads:")
+            )));
+        }
         Ok(Config {
             file: path.to_path_buf(),
             master_domain: master,
@@ -369,6 +443,10 @@ impl Config {
             domains,
             listeners,
             acme,
+            worker_threads: raw.worker_threads,
+            shutdown_timeout: raw
+                .shutdown_timeout
+                .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
         })
     }
 
@@ -376,6 +454,209 @@ impl Config {
     pub fn listener(&self, name: &str) -> Option<&ListenerConfig> {
         self.listeners.iter().find(|l| l.name == name)
     }
+}
+
+/// Validates one listener; errors are messages naming the field.
+fn listener_from_raw(
+    raw: RawListener,
+    field: &str,
+    paths: &PathResolver<'_>,
+) -> Result<ListenerConfig, String> {
+    let kind = raw.kind;
+    let only = |what: &str, kinds: &str| {
+        format!(
+            "{field}.{what}: only {kinds} listeners have `{what}` (this one is `{}`)",
+            kind.as_str()
+        )
+    };
+    if kind != ListenerKind::Https && !raw.routes.is_empty() {
+        return Err(only("routes", "`https`"));
+    }
+    if kind != ListenerKind::Tls && raw.backend.is_some() {
+        return Err(format!(
+            "{field}.backend: only `tls` listeners have one `backend`; `https` listeners route with \
+             `routes: [{{ host: \"*\", backend: http://HOST:PORT }}]`"
+        ));
+    }
+    if kind != ListenerKind::Tls && raw.proxy_protocol.is_some() {
+        return Err(only("proxy_protocol", "`tls`"));
+    }
+    if kind != ListenerKind::Http && raw.https_port.is_some() {
+        return Err(only("https_port", "`http`"));
+    }
+    if kind == ListenerKind::Http && raw.certdir.is_some() {
+        return Err(format!(
+            "{field}.certdir: an `http` listener serves no certificate; remove `certdir`"
+        ));
+    }
+    let backend = match (kind, raw.backend) {
+        (ListenerKind::Tls, None) => {
+            return Err(format!(
+                "{field}.backend: a `tls` listener needs `backend: HOST:PORT` (where the decrypted bytes go)"
+            ));
+        }
+        (_, Some(address)) => Some(TcpBackend {
+            address: parse_tcp_backend(&address).map_err(|e| format!("{field}.backend: {e}"))?,
+        }),
+        (_, None) => None,
+    };
+    let proxy_protocol = match raw.proxy_protocol.as_deref() {
+        None | Some("off") | Some("none") => false,
+        Some("v2") => true,
+        Some(other) => {
+            return Err(format!(
+                "{field}.proxy_protocol: `{other}` is not supported; use `v2` or leave it out"
+            ));
+        }
+    };
+    let certdir = match raw.certdir {
+        Some(dir) => Some(
+            paths
+                .resolve(&dir, &format!("{field}.certdir"))
+                .map_err(|e| e.message())?,
+        ),
+        None => None,
+    };
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        let route_field = format!("{field}.routes[{i}]");
+        let mut actions = Vec::new();
+        if let Some(respond) = r.respond {
+            actions.push(RouteAction::Respond {
+                status: respond.status.0,
+                body: respond.body,
+            });
+        }
+        if r.status_page {
+            actions.push(RouteAction::StatusPage);
+        }
+        if let Some(backend) = r.backend {
+            actions.push(RouteAction::Backend(
+                HttpBackend::parse(&backend).map_err(|e| format!("{route_field}.backend: {e}"))?,
+            ));
+        }
+        if let Some(redirect) = r.redirect {
+            if !matches!(redirect.status, 301 | 302 | 303 | 307 | 308) {
+                return Err(format!(
+                    "{route_field}.redirect.status: `{}` is not a redirect; use 301, 302, 303, 307 or 308",
+                    redirect.status
+                ));
+            }
+            if !(redirect.to.starts_with("https://") || redirect.to.starts_with("http://")) {
+                return Err(format!(
+                    "{route_field}.redirect.to: `{}` must be an absolute http:// or https:// URL",
+                    redirect.to
+                ));
+            }
+            actions.push(RouteAction::Redirect {
+                to: redirect.to,
+                status: redirect.status,
+            });
+        }
+        let action = match actions.len() {
+            1 => actions.remove(0),
+            0 => {
+                return Err(format!(
+                    "{route_field}: says nothing to do; add one of `backend: http://HOST:PORT`, \
+                     `respond: {{ status: 200, body: ... }}`, `redirect: {{ to: URL }}` or `status_page: true`"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "{route_field}: set one of `backend`, `respond`, `redirect` or `status_page`, not several"
+                ));
+            }
+        };
+        if let Some(prefix) = &r.path
+            && !prefix.starts_with('/')
+        {
+            return Err(format!(
+                "{route_field}.path: `{prefix}` must start with `/`"
+            ));
+        }
+        routes.push(Route {
+            host: r.host.0,
+            path_prefix: r.path,
+            action,
+        });
+    }
+    let defaults = Limits::default();
+    let limits = Limits {
+        handshake_timeout: raw
+            .handshake_timeout
+            .map_or(defaults.handshake_timeout, |d| d.0),
+        header_timeout: raw.header_timeout.map_or(defaults.header_timeout, |d| d.0),
+        idle_timeout: raw.idle_timeout.map_or(defaults.idle_timeout, |d| d.0),
+        tunnel_idle_timeout: raw
+            .tunnel_idle_timeout
+            .map_or(defaults.tunnel_idle_timeout, |d| d.0),
+        backend_connect_timeout: raw
+            .backend_connect_timeout
+            .map_or(defaults.backend_connect_timeout, |d| d.0),
+        backend_timeout: raw
+            .backend_timeout
+            .map_or(defaults.backend_timeout, |d| d.0),
+        max_header_bytes: raw.max_header_bytes.unwrap_or(defaults.max_header_bytes),
+        max_connections: raw.max_connections.unwrap_or(defaults.max_connections),
+    };
+    if limits.max_header_bytes < 8192 {
+        return Err(format!(
+            "{field}.max_header_bytes: at least 8192 (browsers send several KiB of cookies)"
+        ));
+    }
+    if limits.max_connections == 0 {
+        return Err(format!("{field}.max_connections: at least 1"));
+    }
+    Ok(ListenerConfig {
+        name: raw.name,
+        kind,
+        bind: raw.bind.0,
+        certdir,
+        routes,
+        access_log: raw.access_log.unwrap_or(true),
+        backend,
+        proxy_protocol,
+        https_port: raw.https_port,
+        limits,
+    })
+}
+
+/// Checks a `HOST:PORT` TCP backend.
+fn parse_tcp_backend(input: &str) -> Result<String, String> {
+    if input.parse::<SocketAddr>().is_ok() {
+        return Ok(input.to_string());
+    }
+    let (host, port) = input.rsplit_once(':').ok_or_else(|| {
+        format!("`{input}` has no port; expected HOST:PORT such as `127.0.0.1:5060`")
+    })?;
+    port.parse::<u16>()
+        .map_err(|_| format!("`{input}` has an invalid port `{port}`"))?;
+    normalize_domain_name(host).map_err(|e| format!("`{input}`: {e}"))?;
+    Ok(input.to_string())
+}
+
+/// Parses a duration: `250ms`, `10s`, `5m`, `1h`, or a number of seconds.
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let text = input.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{input}` is not a duration; use e.g. `500ms`, `10s`, `5m`, `1h`"))?;
+    let unit_ms = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        other => {
+            return Err(format!(
+                "`{input}`: unknown unit `{other}`; use ms, s, m or h"
+            ));
+        }
+    };
+    Ok(Duration::from_millis(value.saturating_mul(unit_ms)))
 }
 
 /// Turns configured path strings into paths: aliases first, then relative
@@ -580,6 +861,10 @@ struct RawConfig {
     listeners: Vec<RawListener>,
     #[serde(default)]
     acme: Option<RawAcme>,
+    #[serde(default)]
+    worker_threads: Option<usize>,
+    #[serde(default)]
+    shutdown_timeout: Option<DurationField>,
 }
 
 #[derive(Deserialize, Default)]
@@ -612,6 +897,28 @@ struct RawListener {
     routes: Vec<RawRoute>,
     #[serde(default)]
     access_log: Option<bool>,
+    #[serde(default)]
+    backend: Option<String>,
+    #[serde(default)]
+    proxy_protocol: Option<String>,
+    #[serde(default)]
+    https_port: Option<u16>,
+    #[serde(default)]
+    handshake_timeout: Option<DurationField>,
+    #[serde(default)]
+    header_timeout: Option<DurationField>,
+    #[serde(default)]
+    idle_timeout: Option<DurationField>,
+    #[serde(default)]
+    tunnel_idle_timeout: Option<DurationField>,
+    #[serde(default)]
+    backend_connect_timeout: Option<DurationField>,
+    #[serde(default)]
+    backend_timeout: Option<DurationField>,
+    #[serde(default)]
+    max_header_bytes: Option<usize>,
+    #[serde(default)]
+    max_connections: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -624,6 +931,44 @@ struct RawRoute {
     respond: Option<RawRespond>,
     #[serde(default)]
     status_page: bool,
+    #[serde(default)]
+    backend: Option<String>,
+    #[serde(default)]
+    redirect: Option<RawRedirect>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedirect {
+    to: String,
+    #[serde(default = "default_redirect_status")]
+    status: u16,
+}
+
+fn default_redirect_status() -> u16 {
+    308
+}
+
+/// A duration written as `10s`, `500ms`, `5m`, `1h` or a number of seconds.
+struct DurationField(Duration);
+
+impl<'de> Deserialize<'de> for DurationField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = DurationField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as `10s`, `500ms`, `5m` or a number of seconds")
+            }
+            fn visit_u64<E: de::Error>(self, secs: u64) -> Result<DurationField, E> {
+                Ok(DurationField(Duration::from_secs(secs)))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<DurationField, E> {
+                parse_duration(text).map(DurationField).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(DurationVisitor)
+    }
 }
 
 #[derive(Deserialize)]

@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod challenge;
 pub mod config;
 pub mod fsio;
 pub mod inspect;
@@ -38,6 +39,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
+use crate::challenge::ChallengeStore;
 use crate::config::Config;
 use crate::snapshot::{DefaultPolicy, Severity, Snapshot};
 
@@ -65,6 +67,23 @@ pub async fn run(
     sockets: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    run_with_challenges(
+        config,
+        sockets,
+        Arc::new(ChallengeStore::default()),
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`] with a challenge store shared with the caller (the ACME client,
+/// or a test that publishes HTTP-01 answers).
+pub async fn run_with_challenges(
+    config: Config,
+    sockets: Vec<TcpListener>,
+    challenges: Arc<ChallengeStore>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let build_config = config.clone();
     let snapshot = tokio::task::spawn_blocking(move || {
         Snapshot::build(&build_config, None, DefaultPolicy::Persist, unix_now())
@@ -72,7 +91,7 @@ pub async fn run(
     .await??;
     log_sources(&snapshot);
     let store = Arc::new(ArcSwap::from_pointee(snapshot));
-    proxy::serve(&config, sockets, store, shutdown).await?;
+    proxy::serve(&config, sockets, store, challenges, shutdown).await?;
     Ok(())
 }
 

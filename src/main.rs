@@ -155,7 +155,11 @@ fn init_logging() {
 fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     init_logging();
     let config = Config::load(config_path)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
 
-use crate::config::{CertificateSource, Config};
+use crate::config::{CertificateSource, Config, Route};
 use crate::fsio;
 use crate::pem::{self, CertificateFacts, ParsedPem};
 use crate::tree::{DomainId, DomainSpec, DomainTree, Step, TreeError};
@@ -213,6 +213,7 @@ pub struct Snapshot {
     domain_certificates: Vec<Option<Arc<LoadedCertificate>>>,
     certdirs: Vec<Option<Arc<LoadedCertificate>>>,
     listener_names: Vec<String>,
+    routes: Vec<Vec<Route>>,
     default: Arc<LoadedCertificate>,
     reports: Vec<SourceReport>,
     master_domain: String,
@@ -348,6 +349,7 @@ impl Snapshot {
             domain_certificates,
             certdirs,
             listener_names,
+            routes: config.listeners.iter().map(|l| l.routes.clone()).collect(),
             default,
             reports,
             master_domain: config.master_domain.clone(),
@@ -388,6 +390,11 @@ impl Snapshot {
     /// The position of a listener by name.
     pub fn listener_index(&self, name: &str) -> Option<usize> {
         self.listener_names.iter().position(|n| n == name)
+    }
+
+    /// The routes of listener number `listener` (empty for unknown ones).
+    pub fn routes(&self, listener: usize) -> &[Route] {
+        self.routes.get(listener).map_or(&[], Vec::as_slice)
     }
 
     /// Listener names in configuration order.
@@ -452,12 +459,14 @@ impl Snapshot {
             .collect();
         let tree = DomainTree::build(&specs, master)?;
         let domain_certificates = domains.into_iter().map(|(_, c)| c).collect();
-        let (listener_names, certdirs) = certdirs.into_iter().unzip();
+        let (listener_names, certdirs): (Vec<String>, Vec<_>) = certdirs.into_iter().unzip();
+        let routes = vec![Vec::new(); listener_names.len()];
         Ok(Snapshot {
             tree,
             domain_certificates,
             certdirs,
             listener_names,
+            routes,
             default,
             reports: Vec::new(),
             master_domain: master.to_string(),

@@ -222,6 +222,10 @@ fn full_configuration_parses() {
                     },
                 ],
                 access_log: false,
+                backend: None,
+                proxy_protocol: false,
+                https_port: None,
+                limits: Limits::default(),
             },
             ListenerConfig {
                 name: "public".into(),
@@ -230,6 +234,10 @@ fn full_configuration_parses() {
                 certdir: Some("/etc/ssl/public".into()),
                 routes: vec![],
                 access_log: true,
+                backend: None,
+                proxy_protocol: false,
+                https_port: None,
+                limits: Limits::default(),
             },
         ]
     );
@@ -937,7 +945,7 @@ fn invalid_configurations_are_refused_with_field_and_position() {
         ),
         (
             "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        status_page: true\n      - host: \"*\"\n        status_page: true\n        respond: { status: 200 }\n",
-            &["listeners.ws.routes[1]", "not both"],
+            &["listeners.ws.routes[1]", "not several"],
         ),
         (
             "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*.*.example.com\"\n        status_page: true\n",
@@ -953,25 +961,65 @@ fn invalid_configurations_are_refused_with_field_and_position() {
             "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: sip\n    kind: tls\n    bind: 127.0.0.1:5061\n    routes:\n      - host: \"*\"\n        status_page: true\n",
             &[
                 "listeners.sip.routes",
-                "only `https` listeners have routes",
+                "only `https` listeners have `routes`",
                 "`tls`",
             ],
         ),
         (
             "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: sip\n    kind: tls\n    bind: 127.0.0.1:5061\n",
-            &[
-                "listeners.sip.kind",
-                "`tls` listeners are not available",
-                "yet",
-            ],
+            &["listeners.sip.backend", "needs `backend: HOST:PORT`"],
         ),
         (
-            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: plain\n    kind: http\n    bind: 127.0.0.1:80\n",
-            &[
-                "listeners.plain.kind",
-                "`http` listeners are not available",
-                "yet",
-            ],
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: sip\n    kind: tls\n    bind: 127.0.0.1:5061\n    backend: 127.0.0.1\n",
+            &["listeners.sip.backend", "has no port"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: sip\n    kind: tls\n    bind: 127.0.0.1:5061\n    backend: 127.0.0.1:5060\n    proxy_protocol: v1\n",
+            &["listeners.sip.proxy_protocol", "`v1` is not supported"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    backend: 127.0.0.1:5060\n",
+            &["listeners.ws.backend", "only `tls` listeners"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: plain\n    kind: http\n    bind: 127.0.0.1:80\n    proxy_protocol: v2\n",
+            &["listeners.plain.proxy_protocol", "only `tls` listeners"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    https_port: 8443\n",
+            &["listeners.ws.https_port", "only `http` listeners"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        backend: https://127.0.0.1:8080\n",
+            &["listeners.ws.routes[0].backend", "not available yet"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        backend: http://127.0.0.1:8080/app\n",
+            &["listeners.ws.routes[0].backend", "without a path"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        redirect: { to: \"https://a.test\", status: 200 }\n",
+            &["listeners.ws.routes[0].redirect.status", "not a redirect"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        redirect: { to: \"/elsewhere\" }\n",
+            &["listeners.ws.routes[0].redirect.to", "absolute"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    idle_timeout: 10 minutes\n",
+            &["idle_timeout", "unknown unit", "line 8 column 19"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    max_header_bytes: 100\n",
+            &["listeners.ws.max_header_bytes", "at least 8192"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    max_connections: 0\n",
+            &["listeners.ws.max_connections", "at least 1"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nworker_threads: 0\n",
+            &["worker_threads", "at least 1", "line 4 column 1"],
         ),
         (
             "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: plain\n    kind: http\n    bind: 127.0.0.1:80\n    certdir: certs\n",
@@ -1163,4 +1211,79 @@ fn negative_status_is_refused_with_position() {
         ],
         &yaml,
     );
+}
+
+/// Traffic settings: the three listener kinds with their own fields,
+/// backend and redirect routes, durations and limits with their defaults.
+#[test]
+fn traffic_settings_parse_with_defaults() {
+    let config = ok("master_domain: example.com\ndomains:\n  example.com: {}\n\
+         worker_threads: 2\nshutdown_timeout: 5s\n\
+         listeners:\n\
+         \x20 - name: ws\n    kind: https\n    bind: 127.0.0.1:8443\n    header_timeout: 2s\n    idle_timeout: 90\n\
+         \x20   backend_timeout: 1500ms\n    max_connections: 100\n    routes:\n\
+         \x20     - host: \"*\"\n        path: /old/\n        redirect: { to: \"https://new.example.com\" }\n\
+         \x20     - host: \"*\"\n        backend: http://127.0.0.1:8080/\n\
+         \x20 - name: sip\n    kind: tls\n    bind: 127.0.0.1:5061\n    backend: localhost:5060\n    proxy_protocol: v2\n\
+         \x20 - name: plain\n    kind: http\n    bind: 127.0.0.1:8080\n    https_port: 8443\n");
+    assert_eq!(config.worker_threads, Some(2));
+    assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
+    let ws = config.listener("ws").expect("ws");
+    assert_eq!(ws.limits.header_timeout, Duration::from_secs(2));
+    assert_eq!(ws.limits.idle_timeout, Duration::from_secs(90));
+    assert_eq!(ws.limits.backend_timeout, Duration::from_millis(1500));
+    assert_eq!(ws.limits.max_connections, 100);
+    assert_eq!(
+        ws.limits.handshake_timeout,
+        Limits::default().handshake_timeout
+    );
+    assert_eq!(
+        ws.routes[0].action,
+        RouteAction::Redirect {
+            to: "https://new.example.com".into(),
+            status: 308
+        }
+    );
+    assert_eq!(
+        ws.routes[1].action,
+        RouteAction::Backend(HttpBackend {
+            authority: "127.0.0.1:8080".into()
+        })
+    );
+    let sip = config.listener("sip").expect("sip");
+    assert_eq!(
+        sip.backend,
+        Some(TcpBackend {
+            address: "localhost:5060".into()
+        })
+    );
+    assert!(sip.proxy_protocol);
+    assert_eq!(
+        config.listener("plain").expect("plain").https_port,
+        Some(8443)
+    );
+    let defaults = ok(MINIMAL);
+    assert_eq!(defaults.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+    assert_eq!(defaults.worker_threads, None);
+}
+
+/// Durations: units and plain seconds.
+#[test]
+fn durations() {
+    for (text, millis) in [
+        ("250ms", 250),
+        ("10s", 10_000),
+        ("10", 10_000),
+        ("5m", 300_000),
+        ("1h", 3_600_000),
+    ] {
+        assert_eq!(
+            parse_duration(text),
+            Ok(Duration::from_millis(millis)),
+            "{text}"
+        );
+    }
+    for bad in ["", "s", "-1s", "1.5s", "10 parsecs"] {
+        assert!(parse_duration(bad).is_err(), "{bad}");
+    }
 }

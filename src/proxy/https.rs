@@ -1,47 +1,69 @@
-//! `https` listeners: TLS with the resolver, then HTTP/1.1 or HTTP/2 (by
-//! ALPN, or by the connection preface), then routes matched by host.
+//! `https` listeners: TLS with the resolver, then HTTP/1.1 or HTTP/2 on the
+//! same connection (hyper-util's auto builder, with upgrades), then routes
+//! matched by host and path prefix, first match wins.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue, LOCATION};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::TLS_HANDSHAKE_TIMEOUT;
-use crate::config::{ListenerConfig, RouteAction};
-use crate::resolver::{HandshakeEvents, SnapshotStore};
+use super::access::{AccessLog, LoggedBody};
+use super::forward::{Forwarder, ProxyBody, RequestFacts, plain};
+use super::io::{Activity, Protocol, TimedIo};
+use super::{Lifecycle, ListenerShared};
+use crate::config::RouteAction;
+use crate::inspect::escape_html;
 use crate::tree::Step;
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What every connection of one listener shares.
+/// What every connection of one `https` listener shares.
 #[derive(Debug)]
-pub struct ListenerContext {
-    /// The listener's position in the configuration.
-    pub index: usize,
-    /// Its configuration.
-    pub config: ListenerConfig,
-    /// The certificate state.
-    pub store: SnapshotStore,
-    /// Flags raised by the resolver.
-    pub events: Arc<HandshakeEvents>,
+pub struct HttpsListener {
+    /// Name, index, store, events, limits.
+    pub shared: ListenerShared,
+    /// The pooled backend client.
+    pub forwarder: Forwarder,
+    /// The HTTP server settings, built once.
+    pub http: auto::Builder<TokioExecutor>,
 }
 
-/// What is known about a connection once its handshake is done: the access
-/// log and the status page show it.
-#[derive(Debug, Clone)]
-struct ConnectionInfo {
+impl HttpsListener {
+    /// Settings for one listener.
+    pub fn new(shared: ListenerShared) -> Self {
+        let limits = shared.config.limits;
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        // hyper's timeouts need a timer or silently do nothing. Its header
+        // timer also runs on idle keep-alive connections, so it is set to the
+        // idle timeout; the (shorter) header timeout is TimedIo's.
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.idle_timeout.max(limits.header_timeout))
+            .max_buf_size(limits.max_header_bytes);
+        http.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .max_header_list_size(limits.max_header_bytes as u32)
+            .max_concurrent_streams(250);
+        HttpsListener {
+            forwarder: Forwarder::new(&limits),
+            shared,
+            http,
+        }
+    }
+}
+
+/// What is known about a connection once its handshake is done.
+#[derive(Debug)]
+struct Connection {
     peer: SocketAddr,
     sni: Option<String>,
     step: Step,
@@ -49,167 +71,212 @@ struct ConnectionInfo {
     subject: String,
     not_after: i64,
     sha256: String,
+    /// Whether the served certificate covers a name, read from the
+    /// snapshot's facts (no parsing per request).
+    names: Vec<String>,
+    activity: Arc<Activity>,
 }
 
-/// Accepts connections until the task is dropped.
-pub async fn accept_loop(
-    socket: TcpListener,
-    tls: TlsAcceptor,
-    context: Arc<ListenerContext>,
-    graceful: Arc<GracefulShutdown>,
-) {
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    // hyper's timeouts do nothing without a timer (notes/crates.md §3.1).
-    http.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    http.http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Duration::from_secs(30));
-    loop {
-        let (tcp, peer) = match socket.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of
-                // spinning, and keep serving the connections we have.
-                tracing::warn!(listener = %context.config.name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let tls = tls.clone();
-        let context = context.clone();
-        let http = http.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let Some((stream, info)) = handshake(tcp, peer, &tls, &context).await else {
-                return;
-            };
-            let info = Arc::new(info);
-            let context2 = context.clone();
-            let service = hyper::service::service_fn(move |request| {
-                let info = info.clone();
-                let context = context2.clone();
-                async move { Ok::<_, Infallible>(handle(request, &context, &info)) }
-            });
-            let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(listener = %context.config.name, %peer, error = %e, "connection ended with an error");
-            }
-        });
+impl Connection {
+    fn covers(&self, host: &str) -> bool {
+        crate::pem::CertificateFacts::names_cover(&self.names, host)
     }
 }
 
-/// Runs the TLS handshake with a deadline and records what was served.
-async fn handshake(
+/// Serves one accepted TCP connection until it closes or shutdown ends it.
+pub async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: &TlsAcceptor,
-    context: &ListenerContext,
-) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, ConnectionInfo)> {
-    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            tracing::debug!(listener = %context.config.name, %peer, failure = %e, "TLS handshake failed");
-            return None;
-        }
-        Err(_) => {
-            tracing::debug!(listener = %context.config.name, %peer, "TLS handshake timed out");
-            return None;
-        }
+    tls: TlsAcceptor,
+    listener: Arc<HttpsListener>,
+    lifecycle: Lifecycle,
+) {
+    let shared = &listener.shared;
+    let Some(stream) = super::handshake(tcp, peer, &tls, shared).await else {
+        return;
     };
-    let sni = stream.get_ref().1.server_name().map(str::to_owned);
-    // The resolver may not log; repeat its pure choice here for the log
-    // and the status page (a swap in between is harmless for either).
-    let snapshot = context.store.load();
-    let choice = snapshot.choose(context.index, sni.as_deref());
+    let (_, tls_connection) = stream.get_ref();
+    let sni = tls_connection.server_name().map(str::to_owned);
+    let protocol = match tls_connection.alpn_protocol() {
+        Some(b"h2") => Protocol::Http2,
+        _ => Protocol::Http1,
+    };
+    let snapshot = shared.store.load();
+    let choice = snapshot.choose(shared.index, sni.as_deref());
     let facts = &choice.certificate.facts;
-    if context.events.take_first_default_use() {
-        tracing::warn!(
-            listener = %context.config.name,
-            sni = sni.as_deref().unwrap_or("-"),
-            %peer,
-            file = %choice.certificate.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "(in memory)".into()),
-            subject = %facts.subject,
-            "served the default certificate for the first time: no domain on the chain has a certificate \
-             and the listener has no working certdir"
-        );
-    }
-    let info = ConnectionInfo {
+    let activity = Arc::new(Activity::default());
+    let connection = Arc::new(Connection {
         peer,
-        sni,
         step: choice.step,
         domain: choice.domain.map(str::to_owned),
         subject: facts.subject.clone(),
         not_after: facts.not_after,
         sha256: facts.sha256.clone(),
+        names: facts.dns_names.clone(),
+        sni,
+        activity: activity.clone(),
+    });
+    drop(snapshot);
+
+    let limits = shared.config.limits;
+    let io = TimedIo::new(
+        stream,
+        activity,
+        protocol,
+        limits.header_timeout,
+        limits.idle_timeout,
+    );
+    let service_listener = listener.clone();
+    let service_lifecycle = lifecycle.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let listener = service_listener.clone();
+        let connection = connection.clone();
+        let lifecycle = service_lifecycle.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(
+                handle(request, &listener, &connection, &lifecycle).await,
+            )
+        }
+    });
+    let served = listener
+        .http
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(served);
+    let result = tokio::select! {
+        result = served.as_mut() => result,
+        () = lifecycle.shutdown.cancelled() => {
+            // Finish requests in flight, refuse new ones (GOAWAY on h2,
+            // `Connection: close` on h1), until the hard stop.
+            served.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = served.as_mut() => result,
+                () = lifecycle.hard_stop.cancelled() => Ok(()),
+            }
+        }
     };
-    Some((stream, info))
+    if let Err(e) = result {
+        tracing::debug!(listener = %shared.config.name, %peer, error = %e, "connection ended with an error");
+    }
 }
 
 /// Answers one request from the listener's routes.
-fn handle(
+async fn handle(
     request: Request<Incoming>,
-    context: &ListenerContext,
-    info: &ConnectionInfo,
-) -> Response<Full<Bytes>> {
+    listener: &HttpsListener,
+    connection: &Arc<Connection>,
+    lifecycle: &Lifecycle,
+) -> Response<LoggedBody> {
+    let in_flight = connection.activity.begin();
     let started = Instant::now();
-    let host = request_host(&request);
+    let shared = &listener.shared;
+    let host_with_port = request_host(&request);
+    let host = normalize_host(&host_with_port);
     let path = request.uri().path().to_owned();
-    let route = context.config.routes.iter().find(|route| {
-        route.host.matches(&host)
-            && route
-                .path_prefix
-                .as_deref()
-                .is_none_or(|prefix| path.starts_with(prefix))
-    });
-    let response = match route.map(|r| &r.action) {
-        Some(RouteAction::Respond { status, body }) => text_response(
-            StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
-            body.clone(),
-        ),
-        Some(RouteAction::StatusPage) => status_page(info, &host),
-        None => text_response(
-            StatusCode::NOT_FOUND,
-            "no route for this host and path\n".into(),
-        ),
+    let method = request.method().to_string();
+    let mut backend = None;
+    let mut failure = None;
+
+    let response = if host.is_empty() {
+        plain(StatusCode::BAD_REQUEST, "missing Host header")
+    } else if is_misdirected(connection, &host) {
+        plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this connection's certificate does not cover that host",
+        )
+    } else {
+        let snapshot = shared.store.load();
+        let action = snapshot
+            .routes(shared.index)
+            .iter()
+            .find(|route| {
+                route.host.matches(&host)
+                    && route
+                        .path_prefix
+                        .as_deref()
+                        .is_none_or(|prefix| path.starts_with(prefix))
+            })
+            .map(|route| route.action.clone());
+        drop(snapshot);
+        match action {
+            Some(RouteAction::Respond { status, body }) => {
+                text(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
+            }
+            Some(RouteAction::StatusPage) => status_page(connection, &host),
+            Some(RouteAction::Redirect { to, status }) => redirect(&to, status, &request),
+            Some(RouteAction::Backend(target)) => {
+                backend = Some(target.authority.clone());
+                let facts = RequestFacts {
+                    peer: connection.peer,
+                    host: &host_with_port,
+                    activity: &connection.activity,
+                    lifecycle,
+                    listener: &shared.config.name,
+                };
+                let forwarded = listener.forwarder.forward(request, &target, facts).await;
+                failure = forwarded.failure;
+                forwarded.response
+            }
+            None => plain(StatusCode::NOT_FOUND, "no route for this host and path"),
+        }
     };
-    if context.config.access_log {
-        tracing::info!(
-            target: "sniwalk::access",
-            listener = %context.config.name,
-            peer = %info.peer,
-            sni = info.sni.as_deref().unwrap_or("-"),
-            cert = info.step.as_str(),
-            method = %request.method(),
+    if let Some(failure) = &failure {
+        tracing::warn!(
+            listener = %shared.config.name,
+            peer = %connection.peer,
             host = %host,
             path = %path,
+            backend = backend.as_deref().unwrap_or("-"),
             status = response.status().as_u16(),
-            bytes = body_len(&response),
-            duration_us = started.elapsed().as_micros() as u64,
-            "request"
+            failure = %failure,
+            "backend failed"
         );
     }
-    response
+    let log = shared.config.access_log.then(|| AccessLog {
+        listener: shared.config.name.clone(),
+        peer: connection.peer,
+        sni: connection.sni.clone(),
+        step: Some(connection.step),
+        method,
+        host,
+        path,
+        status: response.status().as_u16(),
+        backend,
+        started,
+    });
+    response.map(|body| LoggedBody::new(body, log, in_flight))
 }
 
-/// The request's host, lower-case, without port: `Host` for HTTP/1.1, the
-/// URI authority for HTTP/2.
+/// The 421 rule: a request whose host the served certificate does not
+/// cover was meant for another connection (HTTP/2 reuses connections for
+/// every name a certificate covers). Asking for exactly the SNI name is
+/// never misdirected, nor is an IP literal on a connection without SNI.
+fn is_misdirected(connection: &Connection, host: &str) -> bool {
+    if connection.covers(host) {
+        return false;
+    }
+    match &connection.sni {
+        Some(sni) => !sni.eq_ignore_ascii_case(host),
+        None => host.trim_matches(['[', ']']).parse::<IpAddr>().is_err(),
+    }
+}
+
+/// The host asked for, with its port if given: the URI authority (HTTP/2,
+/// absolute-form) or the `Host` header.
 fn request_host(request: &Request<Incoming>) -> String {
-    let raw = request
-        .uri()
-        .host()
+    if let Some(authority) = request.uri().authority() {
+        return authority.as_str().to_owned();
+    }
+    request
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
-        .or_else(|| {
-            request
-                .headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    strip_port(&raw).trim_end_matches('.').to_ascii_lowercase()
+        .unwrap_or_default()
+}
+
+/// Lower-case host without port or trailing dot.
+fn normalize_host(host: &str) -> String {
+    strip_port(host).trim_end_matches('.').to_ascii_lowercase()
 }
 
 fn strip_port(host: &str) -> &str {
@@ -222,13 +289,8 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-fn body_len(response: &Response<Full<Bytes>>) -> u64 {
-    use hyper::body::Body as _;
-    response.body().size_hint().exact().unwrap_or(0)
-}
-
-fn text_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -237,28 +299,48 @@ fn text_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
+fn full(body: String) -> ProxyBody {
+    http_body_util::Full::new(Bytes::from(body))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A redirect: `to` as given when it has a path, else `to` plus the
+/// request's path and query.
+fn redirect(to: &str, status: u16, request: &Request<Incoming>) -> Response<ProxyBody> {
+    let has_path = to
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'));
+    let location = if has_path {
+        to.to_string()
+    } else {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        format!("{to}{path}")
+    };
+    let Ok(value) = HeaderValue::from_str(&location) else {
+        return plain(StatusCode::BAD_REQUEST, "invalid request target");
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
+    let mut response = plain(status, "redirecting");
+    response.headers_mut().insert(LOCATION, value);
+    response
+}
+
 /// A small page saying that sniwalk works and which certificate this
 /// connection got and why; it shows nothing beyond this connection.
-fn status_page(info: &ConnectionInfo, host: &str) -> Response<Full<Bytes>> {
-    let not_after = time::OffsetDateTime::from_unix_timestamp(info.not_after)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| info.not_after.to_string());
-    let why = match (info.step, info.domain.as_deref()) {
+fn status_page(connection: &Connection, host: &str) -> Response<ProxyBody> {
+    let why = match (connection.step, connection.domain.as_deref()) {
         (Step::Exact, Some(d)) => format!(
             "the domain <code>{}</code> has its own certificate",
-            escape(d)
+            escape_html(d)
         ),
         (Step::Ancestor, Some(d)) => format!(
             "the nearest configured domain with a certificate is <code>{}</code>",
-            escape(d)
+            escape_html(d)
         ),
         (Step::Master, Some(d)) => format!(
             "the walk ended at the master domain <code>{}</code>",
-            escape(d)
+            escape_html(d)
         ),
         (Step::Certdir, _) => {
             "no domain on the chain has a certificate, so the listener's certdir served".into()
@@ -284,38 +366,24 @@ fn status_page(info: &ConnectionInfo, host: &str) -> Response<Full<Bytes>> {
          <tr><td>SHA-256</td><td><code>{sha256}</code></td></tr>\n\
          </table></body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
-        host = escape(host),
-        sni = escape(
-            info.sni
+        host = escape_html(host),
+        sni = escape_html(
+            connection
+                .sni
                 .as_deref()
                 .unwrap_or("(none: connected by address)")
         ),
-        step = info.step.as_str(),
-        subject = escape(&info.subject),
-        sha256 = info.sha256,
+        step = connection.step.as_str(),
+        subject = escape_html(&connection.subject),
+        not_after = crate::inspect::rfc3339(connection.not_after),
+        sha256 = connection.sha256,
     );
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(full(body));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     response
-}
-
-/// Escapes text for HTML: SNI and Host come from the network.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -328,10 +396,46 @@ mod tests {
         assert_eq!(strip_port("example.com"), "example.com");
         assert_eq!(strip_port("[::1]:8443"), "::1");
         assert_eq!(strip_port("127.0.0.1:1"), "127.0.0.1");
+        assert_eq!(normalize_host("Example.COM.:443"), "example.com");
+    }
+
+    fn connection(sni: Option<&str>, names: &[&str]) -> Connection {
+        Connection {
+            peer: "127.0.0.1:1".parse().expect("addr"),
+            sni: sni.map(str::to_owned),
+            step: Step::Exact,
+            domain: None,
+            subject: String::new(),
+            not_after: 0,
+            sha256: String::new(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            activity: Arc::default(),
+        }
     }
 
     #[test]
-    fn html_is_escaped() {
-        assert_eq!(escape("<a href='x'>&"), "&lt;a href=&#39;x&#39;&gt;&amp;");
+    fn misdirected_requests() {
+        let c = connection(
+            Some("a.example.com"),
+            &["a.example.com", "*.shop.example.com"],
+        );
+        assert!(!is_misdirected(&c, "a.example.com"));
+        assert!(
+            !is_misdirected(&c, "x.shop.example.com"),
+            "covered by the wildcard"
+        );
+        assert!(
+            is_misdirected(&c, "b.example.com"),
+            "another name, not covered"
+        );
+        let wrong_cert = connection(Some("b.example.com"), &["a.example.com"]);
+        assert!(
+            !is_misdirected(&wrong_cert, "b.example.com"),
+            "the SNI itself is never misdirected"
+        );
+        let by_ip = connection(None, &["a.example.com"]);
+        assert!(!is_misdirected(&by_ip, "127.0.0.1"));
+        assert!(!is_misdirected(&by_ip, "[::1]"));
+        assert!(is_misdirected(&by_ip, "b.example.com"));
     }
 }

@@ -1,30 +1,37 @@
-//! Listeners: accept loops, each TLS listener's `ServerConfig` (built once),
-//! and graceful shutdown.
+//! Listeners: accept loops with a connection limit, each TLS listener's
+//! `ServerConfig` (built once), and graceful shutdown.
 //!
 //! The shape follows mini-redis: [`serve`] takes already-bound sockets and a
 //! shutdown future, so tests bind `127.0.0.1:0` and run everything
 //! in-process.
+//!
+//! Shutdown, in order: the listening sockets close at once (a new process
+//! can bind the same ports), open HTTP connections are told to finish
+//! (`Connection: close` / GOAWAY) and tunnels run on, then whatever is still
+//! open after `shutdown_timeout` is cut.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::challenge::ChallengeStore;
 use crate::config::{Config, ListenerConfig, ListenerKind};
 use crate::resolver::{HandshakeEvents, SnapshotStore, SniResolver};
 
+pub mod access;
+pub mod forward;
+pub mod http;
 pub mod https;
-
-/// How long a TLS handshake may take before the connection is dropped.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long requests in flight may take to finish after shutdown starts.
-pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+pub mod io;
+pub mod tls;
 
 /// ALPN protocols offered, in the server's order of preference.
 const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -62,6 +69,31 @@ pub enum ServeError {
     },
 }
 
+/// What every connection of a listener shares, whatever its kind.
+#[derive(Debug)]
+pub struct ListenerShared {
+    /// The listener's position in the configuration (indexes the
+    /// snapshot's certdirs and routes).
+    pub index: usize,
+    /// Its configuration.
+    pub config: ListenerConfig,
+    /// The certificate state.
+    pub store: SnapshotStore,
+    /// Flags raised by the resolver.
+    pub events: Arc<HandshakeEvents>,
+}
+
+/// Shutdown signals and the set of connection and tunnel tasks.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    /// Cancelled when shutdown starts: stop accepting, finish what is open.
+    pub shutdown: CancellationToken,
+    /// Cancelled when `shutdown_timeout` is over: cut what is still open.
+    pub hard_stop: CancellationToken,
+    /// Every connection and tunnel task.
+    pub tracker: TaskTracker,
+}
+
 /// Binds every configured listener, in configuration order.
 pub async fn bind_all(config: &Config) -> Result<Vec<TcpListener>, ServeError> {
     let mut sockets = Vec::with_capacity(config.listeners.len());
@@ -96,18 +128,27 @@ pub fn server_config(
         .map_err(tls_err)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver::new(index, store, events)));
-    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    if listener.kind == ListenerKind::Https {
+        config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    }
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(tls_err)?;
     Ok(Arc::new(config))
 }
 
-/// Serves every listener until `shutdown` completes, then stops accepting
-/// at once and lets connections in flight finish for up to
-/// [`SHUTDOWN_TIMEOUT`].
+/// One listener's connection handler.
+enum Handler {
+    Https(TlsAcceptor, Arc<https::HttpsListener>),
+    Tls(TlsAcceptor, Arc<tls::TlsListener>),
+    Http(Arc<http::HttpListener>),
+}
+
+/// Serves every listener until `shutdown` completes, then shuts down as the
+/// module documentation says.
 pub async fn serve(
     config: &Config,
     sockets: Vec<TcpListener>,
     store: SnapshotStore,
+    challenges: Arc<ChallengeStore>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     if sockets.len() != config.listeners.len() {
@@ -117,60 +158,186 @@ pub async fn serve(
         });
     }
     let events = Arc::new(HandshakeEvents::default());
-    let graceful = Arc::new(GracefulShutdown::new());
+    let lifecycle = Lifecycle::default();
     let mut accept_loops = tokio::task::JoinSet::new();
     for (index, (listener, socket)) in config.listeners.iter().zip(sockets).enumerate() {
-        match listener.kind {
-            ListenerKind::Https => {
-                let tls = TlsAcceptor::from(server_config(
+        let shared = ListenerShared {
+            index,
+            config: listener.clone(),
+            store: store.clone(),
+            events: events.clone(),
+        };
+        let handler = match listener.kind {
+            ListenerKind::Https => Handler::Https(
+                TlsAcceptor::from(server_config(
                     index,
                     listener,
                     store.clone(),
                     events.clone(),
-                )?);
-                let context = Arc::new(https::ListenerContext {
-                    index,
-                    config: listener.clone(),
-                    store: store.clone(),
-                    events: events.clone(),
-                });
-                tracing::info!(
-                    listener = %listener.name,
-                    kind = listener.kind.as_str(),
-                    bind = %socket.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-                    "listening"
-                );
-                accept_loops.spawn(https::accept_loop(socket, tls, context, graceful.clone()));
+                )?),
+                Arc::new(https::HttpsListener::new(shared)),
+            ),
+            ListenerKind::Tls => {
+                let Some(backend) = listener.backend.clone() else {
+                    // Configuration validation requires a backend.
+                    continue;
+                };
+                Handler::Tls(
+                    TlsAcceptor::from(server_config(
+                        index,
+                        listener,
+                        store.clone(),
+                        events.clone(),
+                    )?),
+                    Arc::new(tls::TlsListener {
+                        shared,
+                        backend,
+                        proxy_protocol: listener.proxy_protocol,
+                    }),
+                )
             }
-            ListenerKind::Tls | ListenerKind::Http => {
-                // Refused by configuration validation until these kinds land.
-                tracing::error!(listener = %listener.name, kind = listener.kind.as_str(), "listener kind not served");
-            }
-        }
+            ListenerKind::Http => Handler::Http(Arc::new(http::HttpListener::new(
+                shared,
+                challenges.clone(),
+            ))),
+        };
+        tracing::info!(
+            listener = %listener.name,
+            kind = listener.kind.as_str(),
+            bind = %socket.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "listening"
+        );
+        accept_loops.spawn(accept_loop(
+            socket,
+            listener.name.clone(),
+            listener.limits.max_connections,
+            Arc::new(handler),
+            lifecycle.clone(),
+        ));
     }
     shutdown.await;
-    // Dropping the accept loops closes the listening sockets at once, so a
-    // new process can bind the same ports while connections drain.
-    accept_loops.abort_all();
+    lifecycle.shutdown.cancel();
     while accept_loops.join_next().await.is_some() {}
-    let open = graceful.count();
+    lifecycle.tracker.close();
+    let open = lifecycle.tracker.len();
     tracing::info!(
         connections = open,
-        "shutting down; letting connections in flight finish"
+        timeout_secs = config.shutdown_timeout.as_secs(),
+        "listeners closed; letting connections in flight finish"
     );
-    match Arc::try_unwrap(graceful) {
-        Ok(graceful) => {
-            if tokio::time::timeout(SHUTDOWN_TIMEOUT, graceful.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    timeout_secs = SHUTDOWN_TIMEOUT.as_secs(),
-                    "connections still open at shutdown timeout; closing them"
-                );
-            }
-        }
-        Err(_) => tracing::warn!("connections still referenced at shutdown; closing them"),
+    if tokio::time::timeout(config.shutdown_timeout, lifecycle.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = lifecycle.tracker.len(),
+            "connections still open at the shutdown timeout; closing them"
+        );
+        lifecycle.hard_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), lifecycle.tracker.wait()).await;
     }
     Ok(())
+}
+
+/// Accepts connections until shutdown. At `max_connections`, accepting
+/// pauses: new connections wait in the kernel's accept queue.
+async fn accept_loop(
+    socket: TcpListener,
+    name: String,
+    max_connections: usize,
+    handler: Arc<Handler>,
+    lifecycle: Lifecycle,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                tracing::warn!(listener = %name, max_connections, "connection limit reached; new connections wait");
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return,
+                    },
+                    () = lifecycle.shutdown.cancelled() => return,
+                }
+            }
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = socket.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead
+                    // of spinning, and keep serving what is open.
+                    tracing::warn!(listener = %name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = lifecycle.shutdown.cancelled() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let handler = handler.clone();
+        let task_lifecycle = lifecycle.clone();
+        lifecycle.tracker.spawn(async move {
+            let _permit = permit;
+            match &*handler {
+                Handler::Https(tls, listener) => {
+                    https::serve_connection(
+                        tcp,
+                        peer,
+                        tls.clone(),
+                        listener.clone(),
+                        task_lifecycle,
+                    )
+                    .await
+                }
+                Handler::Tls(tls, listener) => {
+                    tls::serve_connection(tcp, peer, tls.clone(), listener.clone(), task_lifecycle)
+                        .await
+                }
+                Handler::Http(listener) => {
+                    http::serve_connection(tcp, peer, listener.clone(), task_lifecycle).await
+                }
+            }
+        });
+    }
+}
+
+/// Runs the TLS handshake within the listener's handshake timeout and logs
+/// the first use of the default certificate (flagged by the resolver, which
+/// may not log itself).
+async fn handshake(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: &TlsAcceptor,
+    shared: &ListenerShared,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let timeout = shared.config.limits.handshake_timeout;
+    let stream = match tokio::time::timeout(timeout, tls.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(listener = %shared.config.name, %peer, failure = %e, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(listener = %shared.config.name, %peer, "TLS handshake timed out");
+            return None;
+        }
+    };
+    if shared.events.take_first_default_use() {
+        let sni = stream.get_ref().1.server_name().unwrap_or("-").to_owned();
+        let snapshot = shared.store.load();
+        let default = snapshot.default_certificate();
+        tracing::warn!(
+            listener = %shared.config.name,
+            %sni,
+            %peer,
+            file = %default.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "(in memory)".into()),
+            subject = %default.facts.subject,
+            "served the default certificate for the first time: no domain on the chain has a certificate \
+             and the listener has no working certdir"
+        );
+    }
+    Some(stream)
 }

@@ -1,0 +1,110 @@
+//! The access log: one line per request, written when the response body
+//! is done so streamed bodies are logged with their real size and duration.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::forward::ProxyBody;
+use super::io::InFlight;
+use crate::tree::Step;
+
+/// One access-log line, written when the response body is done.
+#[derive(Debug)]
+pub struct AccessLog {
+    /// The listener.
+    pub listener: String,
+    /// The client.
+    pub peer: SocketAddr,
+    /// SNI of the connection, if TLS and sent.
+    pub sni: Option<String>,
+    /// How the connection's certificate was chosen, if TLS.
+    pub step: Option<Step>,
+    /// Request method.
+    pub method: String,
+    /// Host asked for.
+    pub host: String,
+    /// Path asked for (no query: it may carry secrets).
+    pub path: String,
+    /// Response status.
+    pub status: u16,
+    /// Backend the request went to.
+    pub backend: Option<String>,
+    /// When the request arrived.
+    pub started: Instant,
+}
+
+/// A response body that counts what it sends, ends the request when it is
+/// done (for the idle clock of [`TimedIo`]) and writes the access log line
+/// then, so streamed bodies are logged with their real size and duration.
+#[derive(Debug)]
+pub struct LoggedBody {
+    inner: ProxyBody,
+    bytes: u64,
+    log: Option<AccessLog>,
+    _in_flight: InFlight,
+}
+
+impl LoggedBody {
+    /// Wraps a response body; `log` is `None` when the access log is off.
+    pub fn new(inner: ProxyBody, log: Option<AccessLog>, in_flight: InFlight) -> Self {
+        LoggedBody {
+            inner,
+            bytes: 0,
+            log,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.bytes += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            tracing::info!(
+                target: "sniwalk::access",
+                listener = %log.listener,
+                peer = %log.peer,
+                sni = log.sni.as_deref().unwrap_or("-"),
+                cert = log.step.map_or("-", Step::as_str),
+                method = %log.method,
+                host = %log.host,
+                path = %log.path,
+                status = log.status,
+                bytes = self.bytes,
+                duration_us = log.started.elapsed().as_micros() as u64,
+                backend = log.backend.as_deref().unwrap_or("-"),
+                "request"
+            );
+        }
+    }
+}

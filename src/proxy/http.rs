@@ -1,0 +1,197 @@
+//! `http` listeners: plain HTTP on port 80. ACME HTTP-01 answers at
+//! `/.well-known/acme-challenge/<token>` (from the challenge store, 404 for
+//! unknown tokens); everything else is redirected (308) to `https://` with
+//! the same host, path and query.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue, LOCATION};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+
+use super::access::{AccessLog, LoggedBody};
+use super::forward::{ProxyBody, plain};
+use super::io::{Activity, Protocol, TimedIo};
+use super::{Lifecycle, ListenerShared};
+use crate::challenge::{self, ChallengeStore};
+
+/// Where ACME HTTP-01 answers live (RFC 8555 §8.3).
+pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// What every connection of one `http` listener shares.
+#[derive(Debug)]
+pub struct HttpListener {
+    /// Name, limits.
+    pub shared: ListenerShared,
+    /// Pending HTTP-01 answers.
+    pub challenges: Arc<ChallengeStore>,
+    /// HTTP server settings, built once.
+    pub http: auto::Builder<TokioExecutor>,
+}
+
+impl HttpListener {
+    /// Settings for one listener.
+    pub fn new(shared: ListenerShared, challenges: Arc<ChallengeStore>) -> Self {
+        let limits = shared.config.limits;
+        let mut http = auto::Builder::new(TokioExecutor::new()).http1_only();
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.idle_timeout.max(limits.header_timeout))
+            .max_buf_size(limits.max_header_bytes);
+        HttpListener {
+            shared,
+            challenges,
+            http,
+        }
+    }
+}
+
+/// Serves one plain-HTTP connection.
+pub async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<HttpListener>,
+    lifecycle: Lifecycle,
+) {
+    let limits = listener.shared.config.limits;
+    let activity = Arc::new(Activity::default());
+    let io = TimedIo::new(
+        tcp,
+        activity.clone(),
+        Protocol::Http1,
+        limits.header_timeout,
+        limits.idle_timeout,
+    );
+    let service_listener = listener.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let response = handle(request, peer, &service_listener, &activity);
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let served = listener.http.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(served);
+    let result = tokio::select! {
+        result = served.as_mut() => result,
+        () = lifecycle.shutdown.cancelled() => {
+            served.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = served.as_mut() => result,
+                () = lifecycle.hard_stop.cancelled() => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(listener = %listener.shared.config.name, %peer, error = %e, "connection ended with an error");
+    }
+}
+
+fn handle(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    listener: &HttpListener,
+    activity: &Arc<Activity>,
+) -> Response<LoggedBody> {
+    let in_flight = activity.begin();
+    let started = Instant::now();
+    let path = request.uri().path().to_owned();
+    let host_header = request
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("")
+        .to_owned();
+    let response = match path.strip_prefix(CHALLENGE_PREFIX) {
+        Some(token) => match challenge::is_token(token)
+            .then(|| listener.challenges.http01(token))
+            .flatten()
+        {
+            Some(answer) => {
+                tracing::info!(listener = %listener.shared.config.name, %peer, token, "answered an ACME HTTP-01 challenge");
+                let mut response = Response::new(
+                    http_body_util::Full::new(Bytes::from(answer.to_string()))
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                );
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                response
+            }
+            None => plain(StatusCode::NOT_FOUND, "no such challenge"),
+        },
+        None => redirect_to_https(&request, &host_header, listener.shared.config.https_port),
+    };
+    let log = listener.shared.config.access_log.then(|| AccessLog {
+        listener: listener.shared.config.name.clone(),
+        peer,
+        sni: None,
+        step: None,
+        method: request.method().to_string(),
+        host: host_header,
+        path,
+        status: response.status().as_u16(),
+        backend: None,
+        started,
+    });
+    response.map(|body| LoggedBody::new(body, log, in_flight))
+}
+
+/// 308 to the same host (with `https_port` if set), path and query.
+fn redirect_to_https(
+    request: &Request<Incoming>,
+    host_header: &str,
+    https_port: Option<u16>,
+) -> Response<ProxyBody> {
+    let Some(host) = redirect_host(host_header) else {
+        return plain(StatusCode::BAD_REQUEST, "missing or invalid Host header");
+    };
+    let port = match https_port {
+        Some(443) | None => String::new(),
+        Some(port) => format!(":{port}"),
+    };
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let Ok(location) = HeaderValue::from_str(&format!("https://{host}{port}{path}")) else {
+        return plain(StatusCode::BAD_REQUEST, "invalid request target");
+    };
+    let mut response = plain(StatusCode::PERMANENT_REDIRECT, "use https");
+    response.headers_mut().insert(LOCATION, location);
+    response
+}
+
+/// The host part of a Host header, if it is a plausible host name or IP
+/// (it ends up in a Location header: nothing else may pass).
+fn redirect_host(host_header: &str) -> Option<&str> {
+    let host = if host_header.starts_with('[') {
+        host_header.split_inclusive(']').next()?
+    } else {
+        host_header.rsplit_once(':').map_or(host_header, |(h, _)| h)
+    };
+    let valid = !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        });
+    valid.then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_hosts_are_checked() {
+        assert_eq!(redirect_host("example.com:80"), Some("example.com"));
+        assert_eq!(redirect_host("example.com"), Some("example.com"));
+        assert_eq!(redirect_host("[::1]:80"), Some("[::1]"));
+        assert_eq!(redirect_host(""), None);
+        assert_eq!(redirect_host("evil.com/path"), None);
+        assert_eq!(redirect_host("a b"), None);
+    }
+}

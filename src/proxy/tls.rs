@@ -1,0 +1,179 @@
+//! `tls` listeners (SIP over TLS): TLS with the same resolver, then the
+//! plaintext bytes to one TCP backend and back, optionally behind a PROXY
+//! protocol v2 header so the backend sees the client's address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::io::{TunnelEnd, copy_with_idle_timeout};
+use super::{Lifecycle, ListenerShared};
+use crate::config::TcpBackend;
+
+/// What every connection of one `tls` listener shares.
+#[derive(Debug)]
+pub struct TlsListener {
+    /// Name, index, store, events, limits.
+    pub shared: ListenerShared,
+    /// Where the bytes go.
+    pub backend: TcpBackend,
+    /// Whether a PROXY v2 header goes first.
+    pub proxy_protocol: bool,
+}
+
+/// Serves one accepted TCP connection: handshake, backend, tunnel.
+pub async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: TlsAcceptor,
+    listener: Arc<TlsListener>,
+    lifecycle: Lifecycle,
+) {
+    let started = Instant::now();
+    let shared = &listener.shared;
+    let limits = shared.config.limits;
+    let local = tcp.local_addr().ok();
+    let Some(mut client) = super::handshake(tcp, peer, &tls, shared).await else {
+        return;
+    };
+    let sni = client.get_ref().1.server_name().map(str::to_owned);
+    let step = shared
+        .store
+        .load()
+        .choose(shared.index, sni.as_deref())
+        .step;
+    let address = &listener.backend.address;
+    let connected = tokio::time::timeout(
+        limits.backend_connect_timeout,
+        TcpStream::connect(address.as_str()),
+    )
+    .await;
+    let mut backend = match connected {
+        Ok(Ok(backend)) => backend,
+        failed => {
+            let failure = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!(
+                    "connect timed out after {} s",
+                    limits.backend_connect_timeout.as_secs()
+                ),
+            };
+            tracing::warn!(
+                listener = %shared.config.name, %peer, sni = sni.as_deref().unwrap_or("-"),
+                backend = %address, failure = %failure,
+                "backend unreachable; closing the client connection"
+            );
+            let _ = client.shutdown().await;
+            return;
+        }
+    };
+    let _ = backend.set_nodelay(true);
+    if listener.proxy_protocol {
+        let destination = local.unwrap_or(peer);
+        if let Err(e) = backend.write_all(&proxy_v2_header(peer, destination)).await {
+            tracing::warn!(listener = %shared.config.name, %peer, backend = %address, error = %e, "cannot send the PROXY header");
+            return;
+        }
+    }
+    let end = tokio::select! {
+        end = copy_with_idle_timeout(client, backend, limits.tunnel_idle_timeout) => end,
+        () = lifecycle.hard_stop.cancelled() => TunnelEnd::Failed(std::io::Error::other("shutdown timeout")),
+    };
+    if !shared.config.access_log {
+        return;
+    }
+    let (up, down, how) = match &end {
+        TunnelEnd::Closed(t) => (t.up, t.down, "closed".to_string()),
+        TunnelEnd::IdleTimeout => (0, 0, "idle timeout".to_string()),
+        TunnelEnd::Failed(e) => (0, 0, format!("error: {e}")),
+    };
+    tracing::info!(
+        target: "sniwalk::access",
+        listener = %shared.config.name,
+        %peer,
+        sni = sni.as_deref().unwrap_or("-"),
+        cert = step.as_str(),
+        backend = %address,
+        up,
+        down,
+        duration_ms = started.elapsed().as_millis() as u64,
+        end = %how,
+        "tunnel"
+    );
+}
+
+/// The PROXY protocol v2 signature.
+const PROXY_V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+
+/// A PROXY protocol v2 header (PROXY command, TCP over IPv4 or IPv6) saying
+/// the connection came from `source` to `destination`. Mixed families are
+/// sent as IPv6 with the IPv4 address mapped.
+pub fn proxy_v2_header(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+    let mut header = Vec::with_capacity(16 + 36);
+    header.extend_from_slice(&PROXY_V2_SIGNATURE);
+    header.push(0x21); // version 2, PROXY
+    match (source, destination) {
+        (SocketAddr::V4(src), SocketAddr::V4(dst)) => {
+            header.push(0x11); // TCP over IPv4
+            header.extend_from_slice(&12u16.to_be_bytes());
+            header.extend_from_slice(&src.ip().octets());
+            header.extend_from_slice(&dst.ip().octets());
+            header.extend_from_slice(&src.port().to_be_bytes());
+            header.extend_from_slice(&dst.port().to_be_bytes());
+        }
+        _ => {
+            let v6 = |addr: SocketAddr| match addr {
+                SocketAddr::V4(a) => a.ip().to_ipv6_mapped(),
+                SocketAddr::V6(a) => *a.ip(),
+            };
+            header.push(0x21); // TCP over IPv6
+            header.extend_from_slice(&36u16.to_be_bytes());
+            header.extend_from_slice(&v6(source).octets());
+            header.extend_from_slice(&v6(destination).octets());
+            header.extend_from_slice(&source.port().to_be_bytes());
+            header.extend_from_slice(&destination.port().to_be_bytes());
+        }
+    }
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_v2_ipv4_layout() {
+        let header = proxy_v2_header(
+            "192.0.2.1:40000".parse().expect("addr"),
+            "198.51.100.2:5061".parse().expect("addr"),
+        );
+        assert_eq!(&header[..12], &PROXY_V2_SIGNATURE);
+        assert_eq!(header[12], 0x21);
+        assert_eq!(header[13], 0x11);
+        assert_eq!(u16::from_be_bytes([header[14], header[15]]), 12);
+        assert_eq!(&header[16..20], &[192, 0, 2, 1]);
+        assert_eq!(&header[20..24], &[198, 51, 100, 2]);
+        assert_eq!(u16::from_be_bytes([header[24], header[25]]), 40000);
+        assert_eq!(u16::from_be_bytes([header[26], header[27]]), 5061);
+        assert_eq!(header.len(), 28);
+    }
+
+    #[test]
+    fn proxy_v2_ipv6_and_mixed() {
+        let header = proxy_v2_header(
+            "[::1]:1".parse().expect("addr"),
+            "127.0.0.1:2".parse().expect("addr"),
+        );
+        assert_eq!(header[13], 0x21);
+        assert_eq!(u16::from_be_bytes([header[14], header[15]]), 36);
+        assert_eq!(header.len(), 16 + 36);
+        assert_eq!(
+            &header[32..48],
+            &std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets()
+        );
+    }
+}
