@@ -184,13 +184,8 @@ impl CertificateFacts {
     /// Whether the certificate's DNS names cover `name` (exact, or a
     /// wildcard standing for exactly one leftmost label, as browsers match).
     pub fn covers(&self, name: &str) -> bool {
-        Self::names_cover(&self.dns_names, name)
-    }
-
-    /// [`CertificateFacts::covers`] for a list of DNS names.
-    pub fn names_cover(dns_names: &[String], name: &str) -> bool {
         let name = name.trim_end_matches('.');
-        dns_names.iter().any(|pattern| {
+        self.dns_names.iter().any(|pattern| {
             if let Some(suffix) = pattern.strip_prefix("*.") {
                 match name.split_once('.') {
                     Some((label, rest)) => !label.is_empty() && rest.eq_ignore_ascii_case(suffix),

@@ -22,6 +22,7 @@ use super::io::{Activity, Protocol, TimedIo};
 use super::{Lifecycle, ListenerShared};
 use crate::config::RouteAction;
 use crate::inspect::escape_html;
+use crate::snapshot::LoadedCertificate;
 use crate::tree::Step;
 
 /// What every connection of one `https` listener shares.
@@ -68,18 +69,14 @@ struct Connection {
     sni: Option<String>,
     step: Step,
     domain: Option<String>,
-    subject: String,
-    not_after: i64,
-    sha256: String,
-    /// Whether the served certificate covers a name, read from the
-    /// snapshot's facts (no parsing per request).
-    names: Vec<String>,
+    /// The certificate served, with the facts read when it was loaded.
+    certificate: Arc<LoadedCertificate>,
     activity: Arc<Activity>,
 }
 
 impl Connection {
     fn covers(&self, host: &str) -> bool {
-        crate::pem::CertificateFacts::names_cover(&self.names, host)
+        self.certificate.facts.covers(host)
     }
 }
 
@@ -103,16 +100,12 @@ pub async fn serve_connection(
     };
     let snapshot = shared.store.load();
     let choice = snapshot.choose(shared.index, sni.as_deref());
-    let facts = &choice.certificate.facts;
     let activity = Arc::new(Activity::default());
     let connection = Arc::new(Connection {
         peer,
         step: choice.step,
         domain: choice.domain.map(str::to_owned),
-        subject: facts.subject.clone(),
-        not_after: facts.not_after,
-        sha256: facts.sha256.clone(),
-        names: facts.dns_names.clone(),
+        certificate: choice.certificate.clone(),
         sni,
         activity: activity.clone(),
     });
@@ -374,9 +367,9 @@ fn status_page(connection: &Connection, host: &str) -> Response<ProxyBody> {
                 .unwrap_or("(none: connected by address)")
         ),
         step = connection.step.as_str(),
-        subject = escape_html(&connection.subject),
-        not_after = crate::inspect::rfc3339(connection.not_after),
-        sha256 = connection.sha256,
+        subject = escape_html(&connection.certificate.facts.subject),
+        not_after = crate::inspect::rfc3339(connection.certificate.facts.not_after),
+        sha256 = connection.certificate.facts.sha256,
     );
     let mut response = Response::new(full(body));
     response.headers_mut().insert(
@@ -400,15 +393,20 @@ mod tests {
     }
 
     fn connection(sni: Option<&str>, names: &[&str]) -> Connection {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let text =
+            crate::snapshot::generate_self_signed_pem(&names, 1, false).expect("certificate");
+        let parsed = crate::pem::parse_certificate_pem(&text).expect("parses");
         Connection {
             peer: "127.0.0.1:1".parse().expect("addr"),
             sni: sni.map(str::to_owned),
             step: Step::Exact,
             domain: None,
-            subject: String::new(),
-            not_after: 0,
-            sha256: String::new(),
-            names: names.iter().map(|n| n.to_string()).collect(),
+            certificate: Arc::new(LoadedCertificate::from_parsed(
+                parsed,
+                crate::snapshot::SourceKind::Inline,
+                None,
+            )),
             activity: Arc::default(),
         }
     }
