@@ -27,12 +27,16 @@ use tokio::time::{Instant, Sleep};
 #[derive(Debug, Default)]
 pub struct Activity {
     in_flight: AtomicUsize,
+    /// Requests begun so far: tells [`TimedIo`] that a request came and
+    /// went between two of its reads (it then never saw it busy).
+    begun: AtomicU64,
 }
 
 impl Activity {
     /// Marks a request as started; it ends when the guard drops (after its
     /// response body was written or abandoned).
     pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.begun.fetch_add(1, Ordering::AcqRel);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
     }
@@ -45,6 +49,10 @@ impl Activity {
 
     fn is_busy(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    fn begun(&self) -> u64 {
+        self.begun.load(Ordering::Acquire)
     }
 }
 
@@ -75,7 +83,8 @@ pub enum Protocol {
     /// HTTP/1.x: bytes while idle start a new request.
     Http1,
     /// HTTP/2: control frames (PING, SETTINGS) flow while idle, so there is
-    /// no header phase; reads only push the idle deadline back.
+    /// no header phase, and only a request starting or ending restarts the
+    /// idle clock.
     Http2,
 }
 
@@ -89,6 +98,8 @@ pub struct TimedIo<T> {
     header_timeout: Duration,
     idle_timeout: Duration,
     phase: Phase,
+    /// `Activity::begun` when this last looked.
+    seen_begun: u64,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -108,6 +119,7 @@ impl<T> TimedIo<T> {
             header_timeout,
             idle_timeout,
             phase: Phase::Idle,
+            seen_begun: 0,
             deadline: Box::pin(tokio::time::sleep(idle_timeout)),
         }
     }
@@ -133,21 +145,27 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let begun = this.activity.begun();
         if this.activity.is_busy() {
+            this.seen_begun = begun;
             this.enter(Phase::Busy);
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
-        if this.phase == Phase::Busy {
+        // A request ran since the last read, possibly all of it between two
+        // reads (a quick answer): its head is done, so the idle clock runs.
+        if this.phase == Phase::Busy || begun != this.seen_begun {
+            this.seen_begun = begun;
             this.enter(Phase::Idle);
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    match (this.protocol, this.phase) {
-                        (Protocol::Http1, Phase::Idle) => this.enter(Phase::Head),
-                        (Protocol::Http2, _) => this.enter(Phase::Idle),
-                        _ => {}
+                    // For HTTP/2, PING, SETTINGS and WINDOW_UPDATE frames
+                    // are no sign of use: hyper's own keep-alive PINGs would
+                    // otherwise keep an unused connection open forever.
+                    if (this.protocol, this.phase) == (Protocol::Http1, Phase::Idle) {
+                        this.enter(Phase::Head);
                     }
                 }
                 Poll::Ready(Ok(()))
@@ -330,6 +348,42 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn http2_control_frames_do_not_keep_an_idle_connection_open() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let activity = Arc::new(Activity::default());
+        let mut io = TimedIo::new(
+            server,
+            activity,
+            Protocol::Http2,
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+        );
+        let started = Instant::now();
+        let pinger = tokio::spawn(async move {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                if client.write_all(b"ping").await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut buf = [0u8; 8];
+        let err = loop {
+            match io.read(&mut buf).await {
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            started.elapsed().as_secs(),
+            60,
+            "pings every 20 s do not extend it"
+        );
+        pinger.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn first_byte_starts_the_header_clock() {
         let (mut client, server) = tokio::io::duplex(64);
         let activity = Arc::new(Activity::default());
@@ -347,6 +401,31 @@ mod tests {
         let err = io.read(&mut buf).await.expect_err("header timeout");
         assert_eq!(err.to_string(), "request header timeout");
         assert_eq!(started.elapsed().as_secs(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_answered_between_two_reads_ends_the_header_clock() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let activity = Arc::new(Activity::default());
+        let mut io = TimedIo::new(
+            server,
+            activity.clone(),
+            Protocol::Http1,
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+        );
+        client
+            .write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 64];
+        assert!(io.read(&mut buf).await.expect("request head") > 0);
+        // The request begins and is answered before the next read.
+        drop(activity.begin());
+        let started = Instant::now();
+        let err = io.read(&mut buf).await.expect_err("idle timeout");
+        assert_eq!(err.to_string(), "idle timeout");
+        assert_eq!(started.elapsed().as_secs(), 60);
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,6 +2,10 @@
 //! 127.0.0.1:0, and a real TLS client that reports the leaf it was served.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod backends;
+pub mod ws;
+
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
@@ -109,6 +113,24 @@ impl TestProxy {
     /// The configured binds are ignored: every listener gets a port of its
     /// own on 127.0.0.1.
     pub async fn start(dir: &Path, yaml: &str) -> TestProxy {
+        Self::launch(dir, yaml, None).await
+    }
+
+    /// [`TestProxy::start`] through `run_with_challenges`, sharing
+    /// `challenges` with the test.
+    pub async fn start_with_challenges(
+        dir: &Path,
+        yaml: &str,
+        challenges: Arc<sniwalk::challenge::ChallengeStore>,
+    ) -> TestProxy {
+        Self::launch(dir, yaml, Some(challenges)).await
+    }
+
+    async fn launch(
+        dir: &Path,
+        yaml: &str,
+        challenges: Option<Arc<sniwalk::challenge::ChallengeStore>>,
+    ) -> TestProxy {
         install_provider();
         let path = dir.join("proxy.yaml");
         std::fs::write(&path, yaml).expect("write config");
@@ -121,9 +143,15 @@ impl TestProxy {
             sockets.push(socket);
         }
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(sniwalk::run(config, sockets, async move {
+        let shutdown = async move {
             let _ = rx.await;
-        }));
+        };
+        let task = match challenges {
+            Some(challenges) => tokio::spawn(sniwalk::run_with_challenges(
+                config, sockets, challenges, shutdown,
+            )),
+            None => tokio::spawn(sniwalk::run(config, sockets, shutdown)),
+        };
         TestProxy {
             dir: dir.to_path_buf(),
             addrs,
@@ -149,6 +177,25 @@ impl TestProxy {
                 .expect("proxy task did not panic");
             result.expect("proxy ran without error");
         }
+    }
+}
+
+impl TestProxy {
+    /// Starts shutdown (as SIGTERM would) and returns at once.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for `run` to return, at most `limit` (panics after), and
+    /// returns what it returned.
+    pub async fn finish(mut self, limit: Duration) -> Result<(), sniwalk::RunError> {
+        let task = self.task.take().expect("proxy task");
+        tokio::time::timeout(limit, task)
+            .await
+            .unwrap_or_else(|_| panic!("run returns within {limit:?} of shutdown"))
+            .expect("proxy task did not panic")
     }
 }
 
@@ -287,4 +334,224 @@ pub async fn https_get(
 /// Path to the built `sniwalk` binary.
 pub fn sniwalk_bin() -> &'static str {
     env!("CARGO_BIN_EXE_sniwalk")
+}
+
+// ---- traffic helpers -------------------------------------------------------
+
+/// Awaits `future`, panicking with `what` if it takes longer than `limit`.
+pub async fn within<F: Future>(limit: Duration, what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(limit, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("{what}: not done within {limit:?}"),
+    }
+}
+
+/// A `proxy.yaml` with master domain `example.com` (no certificates: the
+/// generated default serves, for `example.com` and `localhost`) and the
+/// given `listeners:` entries, indented by two spaces.
+pub fn proxy_yaml(top: &str, listeners: &str) -> String {
+    format!(
+        "master_domain: example.com\nstate_dir: state\n{top}domains:\n  example.com: {{}}\nlisteners:\n{listeners}"
+    )
+}
+
+/// An HTTP/1.1 client connection over TLS (ALPN `http/1.1`) to `addr` with
+/// SNI `sni`; the connection task runs with upgrades.
+pub async fn h1_client(
+    addr: SocketAddr,
+    sni: &str,
+) -> hyper::client::conn::http1::SendRequest<backends::TestBody> {
+    let tls = connect(addr, Some(sni), &[b"http/1.1"]).await;
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"http/1.1"[..]),
+        "ALPN http/1.1"
+    );
+    let (send, connection) = within(
+        Duration::from_secs(10),
+        "HTTP/1.1 handshake",
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)),
+    )
+    .await
+    .expect("HTTP/1.1 client handshake");
+    tokio::spawn(async move {
+        let _ = connection.with_upgrades().await;
+    });
+    send
+}
+
+/// An HTTP/2 client connection over TLS (ALPN `h2`) to `addr` with SNI
+/// `sni`.
+pub async fn h2_client(
+    addr: SocketAddr,
+    sni: &str,
+) -> hyper::client::conn::http2::SendRequest<backends::TestBody> {
+    let tls = connect(addr, Some(sni), &[b"h2"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "ALPN h2");
+    let (send, connection) = within(
+        Duration::from_secs(10),
+        "HTTP/2 handshake",
+        hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        ),
+    )
+    .await
+    .expect("HTTP/2 client handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    send
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Collected {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Collected {
+    /// The body as JSON (the echo backend's answer).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    /// A response header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Reads a whole response (within 10 s).
+pub async fn collect(response: hyper::Response<hyper::body::Incoming>) -> Collected {
+    use http_body_util::BodyExt as _;
+    let (parts, body) = response.into_parts();
+    let body = within(Duration::from_secs(10), "response body", body.collect())
+        .await
+        .expect("response body")
+        .to_bytes();
+    Collected {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Sends `request` on an HTTP/1.1 connection and reads the whole response.
+pub async fn send_h1(
+    send: &mut hyper::client::conn::http1::SendRequest<backends::TestBody>,
+    request: hyper::Request<backends::TestBody>,
+) -> Collected {
+    within(Duration::from_secs(10), "connection ready", send.ready())
+        .await
+        .expect("connection ready");
+    let response = within(
+        Duration::from_secs(10),
+        "response head",
+        send.send_request(request),
+    )
+    .await
+    .expect("response");
+    collect(response).await
+}
+
+/// Sends `request` on an HTTP/2 connection and reads the whole response.
+pub async fn send_h2(
+    send: &mut hyper::client::conn::http2::SendRequest<backends::TestBody>,
+    request: hyper::Request<backends::TestBody>,
+) -> Collected {
+    within(Duration::from_secs(10), "connection ready", send.ready())
+        .await
+        .expect("connection ready");
+    let response = within(
+        Duration::from_secs(10),
+        "response head",
+        send.send_request(request),
+    )
+    .await
+    .expect("response");
+    collect(response).await
+}
+
+/// One GET over a new HTTP/1.1 connection with SNI and Host `host`.
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Collected {
+    let mut send = h1_client(addr, host).await;
+    let request = hyper::Request::get(path)
+        .header("host", host)
+        .body(backends::empty())
+        .expect("request");
+    send_h1(&mut send, request).await
+}
+
+/// A response parsed from raw bytes.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Writes `request` as is and reads until the server closes (the request
+/// should say `Connection: close`), within 10 s.
+pub async fn raw_exchange<S>(stream: &mut S, request: &str) -> RawResponse
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut bytes = Vec::new();
+    // A close without TLS close_notify is an error after the data: keep
+    // what arrived.
+    let _ = within(
+        Duration::from_secs(10),
+        "response until close",
+        stream.read_to_end(&mut bytes),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {text:?}"));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// A `VmRSS`/`VmHWM`-style line of /proc/self/status, in KiB.
+pub fn proc_status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
 }
