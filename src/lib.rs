@@ -29,6 +29,7 @@ pub mod fsio;
 pub mod inspect;
 pub mod pem;
 pub mod proxy;
+pub mod reload;
 pub mod resolver;
 pub mod snapshot;
 pub mod tree;
@@ -84,6 +85,42 @@ pub async fn run_with_challenges(
     challenges: Arc<ChallengeStore>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let (_handle, reloads) = reload::channel();
+    run_with(
+        config,
+        sockets,
+        RunOptions {
+            challenges,
+            reloads,
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// What [`run_with`] shares with its caller.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// Pending ACME challenge answers (the ACME client, or a test, writes).
+    pub challenges: Arc<ChallengeStore>,
+    /// Reload messages; keep the [`reload::ReloadHandle`] of the same
+    /// channel to ask for SIGHUP-style reloads.
+    pub reloads: reload::ReloadReceiver,
+}
+
+/// [`run`] with the challenge store and the reload channel shared with the
+/// caller. The reload task watches the configuration and every certificate
+/// source and swaps certificates in without dropping anything.
+pub async fn run_with(
+    config: Config,
+    sockets: Vec<TcpListener>,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let RunOptions {
+        challenges,
+        reloads,
+    } = options;
     let build_config = config.clone();
     let snapshot = tokio::task::spawn_blocking(move || {
         Snapshot::build(&build_config, None, DefaultPolicy::Persist, unix_now())
@@ -91,7 +128,14 @@ pub async fn run_with_challenges(
     .await??;
     log_sources(&snapshot);
     let store = Arc::new(ArcSwap::from_pointee(snapshot));
-    proxy::serve(&config, sockets, store, challenges, shutdown).await?;
+    let stop_reloads = tokio_util::sync::CancellationToken::new();
+    let reload_task = tokio::spawn(
+        reload::ReloadTask::new(config.clone(), store.clone(), reloads).run(stop_reloads.clone()),
+    );
+    let served = proxy::serve(&config, sockets, store, challenges, shutdown).await;
+    stop_reloads.cancel();
+    let _ = reload_task.await;
+    served?;
     Ok(())
 }
 

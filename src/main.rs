@@ -165,10 +165,41 @@ fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let sockets = sniwalk::proxy::bind_all(&config).await?;
-        sniwalk::run(config, sockets, shutdown_signal()).await?;
+        let (reload, reloads) = sniwalk::reload::channel();
+        forward_sighup(reload);
+        let options = sniwalk::RunOptions {
+            challenges: Default::default(),
+            reloads,
+        };
+        sniwalk::run_with(config, sockets, options, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Turns every SIGHUP into a full reload (configuration and certificates).
+fn forward_sighup(reload: sniwalk::reload::ReloadHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangup) => {
+                tokio::spawn(async move {
+                    while hangup.recv().await.is_some() {
+                        tracing::info!(
+                            "SIGHUP received: reloading the configuration and certificates"
+                        );
+                        reload.send(sniwalk::reload::Reload::All);
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; file changes still reload")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reload);
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

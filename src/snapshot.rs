@@ -13,13 +13,14 @@
 //! the previous snapshot had a working certificate from the same file, that
 //! one keeps serving (last good), unless the file was deleted.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
 
-use crate::config::{CertificateSource, Config, Route};
+use crate::config::{CertificateSource, Config, ListenerConfig, Route};
 use crate::fsio;
 use crate::pem::{self, CertificateFacts, ParsedPem};
 use crate::tree::{DomainId, DomainSpec, DomainTree, Step, TreeError};
@@ -105,6 +106,54 @@ pub struct LoadedCertificate {
     pub file: Option<PathBuf>,
     /// Whether the text carries the ACME marker (otherwise managed by hand).
     pub acme_issued: bool,
+    /// What the source looked like when it was read, so a rebuild can
+    /// reuse this certificate without reading and parsing it again.
+    pub stamp: SourceStamp,
+}
+
+/// The identity of a source's content: a hash for inline text, the file
+/// system's size, modification time and inode for files (followed through
+/// symlinks, so a Kubernetes `..data` swap changes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SourceStamp {
+    /// Not known: never reused.
+    #[default]
+    Unknown,
+    /// Inline text, by hash.
+    Text(u64),
+    /// One file.
+    File(FileStamp),
+    /// A certdir's key and certificate.
+    Pair(FileStamp, FileStamp),
+}
+
+/// What `stat` says about a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+    device: u64,
+}
+
+impl FileStamp {
+    /// Stats `path`, following symlinks.
+    pub fn of(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let (inode, device) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.ino(), meta.dev())
+        };
+        #[cfg(not(unix))]
+        let (inode, device) = (0, 0);
+        Some(FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode,
+            device,
+        })
+    }
 }
 
 impl LoadedCertificate {
@@ -116,6 +165,7 @@ impl LoadedCertificate {
             facts: parsed.leaf,
             kind,
             file,
+            stamp: SourceStamp::Unknown,
         }
     }
 }
@@ -213,9 +263,10 @@ pub struct Snapshot {
     domain_certificates: Vec<Option<Arc<LoadedCertificate>>>,
     certdirs: Vec<Option<Arc<LoadedCertificate>>>,
     listener_names: Vec<String>,
-    routes: Vec<Vec<Route>>,
+    listeners: Vec<Arc<ListenerConfig>>,
     default: Arc<LoadedCertificate>,
     reports: Vec<SourceReport>,
+    report_index: HashMap<Place, usize>,
     master_domain: String,
 }
 
@@ -230,24 +281,59 @@ impl Snapshot {
         policy: DefaultPolicy,
         now: i64,
     ) -> Result<Self, SnapshotError> {
+        Self::build_changed(config, previous, Changes(None), policy, now)
+    }
+
+    /// [`Snapshot::build`] when the caller knows which files changed: a
+    /// source the changes do not touch keeps the previous snapshot's
+    /// certificate without being read again (a rebuild of 100,000 domains
+    /// for one changed file stays cheap). Without that knowledge, each file
+    /// is compared by size, modification time and inode instead.
+    pub fn build_changed(
+        config: &Config,
+        previous: Option<&Snapshot>,
+        changes: Changes<'_>,
+        policy: DefaultPolicy,
+        now: i64,
+    ) -> Result<Self, SnapshotError> {
         let mut reports = Vec::with_capacity(config.domains.len() + config.listeners.len() + 1);
         let mut domain_certificates = Vec::with_capacity(config.domains.len());
         for domain in &config.domains {
             let place = Place::Domain(domain.name.clone());
             let acme_enabled = domain.acme.as_ref().is_some_and(|a| a.enabled);
+            let file_attempt = |kind: SourceKind, path: &Path| match unchanged(
+                previous,
+                &place,
+                kind,
+                Some(path),
+                !changes.may_touch(path),
+                || FileStamp::of(path).map_or(SourceStamp::Unknown, SourceStamp::File),
+            ) {
+                Some(loaded) => Attempt::Reused(loaded),
+                None => Attempt::from(load_pem_file(path)),
+            };
             let (kind, file, attempt) = match &domain.certificate {
                 CertificateSource::Inline(text) => {
-                    (Some(SourceKind::Inline), None, Some(load_pem_text(text)))
+                    let attempt =
+                        match unchanged(previous, &place, SourceKind::Inline, None, false, || {
+                            SourceStamp::Text(text_hash(text))
+                        }) {
+                            Some(loaded) => Attempt::Reused(loaded),
+                            None => Attempt::from(load_pem_text(text)),
+                        };
+                    (Some(SourceKind::Inline), None, Some(attempt))
                 }
                 CertificateSource::File(path) => (
                     Some(SourceKind::File),
                     Some(path.clone()),
-                    Some(load_pem_file(path)),
+                    Some(file_attempt(SourceKind::File, path)),
                 ),
                 CertificateSource::None if acme_enabled => {
                     let path = stored_certificate_path(&config.state_dir, &domain.name);
-                    match load_pem_file(&path) {
-                        Err(e) if e.not_found => (Some(SourceKind::Stored), Some(path), None),
+                    match file_attempt(SourceKind::Stored, &path) {
+                        Attempt::Failed(e) if e.not_found => {
+                            (Some(SourceKind::Stored), Some(path), None)
+                        }
                         other => (Some(SourceKind::Stored), Some(path), Some(other)),
                     }
                 }
@@ -325,7 +411,17 @@ impl Snapshot {
                 acme_enabled: false,
                 problems: Vec::new(),
             };
-            let attempt = load_certdir(dir);
+            let attempt = match unchanged(
+                previous,
+                &place,
+                SourceKind::Certdir,
+                Some(dir),
+                !changes.may_touch_dir(dir),
+                || certdir_stamp(dir),
+            ) {
+                Some(loaded) => Attempt::Reused(loaded),
+                None => Attempt::from(load_certdir(dir)),
+            };
             report.loaded = settle(
                 &mut report.problems,
                 &place,
@@ -349,8 +445,9 @@ impl Snapshot {
             domain_certificates,
             certdirs,
             listener_names,
-            routes: config.listeners.iter().map(|l| l.routes.clone()).collect(),
+            listeners: config.listeners.iter().cloned().map(Arc::new).collect(),
             default,
+            report_index: index_reports(&reports),
             reports,
             master_domain: config.master_domain.clone(),
         })
@@ -394,7 +491,15 @@ impl Snapshot {
 
     /// The routes of listener number `listener` (empty for unknown ones).
     pub fn routes(&self, listener: usize) -> &[Route] {
-        self.routes.get(listener).map_or(&[], Vec::as_slice)
+        self.listeners
+            .get(listener)
+            .map_or(&[], |l| l.routes.as_slice())
+    }
+
+    /// The settings of listener number `listener` as of this snapshot
+    /// (limits, routes, backends: what a configuration reload may change).
+    pub fn listener(&self, listener: usize) -> Option<&Arc<ListenerConfig>> {
+        self.listeners.get(listener)
     }
 
     /// Listener names in configuration order.
@@ -429,6 +534,11 @@ impl Snapshot {
         &self.reports
     }
 
+    /// The report of one place, if it is configured.
+    pub fn report(&self, place: &Place) -> Option<&SourceReport> {
+        self.report_index.get(place).map(|&i| &self.reports[i])
+    }
+
     /// The master domain.
     pub fn master_domain(&self) -> &str {
         &self.master_domain
@@ -460,18 +570,26 @@ impl Snapshot {
         let tree = DomainTree::build(&specs, master)?;
         let domain_certificates = domains.into_iter().map(|(_, c)| c).collect();
         let (listener_names, certdirs): (Vec<String>, Vec<_>) = certdirs.into_iter().unzip();
-        let routes = vec![Vec::new(); listener_names.len()];
         Ok(Snapshot {
             tree,
             domain_certificates,
             certdirs,
             listener_names,
-            routes,
+            listeners: Vec::new(),
             default,
             reports: Vec::new(),
+            report_index: HashMap::new(),
             master_domain: master.to_string(),
         })
     }
+}
+
+fn index_reports(reports: &[SourceReport]) -> HashMap<Place, usize> {
+    reports
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.place.clone(), i))
+        .collect()
 }
 
 /// Where the certificate of an ACME-enabled domain is stored.
@@ -488,27 +606,116 @@ struct LoadError {
 }
 
 /// What loading one source produced.
-type Attempt = Result<ParsedPem, LoadError>;
-
-fn load_pem_text(text: &str) -> Attempt {
-    pem::parse_certificate_pem(text).map_err(|e| LoadError {
-        message: e.to_string(),
-        not_found: false,
-    })
+enum Attempt {
+    /// Read and parsed now.
+    Parsed(ParsedPem, SourceStamp),
+    /// Unchanged since the previous snapshot: its certificate, as it was.
+    Reused(Arc<LoadedCertificate>),
+    /// Could not be loaded.
+    Failed(LoadError),
 }
 
-fn load_pem_file(path: &Path) -> Attempt {
+impl From<Result<(ParsedPem, SourceStamp), LoadError>> for Attempt {
+    fn from(result: Result<(ParsedPem, SourceStamp), LoadError>) -> Self {
+        match result {
+            Ok((parsed, stamp)) => Attempt::Parsed(parsed, stamp),
+            Err(e) => Attempt::Failed(e),
+        }
+    }
+}
+
+/// Which files changed since the previous snapshot, when the caller knows
+/// (file events); `None` means "look at everything" (start, SIGHUP, rescan).
+#[derive(Debug, Clone, Copy)]
+pub struct Changes<'a>(pub Option<&'a HashSet<PathBuf>>);
+
+impl Changes<'_> {
+    /// Whether `path` may have changed: named by an event, or a
+    /// Kubernetes-style `..something` entry changed beside it.
+    fn may_touch(&self, path: &Path) -> bool {
+        let Some(changed) = self.0 else {
+            return true;
+        };
+        changed.contains(path)
+            || changed.iter().any(|c| {
+                c.parent() == path.parent()
+                    && c.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(".."))
+            })
+    }
+
+    /// Whether anything inside (or the directory) `dir` may have changed.
+    fn may_touch_dir(&self, dir: &Path) -> bool {
+        match self.0 {
+            None => true,
+            Some(changed) => changed
+                .iter()
+                .any(|c| c.starts_with(dir) || dir.starts_with(c)),
+        }
+    }
+}
+
+/// The previous certificate of `place`, if its source is unchanged.
+fn unchanged(
+    previous: Option<&Snapshot>,
+    place: &Place,
+    kind: SourceKind,
+    file: Option<&Path>,
+    skip_check: bool,
+    current: impl FnOnce() -> SourceStamp,
+) -> Option<Arc<LoadedCertificate>> {
+    let loaded = previous?.last_good(place, kind, file)?;
+    if loaded.stamp == SourceStamp::Unknown {
+        return None;
+    }
+    if skip_check || current() == loaded.stamp {
+        Some(loaded)
+    } else {
+        None
+    }
+}
+
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn load_pem_text(text: &str) -> Result<(ParsedPem, SourceStamp), LoadError> {
+    pem::parse_certificate_pem(text)
+        .map(|p| (p, SourceStamp::Text(text_hash(text))))
+        .map_err(|e| LoadError {
+            message: e.to_string(),
+            not_found: false,
+        })
+}
+
+fn load_pem_file(path: &Path) -> Result<(ParsedPem, SourceStamp), LoadError> {
+    let stamp = FileStamp::of(path).map_or(SourceStamp::Unknown, SourceStamp::File);
     let text = fsio::read_cert_text(path).map_err(|e| LoadError {
         not_found: e.is_not_found(),
         message: e.to_string(),
     })?;
-    pem::parse_certificate_pem(&text).map_err(|e| LoadError {
-        message: format!("{}: {e}", path.display()),
-        not_found: false,
-    })
+    pem::parse_certificate_pem(&text)
+        .map(|p| (p, stamp))
+        .map_err(|e| LoadError {
+            message: format!("{}: {e}", path.display()),
+            not_found: false,
+        })
 }
 
-fn load_certdir(dir: &Path) -> Attempt {
+fn certdir_stamp(dir: &Path) -> SourceStamp {
+    match (
+        FileStamp::of(&dir.join(CERTDIR_KEY)),
+        FileStamp::of(&dir.join(CERTDIR_CERT)),
+    ) {
+        (Some(key), Some(cert)) => SourceStamp::Pair(key, cert),
+        _ => SourceStamp::Unknown,
+    }
+}
+
+fn load_certdir(dir: &Path) -> Result<(ParsedPem, SourceStamp), LoadError> {
     let key_path = dir.join(CERTDIR_KEY);
     let cert_path = dir.join(CERTDIR_CERT);
     if !dir.is_dir() {
@@ -522,6 +729,7 @@ fn load_certdir(dir: &Path) -> Attempt {
             not_found: true,
         });
     }
+    let stamp = certdir_stamp(dir);
     let read = |path: &Path| {
         fsio::read_cert_text(path).map_err(|e| LoadError {
             not_found: e.is_not_found(),
@@ -530,15 +738,18 @@ fn load_certdir(dir: &Path) -> Attempt {
     };
     let key = read(&key_path)?;
     let chain = read(&cert_path)?;
-    pem::parse_key_and_chain(&key, &chain).map_err(|e| LoadError {
-        message: format!("certdir {}: {e}", dir.display()),
-        not_found: false,
-    })
+    pem::parse_key_and_chain(&key, &chain)
+        .map(|p| (p, stamp))
+        .map_err(|e| LoadError {
+            message: format!("certdir {}: {e}", dir.display()),
+            not_found: false,
+        })
 }
 
 /// Turns a load attempt into the certificate to serve, recording problems:
 /// on failure the previous snapshot's certificate for the same place and
-/// file keeps serving, unless the file is gone.
+/// file keeps serving (last good), unless the file is gone (deletion is
+/// intent).
 fn settle(
     problems: &mut Vec<Problem>,
     place: &Place,
@@ -548,8 +759,13 @@ fn settle(
     attempt: Attempt,
 ) -> Option<Arc<LoadedCertificate>> {
     match attempt {
-        Ok(parsed) => Some(Arc::new(LoadedCertificate::from_parsed(parsed, kind, file))),
-        Err(error) => {
+        Attempt::Reused(loaded) => Some(loaded),
+        Attempt::Parsed(parsed, stamp) => {
+            let mut loaded = LoadedCertificate::from_parsed(parsed, kind, file);
+            loaded.stamp = stamp;
+            Some(Arc::new(loaded))
+        }
+        Attempt::Failed(error) => {
             let kept = if error.not_found {
                 None
             } else {
@@ -586,10 +802,9 @@ impl Snapshot {
         kind: SourceKind,
         file: Option<&Path>,
     ) -> Option<Arc<LoadedCertificate>> {
-        self.reports
-            .iter()
-            .find(|r| &r.place == place)
-            .and_then(|r| r.loaded.clone())
+        self.report_index
+            .get(place)
+            .and_then(|&i| self.reports[i].loaded.clone())
             .filter(|l| l.kind == kind && l.file.as_deref() == file)
     }
 }
@@ -653,7 +868,17 @@ fn build_default(
             previous,
             SourceKind::DefaultFile,
             Some(path.clone()),
-            load_pem_file(path),
+            match unchanged(
+                previous,
+                &Place::Default,
+                SourceKind::DefaultFile,
+                Some(path),
+                false,
+                || FileStamp::of(path).map_or(SourceStamp::Unknown, SourceStamp::File),
+            ) {
+                Some(loaded) => Attempt::Reused(loaded),
+                None => Attempt::from(load_pem_file(path)),
+            },
         );
         if let Some(loaded) = report.loaded.clone() {
             check_validity(&mut report.problems, &loaded.facts, now);
@@ -664,17 +889,32 @@ fn build_default(
     }
     let path = config.state_dir.join(GENERATED_DEFAULT_FILE);
     let names = generated_default_names(&config.master_domain);
-    let reusable = load_pem_file(&path).ok().filter(|parsed| {
+    if let Some(loaded) = unchanged(
+        previous,
+        &Place::Default,
+        SourceKind::Generated,
+        Some(&path),
+        false,
+        || FileStamp::of(&path).map_or(SourceStamp::Unknown, SourceStamp::File),
+    )
+    .filter(|l| names.iter().all(|n| l.facts.covers(n)))
+    {
+        report.kind = Some(SourceKind::Generated);
+        report.file = Some(path);
+        report.loaded = Some(loaded.clone());
+        return Ok((loaded, report));
+    }
+    let reusable = load_pem_file(&path).ok().filter(|(parsed, _)| {
         names.iter().all(|n| parsed.leaf.covers(n)) && parsed.leaf.not_after > now
     });
     let loaded = match reusable {
-        Some(parsed) => LoadedCertificate {
-            certified_key: parsed.certified_key,
-            facts: parsed.leaf,
-            kind: SourceKind::Generated,
-            file: Some(path.clone()),
-            acme_issued: false,
-        },
+        Some((parsed, stamp)) => {
+            let mut loaded =
+                LoadedCertificate::from_parsed(parsed, SourceKind::Generated, Some(path.clone()));
+            loaded.acme_issued = false;
+            loaded.stamp = stamp;
+            loaded
+        }
         None => {
             let text =
                 generate_self_signed_pem(&names, 3650, false).map_err(SnapshotError::Generate)?;
@@ -699,13 +939,10 @@ fn build_default(
             }
             // With DefaultPolicy::InMemory (check, resolve) a missing default
             // is no problem: `run` generates and stores it.
-            LoadedCertificate {
-                certified_key: parsed.certified_key,
-                facts: parsed.leaf,
-                kind: SourceKind::Generated,
-                file,
-                acme_issued: false,
-            }
+            let mut loaded = LoadedCertificate::from_parsed(parsed, SourceKind::Generated, file);
+            loaded.acme_issued = false;
+            loaded.stamp = FileStamp::of(&path).map_or(SourceStamp::Unknown, SourceStamp::File);
+            loaded
         }
     };
     report.kind.get_or_insert(SourceKind::Generated);

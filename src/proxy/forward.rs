@@ -43,6 +43,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// The pooled HTTP/1.1 client of one listener.
 #[derive(Clone, Debug)]
 pub struct Forwarder {
+    limits: Limits,
     client: Client<HttpConnector, Incoming>,
     backend_timeout: Duration,
     tunnel_idle_timeout: Duration,
@@ -86,10 +87,16 @@ impl Forwarder {
             .set_host(false)
             .build(connector);
         Forwarder {
+            limits: *limits,
             client,
             backend_timeout: limits.backend_timeout,
             tunnel_idle_timeout: limits.tunnel_idle_timeout,
         }
+    }
+
+    /// The limits this client was built for.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Sends `request` to `backend` and returns the response to relay.

@@ -19,8 +19,9 @@ use tokio::net::TcpStream;
 use super::access::{AccessLog, LoggedBody};
 use super::forward::{ProxyBody, plain};
 use super::io::{Activity, Protocol, TimedIo};
-use super::{Lifecycle, ListenerShared};
+use super::{Lifecycle, ListenerShared, PerLimits};
 use crate::challenge::{self, ChallengeStore};
+use crate::config::Limits;
 
 /// Where ACME HTTP-01 answers live (RFC 8555 §8.3).
 pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -28,29 +29,33 @@ pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 /// What every connection of one `http` listener shares.
 #[derive(Debug)]
 pub struct HttpListener {
-    /// Name, limits.
+    /// Name, index, store.
     pub shared: ListenerShared,
     /// Pending HTTP-01 answers.
     pub challenges: Arc<ChallengeStore>,
-    /// HTTP server settings, built once.
-    pub http: auto::Builder<TokioExecutor>,
+    /// HTTP server settings, for the current limits.
+    pub http: PerLimits<auto::Builder<TokioExecutor>>,
 }
 
 impl HttpListener {
     /// Settings for one listener.
     pub fn new(shared: ListenerShared, challenges: Arc<ChallengeStore>) -> Self {
-        let limits = shared.config.limits;
-        let mut http = auto::Builder::new(TokioExecutor::new()).http1_only();
-        http.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.idle_timeout.max(limits.header_timeout))
-            .max_buf_size(limits.max_header_bytes);
         HttpListener {
+            http: PerLimits::new(&shared.config.limits, http_builder),
             shared,
             challenges,
-            http,
         }
     }
+}
+
+/// hyper's HTTP/1 settings for some limits.
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut http = auto::Builder::new(TokioExecutor::new()).http1_only();
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout.max(limits.header_timeout))
+        .max_buf_size(limits.max_header_bytes);
+    http
 }
 
 /// Serves one plain-HTTP connection.
@@ -60,7 +65,7 @@ pub async fn serve_connection(
     listener: Arc<HttpListener>,
     lifecycle: Lifecycle,
 ) {
-    let limits = listener.shared.config.limits;
+    let limits = listener.shared.settings().limits;
     let activity = Arc::new(Activity::default());
     let io = TimedIo::new(
         tcp,
@@ -74,7 +79,8 @@ pub async fn serve_connection(
         let response = handle(request, peer, &service_listener, &activity);
         async move { Ok::<_, std::convert::Infallible>(response) }
     });
-    let served = listener.http.serve_connection(TokioIo::new(io), service);
+    let http = listener.http.get(&limits);
+    let served = http.1.serve_connection(TokioIo::new(io), service);
     tokio::pin!(served);
     let result = tokio::select! {
         result = served.as_mut() => result,
@@ -98,6 +104,7 @@ fn handle(
     activity: &Arc<Activity>,
 ) -> Response<LoggedBody> {
     let in_flight = activity.begin();
+    let settings = listener.shared.settings();
     let started = Instant::now();
     let path = request.uri().path().to_owned();
     let host_header = request
@@ -126,9 +133,9 @@ fn handle(
             }
             None => plain(StatusCode::NOT_FOUND, "no such challenge"),
         },
-        None => redirect_to_https(&request, &host_header, listener.shared.config.https_port),
+        None => redirect_to_https(&request, &host_header, settings.https_port),
     };
-    let log = listener.shared.config.access_log.then(|| AccessLog {
+    let log = settings.access_log.then(|| AccessLog {
         listener: listener.shared.config.name.clone(),
         peer,
         sni: None,

@@ -19,8 +19,8 @@ use tokio_rustls::TlsAcceptor;
 use super::access::{AccessLog, LoggedBody};
 use super::forward::{Forwarder, ProxyBody, RequestFacts, plain};
 use super::io::{Activity, Protocol, TimedIo};
-use super::{Lifecycle, ListenerShared};
-use crate::config::RouteAction;
+use super::{Lifecycle, ListenerShared, PerLimits};
+use crate::config::{Limits, RouteAction};
 use crate::inspect::escape_html;
 use crate::snapshot::LoadedCertificate;
 use crate::tree::Step;
@@ -28,38 +28,43 @@ use crate::tree::Step;
 /// What every connection of one `https` listener shares.
 #[derive(Debug)]
 pub struct HttpsListener {
-    /// Name, index, store, events, limits.
+    /// Name, index, store, events.
     pub shared: ListenerShared,
-    /// The pooled backend client.
-    pub forwarder: Forwarder,
-    /// The HTTP server settings, built once.
-    pub http: auto::Builder<TokioExecutor>,
+    /// The pooled backend client, for the current limits.
+    pub forwarder: PerLimits<Forwarder>,
+    /// The HTTP server settings, for the current limits.
+    pub http: PerLimits<auto::Builder<TokioExecutor>>,
 }
 
 impl HttpsListener {
     /// Settings for one listener.
     pub fn new(shared: ListenerShared) -> Self {
         let limits = shared.config.limits;
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        // hyper's timeouts need a timer or silently do nothing. Its header
-        // timer also runs on idle keep-alive connections, so it is set to the
-        // idle timeout; the (shorter) header timeout is TimedIo's.
-        http.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.idle_timeout.max(limits.header_timeout))
-            .max_buf_size(limits.max_header_bytes);
-        http.http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .max_header_list_size(limits.max_header_bytes as u32)
-            .max_concurrent_streams(250);
         HttpsListener {
-            forwarder: Forwarder::new(&limits),
+            forwarder: PerLimits::new(&limits, Forwarder::new),
+            http: PerLimits::new(&limits, http_builder),
             shared,
-            http,
         }
     }
+}
+
+/// hyper's server settings for some limits.
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    // hyper's timeouts need a timer or silently do nothing. Its header
+    // timer also runs on idle keep-alive connections, so it is set to the
+    // idle timeout; the (shorter) header timeout is TimedIo's.
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout.max(limits.header_timeout))
+        .max_buf_size(limits.max_header_bytes);
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(250);
+    http
 }
 
 /// What is known about a connection once its handshake is done.
@@ -109,9 +114,11 @@ pub async fn serve_connection(
         sni,
         activity: activity.clone(),
     });
+    let limits = snapshot
+        .listener(shared.index)
+        .map_or(shared.config.limits, |settings| settings.limits);
     drop(snapshot);
 
-    let limits = shared.config.limits;
     let io = TimedIo::new(
         stream,
         activity,
@@ -131,8 +138,9 @@ pub async fn serve_connection(
             )
         }
     });
-    let served = listener
-        .http
+    let http = listener.http.get(&limits);
+    let served = http
+        .1
         .serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(served);
     let result = tokio::select! {
@@ -168,6 +176,7 @@ async fn handle(
     let method = request.method().to_string();
     let mut backend = None;
     let mut failure = None;
+    let settings = shared.settings();
 
     let response = if host.is_empty() {
         plain(StatusCode::BAD_REQUEST, "missing Host header")
@@ -177,9 +186,8 @@ async fn handle(
             "this connection's certificate does not cover that host",
         )
     } else {
-        let snapshot = shared.store.load();
-        let action = snapshot
-            .routes(shared.index)
+        let action = settings
+            .routes
             .iter()
             .find(|route| {
                 route.host.matches(&host)
@@ -189,7 +197,6 @@ async fn handle(
                         .is_none_or(|prefix| path.starts_with(prefix))
             })
             .map(|route| route.action.clone());
-        drop(snapshot);
         match action {
             Some(RouteAction::Respond { status, body }) => {
                 text(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
@@ -205,7 +212,8 @@ async fn handle(
                     lifecycle,
                     listener: &shared.config.name,
                 };
-                let forwarded = listener.forwarder.forward(request, &target, facts).await;
+                let forwarder = listener.forwarder.get(&settings.limits);
+                let forwarded = forwarder.1.forward(request, &target, facts).await;
                 failure = forwarded.failure;
                 forwarded.response
             }
@@ -224,7 +232,7 @@ async fn handle(
             "backend failed"
         );
     }
-    let log = shared.config.access_log.then(|| AccessLog {
+    let log = settings.access_log.then(|| AccessLog {
         listener: shared.config.name.clone(),
         peer: connection.peer,
         sni: connection.sni.clone(),

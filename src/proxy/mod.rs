@@ -83,6 +83,48 @@ pub struct ListenerShared {
     pub events: Arc<HandshakeEvents>,
 }
 
+impl ListenerShared {
+    /// The listener's current settings: limits, routes and backends come
+    /// from the snapshot, so a configuration reload applies them to new
+    /// connections and requests.
+    pub fn settings(&self) -> Arc<ListenerConfig> {
+        self.store
+            .load()
+            .listener(self.index)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(self.config.clone()))
+    }
+}
+
+/// Something built from a listener's limits (an HTTP server builder, a
+/// backend client), rebuilt only when a reload changes the limits.
+#[derive(Debug)]
+pub struct PerLimits<T> {
+    current: arc_swap::ArcSwap<(crate::config::Limits, T)>,
+    build: fn(&crate::config::Limits) -> T,
+}
+
+impl<T> PerLimits<T> {
+    /// Builds the first value.
+    pub fn new(limits: &crate::config::Limits, build: fn(&crate::config::Limits) -> T) -> Self {
+        PerLimits {
+            current: arc_swap::ArcSwap::from_pointee((*limits, build(limits))),
+            build,
+        }
+    }
+
+    /// The value for `limits`, rebuilt if they changed since the last call.
+    pub fn get(&self, limits: &crate::config::Limits) -> Arc<(crate::config::Limits, T)> {
+        let current = self.current.load_full();
+        if &current.0 == limits {
+            return current;
+        }
+        let next = Arc::new((*limits, (self.build)(limits)));
+        self.current.store(next.clone());
+        next
+    }
+}
+
 /// Shutdown signals and the set of connection and tunnel tasks.
 #[derive(Debug, Clone, Default)]
 pub struct Lifecycle {
@@ -177,25 +219,15 @@ pub async fn serve(
                 )?),
                 Arc::new(https::HttpsListener::new(shared)),
             ),
-            ListenerKind::Tls => {
-                let Some(backend) = listener.backend.clone() else {
-                    // Configuration validation requires a backend.
-                    continue;
-                };
-                Handler::Tls(
-                    TlsAcceptor::from(server_config(
-                        index,
-                        listener,
-                        store.clone(),
-                        events.clone(),
-                    )?),
-                    Arc::new(tls::TlsListener {
-                        shared,
-                        backend,
-                        proxy_protocol: listener.proxy_protocol,
-                    }),
-                )
-            }
+            ListenerKind::Tls => Handler::Tls(
+                TlsAcceptor::from(server_config(
+                    index,
+                    listener,
+                    store.clone(),
+                    events.clone(),
+                )?),
+                Arc::new(tls::TlsListener { shared }),
+            ),
             ListenerKind::Http => Handler::Http(Arc::new(http::HttpListener::new(
                 shared,
                 challenges.clone(),
@@ -313,7 +345,7 @@ async fn handshake(
     tls: &TlsAcceptor,
     shared: &ListenerShared,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    let timeout = shared.config.limits.handshake_timeout;
+    let timeout = shared.settings().limits.handshake_timeout;
     let stream = match tokio::time::timeout(timeout, tls.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {

@@ -17,12 +17,9 @@ use crate::config::TcpBackend;
 /// What every connection of one `tls` listener shares.
 #[derive(Debug)]
 pub struct TlsListener {
-    /// Name, index, store, events, limits.
+    /// Name, index, store, events; backend, PROXY header and limits come
+    /// from its current settings.
     pub shared: ListenerShared,
-    /// Where the bytes go.
-    pub backend: TcpBackend,
-    /// Whether a PROXY v2 header goes first.
-    pub proxy_protocol: bool,
 }
 
 /// Serves one accepted TCP connection: handshake, backend, tunnel.
@@ -35,7 +32,8 @@ pub async fn serve_connection(
 ) {
     let started = Instant::now();
     let shared = &listener.shared;
-    let limits = shared.config.limits;
+    let settings = shared.settings();
+    let limits = settings.limits;
     let local = tcp.local_addr().ok();
     let Some(mut client) = super::handshake(tcp, peer, &tls, shared).await else {
         return;
@@ -46,7 +44,10 @@ pub async fn serve_connection(
         .load()
         .choose(shared.index, sni.as_deref())
         .step;
-    let address = &listener.backend.address;
+    let Some(TcpBackend { address }) = &settings.backend else {
+        // Configuration validation requires a backend on `tls` listeners.
+        return;
+    };
     let connected = tokio::time::timeout(
         limits.backend_connect_timeout,
         TcpStream::connect(address.as_str()),
@@ -72,7 +73,7 @@ pub async fn serve_connection(
         }
     };
     let _ = backend.set_nodelay(true);
-    if listener.proxy_protocol {
+    if settings.proxy_protocol {
         let destination = local.unwrap_or(peer);
         if let Err(e) = backend.write_all(&proxy_v2_header(peer, destination)).await {
             tracing::warn!(listener = %shared.config.name, %peer, backend = %address, error = %e, "cannot send the PROXY header");
@@ -83,7 +84,7 @@ pub async fn serve_connection(
         end = copy_with_idle_timeout(client, backend, limits.tunnel_idle_timeout) => end,
         () = lifecycle.hard_stop.cancelled() => TunnelEnd::Failed(std::io::Error::other("shutdown timeout")),
     };
-    if !shared.config.access_log {
+    if !settings.access_log {
         return;
     }
     let (up, down, how) = match &end {

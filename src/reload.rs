@@ -1,0 +1,517 @@
+//! The reload task: the only writer of the `ArcSwap<Snapshot>`.
+//!
+//! Invariants (DESIGN.md, STYLE.md):
+//! 1. Only this task calls `store()`; everything else sends it a
+//!    [`Reload`] message (file watcher, SIGHUP, the periodic re-scan, later
+//!    ACME and the admin API).
+//! 2. A snapshot is built off the async threads from the configuration and
+//!    the previous snapshot, which supplies last-good certificates and lets
+//!    unchanged sources be reused without reading them.
+//! 3. Nothing is closed by a reload: connections keep what they have; the
+//!    listeners' rustls configurations are never rebuilt.
+//!
+//! The watcher watches *directories* (the configuration's, every certdir,
+//! the folders of certificate files, the default certificate and
+//! `state_dir`), because editors and Kubernetes replace files by renaming,
+//! which a watch on the file itself does not survive. Events for files that
+//! are no source (editor swap files, logs) are ignored.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use tokio::sync::mpsc;
+
+use crate::config::{CertificateSource, Config, ListenerConfig};
+use crate::resolver::SnapshotStore;
+use crate::snapshot::{
+    Changes, DefaultPolicy, Place, STORED_CERTIFICATES_DIR, Severity, Snapshot, SourceReport,
+};
+
+/// How long file events are collected before a rebuild: editors and
+/// `kubectl` write several files in a burst.
+pub const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// How often everything is re-read even without events (network file
+/// systems and overlay mounts do not always deliver them).
+pub const RESCAN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What to reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// Everything: the configuration file and every source (SIGHUP,
+    /// re-scan).
+    All,
+    /// These files changed (file events, ACME results, imports).
+    Files(Vec<PathBuf>),
+}
+
+/// Sends reload messages to the reload task.
+#[derive(Debug, Clone)]
+pub struct ReloadHandle {
+    tx: mpsc::UnboundedSender<Reload>,
+}
+
+impl ReloadHandle {
+    /// Asks for a reload; a no-op once the proxy has stopped.
+    pub fn send(&self, reload: Reload) {
+        let _ = self.tx.send(reload);
+    }
+}
+
+/// The receiving end, handed to [`crate::run_with`].
+#[derive(Debug)]
+pub struct ReloadReceiver {
+    rx: mpsc::UnboundedReceiver<Reload>,
+    tx: mpsc::UnboundedSender<Reload>,
+}
+
+/// A new reload channel.
+pub fn channel() -> (ReloadHandle, ReloadReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (ReloadHandle { tx: tx.clone() }, ReloadReceiver { rx, tx })
+}
+
+/// The sources a configuration reads, for the watcher and its filter.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct WatchSet {
+    config_file: PathBuf,
+    /// Certificate files (domains, default, stored ACME results).
+    files: HashSet<PathBuf>,
+    /// Certdirs and folders whose every entry is a source.
+    dirs: HashSet<PathBuf>,
+}
+
+impl WatchSet {
+    fn of(config: &Config) -> Self {
+        let mut set = WatchSet {
+            config_file: config.file.clone(),
+            ..WatchSet::default()
+        };
+        for domain in &config.domains {
+            if let CertificateSource::File(path) = &domain.certificate {
+                set.files.insert(path.clone());
+            }
+        }
+        if let Some(path) = &config.default_certificate {
+            set.files.insert(path.clone());
+        }
+        set.files.insert(
+            config
+                .state_dir
+                .join(crate::snapshot::GENERATED_DEFAULT_FILE),
+        );
+        set.dirs
+            .insert(config.state_dir.join(STORED_CERTIFICATES_DIR));
+        for listener in &config.listeners {
+            if let Some(dir) = &listener.certdir {
+                set.dirs.insert(dir.clone());
+            }
+        }
+        set
+    }
+
+    /// The directories to watch: each source's folder, or its nearest
+    /// existing ancestor while it does not exist yet.
+    fn directories(&self) -> HashSet<PathBuf> {
+        let mut out = HashSet::new();
+        let mut add = |dir: &Path| {
+            let mut dir = dir.to_path_buf();
+            loop {
+                if dir.is_dir() {
+                    out.insert(dir);
+                    return;
+                }
+                match dir.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => dir = parent.to_path_buf(),
+                    _ => return,
+                }
+            }
+        };
+        add(self.config_file.parent().unwrap_or(Path::new(".")));
+        for file in &self.files {
+            add(file.parent().unwrap_or(Path::new(".")));
+        }
+        for dir in &self.dirs {
+            add(dir);
+        }
+        out
+    }
+
+    /// Whether an event on `path` concerns a source.
+    fn is_source(&self, path: &Path) -> bool {
+        if path == self.config_file || self.files.contains(path) {
+            return true;
+        }
+        if self
+            .dirs
+            .iter()
+            .any(|d| path.starts_with(d) || d.starts_with(path))
+        {
+            return true;
+        }
+        // Kubernetes swaps `..data` beside the files that link into it.
+        let beside_a_file = self
+            .files
+            .iter()
+            .chain(std::iter::once(&self.config_file))
+            .any(|f| f.parent() == path.parent());
+        beside_a_file
+            && path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".."))
+    }
+}
+
+/// The reload task's state.
+pub struct ReloadTask {
+    config: Config,
+    store: SnapshotStore,
+    receiver: ReloadReceiver,
+    watch: WatchSet,
+    watcher: Option<Debouncer<notify::RecommendedWatcher, RecommendedCache>>,
+    watched: HashSet<PathBuf>,
+    rescan: Duration,
+}
+
+impl ReloadTask {
+    /// A task for the running `config` and its current snapshot.
+    pub fn new(config: Config, store: SnapshotStore, receiver: ReloadReceiver) -> Self {
+        ReloadTask {
+            watch: WatchSet::of(&config),
+            config,
+            store,
+            receiver,
+            watcher: None,
+            watched: HashSet::new(),
+            rescan: RESCAN_INTERVAL,
+        }
+    }
+
+    /// Runs until every sender is gone or `stop` is cancelled.
+    pub async fn run(mut self, stop: tokio_util::sync::CancellationToken) {
+        self.start_watcher();
+        let mut rescan = tokio::time::interval(self.rescan);
+        rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        rescan.tick().await;
+        loop {
+            let first = tokio::select! {
+                message = self.receiver.rx.recv() => match message {
+                    Some(message) => message,
+                    None => return,
+                },
+                _ = rescan.tick() => Reload::All,
+                () = stop.cancelled() => return,
+            };
+            // Coalesce whatever else is already queued into one rebuild.
+            let mut all = first == Reload::All;
+            let mut files: HashSet<PathBuf> = HashSet::new();
+            if let Reload::Files(paths) = first {
+                files.extend(paths);
+            }
+            while let Ok(more) = self.receiver.rx.try_recv() {
+                match more {
+                    Reload::All => all = true,
+                    Reload::Files(paths) => files.extend(paths),
+                }
+            }
+            files.retain(|path| {
+                let source = self.watch.is_source(path);
+                tracing::debug!(path = %path.display(), source, "file event");
+                source
+            });
+            if all || !files.is_empty() {
+                self.reload(all, files).await;
+            }
+        }
+    }
+
+    async fn reload(&mut self, all: bool, files: HashSet<PathBuf>) {
+        let config_changed = all || files.contains(&self.config.file);
+        if config_changed {
+            match Config::load(&self.config.file) {
+                Ok(new) => {
+                    let merged = keep_listeners(&self.config, new);
+                    if merged.domains != self.config.domains
+                        || merged.listeners != self.config.listeners
+                    {
+                        tracing::info!(file = %self.config.file.display(), "configuration changed");
+                    }
+                    self.config = merged;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        file = %self.config.file.display(),
+                        "{e}; keeping the running configuration until the file is fixed"
+                    );
+                }
+            }
+            let watch = WatchSet::of(&self.config);
+            if watch != self.watch {
+                self.watch = watch;
+                self.update_watches();
+            }
+        }
+        let previous = self.store.load_full();
+        let config = self.config.clone();
+        let changes = if all || config_changed {
+            None
+        } else {
+            Some(files)
+        };
+        let built = tokio::task::spawn_blocking(move || {
+            let next = Snapshot::build_changed(
+                &config,
+                Some(&previous),
+                Changes(changes.as_ref()),
+                DefaultPolicy::Persist,
+                crate::unix_now(),
+            );
+            (previous, next)
+        })
+        .await;
+        let (previous, next) = match built {
+            Ok((previous, Ok(next))) => (previous, next),
+            Ok((_, Err(e))) => {
+                tracing::error!("reload failed: {e}; the running certificates stay");
+                return;
+            }
+            Err(e) => {
+                tracing::error!("reload task failed: {e}; the running certificates stay");
+                return;
+            }
+        };
+        let changed = log_changes(&previous, &next);
+        if changed || config_changed {
+            self.store.store(Arc::new(next));
+        }
+    }
+
+    fn start_watcher(&mut self) {
+        let tx = self.receiver.tx.clone();
+        let handler = move |result: DebounceEventResult| match result {
+            Ok(events) => {
+                let paths: Vec<PathBuf> = events
+                    .into_iter()
+                    .flat_map(|event| event.event.paths)
+                    .collect();
+                if !paths.is_empty() {
+                    let _ = tx.send(Reload::Files(paths));
+                }
+            }
+            Err(errors) => {
+                for error in errors {
+                    tracing::warn!(error = %error, "file watcher error; the periodic re-scan still runs");
+                }
+            }
+        };
+        match new_debouncer(DEBOUNCE, None, handler) {
+            Ok(debouncer) => {
+                self.watcher = Some(debouncer);
+                self.update_watches();
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                rescan_secs = self.rescan.as_secs(),
+                "cannot watch files; changes are picked up by the periodic re-scan and SIGHUP only"
+            ),
+        }
+    }
+
+    fn update_watches(&mut self) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        let wanted = self.watch.directories();
+        for gone in self.watched.difference(&wanted) {
+            let _ = watcher.unwatch(gone);
+        }
+        for dir in wanted.difference(&self.watched) {
+            if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory; the periodic re-scan covers it");
+            }
+        }
+        self.watched = wanted;
+    }
+
+    /// Whether a file event concerns a source (used to drop the rest).
+    pub fn is_source(&self, path: &Path) -> bool {
+        self.watch.is_source(path)
+    }
+}
+
+/// The new configuration with the running listeners' binds: a listener's
+/// socket cannot change without a restart, so a changed bind, an added or a
+/// removed listener is logged and the running set kept; everything else
+/// (routes, backends, limits, certdirs) of listeners that stay is applied.
+fn keep_listeners(running: &Config, mut new: Config) -> Config {
+    let mut listeners: Vec<ListenerConfig> = Vec::with_capacity(running.listeners.len());
+    for old in &running.listeners {
+        match new
+            .listeners
+            .iter()
+            .find(|l| l.name == old.name && l.kind == old.kind)
+        {
+            Some(updated) => {
+                if updated.bind != old.bind {
+                    tracing::warn!(
+                        listener = %old.name, running = %old.bind, configured = %updated.bind,
+                        "a listener's bind cannot change without a restart; keeping the running bind"
+                    );
+                }
+                let mut kept = updated.clone();
+                kept.bind = old.bind;
+                listeners.push(kept);
+            }
+            None => {
+                tracing::warn!(
+                    listener = %old.name,
+                    "listener removed or its kind changed in the configuration; it keeps running until a restart"
+                );
+                listeners.push(old.clone());
+            }
+        }
+    }
+    for added in new
+        .listeners
+        .iter()
+        .filter(|l| !running.listeners.iter().any(|o| o.name == l.name))
+    {
+        tracing::warn!(listener = %added.name, bind = %added.bind, "new listener needs a restart to be bound");
+    }
+    new.listeners = listeners;
+    new.worker_threads = running.worker_threads;
+    new
+}
+
+/// Logs one line per source whose certificate or problems changed, and
+/// tells whether anything did.
+fn log_changes(previous: &Snapshot, next: &Snapshot) -> bool {
+    let mut changed = false;
+    for report in next.reports() {
+        changed |= log_change(previous.report(&report.place), report);
+    }
+    for before in previous.reports() {
+        if next.report(&before.place).is_none() {
+            changed = true;
+            tracing::info!(place = %before.place, "removed from the configuration");
+        }
+    }
+    changed
+}
+
+fn log_change(before: Option<&SourceReport>, now: &SourceReport) -> bool {
+    let place = now.place.to_string();
+    let file = now
+        .file
+        .as_ref()
+        .map(|f| f.display().to_string())
+        .unwrap_or_else(|| "-".into());
+    let source = now.kind.map_or("none", |k| k.as_str());
+    let old_sha = before
+        .and_then(|b| b.loaded.as_ref())
+        .map(|l| l.facts.sha256.as_str());
+    let new_sha = now.loaded.as_ref().map(|l| l.facts.sha256.as_str());
+    let mut changed = false;
+    match (&now.loaded, old_sha == new_sha) {
+        (Some(loaded), false) => {
+            changed = true;
+            tracing::info!(
+                place = %place, source, file = %file,
+                subject = %loaded.facts.subject,
+                not_after = %crate::inspect::rfc3339(loaded.facts.not_after),
+                sha256 = %loaded.facts.sha256,
+                "certificate swapped in"
+            );
+        }
+        (None, false) => {
+            changed = true;
+            let fallback = match now.place {
+                Place::Domain(_) => "names under it get the next certificate up the chain",
+                Place::Certdir(_) => "the default certificate serves instead",
+                Place::Default => "a generated default serves",
+            };
+            tracing::warn!(place = %place, source, file = %file, "certificate no longer configured or deleted; {fallback}");
+        }
+        _ => {}
+    }
+    for problem in &now.problems {
+        let known = before.is_some_and(|b| b.problems.contains(problem));
+        if known {
+            continue;
+        }
+        changed = true;
+        match problem.severity {
+            Severity::Error => {
+                tracing::error!(place = %place, source, file = %file, "{}", problem.message)
+            }
+            Severity::Warning => {
+                tracing::warn!(place = %place, source, file = %file, "{}", problem.message)
+            }
+        }
+    }
+    if before.is_some_and(|b| b.problems != now.problems) {
+        changed = true;
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Config {
+        Config::parse(yaml, Path::new("/etc/sniwalk/proxy.yaml")).expect("valid")
+    }
+
+    #[test]
+    fn only_sources_count_as_changes() {
+        let c = config(
+            "master_domain: a.test\nstate_dir: /var/lib/sniwalk\ndomains:\n  a.test:\n    certificate_file: certs/a.pem\n\
+             listeners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    certdir: /etc/ssl/ws\n    routes:\n      - host: \"*\"\n        status_page: true\n",
+        );
+        let watch = WatchSet::of(&c);
+        for (path, expected) in [
+            ("/etc/sniwalk/proxy.yaml", true),
+            ("/etc/sniwalk/.proxy.yaml.swp", false),
+            ("/etc/sniwalk/proxy.yaml~", false),
+            ("/etc/sniwalk/certs/a.pem", true),
+            ("/etc/sniwalk/certs/b.pem", false),
+            ("/etc/sniwalk/certs/..data", true),
+            ("/etc/ssl/ws/server.crt", true),
+            ("/etc/ssl/ws/..2026_11_25", true),
+            ("/etc/ssl/ws", true),
+            ("/var/lib/sniwalk/default.pem", true),
+            ("/var/lib/sniwalk/certificates/a.test.pem", true),
+            ("/var/lib/sniwalk/account.json", false),
+            ("/var/log/sniwalk.log", false),
+        ] {
+            assert_eq!(watch.is_source(Path::new(path)), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn listener_binds_survive_a_reload_and_the_rest_applies() {
+        let running = config(
+            "master_domain: a.test\ndomains:\n  a.test: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    header_timeout: 5s\n",
+        );
+        let new = config(
+            "master_domain: a.test\ndomains:\n  a.test: {}\n  b.a.test: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:2\n    header_timeout: 7s\n  - name: extra\n    kind: http\n    bind: 127.0.0.1:3\n",
+        );
+        let merged = keep_listeners(&running, new);
+        assert_eq!(
+            merged.listeners.len(),
+            1,
+            "no new listener without a restart"
+        );
+        assert_eq!(merged.listeners[0].bind, running.listeners[0].bind);
+        assert_eq!(
+            merged.listeners[0].limits.header_timeout,
+            Duration::from_secs(7)
+        );
+        assert_eq!(merged.domains.len(), 2, "domains apply");
+    }
+}
