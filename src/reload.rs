@@ -392,7 +392,15 @@ fn keep_listeners(running: &Config, mut new: Config) -> Config {
 fn log_changes(previous: &Snapshot, next: &Snapshot) -> bool {
     let mut changed = false;
     for report in next.reports() {
-        changed |= log_change(previous.report(&report.place), report);
+        let before = previous.report(&report.place);
+        // An unchanged source keeps the very same report: skip it cheaply.
+        if before.is_some_and(|b| Arc::ptr_eq(b, report)) {
+            continue;
+        }
+        changed |= log_change(before.map(|b| &**b), report);
+    }
+    if Arc::ptr_eq(previous.reports_index(), next.reports_index()) {
+        return changed;
     }
     for before in previous.reports() {
         if next.report(&before.place).is_none() {

@@ -259,14 +259,14 @@ pub enum SnapshotError {
 /// The immutable certificate state.
 #[derive(Debug)]
 pub struct Snapshot {
-    tree: DomainTree,
+    tree: Arc<DomainTree>,
     domain_certificates: Vec<Option<Arc<LoadedCertificate>>>,
     certdirs: Vec<Option<Arc<LoadedCertificate>>>,
     listener_names: Vec<String>,
     listeners: Vec<Arc<ListenerConfig>>,
     default: Arc<LoadedCertificate>,
-    reports: Vec<SourceReport>,
-    report_index: HashMap<Place, usize>,
+    reports: Vec<Arc<SourceReport>>,
+    report_index: Arc<HashMap<Place, usize>>,
     master_domain: String,
 }
 
@@ -296,91 +296,34 @@ impl Snapshot {
         policy: DefaultPolicy,
         now: i64,
     ) -> Result<Self, SnapshotError> {
-        let mut reports = Vec::with_capacity(config.domains.len() + config.listeners.len() + 1);
+        let mut reports: Vec<Arc<SourceReport>> =
+            Vec::with_capacity(config.domains.len() + config.listeners.len() + 1);
         let mut domain_certificates = Vec::with_capacity(config.domains.len());
-        for domain in &config.domains {
-            let place = Place::Domain(domain.name.clone());
-            let acme_enabled = domain.acme.as_ref().is_some_and(|a| a.enabled);
-            let file_attempt = |kind: SourceKind, path: &Path| match unchanged(
-                previous,
-                &place,
-                kind,
-                Some(path),
-                !changes.may_touch(path),
-                || FileStamp::of(path).map_or(SourceStamp::Unknown, SourceStamp::File),
-            ) {
-                Some(loaded) => Attempt::Reused(loaded),
-                None => Attempt::from(load_pem_file(path)),
-            };
-            let (kind, file, attempt) = match &domain.certificate {
-                CertificateSource::Inline(text) => {
-                    let attempt =
-                        match unchanged(previous, &place, SourceKind::Inline, None, false, || {
-                            SourceStamp::Text(text_hash(text))
-                        }) {
-                            Some(loaded) => Attempt::Reused(loaded),
-                            None => Attempt::from(load_pem_text(text)),
-                        };
-                    (Some(SourceKind::Inline), None, Some(attempt))
-                }
-                CertificateSource::File(path) => (
-                    Some(SourceKind::File),
-                    Some(path.clone()),
-                    Some(file_attempt(SourceKind::File, path)),
-                ),
-                CertificateSource::None if acme_enabled => {
-                    let path = stored_certificate_path(&config.state_dir, &domain.name);
-                    match file_attempt(SourceKind::Stored, &path) {
-                        Attempt::Failed(e) if e.not_found => {
-                            (Some(SourceKind::Stored), Some(path), None)
-                        }
-                        other => (Some(SourceKind::Stored), Some(path), Some(other)),
-                    }
-                }
-                CertificateSource::None => (None, None, None),
-            };
-            let mut report = SourceReport {
-                place: place.clone(),
-                kind,
-                file: file.clone(),
-                loaded: None,
-                acme_enabled,
-                problems: Vec::new(),
-            };
-            if let (Some(kind), Some(attempt)) = (kind, attempt) {
-                report.loaded = settle(&mut report.problems, &place, previous, kind, file, attempt);
-            } else if acme_enabled {
-                report.problems.push(Problem {
-                    severity: Severity::Warning,
-                    message: "ACME is enabled but no certificate has been issued yet; \
-                              names under this domain use its parent's certificate meanwhile"
-                        .into(),
-                });
+        // When only some files changed (the configuration did not), domains
+        // whose source those files do not touch keep their previous report
+        // as it is: a rebuild of 100,000 domains then reads one file.
+        let same_domains = match (changes.0, previous) {
+            (Some(_), Some(prev)) => prev.domain_certificates.len() == config.domains.len(),
+            _ => false,
+        };
+        let mut tree_unchanged = same_domains;
+        for (i, domain) in config.domains.iter().enumerate() {
+            if same_domains
+                && let Some(prev) = previous
+                && !domain_touched(config, domain, changes)
+                && let Some(report) = prev.reports.get(i)
+                && report.place == Place::Domain(domain.name.clone())
+            {
+                domain_certificates.push(prev.domain_certificates[i].clone());
+                reports.push(report.clone());
+                continue;
             }
-            if let Some(loaded) = &report.loaded {
-                check_validity(&mut report.problems, &loaded.facts, now);
-                if !loaded.facts.covers(&domain.name) {
-                    report.problems.push(Problem {
-                        severity: Severity::Warning,
-                        message: format!(
-                            "the certificate does not cover `{}` (its names: {}); it is served anyway, \
-                             as the resolution rules say",
-                            domain.name,
-                            names_or_none(&loaded.facts)
-                        ),
-                    });
-                }
-                if acme_enabled && !loaded.acme_issued {
-                    report.problems.push(Problem {
-                        severity: Severity::Warning,
-                        message: "ACME is enabled, but this certificate is managed by hand (no `acme_issued` \
-                                  marker), so ACME leaves it alone; remove it to let ACME take over"
-                            .into(),
-                    });
-                }
+            let report = domain_report(config, domain, previous, changes, now);
+            if let Some(prev) = previous.filter(|_| same_domains) {
+                tree_unchanged &= prev.domain_certificates[i].is_some() == report.loaded.is_some();
             }
             domain_certificates.push(report.loaded.clone());
-            reports.push(report);
+            reports.push(Arc::new(report));
         }
 
         let specs: Vec<DomainSpec<'_>> = config
@@ -392,7 +335,10 @@ impl Snapshot {
                 has_certificate: c.is_some(),
             })
             .collect();
-        let tree = DomainTree::build(&specs, &config.master_domain)?;
+        let tree = match previous {
+            Some(prev) if tree_unchanged => prev.tree.clone(),
+            _ => Arc::new(DomainTree::build(&specs, &config.master_domain)?),
+        };
 
         let mut certdirs = Vec::with_capacity(config.listeners.len());
         let mut listener_names = Vec::with_capacity(config.listeners.len());
@@ -434,11 +380,17 @@ impl Snapshot {
                 check_validity(&mut report.problems, &loaded.facts, now);
             }
             certdirs.push(report.loaded.clone());
-            reports.push(report);
+            reports.push(Arc::new(report));
         }
 
         let (default, default_report) = build_default(config, previous, policy, now)?;
-        reports.push(default_report);
+        reports.push(Arc::new(default_report));
+        let report_index = match previous {
+            Some(prev) if same_domains && prev.reports.len() == reports.len() => {
+                prev.report_index.clone()
+            }
+            _ => Arc::new(index_reports(&reports)),
+        };
 
         Ok(Snapshot {
             tree,
@@ -447,7 +399,7 @@ impl Snapshot {
             listener_names,
             listeners: config.listeners.iter().cloned().map(Arc::new).collect(),
             default,
-            report_index: index_reports(&reports),
+            report_index,
             reports,
             master_domain: config.master_domain.clone(),
         })
@@ -530,12 +482,18 @@ impl Snapshot {
     }
 
     /// Every certificate source with its state: domains, certdirs, default.
-    pub fn reports(&self) -> &[SourceReport] {
+    pub fn reports(&self) -> &[Arc<SourceReport>] {
         &self.reports
     }
 
+    /// The index of places to reports, shared between snapshots of the same
+    /// configuration (comparing it tells whether the set of places changed).
+    pub fn reports_index(&self) -> &Arc<HashMap<Place, usize>> {
+        &self.report_index
+    }
+
     /// The report of one place, if it is configured.
-    pub fn report(&self, place: &Place) -> Option<&SourceReport> {
+    pub fn report(&self, place: &Place) -> Option<&Arc<SourceReport>> {
         self.report_index.get(place).map(|&i| &self.reports[i])
     }
 
@@ -571,25 +529,130 @@ impl Snapshot {
         let domain_certificates = domains.into_iter().map(|(_, c)| c).collect();
         let (listener_names, certdirs): (Vec<String>, Vec<_>) = certdirs.into_iter().unzip();
         Ok(Snapshot {
-            tree,
+            tree: Arc::new(tree),
             domain_certificates,
             certdirs,
             listener_names,
             listeners: Vec::new(),
             default,
             reports: Vec::new(),
-            report_index: HashMap::new(),
+            report_index: Arc::default(),
             master_domain: master.to_string(),
         })
     }
 }
 
-fn index_reports(reports: &[SourceReport]) -> HashMap<Place, usize> {
+fn index_reports(reports: &[Arc<SourceReport>]) -> HashMap<Place, usize> {
     reports
         .iter()
         .enumerate()
         .map(|(i, r)| (r.place.clone(), i))
         .collect()
+}
+
+/// Loads one domain's certificate and records its problems.
+fn domain_report(
+    config: &Config,
+    domain: &crate::config::DomainConfig,
+    previous: Option<&Snapshot>,
+    changes: Changes<'_>,
+    now: i64,
+) -> SourceReport {
+    let place = Place::Domain(domain.name.clone());
+    let acme_enabled = domain.acme.as_ref().is_some_and(|a| a.enabled);
+    let file_attempt = |kind: SourceKind, path: &Path| match unchanged(
+        previous,
+        &place,
+        kind,
+        Some(path),
+        !changes.may_touch(path),
+        || FileStamp::of(path).map_or(SourceStamp::Unknown, SourceStamp::File),
+    ) {
+        Some(loaded) => Attempt::Reused(loaded),
+        None => Attempt::from(load_pem_file(path)),
+    };
+    let (kind, file, attempt) = match &domain.certificate {
+        CertificateSource::Inline(text) => {
+            let attempt = match unchanged(previous, &place, SourceKind::Inline, None, false, || {
+                SourceStamp::Text(text_hash(text))
+            }) {
+                Some(loaded) => Attempt::Reused(loaded),
+                None => Attempt::from(load_pem_text(text)),
+            };
+            (Some(SourceKind::Inline), None, Some(attempt))
+        }
+        CertificateSource::File(path) => (
+            Some(SourceKind::File),
+            Some(path.clone()),
+            Some(file_attempt(SourceKind::File, path)),
+        ),
+        CertificateSource::None if acme_enabled => {
+            let path = stored_certificate_path(&config.state_dir, &domain.name);
+            match file_attempt(SourceKind::Stored, &path) {
+                Attempt::Failed(e) if e.not_found => (Some(SourceKind::Stored), Some(path), None),
+                other => (Some(SourceKind::Stored), Some(path), Some(other)),
+            }
+        }
+        CertificateSource::None => (None, None, None),
+    };
+    let mut report = SourceReport {
+        place: place.clone(),
+        kind,
+        file: file.clone(),
+        loaded: None,
+        acme_enabled,
+        problems: Vec::new(),
+    };
+    if let (Some(kind), Some(attempt)) = (kind, attempt) {
+        report.loaded = settle(&mut report.problems, &place, previous, kind, file, attempt);
+    } else if acme_enabled {
+        report.problems.push(Problem {
+            severity: Severity::Warning,
+            message: "ACME is enabled but no certificate has been issued yet; \
+                          names under this domain use its parent's certificate meanwhile"
+                .into(),
+        });
+    }
+    if let Some(loaded) = &report.loaded {
+        check_validity(&mut report.problems, &loaded.facts, now);
+        if !loaded.facts.covers(&domain.name) {
+            report.problems.push(Problem {
+                severity: Severity::Warning,
+                message: format!(
+                    "the certificate does not cover `{}` (its names: {}); it is served anyway, \
+                         as the resolution rules say",
+                    domain.name,
+                    names_or_none(&loaded.facts)
+                ),
+            });
+        }
+        if acme_enabled && !loaded.acme_issued {
+            report.problems.push(Problem {
+                severity: Severity::Warning,
+                message:
+                    "ACME is enabled, but this certificate is managed by hand (no `acme_issued` \
+                              marker), so ACME leaves it alone; remove it to let ACME take over"
+                        .into(),
+            });
+        }
+    }
+    report
+}
+
+/// Whether `changes` may touch the certificate source of `domain`.
+fn domain_touched(
+    config: &Config,
+    domain: &crate::config::DomainConfig,
+    changes: Changes<'_>,
+) -> bool {
+    match &domain.certificate {
+        CertificateSource::Inline(_) => false,
+        CertificateSource::File(path) => changes.may_touch(path),
+        CertificateSource::None => {
+            domain.acme.as_ref().is_some_and(|a| a.enabled)
+                && changes.may_touch(&stored_certificate_path(&config.state_dir, &domain.name))
+        }
+    }
 }
 
 /// Where the certificate of an ACME-enabled domain is stored.
