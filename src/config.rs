@@ -80,7 +80,13 @@ pub struct Config {
     pub worker_threads: Option<usize>,
     /// How long connections in flight may take to finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// How often every source is re-read even without file events.
+    pub rescan_interval: Duration,
 }
+
+/// How often every source is re-read by default: file events do not reach
+/// sniwalk on every file system (NFS, some overlay mounts).
+pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long connections in flight may finish after SIGTERM by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -432,6 +438,13 @@ impl Config {
                 .and_then(|a| a.directory)
                 .unwrap_or_else(|| DEFAULT_ACME_DIRECTORY.to_string()),
         };
+        let rescan_interval = raw.rescan_interval.map_or(DEFAULT_RESCAN_INTERVAL, |d| d.0);
+        if rescan_interval < Duration::from_secs(1) {
+            return Err(invalid(format!(
+                "rescan_interval: at least 1s{}",
+                locate(text, "rescan_interval:")
+            )));
+        }
         if raw.worker_threads == Some(0) {
             return Err(invalid(format!(
                 "worker_threads: must be at least 1 (or remove it for one per CPU){}",
@@ -450,6 +463,7 @@ impl Config {
             shutdown_timeout: raw
                 .shutdown_timeout
                 .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
+            rescan_interval,
         })
     }
 
@@ -868,6 +882,8 @@ struct RawConfig {
     worker_threads: Option<usize>,
     #[serde(default)]
     shutdown_timeout: Option<DurationField>,
+    #[serde(default)]
+    rescan_interval: Option<DurationField>,
 }
 
 #[derive(Deserialize, Default)]

@@ -35,10 +35,6 @@ use crate::snapshot::{
 /// `kubectl` write several files in a burst.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// How often everything is re-read even without events (network file
-/// systems and overlay mounts do not always deliver them).
-pub const RESCAN_INTERVAL: Duration = Duration::from_secs(60);
-
 /// What to reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reload {
@@ -181,13 +177,13 @@ impl ReloadTask {
     /// A task for the running `config` and its current snapshot.
     pub fn new(config: Config, store: SnapshotStore, receiver: ReloadReceiver) -> Self {
         ReloadTask {
+            rescan: config.rescan_interval,
             watch: WatchSet::of(&config),
             config,
             store,
             receiver,
             watcher: None,
             watched: HashSet::new(),
-            rescan: RESCAN_INTERVAL,
         }
     }
 
