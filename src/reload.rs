@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
 
@@ -79,6 +80,8 @@ struct WatchSet {
     files: HashSet<PathBuf>,
     /// Certdirs and folders whose every entry is a source.
     dirs: HashSet<PathBuf>,
+    /// The folder of every source, whether it exists or not.
+    folders: HashSet<PathBuf>,
 }
 
 impl WatchSet {
@@ -107,6 +110,10 @@ impl WatchSet {
                 set.dirs.insert(dir.clone());
             }
         }
+        let parent = |file: &Path| file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        set.folders.insert(parent(&set.config_file));
+        set.folders.extend(set.files.iter().map(|f| parent(f)));
+        set.folders.extend(set.dirs.iter().cloned());
         set
     }
 
@@ -114,27 +121,26 @@ impl WatchSet {
     /// existing ancestor while it does not exist yet.
     fn directories(&self) -> HashSet<PathBuf> {
         let mut out = HashSet::new();
-        let mut add = |dir: &Path| {
-            let mut dir = dir.to_path_buf();
+        for folder in &self.folders {
+            let mut dir = folder.clone();
             loop {
                 if dir.is_dir() {
                     out.insert(dir);
-                    return;
+                    break;
                 }
                 match dir.parent() {
                     Some(parent) if !parent.as_os_str().is_empty() => dir = parent.to_path_buf(),
-                    _ => return,
+                    _ => break,
                 }
             }
-        };
-        add(self.config_file.parent().unwrap_or(Path::new(".")));
-        for file in &self.files {
-            add(file.parent().unwrap_or(Path::new(".")));
-        }
-        for dir in &self.dirs {
-            add(dir);
         }
         out
+    }
+
+    /// Whether an event on `path` may have moved what must be watched: a
+    /// source's folder (or an ancestor of one) made, removed or renamed.
+    fn concerns_a_folder(&self, path: &Path) -> bool {
+        self.folders.iter().any(|folder| folder.starts_with(path))
     }
 
     /// Whether an event on `path` concerns a source.
@@ -214,6 +220,19 @@ impl ReloadTask {
                     Reload::Files(paths) => files.extend(paths),
                 }
             }
+            // A removed directory takes its watch with it, and one made
+            // (again) needs a watch of its own: re-watch, and re-read
+            // everything, since what appeared in it meanwhile sent no event.
+            if files
+                .iter()
+                .any(|path| self.watched.contains(path) || self.watch.concerns_a_folder(path))
+            {
+                for path in &files {
+                    self.watched.remove(path);
+                }
+                self.update_watches();
+                all = true;
+            }
             files.retain(|path| {
                 let source = self.watch.is_source(path);
                 tracing::debug!(path = %path.display(), source, "file event");
@@ -290,8 +309,16 @@ impl ReloadTask {
         let tx = self.receiver.tx.clone();
         let handler = move |result: DebounceEventResult| match result {
             Ok(events) => {
+                // Opening or reading a file changes nothing; counting it
+                // would make every reload (which opens what it reads)
+                // cause the next one, forever. A finished write counts.
                 let paths: Vec<PathBuf> = events
                     .into_iter()
+                    .filter(|event| match event.event.kind {
+                        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                        EventKind::Access(_) => false,
+                        _ => true,
+                    })
                     .flat_map(|event| event.event.paths)
                     .collect();
                 if !paths.is_empty() {

@@ -803,9 +803,21 @@ fn load_certdir(dir: &Path) -> Result<(ParsedPem, SourceStamp), LoadError> {
     let chain = read(&cert_path)?;
     pem::parse_key_and_chain(&key, &chain)
         .map(|p| (p, stamp))
-        .map_err(|e| LoadError {
-            message: format!("certdir {}: {e}", dir.display()),
-            not_found: false,
+        .map_err(|e| {
+            // Name the file at fault: the key if it does not read on its
+            // own, else the certificate (an empty server.crt and an empty
+            // server.key otherwise give the same message).
+            let culprit = if matches!(e, pem::PemError::KeyMatchesNoCertificate { .. }) {
+                format!("{CERTDIR_KEY} and {CERTDIR_CERT}")
+            } else if pem::private_key_as_pkcs8(&key).is_err() {
+                CERTDIR_KEY.to_string()
+            } else {
+                CERTDIR_CERT.to_string()
+            };
+            LoadError {
+                message: format!("certdir {}: {culprit}: {e}", dir.display()),
+                not_found: false,
+            }
         })
 }
 

@@ -104,6 +104,11 @@ pub fn install_provider() {
 pub struct TestProxy {
     pub dir: PathBuf,
     pub addrs: Vec<SocketAddr>,
+    /// The kind of each listener, in order.
+    config_kinds: Vec<sniwalk::config::ListenerKind>,
+    /// Existing folders the reload task must watch (see
+    /// [`TestProxy::start_with_reload`]).
+    source_dirs: Vec<PathBuf>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), sniwalk::RunError>>>,
 }
@@ -113,7 +118,7 @@ impl TestProxy {
     /// The configured binds are ignored: every listener gets a port of its
     /// own on 127.0.0.1.
     pub async fn start(dir: &Path, yaml: &str) -> TestProxy {
-        Self::launch(dir, yaml, None).await
+        Self::launch(dir, yaml, Launch::Plain).await
     }
 
     /// [`TestProxy::start`] through `run_with_challenges`, sharing
@@ -123,14 +128,45 @@ impl TestProxy {
         yaml: &str,
         challenges: Arc<sniwalk::challenge::ChallengeStore>,
     ) -> TestProxy {
-        Self::launch(dir, yaml, Some(challenges)).await
+        Self::launch(dir, yaml, Launch::Challenges(challenges)).await
     }
 
-    async fn launch(
+    /// [`TestProxy::start`] through `run_with`, returning the handle of the
+    /// reload channel (`send(Reload::All)` is what SIGHUP does). Returns
+    /// once the proxy has answered a TLS handshake and (on Linux) the
+    /// reload task watches the folders of the configuration, of every
+    /// `certificate_file`, of the default certificate and every certdir
+    /// that exists, so a change made next is seen.
+    pub async fn start_with_reload(
         dir: &Path,
         yaml: &str,
-        challenges: Option<Arc<sniwalk::challenge::ChallengeStore>>,
-    ) -> TestProxy {
+    ) -> (TestProxy, sniwalk::reload::ReloadHandle) {
+        let (handle, receiver) = sniwalk::reload::channel();
+        let proxy = Self::launch(dir, yaml, Launch::Reload(receiver)).await;
+        let first_tls = proxy
+            .config_kinds
+            .iter()
+            .position(|kind| kind.terminates_tls());
+        let source_dirs = proxy.source_dirs.clone();
+        within(
+            Duration::from_secs(10),
+            "the proxy ready to reload",
+            async {
+                if let Some(index) = first_tls {
+                    while try_served_leaf(proxy.addrs[index], None).await.is_err() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                while !all_watched(&source_dirs) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            },
+        )
+        .await;
+        (proxy, handle)
+    }
+
+    async fn launch(dir: &Path, yaml: &str, how: Launch) -> TestProxy {
         install_provider();
         let path = dir.join("proxy.yaml");
         std::fs::write(&path, yaml).expect("write config");
@@ -146,15 +182,28 @@ impl TestProxy {
         let shutdown = async move {
             let _ = rx.await;
         };
-        let task = match challenges {
-            Some(challenges) => tokio::spawn(sniwalk::run_with_challenges(
+        let config_kinds = config.listeners.iter().map(|l| l.kind).collect();
+        let source_dirs = source_dirs(&config);
+        let task = match how {
+            Launch::Plain => tokio::spawn(sniwalk::run(config, sockets, shutdown)),
+            Launch::Challenges(challenges) => tokio::spawn(sniwalk::run_with_challenges(
                 config, sockets, challenges, shutdown,
             )),
-            None => tokio::spawn(sniwalk::run(config, sockets, shutdown)),
+            Launch::Reload(reloads) => tokio::spawn(sniwalk::run_with(
+                config,
+                sockets,
+                sniwalk::RunOptions {
+                    challenges: Arc::new(sniwalk::challenge::ChallengeStore::default()),
+                    reloads,
+                },
+                shutdown,
+            )),
         };
         TestProxy {
             dir: dir.to_path_buf(),
             addrs,
+            config_kinds,
+            source_dirs,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -205,6 +254,68 @@ impl Drop for TestProxy {
             let _ = tx.send(());
         }
     }
+}
+
+/// The existing folders of `config`'s sources that a test may change.
+fn source_dirs(config: &sniwalk::config::Config) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = config
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    let files = config
+        .domains
+        .iter()
+        .filter_map(|d| match &d.certificate {
+            sniwalk::config::CertificateSource::File(path) => Some(path),
+            _ => None,
+        })
+        .chain(config.default_certificate.as_ref());
+    dirs.extend(files.filter_map(|f| f.parent().map(Path::to_path_buf)));
+    dirs.extend(config.listeners.iter().filter_map(|l| l.certdir.clone()));
+    dirs.retain(|d| d.is_dir());
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+/// Whether every one of `dirs` is watched by an inotify instance of this
+/// process (read from /proc/self/fdinfo); true where /proc does not tell.
+fn all_watched(dirs: &[PathBuf]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return true;
+    };
+    let mut watched = std::collections::HashSet::new();
+    for fd in fds.flatten() {
+        let is_inotify = std::fs::read_link(fd.path())
+            .is_ok_and(|target| target.to_string_lossy() == "anon_inode:inotify");
+        if !is_inotify {
+            continue;
+        }
+        let info = std::fs::read_to_string(Path::new("/proc/self/fdinfo").join(fd.file_name()))
+            .unwrap_or_default();
+        for line in info.lines().filter(|l| l.starts_with("inotify ")) {
+            let inode = line
+                .split_whitespace()
+                .find_map(|field| field.strip_prefix("ino:"))
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+            watched.extend(inode);
+        }
+    }
+    dirs.iter()
+        .all(|dir| std::fs::metadata(dir).is_ok_and(|meta| watched.contains(&meta.ino())))
+}
+
+/// How [`TestProxy::launch`] runs the proxy.
+enum Launch {
+    /// `run`.
+    Plain,
+    /// `run_with_challenges`.
+    Challenges(Arc<sniwalk::challenge::ChallengeStore>),
+    /// `run_with`, with the receiving end of a reload channel.
+    Reload(sniwalk::reload::ReloadReceiver),
 }
 
 /// Accepts any server certificate: the tests check which one was served by
@@ -298,6 +409,33 @@ pub async fn served_leaf(addr: SocketAddr, sni: Option<&str>) -> String {
         .peer_certificates()
         .expect("server sent certificates");
     sniwalk::pem::sha256_fingerprint(chain[0].as_ref())
+}
+
+/// [`served_leaf`] that reports failures instead of panicking: a refused
+/// connection, a failed handshake, or no answer within 10 s.
+pub async fn try_served_leaf(addr: SocketAddr, sni: Option<&str>) -> Result<String, String> {
+    let connector = tokio_rustls::TlsConnector::from(client_config(&[b"http/1.1"]));
+    let server_name = match sni {
+        Some(name) => ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?,
+        None => ServerName::IpAddress(addr.ip().into()),
+    };
+    let attempt = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("tcp connect: {e}"))?;
+        let stream = connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        let (_, connection) = stream.get_ref();
+        let chain = connection
+            .peer_certificates()
+            .ok_or_else(|| "no server certificate".to_string())?;
+        Ok(sniwalk::pem::sha256_fingerprint(chain[0].as_ref()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .unwrap_or_else(|_| Err("no handshake within 10 s".into()))
 }
 
 /// Sends one HTTP/1.1 GET over TLS and returns (status, body).
