@@ -42,8 +42,11 @@ pub enum Reload {
     /// Everything: the configuration file and every source (SIGHUP,
     /// re-scan).
     All,
-    /// These files changed (file events, ACME results, imports).
+    /// These files changed (file events).
     Files(Vec<PathBuf>),
+    /// This domain's certificate changed (ACME results, imports): its
+    /// certificate file or stored certificate is re-read.
+    Domain(String),
 }
 
 /// Sends reload messages to the reload task.
@@ -209,16 +212,16 @@ impl ReloadTask {
                 () = stop.cancelled() => return,
             };
             // Coalesce whatever else is already queued into one rebuild.
-            let mut all = first == Reload::All;
+            let mut all = false;
             let mut files: HashSet<PathBuf> = HashSet::new();
-            if let Reload::Files(paths) = first {
-                files.extend(paths);
-            }
-            while let Ok(more) = self.receiver.rx.try_recv() {
-                match more {
+            let mut next = Some(first);
+            while let Some(message) = next {
+                match message {
                     Reload::All => all = true,
                     Reload::Files(paths) => files.extend(paths),
+                    Reload::Domain(name) => files.extend(self.domain_sources(&name)),
                 }
+                next = self.receiver.rx.try_recv().ok();
             }
             // A removed directory takes its watch with it, and one made
             // (again) needs a watch of its own: re-watch, and re-read
@@ -358,6 +361,25 @@ impl ReloadTask {
             }
         }
         self.watched = wanted;
+    }
+
+    /// The files a domain's certificate is read from.
+    fn domain_sources(&self, name: &str) -> Vec<PathBuf> {
+        let Some(domain) = self.config.domains.iter().find(|d| d.name == name) else {
+            tracing::warn!(
+                domain = name,
+                "reload asked for a domain that is not configured"
+            );
+            return Vec::new();
+        };
+        match &domain.certificate {
+            CertificateSource::File(path) => vec![path.clone()],
+            CertificateSource::Inline(_) => Vec::new(),
+            CertificateSource::None => vec![crate::snapshot::stored_certificate_path(
+                &self.config.state_dir,
+                name,
+            )],
+        }
     }
 
     /// Whether a file event concerns a source (used to drop the rest).
@@ -522,6 +544,31 @@ mod tests {
         ] {
             assert_eq!(watch.is_source(Path::new(path)), expected, "{path}");
         }
+    }
+
+    #[test]
+    fn a_domain_message_names_its_certificate_files() {
+        let c = config(
+            "master_domain: a.test\nstate_dir: /var/lib/sniwalk\ndomains:\n  a.test:\n    certificate_file: certs/a.pem\n\
+             \x20 shop.a.test:\n    acme: { enabled: true }\n  inline.a.test:\n    certificate_pem: x\n",
+        );
+        let snapshot = Snapshot::build(&c, None, DefaultPolicy::InMemory, 0).expect("builds");
+        let store = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
+        let (_handle, receiver) = channel();
+        let task = ReloadTask::new(c, store, receiver);
+        assert_eq!(
+            task.domain_sources("a.test"),
+            [PathBuf::from("/etc/sniwalk/certs/a.pem")]
+        );
+        assert_eq!(
+            task.domain_sources("shop.a.test"),
+            [PathBuf::from(
+                "/var/lib/sniwalk/certificates/shop.a.test.pem"
+            )]
+        );
+        assert!(task.domain_sources("inline.a.test").is_empty());
+        assert!(task.domain_sources("unknown.test").is_empty());
+        assert!(task.is_source(Path::new("/etc/sniwalk/certs/a.pem")));
     }
 
     #[test]
