@@ -22,7 +22,13 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --all-targets --no-fail-fast
-# cargo bench targets run once each under `cargo test --all-targets`, which
-# proves they work without timing anything.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# Benchmarks and examples are built by `--all-targets` too (not timed).
+cargo test --all-targets --no-fail-fast 2>&1 | tee "$log"
+# One closing line for the whole suite: cargo prints one per test binary,
+# and the last of those (a binary without tests) would read as "0 passed".
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
 echo "== done"
+echo "total: $passed passed, $failed failed"
