@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod challenge;
 pub mod config;
 pub mod fsio;

@@ -39,7 +39,7 @@ pub struct AccessLog {
 }
 
 /// A response body that counts what it sends, ends the request when it is
-/// done (for the idle clock of [`TimedIo`]) and writes the access log line
+/// done (for the idle clock of [`super::io::TimedIo`]) and writes the access log line
 /// then, so streamed bodies are logged with their real size and duration.
 #[derive(Debug)]
 pub struct LoggedBody {

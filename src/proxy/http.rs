@@ -81,17 +81,7 @@ pub async fn serve_connection(
     });
     let http = listener.http.get(&limits);
     let served = http.1.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(served);
-    let result = tokio::select! {
-        result = served.as_mut() => result,
-        () = lifecycle.shutdown.cancelled() => {
-            served.as_mut().graceful_shutdown();
-            tokio::select! {
-                result = served.as_mut() => result,
-                () = lifecycle.hard_stop.cancelled() => Ok(()),
-            }
-        }
-    };
+    let result = super::drive_http(served, &lifecycle).await;
     if let Err(e) = result {
         tracing::debug!(listener = %listener.shared.config.name, %peer, error = %e, "connection ended with an error");
     }

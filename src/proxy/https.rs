@@ -142,19 +142,7 @@ pub async fn serve_connection(
     let served = http
         .1
         .serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(served);
-    let result = tokio::select! {
-        result = served.as_mut() => result,
-        () = lifecycle.shutdown.cancelled() => {
-            // Finish requests in flight, refuse new ones (GOAWAY on h2,
-            // `Connection: close` on h1), until the hard stop.
-            served.as_mut().graceful_shutdown();
-            tokio::select! {
-                result = served.as_mut() => result,
-                () = lifecycle.hard_stop.cancelled() => Ok(()),
-            }
-        }
-    };
+    let result = super::drive_http(served, &lifecycle).await;
     if let Err(e) = result {
         tracing::debug!(listener = %shared.config.name, %peer, error = %e, "connection ended with an error");
     }

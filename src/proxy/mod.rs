@@ -336,6 +336,26 @@ async fn accept_loop(
     }
 }
 
+/// Drives an HTTP connection until it ends; once shutdown starts it is
+/// told to finish what is in flight and refuse new requests (GOAWAY on h2,
+/// `Connection: close` on h1), and at the hard stop it is dropped.
+async fn drive_http<C>(connection: C, lifecycle: &Lifecycle) -> Result<(), C::Error>
+where
+    C: hyper_util::server::graceful::GracefulConnection,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        () = lifecycle.shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = connection.as_mut() => result,
+                () = lifecycle.hard_stop.cancelled() => Ok(()),
+            }
+        }
+    }
+}
+
 /// Runs the TLS handshake within the listener's handshake timeout and logs
 /// the first use of the default certificate (flagged by the resolver, which
 /// may not log itself).
