@@ -22,6 +22,7 @@
 //! the whole proxy in-process on port 0.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod acme;
 pub mod challenge;
