@@ -7,9 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Tools the tests call: openssl (s_client, key conversions).
+# Tools the tests call: openssl (s_client, key conversions); pebble and
+# pebble-challtestsrv (the ACME test CA, tests/common/pebble.rs).
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev/null 2>&1; then
+  missing+=(pebble)
+fi
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
