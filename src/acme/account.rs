@@ -1,0 +1,124 @@
+//! The ACME account: created once per (directory, contact e-mail), its
+//! credentials (key included) kept at
+//! `state_dir/acme/accounts/<id>.json` with mode 0600, and restored from
+//! there on every later start, so no new account is registered.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use instant_acme::{Account, AccountBuilder, AccountCredentials, NewAccount};
+
+use super::{AcmeError, problem_text};
+use crate::fsio;
+
+/// Folder under the state directory that holds account credentials.
+pub const ACCOUNTS_DIR: &str = "acme/accounts";
+
+/// Where the credentials for `directory` and `email` are stored: the first
+/// 16 hex digits of SHA-256 over `directory`, a newline and `email`.
+pub fn credentials_path(state_dir: &Path, directory: &str, email: Option<&str>) -> PathBuf {
+    let input = format!("{directory}\n{}", email.unwrap_or(""));
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
+    let mut name = String::with_capacity(16 + 5);
+    for byte in &digest.as_ref()[..8] {
+        let _ = write!(name, "{byte:02x}");
+    }
+    name.push_str(".json");
+    state_dir.join(ACCOUNTS_DIR).join(name)
+}
+
+/// Restores the account stored for `directory` and `email`, or registers
+/// a new one (agreeing to the terms of service) and stores its credentials.
+/// `ca_roots` is a PEM file to trust, instead of the system roots, for the
+/// CA's own HTTPS (a test CA such as Pebble).
+pub async fn load_or_create(
+    state_dir: &Path,
+    directory: &str,
+    email: Option<&str>,
+    ca_roots: Option<&Path>,
+) -> Result<Account, AcmeError> {
+    let fail = |step: &'static str, problem: String| AcmeError::Account {
+        directory: directory.to_string(),
+        step,
+        problem,
+    };
+    // instant-acme builds its rustls client from the process default.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let path = credentials_path(state_dir, directory, email);
+
+    // 1. Stored credentials: restore them (no request to the CA beyond the
+    //    directory).
+    match fsio::read_cert_text(&path) {
+        Ok(json) => {
+            let credentials: AccountCredentials = serde_json::from_str(&json).map_err(|e| {
+                fail(
+                    "reading stored credentials",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            return builder(ca_roots)
+                .map_err(|e| fail("building the HTTP client", problem_text(&e)))?
+                .from_credentials(credentials)
+                .await
+                .map_err(|e| fail("restoring the account", problem_text(&e)));
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(fail("reading stored credentials", e.to_string())),
+    }
+
+    // 2. None yet: register a new account (newAccount, RFC 8555 §7.3).
+    let contact = email.map(|e| format!("mailto:{e}"));
+    let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+    let (account, credentials) = builder(ca_roots)
+        .map_err(|e| fail("building the HTTP client", problem_text(&e)))?
+        .create(
+            &NewAccount {
+                contact: &contacts,
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            directory.to_string(),
+            None,
+        )
+        .await
+        .map_err(|e| fail("registering the account", problem_text(&e)))?;
+
+    // 3. Keep the credentials (they hold the private key: 0600, private dir).
+    let json = serde_json::to_vec_pretty(&credentials)
+        .map_err(|e| fail("encoding credentials", e.to_string()))?;
+    if let Some(parent) = path.parent() {
+        fsio::create_private_dir(parent).map_err(|e| fail("storing credentials", e.to_string()))?;
+    }
+    fsio::write_atomic(&path, &json, true)
+        .map_err(|e| fail("storing credentials", e.to_string()))?;
+    Ok(account)
+}
+
+fn builder(ca_roots: Option<&Path>) -> Result<AccountBuilder, instant_acme::Error> {
+    match ca_roots {
+        Some(pem) => Account::builder_with_root(pem),
+        None => Account::builder(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_path_depends_on_directory_and_email() {
+        let dir = Path::new("/state");
+        let a = credentials_path(dir, "https://ca/dir", Some("a@example.com"));
+        let b = credentials_path(dir, "https://ca/dir", Some("b@example.com"));
+        let c = credentials_path(dir, "https://other/dir", Some("a@example.com"));
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(
+            a,
+            credentials_path(dir, "https://ca/dir", Some("a@example.com"))
+        );
+        assert!(a.starts_with("/state/acme/accounts"));
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name.len(), 16 + ".json".len());
+    }
+}
