@@ -312,7 +312,7 @@ impl Snapshot {
                 && let Some(prev) = previous
                 && !domain_touched(config, domain, changes)
                 && let Some(report) = prev.reports.get(i)
-                && report.place == Place::Domain(domain.name.clone())
+                && matches!(&report.place, Place::Domain(name) if *name == domain.name)
             {
                 domain_certificates.push(prev.domain_certificates[i].clone());
                 reports.push(report.clone());

@@ -70,9 +70,6 @@ impl Step {
 /// The answer of a walk through the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Walk {
-    /// The configured domain the walk started from (nearest configured
-    /// ancestor of the name, or the master when there is none).
-    pub start: DomainId,
     /// The domain whose certificate applies, if any on the chain has one.
     pub owner: Option<DomainId>,
     /// How the owner was reached; `Certdir` when there is no owner (the
@@ -193,7 +190,7 @@ impl DomainTree {
         let mut lowered = [0u8; MAX_NAME_LEN];
         let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
             if name.len() > MAX_NAME_LEN {
-                return self.answer(self.master, self.master, name);
+                return self.answer(self.master, name);
             }
             let buf = &mut lowered[..name.len()];
             buf.copy_from_slice(name.as_bytes());
@@ -202,16 +199,17 @@ impl DomainTree {
             // master on the impossible error rather than panic.
             match std::str::from_utf8(buf) {
                 Ok(s) => s,
-                Err(_) => return self.answer(self.master, self.master, name),
+                Err(_) => return self.answer(self.master, name),
             }
         } else {
             name
         };
-        let start = self.nearest(name).unwrap_or(self.master);
-        self.answer(start, start, name)
+        self.answer(self.nearest(name).unwrap_or(self.master), name)
     }
 
-    fn answer(&self, start: DomainId, from: DomainId, name: &str) -> Walk {
+    /// The answer for `name` once the walk starts at the configured domain
+    /// `from`: its precomputed effective owner.
+    fn answer(&self, from: DomainId, name: &str) -> Walk {
         let owner = self.nodes[from as usize].effective;
         let step = match owner {
             None => Step::Certdir,
@@ -225,7 +223,7 @@ impl DomainTree {
             Some(id) if &*self.names[id as usize] == name => Step::Exact,
             Some(_) => Step::Ancestor,
         };
-        Walk { start, owner, step }
+        Walk { owner, step }
     }
 
     /// The first configured domain among `name` and its parent names.
@@ -288,11 +286,6 @@ impl DomainTree {
     /// A domain's parent (`None` for the master).
     pub fn parent(&self, id: DomainId) -> Option<DomainId> {
         self.nodes[id as usize].parent
-    }
-
-    /// The domain whose certificate `id` uses, if any on its chain has one.
-    pub fn effective(&self, id: DomainId) -> Option<DomainId> {
-        self.nodes[id as usize].effective
     }
 
     /// Number of domains.

@@ -145,7 +145,10 @@ async fn issue_inner(
     }
     let markers = Markers {
         pairs: vec![
-            (ACME_ISSUED_MARKER.to_string(), rfc3339_now()),
+            (
+                ACME_ISSUED_MARKER.to_string(),
+                crate::inspect::rfc3339(crate::unix_now()),
+            ),
             (ACME_DIRECTORY_MARKER.to_string(), directory.to_string()),
         ],
     };
@@ -179,14 +182,6 @@ async fn challenge_problems(order: &mut Order) -> String {
     } else {
         problems.join("; ")
     }
-}
-
-/// Now as RFC 3339 UTC, whole seconds.
-fn rfc3339_now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(0).unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 /// Writes `pem` atomically (mode 0600, the folder created owner-only) to
@@ -241,7 +236,7 @@ mod tests {
 
     #[test]
     fn now_is_rfc3339() {
-        let now = rfc3339_now();
+        let now = crate::inspect::rfc3339(crate::unix_now());
         assert!(now.ends_with('Z'), "{now}");
         assert!(
             time::OffsetDateTime::parse(&now, &time::format_description::well_known::Rfc3339)
