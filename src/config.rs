@@ -125,11 +125,65 @@ pub struct DomainAcme {
     pub account_email: Option<String>,
 }
 
+/// Let's Encrypt staging, what `acme.directory: staging` stands for.
+pub const STAGING_ACME_DIRECTORY: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
 /// Global ACME settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AcmeConfig {
-    /// The ACME directory URL.
+    /// The ACME directory URL (`staging` and `production` are expanded).
     pub directory: String,
+    /// Extra trust roots (PEM files) for the CA's own HTTPS; empty means
+    /// the system's roots.
+    pub ca_roots: Vec<PathBuf>,
+    /// Contact for domains that name none.
+    pub account_email: Option<String>,
+    /// How domain control is proven.
+    pub challenge: ChallengeKind,
+    /// Fraction of a certificate's lifetime after which it is renewed.
+    pub renew_at: f64,
+    /// Days before expiry at which monitoring warns.
+    pub warn_days: u32,
+    /// Addresses the domain names must resolve to before an order is
+    /// placed (pre-flight); empty means no pre-flight check.
+    pub expected_addresses: Vec<IpAddr>,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        AcmeConfig {
+            directory: DEFAULT_ACME_DIRECTORY.to_string(),
+            ca_roots: Vec::new(),
+            account_email: None,
+            challenge: ChallengeKind::Http01,
+            renew_at: crate::acme::schedule::DEFAULT_RENEW_AT,
+            warn_days: crate::acme::schedule::DEFAULT_WARN_DAYS,
+            expected_addresses: Vec::new(),
+        }
+    }
+}
+
+/// The ACME challenge type sniwalk answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ChallengeKind {
+    /// HTTP-01: a file under `/.well-known/acme-challenge/` on an `http`
+    /// listener (port 80).
+    #[serde(rename = "http-01")]
+    Http01,
+    /// TLS-ALPN-01: a special certificate for ALPN `acme-tls/1` on an
+    /// `https` listener (port 443).
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    /// The name ACME and the configuration use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
 }
 
 /// The kinds of listener (DESIGN.md, "Traffic").
@@ -437,6 +491,7 @@ impl Config {
                 .acme
                 .and_then(|a| a.directory)
                 .unwrap_or_else(|| DEFAULT_ACME_DIRECTORY.to_string()),
+            ..AcmeConfig::default()
         };
         let rescan_interval = raw.rescan_interval.map_or(DEFAULT_RESCAN_INTERVAL, |d| d.0);
         if rescan_interval < Duration::from_secs(1) {
