@@ -2,18 +2,25 @@
 //!
 //! Small and separate from the certificate snapshot (STYLE.md invariant 2):
 //! HTTP-01 key authorizations by token, served by `http` listeners at
-//! `/.well-known/acme-challenge/<token>`. ACME is the only writer; readers
+//! `/.well-known/acme-challenge/<token>`, and TLS-ALPN-01 certificates by
+//! domain, served by the resolver of `https` listeners to ClientHellos that
+//! offer ALPN `acme-tls/1` (RFC 8737). ACME is the only writer; readers
 //! never lock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use rustls::sign::CertifiedKey;
 
-/// HTTP-01 answers by token.
+/// The ALPN protocol of TLS-ALPN-01 validation connections (RFC 8737 §6.2).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Pending challenge answers: HTTP-01 by token, TLS-ALPN-01 by domain.
 #[derive(Debug, Default)]
 pub struct ChallengeStore {
     http01: ArcSwap<HashMap<String, Arc<str>>>,
+    tls_alpn01: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
 }
 
 impl ChallengeStore {
@@ -40,6 +47,62 @@ impl ChallengeStore {
             next
         });
     }
+
+    /// The TLS-ALPN-01 certificate pending for `domain` (lower case, no
+    /// trailing dot, as rustls hands out SNI names).
+    pub fn tls_alpn01(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+        let pending = self.tls_alpn01.load();
+        if pending.is_empty() {
+            return None;
+        }
+        pending.get(domain).cloned()
+    }
+
+    /// Publishes the TLS-ALPN-01 certificate for `domain`.
+    pub fn set_tls_alpn01(&self, domain: &str, certificate: Arc<CertifiedKey>) {
+        self.tls_alpn01.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.insert(domain.to_string(), certificate.clone());
+            next
+        });
+    }
+
+    /// Withdraws the TLS-ALPN-01 certificate for `domain`.
+    pub fn remove_tls_alpn01(&self, domain: &str) {
+        self.tls_alpn01.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.remove(domain);
+            next
+        });
+    }
+}
+
+/// Builds the self-signed TLS-ALPN-01 certificate for `domain` (RFC 8737
+/// §3): a fresh P-256 key, `domain` as its only name, and the critical
+/// `acmeIdentifier` extension holding `digest`, the SHA-256 of the key
+/// authorization.
+///
+/// It goes through `CertifiedKey::new`, not `from_der`: rustls's key/cert
+/// consistency check rejects the critical extension it does not know.
+pub fn tls_alpn01_certificate(domain: &str, digest: &[u8]) -> Result<CertifiedKey, String> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| format!("generating the key: {e}"))?;
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()])
+        .map_err(|e| format!("certificate parameters for `{domain}`: {e}"))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let certificate = params
+        .self_signed(&key)
+        .map_err(|e| format!("signing the challenge certificate: {e}"))?;
+    let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let signing_key = rustls::crypto::aws_lc_rs::default_provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| format!("loading the challenge key: {e}"))?;
+    Ok(CertifiedKey::new(
+        vec![certificate.der().clone()],
+        signing_key,
+    ))
 }
 
 /// Whether `token` can be an ACME token (base64url, RFC 8555 §8.3): a
@@ -64,6 +127,44 @@ mod tests {
         assert_eq!(store.http01("abc").as_deref(), Some("abc.thumb"));
         store.remove_http01("abc");
         assert_eq!(store.http01("abc"), None);
+    }
+
+    #[test]
+    fn tls_alpn01_certificates_come_and_go() {
+        let store = ChallengeStore::default();
+        assert!(store.tls_alpn01("a.example.com").is_none());
+        let cert = tls_alpn01_certificate("a.example.com", &[7; 32]).expect("builds");
+        store.set_tls_alpn01("a.example.com", Arc::new(cert));
+        assert!(store.tls_alpn01("a.example.com").is_some());
+        assert!(store.tls_alpn01("b.example.com").is_none());
+        store.remove_tls_alpn01("a.example.com");
+        assert!(store.tls_alpn01("a.example.com").is_none());
+    }
+
+    #[test]
+    fn tls_alpn01_certificate_carries_the_digest() {
+        let digest = [0xab; 32];
+        let cert = tls_alpn01_certificate("a.example.com", &digest).expect("builds");
+        let der = cert.end_entity_cert().expect("leaf");
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).expect("parses");
+        // id-pe-acmeIdentifier, 1.3.6.1.5.5.7.1.31, critical, OCTET STRING.
+        let extension = parsed
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+            .expect("acmeIdentifier present");
+        assert!(extension.critical);
+        assert_eq!(&extension.value[2..], &digest);
+        let names: Vec<String> = parsed
+            .subject_alternative_name()
+            .expect("san")
+            .expect("present")
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names, vec!["DNSName(a.example.com)".to_string()]);
     }
 
     #[test]

@@ -87,13 +87,13 @@ pub async fn run_with_challenges(
     challenges: Arc<ChallengeStore>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let (_handle, reloads) = reload::channel();
+    let (options, _handle) = RunOptions::new();
     run_with(
         config,
         sockets,
         RunOptions {
             challenges,
-            reloads,
+            ..options
         },
         shutdown,
     )
@@ -101,13 +101,39 @@ pub async fn run_with_challenges(
 }
 
 /// What [`run_with`] shares with its caller.
-#[derive(Debug)]
 pub struct RunOptions {
     /// Pending ACME challenge answers (the ACME client, or a test, writes).
     pub challenges: Arc<ChallengeStore>,
     /// Reload messages; keep the [`reload::ReloadHandle`] of the same
     /// channel to ask for SIGHUP-style reloads.
     pub reloads: reload::ReloadReceiver,
+    /// The ACME task's clock ([`acme::manager::system_clock`] but in tests).
+    pub clock: acme::manager::Clock,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("challenges", &self.challenges)
+            .field("reloads", &self.reloads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunOptions {
+    /// Options with a fresh challenge store and reload channel; the handle
+    /// to the channel is returned beside them.
+    pub fn new() -> (Self, reload::ReloadHandle) {
+        let (handle, reloads) = reload::channel();
+        (
+            RunOptions {
+                challenges: Arc::new(ChallengeStore::default()),
+                reloads,
+                clock: acme::manager::system_clock(),
+            },
+            handle,
+        )
+    }
 }
 
 /// [`run`] with the challenge store and the reload channel shared with the
@@ -122,7 +148,9 @@ pub async fn run_with(
     let RunOptions {
         challenges,
         reloads,
+        clock,
     } = options;
+    let reload_handle = reloads.handle();
     let build_config = config.clone();
     let snapshot = tokio::task::spawn_blocking(move || {
         Snapshot::build(&build_config, None, DefaultPolicy::Persist, unix_now())
@@ -131,12 +159,25 @@ pub async fn run_with(
     log_sources(&snapshot);
     let store = Arc::new(ArcSwap::from_pointee(snapshot));
     let stop_reloads = tokio_util::sync::CancellationToken::new();
+    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config.clone()));
+    let acme_task = tokio::spawn(
+        acme::manager::Manager::new(
+            acme::manager::CaIssuer::new(challenges.clone(), reload_handle, store.clone()),
+            config_rx,
+            store.clone(),
+            clock,
+        )
+        .run(stop_reloads.clone()),
+    );
     let reload_task = tokio::spawn(
-        reload::ReloadTask::new(config.clone(), store.clone(), reloads).run(stop_reloads.clone()),
+        reload::ReloadTask::new(config.clone(), store.clone(), reloads)
+            .publish_config(config_tx)
+            .run(stop_reloads.clone()),
     );
     let served = proxy::serve(&config, sockets, store, challenges, shutdown).await;
     stop_reloads.cancel();
     let _ = reload_task.await;
+    let _ = acme_task.await;
     served?;
     Ok(())
 }

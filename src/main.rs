@@ -165,12 +165,8 @@ fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let sockets = sniwalk::proxy::bind_all(&config).await?;
-        let (reload, reloads) = sniwalk::reload::channel();
+        let (options, reload) = sniwalk::RunOptions::new();
         forward_sighup(reload);
-        let options = sniwalk::RunOptions {
-            challenges: Default::default(),
-            reloads,
-        };
         sniwalk::run_with(config, sockets, options, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)

@@ -143,6 +143,9 @@ pub struct Markers {
 /// Marker that says a stored certificate was issued by our ACME client.
 pub const ACME_ISSUED_MARKER: &str = "acme_issued";
 
+/// Marker naming the ACME directory that issued a stored certificate.
+pub const ACME_DIRECTORY_MARKER: &str = "acme_directory";
+
 impl Markers {
     /// The value of the first marker named `key`.
     pub fn value(&self, key: &str) -> Option<&str> {

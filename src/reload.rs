@@ -69,6 +69,15 @@ pub struct ReloadReceiver {
     tx: mpsc::UnboundedSender<Reload>,
 }
 
+impl ReloadReceiver {
+    /// Another handle to send to this receiver.
+    pub fn handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
 /// A new reload channel.
 pub fn channel() -> (ReloadHandle, ReloadReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -180,6 +189,7 @@ pub struct ReloadTask {
     watcher: Option<Debouncer<notify::RecommendedWatcher, RecommendedCache>>,
     watched: HashSet<PathBuf>,
     rescan: Duration,
+    published: Option<tokio::sync::watch::Sender<std::sync::Arc<Config>>>,
 }
 
 impl ReloadTask {
@@ -193,7 +203,18 @@ impl ReloadTask {
             receiver,
             watcher: None,
             watched: HashSet::new(),
+            published: None,
         }
+    }
+
+    /// Also publishes every configuration that is applied (for the ACME
+    /// task, which follows domain and `acme:` changes).
+    pub fn publish_config(
+        mut self,
+        sender: tokio::sync::watch::Sender<std::sync::Arc<Config>>,
+    ) -> Self {
+        self.published = Some(sender);
+        self
     }
 
     /// Runs until every sender is gone or `stop` is cancelled.
@@ -258,7 +279,12 @@ impl ReloadTask {
                     {
                         tracing::info!(file = %self.config.file.display(), "configuration changed");
                     }
+                    let acme_changed =
+                        merged.domains != self.config.domains || merged.acme != self.config.acme;
                     self.config = merged;
+                    if let Some(published) = self.published.as_ref().filter(|_| acme_changed) {
+                        published.send_replace(std::sync::Arc::new(self.config.clone()));
+                    }
                 }
                 Err(e) => {
                     tracing::error!(

@@ -8,6 +8,9 @@
 //!    `Arc` clone and never logs above debug. What must be logged about a
 //!    choice (the first use of the default certificate) is flagged here and
 //!    logged by the connection task, see [`HandshakeEvents`].
+//! 3. A ClientHello offering ALPN `acme-tls/1` for a name with a pending
+//!    TLS-ALPN-01 challenge gets the challenge certificate (RFC 8737); the
+//!    connection is closed after the handshake.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::challenge::{ACME_TLS_ALPN, ChallengeStore};
 use crate::snapshot::Snapshot;
 use crate::tree::Step;
 
@@ -63,6 +67,7 @@ pub struct SniResolver {
     listener: usize,
     store: SnapshotStore,
     events: Arc<HandshakeEvents>,
+    challenges: Option<Arc<ChallengeStore>>,
 }
 
 impl SniResolver {
@@ -73,7 +78,26 @@ impl SniResolver {
             listener,
             store,
             events,
+            challenges: None,
         }
+    }
+
+    /// Also answers TLS-ALPN-01 validations from `challenges` (for
+    /// listeners that offer ALPN `acme-tls/1`).
+    pub fn with_challenges(mut self, challenges: Arc<ChallengeStore>) -> Self {
+        self.challenges = Some(challenges);
+        self
+    }
+
+    /// The pending TLS-ALPN-01 certificate for this ClientHello, if it asks
+    /// for one.
+    fn acme_challenge(&self, client_hello: &ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let challenges = self.challenges.as_ref()?;
+        let mut alpn = client_hello.alpn()?;
+        if !alpn.any(|protocol| protocol == ACME_TLS_ALPN) {
+            return None;
+        }
+        challenges.tls_alpn01(client_hello.server_name()?)
     }
 }
 
@@ -87,6 +111,13 @@ impl fmt::Debug for SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(challenge) = self.acme_challenge(&client_hello) {
+            tracing::debug!(
+                sni = client_hello.server_name().unwrap_or(""),
+                "tls-alpn-01 challenge certificate chosen"
+            );
+            return Some(challenge);
+        }
         let snapshot = self.store.load();
         let choice = snapshot.choose(self.listener, client_hello.server_name());
         if choice.step == Step::Default {

@@ -106,6 +106,8 @@ pub struct LoadedCertificate {
     pub file: Option<PathBuf>,
     /// Whether the text carries the ACME marker (otherwise managed by hand).
     pub acme_issued: bool,
+    /// The ACME directory that issued it (`acme_directory=` marker).
+    pub acme_directory: Option<String>,
     /// What the source looked like when it was read, so a rebuild can
     /// reuse this certificate without reading and parsing it again.
     pub stamp: SourceStamp,
@@ -162,6 +164,10 @@ impl LoadedCertificate {
         LoadedCertificate {
             certified_key: parsed.certified_key,
             acme_issued: parsed.markers.is_acme_issued(),
+            acme_directory: parsed
+                .markers
+                .value(crate::pem::ACME_DIRECTORY_MARKER)
+                .map(str::to_string),
             facts: parsed.leaf,
             kind,
             file,

@@ -6,9 +6,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use instant_acme::{Account, AccountBuilder, AccountCredentials, NewAccount};
+use instant_acme::{Account, AccountCredentials, HttpClient, NewAccount};
 
-use super::{AcmeError, problem_text};
+use super::{AcmeError, problem_of};
 use crate::fsio;
 
 /// Folder under the state directory that holds account credentials.
@@ -29,21 +29,30 @@ pub fn credentials_path(state_dir: &Path, directory: &str, email: Option<&str>) 
 
 /// Restores the account stored for `directory` and `email`, or registers
 /// a new one (agreeing to the terms of service) and stores its credentials.
-/// `ca_roots` is a PEM file to trust, instead of the system roots, for the
-/// CA's own HTTPS (a test CA such as Pebble).
+/// `http` is the client to reach the CA with (see [`super::client`]).
 pub async fn load_or_create(
     state_dir: &Path,
     directory: &str,
     email: Option<&str>,
-    ca_roots: Option<&Path>,
+    http: Box<dyn HttpClient>,
 ) -> Result<Account, AcmeError> {
     let fail = |step: &'static str, problem: String| AcmeError::Account {
         directory: directory.to_string(),
         step,
         problem,
+        problem_type: None,
     };
-    // instant-acme builds its rustls client from the process default.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let acme = |step: &'static str| {
+        move |e: instant_acme::Error| {
+            let (problem, problem_type) = problem_of(&e);
+            AcmeError::Account {
+                directory: directory.to_string(),
+                step,
+                problem,
+                problem_type,
+            }
+        }
+    };
     let path = credentials_path(state_dir, directory, email);
 
     // 1. Stored credentials: restore them (no request to the CA beyond the
@@ -53,14 +62,16 @@ pub async fn load_or_create(
             let credentials: AccountCredentials = serde_json::from_str(&json).map_err(|e| {
                 fail(
                     "reading stored credentials",
-                    format!("{}: {e}", path.display()),
+                    format!(
+                        "{}: {e}; move the file away to register a new account",
+                        path.display()
+                    ),
                 )
             })?;
-            return builder(ca_roots)
-                .map_err(|e| fail("building the HTTP client", problem_text(&e)))?
+            return Account::builder_with_http(http)
                 .from_credentials(credentials)
                 .await
-                .map_err(|e| fail("restoring the account", problem_text(&e)));
+                .map_err(acme("restoring the account"));
         }
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(fail("reading stored credentials", e.to_string())),
@@ -69,8 +80,7 @@ pub async fn load_or_create(
     // 2. None yet: register a new account (newAccount, RFC 8555 §7.3).
     let contact = email.map(|e| format!("mailto:{e}"));
     let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
-    let (account, credentials) = builder(ca_roots)
-        .map_err(|e| fail("building the HTTP client", problem_text(&e)))?
+    let (account, credentials) = Account::builder_with_http(http)
         .create(
             &NewAccount {
                 contact: &contacts,
@@ -81,7 +91,7 @@ pub async fn load_or_create(
             None,
         )
         .await
-        .map_err(|e| fail("registering the account", problem_text(&e)))?;
+        .map_err(acme("registering the account"))?;
 
     // 3. Keep the credentials (they hold the private key: 0600, private dir).
     let json = serde_json::to_vec_pretty(&credentials)
@@ -91,14 +101,8 @@ pub async fn load_or_create(
     }
     fsio::write_atomic(&path, &json, true)
         .map_err(|e| fail("storing credentials", e.to_string()))?;
+    tracing::info!(directory, email = email.unwrap_or("-"), file = %path.display(), "ACME account registered");
     Ok(account)
-}
-
-fn builder(ca_roots: Option<&Path>) -> Result<AccountBuilder, instant_acme::Error> {
-    match ca_roots {
-        Some(pem) => Account::builder_with_root(pem),
-        None => Account::builder(),
-    }
 }
 
 #[cfg(test)]

@@ -1,20 +1,102 @@
 //! ACME certificate issuance and renewal.
 //!
-//! `schedule` decides *when* (renewal points, retry backoff, expiry
-//! warnings) as pure functions of the times it is given, so the client that
-//! talks to the CA only has to do what it says. `account` keeps the ACME
-//! account (created once, then reused from its stored credentials) and
-//! `order` runs one HTTP-01 issuance (RFC 8555) and stores the result.
+//! - `schedule` decides *when* (renewal points, retry backoff, expiry
+//!   warnings) as pure functions of the times it is given.
+//! - `client` is the HTTP client to the CA (extra trust roots, the CA's
+//!   `Retry-After`).
+//! - `account` keeps the ACME account: created once, then restored from its
+//!   stored credentials.
+//! - `preflight` checks, before any order, that a name resolves to us.
+//! - `order` runs one issuance, the RFC 8555 checklist, and stores it.
+//! - `manager` is the task that runs it all: which domain is due, at most
+//!   one order per domain, retries, forced renewals, the status file.
+//! - `control` is how `sniwalk renew` reaches a running proxy: request and
+//!   result files under `state_dir/acme/`.
 
 pub mod account;
+pub mod client;
+pub mod control;
+pub mod manager;
 pub mod order;
+pub mod preflight;
 pub mod schedule;
 
+use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
-/// Why an ACME operation failed. Every variant names what it was doing, and
-/// CA errors keep the text of the CA's problem document.
-#[derive(Debug, thiserror::Error)]
+use serde::{Deserialize, Serialize};
+
+/// The steps of an issuance, in order (after seed 002's
+/// `CheckDnsResolutionStep`, `GetAcmeOrderStep`, ...), for errors, logs and
+/// job status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Pre-flight: does the name resolve to one of `expected_addresses`?
+    CheckDnsResolution,
+    /// Restoring or registering the ACME account.
+    Account,
+    /// Placing the order with the CA.
+    CreateOrder,
+    /// Fetching authorizations and picking the challenge.
+    GetChallenge,
+    /// Publishing the answer and telling the CA it is ready.
+    AnswerChallenge,
+    /// Waiting for the CA to validate.
+    CheckOrder,
+    /// New key, CSR, finalize and download.
+    CreateCertificate,
+    /// Writing the result to `state_dir`.
+    StoreCertificate,
+    /// Waiting for the running proxy to serve it.
+    Activate,
+}
+
+impl Step {
+    /// The snake_case name used in JSON and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::CheckDnsResolution => "check_dns_resolution",
+            Step::Account => "account",
+            Step::CreateOrder => "create_order",
+            Step::GetChallenge => "get_challenge",
+            Step::AnswerChallenge => "answer_challenge",
+            Step::CheckOrder => "check_order",
+            Step::CreateCertificate => "create_certificate",
+            Step::StoreCertificate => "store_certificate",
+            Step::Activate => "activate",
+        }
+    }
+
+    /// What the step does, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Step::CheckDnsResolution => "checking that the name resolves to this proxy",
+            Step::Account => "restoring or registering the ACME account",
+            Step::CreateOrder => "placing the order with the CA",
+            Step::GetChallenge => "getting the ownership challenge from the CA",
+            Step::AnswerChallenge => "answering the ownership challenge",
+            Step::CheckOrder => "waiting for the CA to validate ownership",
+            Step::CreateCertificate => "creating the certificate (key, CSR, finalize, download)",
+            Step::StoreCertificate => "storing the certificate",
+            Step::Activate => "waiting for the proxy to serve the new certificate",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// The ACME problem type of rate limiting (RFC 8555 §6.7).
+pub const RATE_LIMITED: &str = "urn:ietf:params:acme:error:rateLimited";
+
+/// Why an ACME operation failed. Every variant names the domain or
+/// directory and the step, and CA errors keep the CA's problem document.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AcmeError {
     /// The account could not be loaded, created or stored.
     #[error("ACME account at {directory}: {step}: {problem}")]
@@ -25,16 +107,38 @@ pub enum AcmeError {
         step: &'static str,
         /// The error, with the CA's problem document if there was one.
         problem: String,
+        /// The CA's problem type, if it sent one.
+        problem_type: Option<String>,
     },
     /// An issuance step for `domain` failed.
     #[error("ACME order for {domain}: {step}: {problem}")]
     Order {
         /// The domain being issued for.
         domain: String,
-        /// What was being done.
-        step: &'static str,
+        /// The step that failed.
+        step: Step,
         /// The error, with the CA's problem document if there was one.
         problem: String,
+        /// The CA's problem type (`urn:ietf:params:acme:error:...`), if any.
+        problem_type: Option<String>,
+    },
+    /// Pre-flight: the name does not resolve to any expected address, so
+    /// the CA could not reach us; no order was placed (seed 002).
+    #[error(
+        "HostnameNotResolvingToProxy: {domain} {}, none of acme.expected_addresses ({}); \
+         point its DNS A/AAAA records at this proxy, or fix expected_addresses; no order was placed",
+        resolution(resolved, lookup_error.as_deref()),
+        list_or(expected, "none")
+    )]
+    HostnameNotResolvingToProxy {
+        /// The domain.
+        domain: String,
+        /// What it resolved to.
+        resolved: Vec<IpAddr>,
+        /// Why it did not resolve at all, if it did not.
+        lookup_error: Option<String>,
+        /// `acme.expected_addresses`.
+        expected: Vec<IpAddr>,
     },
     /// The issued certificate could not be stored.
     #[error("storing the certificate of {domain} at {}: {problem}", path.display())]
@@ -48,8 +152,76 @@ pub enum AcmeError {
     },
 }
 
-/// The text of an instant-acme error. A CA problem document's `Display`
-/// already carries its detail, type and sub-problems, so nothing is lost.
-pub(crate) fn problem_text(error: &instant_acme::Error) -> String {
-    error.to_string()
+impl AcmeError {
+    /// A stable code for machines (after seed 002's error codes).
+    pub fn code(&self) -> &'static str {
+        match self {
+            AcmeError::Account { .. } => "AccountFailed",
+            AcmeError::Order { problem_type, .. } if is_rate_limited(problem_type) => "RateLimited",
+            AcmeError::Order {
+                step: Step::CheckOrder | Step::AnswerChallenge,
+                ..
+            } => "HostnameOwnershipValidationFailed",
+            AcmeError::Order {
+                step: Step::Activate,
+                ..
+            } => "ActivationFailed",
+            AcmeError::Order { .. } => "OrderFailed",
+            AcmeError::HostnameNotResolvingToProxy { .. } => "HostnameNotResolvingToProxy",
+            AcmeError::Store { .. } => "StoreFailed",
+        }
+    }
+
+    /// The step that failed.
+    pub fn step(&self) -> Step {
+        match self {
+            AcmeError::Account { .. } => Step::Account,
+            AcmeError::Order { step, .. } => *step,
+            AcmeError::HostnameNotResolvingToProxy { .. } => Step::CheckDnsResolution,
+            AcmeError::Store { .. } => Step::StoreCertificate,
+        }
+    }
+
+    /// Whether the CA said we are rate limited.
+    pub fn is_rate_limited(&self) -> bool {
+        match self {
+            AcmeError::Account { problem_type, .. } | AcmeError::Order { problem_type, .. } => {
+                is_rate_limited(problem_type)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn is_rate_limited(problem_type: &Option<String>) -> bool {
+    problem_type.as_deref() == Some(RATE_LIMITED)
+}
+
+fn resolution(resolved: &[IpAddr], lookup_error: Option<&str>) -> String {
+    match lookup_error {
+        Some(error) => format!("does not resolve ({error})"),
+        None => format!("resolves to {}", list_or(resolved, "no address")),
+    }
+}
+
+fn list_or(addresses: &[IpAddr], empty: &str) -> String {
+    if addresses.is_empty() {
+        return empty.to_string();
+    }
+    addresses
+        .iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The text of an instant-acme error and the CA's problem type. A problem
+/// document's `Display` already carries its detail, type and
+/// sub-problems, so nothing is lost.
+pub(crate) fn problem_of(error: &instant_acme::Error) -> (String, Option<String>) {
+    let problem_type = match error {
+        instant_acme::Error::Api(problem) => problem.r#type.clone(),
+        _ => None,
+    };
+    (error.to_string(), problem_type)
 }

@@ -1,7 +1,8 @@
-//! One HTTP-01 issuance (RFC 8555 §7.4), step by step, and storing its
-//! result where the snapshot loads it (`state_dir/certificates/<domain>.pem`).
+//! One issuance (RFC 8555 §7.4), step by step, and storing its result where
+//! the snapshot loads it (`state_dir/certificates/<domain>.pem`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use instant_acme::{
@@ -11,135 +12,226 @@ use instant_acme::{
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
-use super::{AcmeError, problem_text};
-use crate::challenge::ChallengeStore;
+use super::{AcmeError, Step, problem_of};
+use crate::challenge::{ChallengeStore, tls_alpn01_certificate};
+use crate::config::ChallengeKind;
 use crate::pem::{ACME_ISSUED_MARKER, Markers, render_certificate_pem};
 use crate::{fsio, snapshot};
 
-/// Marker naming the ACME directory that issued a stored certificate.
-pub const ACME_DIRECTORY_MARKER: &str = "acme_directory";
+pub use crate::pem::ACME_DIRECTORY_MARKER;
 
 /// How long to wait for the CA to validate, and then to issue.
 const POLL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Issues a certificate for `domain` from the CA `account` belongs to,
-/// answering HTTP-01 through `challenges` (served by the `http`
-/// listeners). Returns the `certificate_pem` text: markers
+/// What one issuance needs besides the account.
+#[derive(Clone, Copy)]
+pub struct Issue<'a> {
+    /// The name to issue for.
+    pub domain: &'a str,
+    /// How to prove control of it.
+    pub challenge: ChallengeKind,
+    /// Where answers are published for the listeners to serve.
+    pub challenges: &'a ChallengeStore,
+    /// The ACME directory URL, recorded in the result's markers.
+    pub directory: &'a str,
+    /// Told each step as it starts (job status, logs).
+    pub progress: &'a (dyn Fn(Step) + Send + Sync),
+}
+
+/// Issues a certificate for `issue.domain` from the CA `account` belongs
+/// to. Returns the `certificate_pem` text: markers
 /// `acme_issued=<RFC 3339 now>` and `acme_directory=<directory>`, a new
 /// ECDSA P-256 key, the leaf and the chain.
 ///
 /// The challenge answers are withdrawn again whether issuance worked or not.
+pub async fn issue(account: &Account, issue: Issue<'_>) -> Result<String, AcmeError> {
+    let mut published = Published::default();
+    let result = issue_inner(account, issue, &mut published).await;
+    for token in &published.http01 {
+        issue.challenges.remove_http01(token);
+    }
+    if published.tls_alpn01 {
+        issue.challenges.remove_tls_alpn01(issue.domain);
+    }
+    result
+}
+
+/// [`issue`] by HTTP-01 without progress reports.
 pub async fn issue_http01(
     account: &Account,
     domain: &str,
     challenges: &ChallengeStore,
     directory: &str,
 ) -> Result<String, AcmeError> {
-    let mut published = Vec::new();
-    let result = issue_inner(account, domain, challenges, directory, &mut published).await;
-    // Withdraw the challenge answers, also on failure.
-    for token in &published {
-        challenges.remove_http01(token);
-    }
-    result
+    issue(
+        account,
+        Issue {
+            domain,
+            challenge: ChallengeKind::Http01,
+            challenges,
+            directory,
+            progress: &|_| {},
+        },
+    )
+    .await
+}
+
+/// Answers published during one issuance, to withdraw afterwards.
+#[derive(Default)]
+struct Published {
+    http01: Vec<String>,
+    tls_alpn01: bool,
 }
 
 async fn issue_inner(
     account: &Account,
-    domain: &str,
-    challenges: &ChallengeStore,
-    directory: &str,
-    published: &mut Vec<String>,
+    issue: Issue<'_>,
+    published: &mut Published,
 ) -> Result<String, AcmeError> {
-    let fail = |step: &'static str, problem: String| AcmeError::Order {
+    let Issue {
+        domain,
+        challenge: kind,
+        challenges,
+        directory,
+        progress,
+    } = issue;
+    let fail = |step: Step, problem: String| AcmeError::Order {
         domain: domain.to_string(),
         step,
         problem,
+        problem_type: None,
     };
-    let acme = |step: &'static str| move |e: instant_acme::Error| fail(step, problem_text(&e));
+    let acme = |step: Step| {
+        move |e: instant_acme::Error| {
+            let (problem, problem_type) = problem_of(&e);
+            AcmeError::Order {
+                domain: domain.to_string(),
+                step,
+                problem,
+                problem_type,
+            }
+        }
+    };
     let retry = RetryPolicy::new()
         .initial_delay(Duration::from_millis(250))
         .backoff(1.5)
         .timeout(POLL_TIMEOUT);
+    let challenge_type = match kind {
+        ChallengeKind::Http01 => ChallengeType::Http01,
+        ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+    };
 
     // 1. New order for the one name (newOrder, §7.4).
+    progress(Step::CreateOrder);
     let identifiers = [Identifier::Dns(domain.to_string())];
     let mut order = account
         .new_order(&NewOrder::new(&identifiers))
         .await
-        .map_err(acme("creating the order"))?;
+        .map_err(acme(Step::CreateOrder))?;
 
     // 2. Authorizations (§7.5): skip those already valid (the CA may reuse
-    //    an earlier one); for the rest, publish the HTTP-01 key
-    //    authorization and tell the CA it is ready (§7.5.1, §8.3).
+    //    an earlier one); for the rest, publish the answer and tell the CA
+    //    it is ready (§7.5.1; HTTP-01 §8.3, TLS-ALPN-01 RFC 8737).
+    progress(Step::GetChallenge);
     {
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
-            let mut authorization = authorization.map_err(acme("fetching an authorization"))?;
+            let mut authorization = authorization.map_err(acme(Step::GetChallenge))?;
             match authorization.status {
                 AuthorizationStatus::Valid => continue,
                 AuthorizationStatus::Pending => {}
                 other => {
                     return Err(fail(
-                        "fetching an authorization",
-                        format!("authorization is {other:?}"),
+                        Step::GetChallenge,
+                        format!("the CA's authorization is {other:?}"),
                     ));
                 }
             }
-            let mut challenge = authorization
-                .challenge(ChallengeType::Http01)
-                .ok_or_else(|| fail("choosing a challenge", "the CA offers no http-01".into()))?;
+            let mut challenge =
+                authorization
+                    .challenge(challenge_type.clone())
+                    .ok_or_else(|| {
+                        fail(
+                            Step::GetChallenge,
+                            format!(
+                                "the CA offers no {} challenge; set acme.challenge to another type",
+                                kind.as_str()
+                            ),
+                        )
+                    })?;
+            progress(Step::AnswerChallenge);
             let key_authorization = challenge.key_authorization();
-            challenges.set_http01(&challenge.token, key_authorization.as_str());
-            published.push(challenge.token.clone());
+            match kind {
+                ChallengeKind::Http01 => {
+                    challenges.set_http01(&challenge.token, key_authorization.as_str());
+                    published.http01.push(challenge.token.clone());
+                }
+                ChallengeKind::TlsAlpn01 => {
+                    let certificate =
+                        tls_alpn01_certificate(domain, key_authorization.digest().as_ref())
+                            .map_err(|e| fail(Step::AnswerChallenge, e))?;
+                    challenges.set_tls_alpn01(domain, Arc::new(certificate));
+                    published.tls_alpn01 = true;
+                }
+            }
             challenge
                 .set_ready()
                 .await
-                .map_err(acme("answering the http-01 challenge"))?;
+                .map_err(acme(Step::AnswerChallenge))?;
         }
     }
 
     // 3. Wait for the CA to validate: the order becomes ready (or invalid,
     //    with the reason in the failed challenge).
+    progress(Step::CheckOrder);
     let status = order
         .poll_ready(&retry)
         .await
-        .map_err(acme("validating the http-01 challenge"))?;
+        .map_err(acme(Step::CheckOrder))?;
     if status != OrderStatus::Ready {
         let reason = challenge_problems(&mut order).await;
         return Err(fail(
-            "validating the http-01 challenge",
-            format!("order is {status:?}: {reason}"),
+            Step::CheckOrder,
+            format!(
+                "the CA could not validate the {} challenge (order {status:?}): {reason}",
+                kind.as_str()
+            ),
         ));
     }
 
     // 4. A new ECDSA P-256 key and a CSR for the name (§7.4 finalize).
+    progress(Step::CreateCertificate);
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| fail("generating the key", e.to_string()))?;
+        .map_err(|e| fail(Step::CreateCertificate, format!("generating the key: {e}")))?;
     let mut params = rcgen::CertificateParams::new(vec![domain.to_string()])
-        .map_err(|e| fail("building the CSR", e.to_string()))?;
+        .map_err(|e| fail(Step::CreateCertificate, format!("building the CSR: {e}")))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr = params
         .serialize_request(&key)
-        .map_err(|e| fail("building the CSR", e.to_string()))?;
+        .map_err(|e| fail(Step::CreateCertificate, format!("building the CSR: {e}")))?;
 
     // 5. Finalize, then wait for the certificate (§7.4.2).
     order
         .finalize_csr(csr.der())
         .await
-        .map_err(acme("finalizing the order"))?;
+        .map_err(acme(Step::CreateCertificate))?;
     let chain_pem = order
         .poll_certificate(&retry)
         .await
-        .map_err(acme("downloading the certificate"))?;
+        .map_err(acme(Step::CreateCertificate))?;
 
     // 6. Render as a `certificate_pem` with our markers.
     let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail("reading the certificate chain", e.to_string()))?;
+        .map_err(|e| {
+            fail(
+                Step::CreateCertificate,
+                format!("reading the certificate chain: {e}"),
+            )
+        })?;
     if chain.is_empty() {
         return Err(fail(
-            "reading the certificate chain",
+            Step::CreateCertificate,
             "the CA sent no certificate".into(),
         ));
     }
@@ -174,7 +266,7 @@ async fn challenge_problems(order: &mut Order) -> String {
                     .iter()
                     .filter_map(|c| c.error.as_ref().map(|e| e.to_string())),
             ),
-            Err(e) => problems.push(problem_text(&e)),
+            Err(e) => problems.push(problem_of(&e).0),
         }
     }
     if problems.is_empty() {

@@ -22,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::challenge::ChallengeStore;
+use crate::challenge::{ACME_TLS_ALPN, ChallengeStore};
 use crate::config::{Config, ListenerConfig, ListenerKind};
 use crate::resolver::{HandshakeEvents, SnapshotStore, SniResolver};
 
@@ -154,11 +154,16 @@ pub async fn bind_all(config: &Config) -> Result<Vec<TcpListener>, ServeError> {
 
 /// Builds a TLS listener's `ServerConfig`: once per listener, never rebuilt
 /// on certificate changes, so session tickets survive swaps.
+///
+/// `https` listeners also offer ALPN `acme-tls/1` (last, so no ordinary
+/// client ever picks it) and answer TLS-ALPN-01 validations from
+/// `challenges`.
 pub fn server_config(
     index: usize,
     listener: &ListenerConfig,
     store: SnapshotStore,
     events: Arc<HandshakeEvents>,
+    challenges: &Arc<ChallengeStore>,
 ) -> Result<Arc<ServerConfig>, ServeError> {
     let tls_err = |source| ServeError::Tls {
         listener: listener.name.clone(),
@@ -169,9 +174,14 @@ pub fn server_config(
         .with_safe_default_protocol_versions()
         .map_err(tls_err)?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver::new(index, store, events)));
+        .with_cert_resolver(Arc::new(if listener.kind == ListenerKind::Https {
+            SniResolver::new(index, store, events).with_challenges(challenges.clone())
+        } else {
+            SniResolver::new(index, store, events)
+        }));
     if listener.kind == ListenerKind::Https {
         config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
     }
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(tls_err)?;
     Ok(Arc::new(config))
@@ -216,6 +226,7 @@ pub async fn serve(
                     listener,
                     store.clone(),
                     events.clone(),
+                    &challenges,
                 )?),
                 Arc::new(https::HttpsListener::new(shared)),
             ),
@@ -225,6 +236,7 @@ pub async fn serve(
                     listener,
                     store.clone(),
                     events.clone(),
+                    &challenges,
                 )?),
                 Arc::new(tls::TlsListener { shared }),
             ),
@@ -377,6 +389,15 @@ async fn handshake(
             return None;
         }
     };
+    if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+        // A TLS-ALPN-01 validation: the handshake was the answer (RFC 8737
+        // §3); nothing is served on such a connection.
+        tracing::debug!(listener = %shared.config.name, %peer, "tls-alpn-01 validation connection closed");
+        let mut stream = stream;
+        let close = tokio::io::AsyncWriteExt::shutdown(&mut stream);
+        let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+        return None;
+    }
     if shared.events.take_first_default_use() {
         let sni = stream.get_ref().1.server_name().unwrap_or("-").to_owned();
         let snapshot = shared.store.load();

@@ -196,6 +196,7 @@ impl TestProxy {
                 sniwalk::RunOptions {
                     challenges: Arc::new(sniwalk::challenge::ChallengeStore::default()),
                     reloads,
+                    clock: sniwalk::acme::manager::system_clock(),
                 },
                 shutdown,
             )),

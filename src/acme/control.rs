@@ -1,0 +1,279 @@
+//! Files under `state_dir/acme/` through which a running proxy and the
+//! `sniwalk` command line talk, and in which the ACME state survives
+//! restarts:
+//!
+//! - `requests/<domain>.json`: `sniwalk renew` asks for a forced renewal;
+//!   the running proxy picks it up (within a second) and removes it.
+//! - `results/<domain>.json`: the outcome of the last forced renewal, with
+//!   the request's id so the waiting command knows it is its own.
+//! - `status.json`: per domain, the step in progress, failures, the last
+//!   error and the next attempt; written by the proxy on every change, read
+//!   back at start (so a restart does not reset the backoff) and by
+//!   `check`.
+//!
+//! Every file is written atomically; the folder is owner-only.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::Step;
+use crate::fsio::{self, FsError};
+
+/// Folder under the state directory for ACME control and state files.
+pub const ACME_DIR: &str = "acme";
+
+/// Where forced-renewal requests are dropped.
+pub fn requests_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join(ACME_DIR).join("requests")
+}
+
+/// Where forced-renewal results are written.
+pub fn results_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join(ACME_DIR).join("results")
+}
+
+/// The ACME status file.
+pub fn status_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(ACME_DIR).join("status.json")
+}
+
+/// A forced-renewal request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewRequest {
+    /// Random id, echoed in the result.
+    pub id: String,
+    /// When it was made (Unix seconds).
+    pub requested_at: i64,
+}
+
+/// The outcome of a forced renewal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewResult {
+    /// The request's id.
+    pub id: String,
+    /// Whether a new certificate is being served.
+    pub ok: bool,
+    /// What happened, for people.
+    pub message: String,
+    /// Error code (`AcmeError::code`), when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// When it finished (Unix seconds).
+    pub finished_at: i64,
+}
+
+/// One domain's ACME state, as persisted in `status.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainStatus {
+    /// The step of the order in flight, if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<Step>,
+    /// Failed attempts since the last success.
+    #[serde(default)]
+    pub failures: u32,
+    /// When the next attempt may start (Unix seconds; 0: whenever due).
+    #[serde(default)]
+    pub next_attempt: i64,
+    /// When the current certificate is to be renewed (Unix seconds), if one
+    /// is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<i64>,
+    /// The last failure, until a success clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<ErrorRecord>,
+    /// When a certificate was last issued (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_issued: Option<i64>,
+}
+
+/// A failure as persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// `AcmeError::code`.
+    pub code: String,
+    /// The step that failed.
+    pub step: Step,
+    /// The full message, with the CA's problem document.
+    pub message: String,
+}
+
+/// Everything in `status.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusFile {
+    /// Per domain.
+    #[serde(default)]
+    pub domains: BTreeMap<String, DomainStatus>,
+}
+
+/// Asks the running proxy to renew `domain` now; returns the request id.
+pub fn request_renewal(state_dir: &Path, domain: &str, now: i64) -> Result<String, FsError> {
+    let id = random_id();
+    let request = RenewRequest {
+        id: id.clone(),
+        requested_at: now,
+    };
+    let dir = requests_dir(state_dir);
+    fsio::create_private_dir(&dir)?;
+    let json = serde_json::to_vec(&request).unwrap_or_default();
+    fsio::write_atomic(&dir.join(format!("{domain}.json")), &json, true)?;
+    Ok(id)
+}
+
+/// Whether the request for `domain` is still waiting to be picked up.
+pub fn request_pending(state_dir: &Path, domain: &str) -> bool {
+    requests_dir(state_dir)
+        .join(format!("{domain}.json"))
+        .exists()
+}
+
+/// Withdraws a request nobody picked up.
+pub fn withdraw_request(state_dir: &Path, domain: &str) {
+    let _ = std::fs::remove_file(requests_dir(state_dir).join(format!("{domain}.json")));
+}
+
+/// Takes (reads and removes) every pending request. Unreadable requests
+/// are removed and logged, never retried forever.
+pub fn take_requests(state_dir: &Path) -> Vec<(String, RenewRequest)> {
+    let dir = requests_dir(state_dir);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut taken = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(domain) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let parsed = fsio::read_cert_text(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                serde_json::from_str::<RenewRequest>(&text).map_err(|e| e.to_string())
+            });
+        let _ = std::fs::remove_file(&path);
+        match parsed {
+            Ok(request) => taken.push((domain, request)),
+            Err(e) => {
+                tracing::warn!(domain, file = %path.display(), "ignoring an unreadable renewal request: {e}")
+            }
+        }
+    }
+    taken
+}
+
+/// Writes the outcome of a forced renewal.
+pub fn write_result(state_dir: &Path, domain: &str, result: &RenewResult) -> Result<(), FsError> {
+    let dir = results_dir(state_dir);
+    fsio::create_private_dir(&dir)?;
+    let json = serde_json::to_vec_pretty(result).unwrap_or_default();
+    fsio::write_atomic(&dir.join(format!("{domain}.json")), &json, true)
+}
+
+/// The last forced-renewal outcome for `domain`, if any.
+pub fn read_result(state_dir: &Path, domain: &str) -> Option<RenewResult> {
+    let path = results_dir(state_dir).join(format!("{domain}.json"));
+    let text = fsio::read_cert_text(&path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Reads `status.json`; a missing file is an empty status, a broken one is
+/// logged and treated as empty (it is rewritten on the next change).
+pub fn read_status(state_dir: &Path) -> StatusFile {
+    let path = status_path(state_dir);
+    match fsio::read_cert_text(&path) {
+        Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+            tracing::warn!(file = %path.display(), "ignoring an unreadable ACME status file: {e}");
+            StatusFile::default()
+        }),
+        Err(_) => StatusFile::default(),
+    }
+}
+
+/// Writes `status.json`.
+pub fn write_status(state_dir: &Path, status: &StatusFile) -> Result<(), FsError> {
+    let path = status_path(state_dir);
+    if let Some(dir) = path.parent() {
+        fsio::create_private_dir(dir)?;
+    }
+    let json = serde_json::to_vec_pretty(status).unwrap_or_default();
+    fsio::write_atomic(&path, &json, true)
+}
+
+/// 16 random hex digits.
+fn random_id() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A random fraction in `[0, 1)` for jitter (0 if the system RNG fails,
+/// which only removes the jitter).
+pub fn random_fraction() -> f64 {
+    let mut bytes = [0u8; 8];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        return 0.0;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_results_and_status_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path();
+        assert!(take_requests(state).is_empty());
+        let id = request_renewal(state, "a.example.com", 100).expect("request");
+        assert!(request_pending(state, "a.example.com"));
+        std::fs::write(requests_dir(state).join("junk.json"), "{").expect("junk");
+        let taken = take_requests(state);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].0, "a.example.com");
+        assert_eq!(taken[0].1.id, id);
+        assert!(!request_pending(state, "a.example.com"));
+        assert!(take_requests(state).is_empty(), "junk removed too");
+
+        let result = RenewResult {
+            id: id.clone(),
+            ok: false,
+            message: "no".into(),
+            code: Some("OrderFailed".into()),
+            finished_at: 200,
+        };
+        write_result(state, "a.example.com", &result).expect("result");
+        assert_eq!(read_result(state, "a.example.com"), Some(result));
+
+        let mut status = StatusFile::default();
+        status.domains.insert(
+            "a.example.com".into(),
+            DomainStatus {
+                failures: 2,
+                next_attempt: 300,
+                in_flight: Some(Step::CheckOrder),
+                ..DomainStatus::default()
+            },
+        );
+        write_status(state, &status).expect("status");
+        assert_eq!(read_status(state), status);
+        std::fs::write(status_path(state), "not json").expect("break");
+        assert_eq!(read_status(state), StatusFile::default());
+    }
+
+    #[test]
+    fn fractions_are_in_range() {
+        for _ in 0..1000 {
+            let f = random_fraction();
+            assert!((0.0..1.0).contains(&f), "{f}");
+        }
+    }
+}

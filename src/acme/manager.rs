@@ -1,0 +1,989 @@
+//! The ACME task: decides which domain needs a certificate, runs at most one
+//! order per domain, retries failures on the capped, jittered schedule of
+//! [`super::schedule`], honours forced renewals from `sniwalk renew`, and
+//! keeps `state_dir/acme/status.json` current.
+//!
+//! It only ever *adds* certificates: an order that fails leaves the one
+//! being served alone, and a domain whose certificate is set by hand
+//! (inline, a file, or a stored PEM without the `acme_issued=` marker) is
+//! never touched.
+//!
+//! The decision for one domain is the pure [`decide`]; [`Manager::run`] is
+//! the loop around it. Talking to the CA sits behind [`Issuer`], so the
+//! scheduler can be tested on a paused clock.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::control::{self, DomainStatus, ErrorRecord, RenewResult, StatusFile};
+use super::schedule::{self, RenewalBasis, RenewalWindow};
+use super::{AcmeError, Step, account, client, order, preflight};
+use crate::challenge::ChallengeStore;
+use crate::config::{AcmeConfig, CertificateSource, Config};
+use crate::pem::ACME_ISSUED_MARKER;
+use crate::reload::{Reload, ReloadHandle};
+use crate::resolver::SnapshotStore;
+use crate::snapshot::{Place, Severity, Snapshot, stored_certificate_path};
+
+/// Orders running at once, across domains: enough to issue a handful of
+/// new domains quickly, few enough not to trip a CA's rate limits when a
+/// thousand domains are switched on together.
+pub const MAX_CONCURRENT_ORDERS: usize = 4;
+
+/// How often request files are looked for and the snapshot is compared
+/// with the last one planned against.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Longest sleep between plans even when nothing is due: a wall-clock jump
+/// (suspend, NTP step) is noticed within this.
+const MAX_SLEEP: i64 = 60;
+
+/// How long a new certificate may take to be served after it is stored.
+const ACTIVATE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Renewal information from the CA is asked again after this long at most,
+/// and not sooner than [`ARI_MIN_REFRESH`] (whatever its `Retry-After`).
+const ARI_MAX_REFRESH: i64 = 24 * 3600;
+const ARI_MIN_REFRESH: i64 = 3600;
+
+/// Unix seconds now. A function so tests can run the scheduler on tokio's
+/// paused clock.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(crate::unix_now)
+}
+
+/// One issuance to run.
+#[derive(Clone)]
+pub struct Job {
+    /// The domain.
+    pub domain: String,
+    /// The account contact: the domain's, else `acme.account_email`.
+    pub email: Option<String>,
+    /// The global ACME settings at the time.
+    pub settings: Arc<AcmeConfig>,
+    /// Where accounts and certificates live.
+    pub state_dir: PathBuf,
+    /// Told each step as it starts.
+    pub progress: Arc<dyn Fn(Step) + Send + Sync>,
+}
+
+/// A certificate that was issued, stored and is being served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// Its expiry (Unix seconds).
+    pub not_after: i64,
+    /// SHA-256 of the leaf.
+    pub sha256: String,
+}
+
+/// A failed issuance.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// What went wrong, where.
+    pub error: AcmeError,
+    /// The CA's `Retry-After`, in seconds from now, if it sent one.
+    pub retry_after: Option<i64>,
+}
+
+/// A renewal-information question for the CA (ARI, RFC 9773).
+#[derive(Clone)]
+pub struct AriQuery {
+    /// The domain.
+    pub domain: String,
+    /// The account contact.
+    pub email: Option<String>,
+    /// The global ACME settings.
+    pub settings: Arc<AcmeConfig>,
+    /// Where accounts live.
+    pub state_dir: PathBuf,
+    /// The served leaf, DER.
+    pub leaf: Vec<u8>,
+}
+
+/// What the CA said about renewing one certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AriAnswer {
+    /// The CA does not offer renewal information.
+    Unsupported,
+    /// Its suggested window, and in how many seconds to ask again.
+    Window(RenewalWindow, i64),
+    /// Asking failed; try again later.
+    Failed,
+}
+
+/// Talks to the CA on the manager's behalf.
+pub trait Issuer: Send + Sync + 'static {
+    /// Obtains a certificate for `job.domain`, stores it and waits until it
+    /// is served.
+    fn issue(&self, job: Job) -> impl Future<Output = Result<Issued, Failure>> + Send;
+
+    /// Asks the CA when to renew `query.leaf`.
+    fn renewal_info(&self, query: AriQuery) -> impl Future<Output = AriAnswer> + Send;
+}
+
+/// The real [`Issuer`]: pre-flight, account, order, store, reload.
+pub struct CaIssuer {
+    challenges: Arc<ChallengeStore>,
+    reloads: ReloadHandle,
+    store: SnapshotStore,
+}
+
+impl CaIssuer {
+    /// An issuer answering challenges through `challenges`, telling the
+    /// reload task about results through `reloads`, and watching `store`
+    /// until they are served.
+    pub fn new(
+        challenges: Arc<ChallengeStore>,
+        reloads: ReloadHandle,
+        store: SnapshotStore,
+    ) -> Self {
+        CaIssuer {
+            challenges,
+            reloads,
+            store,
+        }
+    }
+
+    async fn account(
+        settings: &AcmeConfig,
+        state_dir: &Path,
+        email: Option<&str>,
+    ) -> Result<(instant_acme::Account, client::RetryAfter), AcmeError> {
+        let (http, retry_after) =
+            client::ca_client(&settings.ca_roots).map_err(|problem| AcmeError::Account {
+                directory: settings.directory.clone(),
+                step: "setting up the HTTP client",
+                problem,
+                problem_type: None,
+            })?;
+        let account = account::load_or_create(state_dir, &settings.directory, email, http).await?;
+        Ok((account, retry_after))
+    }
+
+    /// Waits until the snapshot serves `sha256` for `domain`.
+    async fn activated(&self, domain: &str, sha256: &str) -> Result<(), String> {
+        let place = Place::Domain(domain.to_string());
+        let deadline = tokio::time::Instant::now() + ACTIVATE_TIMEOUT;
+        loop {
+            let snapshot = self.store.load();
+            let report = snapshot.report(&place);
+            if report
+                .and_then(|r| r.loaded.as_ref())
+                .is_some_and(|l| l.facts.sha256 == sha256)
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let problems = report
+                    .map(|r| {
+                        r.problems
+                            .iter()
+                            .map(|p| p.message.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default();
+                return Err(format!(
+                    "stored, but the proxy did not serve it within {}s{}",
+                    ACTIVATE_TIMEOUT.as_secs(),
+                    if problems.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {problems}")
+                    }
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Issuer for CaIssuer {
+    async fn issue(&self, job: Job) -> Result<Issued, Failure> {
+        let Job {
+            domain,
+            email,
+            settings,
+            state_dir,
+            progress,
+        } = job;
+        let fail = |error: AcmeError| Failure {
+            error,
+            retry_after: None,
+        };
+        progress(Step::CheckDnsResolution);
+        preflight::check(&domain, &settings.expected_addresses)
+            .await
+            .map_err(fail)?;
+        progress(Step::Account);
+        let (account, retry_after) = Self::account(&settings, &state_dir, email.as_deref())
+            .await
+            .map_err(fail)?;
+        let pem = order::issue(
+            &account,
+            order::Issue {
+                domain: &domain,
+                challenge: settings.challenge,
+                challenges: &self.challenges,
+                directory: &settings.directory,
+                progress: &*progress,
+            },
+        )
+        .await
+        .map_err(|error| Failure {
+            error,
+            retry_after: retry_after.take_secs(SystemTime::now()),
+        })?;
+        let facts = crate::pem::parse_certificate_pem(&pem)
+            .map_err(|e| {
+                fail(AcmeError::Order {
+                    domain: domain.clone(),
+                    step: Step::CreateCertificate,
+                    problem: format!("the issued certificate does not load: {e}"),
+                    problem_type: None,
+                })
+            })?
+            .leaf;
+        progress(Step::StoreCertificate);
+        order::store(&state_dir, &domain, &pem)
+            .await
+            .map_err(fail)?;
+        progress(Step::Activate);
+        self.reloads.send(Reload::Domain(domain.clone()));
+        self.activated(&domain, &facts.sha256)
+            .await
+            .map_err(|problem| {
+                fail(AcmeError::Order {
+                    domain: domain.clone(),
+                    step: Step::Activate,
+                    problem,
+                    problem_type: None,
+                })
+            })?;
+        Ok(Issued {
+            not_after: facts.not_after,
+            sha256: facts.sha256,
+        })
+    }
+
+    async fn renewal_info(&self, query: AriQuery) -> AriAnswer {
+        let Ok((account, _)) =
+            Self::account(&query.settings, &query.state_dir, query.email.as_deref()).await
+        else {
+            return AriAnswer::Failed;
+        };
+        let leaf = rustls_pki_types::CertificateDer::from(query.leaf);
+        let Ok(id) = instant_acme::CertificateIdentifier::try_from(&leaf) else {
+            return AriAnswer::Failed;
+        };
+        match account.renewal_info(&id).await {
+            Ok((info, again)) => AriAnswer::Window(
+                RenewalWindow {
+                    start: info.suggested_window.start.unix_timestamp(),
+                    end: info.suggested_window.end.unix_timestamp(),
+                },
+                i64::try_from(again.as_secs()).unwrap_or(ARI_MAX_REFRESH),
+            ),
+            Err(instant_acme::Error::Unsupported(_)) => AriAnswer::Unsupported,
+            Err(e) => {
+                tracing::debug!(domain = %query.domain, "renewal information: {e}");
+                AriAnswer::Failed
+            }
+        }
+    }
+}
+
+// ---- the decision -------------------------------------------------------
+
+/// What is known about one ACME domain, for [`decide`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DomainView<'a> {
+    /// Set by hand in the configuration (inline or `certificate_file`).
+    pub configured_by_hand: bool,
+    /// The certificate served for the domain itself, if any.
+    pub served: Option<ServedView<'a>>,
+    /// The state of the stored file when nothing is served from it.
+    pub stored: StoredFile,
+    /// Whether the source has an error (unreadable, expired, ...).
+    pub broken: bool,
+}
+
+/// The served certificate, as far as [`decide`] cares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServedView<'a> {
+    /// Validity start (Unix seconds).
+    pub not_before: i64,
+    /// Validity end (Unix seconds).
+    pub not_after: i64,
+    /// Carries the `acme_issued=` marker.
+    pub acme_issued: bool,
+    /// Its `acme_directory=` marker.
+    pub directory: Option<&'a str>,
+}
+
+/// The stored certificate file of an ACME domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredFile {
+    /// Not there.
+    Missing,
+    /// There, with our marker (so ours to replace).
+    Ours,
+    /// There, without our marker: placed by hand.
+    NotOurs,
+}
+
+/// Why a domain gets an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// No certificate yet.
+    NoCertificate,
+    /// The stored certificate is unreadable, or expired.
+    Broken,
+    /// The renewal point has come.
+    Renewal(RenewalBasis),
+    /// It was issued by another ACME directory (e.g. staging → production).
+    DirectoryChanged,
+    /// `sniwalk renew`.
+    Forced,
+}
+
+impl Reason {
+    /// For logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoCertificate => "no certificate yet",
+            Reason::Broken => "the stored certificate is unusable",
+            Reason::Renewal(RenewalBasis::Ari) => "renewal window from the CA (ARI)",
+            Reason::Renewal(RenewalBasis::Lifetime) => "renewal point of its lifetime",
+            Reason::Renewal(RenewalBasis::InvalidValidity) => "nonsense validity period",
+            Reason::DirectoryChanged => "issued by another ACME directory",
+            Reason::Forced => "renewal requested",
+        }
+    }
+}
+
+/// What to do about one domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Managed by hand: leave it alone.
+    LeaveAlone,
+    /// Nothing until `at` (Unix seconds).
+    WaitUntil(i64),
+    /// Order now (subject to the retry backoff unless forced).
+    Issue(Reason),
+}
+
+/// Decides what to do about one ACME-enabled domain at `now`.
+///
+/// `renew_at` and `jitter` go to [`schedule::renewal`]; `ari` is the CA's
+/// window if it gave one; `directory` is the configured ACME directory.
+pub fn decide(
+    view: DomainView<'_>,
+    forced: bool,
+    directory: &str,
+    ari: Option<RenewalWindow>,
+    now: i64,
+    renew_at: f64,
+    jitter: f64,
+) -> Decision {
+    if view.configured_by_hand {
+        return Decision::LeaveAlone;
+    }
+    let Some(served) = view.served else {
+        return match view.stored {
+            StoredFile::NotOurs => Decision::LeaveAlone,
+            StoredFile::Ours => Decision::Issue(if forced {
+                Reason::Forced
+            } else {
+                Reason::Broken
+            }),
+            StoredFile::Missing => Decision::Issue(if forced {
+                Reason::Forced
+            } else {
+                Reason::NoCertificate
+            }),
+        };
+    };
+    if !served.acme_issued {
+        return Decision::LeaveAlone;
+    }
+    if forced {
+        return Decision::Issue(Reason::Forced);
+    }
+    if view.broken {
+        return Decision::Issue(Reason::Broken);
+    }
+    if served.directory.is_some_and(|d| d != directory) {
+        return Decision::Issue(Reason::DirectoryChanged);
+    }
+    let renewal = schedule::renewal(
+        served.not_before,
+        served.not_after,
+        ari,
+        now,
+        renew_at,
+        jitter,
+    );
+    if renewal.due {
+        Decision::Issue(Reason::Renewal(renewal.basis))
+    } else {
+        Decision::WaitUntil(renewal.at)
+    }
+}
+
+// ---- the task -----------------------------------------------------------
+
+/// What a finished background task reports.
+enum Done {
+    Order {
+        domain: String,
+        result: Result<Issued, Failure>,
+        started: i64,
+    },
+    Ari {
+        domain: String,
+        sha256: String,
+        answer: AriAnswer,
+    },
+}
+
+/// The CA's last word on one certificate's renewal.
+struct AriEntry {
+    sha256: String,
+    window: Option<RenewalWindow>,
+    ask_again_at: i64,
+}
+
+/// The manager's own state for one domain.
+#[derive(Default)]
+struct Entry {
+    status: DomainStatus,
+    /// Forced-renewal requests waiting for the next result.
+    waiting: Vec<String>,
+    forced: bool,
+    /// Picks the point inside an ARI window; fixed per domain so the point
+    /// does not move on every plan.
+    jitter: f64,
+    ari: Option<AriEntry>,
+    ari_asking: bool,
+    /// Logged once that it is managed by hand.
+    noted_hand: bool,
+}
+
+/// The ACME task.
+pub struct Manager<I: Issuer> {
+    issuer: Arc<I>,
+    config: watch::Receiver<Arc<Config>>,
+    store: SnapshotStore,
+    clock: Clock,
+    entries: HashMap<String, Entry>,
+    jobs: JoinSet<Done>,
+    orders_running: usize,
+    progress_tx: mpsc::UnboundedSender<(String, Step)>,
+    progress_rx: mpsc::UnboundedReceiver<(String, Step)>,
+    ari_supported: bool,
+    planned_against: Option<Arc<Snapshot>>,
+    next_plan: i64,
+    status_dirty: bool,
+}
+
+impl<I: Issuer> Manager<I> {
+    /// A manager for the configuration `config` publishes, the certificates
+    /// in `store`, reaching the CA through `issuer`.
+    pub fn new(
+        issuer: I,
+        config: watch::Receiver<Arc<Config>>,
+        store: SnapshotStore,
+        clock: Clock,
+    ) -> Self {
+        let (progress_tx, progress_rx) = mpsc::unbounded_channel();
+        let state_dir = config.borrow().state_dir.clone();
+        let persisted = control::read_status(&state_dir);
+        let entries = persisted
+            .domains
+            .into_iter()
+            .map(|(domain, mut status)| {
+                // An order in flight when we stopped is not any more.
+                status.in_flight = None;
+                let entry = Entry {
+                    status,
+                    jitter: control::random_fraction(),
+                    ..Entry::default()
+                };
+                (domain, entry)
+            })
+            .collect();
+        Manager {
+            issuer: Arc::new(issuer),
+            config,
+            store,
+            clock,
+            entries,
+            jobs: JoinSet::new(),
+            orders_running: 0,
+            progress_tx,
+            progress_rx,
+            ari_supported: true,
+            planned_against: None,
+            next_plan: 0,
+            status_dirty: true,
+        }
+    }
+
+    /// Runs until `stop` is cancelled. Orders in flight are abandoned then
+    /// (their answers are withdrawn as their futures drop).
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.take_requests();
+            let snapshot = self.store.load_full();
+            let snapshot_changed = self
+                .planned_against
+                .as_ref()
+                .is_none_or(|p| !Arc::ptr_eq(p, &snapshot));
+            if snapshot_changed || (self.clock)() >= self.next_plan {
+                self.plan(&snapshot);
+                self.planned_against = Some(snapshot);
+            }
+            self.write_status();
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
+                    if let Ok(done) = done {
+                        self.finish(done);
+                    }
+                    self.next_plan = 0;
+                }
+                Some((domain, step)) = self.progress_rx.recv() => {
+                    if let Some(entry) = self.entries.get_mut(&domain) {
+                        tracing::info!(domain, step = step.as_str(), "ACME: {}", step.describe());
+                        entry.status.in_flight = Some(step);
+                        self.status_dirty = true;
+                    }
+                }
+                changed = self.config.changed() => {
+                    if changed.is_err() {
+                        // The publisher is gone: keep the last configuration.
+                        std::future::pending::<()>().await;
+                    }
+                    self.next_plan = 0;
+                }
+                _ = poll.tick() => {}
+            }
+        }
+        self.jobs.abort_all();
+    }
+
+    /// Picks up `sniwalk renew` requests.
+    fn take_requests(&mut self) {
+        let config = self.config.borrow().clone();
+        for (domain, request) in control::take_requests(&config.state_dir) {
+            let managed = config
+                .domains
+                .iter()
+                .find(|d| d.name == domain)
+                .filter(|d| d.acme.as_ref().is_some_and(|a| a.enabled));
+            let Some(managed) = managed else {
+                self.answer(
+                    &config.state_dir,
+                    &domain,
+                    &request.id,
+                    false,
+                    format!("{domain} is not a configured domain with `acme: {{ enabled: true }}`"),
+                    Some("NotManaged"),
+                );
+                continue;
+            };
+            if managed.certificate != CertificateSource::None {
+                self.answer(
+                    &config.state_dir,
+                    &domain,
+                    &request.id,
+                    false,
+                    format!(
+                        "{domain}'s certificate is set by hand in the configuration; ACME leaves it alone"
+                    ),
+                    Some("NotManaged"),
+                );
+                continue;
+            }
+            tracing::info!(domain, "ACME: renewal requested");
+            let entry = self.entry(&domain);
+            // An order already in flight answers the request; otherwise the
+            // next plan starts one, whatever the schedule and backoff say.
+            if entry.status.in_flight.is_none() {
+                entry.forced = true;
+            }
+            entry.waiting.push(request.id);
+            self.next_plan = 0;
+        }
+    }
+
+    fn entry(&mut self, domain: &str) -> &mut Entry {
+        self.entries
+            .entry(domain.to_string())
+            .or_insert_with(|| Entry {
+                jitter: control::random_fraction(),
+                ..Entry::default()
+            })
+    }
+
+    /// Looks at every ACME domain and starts what is due.
+    fn plan(&mut self, snapshot: &Snapshot) {
+        let config = self.config.borrow().clone();
+        let now = (self.clock)();
+        let settings = Arc::new(config.acme.clone());
+        let mut wake = now.saturating_add(MAX_SLEEP);
+        let mut managed = std::collections::HashSet::new();
+        let mut answers = Vec::new();
+        for domain in &config.domains {
+            let Some(acme) = domain.acme.as_ref().filter(|a| a.enabled) else {
+                continue;
+            };
+            managed.insert(domain.name.clone());
+            let report = snapshot.report(&Place::Domain(domain.name.clone()));
+            let served = report.and_then(|r| r.loaded.as_deref());
+            let stored = if served.is_none() && domain.certificate == CertificateSource::None {
+                stored_file(&stored_certificate_path(&config.state_dir, &domain.name))
+            } else {
+                StoredFile::Missing
+            };
+            let view = DomainView {
+                configured_by_hand: domain.certificate != CertificateSource::None,
+                served: served.map(|l| ServedView {
+                    not_before: l.facts.not_before,
+                    not_after: l.facts.not_after,
+                    acme_issued: l.acme_issued,
+                    directory: l.acme_directory.as_deref(),
+                }),
+                stored,
+                broken: report.is_some_and(|r| r.worst() == Some(Severity::Error)),
+            };
+            let ari_supported = self.ari_supported;
+            let entry = self
+                .entries
+                .entry(domain.name.clone())
+                .or_insert_with(|| Entry {
+                    jitter: control::random_fraction(),
+                    ..Entry::default()
+                });
+            if entry.status.in_flight.is_some() {
+                continue;
+            }
+            let ari = served.and_then(|l| {
+                entry
+                    .ari
+                    .as_ref()
+                    .filter(|a| a.sha256 == l.facts.sha256)
+                    .and_then(|a| a.window)
+            });
+            let decision = decide(
+                view,
+                entry.forced,
+                &settings.directory,
+                ari,
+                now,
+                settings.renew_at,
+                entry.jitter,
+            );
+            match decision {
+                Decision::LeaveAlone => {
+                    if !entry.noted_hand {
+                        entry.noted_hand = true;
+                        tracing::info!(
+                            domain = %domain.name,
+                            "ACME is enabled, but the certificate is managed by hand; ACME leaves it alone"
+                        );
+                    }
+                    entry.forced = false;
+                    for id in std::mem::take(&mut entry.waiting) {
+                        answers.push((domain.name.clone(), id));
+                    }
+                }
+                Decision::WaitUntil(at) => {
+                    if entry.status.renew_at != Some(at) {
+                        entry.status.renew_at = Some(at);
+                        self.status_dirty = true;
+                    }
+                    wake = wake.min(at);
+                    // Ask the CA whether to renew earlier (ARI).
+                    if let Some(loaded) = served {
+                        let stale = entry.ari.as_ref().is_none_or(|a| {
+                            a.sha256 != loaded.facts.sha256 || a.ask_again_at <= now
+                        });
+                        if ari_supported && stale && !entry.ari_asking {
+                            entry.ari_asking = true;
+                            let query = AriQuery {
+                                domain: domain.name.clone(),
+                                email: acme
+                                    .account_email
+                                    .clone()
+                                    .or_else(|| settings.account_email.clone()),
+                                settings: settings.clone(),
+                                state_dir: config.state_dir.clone(),
+                                leaf: loaded
+                                    .certified_key
+                                    .end_entity_cert()
+                                    .map(|c| c.as_ref().to_vec())
+                                    .unwrap_or_default(),
+                            };
+                            let sha256 = loaded.facts.sha256.clone();
+                            let issuer = self.issuer.clone();
+                            self.jobs.spawn(async move {
+                                let domain = query.domain.clone();
+                                let answer = issuer.renewal_info(query).await;
+                                Done::Ari {
+                                    domain,
+                                    sha256,
+                                    answer,
+                                }
+                            });
+                        }
+                    }
+                }
+                Decision::Issue(reason) => {
+                    let forced = entry.forced;
+                    if !forced && now < entry.status.next_attempt {
+                        wake = wake.min(entry.status.next_attempt);
+                        continue;
+                    }
+                    if self.orders_running >= MAX_CONCURRENT_ORDERS {
+                        // Re-planned when a running order finishes.
+                        continue;
+                    }
+                    entry.forced = false;
+                    entry.status.in_flight = Some(Step::CheckDnsResolution);
+                    self.status_dirty = true;
+                    self.orders_running += 1;
+                    tracing::info!(
+                        domain = %domain.name,
+                        reason = reason.as_str(),
+                        attempt = entry.status.failures + 1,
+                        directory = %settings.directory,
+                        challenge = settings.challenge.as_str(),
+                        "ACME: order starting"
+                    );
+                    let progress_tx = self.progress_tx.clone();
+                    let name = domain.name.clone();
+                    let job = Job {
+                        domain: domain.name.clone(),
+                        email: acme
+                            .account_email
+                            .clone()
+                            .or_else(|| settings.account_email.clone()),
+                        settings: settings.clone(),
+                        state_dir: config.state_dir.clone(),
+                        progress: Arc::new(move |step| {
+                            let _ = progress_tx.send((name.clone(), step));
+                        }),
+                    };
+                    let issuer = self.issuer.clone();
+                    let domain = domain.name.clone();
+                    self.jobs.spawn(async move {
+                        let result = issuer.issue(job).await;
+                        Done::Order {
+                            domain,
+                            result,
+                            started: now,
+                        }
+                    });
+                }
+            }
+        }
+        for (domain, id) in answers {
+            self.answer(
+                &config.state_dir,
+                &domain,
+                &id,
+                false,
+                format!(
+                    "{domain}'s certificate is managed by hand (no `acme_issued` marker); ACME leaves it alone"
+                ),
+                Some("NotManaged"),
+            );
+        }
+        // Domains no longer managed drop out of the status (unless busy).
+        let before = self.entries.len();
+        self.entries
+            .retain(|name, e| managed.contains(name) || e.status.in_flight.is_some());
+        if self.entries.len() != before {
+            self.status_dirty = true;
+        }
+        self.next_plan = wake;
+    }
+
+    /// Records a finished order or ARI question.
+    fn finish(&mut self, done: Done) {
+        let now = (self.clock)();
+        let state_dir = self.config.borrow().state_dir.clone();
+        match done {
+            Done::Ari {
+                domain,
+                sha256,
+                answer,
+            } => {
+                let Some(entry) = self.entries.get_mut(&domain) else {
+                    return;
+                };
+                entry.ari_asking = false;
+                match answer {
+                    AriAnswer::Unsupported => {
+                        if self.ari_supported {
+                            tracing::info!(
+                                "ACME: the CA offers no renewal information (ARI); renewing by lifetime"
+                            );
+                        }
+                        self.ari_supported = false;
+                    }
+                    AriAnswer::Window(window, again) => {
+                        tracing::debug!(
+                            domain,
+                            start = window.start,
+                            end = window.end,
+                            "ACME: renewal window from the CA"
+                        );
+                        entry.ari = Some(AriEntry {
+                            sha256,
+                            window: Some(window),
+                            ask_again_at: now
+                                .saturating_add(again.clamp(ARI_MIN_REFRESH, ARI_MAX_REFRESH)),
+                        });
+                    }
+                    AriAnswer::Failed => {
+                        entry.ari = Some(AriEntry {
+                            sha256,
+                            window: None,
+                            ask_again_at: now.saturating_add(ARI_MIN_REFRESH),
+                        });
+                    }
+                }
+            }
+            Done::Order {
+                domain,
+                result,
+                started,
+            } => {
+                self.orders_running = self.orders_running.saturating_sub(1);
+                let Some(entry) = self.entries.get_mut(&domain) else {
+                    return;
+                };
+                entry.status.in_flight = None;
+                self.status_dirty = true;
+                let waiting = std::mem::take(&mut entry.waiting);
+                let (ok, message, code) = match result {
+                    Ok(issued) => {
+                        entry.status.failures = 0;
+                        entry.status.next_attempt = 0;
+                        entry.status.last_error = None;
+                        entry.status.last_issued = Some(now);
+                        entry.ari = None;
+                        tracing::info!(
+                            domain,
+                            not_after = %crate::inspect::rfc3339(issued.not_after),
+                            seconds = now.saturating_sub(started),
+                            "ACME: certificate issued and served"
+                        );
+                        (
+                            true,
+                            format!(
+                                "{domain}: new certificate served, valid until {}",
+                                crate::inspect::rfc3339(issued.not_after)
+                            ),
+                            None,
+                        )
+                    }
+                    Err(failure) => {
+                        entry.status.failures = entry.status.failures.saturating_add(1);
+                        let delay = schedule::retry_delay(
+                            entry.status.failures,
+                            control::random_fraction(),
+                            failure.retry_after,
+                        );
+                        entry.status.next_attempt = now.saturating_add(delay);
+                        let message = failure.error.to_string();
+                        tracing::error!(
+                            domain,
+                            step = failure.error.step().as_str(),
+                            code = failure.error.code(),
+                            failures = entry.status.failures,
+                            retry_in_secs = delay,
+                            retry_at = %crate::inspect::rfc3339(entry.status.next_attempt),
+                            "{message}; the current certificate (if any) keeps serving"
+                        );
+                        entry.status.last_error = Some(ErrorRecord {
+                            at: now,
+                            code: failure.error.code().to_string(),
+                            step: failure.error.step(),
+                            message: message.clone(),
+                        });
+                        (false, message, Some(failure.error.code()))
+                    }
+                };
+                for id in waiting {
+                    self.answer(&state_dir, &domain, &id, ok, message.clone(), code);
+                }
+            }
+        }
+    }
+
+    fn answer(
+        &self,
+        state_dir: &Path,
+        domain: &str,
+        id: &str,
+        ok: bool,
+        message: String,
+        code: Option<&str>,
+    ) {
+        let result = RenewResult {
+            id: id.to_string(),
+            ok,
+            message,
+            code: code.map(str::to_string),
+            finished_at: (self.clock)(),
+        };
+        if let Err(e) = control::write_result(state_dir, domain, &result) {
+            tracing::error!(domain, "cannot write the renewal result: {e}");
+        }
+    }
+
+    fn write_status(&mut self) {
+        if !self.status_dirty {
+            return;
+        }
+        self.status_dirty = false;
+        let status = StatusFile {
+            domains: self
+                .entries
+                .iter()
+                .map(|(name, entry)| (name.clone(), entry.status.clone()))
+                .collect(),
+        };
+        let state_dir = self.config.borrow().state_dir.clone();
+        if let Err(e) = control::write_status(&state_dir, &status) {
+            tracing::warn!("cannot write the ACME status file: {e}");
+        }
+    }
+}
+
+/// Whether the stored file at `path` is there and ours.
+fn stored_file(path: &Path) -> StoredFile {
+    match crate::fsio::read_cert_text(path) {
+        Ok(text) if text.contains(&format!("{ACME_ISSUED_MARKER}=")) => StoredFile::Ours,
+        Ok(_) => StoredFile::NotOurs,
+        Err(e) if e.is_not_found() => StoredFile::Missing,
+        // Unreadable (permissions, a folder): not ours to overwrite.
+        Err(_) => StoredFile::NotOurs,
+    }
+}
