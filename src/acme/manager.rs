@@ -37,13 +37,25 @@ use crate::snapshot::{Place, Severity, Snapshot, stored_certificate_path};
 /// thousand domains are switched on together.
 pub const MAX_CONCURRENT_ORDERS: usize = 4;
 
-/// How often request files are looked for and the snapshot is compared
-/// with the last one planned against.
-const POLL: Duration = Duration::from_secs(1);
+/// How often the manager looks around by itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How often request files are looked for and the snapshot is compared
+    /// with the last one planned against.
+    pub poll: Duration,
+    /// Longest sleep between plans even when nothing is due: a wall-clock
+    /// jump (suspend, NTP step) is noticed within this.
+    pub max_sleep: Duration,
+}
 
-/// Longest sleep between plans even when nothing is due: a wall-clock jump
-/// (suspend, NTP step) is noticed within this.
-const MAX_SLEEP: i64 = 60;
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            poll: Duration::from_secs(1),
+            max_sleep: Duration::from_secs(60),
+        }
+    }
+}
 
 /// How long a new certificate may take to be served after it is stored.
 const ACTIVATE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -495,6 +507,7 @@ pub struct Manager<I: Issuer> {
     planned_against: Option<Arc<Snapshot>>,
     next_plan: i64,
     status_dirty: bool,
+    timing: Timing,
 }
 
 impl<I: Issuer> Manager<I> {
@@ -537,14 +550,23 @@ impl<I: Issuer> Manager<I> {
             planned_against: None,
             next_plan: 0,
             status_dirty: true,
+            timing: Timing::default(),
         }
+    }
+
+    /// Replaces the default [`Timing`] (tests on a paused clock).
+    pub fn with_timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
     }
 
     /// Runs until `stop` is cancelled. Orders in flight are abandoned then
     /// (their answers are withdrawn as their futures drop).
     pub async fn run(mut self, stop: CancellationToken) {
-        let mut poll = tokio::time::interval(POLL);
+        let mut poll = tokio::time::interval(self.timing.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let max_sleep = i64::try_from(self.timing.max_sleep.as_secs()).unwrap_or(i64::MAX);
+        let mut config_open = true;
         loop {
             self.take_requests();
             let snapshot = self.store.load_full();
@@ -557,29 +579,36 @@ impl<I: Issuer> Manager<I> {
                 self.planned_against = Some(snapshot);
             }
             self.write_status();
+            let until_plan = self
+                .next_plan
+                .saturating_sub((self.clock)())
+                .clamp(0, max_sleep);
+            let plan_timer = tokio::time::sleep(Duration::from_secs(until_plan.unsigned_abs()));
             tokio::select! {
+                // Progress first: a job's steps are sent before it ends, so
+                // they are never applied after its result.
+                biased;
                 _ = stop.cancelled() => break,
+                Some((domain, step)) = self.progress_rx.recv() => {
+                    if let Some(entry) = self.entries.get_mut(&domain).filter(|e| e.status.in_flight.is_some()) {
+                        tracing::info!(domain, step = step.as_str(), "ACME: {}", step.describe());
+                        entry.status.in_flight = Some(step);
+                        self.status_dirty = true;
+                    }
+                }
                 Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
                     if let Ok(done) = done {
                         self.finish(done);
                     }
                     self.next_plan = 0;
                 }
-                Some((domain, step)) = self.progress_rx.recv() => {
-                    if let Some(entry) = self.entries.get_mut(&domain) {
-                        tracing::info!(domain, step = step.as_str(), "ACME: {}", step.describe());
-                        entry.status.in_flight = Some(step);
-                        self.status_dirty = true;
-                    }
-                }
-                changed = self.config.changed() => {
-                    if changed.is_err() {
-                        // The publisher is gone: keep the last configuration.
-                        std::future::pending::<()>().await;
-                    }
+                changed = self.config.changed(), if config_open => {
+                    // Once the publisher is gone, the last configuration stays.
+                    config_open = changed.is_ok();
                     self.next_plan = 0;
                 }
                 _ = poll.tick() => {}
+                _ = plan_timer => {}
             }
         }
         self.jobs.abort_all();
@@ -644,7 +673,8 @@ impl<I: Issuer> Manager<I> {
         let config = self.config.borrow().clone();
         let now = (self.clock)();
         let settings = Arc::new(config.acme.clone());
-        let mut wake = now.saturating_add(MAX_SLEEP);
+        let mut wake =
+            now.saturating_add(i64::try_from(self.timing.max_sleep.as_secs()).unwrap_or(i64::MAX));
         let mut managed = std::collections::HashSet::new();
         let mut answers = Vec::new();
         for domain in &config.domains {
@@ -987,3 +1017,6 @@ fn stored_file(path: &Path) -> StoredFile {
         Err(_) => StoredFile::NotOurs,
     }
 }
+
+#[cfg(test)]
+mod tests;
