@@ -550,7 +550,8 @@ mod tests {
     fn a_domain_message_names_its_certificate_files() {
         let c = config(
             "master_domain: a.test\nstate_dir: /var/lib/sniwalk\ndomains:\n  a.test:\n    certificate_file: certs/a.pem\n\
-             \x20 shop.a.test:\n    acme: { enabled: true }\n  inline.a.test:\n    certificate_pem: x\n",
+             \x20 shop.a.test:\n    acme: { enabled: true }\n  inline.a.test:\n    certificate_pem: x\n\
+             listeners:\n  - name: plain\n    kind: http\n    bind: 127.0.0.1:1\n",
         );
         let snapshot = Snapshot::build(&c, None, DefaultPolicy::InMemory, 0).expect("builds");
         let store = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));

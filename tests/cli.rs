@@ -41,6 +41,14 @@ fn write_config(dir: &Path, extra_domains: &str, extra_top: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Appends a plain-HTTP listener to a config from [`write_config`]: a domain
+/// with ACME enabled needs one for the HTTP-01 challenge.
+fn add_http_listener(config: &str) {
+    let mut text = std::fs::read_to_string(config).expect("read config");
+    text.push_str("  - name: plain\n    kind: http\n    bind: 127.0.0.1:8080\n");
+    std::fs::write(config, text).expect("write config");
+}
+
 fn good_setup(dir: &Path) -> String {
     cert(&["example.com", "*.example.com"]).write_pem(&dir.join("certs/example.com.pem"));
     cert(&["ws.example.com"]).write_certdir(&dir.join("certs/ws"));
@@ -186,6 +194,7 @@ fn check_flags_expired_as_error_and_hand_managed_acme() {
         "  t1.example.com:\n    certificate_file: certs/t1.pem\n    acme: { enabled: true, account_email: ops@example.com }\n",
         "",
     );
+    add_http_listener(&config);
     let out = sniwalk(&["check", "--config", &config]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
