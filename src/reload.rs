@@ -497,6 +497,10 @@ fn log_change(before: Option<&SourceReport>, now: &SourceReport) -> bool {
             continue;
         }
         changed = true;
+        // Its text changes daily; the expiry monitor logs it once a day.
+        if problem.expiry {
+            continue;
+        }
         match problem.severity {
             Severity::Error => {
                 tracing::error!(place = %place, source, file = %file, "{}", problem.message)
