@@ -120,8 +120,9 @@ pub struct DomainAcme {
     /// Whether sniwalk should obtain and renew this domain's certificate.
     #[serde(default)]
     pub enabled: bool,
-    /// Contact address for the ACME account.
-    #[serde(default)]
+    /// Contact address for the ACME account (checked like
+    /// `acme.account_email`).
+    #[serde(default, deserialize_with = "account_email_field")]
     pub account_email: Option<String>,
 }
 
@@ -164,15 +165,13 @@ impl Default for AcmeConfig {
 }
 
 /// The ACME challenge type sniwalk answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChallengeKind {
     /// HTTP-01: a file under `/.well-known/acme-challenge/` on an `http`
     /// listener (port 80).
-    #[serde(rename = "http-01")]
     Http01,
     /// TLS-ALPN-01: a special certificate for ALPN `acme-tls/1` on an
     /// `https` listener (port 443).
-    #[serde(rename = "tls-alpn-01")]
     TlsAlpn01,
 }
 
@@ -183,6 +182,33 @@ impl ChallengeKind {
             ChallengeKind::Http01 => "http-01",
             ChallengeKind::TlsAlpn01 => "tls-alpn-01",
         }
+    }
+
+    /// The kind of listener the CA's validation request arrives on, which
+    /// must therefore exist when a domain has ACME enabled.
+    pub fn listener_kind(self) -> ListenerKind {
+        match self {
+            ChallengeKind::Http01 => ListenerKind::Http,
+            ChallengeKind::TlsAlpn01 => ListenerKind::Https,
+        }
+    }
+
+    /// Parses the configuration name (`http-01`, `tls-alpn-01`).
+    pub fn parse(input: &str) -> Result<Self, String> {
+        match input.trim().to_ascii_lowercase().as_str() {
+            "http-01" => Ok(ChallengeKind::Http01),
+            "tls-alpn-01" => Ok(ChallengeKind::TlsAlpn01),
+            _ => Err(format!(
+                "`{input}` is not a challenge sniwalk answers; use `http-01` (answered on a `kind: http` \
+                 listener, port 80) or `tls-alpn-01` (answered on a `kind: https` listener, port 443)"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ChallengeKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(CheckedStr(ChallengeKind::parse))
     }
 }
 
@@ -486,13 +512,8 @@ impl Config {
             Some(file) => Some(paths.resolve(&file, "default_certificate")?),
             None => None,
         };
-        let acme = AcmeConfig {
-            directory: raw
-                .acme
-                .and_then(|a| a.directory)
-                .unwrap_or_else(|| DEFAULT_ACME_DIRECTORY.to_string()),
-            ..AcmeConfig::default()
-        };
+        let acme = acme_from_raw(raw.acme.unwrap_or_default(), &paths)?;
+        check_acme_listeners(&domains, &listeners, acme.challenge, text).map_err(invalid)?;
         let rescan_interval = raw.rescan_interval.map_or(DEFAULT_RESCAN_INTERVAL, |d| d.0);
         if rescan_interval < Duration::from_secs(1) {
             return Err(invalid(format!(
@@ -692,6 +713,192 @@ fn listener_from_raw(
         limits,
     })
 }
+
+/// Validates the global `acme:` block; the values were checked while being
+/// read, what is left is defaults and paths.
+fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, ConfigError> {
+    let defaults = AcmeConfig::default();
+    let ca_roots = match raw.ca_roots {
+        None => Vec::new(),
+        Some(PathList::One(path)) => vec![paths.resolve(&path, "acme.ca_roots")?],
+        Some(PathList::Many(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, path)| paths.resolve(path, &format!("acme.ca_roots[{i}]")))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(AcmeConfig {
+        directory: raw.directory.map_or(defaults.directory, |d| d.0),
+        ca_roots,
+        account_email: raw.account_email,
+        challenge: raw.challenge.unwrap_or(defaults.challenge),
+        renew_at: raw.renew_at.map_or(defaults.renew_at, |r| r.0),
+        warn_days: raw.warn_days.map_or(defaults.warn_days, |w| w.0),
+        expected_addresses: raw
+            .expected_addresses
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.0)
+            .collect(),
+    })
+}
+
+/// How many domain names a message lists before "and N more".
+const NAMES_SHOWN: usize = 3;
+
+/// The CA validates a domain by connecting to a listener of the challenge's
+/// kind. Without one every order would fail at validation, long after the
+/// start and far from the cause, so it is refused here.
+fn check_acme_listeners(
+    domains: &[DomainConfig],
+    listeners: &[ListenerConfig],
+    challenge: ChallengeKind,
+    text: &str,
+) -> Result<(), String> {
+    let needed = challenge.listener_kind();
+    if listeners.iter().any(|l| l.kind == needed) {
+        return Ok(());
+    }
+    let enabled: Vec<&str> = domains
+        .iter()
+        .filter(|d| d.acme.as_ref().is_some_and(|a| a.enabled))
+        .map(|d| d.name.as_str())
+        .collect();
+    let Some(first) = enabled.first() else {
+        return Ok(());
+    };
+    let mut names = enabled
+        .iter()
+        .take(NAMES_SHOWN)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if enabled.len() > NAMES_SHOWN {
+        names.push_str(&format!(" and {} more", enabled.len() - NAMES_SHOWN));
+    }
+    let fix = match challenge {
+        ChallengeKind::Http01 => {
+            "add a listener with `kind: http` on port 80, or set `acme.challenge: tls-alpn-01`"
+        }
+        ChallengeKind::TlsAlpn01 => {
+            "add a listener with `kind: https` on port 443, or set `acme.challenge: http-01`"
+        }
+    };
+    Err(format!(
+        "domains.{first}.acme: ACME is enabled for {}, and the `{}` challenge is answered on a \
+         listener with `kind: {}`, but there is none; {fix}{}",
+        names,
+        challenge.as_str(),
+        needed.as_str(),
+        locate_entry(text, first, "", 0)
+    ))
+}
+
+/// Checks an ACME account contact address and returns it as written.
+///
+/// The CA turns it into a `mailto:` URL and rejects anything that is not one
+/// address, but only when the account is created, which may be long after
+/// the start; hence the shape is checked here.
+pub fn parse_account_email(input: &str) -> Result<String, String> {
+    let hint = "expected one address such as `ops@example.com`";
+    if input
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("mailto:"))
+    {
+        return Err(format!(
+            "`{input}`: write the address without `mailto:` (sniwalk adds it)"
+        ));
+    }
+    if let Some(bad) = input
+        .chars()
+        .find(|c| c.is_whitespace() || matches!(c, ',' | ';' | '<' | '>'))
+    {
+        let bad = if bad.is_whitespace() {
+            "a space".to_string()
+        } else {
+            format!("`{bad}`")
+        };
+        return Err(format!("`{input}` contains {bad}; {hint}"));
+    }
+    match input.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
+            if domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+                return Err(format!("`{input}`: `{domain}` is not a domain; {hint}"));
+            }
+            Ok(input.to_string())
+        }
+        _ => Err(format!("`{input}` is not an email address; {hint}")),
+    }
+}
+
+/// Expands the `staging` and `production` shorthands of `acme.directory`
+/// and checks that anything else is an `https://` URL (RFC 8555 requires
+/// HTTPS for every ACME resource).
+pub fn parse_acme_directory(input: &str) -> Result<String, String> {
+    let text = input.trim();
+    if text.eq_ignore_ascii_case("production") {
+        return Ok(DEFAULT_ACME_DIRECTORY.to_string());
+    }
+    if text.eq_ignore_ascii_case("staging") {
+        return Ok(STAGING_ACME_DIRECTORY.to_string());
+    }
+    let shorthands =
+        "or the shorthand `production` (Let's Encrypt) or `staging` (Let's Encrypt staging)";
+    match text.strip_prefix("https://") {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !rest.contains(char::is_whitespace) =>
+        {
+            Ok(text.to_string())
+        }
+        Some(_) => Err(format!(
+            "`{input}` has no host; use the CA's full directory URL, {shorthands}"
+        )),
+        None => Err(format!(
+            "`{input}` is not an https:// URL; ACME directories are served over HTTPS only: \
+             use the CA's https:// directory URL, {shorthands}"
+        )),
+    }
+}
+
+/// Parses `acme.renew_at`: a fraction strictly between 0 and 1, written as
+/// a number (`0.66`) or as `A/B` (`2/3`).
+pub fn parse_renew_at(input: &str) -> Result<f64, String> {
+    let text = input.trim();
+    let value = match text.split_once('/') {
+        Some((a, b)) => {
+            let a: f64 = a.trim().parse().map_err(|_| renew_at_message(input))?;
+            let b: f64 = b.trim().parse().map_err(|_| renew_at_message(input))?;
+            a / b
+        }
+        None => text.parse().map_err(|_| renew_at_message(input))?,
+    };
+    check_renew_at(value).map_err(|()| renew_at_message(input))
+}
+
+fn check_renew_at(value: f64) -> Result<f64, ()> {
+    // NaN and infinities fail this test too.
+    if value > 0.0 && value < 1.0 {
+        Ok(value)
+    } else {
+        Err(())
+    }
+}
+
+fn renew_at_message(input: impl fmt::Display) -> String {
+    format!(
+        "invalid renew_at `{input}`: the fraction of the certificate's lifetime after which it is \
+         renewed, strictly between 0 and 1, e.g. 0.66 (day 60 of 90) or \"2/3\""
+    )
+}
+
+/// Longest `acme.warn_days`. Public certificates last at most 398 days
+/// (fewer from 2026 on), so a longer period would warn for about a
+/// certificate's whole life, which is no warning at all.
+pub const MAX_WARN_DAYS: u32 = 365;
 
 /// Checks a `HOST:PORT` TCP backend.
 fn parse_tcp_backend(input: &str) -> Result<String, String> {
@@ -952,11 +1159,23 @@ struct RawDomain {
     acme: Option<DomainAcme>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawAcme {
     #[serde(default)]
-    directory: Option<String>,
+    directory: Option<DirectoryField>,
+    #[serde(default)]
+    ca_roots: Option<PathList>,
+    #[serde(default, deserialize_with = "account_email_field")]
+    account_email: Option<String>,
+    #[serde(default)]
+    challenge: Option<ChallengeKind>,
+    #[serde(default)]
+    renew_at: Option<RenewAtField>,
+    #[serde(default)]
+    warn_days: Option<WarnDaysField>,
+    #[serde(default)]
+    expected_addresses: Option<Vec<AddressField>>,
 }
 
 #[derive(Deserialize)]
@@ -1042,6 +1261,169 @@ impl<'de> Deserialize<'de> for DurationField {
             }
         }
         deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+/// `acme.directory`, with the shorthands expanded.
+struct DirectoryField(String);
+
+impl<'de> Deserialize<'de> for DirectoryField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(CheckedStr(|raw: &str| {
+            parse_acme_directory(raw)
+                .map(DirectoryField)
+                .map_err(|e| format!("invalid directory: {e}"))
+        }))
+    }
+}
+
+/// An optional account email, checked while it is read (for the position).
+fn account_email_field<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    struct EmailVisitor;
+    impl<'de> Visitor<'de> for EmailVisitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an email address")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(CheckedStr(|raw: &str| {
+                parse_account_email(raw)
+                    .map(Some)
+                    .map_err(|e| format!("invalid account_email: {e}"))
+            }))
+        }
+    }
+    deserializer.deserialize_option(EmailVisitor)
+}
+
+/// One path or a list of paths (`acme.ca_roots`).
+enum PathList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for PathList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PathListVisitor;
+        impl<'de> Visitor<'de> for PathListVisitor {
+            type Value = PathList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path or a list of paths")
+            }
+            fn visit_str<E: de::Error>(self, path: &str) -> Result<PathList, E> {
+                non_empty_path(path).map(PathList::One).map_err(E::custom)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<PathList, A::Error> {
+                let mut paths = Vec::new();
+                // Each entry is checked while it is read, for its position.
+                while let Some(path) = seq.next_element_seed(CheckedStr(non_empty_path))? {
+                    paths.push(path);
+                }
+                Ok(PathList::Many(paths))
+            }
+        }
+        deserializer.deserialize_any(PathListVisitor)
+    }
+}
+
+fn non_empty_path(path: &str) -> Result<String, String> {
+    if path.trim().is_empty() {
+        Err("the path is empty; give a PEM file of CA certificates".into())
+    } else {
+        Ok(path.to_string())
+    }
+}
+
+/// `acme.renew_at`: a number or an `A/B` fraction, strictly between 0 and 1.
+struct RenewAtField(f64);
+
+impl<'de> Deserialize<'de> for RenewAtField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Checked inside the visitor, for the position (see `CheckedStr`).
+        struct RenewAtVisitor;
+        impl Visitor<'_> for RenewAtVisitor {
+            type Value = RenewAtField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a fraction between 0 and 1 such as 0.66 or \"2/3\"")
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<RenewAtField, E> {
+                check_renew_at(value)
+                    .map(RenewAtField)
+                    .map_err(|()| E::custom(renew_at_message(value)))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<RenewAtField, E> {
+                Err(E::custom(renew_at_message(value)))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<RenewAtField, E> {
+                Err(E::custom(renew_at_message(value)))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<RenewAtField, E> {
+                parse_renew_at(text).map(RenewAtField).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(RenewAtVisitor)
+    }
+}
+
+/// `acme.warn_days`: whole days, 1 to [`MAX_WARN_DAYS`].
+struct WarnDaysField(u32);
+
+impl<'de> Deserialize<'de> for WarnDaysField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Checked inside the visitor, for the position (see `CheckedStr`).
+        struct WarnDaysVisitor;
+        impl Visitor<'_> for WarnDaysVisitor {
+            type Value = WarnDaysField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a whole number of days between 1 and {MAX_WARN_DAYS}")
+            }
+            fn visit_u64<E: de::Error>(self, days: u64) -> Result<WarnDaysField, E> {
+                u32::try_from(days)
+                    .ok()
+                    .filter(|days| (1..=MAX_WARN_DAYS).contains(days))
+                    .map(WarnDaysField)
+                    .ok_or_else(|| E::custom(warn_days_message(days)))
+            }
+            fn visit_i64<E: de::Error>(self, days: i64) -> Result<WarnDaysField, E> {
+                match u64::try_from(days) {
+                    Ok(days) => self.visit_u64(days),
+                    Err(_) => Err(E::custom(warn_days_message(days))),
+                }
+            }
+        }
+        deserializer.deserialize_any(WarnDaysVisitor)
+    }
+}
+
+fn warn_days_message(days: impl fmt::Display) -> String {
+    format!(
+        "invalid warn_days `{days}`: the number of days before expiry at which a certificate is \
+         reported, between 1 and {MAX_WARN_DAYS} (default {})",
+        crate::acme::schedule::DEFAULT_WARN_DAYS
+    )
+}
+
+/// One of `acme.expected_addresses`.
+struct AddressField(IpAddr);
+
+impl<'de> Deserialize<'de> for AddressField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(CheckedStr(|raw: &str| {
+            raw.trim().parse::<IpAddr>().map(AddressField).map_err(|_| {
+                format!(
+                    "invalid address `{raw}`: expected an IPv4 or IPv6 address such as \
+                     `203.0.113.7` or `2001:db8::7` (no port, no name)"
+                )
+            })
+        }))
     }
 }
 

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::acme::schedule::ExpiryState;
 use crate::snapshot::{LoadedCertificate, Place, Severity, Snapshot};
 use crate::tree::Step;
 
@@ -32,6 +33,9 @@ pub struct CheckRow {
     pub not_after: Option<String>,
     /// Whole days left (negative once expired).
     pub days_left: Option<i64>,
+    /// `ok`, `expires_soon` (within `acme.warn_days`) or `expired`; `None`
+    /// when no certificate is loaded.
+    pub expiry: Option<&'static str>,
     /// SHA-256 fingerprint of the leaf.
     pub sha256: Option<String>,
     /// `ok`, `warning` or `error`.
@@ -94,6 +98,7 @@ impl CheckReport {
                         .unwrap_or_default(),
                     not_after: loaded.map(|l| rfc3339(l.facts.not_after)),
                     days_left: loaded.map(|l| l.facts.days_left(now)),
+                    expiry: report.expiry.map(expiry_label),
                     sha256: loaded.map(|l| l.facts.sha256.clone()),
                     state: state_label(report.worst()),
                     problems: problems
@@ -128,9 +133,10 @@ impl CheckReport {
             "NAMES",
             "NOT AFTER",
             "DAYS",
+            "EXPIRY",
             "STATE",
         ];
-        let rows: Vec<[String; 8]> = self
+        let rows: Vec<[String; 9]> = self
             .certificates
             .iter()
             .map(|row| {
@@ -152,6 +158,7 @@ impl CheckReport {
                     row.days_left
                         .map(|d| d.to_string())
                         .unwrap_or_else(|| "-".into()),
+                    row.expiry.unwrap_or("-").to_string(),
                     row.state.to_string(),
                 ]
             })
@@ -207,6 +214,15 @@ fn state_label(worst: Option<Severity>) -> &'static str {
         None => "ok",
         Some(Severity::Warning) => "warning",
         Some(Severity::Error) => "error",
+    }
+}
+
+/// The `expiry` word of a [`CheckRow`].
+fn expiry_label(state: ExpiryState) -> &'static str {
+    match state {
+        ExpiryState::Ok => "ok",
+        ExpiryState::ExpiresSoon { .. } => "expires_soon",
+        ExpiryState::Expired => "expired",
     }
 }
 

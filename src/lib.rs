@@ -15,6 +15,7 @@
 //! | `snapshot.rs` | loads every source into an immutable [`snapshot::Snapshot`], with problems |
 //! | `resolver.rs` | the rustls resolver over the one `ArcSwap<Snapshot>` |
 //! | `inspect.rs` | what `check` and `resolve` report |
+//! | `monitor.rs` | expiry monitoring: served certificates checked hourly, logged daily |
 //! | `proxy/` | listeners, TLS, HTTP |
 //! | `main.rs` | the command line |
 //!
@@ -29,6 +30,7 @@ pub mod challenge;
 pub mod config;
 pub mod fsio;
 pub mod inspect;
+pub mod monitor;
 pub mod pem;
 pub mod proxy;
 pub mod reload;
@@ -174,10 +176,16 @@ pub async fn run_with(
             .publish_config(config_tx)
             .run(stop_reloads.clone()),
     );
+    let monitor_task = tokio::spawn(monitor::run(
+        store.clone(),
+        config.acme.warn_days,
+        stop_reloads.clone(),
+    ));
     let served = proxy::serve(&config, sockets, store, challenges, shutdown).await;
     stop_reloads.cancel();
     let _ = reload_task.await;
     let _ = acme_task.await;
+    let _ = monitor_task.await;
     served?;
     Ok(())
 }
@@ -202,7 +210,8 @@ pub fn log_sources(snapshot: &Snapshot) {
                 "certificate loaded"
             );
         }
-        for problem in &report.problems {
+        // Expiry is logged by the monitor, once a day per certificate.
+        for problem in report.problems.iter().filter(|p| !p.expiry) {
             match problem.severity {
                 Severity::Error => {
                     tracing::error!(place = %place, source, file = %file, "{}", problem.message)

@@ -20,15 +20,11 @@ use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
 
+use crate::acme::schedule::{self, ExpiryState};
 use crate::config::{CertificateSource, Config, ListenerConfig, Route};
 use crate::fsio;
 use crate::pem::{self, CertificateFacts, ParsedPem};
 use crate::tree::{DomainId, DomainSpec, DomainTree, Step, TreeError};
-
-/// Days before expiry at which a certificate is flagged (seed 003: "two
-/// weeks before the current certificate expires, system_state monitoring
-/// will start signalling").
-pub const EXPIRY_WARNING_DAYS: i64 = 14;
 
 /// File names inside a certdir (seed 003: "their names should be exactly
 /// the following").
@@ -202,6 +198,31 @@ pub struct Problem {
     pub severity: Severity,
     /// What is wrong and what to do.
     pub message: String,
+    /// Whether this is the expiry problem (expired, or expiring within
+    /// `acme.warn_days`). Its text changes every day; the expiry monitor
+    /// (`monitor.rs`) logs it once a day per certificate, so the start-up
+    /// and reload logs leave it out rather than repeat it.
+    pub expiry: bool,
+}
+
+impl Problem {
+    /// An error that is not about expiry.
+    pub fn error(message: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Error,
+            message: message.into(),
+            expiry: false,
+        }
+    }
+
+    /// A warning that is not about expiry.
+    pub fn warning(message: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Warning,
+            message: message.into(),
+            expiry: false,
+        }
+    }
 }
 
 /// Everything known about one certificate source: for `check`, status and
@@ -218,6 +239,12 @@ pub struct SourceReport {
     pub loaded: Option<Arc<LoadedCertificate>>,
     /// Whether ACME is enabled for it.
     pub acme_enabled: bool,
+    /// How close the serving certificate is to expiry, as of the build of
+    /// the snapshot that made this report (`None`: nothing loaded). A
+    /// rebuild for a few changed files keeps the reports of untouched
+    /// domains, so this may be as old as `rescan_interval`, after which a
+    /// full rebuild dates every report again.
+    pub expiry: Option<ExpiryState>,
     /// What is wrong with it.
     pub problems: Vec<Problem>,
 }
@@ -361,6 +388,7 @@ impl Snapshot {
                 file: Some(dir.clone()),
                 loaded: None,
                 acme_enabled: false,
+                expiry: None,
                 problems: Vec::new(),
             };
             let attempt = match unchanged(
@@ -383,7 +411,12 @@ impl Snapshot {
                 attempt,
             );
             if let Some(loaded) = &report.loaded {
-                check_validity(&mut report.problems, &loaded.facts, now);
+                report.expiry = Some(check_validity(
+                    &mut report.problems,
+                    &loaded.facts,
+                    now,
+                    config.acme.warn_days,
+                ));
             }
             certdirs.push(report.loaded.clone());
             reports.push(Arc::new(report));
@@ -607,39 +640,37 @@ fn domain_report(
         file: file.clone(),
         loaded: None,
         acme_enabled,
+        expiry: None,
         problems: Vec::new(),
     };
     if let (Some(kind), Some(attempt)) = (kind, attempt) {
         report.loaded = settle(&mut report.problems, &place, previous, kind, file, attempt);
     } else if acme_enabled {
-        report.problems.push(Problem {
-            severity: Severity::Warning,
-            message: "ACME is enabled but no certificate has been issued yet; \
-                          names under this domain use its parent's certificate meanwhile"
-                .into(),
-        });
+        report.problems.push(Problem::warning(
+            "ACME is enabled but no certificate has been issued yet; \
+             names under this domain use its parent's certificate meanwhile",
+        ));
     }
     if let Some(loaded) = &report.loaded {
-        check_validity(&mut report.problems, &loaded.facts, now);
+        report.expiry = Some(check_validity(
+            &mut report.problems,
+            &loaded.facts,
+            now,
+            config.acme.warn_days,
+        ));
         if !loaded.facts.covers(&domain.name) {
-            report.problems.push(Problem {
-                severity: Severity::Warning,
-                message: format!(
-                    "the certificate does not cover `{}` (its names: {}); it is served anyway, \
-                         as the resolution rules say",
-                    domain.name,
-                    names_or_none(&loaded.facts)
-                ),
-            });
+            report.problems.push(Problem::warning(format!(
+                "the certificate does not cover `{}` (its names: {}); it is served anyway, \
+                 as the resolution rules say",
+                domain.name,
+                names_or_none(&loaded.facts)
+            )));
         }
         if acme_enabled && !loaded.acme_issued {
-            report.problems.push(Problem {
-                severity: Severity::Warning,
-                message:
-                    "ACME is enabled, but this certificate is managed by hand (no `acme_issued` \
-                              marker), so ACME leaves it alone; remove it to let ACME take over"
-                        .into(),
-            });
+            report.problems.push(Problem::warning(
+                "ACME is enabled, but this certificate is managed by hand (no `acme_issued` \
+                 marker), so ACME leaves it alone; remove it to let ACME take over",
+            ));
         }
     }
     report
@@ -866,10 +897,7 @@ fn settle(
                     Place::Default => {}
                 }
             }
-            problems.push(Problem {
-                severity: Severity::Error,
-                message,
-            });
+            problems.push(Problem::error(message));
             kept
         }
     }
@@ -890,30 +918,40 @@ impl Snapshot {
     }
 }
 
-fn check_validity(problems: &mut Vec<Problem>, facts: &CertificateFacts, now: i64) {
-    let days_left = facts.days_left(now);
-    if facts.not_after < now {
-        problems.push(Problem {
+/// Records expiry and not-yet-valid problems of a serving certificate and
+/// returns its expiry state. Expiry is judged by [`schedule::expiry_state`],
+/// the same rule the expiry monitor logs by.
+fn check_validity(
+    problems: &mut Vec<Problem>,
+    facts: &CertificateFacts,
+    now: i64,
+    warn_days: u32,
+) -> ExpiryState {
+    let state = schedule::expiry_state(facts.not_after, now, warn_days);
+    match state {
+        ExpiryState::Ok => {}
+        ExpiryState::Expired => problems.push(Problem {
             severity: Severity::Error,
             message: format!(
                 "the certificate expired {} day(s) ago; replace it (it is still served: clients will refuse it)",
-                -days_left
+                -facts.days_left(now)
             ),
-        });
-    } else if days_left < EXPIRY_WARNING_DAYS {
-        problems.push(Problem {
+            expiry: true,
+        }),
+        ExpiryState::ExpiresSoon { days_left } => problems.push(Problem {
             severity: Severity::Warning,
-            message: format!("the certificate expires within {EXPIRY_WARNING_DAYS} days ({days_left} left); renew it"),
-        });
+            message: format!(
+                "the certificate expires within {warn_days} days ({days_left} left); renew it"
+            ),
+            expiry: true,
+        }),
     }
     if facts.not_before > now {
-        problems.push(Problem {
-            severity: Severity::Warning,
-            message:
-                "the certificate is not valid yet (not-before is in the future); check the clock"
-                    .into(),
-        });
+        problems.push(Problem::warning(
+            "the certificate is not valid yet (not-before is in the future); check the clock",
+        ));
     }
+    state
 }
 
 fn names_or_none(facts: &CertificateFacts) -> String {
@@ -938,6 +976,7 @@ fn build_default(
         file: None,
         loaded: None,
         acme_enabled: false,
+        expiry: None,
         problems: Vec::new(),
     };
     if let Some(path) = &config.default_certificate {
@@ -962,7 +1001,12 @@ fn build_default(
             },
         );
         if let Some(loaded) = report.loaded.clone() {
-            check_validity(&mut report.problems, &loaded.facts, now);
+            report.expiry = Some(check_validity(
+                &mut report.problems,
+                &loaded.facts,
+                now,
+                config.acme.warn_days,
+            ));
             return Ok((loaded, report));
         }
         // Fall through: a broken default_certificate must not leave the
@@ -970,6 +1014,11 @@ fn build_default(
     }
     let path = config.state_dir.join(GENERATED_DEFAULT_FILE);
     let names = generated_default_names(&config.master_domain);
+    // A generated default close to expiry is made again rather than warned
+    // about: nobody renews it by hand.
+    let fresh = |facts: &CertificateFacts| {
+        schedule::expiry_state(facts.not_after, now, config.acme.warn_days) == ExpiryState::Ok
+    };
     if let Some(loaded) = unchanged(
         previous,
         &Place::Default,
@@ -978,16 +1027,21 @@ fn build_default(
         false,
         || FileStamp::of(&path).map_or(SourceStamp::Unknown, SourceStamp::File),
     )
-    .filter(|l| names.iter().all(|n| l.facts.covers(n)))
+    .filter(|l| names.iter().all(|n| l.facts.covers(n)) && fresh(&l.facts))
     {
         report.kind = Some(SourceKind::Generated);
         report.file = Some(path);
+        report.expiry = Some(schedule::expiry_state(
+            loaded.facts.not_after,
+            now,
+            config.acme.warn_days,
+        ));
         report.loaded = Some(loaded.clone());
         return Ok((loaded, report));
     }
-    let reusable = load_pem_file(&path).ok().filter(|(parsed, _)| {
-        names.iter().all(|n| parsed.leaf.covers(n)) && parsed.leaf.not_after > now
-    });
+    let reusable = load_pem_file(&path)
+        .ok()
+        .filter(|(parsed, _)| names.iter().all(|n| parsed.leaf.covers(n)) && fresh(&parsed.leaf));
     let loaded = match reusable {
         Some((parsed, stamp)) => {
             let mut loaded =
@@ -1010,12 +1064,9 @@ fn build_default(
                         tracing::info!(file = %path.display(), names = %names.join(","), "generated the default certificate");
                         file = Some(path.clone());
                     }
-                    Err(e) => report.problems.push(Problem {
-                        severity: Severity::Warning,
-                        message: format!(
-                            "{e}; the generated default certificate is kept in memory only"
-                        ),
-                    }),
+                    Err(e) => report.problems.push(Problem::warning(format!(
+                        "{e}; the generated default certificate is kept in memory only"
+                    ))),
                 }
             }
             // With DefaultPolicy::InMemory (check, resolve) a missing default
@@ -1030,6 +1081,11 @@ fn build_default(
     if report.file.is_none() {
         report.file = loaded.file.clone();
     }
+    report.expiry = Some(schedule::expiry_state(
+        loaded.facts.not_after,
+        now,
+        config.acme.warn_days,
+    ));
     let loaded = Arc::new(loaded);
     report.loaded = Some(loaded.clone());
     Ok((loaded, report))

@@ -41,6 +41,14 @@ fn write_config(dir: &Path, extra_domains: &str, extra_top: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Appends a plain-HTTP listener to a config from [`write_config`]: a domain
+/// with ACME enabled needs one for the HTTP-01 challenge.
+fn add_http_listener(config: &str) {
+    let mut text = std::fs::read_to_string(config).expect("read config");
+    text.push_str("  - name: plain\n    kind: http\n    bind: 127.0.0.1:8080\n");
+    std::fs::write(config, text).expect("write config");
+}
+
 fn good_setup(dir: &Path) -> String {
     cert(&["example.com", "*.example.com"]).write_pem(&dir.join("certs/example.com.pem"));
     cert(&["ws.example.com"]).write_certdir(&dir.join("certs/ws"));
@@ -186,11 +194,103 @@ fn check_flags_expired_as_error_and_hand_managed_acme() {
         "  t1.example.com:\n    certificate_file: certs/t1.pem\n    acme: { enabled: true, account_email: ops@example.com }\n",
         "",
     );
+    add_http_listener(&config);
     let out = sniwalk(&["check", "--config", &config]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("expired"), "{text}");
     assert!(text.contains("managed by hand"), "{text}");
+}
+
+/// `check` shows each certificate's expiry state: within `acme.warn_days`
+/// (14 by default) it expires soon, a warning that keeps exit 0; once
+/// expired it is an error, exit 1. A longer warning period warns earlier.
+#[test]
+fn check_shows_expiry_by_warn_days() {
+    let now = time::OffsetDateTime::now_utc();
+    let hours = |h: u64| Duration::from_secs(h * 3600);
+    let expired = cert_between(
+        &["t1.example.com"],
+        now - time::Duration::days(100),
+        now - time::Duration::days(10) - time::Duration::hours(1),
+    );
+    // (what, t1's certificate, top-level config, expiry, days_left, state, exit code)
+    let cases = [
+        (
+            "3 days left",
+            cert_valid_for(&["t1.example.com"], hours(3 * 24 + 2)),
+            "",
+            "expires_soon",
+            3,
+            "warning",
+            0,
+        ),
+        (
+            "20 days left, default warn_days",
+            cert_valid_for(&["t1.example.com"], hours(20 * 24 + 2)),
+            "",
+            "ok",
+            20,
+            "ok",
+            0,
+        ),
+        (
+            "20 days left, warn_days 30",
+            cert_valid_for(&["t1.example.com"], hours(20 * 24 + 2)),
+            "acme:\n  warn_days: 30\n",
+            "expires_soon",
+            20,
+            "warning",
+            0,
+        ),
+        ("expired", expired, "", "expired", -11, "error", 1),
+    ];
+    for (what, t1, top, expiry, days_left, state, code) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        cert(&["example.com", "*.example.com"])
+            .write_pem(&dir.path().join("certs/example.com.pem"));
+        cert(&["ws.example.com"]).write_certdir(&dir.path().join("certs/ws"));
+        t1.write_pem(&dir.path().join("certs/t1.pem"));
+        let config = write_config(
+            dir.path(),
+            "  t1.example.com:\n    certificate_file: certs/t1.pem\n",
+            top,
+        );
+
+        let out = sniwalk(&["check", "--config", &config, "--json"]);
+        assert_eq!(out.status.code(), Some(code), "{what}: {}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+        assert_eq!(json["system_state"], state, "{what}: {json:#}");
+        let rows = json["certificates"].as_array().expect("rows");
+        let row = rows
+            .iter()
+            .find(|r| r["name"] == "t1.example.com")
+            .expect("t1 row");
+        assert_eq!(row["expiry"], expiry, "{what}: {row:#}");
+        assert_eq!(row["days_left"], days_left, "{what}: {row:#}");
+        assert_eq!(row["state"], state, "{what}: {row:#}");
+        for other in rows.iter().filter(|r| r["name"] != "t1.example.com") {
+            if other["source"] != "none" {
+                assert_eq!(other["expiry"], "ok", "{what}: {other:#}");
+            } else {
+                assert!(other["expiry"].is_null(), "{what}: {other:#}");
+            }
+        }
+
+        let out = sniwalk(&["check", "--config", &config]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(code), "{what}: {text}");
+        assert!(text.contains("EXPIRY"), "{what}: {text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("domain")
+                && l.contains("t1.example.com")
+                && l.contains(expiry)),
+            "{what}: {text}"
+        );
+        if what == "20 days left, warn_days 30" {
+            assert!(text.contains("expires within 30 days (20 left)"), "{text}");
+        }
+    }
 }
 
 #[test]

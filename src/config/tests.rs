@@ -131,8 +131,17 @@ listeners:
     kind: https
     bind: "[::]:443"
     certdir: /etc/ssl/public
+  - name: plain
+    kind: http
+    bind: 127.0.0.1:8080
 acme:
   directory: https://acme-staging-v02.api.letsencrypt.org/directory
+  ca_roots: alias://paths/certs/ca.pem
+  account_email: hostmaster@example.com
+  challenge: http-01
+  renew_at: 0.5
+  warn_days: 21
+  expected_addresses: [203.0.113.7, "2001:db8::7"]
 "#;
 
 /// Every field of a full configuration lands in the validated types, in
@@ -239,11 +248,34 @@ fn full_configuration_parses() {
                 https_port: None,
                 limits: Limits::default(),
             },
+            ListenerConfig {
+                name: "plain".into(),
+                kind: ListenerKind::Http,
+                bind: "127.0.0.1:8080".parse().unwrap(),
+                certdir: None,
+                routes: vec![],
+                access_log: true,
+                backend: None,
+                proxy_protocol: false,
+                https_port: None,
+                limits: Limits::default(),
+            },
         ]
     );
     assert_eq!(
-        config.acme.directory,
-        "https://acme-staging-v02.api.letsencrypt.org/directory"
+        config.acme,
+        AcmeConfig {
+            directory: STAGING_ACME_DIRECTORY.into(),
+            ca_roots: vec!["/etc/sniwalk/certs/ca.pem".into()],
+            account_email: Some("hostmaster@example.com".into()),
+            challenge: ChallengeKind::Http01,
+            renew_at: 0.5,
+            warn_days: 21,
+            expected_addresses: vec![
+                "203.0.113.7".parse().unwrap(),
+                "2001:db8::7".parse().unwrap()
+            ],
+        }
     );
 }
 
@@ -293,6 +325,449 @@ fn acme_without_directory_defaults_to_production() {
         let config = ok(&format!("{MINIMAL}{acme}"));
         assert_eq!(config.acme.directory, DEFAULT_ACME_DIRECTORY, "{acme}");
     }
+}
+
+// ---- acme ------------------------------------------------------------------
+
+/// `acme:` prefixed to `fields` (each line indented by two spaces), after
+/// the minimal configuration. The first field is on line 5.
+fn with_acme(fields: &str) -> String {
+    format!("{MINIMAL}acme:\n{fields}")
+}
+
+/// Without `acme:`, or with an empty one, every field has its default:
+/// Let's Encrypt production, system roots, HTTP-01, renewal at 2/3, warning
+/// 14 days before expiry, no pre-flight addresses.
+#[test]
+fn acme_defaults() {
+    for yaml in [
+        MINIMAL.to_string(),
+        format!("{MINIMAL}acme: {{}}\n"),
+        format!("{MINIMAL}acme:\n"),
+        with_acme("  expected_addresses: []\n  account_email:\n  ca_roots: []\n"),
+    ] {
+        let acme = ok(&yaml).acme;
+        assert_eq!(acme, AcmeConfig::default(), "{yaml}");
+        assert_eq!(acme.directory, DEFAULT_ACME_DIRECTORY);
+        assert!(acme.ca_roots.is_empty());
+        assert_eq!(acme.account_email, None);
+        assert_eq!(acme.challenge, ChallengeKind::Http01);
+        assert_eq!(acme.renew_at, 2.0 / 3.0);
+        assert_eq!(acme.warn_days, 14);
+        assert!(acme.expected_addresses.is_empty());
+    }
+}
+
+/// `staging` and `production` stand for Let's Encrypt's directories; any
+/// https:// URL is kept as written.
+#[test]
+fn acme_directory_shorthands_and_urls() {
+    for (value, want) in [
+        ("staging", STAGING_ACME_DIRECTORY),
+        ("production", DEFAULT_ACME_DIRECTORY),
+        ("Staging", STAGING_ACME_DIRECTORY),
+        ("https://127.0.0.1:14000/dir", "https://127.0.0.1:14000/dir"),
+        (
+            "\"https://acme.example.net/directory\"",
+            "https://acme.example.net/directory",
+        ),
+    ] {
+        let yaml = with_acme(&format!("  directory: {value}\n"));
+        assert_eq!(ok(&yaml).acme.directory, want, "{value}");
+    }
+    assert_eq!(
+        STAGING_ACME_DIRECTORY,
+        "https://acme-staging-v02.api.letsencrypt.org/directory"
+    );
+}
+
+/// Anything but an https:// URL or a shorthand is refused at its position,
+/// with the shorthands as a hint.
+#[test]
+fn acme_directory_must_be_https() {
+    for value in [
+        "http://acme.example.net/directory",
+        "acme-v02.api.letsencrypt.org/directory",
+        "https://",
+        "\"https:// x\"",
+        "\"\"",
+        "letsencrypt",
+    ] {
+        let yaml = with_acme(&format!("  directory: {value}\n"));
+        assert_contains_all(
+            &err(&yaml),
+            &[
+                "acme.directory",
+                "https://",
+                "`staging`",
+                "line 5 column 14",
+            ],
+            &yaml,
+        );
+    }
+    let yaml = with_acme("  directory: [https://x]\n");
+    assert_contains_all(&err(&yaml), &["acme.directory", "invalid type"], &yaml);
+}
+
+/// `ca_roots` takes one path or a list; both resolve like every other path
+/// (relative to the configuration's folder, aliases, absolute kept). The
+/// files are not read here.
+#[test]
+fn acme_ca_roots_one_or_many() {
+    let paths = "paths:\n  tls: /srv/tls\n";
+    for (value, want) in [
+        ("ca.pem", vec!["/etc/sniwalk/ca.pem"]),
+        ("/opt/pebble/root.pem", vec!["/opt/pebble/root.pem"]),
+        ("alias://paths/tls/ca.pem", vec!["/srv/tls/ca.pem"]),
+        (
+            "[ca.pem, alias://paths/tls/other.pem, /abs.pem]",
+            vec!["/etc/sniwalk/ca.pem", "/srv/tls/other.pem", "/abs.pem"],
+        ),
+        (
+            "\n    - one.pem\n    - two.pem",
+            vec!["/etc/sniwalk/one.pem", "/etc/sniwalk/two.pem"],
+        ),
+        ("[]", vec![]),
+        (
+            "does/not/exist.pem",
+            vec!["/etc/sniwalk/does/not/exist.pem"],
+        ),
+    ] {
+        let yaml = format!("{paths}{}", with_acme(&format!("  ca_roots: {value}\n")));
+        let want: Vec<PathBuf> = want.into_iter().map(PathBuf::from).collect();
+        assert_eq!(ok(&yaml).acme.ca_roots, want, "{value}");
+    }
+}
+
+/// Bad `ca_roots` entries name the field: an unknown alias, an empty path,
+/// something that is neither a path nor a list.
+#[test]
+fn acme_ca_roots_errors_name_the_field() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "alias://paths/nope/ca.pem",
+            &["acme.ca_roots", "unknown alias `nope`", "line 5 column 13"],
+        ),
+        (
+            "[a.pem, alias://paths/nope/ca.pem]",
+            &["acme.ca_roots[1]", "unknown alias `nope`"],
+        ),
+        ("\"\"", &["acme.ca_roots", "empty", "line 5 column 13"]),
+        (
+            "[a.pem, \"\"]",
+            &["acme.ca_roots[1]", "empty", "line 5 column 21"],
+        ),
+        (
+            "5",
+            &[
+                "acme.ca_roots",
+                "a path or a list of paths",
+                "line 5 column 13",
+            ],
+        ),
+        ("{ a: b }", &["acme.ca_roots", "a path or a list of paths"]),
+    ];
+    for (value, needles) in cases {
+        let yaml = with_acme(&format!("  ca_roots: {value}\n"));
+        assert_contains_all(&err(&yaml), needles, &yaml);
+    }
+}
+
+/// Account emails, global and per domain: one address; `mailto:`, lists,
+/// spaces and half addresses are refused with the field and position.
+#[test]
+fn acme_account_emails() {
+    for good in [
+        "ops@example.com",
+        "a.b+acme@mail.example.co.uk",
+        "x@localhost",
+    ] {
+        let yaml = with_acme(&format!("  account_email: {good}\n"));
+        assert_eq!(ok(&yaml).acme.account_email.as_deref(), Some(good));
+        assert_eq!(parse_account_email(good).as_deref(), Ok(good));
+    }
+    let cases: &[(&str, &str)] = &[
+        ("mailto:ops@example.com", "without `mailto:`"),
+        ("MAILTO:ops@example.com", "without `mailto:`"),
+        ("\"ops@example.com, dev@example.com\"", "contains `,`"),
+        ("\"ops @example.com\"", "contains a space"),
+        ("\"Ops <ops@example.com>\"", "contains a space"),
+        ("ops.example.com", "not an email address"),
+        ("\"@example.com\"", "not an email address"),
+        ("ops@", "not an email address"),
+        ("a@b@example.com", "not an email address"),
+        ("ops@example..com", "not a domain"),
+        ("\"\"", "not an email address"),
+    ];
+    for (value, reason) in cases {
+        let yaml = with_acme(&format!("  account_email: {value}\n"));
+        assert_contains_all(
+            &err(&yaml),
+            &["acme.account_email", reason, "line 5 column 18"],
+            &yaml,
+        );
+        let yaml = format!(
+            "master_domain: example.com\ndomains:\n  example.com:\n    acme:\n      account_email: {value}\n"
+        );
+        assert_contains_all(
+            &err(&yaml),
+            &[
+                "domains.example.com.acme.account_email",
+                reason,
+                "line 5 column 22",
+            ],
+            &yaml,
+        );
+    }
+    // The per-domain address keeps its shape.
+    let config = ok(
+        "master_domain: example.com\ndomains:\n  example.com:\n    acme: { account_email: dev@example.com }\n",
+    );
+    assert_eq!(
+        domain(&config, "example.com").acme,
+        Some(DomainAcme {
+            enabled: false,
+            account_email: Some("dev@example.com".into()),
+        })
+    );
+}
+
+/// `challenge` is `http-01` or `tls-alpn-01`; anything else lists both.
+#[test]
+fn acme_challenge_kinds() {
+    for (value, want) in [
+        ("http-01", ChallengeKind::Http01),
+        ("tls-alpn-01", ChallengeKind::TlsAlpn01),
+        ("TLS-ALPN-01", ChallengeKind::TlsAlpn01),
+    ] {
+        let yaml = format!(
+            "{}listeners:\n{}",
+            with_acme(&format!("  challenge: {value}\n")),
+            listener("ws", "127.0.0.1:1")
+        );
+        assert_eq!(ok(&yaml).acme.challenge, want, "{value}");
+    }
+    assert_eq!(ChallengeKind::Http01.as_str(), "http-01");
+    assert_eq!(ChallengeKind::TlsAlpn01.as_str(), "tls-alpn-01");
+    assert_eq!(ChallengeKind::Http01.listener_kind(), ListenerKind::Http);
+    assert_eq!(
+        ChallengeKind::TlsAlpn01.listener_kind(),
+        ListenerKind::Https
+    );
+    for value in ["dns-01", "http01", "\"\"", "5"] {
+        let yaml = with_acme(&format!("  challenge: {value}\n"));
+        assert_contains_all(
+            &err(&yaml),
+            &[
+                "acme.challenge",
+                "`http-01`",
+                "`tls-alpn-01`",
+                "line 5 column 14",
+            ],
+            &yaml,
+        );
+    }
+}
+
+/// `renew_at` is a fraction strictly between 0 and 1, as a number or `A/B`.
+#[test]
+fn acme_renew_at() {
+    for (value, want) in [
+        ("0.66", 0.66),
+        ("0.5", 0.5),
+        ("\"2/3\"", 2.0 / 3.0),
+        ("2/3", 2.0 / 3.0),
+        ("\" 3 / 4 \"", 0.75),
+        ("\"0.75\"", 0.75),
+        ("1e-1", 0.1),
+    ] {
+        let yaml = with_acme(&format!("  renew_at: {value}\n"));
+        assert_eq!(ok(&yaml).acme.renew_at, want, "{value}");
+    }
+    for value in [
+        "0",
+        "1",
+        "1.0",
+        "1.5",
+        "-0.5",
+        "0.0",
+        "66",
+        "3/2",
+        "2/0",
+        "0/3",
+        "1/1",
+        "-1/3",
+        "abc",
+        "\"2/3/4\"",
+        ".nan",
+        ".inf",
+        "\"\"",
+    ] {
+        let yaml = with_acme(&format!("  renew_at: {value}\n"));
+        assert_contains_all(
+            &err(&yaml),
+            &[
+                "acme.renew_at",
+                "lifetime after which it is renewed",
+                "0.66 (day 60 of 90)",
+                "line 5 column 13",
+            ],
+            &yaml,
+        );
+    }
+}
+
+/// `warn_days` is a whole number of days from 1 to 365.
+#[test]
+fn acme_warn_days() {
+    for (value, want) in [("1", 1), ("14", 14), ("30", 30), ("365", 365)] {
+        let yaml = with_acme(&format!("  warn_days: {value}\n"));
+        assert_eq!(ok(&yaml).acme.warn_days, want, "{value}");
+    }
+    for value in ["0", "366", "-1", "99999999999", "1.5", "ten", "\"14\""] {
+        let yaml = with_acme(&format!("  warn_days: {value}\n"));
+        assert_contains_all(
+            &err(&yaml),
+            &["acme.warn_days", "between 1 and 365", "line 5 column 14"],
+            &yaml,
+        );
+    }
+}
+
+/// `expected_addresses` is a list of IPv4 and IPv6 addresses; a bad entry
+/// is named with its index and position.
+#[test]
+fn acme_expected_addresses() {
+    let yaml =
+        with_acme("  expected_addresses:\n    - 203.0.113.7\n    - \"2001:db8::7\"\n    - ::1\n");
+    let want: Vec<IpAddr> = ["203.0.113.7", "2001:db8::7", "::1"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert_eq!(ok(&yaml).acme.expected_addresses, want);
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "[203.0.113.7, shop.example.com]",
+            &[
+                "acme.expected_addresses[1]",
+                "`shop.example.com`",
+                "IPv4 or IPv6",
+                "line 5 column 37",
+            ],
+        ),
+        (
+            "[\"203.0.113.7:80\"]",
+            &[
+                "acme.expected_addresses[0]",
+                "`203.0.113.7:80`",
+                "line 5 column 24",
+            ],
+        ),
+        (
+            "[300.1.1.1]",
+            &["acme.expected_addresses[0]", "`300.1.1.1`"],
+        ),
+        (
+            "203.0.113.7",
+            &["acme.expected_addresses", "invalid type", "sequence"],
+        ),
+    ];
+    for (value, needles) in cases {
+        let yaml = with_acme(&format!("  expected_addresses: {value}\n"));
+        assert_contains_all(&err(&yaml), needles, &yaml);
+    }
+}
+
+/// A domain with ACME enabled needs the listener its challenge arrives on:
+/// `kind: http` for HTTP-01, `kind: https` for TLS-ALPN-01. The message
+/// names the domains (the first few) and what to add.
+#[test]
+fn acme_enabled_needs_the_challenge_listener() {
+    let domains = "master_domain: example.com\ndomains:\n  example.com: {}\n  \
+                   shop.example.com:\n    acme: { enabled: true }\n  off.example.com:\n    acme: { enabled: false }\n";
+    let http = "  - name: plain\n    kind: http\n    bind: 127.0.0.1:8080\n";
+    let https = listener("ws", "127.0.0.1:8443");
+    let tls =
+        "  - name: sip\n    kind: tls\n    bind: 127.0.0.1:5061\n    backend: 127.0.0.1:5060\n";
+    let ok_cases = [
+        ("", format!("listeners:\n{http}")),
+        ("", format!("listeners:\n{https}{http}")),
+        (
+            "acme:\n  challenge: http-01\n",
+            format!("listeners:\n{http}"),
+        ),
+        (
+            "acme:\n  challenge: tls-alpn-01\n",
+            format!("listeners:\n{https}"),
+        ),
+    ];
+    for (acme, listeners) in &ok_cases {
+        ok(&format!("{domains}{acme}{listeners}"));
+    }
+    let refused: [(&str, String, &[&str]); 4] = [
+        (
+            "",
+            String::new(),
+            &[
+                "kind: http",
+                "on port 80",
+                "or set `acme.challenge: tls-alpn-01`",
+            ],
+        ),
+        (
+            "",
+            format!("listeners:\n{https}{tls}"),
+            &[
+                "kind: http",
+                "on port 80",
+                "or set `acme.challenge: tls-alpn-01`",
+            ],
+        ),
+        (
+            "acme:\n  challenge: tls-alpn-01\n",
+            format!("listeners:\n{http}{tls}"),
+            &[
+                "kind: https",
+                "on port 443",
+                "or set `acme.challenge: http-01`",
+            ],
+        ),
+        (
+            "acme:\n  challenge: tls-alpn-01\n",
+            String::new(),
+            &["kind: https", "on port 443"],
+        ),
+    ];
+    for (acme, listeners, needles) in &refused {
+        let yaml = format!("{domains}{acme}{listeners}");
+        let message = err(&yaml);
+        assert_contains_all(
+            &message,
+            &[
+                "domains.shop.example.com.acme",
+                "ACME is enabled for `shop.example.com`",
+                "line 4 column 3",
+            ],
+            &yaml,
+        );
+        assert_contains_all(&message, needles, &yaml);
+        assert!(!message.contains("off.example.com"), "{message}");
+    }
+    // Without any enabled domain, no listener is needed.
+    ok("master_domain: example.com\ndomains:\n  example.com:\n    acme: { enabled: false }\n");
+    // Many domains: the first three, then a count.
+    let many: String = (1..=5)
+        .map(|i| format!("  d{i}.example.com:\n    acme: {{ enabled: true }}\n"))
+        .collect();
+    let yaml = format!("{MINIMAL}{many}");
+    assert_contains_all(
+        &err(&yaml),
+        &[
+            "`d1.example.com`, `d2.example.com`, `d3.example.com` and 2 more",
+            "line 4 column 3",
+        ],
+        &yaml,
+    );
 }
 
 /// A listener without `access_log` logs; `access_log: false` does not;
