@@ -42,6 +42,9 @@ pub struct CheckRow {
     pub state: &'static str,
     /// Problems, worst first.
     pub problems: Vec<ProblemRow>,
+    /// The ACME task's state for this domain (from `state_dir/acme/status.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme: Option<crate::acme::control::DomainStatus>,
 }
 
 /// One problem of a [`CheckRow`].
@@ -108,6 +111,7 @@ impl CheckReport {
                             message: p.message,
                         })
                         .collect(),
+                    acme: None,
                 }
             })
             .collect();
@@ -116,6 +120,53 @@ impl CheckReport {
             master_domain: snapshot.master_domain().to_string(),
             certificates,
         }
+    }
+
+    /// Adds what the running proxy's ACME task recorded: its state per
+    /// domain, and its last failure as a problem (an error while the domain
+    /// has no certificate of its own, else a warning: the old one serves).
+    pub fn with_acme_status(mut self, status: &crate::acme::control::StatusFile) -> Self {
+        let mut worst = None;
+        for row in &mut self.certificates {
+            if row.place == "domain"
+                && let Some(acme) = status.domains.get(&row.name)
+            {
+                if let Some(error) = &acme.last_error {
+                    let severity = if row.sha256.is_some() {
+                        Severity::Warning
+                    } else {
+                        Severity::Error
+                    };
+                    row.problems.insert(
+                        0,
+                        ProblemRow {
+                            severity: severity.as_str(),
+                            message: format!(
+                                "ACME {} at {} ({}, failure {}): {}; next attempt {}{}",
+                                error.code,
+                                rfc3339(error.at),
+                                error.step.as_str(),
+                                acme.failures,
+                                error.message,
+                                rfc3339(acme.next_attempt),
+                                if row.sha256.is_some() {
+                                    "; the current certificate keeps serving"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        },
+                    );
+                    row.problems
+                        .sort_by_key(|p| std::cmp::Reverse(p.severity == "error"));
+                    row.state = state_label(Some(severity).max(state_severity(row.state)));
+                }
+                row.acme = Some(acme.clone());
+            }
+            worst = worst.max(state_severity(row.state));
+        }
+        self.system_state = state_label(worst);
+        self
     }
 
     /// Whether any source has an error (`check` then exits 1).
@@ -206,6 +257,14 @@ impl CheckReport {
             self.system_state
         );
         out
+    }
+}
+
+fn state_severity(label: &str) -> Option<Severity> {
+    match label {
+        "warning" => Some(Severity::Warning),
+        "error" => Some(Severity::Error),
+        _ => None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `sniwalk` command line: run, check, resolve, selfsigned, pem merge.
+//! The `sniwalk` command line: run, check, resolve, renew, selfsigned, pem
+//! merge.
 //!
 //! This is the only place that prints to stdout and that uses `anyhow`.
 
@@ -56,6 +57,17 @@ enum Command {
         /// Resolve a client that sends no SNI (connects by IP address).
         #[arg(long, conflicts_with = "name")]
         no_sni: bool,
+    },
+    /// Ask the running proxy to renew an ACME domain's certificate now, and
+    /// wait for the outcome; exits 1 when it failed.
+    Renew {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How long to wait for the outcome (`90s`, `5m`, ...).
+        #[arg(long, default_value = "5m")]
+        timeout: String,
+        /// The ACME-enabled domain.
+        domain: String,
     },
     /// Write a self-signed server.key (0600) and server.crt for a local
     /// master domain into a certdir.
@@ -123,6 +135,11 @@ fn main() -> ExitCode {
             no_sni,
             json,
         ),
+        Some(Command::Renew {
+            config,
+            timeout,
+            domain,
+        }) => renew(&config.config, &domain, &timeout),
         Some(Command::Selfsigned {
             name,
             days,
@@ -231,14 +248,15 @@ fn load_snapshot(config_path: &Path) -> anyhow::Result<(Config, Snapshot)> {
 
 fn check(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     // A configuration that does not load is an error like any other: exit 1.
-    let snapshot = match load_snapshot(config_path) {
-        Ok((_, snapshot)) => snapshot,
+    let (config, snapshot) = match load_snapshot(config_path) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("sniwalk: {e:#}");
             return Ok(ExitCode::from(1));
         }
     };
-    let report = CheckReport::from_snapshot(&snapshot, unix_now());
+    let acme_status = sniwalk::acme::control::read_status(&config.state_dir);
+    let report = CheckReport::from_snapshot(&snapshot, unix_now()).with_acme_status(&acme_status);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -249,6 +267,92 @@ fn check(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How long `renew` waits for a running proxy to pick its request up.
+const RENEW_PICKUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn renew(config_path: &Path, domain: &str, timeout: &str) -> anyhow::Result<ExitCode> {
+    use sniwalk::acme::control;
+    use sniwalk::config::CertificateSource;
+
+    let timeout =
+        sniwalk::config::parse_duration(timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+    let config = Config::load(config_path)?;
+    let domain = normalize_domain_name(domain).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(configured) = config.domains.iter().find(|d| d.name == domain) else {
+        bail!(
+            "{domain} is not under `domains` in {}; add it with `acme: {{ enabled: true }}`",
+            config.file.display()
+        );
+    };
+    if !configured.acme.as_ref().is_some_and(|a| a.enabled) {
+        bail!(
+            "{domain} does not have `acme: {{ enabled: true }}` in {}; nothing to renew",
+            config.file.display()
+        );
+    }
+    if configured.certificate != CertificateSource::None {
+        bail!(
+            "{domain}'s certificate is set by hand in {} (certificate_pem or certificate_file);              ACME leaves it alone; remove it to let ACME manage the domain",
+            config.file.display()
+        );
+    }
+    let stored = sniwalk::snapshot::stored_certificate_path(&config.state_dir, &domain);
+    if let Ok(text) = fsio::read_cert_text(&stored)
+        && !text.contains(&format!("{}=", pem::ACME_ISSUED_MARKER))
+    {
+        bail!(
+            "{} has no `acme_issued` marker: it is managed by hand and ACME leaves it alone;              remove it to let ACME issue one",
+            stored.display()
+        );
+    }
+
+    let id = control::request_renewal(&config.state_dir, &domain, unix_now())
+        .with_context(|| format!("asking the running proxy to renew {domain}"))?;
+    println!("renewal of {domain} requested; waiting for the running sniwalk");
+    let started = std::time::Instant::now();
+    let mut last_step = None;
+    loop {
+        if let Some(result) =
+            control::read_result(&config.state_dir, &domain).filter(|r| r.id == id)
+        {
+            println!("{}", result.message);
+            return Ok(if result.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        if control::request_pending(&config.state_dir, &domain) {
+            if started.elapsed() > RENEW_PICKUP_LIMIT {
+                control::withdraw_request(&config.state_dir, &domain);
+                bail!(
+                    "no running sniwalk picked the request up within {}s: start it with                      `sniwalk run --config {}` (only the running proxy can answer the CA's challenge)",
+                    RENEW_PICKUP_LIMIT.as_secs(),
+                    config.file.display()
+                );
+            }
+        } else {
+            let step = control::read_status(&config.state_dir)
+                .domains
+                .get(&domain)
+                .and_then(|s| s.in_flight);
+            if step.is_some() && step != last_step {
+                if let Some(step) = step {
+                    println!("  {}", step.describe());
+                }
+                last_step = step;
+            }
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "{domain}: no outcome within {}s; the renewal may still be running: see the                  proxy's log and `sniwalk check`",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 fn resolve(

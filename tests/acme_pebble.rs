@@ -1,228 +1,512 @@
-//! ACME issuance against a real CA: Pebble validates HTTP-01 through
-//! sniwalk's own `http` listener, the certificate is stored where the
-//! snapshot loads it, and after a domain reload sniwalk serves it with a
-//! chain that verifies up to Pebble's root.
+//! ACME against a real CA: Debian's Pebble validates challenges through
+//! sniwalk's own listeners, and sniwalk's ACME task does everything by
+//! itself from `proxy.yaml` — account, order, storing, serving, restart,
+//! forced renewal, failures. Each test checks what a client sees with a real
+//! TLS handshake that verifies up to Pebble's root.
 
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::pebble::{PebbleEnv, PebbleOptions};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
-use sniwalk::acme::{AcmeError, account, order};
-use sniwalk::challenge::ChallengeStore;
-use sniwalk::reload::Reload;
+use sniwalk::acme::control::{self, DomainStatus};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-const DOMAIN: &str = "shop.example.test";
-const BROKEN: &str = "broken.example.test";
+const SHOP: &str = "shop.example.test";
+const HAND: &str = "hand.example.test";
 
-/// sniwalk in-process: an `http` listener on `http_socket` (the port Pebble
-/// validates on) and an `https` listener on a free port.
+/// sniwalk in-process with its ACME task, on sockets the test bound.
 struct Proxy {
-    https: SocketAddr,
-    reload: sniwalk::reload::ReloadHandle,
-    state_dir: std::path::PathBuf,
+    state_dir: PathBuf,
     shutdown: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), sniwalk::RunError>>,
 }
 
-async fn start_proxy(
-    dir: &Path,
-    http_socket: TcpListener,
-    challenges: Arc<ChallengeStore>,
-) -> Proxy {
-    common::install_provider();
-    let yaml = format!(
-        "master_domain: example.test\nstate_dir: state\ndomains:\n  example.test: {{}}\n  \
-         {DOMAIN}:\n    acme: {{ enabled: true }}\n  {BROKEN}:\n    acme: {{ enabled: true }}\n\
-         listeners:\n  - name: plain\n    kind: http\n    bind: 127.0.0.1:1\n    access_log: false\n  \
-         - name: web\n    kind: https\n    bind: 127.0.0.1:2\n    access_log: false\n    routes:\n      \
-         - {{ host: \"*\", respond: {{ body: hello }} }}\n"
-    );
-    let path = dir.join("proxy.yaml");
-    std::fs::write(&path, yaml).expect("write config");
-    let config = sniwalk::config::Config::load(&path).expect("test config is valid");
-    let state_dir = config.state_dir.clone();
-    let https_socket = TcpListener::bind("127.0.0.1:0").await.expect("bind https");
-    let https = https_socket.local_addr().expect("https addr");
-    let (reload, reloads) = sniwalk::reload::channel();
-    let (shutdown, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(sniwalk::run_with(
-        config,
-        vec![http_socket, https_socket],
-        sniwalk::RunOptions {
-            challenges,
-            reloads,
-        },
-        async move {
+impl Proxy {
+    /// Writes `yaml` to `dir/proxy.yaml` and runs it on `sockets` (one per
+    /// listener, in order).
+    fn start(dir: &Path, yaml: &str, sockets: Vec<TcpListener>) -> Proxy {
+        common::install_provider();
+        let path = dir.join("proxy.yaml");
+        std::fs::write(&path, yaml).expect("write config");
+        let config = sniwalk::config::Config::load(&path).expect("test config is valid");
+        let state_dir = config.state_dir.clone();
+        let (options, _reload) = sniwalk::RunOptions::new();
+        let (shutdown, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(sniwalk::run_with(config, sockets, options, async move {
             let _ = rx.await;
-        },
-    ));
-    Proxy {
-        https,
-        reload,
-        state_dir,
-        shutdown,
-        task,
+        }));
+        Proxy {
+            state_dir,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        common::within(Duration::from_secs(20), "proxy shutdown", self.task)
+            .await
+            .expect("join")
+            .expect("proxy ran");
+    }
+
+    /// Waits (up to 30 s) until `domain`'s ACME status satisfies `done`.
+    async fn wait_status(
+        &self,
+        domain: &str,
+        done: impl Fn(&DomainStatus) -> bool,
+    ) -> DomainStatus {
+        let started = Instant::now();
+        loop {
+            let status = self.status(domain);
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "ACME status of {domain} never got there: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn status(&self, domain: &str) -> DomainStatus {
+        control::read_status(&self.state_dir)
+            .domains
+            .get(domain)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
-/// A real handshake with SNI `name`, trusting only `root`; the served chain.
-async fn verified_handshake(
-    addr: SocketAddr,
-    name: &str,
-    root: &CertificateDer<'static>,
-) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The `proxy.yaml` of these tests: `domains` entries and `acme` lines as
+/// given, an `http` listener and an `https` listener answering "hello".
+fn yaml(env: &PebbleEnv, domains: &str, acme: &str) -> String {
+    format!(
+        "master_domain: example.test\nstate_dir: state\ndomains:\n  example.test: {{}}\n{domains}\
+         acme:\n  directory: {}\n  ca_roots: {}\n  account_email: ops@example.test\n{acme}\
+         listeners:\n  - name: plain\n    kind: http\n    bind: 127.0.0.1:1\n    access_log: false\n  \
+         - name: web\n    kind: https\n    bind: 127.0.0.1:2\n    access_log: false\n    routes:\n      \
+         - {{ host: \"*\", respond: {{ body: hello }} }}\n",
+        env.directory_url(),
+        env.ca_pem_path().display()
+    )
+}
+
+async fn bind() -> (TcpListener, SocketAddr) {
+    let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    (socket, addr)
+}
+
+fn trust(root_pem: &str) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).map_err(|e| e.to_string())?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(cert.expect("root PEM")).expect("root");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .expect("versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    // Every handshake a full one: a resumed session reports the
+    // certificate of the session it resumes, not the one served now.
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+/// A real handshake with SNI `name` that must verify against `client`'s
+/// roots; the TLS stream.
+async fn connect(
+    addr: SocketAddr,
+    name: &str,
+    client: &Arc<rustls::ClientConfig>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let connector = tokio_rustls::TlsConnector::from(client.clone());
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let server_name = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
-    let stream = tokio::time::timeout(Duration::from_secs(5), connector.connect(server_name, tcp))
+    tokio::time::timeout(Duration::from_secs(5), connector.connect(server_name, tcp))
         .await
         .map_err(|_| "handshake timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+fn leaf_sha256(stream: &tokio_rustls::client::TlsStream<TcpStream>) -> String {
     let (_, connection) = stream.get_ref();
-    Ok(connection
-        .peer_certificates()
-        .ok_or("no certificates")?
-        .iter()
-        .map(|c| c.clone().into_owned())
-        .collect())
+    let chain = connection.peer_certificates().expect("certificates");
+    sniwalk::pem::sha256_fingerprint(chain[0].as_ref())
+}
+
+/// Waits (up to `limit`) for a handshake to `name` that verifies.
+async fn served_verified(
+    addr: SocketAddr,
+    name: &str,
+    client: &Arc<rustls::ClientConfig>,
+    limit: Duration,
+    env: &PebbleEnv,
+) -> String {
+    let started = Instant::now();
+    loop {
+        match connect(addr, name, client).await {
+            Ok(stream) => return leaf_sha256(&stream),
+            Err(e) if started.elapsed() > limit => {
+                panic!(
+                    "{name} never served a certificate from Pebble: {e}\n{}",
+                    env.logs()
+                )
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}
+
+/// One HTTP/1.1 request on an open connection; the response text.
+async fn get(stream: &mut tokio_rustls::client::TlsStream<TcpStream>, host: &str) -> String {
+    let request = format!("GET / HTTP/1.1\r\nhost: {host}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !response.ends_with(b"hello") {
+        let n = common::within(Duration::from_secs(5), "response", stream.read(&mut buf))
+            .await
+            .expect("read");
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&response)
+        );
+        response.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Runs `sniwalk renew --config CONFIG DOMAIN`; exit code and output.
+async fn renew_cli(config: &Path, domain: &str) -> (Option<i32>, String) {
+    let (config, domain) = (config.to_path_buf(), domain.to_string());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::sniwalk_bin())
+            .args(["renew", "--timeout", "90s", "--config"])
+            .arg(&config)
+            .arg(&domain)
+            .output()
+            .expect("sniwalk renew runs")
+    })
+    .await
+    .expect("join");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).expect("meta").permissions().mode() & 0o777
+}
+
+fn account_files(state_dir: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(state_dir.join("acme/accounts")) {
+        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http01_issuance_through_the_http_listener() {
-    common::within(Duration::from_secs(120), "the ACME issuance test", async {
+async fn http01_issue_restart_renew_and_ca_down() {
+    common::within(Duration::from_secs(240), "the HTTP-01 lifecycle", async {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let started = Instant::now();
-
-        // The http listener's port is the one Pebble validates HTTP-01 on.
-        let http_socket = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
-        let http_port = http_socket.local_addr().expect("http addr").port();
-        let env = PebbleEnv::start_with(
+        let (http_socket, http_addr) = bind().await;
+        let (https_socket, https) = bind().await;
+        let mut env = PebbleEnv::start_with(
             &tmp.path().join("pebble"),
             PebbleOptions {
-                http_port: Some(http_port),
+                http_port: Some(http_addr.port()),
                 ..PebbleOptions::default()
             },
         )
         .await;
-        let challenges = Arc::new(ChallengeStore::default());
-        let proxy = start_proxy(tmp.path(), http_socket, challenges.clone()).await;
-        let directory = env.directory_url();
-        let state_dir = proxy.state_dir.clone();
+        let pebble = trust(&env.root_pem().await);
 
-        // Account: created once, credentials stored 0600, then reused.
-        let email = Some("ops@example.test");
-        let acct = account::load_or_create(&state_dir, &directory, email, Some(env.ca_pem_path()))
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", env.logs()));
-        let creds = account::credentials_path(&state_dir, &directory, email);
-        assert!(creds.is_file(), "credentials at {}", creds.display());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&creds)
-                .expect("meta")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600, "credentials are private");
-        }
-        let again = account::load_or_create(&state_dir, &directory, email, Some(env.ca_pem_path()))
-            .await
-            .expect("account restored");
-        assert_eq!(again.id(), acct.id(), "the stored account is reused");
+        // A certificate placed by hand where ACME would store its own: no
+        // marker, so ACME must leave it alone although enabled.
+        let hand_pem =
+            sniwalk::snapshot::generate_self_signed_pem(&[HAND.to_string()], 30, false)
+                .expect("self-signed");
+        let hand_path = sniwalk::snapshot::stored_certificate_path(&tmp.path().join("state"), HAND);
+        std::fs::create_dir_all(hand_path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&hand_path, &hand_pem).expect("hand pem");
 
-        // Issue and store.
-        let issuing = Instant::now();
-        let pem = order::issue_http01(&acct, DOMAIN, &challenges, &directory)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", env.logs()));
-        eprintln!(
-            "issued in {:?} ({:?} since start)",
-            issuing.elapsed(),
-            started.elapsed()
-        );
-        let path = order::store(&state_dir, DOMAIN, &pem).await.expect("store");
-        assert_eq!(
-            path,
-            sniwalk::snapshot::stored_certificate_path(&state_dir, DOMAIN)
+        let config = yaml(
+            &env,
+            &format!(
+                "  {SHOP}:\n    acme: {{ enabled: true }}\n  {HAND}:\n    acme: {{ enabled: true }}\n"
+            ),
+            "",
         );
 
-        let stored = std::fs::read_to_string(&path).expect("read stored");
-        let parsed = sniwalk::pem::parse_certificate_pem(&stored).expect("stored text parses");
+        // 1. Start: the ACME task issues for SHOP on its own.
+        let started = Instant::now();
+        let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
+        let first = served_verified(https, SHOP, &pebble, Duration::from_secs(90), &env).await;
+        eprintln!("start -> first issued certificate served: {:?}", started.elapsed());
+
+        let stored = sniwalk::snapshot::stored_certificate_path(&proxy.state_dir, SHOP);
+        let text = std::fs::read_to_string(&stored).expect("stored");
+        let parsed = sniwalk::pem::parse_certificate_pem(&text).expect("stored parses");
         assert!(parsed.markers.is_acme_issued(), "{:?}", parsed.markers);
         assert_eq!(
-            parsed.markers.value(order::ACME_DIRECTORY_MARKER),
-            Some(directory.as_str())
+            parsed.markers.value("acme_directory"),
+            Some(env.directory_url().as_str())
         );
-        assert!(parsed.leaf.covers(DOMAIN), "{:?}", parsed.leaf);
+        assert_eq!(parsed.leaf.sha256, first);
+        assert_eq!(mode(&stored), 0o600, "stored key is private");
+        let accounts = account_files(&proxy.state_dir);
+        assert_eq!(accounts.len(), 1, "{accounts:?}");
+        assert_eq!(mode(&accounts[0]), 0o600, "account key is private");
+        // The ACME task records the success once the job is done.
+        let status = proxy
+            .wait_status(SHOP, |s| s.last_issued.is_some() && s.renew_at.is_some())
+            .await;
+        assert_eq!(status.failures, 0);
+        assert!(status.in_flight.is_none(), "{status:?}");
 
-        // sniwalk serves it once told, and the chain verifies up to the root.
-        let root_pem = env.root_pem().await;
-        let root = CertificateDer::from_pem_slice(root_pem.as_bytes()).expect("root PEM");
-        proxy.reload.send(Reload::Domain(DOMAIN.to_string()));
-        let chain = loop {
-            match verified_handshake(proxy.https, DOMAIN, &root).await {
-                Ok(chain) => break chain,
-                Err(_) if started.elapsed() < Duration::from_secs(100) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("never served a verifiable chain: {e}"),
-            }
-        };
+        // The hand-managed PEM is untouched and served.
+        assert_eq!(std::fs::read_to_string(&hand_path).expect("hand"), hand_pem);
+        let hand_leaf = common::served_leaf(https, Some(HAND)).await;
+        let hand_parsed = sniwalk::pem::parse_certificate_pem(&hand_pem).expect("hand parses");
+        assert_eq!(hand_leaf, hand_parsed.leaf.sha256);
+        proxy.stop().await;
+
+        // 2. Restart: the account and the certificate are reused, no order.
+        let issued_text = std::fs::read_to_string(&stored).expect("stored");
+        let status_before = control::read_status(&tmp.path().join("state"));
+        let http_socket = TcpListener::bind(http_addr).await.expect("rebind http");
+        let (https_socket, https) = bind().await;
+        let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
+        let served = served_verified(https, SHOP, &pebble, Duration::from_secs(10), &env).await;
+        assert_eq!(served, first, "the stored certificate serves at once");
+        tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(
-            sniwalk::pem::sha256_fingerprint(chain[0].as_ref()),
-            parsed.leaf.sha256,
-            "the stored certificate is served"
+            std::fs::read_to_string(&stored).expect("stored"),
+            issued_text,
+            "no new order after a restart"
         );
-        eprintln!("served verified in {:?} since start", started.elapsed());
+        assert_eq!(account_files(&proxy.state_dir), accounts, "no new account");
+        assert_eq!(
+            proxy.status(SHOP).last_issued,
+            status_before.domains[SHOP].last_issued
+        );
 
-        // Failure: answers that the listener does not serve cannot be
-        // validated; the error names the domain and the step, nothing is
-        // written.
-        let unconnected = ChallengeStore::default();
-        let error = order::issue_http01(&acct, BROKEN, &unconnected, &directory)
-            .await
-            .expect_err("validation fails");
-        let text = error.to_string();
-        match &error {
-            AcmeError::Order { domain, step, .. } => {
-                assert_eq!(domain, BROKEN);
-                assert_eq!(*step, "validating the http-01 challenge", "{text}");
+        // 3. Forced renewal (what `sniwalk renew` does) with a connection
+        //    open: the new certificate serves, the old connection lives on.
+        let mut open = connect(https, SHOP, &pebble).await.expect("connect");
+        assert!(get(&mut open, SHOP).await.contains("200 OK"));
+        let (code, out) = renew_cli(&tmp.path().join("proxy.yaml"), SHOP).await;
+        assert_eq!(code, Some(0), "sniwalk renew: {out}\n{}", env.logs());
+        assert!(out.contains("new certificate served"), "{out}");
+        let renewed = served_verified(https, SHOP, &pebble, Duration::from_secs(5), &env).await;
+        assert_ne!(renewed, first, "a new certificate after the forced renewal");
+        assert_eq!(leaf_sha256(&open), first);
+        assert!(
+            get(&mut open, SHOP).await.contains("200 OK"),
+            "the connection opened before the swap still works"
+        );
+
+        // 4. CA down: the renewal fails, the certificate keeps serving, a
+        //    retry is scheduled and the error is visible.
+        env.stop();
+        let (code, out) = renew_cli(&tmp.path().join("proxy.yaml"), SHOP).await;
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains("ACME account at"), "{out}");
+        eprintln!("CA down reads: {out}");
+        let status = proxy.status(SHOP);
+        assert_eq!(status.failures, 1, "{status:?}");
+        let error = status.last_error.clone().expect("error kept");
+        assert_eq!(error.code, "AccountFailed");
+        assert!(
+            status.next_attempt > error.at,
+            "retry scheduled: {status:?}"
+        );
+        let still = served_verified(https, SHOP, &pebble, Duration::from_secs(5), &env).await;
+        assert_eq!(still, renewed, "the old certificate keeps serving");
+        let check = std::process::Command::new(common::sniwalk_bin())
+            .args(["check", "--config"])
+            .arg(tmp.path().join("proxy.yaml"))
+            .output()
+            .expect("check runs");
+        let out = String::from_utf8_lossy(&check.stdout);
+        assert!(out.contains("AccountFailed"), "check shows the ACME error:\n{out}");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn01_through_the_https_listener() {
+    common::within(Duration::from_secs(120), "TLS-ALPN-01 issuance", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (http_socket, _) = bind().await;
+        let (https_socket, https) = bind().await;
+        // Pebble validates TLS-ALPN-01 on the https listener's port; there
+        // is nothing on its HTTP-01 port.
+        let env = PebbleEnv::start_with(
+            &tmp.path().join("pebble"),
+            PebbleOptions {
+                tls_port: Some(https.port()),
+                ..PebbleOptions::default()
+            },
+        )
+        .await;
+        let pebble = trust(&env.root_pem().await);
+        let config = yaml(
+            &env,
+            &format!("  {SHOP}:\n    acme: {{ enabled: true }}\n"),
+            "  challenge: tls-alpn-01\n",
+        );
+        let started = Instant::now();
+        let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
+        let leaf = served_verified(https, SHOP, &pebble, Duration::from_secs(90), &env).await;
+        eprintln!("tls-alpn-01: start -> served {:?}", started.elapsed());
+        let stored = std::fs::read_to_string(sniwalk::snapshot::stored_certificate_path(
+            &proxy.state_dir,
+            SHOP,
+        ))
+        .expect("stored");
+        let parsed = sniwalk::pem::parse_certificate_pem(&stored).expect("parses");
+        assert_eq!(parsed.leaf.sha256, leaf);
+        // Ordinary clients still get h2/http1.1 on that listener.
+        let stream = connect(https, SHOP, &pebble).await.expect("connect");
+        assert_ne!(stream.get_ref().1.alpn_protocol(), Some(&b"acme-tls/1"[..]));
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_validation_names_the_domain_and_the_step() {
+    common::within(Duration::from_secs(120), "a failing validation", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (http_socket, _) = bind().await;
+        let (https_socket, https) = bind().await;
+        // Pebble validates HTTP-01 on a port nobody listens on.
+        let (closed, closed_addr) = bind().await;
+        drop(closed);
+        let env = PebbleEnv::start_with(
+            &tmp.path().join("pebble"),
+            PebbleOptions {
+                http_port: Some(closed_addr.port()),
+                ..PebbleOptions::default()
+            },
+        )
+        .await;
+        let config = yaml(
+            &env,
+            &format!("  {SHOP}:\n    acme: {{ enabled: true }}\n"),
+            "",
+        );
+        let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
+        let started = Instant::now();
+        let status = loop {
+            let status = proxy.status(SHOP);
+            if status.last_error.is_some() {
+                break status;
             }
-            other => panic!("unexpected error: {other}"),
-        }
-        assert!(text.contains(BROKEN), "{text}");
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "no failure recorded\n{}",
+                env.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let error = status.last_error.clone().expect("error");
+        eprintln!("failed validation reads: {}", error.message);
+        assert_eq!(error.code, "HostnameOwnershipValidationFailed", "{error:?}");
+        assert_eq!(error.step, sniwalk::acme::Step::CheckOrder, "{error:?}");
+        assert!(error.message.contains(SHOP), "{}", error.message);
         assert!(
-            text.contains("urn:ietf:params:acme:error:"),
-            "CA problem kept: {text}"
+            error.message.contains("urn:ietf:params:acme:error:"),
+            "the CA's problem is kept: {}",
+            error.message
         );
-        eprintln!("failure reads: {text}");
+        assert_eq!(status.failures, 1);
         assert!(
-            !sniwalk::snapshot::stored_certificate_path(&state_dir, BROKEN).exists(),
-            "nothing stored for {BROKEN}"
+            status.next_attempt >= error.at + 45,
+            "retry in about a minute: {status:?}"
         );
+        assert!(
+            !sniwalk::snapshot::stored_certificate_path(&proxy.state_dir, SHOP).exists(),
+            "nothing stored"
+        );
+        // The domain still gets a certificate: its parent's (here the
+        // generated default).
+        let leaf = common::served_leaf(https, Some(SHOP)).await;
+        let default =
+            std::fs::read_to_string(proxy.state_dir.join("default.pem")).expect("default");
+        let default = sniwalk::pem::parse_certificate_pem(&default).expect("default parses");
+        assert_eq!(
+            leaf, default.leaf.sha256,
+            "the parent chain serves meanwhile"
+        );
+        proxy.stop().await;
+    })
+    .await;
+}
 
-        let _ = proxy.shutdown.send(());
-        common::within(Duration::from_secs(10), "proxy shutdown", proxy.task)
-            .await
-            .expect("join")
-            .expect("proxy ran");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_failure_places_no_order() {
+    common::within(Duration::from_secs(60), "pre-flight", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (http_socket, http_addr) = bind().await;
+        let (https_socket, _) = bind().await;
+        let env = PebbleEnv::start_with(
+            &tmp.path().join("pebble"),
+            PebbleOptions {
+                http_port: Some(http_addr.port()),
+                ..PebbleOptions::default()
+            },
+        )
+        .await;
+        // The name does not resolve to 192.0.2.1 (TEST-NET-1): pre-flight
+        // stops before anything reaches the CA.
+        let config = yaml(
+            &env,
+            &format!("  {SHOP}:\n    acme: {{ enabled: true }}\n"),
+            "  expected_addresses: [192.0.2.1]\n",
+        );
+        let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
+        let started = Instant::now();
+        let error = loop {
+            if let Some(error) = proxy.status(SHOP).last_error {
+                break error;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no pre-flight failure"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        eprintln!("pre-flight reads: {}", error.message);
+        assert_eq!(error.code, "HostnameNotResolvingToProxy");
+        assert_eq!(error.step, sniwalk::acme::Step::CheckDnsResolution);
+        assert!(error.message.contains(SHOP), "{}", error.message);
+        assert!(error.message.contains("192.0.2.1"), "{}", error.message);
+        assert!(
+            account_files(&proxy.state_dir).is_empty(),
+            "nothing reached the CA: no account was even registered"
+        );
+        proxy.stop().await;
     })
     .await;
 }

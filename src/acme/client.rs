@@ -127,15 +127,15 @@ impl HttpClient for CaClient {
                 .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
             // Only errors: on success a Retry-After paces polling, which
             // instant-acme already honours.
-            if response.status().is_client_error() || response.status().is_server_error() {
-                if let Some(at) = response
-                    .headers()
-                    .get(hyper::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()))
-                {
-                    retry_after.record(at);
-                }
+            let failed = response.status().is_client_error() || response.status().is_server_error();
+            if let Some(at) = response
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()))
+                .filter(|_| failed)
+            {
+                retry_after.record(at);
             }
             Ok(BytesResponse::from(response))
         })
