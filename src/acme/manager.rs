@@ -549,7 +549,9 @@ impl<I: Issuer> Manager<I> {
             ari_supported: true,
             planned_against: None,
             next_plan: 0,
-            status_dirty: true,
+            // Nothing to write until a domain is managed (a proxy without
+            // ACME never creates the file).
+            status_dirty: false,
             timing: Timing::default(),
         }
     }
@@ -677,6 +679,7 @@ impl<I: Issuer> Manager<I> {
             now.saturating_add(i64::try_from(self.timing.max_sleep.as_secs()).unwrap_or(i64::MAX));
         let mut managed = std::collections::HashSet::new();
         let mut answers = Vec::new();
+        let known = self.entries.len();
         for domain in &config.domains {
             let Some(acme) = domain.acme.as_ref().filter(|a| a.enabled) else {
                 continue;
@@ -845,6 +848,9 @@ impl<I: Issuer> Manager<I> {
         }
         // Domains no longer managed drop out of the status (unless busy).
         let before = self.entries.len();
+        if before != known {
+            self.status_dirty = true;
+        }
         self.entries
             .retain(|name, e| managed.contains(name) || e.status.in_flight.is_some());
         if self.entries.len() != before {
