@@ -64,6 +64,17 @@ impl Proxy {
         domain: &str,
         done: impl Fn(&DomainStatus) -> bool,
     ) -> DomainStatus {
+        self.wait_status_for(domain, Duration::from_secs(30), done)
+            .await
+    }
+
+    /// [`Proxy::wait_status`] with its own limit.
+    async fn wait_status_for(
+        &self,
+        domain: &str,
+        limit: Duration,
+        done: impl Fn(&DomainStatus) -> bool,
+    ) -> DomainStatus {
         let started = Instant::now();
         loop {
             let status = self.status(domain);
@@ -71,7 +82,7 @@ impl Proxy {
                 return status;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(30),
+                started.elapsed() < limit,
                 "ACME status of {domain} never got there: {status:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -417,19 +428,9 @@ async fn failed_validation_names_the_domain_and_the_step() {
             "",
         );
         let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
-        let started = Instant::now();
-        let status = loop {
-            let status = proxy.status(SHOP);
-            if status.last_error.is_some() {
-                break status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(90),
-                "no failure recorded\n{}",
-                env.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let status = proxy
+            .wait_status_for(SHOP, Duration::from_secs(90), |s| s.last_error.is_some())
+            .await;
         let error = status.last_error.clone().expect("error");
         eprintln!("failed validation reads: {}", error.message);
         assert_eq!(error.code, "HostnameOwnershipValidationFailed", "{error:?}");
@@ -486,17 +487,11 @@ async fn preflight_failure_places_no_order() {
             "  expected_addresses: [192.0.2.1]\n",
         );
         let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
-        let started = Instant::now();
-        let error = loop {
-            if let Some(error) = proxy.status(SHOP).last_error {
-                break error;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no pre-flight failure"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let error = proxy
+            .wait_status(SHOP, |s| s.last_error.is_some())
+            .await
+            .last_error
+            .expect("error");
         eprintln!("pre-flight reads: {}", error.message);
         assert_eq!(error.code, "HostnameNotResolvingToProxy");
         assert_eq!(error.step, sniwalk::acme::Step::CheckDnsResolution);

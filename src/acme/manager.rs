@@ -74,9 +74,9 @@ pub fn system_clock() -> Clock {
     Arc::new(crate::unix_now)
 }
 
-/// One issuance to run.
+/// The domain an ACME operation is for, with what it needs to reach the CA.
 #[derive(Clone)]
-pub struct Job {
+pub struct Target {
     /// The domain.
     pub domain: String,
     /// The account contact: the domain's, else `acme.account_email`.
@@ -85,6 +85,13 @@ pub struct Job {
     pub settings: Arc<AcmeConfig>,
     /// Where accounts and certificates live.
     pub state_dir: PathBuf,
+}
+
+/// One issuance to run.
+#[derive(Clone)]
+pub struct Job {
+    /// What to issue for.
+    pub target: Target,
     /// Told each step as it starts.
     pub progress: Arc<dyn Fn(Step) + Send + Sync>,
 }
@@ -110,14 +117,8 @@ pub struct Failure {
 /// A renewal-information question for the CA (ARI, RFC 9773).
 #[derive(Clone)]
 pub struct AriQuery {
-    /// The domain.
-    pub domain: String,
-    /// The account contact.
-    pub email: Option<String>,
-    /// The global ACME settings.
-    pub settings: Arc<AcmeConfig>,
-    /// Where accounts live.
-    pub state_dir: PathBuf,
+    /// Whose certificate.
+    pub target: Target,
     /// The served leaf, DER.
     pub leaf: Vec<u8>,
 }
@@ -223,10 +224,13 @@ impl CaIssuer {
 impl Issuer for CaIssuer {
     async fn issue(&self, job: Job) -> Result<Issued, Failure> {
         let Job {
-            domain,
-            email,
-            settings,
-            state_dir,
+            target:
+                Target {
+                    domain,
+                    email,
+                    settings,
+                    state_dir,
+                },
             progress,
         } = job;
         let fail = |error: AcmeError| Failure {
@@ -289,8 +293,9 @@ impl Issuer for CaIssuer {
     }
 
     async fn renewal_info(&self, query: AriQuery) -> AriAnswer {
+        let target = &query.target;
         let Ok((account, _)) =
-            Self::account(&query.settings, &query.state_dir, query.email.as_deref()).await
+            Self::account(&target.settings, &target.state_dir, target.email.as_deref()).await
         else {
             return AriAnswer::Failed;
         };
@@ -308,7 +313,7 @@ impl Issuer for CaIssuer {
             ),
             Err(instant_acme::Error::Unsupported(_)) => AriAnswer::Unsupported,
             Err(e) => {
-                tracing::debug!(domain = %query.domain, "renewal information: {e}");
+                tracing::debug!(domain = %target.domain, "renewal information: {e}");
                 AriAnswer::Failed
             }
         }
@@ -703,6 +708,15 @@ impl<I: Issuer> Manager<I> {
                 stored,
                 broken: report.is_some_and(|r| r.worst() == Some(Severity::Error)),
             };
+            let target = Target {
+                domain: domain.name.clone(),
+                email: acme
+                    .account_email
+                    .clone()
+                    .or_else(|| settings.account_email.clone()),
+                settings: settings.clone(),
+                state_dir: config.state_dir.clone(),
+            };
             let ari_supported = self.ari_supported;
             let entry = self
                 .entries
@@ -758,13 +772,7 @@ impl<I: Issuer> Manager<I> {
                         if ari_supported && stale && !entry.ari_asking {
                             entry.ari_asking = true;
                             let query = AriQuery {
-                                domain: domain.name.clone(),
-                                email: acme
-                                    .account_email
-                                    .clone()
-                                    .or_else(|| settings.account_email.clone()),
-                                settings: settings.clone(),
-                                state_dir: config.state_dir.clone(),
+                                target: target.clone(),
                                 leaf: loaded
                                     .certified_key
                                     .end_entity_cert()
@@ -774,7 +782,7 @@ impl<I: Issuer> Manager<I> {
                             let sha256 = loaded.facts.sha256.clone();
                             let issuer = self.issuer.clone();
                             self.jobs.spawn(async move {
-                                let domain = query.domain.clone();
+                                let domain = query.target.domain.clone();
                                 let answer = issuer.renewal_info(query).await;
                                 Done::Ari {
                                     domain,
@@ -810,13 +818,7 @@ impl<I: Issuer> Manager<I> {
                     let progress_tx = self.progress_tx.clone();
                     let name = domain.name.clone();
                     let job = Job {
-                        domain: domain.name.clone(),
-                        email: acme
-                            .account_email
-                            .clone()
-                            .or_else(|| settings.account_email.clone()),
-                        settings: settings.clone(),
-                        state_dir: config.state_dir.clone(),
+                        target,
                         progress: Arc::new(move |step| {
                             let _ = progress_tx.send((name.clone(), step));
                         }),

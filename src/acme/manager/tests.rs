@@ -52,7 +52,7 @@ impl Issuer for Scripted {
         match outcome {
             Outcome::Fail(retry_after) => Err(Failure {
                 error: AcmeError::Order {
-                    domain: job.domain.clone(),
+                    domain: job.target.domain.clone(),
                     step: Step::CheckOrder,
                     problem: "scripted failure".into(),
                     problem_type: None,
@@ -61,8 +61,8 @@ impl Issuer for Scripted {
             }),
             Outcome::Issue(days) => {
                 let now = (self.clock)();
-                let pem = certificate(&job.domain, now, now + days * DAY, true);
-                let path = stored_certificate_path(&job.state_dir, &job.domain);
+                let pem = certificate(&job.target.domain, now, now + days * DAY, true);
+                let path = stored_certificate_path(&job.target.state_dir, &job.target.domain);
                 std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
                 std::fs::write(&path, &pem).expect("store");
                 rebuild(&self.config, &self.store, now);
