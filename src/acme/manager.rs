@@ -505,6 +505,9 @@ pub struct Manager<I: Issuer> {
     clock: Clock,
     entries: HashMap<String, Entry>,
     jobs: JoinSet<Done>,
+    /// Which domain each order task is for, to account for a task that
+    /// panics.
+    order_tasks: HashMap<tokio::task::Id, String>,
     orders_running: usize,
     progress_tx: mpsc::UnboundedSender<(String, Step)>,
     progress_rx: mpsc::UnboundedReceiver<(String, Step)>,
@@ -548,6 +551,7 @@ impl<I: Issuer> Manager<I> {
             clock,
             entries,
             jobs: JoinSet::new(),
+            order_tasks: HashMap::new(),
             orders_running: 0,
             progress_tx,
             progress_rx,
@@ -603,9 +607,35 @@ impl<I: Issuer> Manager<I> {
                         self.status_dirty = true;
                     }
                 }
-                Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
-                    if let Ok(done) = done {
-                        self.finish(done);
+                Some(done) = self.jobs.join_next_with_id(), if !self.jobs.is_empty() => {
+                    match done {
+                        Ok((id, done)) => {
+                            self.order_tasks.remove(&id);
+                            self.finish(done);
+                        }
+                        // A task that panicked: count it as a failed order
+                        // (ARI questions just end).
+                        Err(e) => {
+                            if let Some(domain) = self.order_tasks.remove(&e.id()) {
+                                let step = self
+                                    .entries
+                                    .get(&domain)
+                                    .and_then(|entry| entry.status.in_flight)
+                                    .unwrap_or(Step::CreateOrder);
+                                let error = AcmeError::Order {
+                                    domain: domain.clone(),
+                                    step,
+                                    problem: format!("internal error, the order stopped: {e}"),
+                                    problem_type: None,
+                                };
+                                let started = (self.clock)();
+                                self.finish(Done::Order {
+                                    domain,
+                                    result: Err(Failure { error, retry_after: None }),
+                                    started,
+                                });
+                            }
+                        }
                     }
                     self.next_plan = 0;
                 }
@@ -824,15 +854,16 @@ impl<I: Issuer> Manager<I> {
                         }),
                     };
                     let issuer = self.issuer.clone();
-                    let domain = domain.name.clone();
-                    self.jobs.spawn(async move {
+                    let name = domain.name.clone();
+                    let task = self.jobs.spawn(async move {
                         let result = issuer.issue(job).await;
                         Done::Order {
-                            domain,
+                            domain: name,
                             result,
                             started: now,
                         }
                     });
+                    self.order_tasks.insert(task.id(), domain.name.clone());
                 }
             }
         }

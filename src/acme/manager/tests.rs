@@ -25,6 +25,8 @@ enum Outcome {
     Issue(i64),
     /// Fail, with this Retry-After.
     Fail(Option<i64>),
+    /// A bug: the order task panics.
+    Panic,
 }
 
 struct Scripted {
@@ -50,6 +52,7 @@ impl Issuer for Scripted {
             .pop_front()
             .unwrap_or(Outcome::Fail(None));
         match outcome {
+            Outcome::Panic => panic!("scripted panic"),
             Outcome::Fail(retry_after) => Err(Failure {
                 error: AcmeError::Order {
                     domain: job.target.domain.clone(),
@@ -294,6 +297,21 @@ async fn a_failure_is_recorded_and_retry_after_is_a_floor() {
     let calls = h.calls();
     assert_eq!(calls.len(), 2);
     assert!((calls[1] - (T0 + 3 * 3600)).abs() <= 1, "{calls:?}");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_order_counts_as_a_failure_and_is_retried() {
+    let h = Harness::start(&[Outcome::Panic, Outcome::Issue(90)], None, Duration::ZERO);
+    advance(5).await;
+    let status = h.status();
+    assert_eq!(status.failures, 1, "{status:?}");
+    assert!(status.in_flight.is_none(), "{status:?}");
+    let error = status.last_error.expect("recorded");
+    assert!(error.message.contains("internal error"), "{}", error.message);
+    advance(65).await;
+    assert_eq!(h.calls().len(), 2, "retried after the backoff");
+    assert_eq!(h.status().failures, 0);
     h.stop().await;
 }
 
