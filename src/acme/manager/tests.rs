@@ -308,7 +308,11 @@ async fn a_panicking_order_counts_as_a_failure_and_is_retried() {
     assert_eq!(status.failures, 1, "{status:?}");
     assert!(status.in_flight.is_none(), "{status:?}");
     let error = status.last_error.expect("recorded");
-    assert!(error.message.contains("internal error"), "{}", error.message);
+    assert!(
+        error.message.contains("internal error"),
+        "{}",
+        error.message
+    );
     advance(65).await;
     assert_eq!(h.calls().len(), 2, "retried after the backoff");
     assert_eq!(h.status().failures, 0);
