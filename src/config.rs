@@ -82,6 +82,92 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How often every source is re-read even without file events.
     pub rescan_interval: Duration,
+    /// The admin listener, if configured.
+    pub admin: Option<AdminConfig>,
+}
+
+/// The admin API listener (`admin:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where it listens (plain HTTP).
+    pub bind: SocketAddr,
+    /// File holding the bearer token; without one the API is open, which
+    /// is only allowed on a loopback address.
+    pub token_file: Option<PathBuf>,
+}
+
+/// The domain store: domains added at run time by the admin API, kept in
+/// `state_dir` and merged into the configuration's domains on every load.
+pub const DOMAIN_STORE_FILE: &str = "domains.json";
+
+/// What `state_dir/domains.json` holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct DomainStore {
+    /// Added domains by name.
+    #[serde(default)]
+    pub domains: BTreeMap<String, StoredDomain>,
+}
+
+/// One domain added through the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct StoredDomain {
+    /// Whether ACME manages its certificate.
+    #[serde(default)]
+    pub acme: bool,
+}
+
+impl DomainStore {
+    /// The store's file for `state_dir`.
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join(DOMAIN_STORE_FILE)
+    }
+
+    /// Reads the store (missing file: empty).
+    pub fn read(state_dir: &Path) -> Result<Self, ConfigError> {
+        let path = Self::path(state_dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => return Err(ConfigError::Read { file: path, source }),
+        };
+        let store: DomainStore = serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
+            file: path.clone(),
+            message: format!(
+                "{e}; fix or remove the file (it lists domains added through the admin API)"
+            ),
+        })?;
+        for name in store.domains.keys() {
+            normalize_domain_name(name).map_err(|e| ConfigError::Invalid {
+                file: path.clone(),
+                message: format!("domain `{name}`: {e}"),
+            })?;
+        }
+        Ok(store)
+    }
+
+    /// Writes the store atomically.
+    pub fn write(&self, state_dir: &Path) -> Result<(), crate::fsio::FsError> {
+        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
+        crate::fsio::create_private_dir(state_dir)?;
+        crate::fsio::write_atomic(&Self::path(state_dir), &json, false)
+    }
+
+    /// Adds the store's domains that the file does not configure.
+    fn merge_into(&self, domains: &mut Vec<DomainConfig>) {
+        for (name, stored) in &self.domains {
+            if domains.iter().any(|d| &d.name == name) {
+                continue;
+            }
+            domains.push(DomainConfig {
+                name: name.clone(),
+                certificate: CertificateSource::None,
+                acme: stored.acme.then(|| DomainAcme {
+                    enabled: true,
+                    account_email: None,
+                }),
+            });
+        }
+    }
 }
 
 /// How often every source is re-read by default: file events do not reach
@@ -423,7 +509,9 @@ impl Config {
             file: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut config = Self::parse(&text, path)?;
+        DomainStore::read(&config.state_dir)?.merge_into(&mut config.domains);
+        Ok(config)
     }
 
     /// Validates configuration text; `path` names the file in errors and
@@ -527,6 +615,28 @@ impl Config {
                 locate(text, "worker_threads:")
             )));
         }
+        let admin = match raw.admin {
+            None => None,
+            Some(raw_admin) => {
+                let token_file = match raw_admin.token_file {
+                    Some(file) => Some(paths.resolve(&file, "admin.token_file")?),
+                    None => None,
+                };
+                if token_file.is_none() && !raw_admin.bind.0.ip().is_loopback() {
+                    return Err(invalid(format!(
+                        "admin.bind: `{}` is reachable from other machines, so the admin API needs \
+                         a token: set `admin.token_file` (a file holding a long random string), or \
+                         bind to 127.0.0.1{}",
+                        raw_admin.bind.1,
+                        locate(text, "admin:")
+                    )));
+                }
+                Some(AdminConfig {
+                    bind: raw_admin.bind.0,
+                    token_file,
+                })
+            }
+        };
         Ok(Config {
             file: path.to_path_buf(),
             master_domain: master,
@@ -540,6 +650,7 @@ impl Config {
                 .shutdown_timeout
                 .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
             rescan_interval,
+            admin,
         })
     }
 
@@ -1146,6 +1257,16 @@ struct RawConfig {
     shutdown_timeout: Option<DurationField>,
     #[serde(default)]
     rescan_interval: Option<DurationField>,
+    #[serde(default)]
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    bind: Bind,
+    #[serde(default)]
+    token_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -115,6 +115,9 @@ impl WatchSet {
                 .state_dir
                 .join(crate::snapshot::GENERATED_DEFAULT_FILE),
         );
+        // Domains added through the admin API: part of the configuration.
+        set.files
+            .insert(crate::config::DomainStore::path(&config.state_dir));
         set.dirs
             .insert(config.state_dir.join(STORED_CERTIFICATES_DIR));
         for listener in &config.listeners {
@@ -269,7 +272,9 @@ impl ReloadTask {
     }
 
     async fn reload(&mut self, all: bool, files: HashSet<PathBuf>) {
-        let config_changed = all || files.contains(&self.config.file);
+        let config_changed = all
+            || files.contains(&self.config.file)
+            || files.contains(&crate::config::DomainStore::path(&self.config.state_dir));
         if config_changed {
             match Config::load(&self.config.file) {
                 Ok(new) => {
@@ -455,6 +460,12 @@ fn keep_listeners(running: &Config, mut new: Config) -> Config {
     }
     new.listeners = listeners;
     new.worker_threads = running.worker_threads;
+    if new.admin != running.admin {
+        tracing::warn!(
+            "the admin listener's settings change with a restart; keeping the running ones"
+        );
+        new.admin = running.admin.clone();
+    }
     new
 }
 

@@ -65,7 +65,7 @@ pub enum SourceKind {
     Inline,
     /// `certificate_file`.
     File,
-    /// Stored in `state_dir` for an ACME-enabled domain.
+    /// Stored in `state_dir`: an ACME result or an admin API import.
     Stored,
     /// A certdir's `server.key` + `server.crt`.
     Certdir,
@@ -625,14 +625,18 @@ fn domain_report(
             Some(path.clone()),
             Some(file_attempt(SourceKind::File, path)),
         ),
-        CertificateSource::None if acme_enabled => {
+        // Stored in state_dir: ACME results, and imports through the admin
+        // API (which may be for domains without ACME).
+        CertificateSource::None => {
             let path = stored_certificate_path(&config.state_dir, &domain.name);
             match file_attempt(SourceKind::Stored, &path) {
-                Attempt::Failed(e) if e.not_found => (Some(SourceKind::Stored), Some(path), None),
+                Attempt::Failed(e) if e.not_found && acme_enabled => {
+                    (Some(SourceKind::Stored), Some(path), None)
+                }
+                Attempt::Failed(e) if e.not_found => (None, None, None),
                 other => (Some(SourceKind::Stored), Some(path), Some(other)),
             }
         }
-        CertificateSource::None => (None, None, None),
     };
     let mut report = SourceReport {
         place: place.clone(),
@@ -686,8 +690,7 @@ fn domain_touched(
         CertificateSource::Inline(_) => false,
         CertificateSource::File(path) => changes.may_touch(path),
         CertificateSource::None => {
-            domain.acme.as_ref().is_some_and(|a| a.enabled)
-                && changes.may_touch(&stored_certificate_path(&config.state_dir, &domain.name))
+            changes.may_touch(&stored_certificate_path(&config.state_dir, &domain.name))
         }
     }
 }

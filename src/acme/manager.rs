@@ -460,6 +460,53 @@ pub fn decide(
 
 // ---- the task -----------------------------------------------------------
 
+/// What the ACME task tells whoever asked for an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderEvent {
+    /// The order reached this step.
+    Step(Step),
+    /// It ended.
+    Done(OrderOutcome),
+}
+
+/// How an asked-for order ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderOutcome {
+    /// Whether a new certificate is being served.
+    pub ok: bool,
+    /// What happened, for people.
+    pub message: String,
+    /// The error code ([`AcmeError::code`], or `NotManaged`), when it failed.
+    pub code: Option<String>,
+    /// The step that failed, if one did.
+    pub step: Option<Step>,
+}
+
+/// Asks the running ACME task for orders.
+#[derive(Debug, Clone)]
+pub struct ManagerHandle {
+    tx: mpsc::UnboundedSender<(String, mpsc::UnboundedSender<OrderEvent>)>,
+}
+
+impl ManagerHandle {
+    /// Asks for an order for `domain` now (whatever the schedule and the
+    /// backoff say; joining the one in flight if there is one). Its steps
+    /// and its outcome arrive on the returned receiver.
+    pub fn order(&self, domain: &str) -> mpsc::UnboundedReceiver<OrderEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.tx.send((domain.to_string(), tx));
+        rx
+    }
+}
+
+/// Someone waiting for a domain's next order to end.
+enum Waiter {
+    /// `sniwalk renew`: answered with a result file.
+    File(String),
+    /// In process (admin API jobs): told every step and the outcome.
+    Watch(mpsc::UnboundedSender<OrderEvent>),
+}
+
 /// What a finished background task reports.
 enum Done {
     Order {
@@ -486,7 +533,7 @@ struct AriEntry {
 struct Entry {
     status: DomainStatus,
     /// Forced-renewal requests waiting for the next result.
-    waiting: Vec<String>,
+    waiting: Vec<Waiter>,
     forced: bool,
     /// Picks the point inside an ARI window; fixed per domain so the point
     /// does not move on every plan.
@@ -511,6 +558,8 @@ pub struct Manager<I: Issuer> {
     orders_running: usize,
     progress_tx: mpsc::UnboundedSender<(String, Step)>,
     progress_rx: mpsc::UnboundedReceiver<(String, Step)>,
+    commands_tx: mpsc::UnboundedSender<(String, mpsc::UnboundedSender<OrderEvent>)>,
+    commands_rx: mpsc::UnboundedReceiver<(String, mpsc::UnboundedSender<OrderEvent>)>,
     ari_supported: bool,
     planned_against: Option<Arc<Snapshot>>,
     next_plan: i64,
@@ -528,6 +577,7 @@ impl<I: Issuer> Manager<I> {
         clock: Clock,
     ) -> Self {
         let (progress_tx, progress_rx) = mpsc::unbounded_channel();
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let state_dir = config.borrow().state_dir.clone();
         let persisted = control::read_status(&state_dir);
         let entries = persisted
@@ -555,6 +605,8 @@ impl<I: Issuer> Manager<I> {
             orders_running: 0,
             progress_tx,
             progress_rx,
+            commands_tx,
+            commands_rx,
             ari_supported: true,
             planned_against: None,
             next_plan: 0,
@@ -562,6 +614,13 @@ impl<I: Issuer> Manager<I> {
             // ACME never creates the file).
             status_dirty: false,
             timing: Timing::default(),
+        }
+    }
+
+    /// A handle to ask this manager for orders.
+    pub fn handle(&self) -> ManagerHandle {
+        ManagerHandle {
+            tx: self.commands_tx.clone(),
         }
     }
 
@@ -605,7 +664,16 @@ impl<I: Issuer> Manager<I> {
                         tracing::info!(domain, step = step.as_str(), "ACME: {}", step.describe());
                         entry.status.in_flight = Some(step);
                         self.status_dirty = true;
+                        for waiter in &entry.waiting {
+                            if let Waiter::Watch(tx) = waiter {
+                                let _ = tx.send(OrderEvent::Step(step));
+                            }
+                        }
                     }
+                }
+                Some((domain, watcher)) = self.commands_rx.recv() => {
+                    let config = self.config.borrow().clone();
+                    self.request(&config, &domain, Waiter::Watch(watcher));
                 }
                 Some(done) = self.jobs.join_next_with_id(), if !self.jobs.is_empty() => {
                     match done {
@@ -655,45 +723,39 @@ impl<I: Issuer> Manager<I> {
     fn take_requests(&mut self) {
         let config = self.config.borrow().clone();
         for (domain, request) in control::take_requests(&config.state_dir) {
-            let managed = config
-                .domains
-                .iter()
-                .find(|d| d.name == domain)
-                .filter(|d| d.acme.as_ref().is_some_and(|a| a.enabled));
-            let Some(managed) = managed else {
-                self.answer(
-                    &config.state_dir,
-                    &domain,
-                    &request.id,
-                    false,
-                    format!("{domain} is not a configured domain with `acme: {{ enabled: true }}`"),
-                    Some("NotManaged"),
-                );
-                continue;
-            };
-            if managed.certificate != CertificateSource::None {
-                self.answer(
-                    &config.state_dir,
-                    &domain,
-                    &request.id,
-                    false,
-                    format!(
-                        "{domain}'s certificate is set by hand in the configuration; ACME leaves it alone"
-                    ),
-                    Some("NotManaged"),
-                );
-                continue;
-            }
-            tracing::info!(domain, "ACME: renewal requested");
-            let entry = self.entry(&domain);
-            // An order already in flight answers the request; otherwise the
-            // next plan starts one, whatever the schedule and backoff say.
-            if entry.status.in_flight.is_none() {
-                entry.forced = true;
-            }
-            entry.waiting.push(request.id);
-            self.next_plan = 0;
+            self.request(&config, &domain, Waiter::File(request.id));
         }
+    }
+
+    /// Asks for an order for `domain` on behalf of `waiter`.
+    fn request(&mut self, config: &Config, domain: &str, waiter: Waiter) {
+        let managed = config
+            .domains
+            .iter()
+            .find(|d| d.name == domain)
+            .filter(|d| d.acme.as_ref().is_some_and(|a| a.enabled));
+        let refusal = match managed {
+            None => Some(format!(
+                "{domain} is not a configured domain with `acme: {{ enabled: true }}`"
+            )),
+            Some(d) if d.certificate != CertificateSource::None => Some(format!(
+                "{domain}'s certificate is set by hand in the configuration; ACME leaves it alone"
+            )),
+            Some(_) => None,
+        };
+        if let Some(message) = refusal {
+            self.answer(&config.state_dir, domain, waiter, &not_managed(message));
+            return;
+        }
+        tracing::info!(domain, "ACME: order requested");
+        let entry = self.entry(domain);
+        // An order already in flight answers the request; otherwise the
+        // next plan starts one, whatever the schedule and backoff say.
+        if entry.status.in_flight.is_none() {
+            entry.forced = true;
+        }
+        entry.waiting.push(waiter);
+        self.next_plan = 0;
     }
 
     fn entry(&mut self, domain: &str) -> &mut Entry {
@@ -784,8 +846,8 @@ impl<I: Issuer> Manager<I> {
                         );
                     }
                     entry.forced = false;
-                    for id in std::mem::take(&mut entry.waiting) {
-                        answers.push((domain.name.clone(), id));
+                    for waiter in std::mem::take(&mut entry.waiting) {
+                        answers.push((domain.name.clone(), waiter));
                     }
                 }
                 Decision::WaitUntil(at) => {
@@ -867,17 +929,11 @@ impl<I: Issuer> Manager<I> {
                 }
             }
         }
-        for (domain, id) in answers {
-            self.answer(
-                &config.state_dir,
-                &domain,
-                &id,
-                false,
-                format!(
-                    "{domain}'s certificate is managed by hand (no `acme_issued` marker); ACME leaves it alone"
-                ),
-                Some("NotManaged"),
-            );
+        for (domain, waiter) in answers {
+            let outcome = not_managed(format!(
+                "{domain}'s certificate is managed by hand (no `acme_issued` marker); ACME leaves it alone"
+            ));
+            self.answer(&config.state_dir, &domain, waiter, &outcome);
         }
         // Domains no longer managed drop out of the status (unless busy).
         let before = self.entries.len();
@@ -950,7 +1006,7 @@ impl<I: Issuer> Manager<I> {
                 entry.status.in_flight = None;
                 self.status_dirty = true;
                 let waiting = std::mem::take(&mut entry.waiting);
-                let (ok, message, code) = match result {
+                let outcome = match result {
                     Ok(issued) => {
                         entry.status.failures = 0;
                         entry.status.next_attempt = 0;
@@ -963,14 +1019,15 @@ impl<I: Issuer> Manager<I> {
                             seconds = now.saturating_sub(started),
                             "ACME: certificate issued and served"
                         );
-                        (
-                            true,
-                            format!(
+                        OrderOutcome {
+                            ok: true,
+                            message: format!(
                                 "{domain}: new certificate served, valid until {}",
                                 crate::inspect::rfc3339(issued.not_after)
                             ),
-                            None,
-                        )
+                            code: None,
+                            step: None,
+                        }
                     }
                     Err(failure) => {
                         entry.status.failures = entry.status.failures.saturating_add(1);
@@ -996,34 +1053,39 @@ impl<I: Issuer> Manager<I> {
                             step: failure.error.step(),
                             message: message.clone(),
                         });
-                        (false, message, Some(failure.error.code()))
+                        OrderOutcome {
+                            ok: false,
+                            message,
+                            code: Some(failure.error.code().to_string()),
+                            step: Some(failure.error.step()),
+                        }
                     }
                 };
-                for id in waiting {
-                    self.answer(&state_dir, &domain, &id, ok, message.clone(), code);
+                for waiter in waiting {
+                    self.answer(&state_dir, &domain, waiter, &outcome);
                 }
             }
         }
     }
 
-    fn answer(
-        &self,
-        state_dir: &Path,
-        domain: &str,
-        id: &str,
-        ok: bool,
-        message: String,
-        code: Option<&str>,
-    ) {
-        let result = RenewResult {
-            id: id.to_string(),
-            ok,
-            message,
-            code: code.map(str::to_string),
-            finished_at: (self.clock)(),
-        };
-        if let Err(e) = control::write_result(state_dir, domain, &result) {
-            tracing::error!(domain, "cannot write the renewal result: {e}");
+    /// Tells `waiter` how the order for `domain` ended.
+    fn answer(&self, state_dir: &Path, domain: &str, waiter: Waiter, outcome: &OrderOutcome) {
+        match waiter {
+            Waiter::Watch(tx) => {
+                let _ = tx.send(OrderEvent::Done(outcome.clone()));
+            }
+            Waiter::File(id) => {
+                let result = RenewResult {
+                    id,
+                    ok: outcome.ok,
+                    message: outcome.message.clone(),
+                    code: outcome.code.clone(),
+                    finished_at: (self.clock)(),
+                };
+                if let Err(e) = control::write_result(state_dir, domain, &result) {
+                    tracing::error!(domain, "cannot write the renewal result: {e}");
+                }
+            }
         }
     }
 
@@ -1043,6 +1105,16 @@ impl<I: Issuer> Manager<I> {
         if let Err(e) = control::write_status(&state_dir, &status) {
             tracing::warn!("cannot write the ACME status file: {e}");
         }
+    }
+}
+
+/// The outcome for a request ACME will not act on.
+fn not_managed(message: String) -> OrderOutcome {
+    OrderOutcome {
+        ok: false,
+        message,
+        code: Some("NotManaged".into()),
+        step: None,
     }
 }
 
