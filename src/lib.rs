@@ -16,6 +16,7 @@
 //! | `resolver.rs` | the rustls resolver over the one `ArcSwap<Snapshot>` |
 //! | `inspect.rs` | what `check` and `resolve` report |
 //! | `monitor.rs` | expiry monitoring: served certificates checked hourly, logged daily |
+//! | `metrics.rs` | Prometheus metrics: atomic counters on the hot paths, text rendered per scrape |
 //! | `proxy/` | listeners, TLS, HTTP |
 //! | `main.rs` | the command line |
 //!
@@ -30,6 +31,7 @@ pub mod challenge;
 pub mod config;
 pub mod fsio;
 pub mod inspect;
+pub mod metrics;
 pub mod monitor;
 pub mod pem;
 pub mod proxy;
@@ -111,6 +113,9 @@ pub struct RunOptions {
     pub reloads: reload::ReloadReceiver,
     /// The ACME task's clock ([`acme::manager::system_clock`] but in tests).
     pub clock: acme::manager::Clock,
+    /// The metrics to count into, shared with whatever renders them; `None`
+    /// makes [`run_with`] create them from the configuration.
+    pub metrics: Option<Arc<metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -132,6 +137,7 @@ impl RunOptions {
                 challenges: Arc::new(ChallengeStore::default()),
                 reloads,
                 clock: acme::manager::system_clock(),
+                metrics: None,
             },
             handle,
         )
@@ -151,7 +157,9 @@ pub async fn run_with(
         challenges,
         reloads,
         clock,
+        metrics,
     } = options;
+    let metrics = metrics.unwrap_or_else(|| crate::metrics::Metrics::new(&config));
     let reload_handle = reloads.handle();
     let build_config = config.clone();
     let snapshot = tokio::task::spawn_blocking(move || {
@@ -174,6 +182,7 @@ pub async fn run_with(
     let reload_task = tokio::spawn(
         reload::ReloadTask::new(config.clone(), store.clone(), reloads)
             .publish_config(config_tx)
+            .with_metrics(metrics.clone())
             .run(stop_reloads.clone()),
     );
     let monitor_task = tokio::spawn(monitor::run(
@@ -181,7 +190,7 @@ pub async fn run_with(
         config.acme.warn_days,
         stop_reloads.clone(),
     ));
-    let served = proxy::serve(&config, sockets, store, challenges, shutdown).await;
+    let served = proxy::serve(&config, sockets, store, challenges, metrics, shutdown).await;
     stop_reloads.cancel();
     let _ = reload_task.await;
     let _ = acme_task.await;

@@ -27,6 +27,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use tokio::sync::mpsc;
 
 use crate::config::{CertificateSource, Config, ListenerConfig};
+use crate::metrics::Metrics;
 use crate::resolver::SnapshotStore;
 use crate::snapshot::{
     Changes, DefaultPolicy, Place, STORED_CERTIFICATES_DIR, Severity, Snapshot, SourceReport,
@@ -193,6 +194,7 @@ pub struct ReloadTask {
     watched: HashSet<PathBuf>,
     rescan: Duration,
     published: Option<tokio::sync::watch::Sender<std::sync::Arc<Config>>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ReloadTask {
@@ -207,6 +209,7 @@ impl ReloadTask {
             watcher: None,
             watched: HashSet::new(),
             published: None,
+            metrics: None,
         }
     }
 
@@ -217,6 +220,12 @@ impl ReloadTask {
         sender: tokio::sync::watch::Sender<std::sync::Arc<Config>>,
     ) -> Self {
         self.published = Some(sender);
+        self
+    }
+
+    /// Also counts every reload in `sniwalk_reloads_total`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -272,6 +281,16 @@ impl ReloadTask {
     }
 
     async fn reload(&mut self, all: bool, files: HashSet<PathBuf>) {
+        let ok = self.rebuild(all, files).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.reload(ok);
+        }
+    }
+
+    /// Re-reads the configuration (if asked) and rebuilds the snapshot;
+    /// false if the configuration file or the rebuild failed.
+    async fn rebuild(&mut self, all: bool, files: HashSet<PathBuf>) -> bool {
+        let mut config_loaded = true;
         let config_changed = all
             || files.contains(&self.config.file)
             || files.contains(&crate::config::DomainStore::path(&self.config.state_dir));
@@ -292,6 +311,7 @@ impl ReloadTask {
                     }
                 }
                 Err(e) => {
+                    config_loaded = false;
                     tracing::error!(
                         file = %self.config.file.display(),
                         "{e}; keeping the running configuration until the file is fixed"
@@ -326,17 +346,18 @@ impl ReloadTask {
             Ok((previous, Ok(next))) => (previous, next),
             Ok((_, Err(e))) => {
                 tracing::error!("reload failed: {e}; the running certificates stay");
-                return;
+                return false;
             }
             Err(e) => {
                 tracing::error!("reload task failed: {e}; the running certificates stay");
-                return;
+                return false;
             }
         };
         let changed = log_changes(&previous, &next);
         if changed || config_changed {
             self.store.store(Arc::new(next));
         }
+        config_loaded
     }
 
     fn start_watcher(&mut self) {
@@ -633,5 +654,43 @@ mod tests {
             Duration::from_secs(7)
         );
         assert_eq!(merged.domains.len(), 2, "domains apply");
+    }
+
+    /// Every reload counts once: ok when the snapshot was rebuilt, failed
+    /// when the configuration file does not load (even though the
+    /// certificates are then rebuilt from the running configuration).
+    #[tokio::test]
+    async fn reloads_are_counted_by_result() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("proxy.yaml");
+        let yaml = format!(
+            "master_domain: a.test\nstate_dir: {}\ndomains:\n  a.test: {{}}\n\
+             listeners:\n  - name: plain\n    kind: http\n    bind: 127.0.0.1:1\n",
+            dir.path().join("state").display()
+        );
+        std::fs::write(&file, &yaml).expect("write");
+        let c = Config::load(&file).expect("valid");
+        let snapshot = Snapshot::build(&c, None, DefaultPolicy::InMemory, 0).expect("builds");
+        let store = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
+        let metrics = Metrics::new(&c);
+        let (_handle, receiver) = channel();
+        let mut task = ReloadTask::new(c, store.clone(), receiver).with_metrics(metrics.clone());
+        let count = |result: &str| {
+            let text = metrics.render(&store.load());
+            let line = format!("sniwalk_reloads_total{{result=\"{result}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(line.as_str()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {line} in {text}"))
+        };
+
+        task.reload(true, HashSet::new()).await;
+        assert_eq!((count("ok"), count("failed")), (1, 0));
+        std::fs::write(&file, "master_domain: [").expect("break the file");
+        task.reload(true, HashSet::new()).await;
+        assert_eq!((count("ok"), count("failed")), (1, 1));
+        std::fs::write(&file, &yaml).expect("fix the file");
+        task.reload(false, HashSet::from([file.clone()])).await;
+        assert_eq!((count("ok"), count("failed")), (2, 1));
     }
 }

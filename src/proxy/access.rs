@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use super::forward::ProxyBody;
 use super::io::InFlight;
+use crate::metrics::ListenerMetrics;
 use crate::tree::Step;
 
 /// One access-log line, written when the response body is done.
@@ -38,24 +40,44 @@ pub struct AccessLog {
     pub started: Instant,
 }
 
+/// What the request metrics need when the response body is done (counted
+/// whether the access log is on or off).
+#[derive(Debug)]
+pub struct RequestCount {
+    /// The listener's counters.
+    pub metrics: Arc<ListenerMetrics>,
+    /// Response status.
+    pub status: u16,
+    /// When the request arrived.
+    pub started: Instant,
+}
+
 /// A response body that counts what it sends, ends the request when it is
 /// done (for the idle clock of [`super::io::TimedIo`]) and writes the access log line
-/// then, so streamed bodies are logged with their real size and duration.
+/// and counts the request then, so streamed bodies are logged and measured
+/// with their real size and duration.
 #[derive(Debug)]
 pub struct LoggedBody {
     inner: ProxyBody,
     bytes: u64,
     log: Option<AccessLog>,
+    count: RequestCount,
     _in_flight: InFlight,
 }
 
 impl LoggedBody {
     /// Wraps a response body; `log` is `None` when the access log is off.
-    pub fn new(inner: ProxyBody, log: Option<AccessLog>, in_flight: InFlight) -> Self {
+    pub fn new(
+        inner: ProxyBody,
+        log: Option<AccessLog>,
+        count: RequestCount,
+        in_flight: InFlight,
+    ) -> Self {
         LoggedBody {
             inner,
             bytes: 0,
             log,
+            count,
             _in_flight: in_flight,
         }
     }
@@ -89,6 +111,10 @@ impl Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
+        let count = &self.count;
+        count
+            .metrics
+            .request_done(count.status, count.started.elapsed());
         if let Some(log) = self.log.take() {
             tracing::info!(
                 target: "sniwalk::access",

@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use super::Lifecycle;
 use super::io::{Activity, TunnelEnd, copy_with_idle_timeout};
 use crate::config::{HttpBackend, Limits};
+use crate::metrics::BackendError;
 
 /// The body type every response of an `https` listener has.
 pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -54,8 +55,11 @@ pub struct Forwarder {
 pub struct Forwarded {
     /// The response to send to the client.
     pub response: Response<ProxyBody>,
-    /// A failure worth a log line (the response is then 502 or 504).
+    /// A failure worth a log line (the response is then 400, 502 or 504).
     pub failure: Option<String>,
+    /// How the backend failed, for `sniwalk_backend_errors_total` (`None`
+    /// when it did not: success, or a request refused before it was sent).
+    pub error: Option<BackendError>,
 }
 
 /// Per-request facts the forwarder uses.
@@ -112,7 +116,13 @@ impl Forwarder {
         let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
         let uri: Uri = match format!("http://{}{path}", backend.authority).parse() {
             Ok(uri) => uri,
-            Err(_) => return failed(StatusCode::BAD_REQUEST, "invalid request target".into()),
+            Err(_) => {
+                return failed(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    "invalid request target".into(),
+                );
+            }
         };
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
@@ -136,16 +146,19 @@ impl Forwarder {
                 Ok(Ok(response)) => response,
                 Ok(Err(e)) => {
                     let timed_out = is_timeout(&e);
-                    let status = if timed_out {
-                        StatusCode::GATEWAY_TIMEOUT
+                    let (status, kind) = if timed_out {
+                        (StatusCode::GATEWAY_TIMEOUT, BackendError::Timeout)
+                    } else if e.is_connect() {
+                        (StatusCode::BAD_GATEWAY, BackendError::Connect)
                     } else {
-                        StatusCode::BAD_GATEWAY
+                        (StatusCode::BAD_GATEWAY, BackendError::Other)
                     };
-                    return failed(status, describe_client_error(&e, timed_out));
+                    return failed(status, Some(kind), describe_client_error(&e, timed_out));
                 }
                 Err(_) => {
                     return failed(
                         StatusCode::GATEWAY_TIMEOUT,
+                        Some(BackendError::Timeout),
                         format!(
                             "no response headers within {} s",
                             self.backend_timeout.as_secs()
@@ -192,6 +205,7 @@ impl Forwarder {
                 // A 101 nobody asked for cannot be relayed.
                 return failed(
                     StatusCode::BAD_GATEWAY,
+                    Some(BackendError::Other),
                     "unexpected 101 from the backend".into(),
                 );
             }
@@ -201,6 +215,7 @@ impl Forwarder {
         Forwarded {
             response: response.map(|body| body.boxed_unsync()),
             failure: None,
+            error: None,
         }
     }
 }
@@ -291,10 +306,11 @@ fn describe_client_error(error: &hyper_util::client::legacy::Error, timed_out: b
     text
 }
 
-fn failed(status: StatusCode, failure: String) -> Forwarded {
+fn failed(status: StatusCode, error: Option<BackendError>, failure: String) -> Forwarded {
     Forwarded {
         response: plain(status, status.canonical_reason().unwrap_or("error")),
         failure: Some(failure),
+        error,
     }
 }
 

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 
-use super::access::{AccessLog, LoggedBody};
+use super::access::{AccessLog, LoggedBody, RequestCount};
 use super::forward::{ProxyBody, plain};
 use super::io::{Activity, Protocol, TimedIo};
 use super::{Lifecycle, ListenerShared, PerLimits};
@@ -137,7 +137,12 @@ fn handle(
         backend: None,
         started,
     });
-    response.map(|body| LoggedBody::new(body, log, in_flight))
+    let count = RequestCount {
+        metrics: listener.shared.metrics.clone(),
+        status: response.status().as_u16(),
+        started,
+    };
+    response.map(|body| LoggedBody::new(body, log, count, in_flight))
 }
 
 /// 308 to the same host (with `https_port` if set), path and query.

@@ -16,7 +16,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::access::{AccessLog, LoggedBody};
+use super::access::{AccessLog, LoggedBody, RequestCount};
 use super::forward::{Forwarder, ProxyBody, RequestFacts, plain};
 use super::io::{Activity, Protocol, TimedIo};
 use super::{Lifecycle, ListenerShared, PerLimits};
@@ -85,6 +85,15 @@ impl Connection {
     }
 }
 
+/// What a connection takes from the certificate choice made after its
+/// handshake (one snapshot load for all of it).
+struct Served {
+    step: Step,
+    domain: Option<String>,
+    certificate: Arc<LoadedCertificate>,
+    limits: Limits,
+}
+
 /// Serves one accepted TCP connection until it closes or shutdown ends it.
 pub async fn serve_connection(
     tcp: TcpStream,
@@ -94,7 +103,17 @@ pub async fn serve_connection(
     lifecycle: Lifecycle,
 ) {
     let shared = &listener.shared;
-    let Some(stream) = super::handshake(tcp, peer, &tls, shared).await else {
+    let index = shared.index;
+    let default_limits = shared.config.limits;
+    let handshake = super::handshake(tcp, peer, &tls, shared, |snapshot, choice| Served {
+        step: choice.step,
+        domain: choice.domain.map(str::to_owned),
+        certificate: choice.certificate.clone(),
+        limits: snapshot
+            .listener(index)
+            .map_or(default_limits, |settings| settings.limits),
+    });
+    let Some((stream, served)) = handshake.await else {
         return;
     };
     let (_, tls_connection) = stream.get_ref();
@@ -103,21 +122,16 @@ pub async fn serve_connection(
         Some(b"h2") => Protocol::Http2,
         _ => Protocol::Http1,
     };
-    let snapshot = shared.store.load();
-    let choice = snapshot.choose(shared.index, sni.as_deref());
     let activity = Arc::new(Activity::default());
+    let limits = served.limits;
     let connection = Arc::new(Connection {
         peer,
-        step: choice.step,
-        domain: choice.domain.map(str::to_owned),
-        certificate: choice.certificate.clone(),
+        step: served.step,
+        domain: served.domain,
+        certificate: served.certificate,
         sni,
         activity: activity.clone(),
     });
-    let limits = snapshot
-        .listener(shared.index)
-        .map_or(shared.config.limits, |settings| settings.limits);
-    drop(snapshot);
 
     let io = TimedIo::new(
         stream,
@@ -202,6 +216,9 @@ async fn handle(
                 };
                 let forwarder = listener.forwarder.get(&settings.limits);
                 let forwarded = forwarder.1.forward(request, &target, facts).await;
+                if let Some(kind) = forwarded.error {
+                    shared.metrics.backend_error(&target.authority, kind);
+                }
                 failure = forwarded.failure;
                 forwarded.response
             }
@@ -232,7 +249,12 @@ async fn handle(
         backend,
         started,
     });
-    response.map(|body| LoggedBody::new(body, log, in_flight))
+    let count = RequestCount {
+        metrics: shared.metrics.clone(),
+        status: response.status().as_u16(),
+        started,
+    };
+    response.map(|body| LoggedBody::new(body, log, count, in_flight))
 }
 
 /// The 421 rule: a request whose host the served certificate does not

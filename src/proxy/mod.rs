@@ -24,7 +24,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::challenge::{ACME_TLS_ALPN, ChallengeStore};
 use crate::config::{Config, ListenerConfig, ListenerKind};
+use crate::metrics::{FailureReason, ListenerMetrics, Metrics};
 use crate::resolver::{HandshakeEvents, SnapshotStore, SniResolver};
+use crate::snapshot::{Choice, Snapshot};
 
 pub mod access;
 pub mod forward;
@@ -81,6 +83,9 @@ pub struct ListenerShared {
     pub store: SnapshotStore,
     /// Flags raised by the resolver.
     pub events: Arc<HandshakeEvents>,
+    /// The listener's counters, looked up once so counting is an atomic
+    /// increment.
+    pub metrics: Arc<ListenerMetrics>,
 }
 
 impl ListenerShared {
@@ -194,6 +199,16 @@ enum Handler {
     Http(Arc<http::HttpListener>),
 }
 
+impl Handler {
+    fn shared(&self) -> &ListenerShared {
+        match self {
+            Handler::Https(_, listener) => &listener.shared,
+            Handler::Tls(_, listener) => &listener.shared,
+            Handler::Http(listener) => &listener.shared,
+        }
+    }
+}
+
 /// Serves every listener until `shutdown` completes, then shuts down as the
 /// module documentation says.
 pub async fn serve(
@@ -201,6 +216,7 @@ pub async fn serve(
     sockets: Vec<TcpListener>,
     store: SnapshotStore,
     challenges: Arc<ChallengeStore>,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     if sockets.len() != config.listeners.len() {
@@ -218,6 +234,7 @@ pub async fn serve(
             config: listener.clone(),
             store: store.clone(),
             events: events.clone(),
+            metrics: metrics.listener(index, listener),
         };
         let handler = match listener.kind {
             ListenerKind::Https => Handler::Https(
@@ -325,6 +342,8 @@ async fn accept_loop(
         let task_lifecycle = lifecycle.clone();
         lifecycle.tracker.spawn(async move {
             let _permit = permit;
+            // Counted open until this task ends, however it ends.
+            let _open = handler.shared().metrics.connection_opened();
             match &*handler {
                 Handler::Https(tls, listener) => {
                     https::serve_connection(
@@ -368,23 +387,37 @@ where
     }
 }
 
-/// Runs the TLS handshake within the listener's handshake timeout and logs
-/// the first use of the default certificate (flagged by the resolver, which
-/// may not log itself).
-async fn handshake(
+/// Runs the TLS handshake within the listener's handshake timeout, counts
+/// it, and logs the first use of the default certificate (flagged by the
+/// resolver, which may not log itself).
+///
+/// Returns the stream and what `describe` takes from the certificate
+/// choice for the connection's SNI. That choice is made again here, after
+/// the handshake, from the current snapshot: rustls keeps nothing of the
+/// resolver's call, and one lookup (tens of nanoseconds, no lock) is what
+/// the connection needs anyway for its logs and status page. A swap between
+/// the two lookups changes only what is reported, never what was served.
+async fn handshake<T>(
     tcp: TcpStream,
     peer: SocketAddr,
     tls: &TlsAcceptor,
     shared: &ListenerShared,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    describe: impl FnOnce(&Snapshot, Choice<'_>) -> T,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, T)> {
     let timeout = shared.settings().limits.handshake_timeout;
     let stream = match tokio::time::timeout(timeout, tls.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
-            tracing::debug!(listener = %shared.config.name, %peer, failure = %e, "TLS handshake failed");
+            let reason = FailureReason::of_io(&e);
+            shared.metrics.handshake_failed(reason);
+            tracing::debug!(
+                listener = %shared.config.name, %peer, failure = %e, reason = reason.as_str(),
+                "TLS handshake failed"
+            );
             return None;
         }
         Err(_) => {
+            shared.metrics.handshake_failed(FailureReason::Timeout);
             tracing::debug!(listener = %shared.config.name, %peer, "TLS handshake timed out");
             return None;
         }
@@ -392,19 +425,22 @@ async fn handshake(
     if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
         // A TLS-ALPN-01 validation: the handshake was the answer (RFC 8737
         // §3); nothing is served on such a connection.
+        shared.metrics.acme_challenge_handshake();
         tracing::debug!(listener = %shared.config.name, %peer, "tls-alpn-01 validation connection closed");
         let mut stream = stream;
         let close = tokio::io::AsyncWriteExt::shutdown(&mut stream);
         let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
         return None;
     }
+    let snapshot = shared.store.load();
+    let sni = stream.get_ref().1.server_name();
+    let choice = snapshot.choose(shared.index, sni);
+    shared.metrics.handshake_ok(choice.step);
     if shared.events.take_first_default_use() {
-        let sni = stream.get_ref().1.server_name().unwrap_or("-").to_owned();
-        let snapshot = shared.store.load();
         let default = snapshot.default_certificate();
         tracing::warn!(
             listener = %shared.config.name,
-            %sni,
+            sni = sni.unwrap_or("-"),
             %peer,
             file = %default.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "(in memory)".into()),
             subject = %default.facts.subject,
@@ -412,5 +448,7 @@ async fn handshake(
              and the listener has no working certdir"
         );
     }
-    Some(stream)
+    let described = describe(&snapshot, choice);
+    drop(snapshot);
+    Some((stream, described))
 }

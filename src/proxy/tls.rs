@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use super::io::{TunnelEnd, copy_with_idle_timeout};
 use super::{Lifecycle, ListenerShared};
 use crate::config::TcpBackend;
+use crate::metrics::BackendError;
 
 /// What every connection of one `tls` listener shares.
 #[derive(Debug)]
@@ -35,15 +36,11 @@ pub async fn serve_connection(
     let settings = shared.settings();
     let limits = settings.limits;
     let local = tcp.local_addr().ok();
-    let Some(mut client) = super::handshake(tcp, peer, &tls, shared).await else {
+    let handshake = super::handshake(tcp, peer, &tls, shared, |_, choice| choice.step);
+    let Some((mut client, step)) = handshake.await else {
         return;
     };
     let sni = client.get_ref().1.server_name().map(str::to_owned);
-    let step = shared
-        .store
-        .load()
-        .choose(shared.index, sni.as_deref())
-        .step;
     let Some(TcpBackend { address }) = &settings.backend else {
         // Configuration validation requires a backend on `tls` listeners.
         return;
@@ -56,13 +53,20 @@ pub async fn serve_connection(
     let mut backend = match connected {
         Ok(Ok(backend)) => backend,
         failed => {
-            let failure = match failed {
-                Ok(Err(e)) => e.to_string(),
-                _ => format!(
-                    "connect timed out after {} s",
-                    limits.backend_connect_timeout.as_secs()
+            let (kind, failure) = match failed {
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    (BackendError::Timeout, e.to_string())
+                }
+                Ok(Err(e)) => (BackendError::Connect, e.to_string()),
+                _ => (
+                    BackendError::Timeout,
+                    format!(
+                        "connect timed out after {} s",
+                        limits.backend_connect_timeout.as_secs()
+                    ),
                 ),
             };
+            shared.metrics.backend_error(address, kind);
             tracing::warn!(
                 listener = %shared.config.name, %peer, sni = sni.as_deref().unwrap_or("-"),
                 backend = %address, failure = %failure,
@@ -76,6 +80,7 @@ pub async fn serve_connection(
     if settings.proxy_protocol {
         let destination = local.unwrap_or(peer);
         if let Err(e) = backend.write_all(&proxy_v2_header(peer, destination)).await {
+            shared.metrics.backend_error(address, BackendError::Other);
             tracing::warn!(listener = %shared.config.name, %peer, backend = %address, error = %e, "cannot send the PROXY header");
             return;
         }

@@ -110,6 +110,9 @@ pub struct TestProxy {
     /// Existing folders the reload task must watch (see
     /// [`TestProxy::start_with_reload`]).
     source_dirs: Vec<PathBuf>,
+    /// The metrics the proxy counts into (see
+    /// [`TestProxy::start_with_metrics`]).
+    pub metrics: Option<Arc<sniwalk::metrics::Metrics>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), sniwalk::RunError>>>,
 }
@@ -167,6 +170,18 @@ impl TestProxy {
         (proxy, handle)
     }
 
+    /// [`TestProxy::start`] through `run_with` with metrics made for the
+    /// configuration, kept in [`TestProxy::metrics`] for the test to
+    /// render; returns the handle of the reload channel too.
+    pub async fn start_with_metrics(
+        dir: &Path,
+        yaml: &str,
+    ) -> (TestProxy, sniwalk::reload::ReloadHandle) {
+        let (handle, receiver) = sniwalk::reload::channel();
+        let proxy = Self::launch(dir, yaml, Launch::Metrics(receiver)).await;
+        (proxy, handle)
+    }
+
     async fn launch(dir: &Path, yaml: &str, how: Launch) -> TestProxy {
         install_provider();
         let path = dir.join("proxy.yaml");
@@ -185,6 +200,7 @@ impl TestProxy {
         };
         let config_kinds = config.listeners.iter().map(|l| l.kind).collect();
         let source_dirs = source_dirs(&config);
+        let mut metrics = None;
         let task = match how {
             Launch::Plain => tokio::spawn(sniwalk::run(config, sockets, shutdown)),
             Launch::Challenges(challenges) => tokio::spawn(sniwalk::run_with_challenges(
@@ -197,15 +213,32 @@ impl TestProxy {
                     challenges: Arc::new(sniwalk::challenge::ChallengeStore::default()),
                     reloads,
                     clock: sniwalk::acme::manager::system_clock(),
+                    metrics: None,
                 },
                 shutdown,
             )),
+            Launch::Metrics(reloads) => {
+                let made = sniwalk::metrics::Metrics::new(&config);
+                metrics = Some(made.clone());
+                tokio::spawn(sniwalk::run_with(
+                    config,
+                    sockets,
+                    sniwalk::RunOptions {
+                        challenges: Arc::new(sniwalk::challenge::ChallengeStore::default()),
+                        reloads,
+                        clock: sniwalk::acme::manager::system_clock(),
+                        metrics: Some(made),
+                    },
+                    shutdown,
+                ))
+            }
         };
         TestProxy {
             dir: dir.to_path_buf(),
             addrs,
             config_kinds,
             source_dirs,
+            metrics,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -318,6 +351,9 @@ enum Launch {
     Challenges(Arc<sniwalk::challenge::ChallengeStore>),
     /// `run_with`, with the receiving end of a reload channel.
     Reload(sniwalk::reload::ReloadReceiver),
+    /// `run_with`, with metrics made for the configuration and the
+    /// receiving end of a reload channel.
+    Metrics(sniwalk::reload::ReloadReceiver),
 }
 
 /// Accepts any server certificate: the tests check which one was served by

@@ -1,0 +1,711 @@
+//! Prometheus metrics: counters bumped on the hot paths, and the text
+//! exposition rendered on demand. No I/O here; the admin listener serves
+//! [`Metrics::render`] at `GET /metrics` with [`CONTENT_TYPE`].
+//!
+//! Hot-path rule (issue 6): "Counters on the hot path are atomics; no lock
+//! on the handshake path." prometheus-client's `Family::get_or_create`
+//! takes a lock, so every per-listener series is looked up **once**, when
+//! the listeners start ([`Metrics::listener`]), into a [`ListenerMetrics`]
+//! of plain handles (`Counter`/`Gauge` are an `Arc` around an atomic). A
+//! handshake then costs one relaxed `fetch_add`; a request one per counter
+//! and two for the duration histogram, which is our own atomic one
+//! (`DurationHistogram`) because prometheus-client's takes a mutex per
+//! observation. Only error paths (backend errors) and rare events (reloads,
+//! ACME orders) go through a `Family` lookup.
+//!
+//! The certificate gauges are not stored at all: [`Metrics::render`] reads
+//! them from the snapshot it is given, so a removed certificate disappears
+//! from the next scrape.
+//!
+//! All names start with `sniwalk_` (`Registry::with_prefix`); counters get
+//! their `_total` suffix and seconds their `_seconds` suffix from
+//! prometheus-client, as OpenMetrics wants.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::acme::schedule::ExpiryState;
+use crate::config::{Config, ListenerConfig, ListenerKind};
+use crate::snapshot::{Place, Snapshot};
+use crate::tree::Step;
+
+/// The content type to serve [`Metrics::render`]'s output with.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every metric of the proxy. Created once per process with
+/// [`Metrics::new`] and shared (`Arc`) by the listeners, the reload task,
+/// the ACME manager and whatever serves `/metrics`.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Handles by listener position, made by [`Metrics::new`].
+    listeners: Vec<Arc<ListenerMetrics>>,
+    handshakes: Family<HandshakeLabels, Counter>,
+    handshake_failures: Family<FailureLabels, Counter>,
+    connections_active: Family<ListenerLabel, Gauge>,
+    connections: Family<ListenerLabel, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Family<ListenerLabel, DurationHistogram>,
+    backend_errors: Family<BackendLabels, Counter>,
+    reloads: Family<ResultLabel, Counter>,
+    acme_orders: Family<ResultLabel, Counter>,
+}
+
+impl Metrics {
+    /// The metrics for `config`'s listeners, every series they can have
+    /// created at zero (so a rate over a series that never moved is 0, not
+    /// missing).
+    pub fn new(config: &Config) -> Arc<Metrics> {
+        let mut metrics = Metrics {
+            listeners: Vec::new(),
+            handshakes: Family::default(),
+            handshake_failures: Family::default(),
+            connections_active: Family::default(),
+            connections: Family::default(),
+            requests: Family::default(),
+            request_duration: Family::default(),
+            backend_errors: Family::default(),
+            reloads: Family::default(),
+            acme_orders: Family::default(),
+        };
+        metrics.listeners = config
+            .listeners
+            .iter()
+            .map(|listener| Arc::new(metrics.make_listener(listener)))
+            .collect();
+        // Looking a series up creates it (at zero); the guard is not needed.
+        for result in [RELOAD_OK, RELOAD_FAILED] {
+            drop(metrics.reloads.get_or_create(&ResultLabel { result }));
+        }
+        for result in [ORDER_ISSUED, ORDER_FAILED] {
+            drop(metrics.acme_orders.get_or_create(&ResultLabel { result }));
+        }
+        Arc::new(metrics)
+    }
+
+    /// The handles of listener number `index` (its position in the
+    /// configuration). A listener [`Metrics::new`] did not see at that
+    /// position gets handles made now (a lock, once per listener start).
+    pub fn listener(&self, index: usize, listener: &ListenerConfig) -> Arc<ListenerMetrics> {
+        match self.listeners.get(index) {
+            Some(made) if made.name == listener.name && made.kind == listener.kind => made.clone(),
+            _ => Arc::new(self.make_listener(listener)),
+        }
+    }
+
+    /// Counts a finished ACME order: a certificate issued (`ok`) or an
+    /// order that failed (it is retried on the backoff schedule).
+    pub fn acme_order(&self, ok: bool) {
+        let result = if ok { ORDER_ISSUED } else { ORDER_FAILED };
+        self.acme_orders
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Counts a reload: the snapshot was rebuilt (`ok`), or the rebuild or
+    /// the configuration file failed (the running state stays).
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { RELOAD_OK } else { RELOAD_FAILED };
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// The whole text exposition (OpenMetrics, ending in `# EOF`), with
+    /// the certificate gauges read from `snapshot`.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
+        self.render_at(snapshot, crate::unix_now())
+    }
+
+    /// [`Metrics::render`] at `now` (Unix seconds), which only decides
+    /// whether a certificate counts as expired.
+    fn render_at(&self, snapshot: &Snapshot, now: i64) -> String {
+        // A registry per scrape: it holds clones of the families (an `Arc`
+        // each), plus certificate gauges made from this snapshot, so the
+        // output is one exposition with one `# EOF`. About a dozen
+        // registrations, nothing next to encoding the text.
+        let mut registry = Registry::with_prefix("sniwalk");
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes by outcome (ok, failed) and how the certificate was chosen \
+             (exact, ancestor, master, certdir, default, acme-challenge; none when failed)",
+            self.handshakes.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Failed TLS handshakes by reason",
+            self.handshake_failures.clone(),
+        );
+        registry.register(
+            "connections_active",
+            "Connections open now",
+            self.connections_active.clone(),
+        );
+        registry.register(
+            "connections",
+            "Connections accepted",
+            self.connections.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by status class",
+            self.requests.clone(),
+        );
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from a request's arrival to the end of its response body",
+            Unit::Seconds,
+            self.request_duration.clone(),
+        );
+        registry.register(
+            "backend_errors",
+            "Requests or tunnels whose backend failed: connect (refused, unreachable), \
+             timeout (connect or response headers), other",
+            self.backend_errors.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Reloads: snapshot rebuilt (ok), or rebuild or configuration file failed",
+            self.reloads.clone(),
+        );
+        registry.register(
+            "acme_orders",
+            "ACME orders by result (issued, failed)",
+            self.acme_orders.clone(),
+        );
+        let (not_after, expiry) = certificate_gauges(snapshot, now);
+        registry.register_with_unit(
+            "certificate_not_after",
+            "End of validity (Unix time) of each certificate in use",
+            Unit::Seconds,
+            not_after,
+        );
+        registry.register(
+            "certificate_expiry_state",
+            "Expiry state of each certificate in use: 0 ok, 1 expires soon, 2 expired",
+            expiry,
+        );
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+            // Writing into a String cannot fail; should the encoder refuse
+            // anyway, a scrape gets a valid empty exposition, not half a one.
+            tracing::error!(error = %e, "encoding the metrics failed");
+            return "# EOF\n".to_string();
+        }
+        text
+    }
+
+    /// Looks up (or creates) every series of one listener. Series that do
+    /// not apply to its kind (handshakes on `http`, requests on `tls`) are
+    /// detached handles that no exposition shows.
+    fn make_listener(&self, listener: &ListenerConfig) -> ListenerMetrics {
+        let name = listener.name.clone();
+        let tls = listener.kind.terminates_tls();
+        let http = matches!(listener.kind, ListenerKind::Https | ListenerKind::Http);
+        let handshake = |applies: bool, labels: HandshakeLabels| {
+            if applies {
+                self.handshakes.get_or_create(&labels).clone()
+            } else {
+                Counter::default()
+            }
+        };
+        let handshakes_ok = HANDSHAKE_STEPS.map(|step| {
+            // Only `https` listeners offer ALPN `acme-tls/1`.
+            let applies =
+                tls && (step != ACME_CHALLENGE_STEP || listener.kind == ListenerKind::Https);
+            handshake(
+                applies,
+                HandshakeLabels {
+                    listener: name.clone(),
+                    outcome: "ok",
+                    step,
+                },
+            )
+        });
+        let handshakes_failed = handshake(
+            tls,
+            HandshakeLabels {
+                listener: name.clone(),
+                outcome: "failed",
+                step: "none",
+            },
+        );
+        let failures = FailureReason::ALL.map(|reason| {
+            if tls {
+                self.handshake_failures
+                    .get_or_create(&FailureLabels {
+                        listener: name.clone(),
+                        reason: reason.as_str(),
+                    })
+                    .clone()
+            } else {
+                Counter::default()
+            }
+        });
+        let requests = STATUS_CLASSES.map(|class| {
+            if http {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        listener: name.clone(),
+                        class,
+                    })
+                    .clone()
+            } else {
+                Counter::default()
+            }
+        });
+        let by_listener = ListenerLabel {
+            listener: name.clone(),
+        };
+        let duration = if http {
+            self.request_duration.get_or_create(&by_listener).clone()
+        } else {
+            DurationHistogram::default()
+        };
+        ListenerMetrics {
+            handshakes_ok,
+            handshakes_failed,
+            failures,
+            connections_active: self.connections_active.get_or_create(&by_listener).clone(),
+            connections: self.connections.get_or_create(&by_listener).clone(),
+            requests,
+            duration,
+            backend_errors: self.backend_errors.clone(),
+            name,
+            kind: listener.kind,
+        }
+    }
+}
+
+/// One listener's series, resolved once at start so the hot path is a
+/// plain atomic increment (see the module documentation).
+#[derive(Debug)]
+pub struct ListenerMetrics {
+    /// Successful handshakes, indexed like [`HANDSHAKE_STEPS`].
+    handshakes_ok: [Counter; HANDSHAKE_STEPS.len()],
+    handshakes_failed: Counter,
+    /// Failed handshakes, indexed like [`FailureReason::ALL`].
+    failures: [Counter; FailureReason::ALL.len()],
+    connections_active: Gauge,
+    connections: Counter,
+    /// Requests by status class, 1xx first.
+    requests: [Counter; STATUS_CLASSES.len()],
+    duration: DurationHistogram,
+    /// The shared family (an `Arc`): backend errors are labelled by
+    /// backend, known only when one fails.
+    backend_errors: Family<BackendLabels, Counter>,
+    name: String,
+    kind: ListenerKind,
+}
+
+impl ListenerMetrics {
+    /// Counts a completed handshake whose certificate was chosen by `step`.
+    pub fn handshake_ok(&self, step: Step) {
+        self.handshakes_ok[step_index(step)].inc();
+    }
+
+    /// Counts a completed TLS-ALPN-01 validation handshake.
+    pub fn acme_challenge_handshake(&self) {
+        self.handshakes_ok[ACME_CHALLENGE_INDEX].inc();
+    }
+
+    /// Counts a failed handshake.
+    pub fn handshake_failed(&self, reason: FailureReason) {
+        self.handshakes_failed.inc();
+        self.failures[reason as usize].inc();
+    }
+
+    /// Counts an accepted connection; the returned guard counts it closed
+    /// when dropped (at the end of the connection's task, however it ends).
+    pub fn connection_opened(&self) -> OpenConnection<'_> {
+        self.connections.inc();
+        self.connections_active.inc();
+        OpenConnection { metrics: self }
+    }
+
+    /// Counts an answered request with its status and duration (arrival to
+    /// end of the response body).
+    pub fn request_done(&self, status: u16, duration: Duration) {
+        self.requests[status_class_index(status)].inc();
+        self.duration.observe(duration);
+    }
+
+    /// Counts a failure of `backend` (its `host:port`), on the error path
+    /// only: it looks the series up in the shared family.
+    pub fn backend_error(&self, backend: &str, kind: BackendError) {
+        self.backend_errors
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+                kind: kind.as_str(),
+            })
+            .inc();
+    }
+}
+
+/// An open connection, counted in `sniwalk_connections_active` until
+/// dropped.
+#[derive(Debug)]
+pub struct OpenConnection<'a> {
+    metrics: &'a ListenerMetrics,
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.metrics.connections_active.dec();
+    }
+}
+
+/// Why a TLS handshake failed: a small fixed set, so label values stay
+/// bounded (never the error text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// Not done within the listener's handshake timeout.
+    Timeout,
+    /// The client closed or reset the connection mid-handshake (port
+    /// scanners and health checks that only connect end here too).
+    Eof,
+    /// Another I/O error.
+    Io,
+    /// No protocol version, cipher suite, key exchange group or signature
+    /// scheme in common.
+    PeerIncompatible,
+    /// The client offered ALPN protocols and none of ours.
+    NoApplicationProtocol,
+    /// The client sent an alert refusing our certificate (unknown CA,
+    /// expired, bad or unsupported certificate, wrong name).
+    CertificateRejected,
+    /// The client sent another fatal alert.
+    AlertReceived,
+    /// What arrived is not TLS or not valid at that point (plain HTTP on a
+    /// TLS port lands here).
+    InvalidMessage,
+    /// The client broke the protocol in another way.
+    PeerMisbehaved,
+    /// A client certificate was missing or invalid.
+    BadCertificate,
+    /// Anything else.
+    Other,
+}
+
+impl FailureReason {
+    /// Every reason, in the order of the enum (indexes the counters).
+    pub const ALL: [FailureReason; 11] = [
+        FailureReason::Timeout,
+        FailureReason::Eof,
+        FailureReason::Io,
+        FailureReason::PeerIncompatible,
+        FailureReason::NoApplicationProtocol,
+        FailureReason::CertificateRejected,
+        FailureReason::AlertReceived,
+        FailureReason::InvalidMessage,
+        FailureReason::PeerMisbehaved,
+        FailureReason::BadCertificate,
+        FailureReason::Other,
+    ];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::Eof => "eof",
+            FailureReason::Io => "io",
+            FailureReason::PeerIncompatible => "peer_incompatible",
+            FailureReason::NoApplicationProtocol => "no_application_protocol",
+            FailureReason::CertificateRejected => "certificate_rejected",
+            FailureReason::AlertReceived => "alert_received",
+            FailureReason::InvalidMessage => "invalid_message",
+            FailureReason::PeerMisbehaved => "peer_misbehaved",
+            FailureReason::BadCertificate => "bad_certificate",
+            FailureReason::Other => "other",
+        }
+    }
+
+    /// The reason for an error from tokio-rustls's `accept`, which wraps
+    /// rustls's errors in an `io::Error` of kind `InvalidData`.
+    pub fn of_io(error: &io::Error) -> FailureReason {
+        if let Some(tls) = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return FailureReason::of_tls(tls);
+        }
+        match error.kind() {
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => FailureReason::Eof,
+            io::ErrorKind::TimedOut => FailureReason::Timeout,
+            _ => FailureReason::Io,
+        }
+    }
+
+    /// The reason for a rustls error.
+    pub fn of_tls(error: &rustls::Error) -> FailureReason {
+        use rustls::AlertDescription as Alert;
+        match error {
+            rustls::Error::PeerIncompatible(_) => FailureReason::PeerIncompatible,
+            rustls::Error::NoApplicationProtocol => FailureReason::NoApplicationProtocol,
+            rustls::Error::AlertReceived(
+                Alert::BadCertificate
+                | Alert::UnsupportedCertificate
+                | Alert::CertificateRevoked
+                | Alert::CertificateExpired
+                | Alert::CertificateUnknown
+                | Alert::UnknownCA,
+            ) => FailureReason::CertificateRejected,
+            rustls::Error::AlertReceived(_) => FailureReason::AlertReceived,
+            rustls::Error::InvalidMessage(_)
+            | rustls::Error::InappropriateMessage { .. }
+            | rustls::Error::InappropriateHandshakeMessage { .. }
+            | rustls::Error::PeerSentOversizedRecord
+            | rustls::Error::UnsupportedNameType => FailureReason::InvalidMessage,
+            rustls::Error::PeerMisbehaved(_) | rustls::Error::DecryptError => {
+                FailureReason::PeerMisbehaved
+            }
+            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+                FailureReason::BadCertificate
+            }
+            _ => FailureReason::Other,
+        }
+    }
+}
+
+/// How a backend failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendError {
+    /// It could not be connected: refused, unreachable.
+    Connect,
+    /// Connecting or waiting for its response headers took too long (the
+    /// client got 504 on `https` listeners).
+    Timeout,
+    /// Anything else: the connection broke, the response was invalid.
+    Other,
+}
+
+impl BackendError {
+    /// The `kind` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendError::Connect => "connect",
+            BackendError::Timeout => "timeout",
+            BackendError::Other => "other",
+        }
+    }
+}
+
+/// A request-duration histogram with atomic buckets: prometheus-client's
+/// `Histogram` takes a mutex per observation, which every request of a
+/// listener would contend on.
+///
+/// Buckets double from 0.5 ms to 32.768 s (17 bounds plus `+Inf`). The sum
+/// is kept in nanoseconds, so an observation is two `fetch_add`s and no
+/// compare-and-swap loop on an `f64`. A scrape reads the atomics one by
+/// one: it may see an observation in a bucket and not yet in the sum,
+/// which Prometheus's rate functions shrug off. The count is the sum of the
+/// buckets, so `_count` always equals the `+Inf` bucket.
+#[derive(Debug, Clone, Default)]
+struct DurationHistogram {
+    inner: Arc<HistogramCells>,
+}
+
+#[derive(Debug, Default)]
+struct HistogramCells {
+    /// One cell per bound in [`DURATION_BOUNDS_NS`], then `+Inf`.
+    buckets: [AtomicU64; DURATION_BUCKETS + 1],
+    sum_ns: AtomicU64,
+}
+
+impl DurationHistogram {
+    /// Records one duration.
+    fn observe(&self, duration: Duration) {
+        let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = DURATION_BOUNDS_NS
+            .iter()
+            .position(|&bound| ns <= bound)
+            .unwrap_or(DURATION_BUCKETS);
+        self.inner.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.inner.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// How many durations were recorded.
+    #[cfg(test)]
+    fn count(&self) -> u64 {
+        self.inner
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl TypedMetric for DurationHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for DurationHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let mut buckets = [(0.0, 0); DURATION_BUCKETS + 1];
+        for (i, (bound, count)) in buckets.iter_mut().enumerate() {
+            *bound = DURATION_BOUNDS_NS
+                .get(i)
+                .map_or(f64::INFINITY, |&ns| ns as f64 / 1e9);
+            *count = self.inner.buckets[i].load(Ordering::Relaxed);
+        }
+        let count = buckets.iter().map(|(_, c)| c).sum();
+        let sum = self.inner.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// The `step` label values of successful handshakes: the tree steps in
+/// [`Step`]'s order (see [`step_index`]), then TLS-ALPN-01 validations.
+const HANDSHAKE_STEPS: [&str; 6] = [
+    "exact",
+    "ancestor",
+    "master",
+    "certdir",
+    "default",
+    ACME_CHALLENGE_STEP,
+];
+
+/// The `step` label of TLS-ALPN-01 validation handshakes.
+const ACME_CHALLENGE_STEP: &str = "acme-challenge";
+const ACME_CHALLENGE_INDEX: usize = 5;
+
+/// The `class` label values of requests.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+const RELOAD_OK: &str = "ok";
+const RELOAD_FAILED: &str = "failed";
+const ORDER_ISSUED: &str = "issued";
+const ORDER_FAILED: &str = "failed";
+
+/// Request-duration bucket bounds: 0.5 ms doubling to 32.768 s.
+const DURATION_BUCKETS: usize = 17;
+const DURATION_BOUNDS_NS: [u64; DURATION_BUCKETS] = {
+    let mut bounds = [0; DURATION_BUCKETS];
+    let mut i = 0;
+    while i < DURATION_BUCKETS {
+        bounds[i] = 500_000 << i;
+        i += 1;
+    }
+    bounds
+};
+
+/// Where a step's counter sits in [`HANDSHAKE_STEPS`].
+fn step_index(step: Step) -> usize {
+    match step {
+        Step::Exact => 0,
+        Step::Ancestor => 1,
+        Step::Master => 2,
+        Step::Certdir => 3,
+        Step::Default => 4,
+    }
+}
+
+/// Where a status's counter sits in [`STATUS_CLASSES`]. hyper lets a
+/// backend send 600–999; such a broken answer is relayed and counted with
+/// the server errors.
+fn status_class_index(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, STATUS_CLASSES.len()) - 1
+}
+
+/// The certificate gauges for every certificate in use in `snapshot`.
+fn certificate_gauges(
+    snapshot: &Snapshot,
+    now: i64,
+) -> (
+    Family<CertificateLabels, Gauge>,
+    Family<CertificateLabels, Gauge>,
+) {
+    let not_after = Family::<CertificateLabels, Gauge>::default();
+    let expiry = Family::<CertificateLabels, Gauge>::default();
+    for report in snapshot.reports() {
+        let Some(loaded) = &report.loaded else {
+            continue;
+        };
+        let labels = match &report.place {
+            Place::Domain(name) => CertificateLabels {
+                place: "domain",
+                name: name.clone(),
+            },
+            Place::Certdir(listener) => CertificateLabels {
+                place: "certdir",
+                name: listener.clone(),
+            },
+            Place::Default => CertificateLabels {
+                place: "default",
+                name: "default".to_string(),
+            },
+        };
+        let ends = loaded.facts.not_after;
+        // The report's state dates from the snapshot's build (up to a
+        // re-scan interval ago); "expired" is decided now, so it never lags.
+        let state = if now > ends {
+            2
+        } else {
+            match report.expiry {
+                Some(ExpiryState::Expired) => 2,
+                Some(ExpiryState::ExpiresSoon { .. }) => 1,
+                Some(ExpiryState::Ok) | None => 0,
+            }
+        };
+        not_after.get_or_create(&labels).set(ends);
+        expiry.get_or_create(&labels).set(state);
+    }
+    (not_after, expiry)
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    listener: String,
+    outcome: &'static str,
+    step: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    listener: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    listener: String,
+    class: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    place: &'static str,
+    name: String,
+}
+
+#[cfg(test)]
+mod tests;
