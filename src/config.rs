@@ -161,7 +161,7 @@ impl DomainStore {
             domains.push(DomainConfig {
                 name: name.clone(),
                 certificate: CertificateSource::None,
-                acme: stored.acme.then(|| DomainAcme {
+                acme: stored.acme.then_some(DomainAcme {
                     enabled: true,
                     account_email: None,
                 }),

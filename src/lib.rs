@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod acme;
+pub mod admin;
 pub mod challenge;
 pub mod config;
 pub mod fsio;
@@ -59,6 +60,9 @@ pub enum RunError {
     /// Serving could not start.
     #[error(transparent)]
     Serve(#[from] proxy::ServeError),
+    /// The admin API could not start.
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
     /// The snapshot build task died.
     #[error("building the certificate snapshot failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -116,6 +120,9 @@ pub struct RunOptions {
     /// The metrics to count into, shared with whatever renders them; `None`
     /// makes [`run_with`] create them from the configuration.
     pub metrics: Option<Arc<metrics::Metrics>>,
+    /// The admin listener's socket, already bound (tests); `None` binds
+    /// `admin.bind` when the configuration has an `admin:` block.
+    pub admin_socket: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -138,6 +145,7 @@ impl RunOptions {
                 reloads,
                 clock: acme::manager::system_clock(),
                 metrics: None,
+                admin_socket: None,
             },
             handle,
         )
@@ -158,7 +166,30 @@ pub async fn run_with(
         reloads,
         clock,
         metrics,
+        admin_socket,
     } = options;
+    // The admin API's token and socket first: a mistake there stops the
+    // start, before anything listens.
+    let admin = match &config.admin {
+        None => None,
+        Some(settings) => {
+            let token = settings
+                .token_file
+                .as_deref()
+                .map(admin::read_token)
+                .transpose()?;
+            let socket = match admin_socket {
+                Some(socket) => socket,
+                None => TcpListener::bind(settings.bind).await.map_err(|source| {
+                    admin::AdminError::Bind {
+                        bind: settings.bind,
+                        source,
+                    }
+                })?,
+            };
+            Some((socket, token))
+        }
+    };
     let metrics = metrics.unwrap_or_else(|| crate::metrics::Metrics::new(&config));
     let reload_handle = reloads.handle();
     let build_config = config.clone();
@@ -170,15 +201,26 @@ pub async fn run_with(
     let store = Arc::new(ArcSwap::from_pointee(snapshot));
     let stop_reloads = tokio_util::sync::CancellationToken::new();
     let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config.clone()));
-    let acme_task = tokio::spawn(
-        acme::manager::Manager::new(
-            acme::manager::CaIssuer::new(challenges.clone(), reload_handle, store.clone()),
-            config_rx,
+    let manager = acme::manager::Manager::new(
+        acme::manager::CaIssuer::new(challenges.clone(), reload_handle.clone(), store.clone()),
+        config_rx,
+        store.clone(),
+        clock,
+    )
+    .with_metrics(metrics.clone());
+    let acme_handle = manager.handle();
+    let acme_task = tokio::spawn(manager.run(stop_reloads.clone()));
+    let admin_task = admin.map(|(socket, token)| {
+        let state = admin::AdminState::new(
+            config.clone(),
             store.clone(),
-            clock,
-        )
-        .run(stop_reloads.clone()),
-    );
+            metrics.clone(),
+            reload_handle,
+            acme_handle,
+            token,
+        );
+        tokio::spawn(admin::serve(socket, Arc::new(state), stop_reloads.clone()))
+    });
     let reload_task = tokio::spawn(
         reload::ReloadTask::new(config.clone(), store.clone(), reloads)
             .publish_config(config_tx)
@@ -195,6 +237,9 @@ pub async fn run_with(
     let _ = reload_task.await;
     let _ = acme_task.await;
     let _ = monitor_task.await;
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     served?;
     Ok(())
 }

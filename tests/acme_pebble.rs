@@ -345,7 +345,7 @@ async fn http01_issue_restart_renew_and_ca_down() {
         let status = proxy.status(SHOP);
         assert_eq!(status.failures, 1, "{status:?}");
         let error = status.last_error.clone().expect("error kept");
-        assert_eq!(error.code, "AccountFailed");
+        assert_eq!(error.code, "CaUnavailable");
         assert!(
             status.next_attempt > error.at,
             "retry scheduled: {status:?}"
@@ -358,7 +358,7 @@ async fn http01_issue_restart_renew_and_ca_down() {
             .output()
             .expect("check runs");
         let out = String::from_utf8_lossy(&check.stdout);
-        assert!(out.contains("AccountFailed"), "check shows the ACME error:\n{out}");
+        assert!(out.contains("CaUnavailable"), "check shows the ACME error:\n{out}");
         proxy.stop().await;
     })
     .await;

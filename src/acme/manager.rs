@@ -565,6 +565,7 @@ pub struct Manager<I: Issuer> {
     next_plan: i64,
     status_dirty: bool,
     timing: Timing,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl<I: Issuer> Manager<I> {
@@ -614,6 +615,7 @@ impl<I: Issuer> Manager<I> {
             // ACME never creates the file).
             status_dirty: false,
             timing: Timing::default(),
+            metrics: None,
         }
     }
 
@@ -622,6 +624,12 @@ impl<I: Issuer> Manager<I> {
         ManagerHandle {
             tx: self.commands_tx.clone(),
         }
+    }
+
+    /// Counts orders in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Replaces the default [`Timing`] (tests on a paused clock).
@@ -1061,6 +1069,9 @@ impl<I: Issuer> Manager<I> {
                         }
                     }
                 };
+                if let Some(metrics) = &self.metrics {
+                    metrics.acme_order(outcome.ok);
+                }
                 for waiter in waiting {
                     self.answer(&state_dir, &domain, waiter, &outcome);
                 }

@@ -91,6 +91,10 @@ impl fmt::Display for Step {
     }
 }
 
+/// Our own problem type for a CA that could not be reached at all
+/// (connection refused, TLS or HTTP failure): no problem document exists.
+pub const CA_UNAVAILABLE: &str = "sniwalk:ca-unavailable";
+
 /// The ACME problem type of rate limiting (RFC 8555 §6.7).
 pub const RATE_LIMITED: &str = "urn:ietf:params:acme:error:rateLimited";
 
@@ -156,6 +160,11 @@ impl AcmeError {
     /// A stable code for machines (after seed 002's error codes).
     pub fn code(&self) -> &'static str {
         match self {
+            AcmeError::Account { problem_type, .. } | AcmeError::Order { problem_type, .. }
+                if problem_type.as_deref() == Some(CA_UNAVAILABLE) =>
+            {
+                "CaUnavailable"
+            }
             AcmeError::Account { .. } => "AccountFailed",
             AcmeError::Order { problem_type, .. } if is_rate_limited(problem_type) => "RateLimited",
             AcmeError::Order {
@@ -220,7 +229,13 @@ fn list_or(addresses: &[IpAddr], empty: &str) -> String {
 /// sub-problems, so nothing is lost.
 pub(crate) fn problem_of(error: &instant_acme::Error) -> (String, Option<String>) {
     let problem_type = match error {
+        instant_acme::Error::Api(problem) if problem.status == Some(503) => {
+            Some(CA_UNAVAILABLE.to_string())
+        }
         instant_acme::Error::Api(problem) => problem.r#type.clone(),
+        instant_acme::Error::Other(_)
+        | instant_acme::Error::Hyper(_)
+        | instant_acme::Error::Http(_) => Some(CA_UNAVAILABLE.to_string()),
         _ => None,
     };
     (error.to_string(), problem_type)

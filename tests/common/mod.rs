@@ -214,6 +214,7 @@ impl TestProxy {
                     reloads,
                     clock: sniwalk::acme::manager::system_clock(),
                     metrics: None,
+                    admin_socket: None,
                 },
                 shutdown,
             )),
@@ -228,6 +229,7 @@ impl TestProxy {
                         reloads,
                         clock: sniwalk::acme::manager::system_clock(),
                         metrics: Some(made),
+                        admin_socket: None,
                     },
                     shutdown,
                 ))
