@@ -69,6 +69,18 @@ enum Command {
         /// The ACME-enabled domain.
         domain: String,
     },
+    /// Print the running proxy's certificate status (admin API `/status`)
+    /// as a table.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The admin API, e.g. `http://127.0.0.1:9901` (default: `admin.bind`).
+        #[arg(long)]
+        admin: Option<String>,
+        /// Print the JSON as received.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a self-signed server.key (0600) and server.crt for a local
     /// master domain into a certdir.
     Selfsigned {
@@ -140,6 +152,11 @@ fn main() -> ExitCode {
             timeout,
             domain,
         }) => renew(&config.config, &domain, &timeout),
+        Some(Command::Status {
+            config,
+            admin,
+            json,
+        }) => status(&config.config, admin.as_deref(), json),
         Some(Command::Selfsigned {
             name,
             days,
@@ -267,6 +284,149 @@ fn check(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn status(config_path: &Path, admin: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let settings = config.admin.as_ref();
+    let base = match (admin, settings) {
+        (Some(url), _) => url.trim_end_matches('/').to_string(),
+        (None, Some(settings)) => format!("http://{}", settings.bind),
+        (None, None) => bail!(
+            "{} has no `admin:` block; add one (e.g. `admin: {{ bind: 127.0.0.1:9901 }}`) or pass --admin URL",
+            config.file.display()
+        ),
+    };
+    let token = match settings.and_then(|s| s.token_file.as_deref()) {
+        Some(file) => Some(sniwalk::admin::read_token(file)?),
+        None => None,
+    };
+    let authority = base
+        .strip_prefix("http://")
+        .with_context(|| format!("--admin {base}: give an http:// URL"))?
+        .to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (code, body) = runtime.block_on(admin_get(&authority, "/status", token.as_deref()))?;
+    if code != 200 {
+        bail!("{base}/status answered {code}: {body}");
+    }
+    if json {
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&body).context("the admin API sent no JSON")?;
+    print!("{}", render_status(&report));
+    Ok(if report["system_state"] == "error" {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One GET to the admin API; status code and body.
+async fn admin_get(
+    authority: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    use http_body_util::BodyExt as _;
+    let tcp = tokio::net::TcpStream::connect(authority)
+        .await
+        .with_context(|| {
+            format!("connecting to the admin API at {authority}: is sniwalk running?")
+        })?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+    tokio::spawn(connection);
+    let mut request = hyper::Request::get(path).header(hyper::header::HOST, authority);
+    if let Some(token) = token {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = sender
+        .send_request(request.body(http_body_util::Empty::<bytes::Bytes>::new())?)
+        .await?;
+    let code = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// `/status` JSON as a table for people.
+fn render_status(report: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let mut rows = vec![
+        [
+            "PLACE",
+            "NAME",
+            "MANAGED",
+            "NOT AFTER",
+            "DAYS",
+            "RENEWS",
+            "STATE",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    let mut problems = Vec::new();
+    for row in report["certificates"].as_array().into_iter().flatten() {
+        let managed = if row["acme_issued"] == true {
+            "acme"
+        } else if row["sha256"].is_null() {
+            "-"
+        } else {
+            "hand"
+        };
+        let renews = row["acme"]["renew_at"]
+            .as_i64()
+            .map(sniwalk::inspect::rfc3339)
+            .unwrap_or_else(|| "-".into());
+        rows.push(vec![
+            text(&row["place"]),
+            text(&row["name"]),
+            managed.to_string(),
+            text(&row["not_after"]),
+            text(&row["days_left"]),
+            renews,
+            text(&row["state"]),
+        ]);
+        for problem in row["problems"].as_array().into_iter().flatten() {
+            problems.push(format!(
+                "  {} {}: {}",
+                text(&problem["severity"]),
+                text(&row["name"]),
+                text(&problem["message"])
+            ));
+        }
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for problem in problems {
+        out.push_str(&problem);
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "\nsystem_state: {}\n",
+        text(&report["system_state"])
+    ));
+    out
 }
 
 /// How long `renew` waits for a running proxy to pick its request up.

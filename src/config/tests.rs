@@ -1762,3 +1762,53 @@ fn durations() {
         assert!(parse_duration(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn admin_block() {
+    assert!(ok(MINIMAL).admin.is_none(), "off by default");
+    let local = ok(&format!("{MINIMAL}admin: {{ bind: 127.0.0.1:9901 }}\n"));
+    let admin = local.admin.expect("admin");
+    assert_eq!(admin.bind.to_string(), "127.0.0.1:9901");
+    assert!(admin.token_file.is_none());
+    let with_token = ok(&format!(
+        "{MINIMAL}admin: {{ bind: 0.0.0.0:9901, token_file: admin.token }}\n"
+    ));
+    assert_eq!(
+        with_token.admin.expect("admin").token_file.as_deref(),
+        Some(Path::new("/etc/sniwalk/admin.token"))
+    );
+    let yaml = format!("{MINIMAL}admin: {{ bind: 0.0.0.0:9901 }}\n");
+    assert_contains_all(
+        &err(&yaml),
+        &["admin.bind", "0.0.0.0:9901", "token_file", "line"],
+        &yaml,
+    );
+    let yaml = format!("{MINIMAL}admin: {{ bind: 127.0.0.1:9901, tokn: x }}\n");
+    assert_contains_all(&err(&yaml), &["tokn"], &yaml);
+}
+
+#[test]
+fn domain_store_is_merged_on_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("proxy.yaml");
+    std::fs::write(&file, format!("{MINIMAL}state_dir: state\n")).expect("config");
+    let state = dir.path().join("state");
+    let mut store = DomainStore::default();
+    store
+        .domains
+        .insert("new.example.com".into(), StoredDomain { acme: true });
+    store
+        .domains
+        .insert("example.com".into(), StoredDomain { acme: true });
+    store.write(&state).expect("write store");
+    let config = Config::load(&file).expect("loads");
+    let added = domain(&config, "new.example.com");
+    assert!(added.acme.as_ref().is_some_and(|a| a.enabled));
+    assert!(
+        domain(&config, "example.com").acme.is_none(),
+        "the file's own entry wins"
+    );
+    std::fs::write(DomainStore::path(&state), "{ broken").expect("break");
+    let message = Config::load(&file).expect_err("refused").to_string();
+    assert!(message.contains("domains.json"), "{message}");
+}
