@@ -29,8 +29,13 @@ pub struct CheckRow {
     pub subject: Option<String>,
     /// DNS names of the serving certificate.
     pub names: Vec<String>,
+    /// Start of validity, RFC 3339.
+    pub not_before: Option<String>,
     /// End of validity, RFC 3339.
     pub not_after: Option<String>,
+    /// `acme` (issued by sniwalk's ACME client) or `hand`; `None` when no
+    /// certificate is loaded.
+    pub managed: Option<&'static str>,
     /// Whole days left (negative once expired).
     pub days_left: Option<i64>,
     /// `ok`, `expires_soon` (within `acme.warn_days`) or `expired`; `None`
@@ -99,7 +104,9 @@ impl CheckReport {
                     names: loaded
                         .map(|l| l.facts.dns_names.clone())
                         .unwrap_or_default(),
+                    not_before: loaded.map(|l| rfc3339(l.facts.not_before)),
                     not_after: loaded.map(|l| rfc3339(l.facts.not_after)),
+                    managed: loaded.map(|l| if l.acme_issued { "acme" } else { "hand" }),
                     days_left: loaded.map(|l| l.facts.days_left(now)),
                     expiry: report.expiry.map(expiry_label),
                     sha256: loaded.map(|l| l.facts.sha256.clone()),

@@ -15,6 +15,8 @@
 //! | `snapshot.rs` | loads every source into an immutable [`snapshot::Snapshot`], with problems |
 //! | `resolver.rs` | the rustls resolver over the one `ArcSwap<Snapshot>` |
 //! | `inspect.rs` | what `check` and `resolve` report |
+//! | `acme/` | ACME: schedule, account, orders, the manager task, pre-flight |
+//! | `admin.rs` | the admin API (status, resolve, jobs, import, metrics) |
 //! | `monitor.rs` | expiry monitoring: served certificates checked hourly, logged daily |
 //! | `metrics.rs` | Prometheus metrics: atomic counters on the hot paths, text rendered per scrape |
 //! | `proxy/` | listeners, TLS, HTTP |

@@ -376,13 +376,7 @@ fn render_status(report: &serde_json::Value) -> String {
     ];
     let mut problems = Vec::new();
     for row in report["certificates"].as_array().into_iter().flatten() {
-        let managed = if row["acme_issued"] == true {
-            "acme"
-        } else if row["sha256"].is_null() {
-            "-"
-        } else {
-            "hand"
-        };
+        let managed = row["managed"].as_str().unwrap_or("-");
         let renews = row["acme"]["renew_at"]
             .as_i64()
             .map(sniwalk::inspect::rfc3339)
