@@ -84,6 +84,9 @@ pub struct Config {
     pub rescan_interval: Duration,
     /// The admin listener, if configured.
     pub admin: Option<AdminConfig>,
+    /// File of TLS session ticket keys shared by several instances
+    /// (`tls.ticket_keys_file`).
+    pub ticket_keys_file: Option<PathBuf>,
 }
 
 /// The admin API listener (`admin:`).
@@ -615,6 +618,10 @@ impl Config {
                 locate(text, "worker_threads:")
             )));
         }
+        let ticket_keys_file = match raw.tls.and_then(|t| t.ticket_keys_file) {
+            Some(file) => Some(paths.resolve(&file, "tls.ticket_keys_file")?),
+            None => None,
+        };
         let admin = match raw.admin {
             None => None,
             Some(raw_admin) => {
@@ -651,6 +658,7 @@ impl Config {
                 .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
             rescan_interval,
             admin,
+            ticket_keys_file,
         })
     }
 
@@ -1259,6 +1267,15 @@ struct RawConfig {
     rescan_interval: Option<DurationField>,
     #[serde(default)]
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    tls: Option<RawTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    #[serde(default)]
+    ticket_keys_file: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -41,6 +41,7 @@ pub mod proxy;
 pub mod reload;
 pub mod resolver;
 pub mod snapshot;
+pub mod tickets;
 pub mod tree;
 
 use std::future::Future;
@@ -65,6 +66,9 @@ pub enum RunError {
     /// The admin API could not start.
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
+    /// The session ticket keys file cannot be used.
+    #[error("tls.ticket_keys_file: {0}")]
+    Tickets(#[from] tickets::TicketKeysError),
     /// The snapshot build task died.
     #[error("building the certificate snapshot failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -194,6 +198,14 @@ pub async fn run_with(
     };
     let metrics = metrics.unwrap_or_else(|| crate::metrics::Metrics::new(&config));
     let reload_handle = reloads.handle();
+    let tickets = match &config.ticket_keys_file {
+        Some(path) => {
+            let shared = Arc::new(tickets::SharedTicketer::from_file(path)?);
+            tracing::info!(file = %path.display(), "TLS session tickets use the shared keys file");
+            Some((path.clone(), shared))
+        }
+        None => None,
+    };
     let build_config = config.clone();
     let snapshot = tokio::task::spawn_blocking(move || {
         Snapshot::build(&build_config, None, DefaultPolicy::Persist, unix_now())
@@ -227,6 +239,7 @@ pub async fn run_with(
         reload::ReloadTask::new(config.clone(), store.clone(), reloads)
             .publish_config(config_tx)
             .with_metrics(metrics.clone())
+            .with_tickets(tickets.clone())
             .run(stop_reloads.clone()),
     );
     let monitor_task = tokio::spawn(monitor::run(
@@ -234,7 +247,16 @@ pub async fn run_with(
         config.acme.warn_days,
         stop_reloads.clone(),
     ));
-    let served = proxy::serve(&config, sockets, store, challenges, metrics, shutdown).await;
+    let served = proxy::serve(
+        &config,
+        sockets,
+        store,
+        challenges,
+        metrics,
+        tickets.map(|(_, t)| t as Arc<dyn rustls::server::ProducesTickets>),
+        shutdown,
+    )
+    .await;
     stop_reloads.cancel();
     let _ = reload_task.await;
     let _ = acme_task.await;

@@ -81,6 +81,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage the shared TLS session ticket keys file.
+    TicketKeys {
+        #[command(subcommand)]
+        command: TicketKeysCommand,
+    },
     /// Write a self-signed server.key (0600) and server.crt for a local
     /// master domain into a certdir.
     Selfsigned {
@@ -101,6 +106,20 @@ enum Command {
     Pem {
         #[command(subcommand)]
         command: PemCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TicketKeysCommand {
+    /// Add a fresh key in front (it encrypts from now on), keep the newest
+    /// N; creates the file (0600) when missing. Instances re-read it.
+    Rotate {
+        /// The keys file (`tls.ticket_keys_file`).
+        file: PathBuf,
+        /// How many keys to keep (older tickets stay valid until their key
+        /// drops out).
+        #[arg(long, default_value_t = sniwalk::tickets::DEFAULT_KEEP)]
+        keep: usize,
     },
 }
 
@@ -157,6 +176,18 @@ fn main() -> ExitCode {
             admin,
             json,
         }) => status(&config.config, admin.as_deref(), json),
+        Some(Command::TicketKeys {
+            command: TicketKeysCommand::Rotate { file, keep },
+        }) => sniwalk::tickets::rotate(&file, keep)
+            .map(|keys| {
+                println!(
+                    "{}: {} key(s), a new one in front",
+                    file.display(),
+                    keys.len()
+                );
+                ExitCode::SUCCESS
+            })
+            .map_err(anyhow::Error::from),
         Some(Command::Selfsigned {
             name,
             days,

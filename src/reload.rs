@@ -116,6 +116,9 @@ impl WatchSet {
                 .state_dir
                 .join(crate::snapshot::GENERATED_DEFAULT_FILE),
         );
+        if let Some(path) = &config.ticket_keys_file {
+            set.files.insert(path.clone());
+        }
         // Domains added through the admin API: part of the configuration.
         set.files
             .insert(crate::config::DomainStore::path(&config.state_dir));
@@ -194,6 +197,7 @@ pub struct ReloadTask {
     watched: HashSet<PathBuf>,
     rescan: Duration,
     published: Option<tokio::sync::watch::Sender<std::sync::Arc<Config>>>,
+    tickets: Option<(PathBuf, std::sync::Arc<crate::tickets::SharedTicketer>)>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -209,8 +213,19 @@ impl ReloadTask {
             watcher: None,
             watched: HashSet::new(),
             published: None,
+            tickets: None,
             metrics: None,
         }
+    }
+
+    /// Also re-reads the shared session ticket keys when their file
+    /// changes.
+    pub fn with_tickets(
+        mut self,
+        tickets: Option<(PathBuf, std::sync::Arc<crate::tickets::SharedTicketer>)>,
+    ) -> Self {
+        self.tickets = tickets;
+        self
     }
 
     /// Also publishes every configuration that is applied (for the ACME
@@ -290,6 +305,19 @@ impl ReloadTask {
     /// Re-reads the configuration (if asked) and rebuilds the snapshot;
     /// false if the configuration file or the rebuild failed.
     async fn rebuild(&mut self, all: bool, files: HashSet<PathBuf>) -> bool {
+        if let Some((path, ticketer)) = &self.tickets
+            && (all || files.contains(path))
+        {
+            match ticketer.reload(path) {
+                Ok(Some(keys)) => {
+                    tracing::info!(file = %path.display(), keys, "session ticket keys reloaded")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(file = %path.display(), "{e}; the running ticket keys stay")
+                }
+            }
+        }
         let mut config_loaded = true;
         let config_changed = all
             || files.contains(&self.config.file)

@@ -1812,3 +1812,17 @@ fn domain_store_is_merged_on_load() {
     let message = Config::load(&file).expect_err("refused").to_string();
     assert!(message.contains("domains.json"), "{message}");
 }
+
+#[test]
+fn tls_ticket_keys_file() {
+    assert!(ok(MINIMAL).ticket_keys_file.is_none());
+    let config = ok(&format!(
+        "{MINIMAL}tls: {{ ticket_keys_file: ticket.keys }}\n"
+    ));
+    assert_eq!(
+        config.ticket_keys_file.as_deref(),
+        Some(Path::new("/etc/sniwalk/ticket.keys"))
+    );
+    let yaml = format!("{MINIMAL}tls: {{ ticket_key: x }}\n");
+    assert_contains_all(&err(&yaml), &["ticket_key"], &yaml);
+}

@@ -169,6 +169,7 @@ pub fn server_config(
     store: SnapshotStore,
     events: Arc<HandshakeEvents>,
     challenges: &Arc<ChallengeStore>,
+    tickets: Option<&Arc<dyn rustls::server::ProducesTickets>>,
 ) -> Result<Arc<ServerConfig>, ServeError> {
     let tls_err = |source| ServeError::Tls {
         listener: listener.name.clone(),
@@ -188,7 +189,12 @@ pub fn server_config(
         config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
         config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
     }
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(tls_err)?;
+    // Keys shared through `tls.ticket_keys_file` let another instance
+    // resume; without them, per-process keys rotated by rustls.
+    config.ticketer = match tickets {
+        Some(shared) => shared.clone(),
+        None => rustls::crypto::aws_lc_rs::Ticketer::new().map_err(tls_err)?,
+    };
     Ok(Arc::new(config))
 }
 
@@ -217,6 +223,7 @@ pub async fn serve(
     store: SnapshotStore,
     challenges: Arc<ChallengeStore>,
     metrics: Arc<Metrics>,
+    tickets: Option<Arc<dyn rustls::server::ProducesTickets>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     if sockets.len() != config.listeners.len() {
@@ -244,6 +251,7 @@ pub async fn serve(
                     store.clone(),
                     events.clone(),
                     &challenges,
+                    tickets.as_ref(),
                 )?),
                 Arc::new(https::HttpsListener::new(shared)),
             ),
@@ -254,6 +262,7 @@ pub async fn serve(
                     store.clone(),
                     events.clone(),
                     &challenges,
+                    tickets.as_ref(),
                 )?),
                 Arc::new(tls::TlsListener { shared }),
             ),
