@@ -354,6 +354,47 @@ pub struct ListenerConfig {
     pub https_port: Option<u16>,
     /// Timeouts and limits.
     pub limits: Limits,
+    /// Client certificates asked of callers (`https` and `tls` only).
+    pub client_auth: Option<ClientAuthConfig>,
+}
+
+/// `client_auth:` of a TLS listener (seed 004).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuthConfig {
+    /// `required` or `optional` (`off` is represented by no config).
+    pub required: bool,
+    /// The CA(s) client certificates must chain to (PEM file).
+    pub ca_file: PathBuf,
+    /// Allowed SHA-256 fingerprints, lowercase hex without separators;
+    /// empty: any certificate from the CA.
+    pub pinned_sha256: Vec<String>,
+    /// Allowed SHA-1 fingerprints (legacy thumbprints), same form.
+    pub pinned_sha1: Vec<String>,
+}
+
+impl ClientAuthConfig {
+    /// Whether a verified certificate with these fingerprints may pass.
+    pub fn pinned(&self, sha256: &str, sha1: &str) -> bool {
+        (self.pinned_sha256.is_empty() && self.pinned_sha1.is_empty())
+            || self.pinned_sha256.iter().any(|p| p == sha256)
+            || self.pinned_sha1.iter().any(|p| p == sha1)
+    }
+}
+
+/// A fingerprint pin as written (any case, with or without `:`) in the
+/// canonical form: lowercase hex without separators, of `hex_len` digits.
+pub fn normalize_pin(pin: &str, hex_len: usize) -> Result<String, String> {
+    let canonical: String = pin
+        .chars()
+        .filter(|c| *c != ':' && !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if canonical.len() != hex_len || !canonical.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "`{pin}` is not a fingerprint of {hex_len} hex digits (colons allowed)"
+        ));
+    }
+    Ok(canonical)
 }
 
 /// A `HOST:PORT` backend of a `tls` listener.
@@ -721,6 +762,61 @@ fn listener_from_raw(
             ));
         }
     };
+    let client_auth = match raw.client_auth {
+        None => None,
+        Some(raw_auth) => {
+            let sub = format!("{field}.client_auth");
+            if kind == ListenerKind::Http {
+                return Err(format!(
+                    "{sub}: an `http` listener has no TLS; remove `client_auth`"
+                ));
+            }
+            let mut pinned_sha256 = Vec::new();
+            for pin in &raw_auth.pinned_sha256 {
+                pinned_sha256
+                    .push(normalize_pin(pin, 64).map_err(|e| format!("{sub}.pinned_sha256: {e}"))?);
+            }
+            let mut pinned_sha1 = Vec::new();
+            for pin in &raw_auth.pinned_sha1 {
+                pinned_sha1
+                    .push(normalize_pin(pin, 40).map_err(|e| format!("{sub}.pinned_sha1: {e}"))?);
+            }
+            match raw_auth.mode.as_str() {
+                "off" => {
+                    if raw_auth.ca_file.is_some()
+                        || !pinned_sha256.is_empty()
+                        || !pinned_sha1.is_empty()
+                    {
+                        return Err(format!(
+                            "{sub}: `mode: off` with a `ca_file` or pins would check nothing; set \
+                             `mode: required` (or `optional`), or remove them"
+                        ));
+                    }
+                    None
+                }
+                mode @ ("required" | "optional") => {
+                    let Some(ca_file) = raw_auth.ca_file else {
+                        return Err(format!(
+                            "{sub}.ca_file: `mode: {mode}` needs the CA client certificates must chain to"
+                        ));
+                    };
+                    Some(ClientAuthConfig {
+                        required: mode == "required",
+                        ca_file: paths
+                            .resolve(&ca_file, &format!("{sub}.ca_file"))
+                            .map_err(|e| e.message())?,
+                        pinned_sha256,
+                        pinned_sha1,
+                    })
+                }
+                other => {
+                    return Err(format!(
+                        "{sub}.mode: `{other}` is not a mode; use off, optional or required"
+                    ));
+                }
+            }
+        }
+    };
     let certdir = match raw.certdir {
         Some(dir) => Some(
             paths
@@ -830,6 +926,7 @@ fn listener_from_raw(
         proxy_protocol,
         https_port: raw.https_port,
         limits,
+        client_auth,
     })
 }
 
@@ -1350,6 +1447,20 @@ struct RawListener {
     max_header_bytes: Option<usize>,
     #[serde(default)]
     max_connections: Option<usize>,
+    #[serde(default)]
+    client_auth: Option<RawClientAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientAuth {
+    mode: String,
+    #[serde(default)]
+    ca_file: Option<String>,
+    #[serde(default)]
+    pinned_sha256: Vec<String>,
+    #[serde(default)]
+    pinned_sha1: Vec<String>,
 }
 
 #[derive(Deserialize)]

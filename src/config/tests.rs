@@ -235,6 +235,7 @@ fn full_configuration_parses() {
                 proxy_protocol: false,
                 https_port: None,
                 limits: Limits::default(),
+                client_auth: None,
             },
             ListenerConfig {
                 name: "public".into(),
@@ -247,6 +248,7 @@ fn full_configuration_parses() {
                 proxy_protocol: false,
                 https_port: None,
                 limits: Limits::default(),
+                client_auth: None,
             },
             ListenerConfig {
                 name: "plain".into(),
@@ -259,6 +261,7 @@ fn full_configuration_parses() {
                 proxy_protocol: false,
                 https_port: None,
                 limits: Limits::default(),
+                client_auth: None,
             },
         ]
     );
@@ -1825,4 +1828,44 @@ fn tls_ticket_keys_file() {
     );
     let yaml = format!("{MINIMAL}tls: {{ ticket_key: x }}\n");
     assert_contains_all(&err(&yaml), &["ticket_key"], &yaml);
+}
+
+#[test]
+fn client_auth_block() {
+    let listener = |auth: &str| {
+        format!(
+            "{MINIMAL}listeners:\n  - name: api\n    kind: https\n    bind: 127.0.0.1:8443\n    client_auth: {auth}\n"
+        )
+    };
+    let sha = "AB:".repeat(31) + "AB";
+    let config = ok(&listener(&format!(
+        "{{ mode: required, ca_file: ca.pem, pinned_sha256: [\"{sha}\"], pinned_sha1: [{}] }}",
+        "cd".repeat(20)
+    )));
+    let auth = config.listeners[0].client_auth.clone().expect("on");
+    assert!(auth.required);
+    assert_eq!(auth.ca_file, Path::new("/etc/sniwalk/ca.pem"));
+    assert_eq!(auth.pinned_sha256, vec!["ab".repeat(32)]);
+    assert!(auth.pinned(&"00".repeat(32), &"cd".repeat(20)));
+    assert!(!auth.pinned(&"00".repeat(32), &"00".repeat(20)));
+    assert!(
+        ok(&listener("{ mode: off }")).listeners[0]
+            .client_auth
+            .is_none()
+    );
+    for (auth, needles) in [
+        ("{ mode: off, ca_file: ca.pem }", vec!["mode: off"]),
+        ("{ mode: required }", vec!["ca_file"]),
+        (
+            "{ mode: sometimes, ca_file: ca.pem }",
+            vec!["sometimes", "off, optional or required"],
+        ),
+        (
+            "{ mode: required, ca_file: ca.pem, pinned_sha256: [abc] }",
+            vec!["pinned_sha256", "64 hex"],
+        ),
+    ] {
+        let yaml = listener(auth);
+        assert_contains_all(&err(&yaml), &needles, &yaml);
+    }
 }

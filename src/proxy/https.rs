@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::access::{AccessLog, LoggedBody, RequestCount};
+use super::client_auth::{CLIENT_CERT_SHA256_HEADER, CLIENT_CERT_SUBJECT_HEADER, admit};
 use super::forward::{Forwarder, ProxyBody, RequestFacts, plain};
 use super::io::{Activity, Protocol, TimedIo};
 use super::{Lifecycle, ListenerShared, PerLimits};
@@ -77,6 +78,8 @@ struct Connection {
     /// The certificate served, with the facts read when it was loaded.
     certificate: Arc<LoadedCertificate>,
     activity: Arc<Activity>,
+    /// The client certificate rustls verified, if one was sent.
+    client: Option<super::client_auth::ClientCert>,
 }
 
 impl Connection {
@@ -122,6 +125,7 @@ pub async fn serve_connection(
         Some(b"h2") => Protocol::Http2,
         _ => Protocol::Http1,
     };
+    let client = super::client_auth::ClientCert::of(tls_connection.peer_certificates());
     let activity = Arc::new(Activity::default());
     let limits = served.limits;
     let connection = Arc::new(Connection {
@@ -131,6 +135,7 @@ pub async fn serve_connection(
         certificate: served.certificate,
         sni,
         activity: activity.clone(),
+        client,
     });
 
     let io = TimedIo::new(
@@ -180,8 +185,33 @@ async fn handle(
     let mut failure = None;
     let settings = shared.settings();
 
+    // Never trust these from the client; set them only from the verified
+    // certificate.
+    let mut request = request;
+    let headers = request.headers_mut();
+    headers.remove(CLIENT_CERT_SHA256_HEADER);
+    headers.remove(CLIENT_CERT_SUBJECT_HEADER);
+    if let Some(client) = &connection.client {
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&client.sha256) {
+            headers.insert(CLIENT_CERT_SHA256_HEADER, value);
+        }
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&client.subject) {
+            headers.insert(CLIENT_CERT_SUBJECT_HEADER, value);
+        }
+    }
+    let admitted = admit(settings.client_auth.as_ref(), connection.client.as_ref());
+
     let response = if host.is_empty() {
         plain(StatusCode::BAD_REQUEST, "missing Host header")
+    } else if let Err(reason) = admitted {
+        tracing::info!(
+            listener = %shared.config.name,
+            peer = %connection.peer,
+            client_sha256 = connection.client.as_ref().map_or("-", |c| c.sha256.as_str()),
+            reason,
+            "request refused: invalid client certificate"
+        );
+        plain(StatusCode::FORBIDDEN, "Invalid client certificate")
     } else if is_misdirected(connection, &host) {
         plain(
             StatusCode::MISDIRECTED_REQUEST,
@@ -426,6 +456,7 @@ mod tests {
                 None,
             )),
             activity: Arc::default(),
+            client: None,
         }
     }
 

@@ -29,6 +29,7 @@ use crate::resolver::{HandshakeEvents, SnapshotStore, SniResolver};
 use crate::snapshot::{Choice, Snapshot};
 
 pub mod access;
+pub mod client_auth;
 pub mod forward;
 pub mod http;
 pub mod https;
@@ -56,6 +57,15 @@ pub enum ServeError {
         listener: String,
         /// What rustls said.
         source: rustls::Error,
+    },
+    /// The client certificate settings cannot be used (fail closed: the
+    /// listener does not start without its CA).
+    #[error("listener {listener}: client_auth: {problem}")]
+    ClientAuth {
+        /// The listener.
+        listener: String,
+        /// What is wrong.
+        problem: String,
     },
     /// Binding a configured address failed.
     #[error(
@@ -176,11 +186,22 @@ pub fn server_config(
         source,
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(tls_err)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(if listener.kind == ListenerKind::Https {
+        .map_err(tls_err)?;
+    let builder = match &listener.client_auth {
+        None => builder.with_no_client_auth(),
+        Some(auth) => builder.with_client_cert_verifier(
+            client_auth::verifier(auth, listener.kind, provider).map_err(|problem| {
+                ServeError::ClientAuth {
+                    listener: listener.name.clone(),
+                    problem,
+                }
+            })?,
+        ),
+    };
+    let mut config =
+        builder.with_cert_resolver(Arc::new(if listener.kind == ListenerKind::Https {
             SniResolver::new(index, store, events).with_challenges(challenges.clone())
         } else {
             SniResolver::new(index, store, events)

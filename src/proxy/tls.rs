@@ -41,6 +41,19 @@ pub async fn serve_connection(
         return;
     };
     let sni = client.get_ref().1.server_name().map(str::to_owned);
+    let certificate = super::client_auth::ClientCert::of(client.get_ref().1.peer_certificates());
+    if let Err(reason) =
+        super::client_auth::admit(settings.client_auth.as_ref(), certificate.as_ref())
+    {
+        tracing::info!(
+            listener = %shared.config.name,
+            %peer,
+            client_sha256 = certificate.as_ref().map_or("-", |c| c.sha256.as_str()),
+            reason,
+            "connection refused: invalid client certificate"
+        );
+        return;
+    }
     let Some(TcpBackend { address }) = &settings.backend else {
         // Configuration validation requires a backend on `tls` listeners.
         return;

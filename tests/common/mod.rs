@@ -361,7 +361,7 @@ enum Launch {
 /// Accepts any server certificate: the tests check which one was served by
 /// fingerprint, not whether a browser would trust it.
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+pub struct AcceptAnyCertificate(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(

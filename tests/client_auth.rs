@@ -1,0 +1,244 @@
+//! Client certificates (seed 004) on both TLS listener kinds, with real
+//! handshakes: no certificate, a certificate from another CA, the right CA
+//! but not pinned, pinned; the verified certificate's headers reach the
+//! backend and spoofed ones are stripped.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::TestProxy;
+use common::backends::{HttpBackend, TcpEcho};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// A CA: its PEM and the issuer to sign client certificates with.
+fn ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key).expect("self-signed");
+    (cert.pem(), rcgen::Issuer::new(params, key))
+}
+
+/// A client certificate for `name` signed by `issuer`: (DER, key DER,
+/// SHA-256 lowercase hex).
+fn client(
+    name: &str,
+    issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
+) -> (Vec<u8>, Vec<u8>, String) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, issuer).expect("signed");
+    let der = cert.der().to_vec();
+    let sha: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (der, key.serialize_der(), sha)
+}
+
+fn client_config(identity: Option<&(Vec<u8>, Vec<u8>, String)>) -> Arc<rustls::ClientConfig> {
+    let base = (*common::client_config(&[b"http/1.1"])).clone();
+    let Some((cert, key, _)) = identity else {
+        return Arc::new(base);
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(common::AcceptAnyCertificate(provider.clone())))
+        .with_client_auth_cert(
+            vec![CertificateDer::from(cert.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.clone())),
+        )
+        .expect("client cert");
+    config.alpn_protocols = base.alpn_protocols.clone();
+    Arc::new(config)
+}
+
+/// One GET / over a fresh TLS connection; status and body, or the error.
+async fn get(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    extra_header: &str,
+) -> Result<(u16, String), String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("example.com").expect("name");
+    let mut stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request =
+        format!("GET / HTTP/1.1\r\nhost: example.com\r\n{extra_header}connection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    common::within(
+        Duration::from_secs(5),
+        "response",
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status line: {text:?}"))?;
+    Ok((status, text))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_client_certificates_pins_and_headers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ca_pem, issuer) = ca("clients CA");
+    let (_, other_issuer) = ca("another CA");
+    std::fs::write(tmp.path().join("clients-ca.pem"), &ca_pem).expect("ca");
+    let pinned = client("pinned caller", &issuer);
+    let unpinned = client("unpinned caller", &issuer);
+    let stranger = client("stranger", &other_issuer);
+    let backend = HttpBackend::start().await;
+    // The pin written with colons and upper case, as people paste them.
+    let pin_text: String = pinned
+        .2
+        .to_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    let yaml = common::proxy_yaml(
+        "",
+        &format!(
+            "  - name: api\n    kind: https\n    bind: 127.0.0.1:1\n    access_log: false\n    \
+             client_auth: {{ mode: required, ca_file: clients-ca.pem, pinned_sha256: [\"{pin_text}\"] }}\n    \
+             routes:\n      - {{ host: \"*\", backend: {} }}\n",
+            backend.url()
+        ),
+    );
+    let proxy = TestProxy::start(tmp.path(), &yaml).await;
+    let addr = proxy.addr();
+
+    let spoof = "x-client-cert-sha256: 00ff\r\nx-client-cert-subject: CN=forged\r\n";
+    // No certificate: the handshake works, the request gets a reason.
+    let (status, body) = get(addr, client_config(None), spoof)
+        .await
+        .expect("answered");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Invalid client certificate"), "{body}");
+    // Another CA: rustls refuses the handshake.
+    assert!(get(addr, client_config(Some(&stranger)), "").await.is_err());
+    // Right CA, not pinned: 403.
+    let (status, _) = get(addr, client_config(Some(&unpinned)), "")
+        .await
+        .expect("answered");
+    assert_eq!(status, 403);
+    // Pinned: through to the backend with the headers, spoofed ones gone.
+    let (status, body) = get(addr, client_config(Some(&pinned)), spoof)
+        .await
+        .expect("answered");
+    assert_eq!(status, 200, "{body}");
+    let json_start = body.find('{').expect("backend echo");
+    let echo: serde_json::Value = serde_json::from_str(&body[json_start..]).expect("json");
+    let headers = &echo["headers"];
+    assert_eq!(
+        headers["x-client-cert-sha256"],
+        serde_json::json!([pinned.2]),
+        "{headers}"
+    );
+    let subject = headers["x-client-cert-subject"].to_string();
+    assert!(
+        subject.contains("pinned caller") && !subject.contains("forged"),
+        "{subject}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_requires_a_pinned_client_certificate() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ca_pem, issuer) = ca("clients CA");
+    let (_, other_issuer) = ca("another CA");
+    std::fs::write(tmp.path().join("clients-ca.pem"), &ca_pem).expect("ca");
+    let pinned = client("pinned caller", &issuer);
+    let unpinned = client("unpinned caller", &issuer);
+    let stranger = client("stranger", &other_issuer);
+    let echo = TcpEcho::start(false).await;
+    let yaml = common::proxy_yaml(
+        "",
+        &format!(
+            "  - name: sip\n    kind: tls\n    bind: 127.0.0.1:1\n    backend: {}\n    \
+             client_auth: {{ mode: required, ca_file: clients-ca.pem, pinned_sha256: [{}] }}\n",
+            echo.addr, pinned.2
+        ),
+    );
+    let proxy = TestProxy::start(tmp.path(), &yaml).await;
+    let addr = proxy.addr();
+    let exchange = |identity: Option<(Vec<u8>, Vec<u8>, String)>| async move {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("example.com").expect("name");
+        let mut stream = tokio_rustls::TlsConnector::from(client_config(identity.as_ref()))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.write_all(b"ping").await.map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 4];
+        common::within(Duration::from_secs(5), "echo", stream.read_exact(&mut buf))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(buf.to_vec())
+    };
+    assert!(exchange(None).await.is_err(), "no certificate: refused");
+    assert!(
+        exchange(Some(stranger)).await.is_err(),
+        "another CA: refused"
+    );
+    assert!(
+        exchange(Some(unpinned)).await.is_err(),
+        "not pinned: closed"
+    );
+    assert_eq!(
+        exchange(Some(pinned)).await.expect("pinned passes"),
+        b"ping"
+    );
+    proxy.stop().await;
+}
+
+#[test]
+fn mode_off_with_a_ca_is_a_configuration_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("proxy.yaml");
+    let yaml = common::proxy_yaml(
+        "",
+        "  - name: api\n    kind: https\n    bind: 127.0.0.1:1\n    \
+         client_auth: { mode: off, ca_file: ca.pem }\n",
+    );
+    std::fs::write(&path, yaml).expect("write");
+    let error = sniwalk::config::Config::load(&path)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        error.contains("client_auth") && error.contains("mode: off"),
+        "{error}"
+    );
+}
