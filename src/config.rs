@@ -402,6 +402,27 @@ pub fn normalize_pin(pin: &str, hex_len: usize) -> Result<String, String> {
 pub struct TcpBackend {
     /// `HOST:PORT` as configured; resolved at connect time.
     pub address: String,
+    /// TLS towards the backend (`backend_tls:` on the listener), if any.
+    pub tls: Option<BackendTls>,
+}
+
+/// `backend_tls:` — how sniwalk speaks TLS to a backend: an `https://`
+/// route backend, or the backend of a `tls` listener.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendTls {
+    /// The backend as configured (`https://HOST:PORT` or `HOST:PORT`):
+    /// names the backend in reports, logs and metrics.
+    pub backend: String,
+    /// CA certificates (PEM) the backend's certificate must chain to;
+    /// `None`: the system's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// A `certificate_pem` file (key and chain) presented to the backend.
+    pub client_certificate: Option<PathBuf>,
+    /// The name sent as SNI and looked for in the backend's certificate:
+    /// `server_name:` if set, else the backend's host.
+    pub server_name: String,
+    /// Accept any certificate from the backend (a warning at every start).
+    pub insecure_skip_verify: bool,
 }
 
 /// Timeouts and limits of a listener, each with a default chosen for
@@ -509,38 +530,104 @@ pub enum RouteAction {
     },
 }
 
-/// An `http://HOST:PORT` backend of a route.
+/// An `http://HOST:PORT` or `https://HOST:PORT` backend of a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpBackend {
     /// `HOST:PORT`.
     pub authority: String,
+    /// TLS towards it (`https://`), with the route's `backend_tls:`.
+    pub tls: Option<BackendTls>,
 }
 
 impl HttpBackend {
-    /// Parses `http://HOST:PORT` (a trailing `/` is allowed, nothing more).
+    /// Parses `http://HOST:PORT` or `https://HOST:PORT` (a trailing `/` is
+    /// allowed, nothing more). An `https://` backend gets the default
+    /// [`BackendTls`] (system trust store, the host as server name); the
+    /// route's `backend_tls:` replaces it.
     pub fn parse(input: &str) -> Result<Self, String> {
-        let rest = input.strip_prefix("http://").ok_or_else(|| {
-            if input.starts_with("https://") {
-                format!(
-                    "`{input}`: TLS towards backends is not available yet; use http://HOST:PORT"
-                )
-            } else {
-                format!("`{input}` is not an http://HOST:PORT URL")
+        let (rest, tls) = match (input.strip_prefix("http://"), input.strip_prefix("https://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => {
+                return Err(format!(
+                    "`{input}` is not an http://HOST:PORT or https://HOST:PORT URL"
+                ));
             }
-        })?;
+        };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.is_empty() || authority.contains('/') || authority.contains('@') {
             return Err(format!(
-                "`{input}`: a backend is http://HOST:PORT without a path (the request's path is kept)"
+                "`{input}`: a backend is http(s)://HOST:PORT without a path (the request's path is kept)"
             ));
         }
-        authority
+        let parsed = authority
             .parse::<hyper::http::uri::Authority>()
             .map_err(|e| format!("`{input}`: {e}"))?;
+        let tls = tls.then(|| BackendTls {
+            backend: format!("https://{authority}"),
+            ca_file: None,
+            client_certificate: None,
+            server_name: host_of(parsed.host()).to_string(),
+            insecure_skip_verify: false,
+        });
         Ok(HttpBackend {
             authority: authority.to_string(),
+            tls,
         })
     }
+}
+
+/// A host as rustls wants it for a server name: IPv6 without brackets.
+fn host_of(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// Validates a `backend_tls:` block for `backend` (whose host is the
+/// default server name).
+fn backend_tls_from_raw(
+    raw: RawBackendTls,
+    backend: &str,
+    default_server_name: &str,
+    field: &str,
+    paths: &PathResolver<'_>,
+) -> Result<BackendTls, String> {
+    if raw.insecure_skip_verify && raw.ca_file.is_some() {
+        return Err(format!(
+            "{field}: `insecure_skip_verify: true` ignores `ca_file`; keep one of them \
+             (a CA file is the safe choice)"
+        ));
+    }
+    let server_name = match raw.server_name {
+        Some(name) => {
+            let trimmed = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            rustls_pki_types::ServerName::try_from(trimmed.clone()).map_err(|_| {
+                format!(
+                    "{field}.server_name: `{name}` is neither a DNS name nor an IP address"
+                )
+            })?;
+            trimmed
+        }
+        None => default_server_name.to_string(),
+    };
+    let resolve = |value: &Option<String>, what: &str| -> Result<Option<PathBuf>, String> {
+        value
+            .as_deref()
+            .map(|v| {
+                paths
+                    .resolve(v, &format!("{field}.{what}"))
+                    .map_err(|e| e.message())
+            })
+            .transpose()
+    };
+    Ok(BackendTls {
+        backend: backend.to_string(),
+        ca_file: resolve(&raw.ca_file, "ca_file")?,
+        client_certificate: resolve(&raw.client_certificate, "client_certificate")?,
+        server_name,
+        insecure_skip_verify: raw.insecure_skip_verify,
+    })
 }
 
 impl Config {
@@ -635,6 +722,7 @@ impl Config {
             raw_binds.push(raw_listener.bind.1.clone());
             listeners.push(listener_from_raw(raw_listener, &field, &paths).map_err(invalid)?);
         }
+        check_backend_tls(&listeners).map_err(invalid)?;
 
         let state_dir = paths.resolve(
             raw.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR),
@@ -709,6 +797,54 @@ impl Config {
     }
 }
 
+impl ListenerConfig {
+    /// Every backend this listener speaks TLS to, in configuration order.
+    pub fn backend_tls(&self) -> impl Iterator<Item = &BackendTls> {
+        let routes = self.routes.iter().filter_map(|r| match &r.action {
+            RouteAction::Backend(backend) => backend.tls.as_ref(),
+            _ => None,
+        });
+        self.backend
+            .as_ref()
+            .and_then(|b| b.tls.as_ref())
+            .into_iter()
+            .chain(routes)
+    }
+}
+
+impl Config {
+    /// Every distinct backend TLS setting of every listener, once each.
+    pub fn backend_tls(&self) -> Vec<&BackendTls> {
+        let mut out: Vec<&BackendTls> = Vec::new();
+        for tls in self.listeners.iter().flat_map(ListenerConfig::backend_tls) {
+            if !out.contains(&tls) {
+                out.push(tls);
+            }
+        }
+        out
+    }
+}
+
+/// A backend is one place in reports and metrics: the same backend
+/// written twice must say the same about TLS.
+fn check_backend_tls(listeners: &[ListenerConfig]) -> Result<(), String> {
+    let mut seen: Vec<&BackendTls> = Vec::new();
+    for tls in listeners.iter().flat_map(ListenerConfig::backend_tls) {
+        match seen.iter().find(|s| s.backend == tls.backend) {
+            Some(earlier) if *earlier != tls => {
+                return Err(format!(
+                    "backend `{}` appears twice with different `backend_tls` settings; give every \
+                     use of one backend the same `backend_tls`",
+                    tls.backend
+                ));
+            }
+            Some(_) => {}
+            None => seen.push(tls),
+        }
+    }
+    Ok(())
+}
+
 /// Validates one listener; errors are messages naming the field.
 fn listener_from_raw(
     raw: RawListener,
@@ -734,6 +870,12 @@ fn listener_from_raw(
     if kind != ListenerKind::Tls && raw.proxy_protocol.is_some() {
         return Err(only("proxy_protocol", "`tls`"));
     }
+    if kind != ListenerKind::Tls && raw.backend_tls.is_some() {
+        return Err(format!(
+            "{field}.backend_tls: only `tls` listeners have a listener-wide `backend_tls`; on `https` \
+             listeners put it on the route, beside `backend: https://HOST:PORT`"
+        ));
+    }
     if kind != ListenerKind::Http && raw.https_port.is_some() {
         return Err(only("https_port", "`http`"));
     }
@@ -748,9 +890,26 @@ fn listener_from_raw(
                 "{field}.backend: a `tls` listener needs `backend: HOST:PORT` (where the decrypted bytes go)"
             ));
         }
-        (_, Some(address)) => Some(TcpBackend {
-            address: parse_tcp_backend(&address).map_err(|e| format!("{field}.backend: {e}"))?,
-        }),
+        (_, Some(address)) => {
+            let address =
+                parse_tcp_backend(&address).map_err(|e| format!("{field}.backend: {e}"))?;
+            let tls = match raw.backend_tls {
+                Some(raw_tls) => {
+                    let host = address
+                        .rsplit_once(':')
+                        .map_or(address.as_str(), |(host, _)| host_of(host));
+                    Some(backend_tls_from_raw(
+                        raw_tls,
+                        &address,
+                        host,
+                        &format!("{field}.backend_tls"),
+                        paths,
+                    )?)
+                }
+                None => None,
+            };
+            Some(TcpBackend { address, tls })
+        }
         (_, None) => None,
     };
     let proxy_protocol = match raw.proxy_protocol.as_deref() {
@@ -839,8 +998,30 @@ fn listener_from_raw(
             actions.push(RouteAction::StatusPage);
         }
         if let Some(backend) = r.backend {
-            actions.push(RouteAction::Backend(
-                HttpBackend::parse(&backend).map_err(|e| format!("{route_field}.backend: {e}"))?,
+            let mut parsed =
+                HttpBackend::parse(&backend).map_err(|e| format!("{route_field}.backend: {e}"))?;
+            if let Some(raw_tls) = r.backend_tls {
+                let Some(default) = &parsed.tls else {
+                    return Err(format!(
+                        "{route_field}.backend_tls: the backend `{backend}` is plain HTTP; write \
+                         `backend: https://{}` to speak TLS to it",
+                        parsed.authority
+                    ));
+                };
+                let default_name = default.server_name.clone();
+                let backend_name = default.backend.clone();
+                parsed.tls = Some(backend_tls_from_raw(
+                    raw_tls,
+                    &backend_name,
+                    &default_name,
+                    &format!("{route_field}.backend_tls"),
+                    paths,
+                )?);
+            }
+            actions.push(RouteAction::Backend(parsed));
+        } else if r.backend_tls.is_some() {
+            return Err(format!(
+                "{route_field}.backend_tls: only a route with `backend: https://HOST:PORT` uses it"
             ));
         }
         if let Some(redirect) = r.redirect {
@@ -1449,6 +1630,21 @@ struct RawListener {
     max_connections: Option<usize>,
     #[serde(default)]
     client_auth: Option<RawClientAuth>,
+    #[serde(default)]
+    backend_tls: Option<RawBackendTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackendTls {
+    #[serde(default)]
+    ca_file: Option<String>,
+    #[serde(default)]
+    client_certificate: Option<String>,
+    #[serde(default)]
+    server_name: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
 }
 
 #[derive(Deserialize)]
@@ -1475,6 +1671,8 @@ struct RawRoute {
     status_page: bool,
     #[serde(default)]
     backend: Option<String>,
+    #[serde(default)]
+    backend_tls: Option<RawBackendTls>,
     #[serde(default)]
     redirect: Option<RawRedirect>,
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::acme::schedule::ExpiryState;
-use crate::snapshot::{LoadedCertificate, Place, Severity, Snapshot};
+use crate::snapshot::{LoadedCertificate, Severity, Snapshot};
 use crate::tree::Step;
 
 /// One row of `check`: a certificate source and its state.
@@ -80,11 +80,8 @@ impl CheckReport {
             .reports()
             .iter()
             .map(|report| {
-                let (place, name) = match &report.place {
-                    Place::Domain(d) => ("domain", d.clone()),
-                    Place::Certdir(l) => ("certdir", l.clone()),
-                    Place::Default => ("default", "default".to_string()),
-                };
+                let (place, name) = report.place.label();
+                let name = name.to_string();
                 let mut problems: Vec<_> = report.problems.clone();
                 problems.sort_by_key(|p| std::cmp::Reverse(p.severity));
                 worst = worst.max(report.worst());

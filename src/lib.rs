@@ -212,6 +212,14 @@ pub async fn run_with(
     })
     .await??;
     log_sources(&snapshot);
+    for tls in config.backend_tls().into_iter().filter(|t| t.insecure_skip_verify) {
+        tracing::warn!(
+            backend = %tls.backend,
+            server_name = %tls.server_name,
+            "backend_tls.insecure_skip_verify: the backend's certificate is NOT verified; anyone on \
+             the path can impersonate it. Use backend_tls.ca_file instead"
+        );
+    }
     let store = Arc::new(ArcSwap::from_pointee(snapshot));
     let stop_reloads = tokio_util::sync::CancellationToken::new();
     let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config.clone()));

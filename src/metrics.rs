@@ -35,7 +35,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::acme::schedule::ExpiryState;
 use crate::config::{Config, ListenerConfig, ListenerKind};
-use crate::snapshot::{Place, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::tree::Step;
 
 /// The content type to serve [`Metrics::render`]'s output with.
@@ -484,6 +484,9 @@ pub enum BackendError {
     /// Connecting or waiting for its response headers took too long (the
     /// client got 504 on `https` listeners).
     Timeout,
+    /// The TLS handshake with it failed (`backend_tls`): untrusted or
+    /// wrong-name certificate, client certificate refused.
+    Tls,
     /// Anything else: the connection broke, the response was invalid.
     Other,
 }
@@ -494,6 +497,7 @@ impl BackendError {
         match self {
             BackendError::Connect => "connect",
             BackendError::Timeout => "timeout",
+            BackendError::Tls => "tls",
             BackendError::Other => "other",
         }
     }
@@ -634,19 +638,10 @@ fn certificate_gauges(
         let Some(loaded) = &report.loaded else {
             continue;
         };
-        let labels = match &report.place {
-            Place::Domain(name) => CertificateLabels {
-                place: "domain",
-                name: name.clone(),
-            },
-            Place::Certdir(listener) => CertificateLabels {
-                place: "certdir",
-                name: listener.clone(),
-            },
-            Place::Default => CertificateLabels {
-                place: "default",
-                name: "default".to_string(),
-            },
+        let (place, name) = report.place.label();
+        let labels = CertificateLabels {
+            place,
+            name: name.to_string(),
         };
         let ends = loaded.facts.not_after;
         // The report's state dates from the snapshot's build (up to a

@@ -128,6 +128,13 @@ impl WatchSet {
             if let Some(dir) = &listener.certdir {
                 set.dirs.insert(dir.clone());
             }
+            if let Some(auth) = &listener.client_auth {
+                set.files.insert(auth.ca_file.clone());
+            }
+        }
+        for tls in config.backend_tls() {
+            set.files.extend(tls.ca_file.iter().cloned());
+            set.files.extend(tls.client_certificate.iter().cloned());
         }
         let parent = |file: &Path| file.parent().unwrap_or(Path::new(".")).to_path_buf();
         set.folders.insert(parent(&set.config_file));
@@ -572,6 +579,8 @@ fn log_change(before: Option<&SourceReport>, now: &SourceReport) -> bool {
                 Place::Domain(_) => "names under it get the next certificate up the chain",
                 Place::Certdir(_) => "the default certificate serves instead",
                 Place::Default => "a generated default serves",
+                Place::ClientCa(_) => "client certificates are refused",
+                Place::Backend(_) => "no client certificate is presented to the backend",
             };
             tracing::warn!(place = %place, source, file = %file, "certificate no longer configured or deleted; {fallback}");
         }

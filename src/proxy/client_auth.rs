@@ -2,23 +2,28 @@
 //! `client_auth`, and what a connection's verified certificate means for
 //! its requests.
 //!
-//! rustls verifies the chain against `ca_file` during the handshake. On
+//! rustls verifies the chain against `ca_file` during the handshake,
+//! through a [`ReloadingVerifier`] that reads the CA and the settings from
+//! the current snapshot, so they reload like certificates. On
 //! `https` listeners a missing certificate is allowed *by TLS* and refused
 //! per request with 403 "Invalid client certificate", so browsers show a
 //! reason instead of a bare handshake failure; on `tls` listeners
 //! `required` makes the handshake itself fail. Pins are checked after the
 //! handshake on both kinds.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use rustls::RootCertStore;
-use rustls::crypto::CryptoProvider;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::ClientCertVerifier;
-use rustls_pki_types::CertificateDer;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, UnixTime};
 
 use crate::config::{ClientAuthConfig, ListenerKind};
+use crate::resolver::SnapshotStore;
 
 /// Header carrying the verified client certificate's SHA-256 (lowercase
 /// hex of its DER) to the backend.
@@ -26,36 +31,128 @@ pub const CLIENT_CERT_SHA256_HEADER: &str = "x-client-cert-sha256";
 /// Header carrying the verified client certificate's subject.
 pub const CLIENT_CERT_SUBJECT_HEADER: &str = "x-client-cert-subject";
 
-/// The rustls verifier for `auth` on a listener of `kind`.
-pub fn verifier(
-    auth: &ClientAuthConfig,
-    kind: ListenerKind,
-    provider: Arc<CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let text = crate::fsio::read_cert_text(&auth.ca_file).map_err(|e| format!("ca_file: {e}"))?;
+/// Reads a PEM file of CA certificates into a root store; `field` names
+/// the setting in messages (`ca_file`, `backend_tls.ca_file`).
+pub fn load_roots(path: &Path, field: &str) -> Result<RootCertStore, String> {
+    let text = crate::fsio::read_cert_text(path).map_err(|e| format!("{field}: {e}"))?;
     let mut roots = RootCertStore::empty();
     for certificate in CertificateDer::pem_slice_iter(text.as_bytes()) {
         let certificate =
-            certificate.map_err(|e| format!("ca_file {}: not PEM: {e}", auth.ca_file.display()))?;
+            certificate.map_err(|e| format!("{field} {}: not PEM: {e}", path.display()))?;
         roots
             .add(certificate)
-            .map_err(|e| format!("ca_file {}: {e}", auth.ca_file.display()))?;
+            .map_err(|e| format!("{field} {}: {e}", path.display()))?;
     }
     if roots.is_empty() {
         return Err(format!(
-            "ca_file {}: no `-----BEGIN CERTIFICATE-----` in it; give the PEM of the CA that issues client certificates",
-            auth.ca_file.display()
+            "{field} {}: no `-----BEGIN CERTIFICATE-----` in it; give the PEM of the CA certificate(s)",
+            path.display()
         ));
     }
-    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-    let builder = if kind == ListenerKind::Https || !auth.required {
-        builder.allow_unauthenticated()
-    } else {
-        builder
-    };
-    builder
+    Ok(roots)
+}
+
+/// The chain check of client certificates against `ca_file`, built when a
+/// snapshot is built (so a changed CA file applies without touching the
+/// listener's `ServerConfig`). Whether a certificate is required is
+/// [`ReloadingVerifier`]'s decision, from the listener's current settings.
+pub fn chain_verifier(ca_file: &Path) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let roots = load_roots(ca_file, "ca_file")?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
         .build()
-        .map_err(|e| format!("ca_file {}: {e}", auth.ca_file.display()))
+        .map_err(|e| format!("ca_file {}: {e}", ca_file.display()))
+}
+
+/// The client certificate verifier every TLS listener's `ServerConfig` is
+/// built with, once: each handshake asks the current snapshot whether to
+/// ask for a certificate, whether it is mandatory, and which CA checks it.
+/// A reload (new pins, mode, or CA file content) therefore applies to the
+/// next handshake while the `ServerConfig`, and with it session
+/// resumption, stays (DESIGN.md invariant 3).
+#[derive(Debug)]
+pub struct ReloadingVerifier {
+    index: usize,
+    store: SnapshotStore,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ReloadingVerifier {
+    /// The verifier of listener number `index`.
+    pub fn new(index: usize, store: SnapshotStore) -> Self {
+        ReloadingVerifier {
+            index,
+            store,
+            algorithms: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+        }
+    }
+
+    fn settings(&self) -> Option<(ListenerKind, bool)> {
+        let snapshot = self.store.load();
+        let listener = snapshot.listener(self.index)?;
+        listener
+            .client_auth
+            .as_ref()
+            .map(|auth| (listener.kind, auth.required))
+    }
+}
+
+impl ClientCertVerifier for ReloadingVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.settings().is_some()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        // `https` listeners answer 403 instead, so browsers see a reason;
+        // TLS-ALPN-01 validations (only on `https`) never send one.
+        self.settings()
+            .is_some_and(|(kind, required)| required && kind == ListenerKind::Tls)
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // The hints would have to outlive a snapshot swap; an empty list
+        // is allowed (RFC 8446 §4.2.4, RFC 5246 §7.4.4) and lets the
+        // client offer any certificate it has.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self.store.load().client_verifier(self.index) {
+            Some(verifier) => verifier.verify_client_cert(end_entity, intermediates, now),
+            // Fail closed: client_auth is configured but its CA never loaded.
+            None => Err(rustls::Error::General(
+                "the listener's client CA file is not loaded; see `sniwalk check`".into(),
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 /// A connection's client certificate, verified by rustls.

@@ -3,7 +3,11 @@
 //! upgrades turned into tunnels, and backend failures turned into 502/504.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
@@ -16,6 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::Lifecycle;
+use super::backend_tls::BackendTlsClient;
 use super::io::{Activity, TunnelEnd, copy_with_idle_timeout};
 use crate::config::{HttpBackend, Limits};
 use crate::metrics::BackendError;
@@ -41,14 +46,26 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// The pooled HTTP/1.1 client of one listener.
-#[derive(Clone, Debug)]
+/// A pooled client for one TLS backend.
+type TlsClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+
+/// The pooled HTTP/1.1 clients of one listener: one for plain backends,
+/// one per TLS backend configuration.
+#[derive(Debug)]
 pub struct Forwarder {
     limits: Limits,
     client: Client<HttpConnector, Incoming>,
+    /// Keyed by the snapshot's [`BackendTlsClient`]: a reload that changes
+    /// a backend's client certificate or CA makes a new key, so new
+    /// connections use the new settings while pooled ones age out.
+    tls_clients: ArcSwap<Vec<(Arc<BackendTlsClient>, TlsClient)>>,
     backend_timeout: Duration,
     tunnel_idle_timeout: Duration,
 }
+
+/// At most this many TLS backend clients are kept per listener; older ones
+/// no snapshot uses any more are dropped first.
+const MAX_TLS_CLIENTS: usize = 64;
 
 /// What the caller needs to know about a forwarded request.
 #[derive(Debug)]
@@ -75,27 +92,52 @@ pub struct RequestFacts<'a> {
     pub lifecycle: &'a Lifecycle,
     /// The listener, for logs.
     pub listener: &'a str,
+    /// For an `https://` backend: its TLS client from the current snapshot,
+    /// or why there is none.
+    pub backend_tls: Option<Result<Arc<BackendTlsClient>, String>>,
 }
 
 impl Forwarder {
     /// A client for one listener's limits.
     pub fn new(limits: &Limits) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(limits.backend_connect_timeout));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .set_host(false)
-            .build(connector);
+        let client = client_builder().build(tcp_connector(limits, true));
         Forwarder {
             limits: *limits,
             client,
+            tls_clients: ArcSwap::default(),
             backend_timeout: limits.backend_timeout,
             tunnel_idle_timeout: limits.tunnel_idle_timeout,
         }
+    }
+
+    /// The pooled client for one TLS backend configuration, made on first
+    /// use.
+    fn tls_client(&self, tls: &Arc<BackendTlsClient>) -> TlsClient {
+        if let Some((_, client)) = self.tls_clients.load().iter().find(|(k, _)| Arc::ptr_eq(k, tls)) {
+            return client.clone();
+        }
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config((*tls.config).clone())
+            .https_only()
+            .with_server_name_resolver(FixedServerNameResolver::new(tls.server_name.clone()))
+            .enable_http1()
+            .wrap_connector(tcp_connector(&self.limits, false));
+        let client = client_builder().build(connector);
+        self.tls_clients.rcu(|current| {
+            // Clients whose settings no snapshot holds any more (only this
+            // cache does) go; their pooled connections close with them.
+            let mut next: Vec<_> = current
+                .iter()
+                .filter(|(k, _)| Arc::strong_count(k) > 1 && !Arc::ptr_eq(k, tls))
+                .cloned()
+                .collect();
+            if next.len() >= MAX_TLS_CLIENTS {
+                next.remove(0);
+            }
+            next.push((tls.clone(), client.clone()));
+            next
+        });
+        client
     }
 
     /// The limits this client was built for.
@@ -113,8 +155,23 @@ impl Forwarder {
         let upgrade = upgrade_protocol(&request);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
 
+        let tls_client = match (&backend.tls, facts.backend_tls) {
+            (None, _) => None,
+            (Some(_), Some(Ok(tls))) => Some(self.tls_client(&tls)),
+            (Some(_), Some(Err(why))) => {
+                return failed(StatusCode::BAD_GATEWAY, Some(BackendError::Tls), why);
+            }
+            (Some(_), None) => {
+                return failed(
+                    StatusCode::BAD_GATEWAY,
+                    Some(BackendError::Tls),
+                    "no TLS settings for this backend in the running configuration".into(),
+                );
+            }
+        };
+        let scheme = if tls_client.is_some() { "https" } else { "http" };
         let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        let uri: Uri = match format!("http://{}{path}", backend.authority).parse() {
+        let uri: Uri = match format!("{scheme}://{}{path}", backend.authority).parse() {
             Ok(uri) => uri,
             Err(_) => {
                 return failed(
@@ -141,13 +198,19 @@ impl Forwarder {
         append_forwarded_for(headers, facts.peer);
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
 
+        let sent = match &tls_client {
+            Some(client) => client.request(request),
+            None => self.client.request(request),
+        };
         let mut response =
-            match tokio::time::timeout(self.backend_timeout, self.client.request(request)).await {
+            match tokio::time::timeout(self.backend_timeout, sent).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(e)) => {
                     let timed_out = is_timeout(&e);
                     let (status, kind) = if timed_out {
                         (StatusCode::GATEWAY_TIMEOUT, BackendError::Timeout)
+                    } else if is_tls_failure(&e) {
+                        (StatusCode::BAD_GATEWAY, BackendError::Tls)
                     } else if e.is_connect() {
                         (StatusCode::BAD_GATEWAY, BackendError::Connect)
                     } else {
@@ -269,6 +332,44 @@ fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(X_FORWARDED_FOR, value);
     }
+}
+
+/// hyper-util's client settings shared by plain and TLS backends.
+fn client_builder() -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .set_host(false);
+    builder
+}
+
+/// The TCP side of backend connections; `plain_only` refuses `https://`
+/// URIs (those go through the TLS connector wrapping one of these).
+fn tcp_connector(limits: &Limits, plain_only: bool) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(limits.backend_connect_timeout));
+    connector.enforce_http(plain_only);
+    connector
+}
+
+/// Whether the backend request failed in the TLS handshake.
+fn is_tls_failure(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn is_timeout(error: &hyper_util::client::legacy::Error) -> bool {

@@ -29,6 +29,7 @@ use crate::resolver::{HandshakeEvents, SnapshotStore, SniResolver};
 use crate::snapshot::{Choice, Snapshot};
 
 pub mod access;
+pub mod backend_tls;
 pub mod client_auth;
 pub mod forward;
 pub mod http;
@@ -189,17 +190,25 @@ pub fn server_config(
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(tls_err)?;
-    let builder = match &listener.client_auth {
-        None => builder.with_no_client_auth(),
-        Some(auth) => builder.with_client_cert_verifier(
-            client_auth::verifier(auth, listener.kind, provider).map_err(|problem| {
-                ServeError::ClientAuth {
-                    listener: listener.name.clone(),
-                    problem,
-                }
-            })?,
-        ),
-    };
+    if listener.client_auth.is_some() && store.load().client_verifier(index).is_none() {
+        // Fail closed: a listener that must check client certificates does
+        // not start without its CA.
+        let snapshot = store.load();
+        let problem = snapshot
+            .report(&crate::snapshot::Place::ClientCa(listener.name.clone()))
+            .and_then(|r| r.problems.first())
+            .map_or_else(|| "the CA file did not load".to_string(), |p| p.message.clone());
+        return Err(ServeError::ClientAuth {
+            listener: listener.name.clone(),
+            problem,
+        });
+    }
+    // Every TLS listener gets the reloading verifier, so `client_auth`
+    // (mode, pins, CA) can change with a reload; without `client_auth` it
+    // asks for nothing.
+    let builder = builder.with_client_cert_verifier(Arc::new(
+        client_auth::ReloadingVerifier::new(index, store.clone()),
+    ));
     let mut config =
         builder.with_cert_resolver(Arc::new(if listener.kind == ListenerKind::Https {
             SniResolver::new(index, store, events).with_challenges(challenges.clone())

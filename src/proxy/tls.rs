@@ -4,9 +4,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -54,7 +54,7 @@ pub async fn serve_connection(
         );
         return;
     }
-    let Some(TcpBackend { address }) = &settings.backend else {
+    let Some(TcpBackend { address, tls }) = &settings.backend else {
         // Configuration validation requires a backend on `tls` listeners.
         return;
     };
@@ -98,9 +98,34 @@ pub async fn serve_connection(
             return;
         }
     }
-    let end = tokio::select! {
-        end = copy_with_idle_timeout(client, backend, limits.tunnel_idle_timeout) => end,
-        () = lifecycle.hard_stop.cancelled() => TunnelEnd::Failed(std::io::Error::other("shutdown timeout")),
+    let end = match tls {
+        None => tunnel(client, backend, limits.tunnel_idle_timeout, &lifecycle).await,
+        Some(spec) => {
+            let connected = tokio::time::timeout(
+                limits.backend_connect_timeout,
+                connect_tls(shared, &spec.backend, backend),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "TLS handshake timed out after {} s",
+                    limits.backend_connect_timeout.as_secs()
+                ))
+            });
+            match connected {
+                Ok(backend) => tunnel(client, backend, limits.tunnel_idle_timeout, &lifecycle).await,
+                Err(failure) => {
+                    shared.metrics.backend_error(address, BackendError::Tls);
+                    tracing::warn!(
+                        listener = %shared.config.name, %peer, sni = sni.as_deref().unwrap_or("-"),
+                        backend = %address, failure = %failure,
+                        "TLS to the backend failed; closing the client connection"
+                    );
+                    let _ = client.shutdown().await;
+                    return;
+                }
+            }
+        }
     };
     if !settings.access_log {
         return;
@@ -123,6 +148,37 @@ pub async fn serve_connection(
         end = %how,
         "tunnel"
     );
+}
+
+/// Copies both ways until either side closes, the tunnel idles out or the
+/// shutdown timeout cuts it.
+async fn tunnel<A, B>(client: A, backend: B, idle: Duration, lifecycle: &Lifecycle) -> TunnelEnd
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::select! {
+        end = copy_with_idle_timeout(client, backend, idle) => end,
+        () = lifecycle.hard_stop.cancelled() => TunnelEnd::Failed(std::io::Error::other("shutdown timeout")),
+    }
+}
+
+/// TLS over an open backend connection, with the backend's client
+/// configuration from the current snapshot (so a renewed client
+/// certificate is used from the next connection on).
+async fn connect_tls(
+    shared: &ListenerShared,
+    backend: &str,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let client = match shared.store.load().backend_tls_entry(backend) {
+        Some(entry) => entry.client.clone()?,
+        None => return Err("no TLS settings for this backend in the running configuration".into()),
+    };
+    tokio_rustls::TlsConnector::from(client.config.clone())
+        .connect(client.server_name.clone(), tcp)
+        .await
+        .map_err(|e| format!("TLS handshake with {} ({}): {e}", backend, client.spec.server_name))
 }
 
 /// The PROXY protocol v2 signature.

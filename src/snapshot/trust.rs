@@ -1,0 +1,270 @@
+//! The snapshot's trust material besides served certificates: each TLS
+//! listener's client CA (`client_auth.ca_file`) and each TLS backend's
+//! roots and client certificate (`backend_tls:`). They are loaded, reused
+//! while unchanged and kept when broken (last good) like certificates, and
+//! reported under their own places.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::server::danger::ClientCertVerifier;
+
+use super::{
+    Attempt, Changes, FileStamp, LoadedCertificate, Place, Problem, Snapshot, SourceKind,
+    SourceReport, SourceStamp, check_validity, load_pem_file, settle, unchanged,
+};
+use crate::config::{BackendTls, Config};
+use crate::proxy::backend_tls::BackendTlsClient;
+use crate::proxy::client_auth;
+
+/// A listener's client CA, ready to check client certificates.
+#[derive(Debug)]
+pub struct ClientCa {
+    /// Checks a client certificate's chain against the CA file.
+    pub verifier: Arc<dyn ClientCertVerifier>,
+    /// The CA file.
+    pub file: PathBuf,
+    /// What the file looked like when it was read.
+    pub stamp: SourceStamp,
+}
+
+/// One TLS backend as of a snapshot.
+#[derive(Debug, Clone)]
+pub struct BackendTlsEntry {
+    /// The backend as configured (`https://HOST:PORT` or `HOST:PORT`).
+    pub backend: String,
+    /// Ready to connect, or why not (requests to it then fail with 502).
+    pub client: Result<Arc<BackendTlsClient>, String>,
+}
+
+fn stamp_of(path: &Path) -> SourceStamp {
+    FileStamp::of(path).map_or(SourceStamp::Unknown, SourceStamp::File)
+}
+
+/// Loads every TLS listener's client CA; one report per listener with
+/// `client_auth`, appended to `reports`.
+pub(super) fn client_cas(
+    config: &Config,
+    previous: Option<&Snapshot>,
+    changes: Changes<'_>,
+    reports: &mut Vec<Arc<SourceReport>>,
+) -> Vec<Option<Arc<ClientCa>>> {
+    let mut out = Vec::with_capacity(config.listeners.len());
+    for (index, listener) in config.listeners.iter().enumerate() {
+        let Some(auth) = &listener.client_auth else {
+            out.push(None);
+            continue;
+        };
+        let file = &auth.ca_file;
+        let kept = previous
+            .and_then(|p| p.client_cas.get(index).cloned().flatten())
+            .filter(|ca| ca.file == *file && ca.stamp != SourceStamp::Unknown);
+        let mut report = SourceReport {
+            place: Place::ClientCa(listener.name.clone()),
+            kind: Some(SourceKind::CaFile),
+            file: Some(file.clone()),
+            loaded: None,
+            acme_enabled: false,
+            expiry: None,
+            problems: Vec::new(),
+        };
+        let ca = match kept {
+            Some(ca) if !changes.may_touch(file) || stamp_of(file) == ca.stamp => Some(ca),
+            kept => {
+                let stamp = stamp_of(file);
+                match client_auth::chain_verifier(file) {
+                    Ok(verifier) => Some(Arc::new(ClientCa {
+                        verifier,
+                        file: file.clone(),
+                        stamp,
+                    })),
+                    Err(message) => {
+                        let consequence = if kept.is_some() {
+                            "the previous CA keeps checking client certificates until this is fixed"
+                        } else {
+                            "client certificates are refused on this listener until this is fixed"
+                        };
+                        report
+                            .problems
+                            .push(Problem::error(format!("{message}; {consequence}")));
+                        kept
+                    }
+                }
+            }
+        };
+        reports.push(Arc::new(report));
+        out.push(ca);
+    }
+    out
+}
+
+/// Loads every TLS backend's roots and client certificate and builds its
+/// client configuration; a report for each backend that reads files.
+pub(super) fn backends(
+    config: &Config,
+    previous: Option<&Snapshot>,
+    changes: Changes<'_>,
+    now: i64,
+    reports: &mut Vec<Arc<SourceReport>>,
+) -> Vec<BackendTlsEntry> {
+    config
+        .backend_tls()
+        .into_iter()
+        .map(|spec| {
+            let (entry, report) = backend(config, spec, previous, changes, now);
+            if let Some(report) = report {
+                reports.push(Arc::new(report));
+            }
+            entry
+        })
+        .collect()
+}
+
+fn backend(
+    config: &Config,
+    spec: &BackendTls,
+    previous: Option<&Snapshot>,
+    changes: Changes<'_>,
+    now: i64,
+) -> (BackendTlsEntry, Option<SourceReport>) {
+    let place = Place::Backend(spec.backend.clone());
+    let before = previous
+        .and_then(|p| p.backend_tls_entry(&spec.backend))
+        .and_then(|e| e.client.as_ref().ok())
+        .filter(|c| c.spec == *spec);
+    let mut report = SourceReport {
+        place: place.clone(),
+        kind: None,
+        file: None,
+        loaded: None,
+        acme_enabled: false,
+        expiry: None,
+        problems: Vec::new(),
+    };
+
+    if let Some(path) = &spec.client_certificate {
+        report.kind = Some(SourceKind::BackendClient);
+        report.file = Some(path.clone());
+        let attempt = match unchanged(
+            previous,
+            &place,
+            SourceKind::BackendClient,
+            Some(path),
+            !changes.may_touch(path),
+            || stamp_of(path),
+        ) {
+            Some(loaded) => Attempt::Reused(loaded),
+            None => Attempt::from(load_pem_file(path)),
+        };
+        report.loaded = settle(
+            &mut report.problems,
+            &place,
+            previous,
+            SourceKind::BackendClient,
+            Some(path.clone()),
+            attempt,
+        );
+        if let Some(loaded) = &report.loaded {
+            report.expiry = Some(check_validity(
+                &mut report.problems,
+                &loaded.facts,
+                now,
+                config.acme.warn_days,
+            ));
+        }
+    }
+
+    let roots = match &spec.ca_file {
+        None => Ok(None),
+        Some(file) => {
+            if report.kind.is_none() {
+                report.kind = Some(SourceKind::CaFile);
+                report.file = Some(file.clone());
+            }
+            let kept = before.and_then(|c| c.roots.clone());
+            match kept {
+                Some((roots, stamp))
+                    if stamp != SourceStamp::Unknown
+                        && (!changes.may_touch(file) || stamp_of(file) == stamp) =>
+                {
+                    Ok(Some((roots, stamp)))
+                }
+                kept => {
+                    let stamp = stamp_of(file);
+                    match client_auth::load_roots(file, "backend_tls.ca_file") {
+                        Ok(roots) => Ok(Some((Arc::new(roots), stamp))),
+                        Err(message) => match kept {
+                            Some(kept) => {
+                                report.problems.push(Problem::error(format!(
+                                    "{message}; the previous CA keeps verifying the backend until this is fixed"
+                                )));
+                                Ok(Some(kept))
+                            }
+                            None => {
+                                let message = format!(
+                                    "{message}; requests to this backend fail (502) until this is fixed"
+                                );
+                                report.problems.push(Problem::error(message.clone()));
+                                Err(message)
+                            }
+                        },
+                    }
+                }
+            }
+        }
+    };
+
+    let client = roots.and_then(|roots| {
+        let same = |c: &&Arc<BackendTlsClient>| {
+            same_arc(&c.roots.as_ref().map(|r| &r.0), &roots.as_ref().map(|r| &r.0))
+                && same_arc(&c.client_certificate.as_ref(), &report.loaded.as_ref())
+        };
+        match before.filter(same) {
+            Some(client) => Ok(client.clone()),
+            None => BackendTlsClient::build(spec, roots, report.loaded.clone())
+                .map(Arc::new)
+                .inspect_err(|message| report.problems.push(Problem::error(message.clone()))),
+        }
+    });
+    let wanted = spec.client_certificate.is_some() || spec.ca_file.is_some();
+    let report = (wanted || !report.problems.is_empty()).then_some(report);
+    (
+        BackendTlsEntry {
+            backend: spec.backend.clone(),
+            client,
+        },
+        report,
+    )
+}
+
+/// Whether two optional shared values are the very same (or both absent).
+fn same_arc<T: ?Sized>(a: &Option<&Arc<T>>, b: &Option<&Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+impl Snapshot {
+    /// The client CA check of listener number `listener`, if it has
+    /// `client_auth` and its CA loaded (now or earlier: last good).
+    pub fn client_verifier(&self, listener: usize) -> Option<&Arc<dyn ClientCertVerifier>> {
+        self.client_cas
+            .get(listener)
+            .and_then(Option::as_ref)
+            .map(|ca| &ca.verifier)
+    }
+
+    /// The TLS state of `backend` (as written in the configuration).
+    pub fn backend_tls_entry(&self, backend: &str) -> Option<&BackendTlsEntry> {
+        self.backend_tls.iter().find(|e| e.backend == backend)
+    }
+
+    /// The certificate presented to `backend`, if it has one loaded.
+    pub fn backend_client_certificate(&self, backend: &str) -> Option<&Arc<LoadedCertificate>> {
+        self.backend_tls_entry(backend)
+            .and_then(|e| e.client.as_ref().ok())
+            .and_then(|c| c.client_certificate.as_ref())
+    }
+}
