@@ -545,7 +545,10 @@ impl HttpBackend {
     /// [`BackendTls`] (system trust store, the host as server name); the
     /// route's `backend_tls:` replaces it.
     pub fn parse(input: &str) -> Result<Self, String> {
-        let (rest, tls) = match (input.strip_prefix("http://"), input.strip_prefix("https://")) {
+        let (rest, tls) = match (
+            input.strip_prefix("http://"),
+            input.strip_prefix("https://"),
+        ) {
             (Some(rest), _) => (rest, false),
             (_, Some(rest)) => (rest, true),
             _ => {
@@ -603,9 +606,7 @@ fn backend_tls_from_raw(
         Some(name) => {
             let trimmed = name.trim().trim_end_matches('.').to_ascii_lowercase();
             rustls_pki_types::ServerName::try_from(trimmed.clone()).map_err(|_| {
-                format!(
-                    "{field}.server_name: `{name}` is neither a DNS name nor an IP address"
-                )
+                format!("{field}.server_name: `{name}` is neither a DNS name nor an IP address")
             })?;
             trimmed
         }

@@ -212,7 +212,11 @@ pub async fn run_with(
     })
     .await??;
     log_sources(&snapshot);
-    for tls in config.backend_tls().into_iter().filter(|t| t.insecure_skip_verify) {
+    for tls in config
+        .backend_tls()
+        .into_iter()
+        .filter(|t| t.insecure_skip_verify)
+    {
         tracing::warn!(
             backend = %tls.backend,
             server_name = %tls.server_name,

@@ -388,7 +388,7 @@ impl ReloadTask {
                 return false;
             }
         };
-        let changed = log_changes(&previous, &next);
+        let changed = log_changes(&previous, &next) | log_trust_changes(&previous, &next);
         if changed || config_changed {
             self.store.store(Arc::new(next));
         }
@@ -544,6 +544,43 @@ fn log_changes(previous: &Snapshot, next: &Snapshot) -> bool {
         if next.report(&before.place).is_none() {
             changed = true;
             tracing::info!(place = %before.place, "removed from the configuration");
+        }
+    }
+    changed
+}
+
+/// Logs client CAs and backend TLS settings that were read anew (their
+/// problems are in the reports); tells whether any was.
+fn log_trust_changes(previous: &Snapshot, next: &Snapshot) -> bool {
+    let mut changed = false;
+    for (index, name) in next.listener_names().iter().enumerate() {
+        let (before, now) = (previous.client_ca(index), next.client_ca(index));
+        match (before, now) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
+            (None, None) => {}
+            (_, Some(ca)) => {
+                changed = true;
+                tracing::info!(listener = %name, file = %ca.file.display(), "client CA loaded");
+            }
+            (Some(_), None) => changed = true,
+        }
+    }
+    let entries = next.backend_tls_entries();
+    if entries.len() != previous.backend_tls_entries().len() {
+        changed = true;
+    }
+    for entry in entries {
+        let before = previous.backend_tls_entry(&entry.backend);
+        let same = match (before.map(|b| &b.client), &entry.client) {
+            (Some(Ok(a)), Ok(b)) => Arc::ptr_eq(a, b),
+            (Some(Err(a)), Err(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            changed = true;
+            if entry.client.is_ok() {
+                tracing::info!(backend = %entry.backend, "backend TLS settings loaded");
+            }
         }
     }
     changed

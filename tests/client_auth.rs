@@ -224,6 +224,95 @@ async fn tls_listener_requires_a_pinned_client_certificate() {
     proxy.stop().await;
 }
 
+/// Polls until `attempt` gives `want` (10 s at most).
+async fn until_status(
+    what: &str,
+    want: Result<u16, ()>,
+    attempt: impl Fn() -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(u16, String), String>> + Send>,
+    >,
+) {
+    common::within(Duration::from_secs(10), what, async {
+        loop {
+            let got = attempt().await.map(|(status, _)| status).map_err(|_| ());
+            if got == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ca_and_mode_reload_without_a_restart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ca_a, issuer_a) = ca("CA A");
+    let (ca_b, issuer_b) = ca("CA B");
+    let from_a = client("caller of A", &issuer_a);
+    let from_b = client("caller of B", &issuer_b);
+    let ca_file = tmp.path().join("clients-ca.pem");
+    std::fs::write(&ca_file, &ca_a).expect("ca");
+    let backend = HttpBackend::start().await;
+    let listeners = |mode: &str| {
+        format!(
+            "  - name: api\n    kind: https\n    bind: 127.0.0.1:1\n    access_log: false\n    \
+             client_auth: {{ mode: {mode}, ca_file: clients-ca.pem }}\n    \
+             routes:\n      - {{ host: \"*\", backend: {} }}\n",
+            backend.url()
+        )
+    };
+    let yaml = common::proxy_yaml("", &listeners("required"));
+    let (proxy, _reloads) = TestProxy::start_with_reload(tmp.path(), &yaml).await;
+    let addr = proxy.addr();
+    let with = |identity: Option<(Vec<u8>, Vec<u8>, String)>| {
+        move || {
+            let config = client_config(identity.as_ref());
+            Box::pin(async move { get(addr, config, "").await })
+                as std::pin::Pin<
+                    Box<dyn std::future::Future<Output = Result<(u16, String), String>> + Send>,
+                >
+        }
+    };
+    assert_eq!(with(Some(from_a.clone()))().await.expect("A passes").0, 200);
+    assert!(with(Some(from_b.clone()))().await.is_err(), "B refused");
+
+    // The CA file is replaced: B's callers get in, A's no longer do, and
+    // the listener was not rebuilt (no restart, same socket).
+    let tmp_file = tmp.path().join("clients-ca.tmp");
+    std::fs::write(&tmp_file, &ca_b).expect("write");
+    std::fs::rename(&tmp_file, &ca_file).expect("rename");
+    until_status(
+        "B accepted after the CA swap",
+        Ok(200),
+        with(Some(from_b.clone())),
+    )
+    .await;
+    assert!(with(Some(from_a.clone()))().await.is_err(), "A refused now");
+
+    // A damaged CA file keeps the last good one.
+    std::fs::write(&tmp_file, "-----BEGIN CERTIFICATE-----\nnot base64\n").expect("write");
+    std::fs::rename(&tmp_file, &ca_file).expect("rename");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        with(Some(from_b.clone()))()
+            .await
+            .expect("B still passes")
+            .0,
+        200
+    );
+
+    // `mode` follows the configuration: optional lets callers without a
+    // certificate through.
+    std::fs::write(&ca_file, &ca_b).expect("ca");
+    assert_eq!(with(None)().await.expect("answered").0, 403);
+    let config_tmp = tmp.path().join("proxy.yaml.tmp");
+    std::fs::write(&config_tmp, common::proxy_yaml("", &listeners("optional"))).expect("write");
+    std::fs::rename(&config_tmp, tmp.path().join("proxy.yaml")).expect("rename");
+    until_status("no certificate accepted once optional", Ok(200), with(None)).await;
+    proxy.stop().await;
+}
+
 #[test]
 fn mode_off_with_a_ca_is_a_configuration_error() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -1468,8 +1468,11 @@ fn invalid_configurations_are_refused_with_field_and_position() {
             &["listeners.ws.https_port", "only `http` listeners"],
         ),
         (
-            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        backend: https://127.0.0.1:8080\n",
-            &["listeners.ws.routes[0].backend", "not available yet"],
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        backend: ftp://127.0.0.1:8080\n",
+            &[
+                "listeners.ws.routes[0].backend",
+                "not an http://HOST:PORT or https://HOST:PORT URL",
+            ],
         ),
         (
             "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        backend: http://127.0.0.1:8080/app\n",
@@ -1725,14 +1728,16 @@ fn traffic_settings_parse_with_defaults() {
     assert_eq!(
         ws.routes[1].action,
         RouteAction::Backend(HttpBackend {
-            authority: "127.0.0.1:8080".into()
+            authority: "127.0.0.1:8080".into(),
+            tls: None,
         })
     );
     let sip = config.listener("sip").expect("sip");
     assert_eq!(
         sip.backend,
         Some(TcpBackend {
-            address: "localhost:5060".into()
+            address: "localhost:5060".into(),
+            tls: None,
         })
     );
     assert!(sip.proxy_protocol);
@@ -1866,6 +1871,105 @@ fn client_auth_block() {
         ),
     ] {
         let yaml = listener(auth);
+        assert_contains_all(&err(&yaml), &needles, &yaml);
+    }
+}
+
+#[test]
+fn backend_tls_on_routes_and_tls_listeners() {
+    let route = |backend: &str, tls: &str| {
+        format!(
+            "{MINIMAL}listeners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:8443\n    routes:\n      \
+             - host: \"*\"\n        backend: {backend}\n{tls}"
+        )
+    };
+    // https:// alone: system roots, the host as server name.
+    let config = ok(&route("https://api.internal:9443", ""));
+    let RouteAction::Backend(backend) = &config.listeners[0].routes[0].action else {
+        panic!("a backend route");
+    };
+    assert_eq!(backend.authority, "api.internal:9443");
+    let tls = backend.tls.clone().expect("TLS");
+    assert_eq!(tls.backend, "https://api.internal:9443");
+    assert_eq!(tls.server_name, "api.internal");
+    assert_eq!(tls.ca_file, None);
+    assert!(!tls.insecure_skip_verify);
+    // IPv6 literal: the server name has no brackets.
+    let config = ok(&route("https://[::1]:9443/", ""));
+    assert_eq!(config.backend_tls()[0].server_name, "::1");
+    // Every field.
+    let config = ok(&route(
+        "https://10.0.0.5:9443",
+        "        backend_tls: { ca_file: ca.pem, client_certificate: alias://paths/c/client.pem, server_name: API.Internal. }\n",
+    )
+    .replace("listeners:", "paths: { c: /etc/certs }\nlisteners:"));
+    let tls = config.backend_tls()[0].clone();
+    assert_eq!(
+        tls.ca_file.as_deref(),
+        Some(Path::new("/etc/sniwalk/ca.pem"))
+    );
+    assert_eq!(
+        tls.client_certificate.as_deref(),
+        Some(Path::new("/etc/certs/client.pem"))
+    );
+    assert_eq!(tls.server_name, "api.internal");
+    // A tls listener.
+    let yaml = format!(
+        "{MINIMAL}listeners:\n  - name: sip\n    kind: tls\n    bind: 127.0.0.1:5061\n    backend: sbc.internal:5061\n    \
+         backend_tls: {{ insecure_skip_verify: true }}\n"
+    );
+    let config = ok(&yaml);
+    let backend = config.listeners[0].backend.clone().expect("backend");
+    let tls = backend.tls.expect("TLS");
+    assert_eq!(tls.server_name, "sbc.internal");
+    assert!(tls.insecure_skip_verify);
+
+    for (yaml, needles) in [
+        (
+            route(
+                "http://127.0.0.1:8080",
+                "        backend_tls: { ca_file: ca.pem }\n",
+            ),
+            vec!["backend_tls", "plain HTTP", "https://127.0.0.1:8080"],
+        ),
+        (
+            route(
+                "https://127.0.0.1:8080",
+                "        backend_tls: { ca_file: ca.pem, insecure_skip_verify: true }\n",
+            ),
+            vec!["insecure_skip_verify", "ca_file"],
+        ),
+        (
+            route(
+                "https://127.0.0.1:8080",
+                "        backend_tls: { server_name: \"not a name\" }\n",
+            ),
+            vec!["server_name", "not a name"],
+        ),
+        (
+            route("https://127.0.0.1:8080", "        backend_tls: { ca: x }\n"),
+            vec!["ca"],
+        ),
+        (
+            route("ftp://127.0.0.1:8080", ""),
+            vec!["ftp://", "https://HOST:PORT"],
+        ),
+        (
+            format!(
+                "{MINIMAL}listeners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:8443\n    \
+                 backend_tls: {{ ca_file: ca.pem }}\n"
+            ),
+            vec!["backend_tls", "on the route"],
+        ),
+        (
+            format!(
+                "{MINIMAL}listeners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:8443\n    routes:\n      \
+                 - {{ host: a.example.com, backend: \"https://127.0.0.1:9\", backend_tls: {{ ca_file: a.pem }} }}\n      \
+                 - {{ host: b.example.com, backend: \"https://127.0.0.1:9\", backend_tls: {{ ca_file: b.pem }} }}\n"
+            ),
+            vec!["https://127.0.0.1:9", "twice", "backend_tls"],
+        ),
+    ] {
         assert_contains_all(&err(&yaml), &needles, &yaml);
     }
 }

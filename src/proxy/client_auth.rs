@@ -84,7 +84,8 @@ impl ReloadingVerifier {
         ReloadingVerifier {
             index,
             store,
-            algorithms: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+            algorithms: rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms,
         }
     }
 

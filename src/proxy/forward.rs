@@ -113,7 +113,12 @@ impl Forwarder {
     /// The pooled client for one TLS backend configuration, made on first
     /// use.
     fn tls_client(&self, tls: &Arc<BackendTlsClient>) -> TlsClient {
-        if let Some((_, client)) = self.tls_clients.load().iter().find(|(k, _)| Arc::ptr_eq(k, tls)) {
+        if let Some((_, client)) = self
+            .tls_clients
+            .load()
+            .iter()
+            .find(|(k, _)| Arc::ptr_eq(k, tls))
+        {
             return client.clone();
         }
         let connector = HttpsConnectorBuilder::new()
@@ -169,7 +174,11 @@ impl Forwarder {
                 );
             }
         };
-        let scheme = if tls_client.is_some() { "https" } else { "http" };
+        let scheme = if tls_client.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
         let uri: Uri = match format!("{scheme}://{}{path}", backend.authority).parse() {
             Ok(uri) => uri,
@@ -202,33 +211,32 @@ impl Forwarder {
             Some(client) => client.request(request),
             None => self.client.request(request),
         };
-        let mut response =
-            match tokio::time::timeout(self.backend_timeout, sent).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(e)) => {
-                    let timed_out = is_timeout(&e);
-                    let (status, kind) = if timed_out {
-                        (StatusCode::GATEWAY_TIMEOUT, BackendError::Timeout)
-                    } else if is_tls_failure(&e) {
-                        (StatusCode::BAD_GATEWAY, BackendError::Tls)
-                    } else if e.is_connect() {
-                        (StatusCode::BAD_GATEWAY, BackendError::Connect)
-                    } else {
-                        (StatusCode::BAD_GATEWAY, BackendError::Other)
-                    };
-                    return failed(status, Some(kind), describe_client_error(&e, timed_out));
-                }
-                Err(_) => {
-                    return failed(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        Some(BackendError::Timeout),
-                        format!(
-                            "no response headers within {} s",
-                            self.backend_timeout.as_secs()
-                        ),
-                    );
-                }
-            };
+        let mut response = match tokio::time::timeout(self.backend_timeout, sent).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                let timed_out = is_timeout(&e);
+                let (status, kind) = if timed_out {
+                    (StatusCode::GATEWAY_TIMEOUT, BackendError::Timeout)
+                } else if is_tls_failure(&e) {
+                    (StatusCode::BAD_GATEWAY, BackendError::Tls)
+                } else if e.is_connect() {
+                    (StatusCode::BAD_GATEWAY, BackendError::Connect)
+                } else {
+                    (StatusCode::BAD_GATEWAY, BackendError::Other)
+                };
+                return failed(status, Some(kind), describe_client_error(&e, timed_out));
+            }
+            Err(_) => {
+                return failed(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    Some(BackendError::Timeout),
+                    format!(
+                        "no response headers within {} s",
+                        self.backend_timeout.as_secs()
+                    ),
+                );
+            }
+        };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
@@ -363,7 +371,9 @@ fn is_tls_failure(error: &hyper_util::client::legacy::Error) -> bool {
             return true;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
         {
             return true;
         }

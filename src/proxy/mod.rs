@@ -197,7 +197,10 @@ pub fn server_config(
         let problem = snapshot
             .report(&crate::snapshot::Place::ClientCa(listener.name.clone()))
             .and_then(|r| r.problems.first())
-            .map_or_else(|| "the CA file did not load".to_string(), |p| p.message.clone());
+            .map_or_else(
+                || "the CA file did not load".to_string(),
+                |p| p.message.clone(),
+            );
         return Err(ServeError::ClientAuth {
             listener: listener.name.clone(),
             problem,
@@ -206,9 +209,10 @@ pub fn server_config(
     // Every TLS listener gets the reloading verifier, so `client_auth`
     // (mode, pins, CA) can change with a reload; without `client_auth` it
     // asks for nothing.
-    let builder = builder.with_client_cert_verifier(Arc::new(
-        client_auth::ReloadingVerifier::new(index, store.clone()),
-    ));
+    let builder = builder.with_client_cert_verifier(Arc::new(client_auth::ReloadingVerifier::new(
+        index,
+        store.clone(),
+    )));
     let mut config =
         builder.with_cert_resolver(Arc::new(if listener.kind == ListenerKind::Https {
             SniResolver::new(index, store, events).with_challenges(challenges.clone())

@@ -113,7 +113,9 @@ pub async fn serve_connection(
                 ))
             });
             match connected {
-                Ok(backend) => tunnel(client, backend, limits.tunnel_idle_timeout, &lifecycle).await,
+                Ok(backend) => {
+                    tunnel(client, backend, limits.tunnel_idle_timeout, &lifecycle).await
+                }
                 Err(failure) => {
                     shared.metrics.backend_error(address, BackendError::Tls);
                     tracing::warn!(
@@ -178,7 +180,12 @@ async fn connect_tls(
     tokio_rustls::TlsConnector::from(client.config.clone())
         .connect(client.server_name.clone(), tcp)
         .await
-        .map_err(|e| format!("TLS handshake with {} ({}): {e}", backend, client.spec.server_name))
+        .map_err(|e| {
+            format!(
+                "TLS handshake with {} ({}): {e}",
+                backend, client.spec.server_name
+            )
+        })
 }
 
 /// The PROXY protocol v2 signature.

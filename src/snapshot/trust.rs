@@ -216,8 +216,10 @@ fn backend(
 
     let client = roots.and_then(|roots| {
         let same = |c: &&Arc<BackendTlsClient>| {
-            same_arc(&c.roots.as_ref().map(|r| &r.0), &roots.as_ref().map(|r| &r.0))
-                && same_arc(&c.client_certificate.as_ref(), &report.loaded.as_ref())
+            same_arc(
+                &c.roots.as_ref().map(|r| &r.0),
+                &roots.as_ref().map(|r| &r.0),
+            ) && same_arc(&c.client_certificate.as_ref(), &report.loaded.as_ref())
         };
         match before.filter(same) {
             Some(client) => Ok(client.clone()),
@@ -254,6 +256,16 @@ impl Snapshot {
             .get(listener)
             .and_then(Option::as_ref)
             .map(|ca| &ca.verifier)
+    }
+
+    /// The loaded client CA of listener number `listener`.
+    pub fn client_ca(&self, listener: usize) -> Option<&Arc<ClientCa>> {
+        self.client_cas.get(listener).and_then(Option::as_ref)
+    }
+
+    /// Every TLS backend, in configuration order.
+    pub fn backend_tls_entries(&self) -> &[BackendTlsEntry] {
+        &self.backend_tls
     }
 
     /// The TLS state of `backend` (as written in the configuration).
