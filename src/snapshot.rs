@@ -423,33 +423,16 @@ impl Snapshot {
                 expiry: None,
                 problems: Vec::new(),
             };
-            let attempt = match unchanged(
+            load_source(
+                &mut report,
                 previous,
-                &place,
                 SourceKind::Certdir,
-                Some(dir),
-                !changes.may_touch_dir(dir),
+                dir,
+                changes.may_touch_dir(dir),
                 || certdir_stamp(dir),
-            ) {
-                Some(loaded) => Attempt::Reused(loaded),
-                None => Attempt::from(load_certdir(dir)),
-            };
-            report.loaded = settle(
-                &mut report.problems,
-                &place,
-                previous,
-                SourceKind::Certdir,
-                Some(dir.clone()),
-                attempt,
+                || load_certdir(dir),
+                (now, config.acme.warn_days),
             );
-            if let Some(loaded) = &report.loaded {
-                report.expiry = Some(check_validity(
-                    &mut report.problems,
-                    &loaded.facts,
-                    now,
-                    config.acme.warn_days,
-                ));
-            }
             certdirs.push(report.loaded.clone());
             reports.push(Arc::new(report));
         }
@@ -898,6 +881,51 @@ fn load_certdir(dir: &Path) -> Result<(ParsedPem, SourceStamp), LoadError> {
                 not_found: false,
             }
         })
+}
+
+/// Loads the file (or certdir) `path` of `kind` into `report`: the
+/// previous certificate while the source is unchanged (`stamp` says what
+/// it looks like now, asked only when `may_have_changed`), else `load`;
+/// the last good one if that fails; then its validity at `now` for
+/// `warn_days`.
+#[allow(clippy::too_many_arguments)]
+fn load_source(
+    report: &mut SourceReport,
+    previous: Option<&Snapshot>,
+    kind: SourceKind,
+    path: &Path,
+    may_have_changed: bool,
+    stamp: impl FnOnce() -> SourceStamp,
+    load: impl FnOnce() -> Result<(ParsedPem, SourceStamp), LoadError>,
+    (now, warn_days): (i64, u32),
+) {
+    let attempt = match unchanged(
+        previous,
+        &report.place,
+        kind,
+        Some(path),
+        !may_have_changed,
+        stamp,
+    ) {
+        Some(loaded) => Attempt::Reused(loaded),
+        None => Attempt::from(load()),
+    };
+    report.loaded = settle(
+        &mut report.problems,
+        &report.place,
+        previous,
+        kind,
+        Some(path.to_path_buf()),
+        attempt,
+    );
+    if let Some(loaded) = &report.loaded {
+        report.expiry = Some(check_validity(
+            &mut report.problems,
+            &loaded.facts,
+            now,
+            warn_days,
+        ));
+    }
 }
 
 /// Turns a load attempt into the certificate to serve, recording problems:

@@ -15,22 +15,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-/// A CA: its PEM and the issuer to sign client certificates with.
-fn ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::CommonName, name);
-    params.distinguished_name = dn;
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let cert = params.self_signed(&key).expect("self-signed");
-    (cert.pem(), rcgen::Issuer::new(params, key))
-}
-
 /// A client certificate for `name` signed by `issuer`: (DER, key DER,
 /// SHA-256 lowercase hex).
 fn client(
@@ -111,8 +95,8 @@ async fn get(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_client_certificates_pins_and_headers() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (ca_pem, issuer) = ca("clients CA");
-    let (_, other_issuer) = ca("another CA");
+    let (ca_pem, issuer) = common::test_ca("clients CA");
+    let (_, other_issuer) = common::test_ca("another CA");
     std::fs::write(tmp.path().join("clients-ca.pem"), &ca_pem).expect("ca");
     let pinned = client("pinned caller", &issuer);
     let unpinned = client("unpinned caller", &issuer);
@@ -177,8 +161,8 @@ async fn https_client_certificates_pins_and_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_listener_requires_a_pinned_client_certificate() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (ca_pem, issuer) = ca("clients CA");
-    let (_, other_issuer) = ca("another CA");
+    let (ca_pem, issuer) = common::test_ca("clients CA");
+    let (_, other_issuer) = common::test_ca("another CA");
     std::fs::write(tmp.path().join("clients-ca.pem"), &ca_pem).expect("ca");
     let pinned = client("pinned caller", &issuer);
     let unpinned = client("unpinned caller", &issuer);
@@ -247,8 +231,8 @@ async fn until_status(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_ca_and_mode_reload_without_a_restart() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (ca_a, issuer_a) = ca("CA A");
-    let (ca_b, issuer_b) = ca("CA B");
+    let (ca_a, issuer_a) = common::test_ca("CA A");
+    let (ca_b, issuer_b) = common::test_ca("CA B");
     let from_a = client("caller of A", &issuer_a);
     let from_b = client("caller of B", &issuer_b);
     let ca_file = tmp.path().join("clients-ca.pem");

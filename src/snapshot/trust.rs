@@ -10,8 +10,8 @@ use std::sync::Arc;
 use rustls::server::danger::ClientCertVerifier;
 
 use super::{
-    Attempt, Changes, FileStamp, LoadedCertificate, Place, Problem, Snapshot, SourceKind,
-    SourceReport, SourceStamp, check_validity, load_pem_file, settle, unchanged,
+    Changes, FileStamp, LoadedCertificate, Place, Problem, Snapshot, SourceKind, SourceReport,
+    SourceStamp, load_pem_file, load_source,
 };
 use crate::config::{BackendTls, Config};
 use crate::proxy::backend_tls::BackendTlsClient;
@@ -145,33 +145,16 @@ fn backend(
     if let Some(path) = &spec.client_certificate {
         report.kind = Some(SourceKind::BackendClient);
         report.file = Some(path.clone());
-        let attempt = match unchanged(
+        load_source(
+            &mut report,
             previous,
-            &place,
             SourceKind::BackendClient,
-            Some(path),
-            !changes.may_touch(path),
+            path,
+            changes.may_touch(path),
             || stamp_of(path),
-        ) {
-            Some(loaded) => Attempt::Reused(loaded),
-            None => Attempt::from(load_pem_file(path)),
-        };
-        report.loaded = settle(
-            &mut report.problems,
-            &place,
-            previous,
-            SourceKind::BackendClient,
-            Some(path.clone()),
-            attempt,
+            || load_pem_file(path),
+            (now, config.acme.warn_days),
         );
-        if let Some(loaded) = &report.loaded {
-            report.expiry = Some(check_validity(
-                &mut report.problems,
-                &loaded.facts,
-                now,
-                config.acme.warn_days,
-            ));
-        }
     }
 
     let roots = match &spec.ca_file {

@@ -93,6 +93,22 @@ pub fn cert_between(
     }
 }
 
+/// A CA for tests: its PEM and the issuer that signs with it.
+pub fn test_ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key).expect("self-signed");
+    (cert.pem(), rcgen::Issuer::new(params, key))
+}
+
 /// Installs aws-lc-rs as the process default crypto provider once.
 pub fn install_provider() {
     static ONCE: Once = Once::new();
