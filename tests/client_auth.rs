@@ -315,3 +315,91 @@ fn mode_off_with_a_ca_is_a_configuration_error() {
         "{error}"
     );
 }
+
+/// A TLS-ALPN-01 validation never carries a client certificate: on a
+/// listener that requires one it still gets the challenge certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn01_validation_passes_a_listener_that_requires_client_certificates() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ca_pem, _) = common::test_ca("clients CA");
+    std::fs::write(tmp.path().join("clients-ca.pem"), &ca_pem).expect("ca");
+    let challenges = Arc::new(sniwalk::challenge::ChallengeStore::default());
+    let challenge = sniwalk::challenge::tls_alpn01_certificate("shop.example.com", &[7; 32])
+        .expect("challenge certificate");
+    let challenge_der = challenge.end_entity_cert().expect("leaf").to_vec();
+    challenges.set_tls_alpn01("shop.example.com", Arc::new(challenge));
+    let yaml = common::proxy_yaml(
+        "",
+        "  - name: api\n    kind: https\n    bind: 127.0.0.1:1\n    \
+         client_auth: { mode: required, ca_file: clients-ca.pem }\n    \
+         routes:\n      - { host: \"*\", respond: { status: 200, body: ok } }\n",
+    );
+    let proxy = TestProxy::start_with_challenges(tmp.path(), &yaml, challenges).await;
+    let tcp = TcpStream::connect(proxy.addr()).await.expect("connect");
+    let mut config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(LikeAValidator))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let config = Arc::new(config);
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("shop.example.com").expect("name"), tcp)
+        .await
+        .expect("the validation handshake completes without a client certificate");
+    let connection = stream.get_ref().1;
+    assert_eq!(connection.alpn_protocol(), Some(&b"acme-tls/1"[..]));
+    let served = connection
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .expect("a certificate")
+        .to_vec();
+    assert_eq!(
+        served, challenge_der,
+        "the challenge certificate was served"
+    );
+    drop(stream);
+    proxy.stop().await;
+}
+
+/// What an ACME validator needs of the handshake: no chain to a root and
+/// no check of the signature's certificate (webpki refuses to parse the
+/// critical `acmeIdentifier` extension; the validator reads it instead).
+#[derive(Debug)]
+struct LikeAValidator;
+
+impl rustls::client::danger::ServerCertVerifier for LikeAValidator {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
