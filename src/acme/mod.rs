@@ -16,6 +16,7 @@
 pub mod account;
 pub mod client;
 pub mod control;
+pub mod lock;
 pub mod manager;
 pub mod order;
 pub mod preflight;
