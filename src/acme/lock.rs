@@ -9,9 +9,11 @@
 //! leaves a lock the others take over once `expires` has passed.
 //!
 //! Taking over a stale lock must not steal a live one that replaced it in
-//! the meantime, so the stale file is first renamed to a name of our own and
-//! read again: if it is not the one judged stale, it goes back with
-//! `hard_link` (which, unlike `rename`, never replaces a newer lock).
+//! the meantime: takers go one at a time (`<domain>.lock.takeover`, also
+//! `O_EXCL`), look at the lock again, rename it to a name of their own and
+//! read it once more; if it is not the one judged stale (its holder renewed
+//! it after all), it goes back with `hard_link`, which, unlike `rename`,
+//! never replaces a newer lock.
 //!
 //! The decisions (is it stale at `now`, what to write) are pure functions;
 //! the file work is synchronous and meant for `spawn_blocking`.
@@ -202,8 +204,9 @@ pub struct LockError {
 /// The outcome of one [`try_acquire`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
-    /// The lock is ours.
-    Acquired(LockRecord),
+    /// The lock is ours; the second field is the stale lock it replaced,
+    /// if it took one over (for the log).
+    Acquired(LockRecord, Option<Seen>),
     /// Someone holds it (or is just writing it).
     Held(Seen),
 }
@@ -229,10 +232,11 @@ pub fn try_acquire(
     }
     // A few rounds: each one either wins, finds a live holder, or lost a
     // race that changed the file and looks again.
+    let mut replaced = None;
     for _ in 0..8 {
         let record = LockRecord::new(who, now, lease);
         if create_new(path, &record).map_err(fail("creating"))? {
-            return Ok(Attempt::Acquired(record));
+            return Ok(Attempt::Acquired(record, replaced));
         }
         let Some((bytes, seen)) = read(path).map_err(fail("reading"))? else {
             continue; // Released meanwhile: try to create it again.
@@ -240,8 +244,11 @@ pub fn try_acquire(
         if !is_stale(&seen, now, lease) {
             return Ok(Attempt::Held(seen));
         }
-        take_over_alone(path, &bytes, who, now, lease)
-            .map_err(fail("taking over the stale lock"))?;
+        if take_over_alone(path, &bytes, who, now, lease)
+            .map_err(fail("taking over the stale lock"))?
+        {
+            replaced = Some(seen);
+        }
     }
     // Still racing after that many rounds: someone else is busy with it.
     match read(path).map_err(fail("reading"))? {
@@ -298,14 +305,14 @@ fn read(path: &Path) -> io::Result<Option<(Vec<u8>, Seen)>> {
 /// lock stale would move the first one's new lock aside, and a third could
 /// create its own in that moment: two holders. The takeover file lives for
 /// milliseconds; one older than a lease was left by a process that died
-/// while taking over, and is removed.
+/// while taking over, and is removed. Whether the stale lock was removed.
 fn take_over_alone(
     path: &Path,
     stale: &[u8],
     who: &Holder,
     now: i64,
     lease: Duration,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let mutex = path.with_extension("lock.takeover");
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -319,11 +326,17 @@ fn take_over_alone(
             if is_stale(&Seen::Unreadable { modified }, now, lease) {
                 let _ = fs::remove_file(&mutex);
             }
-            return Ok(());
+            return Ok(false);
         }
         Err(e) => return Err(e),
     }
-    let result = take_over(path, stale, who);
+    // Looked at again now that we are alone: another taker may have
+    // replaced the stale lock with its own since we read it.
+    let result = match read(path) {
+        Ok(Some((current, _))) if current == stale => take_over(path, stale, who),
+        Ok(_) => Ok(false),
+        Err(e) => Err(e),
+    };
     let _ = fs::remove_file(&mutex);
     result
 }
@@ -340,31 +353,32 @@ fn modified_secs(metadata: &fs::Metadata) -> Option<i64> {
 
 /// Moves the stale lock whose content was `stale` out of the way. If what
 /// was moved is not that lock (it was renewed or replaced meanwhile), it is
-/// put back, unless a newer lock already took its place.
-fn take_over(path: &Path, stale: &[u8], who: &Holder) -> io::Result<()> {
+/// put back, unless a newer lock already took its place. Whether the
+/// stale lock was removed.
+fn take_over(path: &Path, stale: &[u8], who: &Holder) -> io::Result<bool> {
     let aside = path.with_extension(format!("lock.stale.{}", who.owner));
     match fs::rename(path, &aside) {
         Ok(()) => {}
         // Someone else moved or released it first.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     }
-    let moved = fs::read(&aside);
-    if moved.as_deref().is_ok_and(|moved| moved != stale) {
+    let live = fs::read(&aside).is_ok_and(|moved| moved != stale);
+    if live {
         match fs::hard_link(&aside, path) {
-            Ok(()) => {
-                tracing::debug!(lock = %path.display(), "a live lock replaced the stale one; put back")
-            }
+            Ok(()) => tracing::debug!(
+                lock = %path.display(),
+                "the lock was renewed after it was judged stale; put back"
+            ),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => {
                 let _ = fs::remove_file(&aside);
                 return Err(e);
             }
         }
-    } else {
-        tracing::info!(lock = %path.display(), "took over a stale order lock");
     }
-    fs::remove_file(&aside)
+    fs::remove_file(&aside)?;
+    Ok(!live)
 }
 
 /// Renews `record`'s lease at `now` if the file still names its owner;

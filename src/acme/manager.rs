@@ -228,8 +228,18 @@ impl CaIssuer {
             .map_err(|e| fail(format!("order lock {}: {e}", path.display())))?
             .map_err(|e| fail(e.to_string()))?;
             let seen = match attempt {
-                lock::Attempt::Acquired(record) => {
-                    tracing::debug!(domain, lock = %path.display(), "ACME: order lock taken");
+                lock::Attempt::Acquired(record, replaced) => {
+                    match replaced {
+                        Some(stale) => tracing::info!(
+                            domain,
+                            lock = %path.display(),
+                            previous = %describe_holder(&stale),
+                            "ACME: took over a stale order lock (its holder stopped renewing it)"
+                        ),
+                        None => {
+                            tracing::debug!(domain, lock = %path.display(), "ACME: order lock taken")
+                        }
+                    }
                     return Ok(lock::LockGuard::hold(
                         path,
                         domain.to_string(),

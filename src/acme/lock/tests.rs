@@ -87,7 +87,8 @@ fn the_path_is_per_domain_under_acme_locks() {
 fn acquire_creates_the_file_and_a_live_lock_is_held() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = lock_path(dir.path(), "a.test");
-    let Attempt::Acquired(mine) = try_acquire(&path, &holder("a"), 1000, LEASE).expect("io") else {
+    let Attempt::Acquired(mine, _) = try_acquire(&path, &holder("a"), 1000, LEASE).expect("io")
+    else {
         panic!("first acquire must win");
     };
     assert_eq!(on_disk(&path), mine);
@@ -104,9 +105,16 @@ fn a_stale_lock_is_taken_over() {
     let path = lock_path(dir.path(), "a.test");
     let old = LockRecord::new(&holder("dead"), 1000, LEASE);
     write_record(&path, &old);
-    let Attempt::Acquired(mine) = try_acquire(&path, &holder("b"), 1060, LEASE).expect("io") else {
+    let Attempt::Acquired(mine, replaced) =
+        try_acquire(&path, &holder("b"), 1060, LEASE).expect("io")
+    else {
         panic!("a stale lock must be taken over");
     };
+    assert_eq!(
+        replaced,
+        Some(Seen::Record(old)),
+        "says whose lock it replaced"
+    );
     assert_eq!(mine.owner, "b");
     assert_eq!(on_disk(&path), mine);
     let leftovers: Vec<_> = fs::read_dir(path.parent().expect("parent"))
@@ -130,7 +138,7 @@ fn garbage_is_taken_over_only_when_old() {
     ));
     assert!(matches!(
         try_acquire(&path, &holder("b"), now + 61, LEASE).expect("io"),
-        Attempt::Acquired(_)
+        Attempt::Acquired(..)
     ));
 }
 
@@ -143,7 +151,7 @@ fn a_lock_renewed_between_read_and_rename_is_put_back() {
     // The holder renewed after we judged the lock stale.
     let renewed = stale.renewed(1059, LEASE);
     write_record(&path, &renewed);
-    take_over(&path, &stale_bytes, &holder("b")).expect("take over");
+    assert!(!take_over(&path, &stale_bytes, &holder("b")).expect("take over"));
     assert_eq!(on_disk(&path), renewed, "the live lock is back");
     // And when a newer lock already took its place, the newer one stays.
     let newer = LockRecord::new(&holder("c"), 1061, LEASE);
@@ -162,7 +170,8 @@ fn a_lock_renewed_between_read_and_rename_is_put_back() {
 fn renew_and_release_touch_only_our_own_lock() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = lock_path(dir.path(), "a.test");
-    let Attempt::Acquired(mine) = try_acquire(&path, &holder("a"), 1000, LEASE).expect("io") else {
+    let Attempt::Acquired(mine, _) = try_acquire(&path, &holder("a"), 1000, LEASE).expect("io")
+    else {
         panic!("acquire");
     };
     assert!(renew(&path, &mine, 1020, LEASE).expect("io"));
@@ -193,7 +202,7 @@ fn race(path: &Path, instances: usize, now: i64) -> usize {
     threads
         .into_iter()
         .map(|t| t.join().expect("thread").expect("io"))
-        .filter(|a| matches!(a, Attempt::Acquired(_)))
+        .filter(|a| matches!(a, Attempt::Acquired(..)))
         .count()
 }
 
@@ -208,7 +217,7 @@ fn racing_instances_one_wins_a_free_lock() {
 
 #[test]
 fn racing_instances_one_wins_a_stale_lock() {
-    for round in 0..20 {
+    for round in 0..50 {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = lock_path(dir.path(), "a.test");
         write_record(&path, &LockRecord::new(&holder("dead"), 1000, LEASE));
@@ -224,7 +233,7 @@ async fn the_guard_renews_and_releases() {
     let path = lock_path(dir.path(), "a.test");
     let lease = Duration::from_secs(3);
     let now = crate::unix_now();
-    let Attempt::Acquired(record) = try_acquire(&path, &holder("a"), now, lease).expect("io")
+    let Attempt::Acquired(record, _) = try_acquire(&path, &holder("a"), now, lease).expect("io")
     else {
         panic!("acquire");
     };
@@ -235,7 +244,7 @@ async fn the_guard_renews_and_releases() {
     guard.release().await;
     assert!(!path.exists());
     // Dropping a guard also releases.
-    let Attempt::Acquired(record) = try_acquire(&path, &holder("b"), now, lease).expect("io")
+    let Attempt::Acquired(record, _) = try_acquire(&path, &holder("b"), now, lease).expect("io")
     else {
         panic!("acquire again");
     };
