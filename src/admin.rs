@@ -436,6 +436,7 @@ impl Jobs {
 fn step_name(step: Step) -> &'static str {
     match step {
         Step::CheckDnsResolution => "CheckDnsResolution",
+        Step::WaitForOtherInstance => "WaitForOtherInstance",
         Step::Account => "GetAcmeAccount",
         Step::CreateOrder => "GetAcmeOrder",
         Step::GetChallenge => "GetAcmeChallenge",

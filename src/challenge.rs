@@ -6,9 +6,18 @@
 //! domain, served by the resolver of `https` listeners to ClientHellos that
 //! offer ALPN `acme-tls/1` (RFC 8737). ACME is the only writer; readers
 //! never lock.
+//!
+//! HTTP-01 answers are also written to `state_dir/acme/http-01/<token>`, so
+//! with several instances sharing `state_dir` the one the CA happens to
+//! reach answers for the one that ordered. The files are public (the CA
+//! fetches them over plain HTTP) and removed when the challenge is over;
+//! leftovers of killed instances are swept at start ([`sweep_shared_http01`]).
 
 use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use rustls::sign::CertifiedKey;
@@ -75,6 +84,92 @@ impl ChallengeStore {
             next
         });
     }
+}
+
+/// Folder under the state directory holding the shared HTTP-01 answers.
+pub const SHARED_HTTP01_DIR: &str = "acme/http-01";
+
+/// Largest shared answer read: a key authorization is a token (43
+/// characters from Let's Encrypt), a dot and a 43-character thumbprint.
+pub const MAX_SHARED_ANSWER_BYTES: u64 = 4096;
+
+/// Shared answers older than this are leftovers of an instance killed
+/// mid-order (a challenge lasts minutes).
+pub const SHARED_ANSWER_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// The shared answer file of `token` (a valid [`is_token`], so it cannot
+/// leave the folder).
+pub fn shared_http01_path(state_dir: &Path, token: &str) -> PathBuf {
+    state_dir.join(SHARED_HTTP01_DIR).join(token)
+}
+
+/// Writes the answer for `token` where every instance sharing `state_dir`
+/// finds it (atomically, mode 0644: it is public).
+pub fn write_shared_http01(
+    state_dir: &Path,
+    token: &str,
+    key_authorization: &str,
+) -> Result<PathBuf, crate::fsio::FsError> {
+    let path = shared_http01_path(state_dir, token);
+    crate::fsio::create_private_dir(&state_dir.join(SHARED_HTTP01_DIR))?;
+    crate::fsio::write_atomic(&path, key_authorization.as_bytes(), false)?;
+    Ok(path)
+}
+
+/// Removes the shared answer for `token`; a missing one is fine.
+pub fn remove_shared_http01(state_dir: &Path, token: &str) -> io::Result<()> {
+    match std::fs::remove_file(shared_http01_path(state_dir, token)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the shared answer for `token` from `dir` (the
+/// [`SHARED_HTTP01_DIR`] of a state directory): `None` if there is none
+/// or it is larger than [`MAX_SHARED_ANSWER_BYTES`].
+pub async fn read_shared_http01(dir: &Path, token: &str) -> io::Result<Option<String>> {
+    use tokio::io::AsyncReadExt as _;
+    if !is_token(token) {
+        return Ok(None);
+    }
+    let file = match tokio::fs::File::open(dir.join(token)).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut answer = String::new();
+    file.take(MAX_SHARED_ANSWER_BYTES + 1)
+        .read_to_string(&mut answer)
+        .await?;
+    if answer.len() as u64 > MAX_SHARED_ANSWER_BYTES {
+        return Ok(None);
+    }
+    Ok(Some(answer))
+}
+
+/// Whether a shared answer last written at `modified` is a leftover at
+/// `now`.
+pub fn is_leftover_answer(modified: SystemTime, now: SystemTime) -> bool {
+    now.duration_since(modified)
+        .is_ok_and(|age| age > SHARED_ANSWER_MAX_AGE)
+}
+
+/// Deletes shared answers older than [`SHARED_ANSWER_MAX_AGE`] (left by
+/// instances killed mid-order); best effort. Returns how many went.
+pub fn sweep_shared_http01(state_dir: &Path, now: SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(state_dir.join(SHARED_HTTP01_DIR)) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| is_leftover_answer(modified, now))
+        })
+        .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
+        .count()
 }
 
 /// Builds the self-signed TLS-ALPN-01 certificate for `domain` (RFC 8737
@@ -165,6 +260,58 @@ mod tests {
             .map(|n| n.to_string())
             .collect();
         assert_eq!(names, vec!["DNSName(a.example.com)".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn shared_answers_are_written_read_and_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = dir.path().join(SHARED_HTTP01_DIR);
+        assert_eq!(read_shared_http01(&shared, "tok").await.expect("io"), None);
+        let path = write_shared_http01(dir.path(), "tok", "tok.thumb").expect("write");
+        assert_eq!(path, shared.join("tok"));
+        assert_eq!(
+            read_shared_http01(&shared, "tok")
+                .await
+                .expect("io")
+                .as_deref(),
+            Some("tok.thumb")
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o644, "public: the CA fetches it");
+        }
+        // Not a token: never a path outside the folder.
+        assert_eq!(
+            read_shared_http01(&shared, "../tok").await.expect("io"),
+            None
+        );
+        remove_shared_http01(dir.path(), "tok").expect("remove");
+        remove_shared_http01(dir.path(), "tok").expect("removing twice is fine");
+        assert_eq!(read_shared_http01(&shared, "tok").await.expect("io"), None);
+        // Oversized files are not answered.
+        std::fs::write(shared.join("big"), vec![b'a'; 5000]).expect("write");
+        assert_eq!(read_shared_http01(&shared, "big").await.expect("io"), None);
+    }
+
+    #[test]
+    fn only_day_old_answers_are_leftovers() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10 * 24 * 3600);
+        let hour = Duration::from_secs(3600);
+        assert!(!is_leftover_answer(now - hour, now));
+        assert!(!is_leftover_answer(now - 24 * hour, now));
+        assert!(is_leftover_answer(now - 25 * hour, now));
+        assert!(!is_leftover_answer(now + hour, now), "clock skew");
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_shared_http01(dir.path(), "fresh", "x").expect("write");
+        assert_eq!(sweep_shared_http01(dir.path(), SystemTime::now()), 0);
+        assert_eq!(
+            sweep_shared_http01(dir.path(), SystemTime::now() + 25 * hour),
+            1
+        );
+        assert!(!shared_http01_path(dir.path(), "fresh").exists());
+        assert_eq!(sweep_shared_http01(&dir.path().join("none"), now), 0);
     }
 
     #[test]

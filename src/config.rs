@@ -237,7 +237,18 @@ pub struct AcmeConfig {
     /// Addresses the domain names must resolve to before an order is
     /// placed (pre-flight); empty means no pre-flight check.
     pub expected_addresses: Vec<IpAddr>,
+    /// Lease of the order lock shared by instances on one `state_dir`:
+    /// renewed every third of it while an order runs, taken over by
+    /// another instance once it has run out.
+    pub lock_lease: Duration,
 }
+
+/// Default `acme.lock_lease`.
+pub const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(60);
+
+/// Shortest `acme.lock_lease`: renewed every third of it, so a shorter one
+/// would be lost to one slow write on a shared filesystem.
+pub const MIN_LOCK_LEASE: Duration = Duration::from_secs(2);
 
 impl Default for AcmeConfig {
     fn default() -> Self {
@@ -249,6 +260,7 @@ impl Default for AcmeConfig {
             renew_at: crate::acme::schedule::DEFAULT_RENEW_AT,
             warn_days: crate::acme::schedule::DEFAULT_WARN_DAYS,
             expected_addresses: Vec::new(),
+            lock_lease: DEFAULT_LOCK_LEASE,
         }
     }
 }
@@ -734,6 +746,13 @@ impl Config {
             None => None,
         };
         let acme = acme_from_raw(raw.acme.unwrap_or_default(), &paths)?;
+        if acme.lock_lease < MIN_LOCK_LEASE {
+            return Err(invalid(format!(
+                "acme.lock_lease: at least {}s (the order lock's lease is renewed every third of it){}",
+                MIN_LOCK_LEASE.as_secs(),
+                locate(text, "lock_lease:")
+            )));
+        }
         check_acme_listeners(&domains, &listeners, acme.challenge, text).map_err(invalid)?;
         let rescan_interval = raw.rescan_interval.map_or(DEFAULT_RESCAN_INTERVAL, |d| d.0);
         if rescan_interval < Duration::from_secs(1) {
@@ -1138,6 +1157,7 @@ fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, C
             .into_iter()
             .map(|a| a.0)
             .collect(),
+        lock_lease: raw.lock_lease.map_or(defaults.lock_lease, |d| d.0),
     })
 }
 
@@ -1593,6 +1613,8 @@ struct RawAcme {
     warn_days: Option<WarnDaysField>,
     #[serde(default)]
     expected_addresses: Option<Vec<AddressField>>,
+    #[serde(default)]
+    lock_lease: Option<DurationField>,
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,5 @@
-//! `http` listeners: ACME HTTP-01 answers from the challenge store, 308 to
-//! HTTPS for everything else, 400 without a Host.
+//! `http` listeners: ACME HTTP-01 answers from the challenge store or the
+//! shared state, 308 to HTTPS for everything else, 400 without a Host.
 
 mod common;
 
@@ -71,6 +71,43 @@ async fn acme_challenges_are_answered_from_the_store() {
         store.remove_http01(TOKEN);
         let after = exchange(addr, &request(TOKEN)).await;
         assert_eq!(after.status, 404, "withdrawn: {after:?}");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// Another instance sharing `state_dir` published the answer: it is read
+/// from `state_dir/acme/http-01/<token>`; oversized files are not served.
+#[tokio::test]
+async fn acme_challenges_of_other_instances_are_answered_from_the_shared_state() {
+    within(Duration::from_secs(60), "test", async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let proxy = TestProxy::start(dir.path(), &proxy_yaml("", &listeners())).await;
+        let addr = proxy.addrs[0];
+        let request = |token: &str| {
+            format!(
+                "GET /.well-known/acme-challenge/{token} HTTP/1.1\r\nHost: shop.example.com\r\nConnection: close\r\n\r\n"
+            )
+        };
+        assert_eq!(exchange(addr, &request(TOKEN)).await.status, 404);
+
+        let state_dir = dir.path().join("state");
+        sniwalk::challenge::write_shared_http01(&state_dir, TOKEN, KEY_AUTHORIZATION)
+            .expect("share the answer");
+        let answer = exchange(addr, &request(TOKEN)).await;
+        assert_eq!((answer.status, answer.body.as_str()), (200, KEY_AUTHORIZATION));
+        assert_eq!(answer.header("content-type"), Some("text/plain"));
+
+        let big = "bigToken";
+        std::fs::write(
+            sniwalk::challenge::shared_http01_path(&state_dir, big),
+            vec![b'a'; 5000],
+        )
+        .expect("write");
+        assert_eq!(exchange(addr, &request(big)).await.status, 404, "size-capped");
+
+        sniwalk::challenge::remove_shared_http01(&state_dir, TOKEN).expect("withdraw");
+        assert_eq!(exchange(addr, &request(TOKEN)).await.status, 404, "withdrawn");
         proxy.stop().await;
     })
     .await;

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::control::{self, DomainStatus, ErrorRecord, RenewResult, StatusFile};
 use super::schedule::{self, RenewalBasis, RenewalWindow};
-use super::{AcmeError, Step, account, client, order, preflight};
+use super::{AcmeError, Step, account, client, lock, order, preflight};
 use crate::challenge::ChallengeStore;
 use crate::config::{AcmeConfig, CertificateSource, Config};
 use crate::pem::ACME_ISSUED_MARKER;
@@ -56,6 +56,14 @@ impl Default for Timing {
         }
     }
 }
+
+/// How often a lock held by another instance is looked at again.
+const LOCK_POLL: Duration = Duration::from_millis(500);
+
+/// Longest wait for another instance's order: orders end within minutes
+/// (each CA poll gives up after one), and a holder renews its lease only
+/// while it works, so this is only reached if it hangs.
+const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 /// How long a new certificate may take to be served after it is stored.
 const ACTIVATE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -183,6 +191,163 @@ impl CaIssuer {
         Ok((account, retry_after))
     }
 
+    /// SHA-256 of the certificate this instance serves for `domain` itself.
+    fn served_sha256(&self, domain: &str) -> Option<String> {
+        let snapshot = self.store.load();
+        snapshot
+            .report(&Place::Domain(domain.to_string()))
+            .and_then(|r| r.loaded.as_ref())
+            .map(|l| l.facts.sha256.clone())
+    }
+
+    /// Takes `domain`'s order lock, waiting while another instance holds a
+    /// live lease (at most [`LOCK_WAIT_LIMIT`]).
+    async fn lock(
+        &self,
+        domain: &str,
+        state_dir: &Path,
+        lease: Duration,
+        progress: &(dyn Fn(Step) + Send + Sync),
+    ) -> Result<lock::LockGuard, AcmeError> {
+        let path = lock::lock_path(state_dir, domain);
+        let who = lock::Holder::this_process();
+        let fail = |problem: String| AcmeError::Order {
+            domain: domain.to_string(),
+            step: Step::WaitForOtherInstance,
+            problem,
+            problem_type: None,
+        };
+        let started = tokio::time::Instant::now();
+        let mut logged_holder: Option<String> = None;
+        loop {
+            let (p, w) = (path.clone(), who.clone());
+            let attempt = tokio::task::spawn_blocking(move || {
+                lock::try_acquire(&p, &w, crate::unix_now(), lease)
+            })
+            .await
+            .map_err(|e| fail(format!("order lock {}: {e}", path.display())))?
+            .map_err(|e| fail(e.to_string()))?;
+            let seen = match attempt {
+                lock::Attempt::Acquired(record, replaced) => {
+                    match replaced {
+                        Some(stale) => tracing::info!(
+                            domain,
+                            lock = %path.display(),
+                            previous = %describe_holder(&stale),
+                            "ACME: took over a stale order lock (its holder stopped renewing it)"
+                        ),
+                        None => {
+                            tracing::debug!(domain, lock = %path.display(), "ACME: order lock taken")
+                        }
+                    }
+                    return Ok(lock::LockGuard::hold(
+                        path,
+                        domain.to_string(),
+                        record,
+                        lease,
+                    ));
+                }
+                lock::Attempt::Held(seen) => seen,
+            };
+            if logged_holder.is_none() {
+                progress(Step::WaitForOtherInstance);
+            }
+            let holder = describe_holder(&seen);
+            if logged_holder.as_ref() != Some(&holder) {
+                tracing::info!(
+                    domain,
+                    lock = %path.display(),
+                    holder = %holder,
+                    "ACME: another instance is ordering this domain; waiting for it"
+                );
+                logged_holder = Some(holder);
+            }
+            if started.elapsed() >= LOCK_WAIT_LIMIT {
+                return Err(fail(format!(
+                    "another instance has held the order lock {} for over {} min ({}); \
+                     if none is working on it, delete the file",
+                    path.display(),
+                    LOCK_WAIT_LIMIT.as_secs() / 60,
+                    logged_holder.unwrap_or_default()
+                )));
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+        }
+    }
+
+    /// Account, order and store, for [`Issuer::issue`] while it holds the
+    /// lock; the stored certificate's facts.
+    async fn order_and_store(
+        &self,
+        domain: &str,
+        email: Option<&str>,
+        settings: &AcmeConfig,
+        state_dir: &Path,
+        progress: &(dyn Fn(Step) + Send + Sync),
+    ) -> Result<crate::pem::CertificateFacts, Failure> {
+        let fail = |error: AcmeError| Failure {
+            error,
+            retry_after: None,
+        };
+        progress(Step::Account);
+        let (account, retry_after) = Self::account(settings, state_dir, email)
+            .await
+            .map_err(fail)?;
+        let pem = order::issue(
+            &account,
+            order::Issue {
+                domain,
+                challenge: settings.challenge,
+                challenges: &self.challenges,
+                state_dir: Some(state_dir),
+                directory: &settings.directory,
+                progress,
+            },
+        )
+        .await
+        .map_err(|error| Failure {
+            error,
+            retry_after: retry_after.take_secs(SystemTime::now()),
+        })?;
+        let facts = crate::pem::parse_certificate_pem(&pem)
+            .map_err(|e| {
+                fail(AcmeError::Order {
+                    domain: domain.to_string(),
+                    step: Step::CreateCertificate,
+                    problem: format!("the issued certificate does not load: {e}"),
+                    problem_type: None,
+                })
+            })?
+            .leaf;
+        progress(Step::StoreCertificate);
+        order::store(state_dir, domain, &pem).await.map_err(fail)?;
+        Ok(facts)
+    }
+
+    /// Tells the reload task about `domain`'s stored certificate and waits
+    /// until it is served.
+    async fn activate(
+        &self,
+        domain: &str,
+        facts: crate::pem::CertificateFacts,
+        progress: &(dyn Fn(Step) + Send + Sync),
+    ) -> Result<Issued, AcmeError> {
+        progress(Step::Activate);
+        self.reloads.send(Reload::Domain(domain.to_string()));
+        self.activated(domain, &facts.sha256)
+            .await
+            .map_err(|problem| AcmeError::Order {
+                domain: domain.to_string(),
+                step: Step::Activate,
+                problem,
+                problem_type: None,
+            })?;
+        Ok(Issued {
+            not_after: facts.not_after,
+            sha256: facts.sha256,
+        })
+    }
+
     /// Waits until the snapshot serves `sha256` for `domain`.
     async fn activated(&self, domain: &str, sha256: &str) -> Result<(), String> {
         let place = Place::Domain(domain.to_string());
@@ -241,55 +406,39 @@ impl Issuer for CaIssuer {
         preflight::check(&domain, &settings.expected_addresses)
             .await
             .map_err(fail)?;
-        progress(Step::Account);
-        let (account, retry_after) = Self::account(&settings, &state_dir, email.as_deref())
+        // What this instance serves now: what the decision to order was
+        // based on. A different certificate stored once we hold the lock
+        // was issued by another instance meanwhile.
+        let baseline = self.served_sha256(&domain);
+        let lock = self
+            .lock(&domain, &state_dir, settings.lock_lease, &*progress)
             .await
             .map_err(fail)?;
-        let pem = order::issue(
-            &account,
-            order::Issue {
-                domain: &domain,
-                challenge: settings.challenge,
-                challenges: &self.challenges,
-                directory: &settings.directory,
-                progress: &*progress,
-            },
-        )
-        .await
-        .map_err(|error| Failure {
-            error,
-            retry_after: retry_after.take_secs(SystemTime::now()),
-        })?;
-        let facts = crate::pem::parse_certificate_pem(&pem)
-            .map_err(|e| {
-                fail(AcmeError::Order {
-                    domain: domain.clone(),
-                    step: Step::CreateCertificate,
-                    problem: format!("the issued certificate does not load: {e}"),
-                    problem_type: None,
-                })
-            })?
-            .leaf;
-        progress(Step::StoreCertificate);
-        order::store(&state_dir, &domain, &pem)
+        if let Some(facts) =
+            renewed_elsewhere(&state_dir, &domain, baseline.as_deref(), &settings).await
+        {
+            lock.release().await;
+            tracing::info!(
+                domain,
+                sha256 = %facts.sha256,
+                not_after = %crate::inspect::rfc3339(facts.not_after),
+                "ACME: renewed by another instance; serving its certificate instead of ordering"
+            );
+            return self
+                .activate(&domain, facts, &*progress)
+                .await
+                .map_err(fail);
+        }
+        let ordered = self
+            .order_and_store(&domain, email.as_deref(), &settings, &state_dir, &*progress)
+            .await;
+        // Stored (or failed): the next instance to take the lock finds the
+        // result on disk.
+        lock.release().await;
+        let facts = ordered?;
+        self.activate(&domain, facts, &*progress)
             .await
-            .map_err(fail)?;
-        progress(Step::Activate);
-        self.reloads.send(Reload::Domain(domain.clone()));
-        self.activated(&domain, &facts.sha256)
-            .await
-            .map_err(|problem| {
-                fail(AcmeError::Order {
-                    domain: domain.clone(),
-                    step: Step::Activate,
-                    problem,
-                    problem_type: None,
-                })
-            })?;
-        Ok(Issued {
-            not_after: facts.not_after,
-            sha256: facts.sha256,
-        })
+            .map_err(fail)
     }
 
     async fn renewal_info(&self, query: AriQuery) -> AriAnswer {
@@ -318,6 +467,80 @@ impl Issuer for CaIssuer {
             }
         }
     }
+}
+
+/// Who holds a lock, for the log: pid, host and lease end.
+fn describe_holder(seen: &lock::Seen) -> String {
+    match seen.record() {
+        Some(r) => format!(
+            "pid {} on {}, lease until {}",
+            r.pid,
+            r.host,
+            crate::inspect::rfc3339(r.expires)
+        ),
+        None => "a lock file being written, or unreadable".into(),
+    }
+}
+
+/// The certificate another instance stored for `domain` since this one
+/// decided to order (its served one was `baseline`), if it can be used
+/// instead of ordering: loadable, ours, of the configured directory and not
+/// due for renewal.
+async fn renewed_elsewhere(
+    state_dir: &Path,
+    domain: &str,
+    baseline: Option<&str>,
+    settings: &AcmeConfig,
+) -> Option<crate::pem::CertificateFacts> {
+    let path = stored_certificate_path(state_dir, domain);
+    let text = tokio::task::spawn_blocking(move || crate::fsio::read_cert_text(&path))
+        .await
+        .ok()?
+        .ok()?;
+    let parsed = crate::pem::parse_certificate_pem(&text).ok()?;
+    let stored = ServedView {
+        not_before: parsed.leaf.not_before,
+        not_after: parsed.leaf.not_after,
+        acme_issued: parsed.markers.is_acme_issued(),
+        directory: parsed.markers.value(crate::pem::ACME_DIRECTORY_MARKER),
+    };
+    usable_instead_of_ordering(
+        stored,
+        &parsed.leaf.sha256,
+        baseline,
+        &settings.directory,
+        crate::unix_now(),
+        settings.renew_at,
+    )
+    .then_some(parsed.leaf)
+}
+
+/// Whether the `stored` certificate (leaf `sha256`) makes an order
+/// needless: it is not the `baseline` the decision to order was made on,
+/// and [`decide`] would leave it alone until its renewal point.
+pub fn usable_instead_of_ordering(
+    stored: ServedView<'_>,
+    sha256: &str,
+    baseline: Option<&str>,
+    directory: &str,
+    now: i64,
+    renew_at: f64,
+) -> bool {
+    if baseline == Some(sha256) {
+        return false;
+    }
+    let view = DomainView {
+        configured_by_hand: false,
+        served: Some(stored),
+        stored: StoredFile::Ours,
+        broken: false,
+    };
+    // The middle of the jitter range: the point matters little for a
+    // certificate just issued, far from its renewal.
+    matches!(
+        decide(view, false, directory, None, now, renew_at, 0.5),
+        Decision::WaitUntil(_)
+    )
 }
 
 // ---- the decision -------------------------------------------------------
@@ -641,6 +864,7 @@ impl<I: Issuer> Manager<I> {
     /// Runs until `stop` is cancelled. Orders in flight are abandoned then
     /// (their answers are withdrawn as their futures drop).
     pub async fn run(mut self, stop: CancellationToken) {
+        self.sweep_shared_answers();
         let mut poll = tokio::time::interval(self.timing.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let max_sleep = i64::try_from(self.timing.max_sleep.as_secs()).unwrap_or(i64::MAX);
@@ -725,6 +949,22 @@ impl<I: Issuer> Manager<I> {
             }
         }
         self.jobs.abort_all();
+    }
+
+    /// Deletes shared HTTP-01 answers left by instances killed mid-order
+    /// (best effort: only files a day old, so no live order is touched).
+    /// Synchronous: one small folder, once, like reading the status file.
+    fn sweep_shared_answers(&self) {
+        let state_dir = self.config.borrow().state_dir.clone();
+        let dir = state_dir.join(crate::challenge::SHARED_HTTP01_DIR);
+        let swept = crate::challenge::sweep_shared_http01(&state_dir, SystemTime::now());
+        if swept > 0 {
+            tracing::info!(
+                folder = %dir.display(),
+                files = swept,
+                "ACME: removed day-old shared HTTP-01 answers"
+            );
+        }
     }
 
     /// Picks up `sniwalk renew` requests.

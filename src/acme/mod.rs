@@ -8,6 +8,8 @@
 //!   stored credentials.
 //! - `preflight` checks, before any order, that a name resolves to us.
 //! - `order` runs one issuance, the RFC 8555 checklist, and stores it.
+//! - `lock` is the order lock with a lease that lets several instances
+//!   share one `state_dir`: one of them orders a domain at a time.
 //! - `manager` is the task that runs it all: which domain is due, at most
 //!   one order per domain, retries, forced renewals, the status file.
 //! - `control` is how `sniwalk renew` reaches a running proxy: request and
@@ -16,6 +18,7 @@
 pub mod account;
 pub mod client;
 pub mod control;
+pub mod lock;
 pub mod manager;
 pub mod order;
 pub mod preflight;
@@ -35,6 +38,9 @@ use serde::{Deserialize, Serialize};
 pub enum Step {
     /// Pre-flight: does the name resolve to one of `expected_addresses`?
     CheckDnsResolution,
+    /// Another instance sharing `state_dir` holds the domain's order lock:
+    /// waiting for it to finish (or for its lease to run out).
+    WaitForOtherInstance,
     /// Restoring or registering the ACME account.
     Account,
     /// Placing the order with the CA.
@@ -58,6 +64,7 @@ impl Step {
     pub fn as_str(self) -> &'static str {
         match self {
             Step::CheckDnsResolution => "check_dns_resolution",
+            Step::WaitForOtherInstance => "wait_for_other_instance",
             Step::Account => "account",
             Step::CreateOrder => "create_order",
             Step::GetChallenge => "get_challenge",
@@ -73,6 +80,9 @@ impl Step {
     pub fn describe(self) -> &'static str {
         match self {
             Step::CheckDnsResolution => "checking that the name resolves to this proxy",
+            Step::WaitForOtherInstance => {
+                "waiting for another instance that is ordering this domain"
+            }
             Step::Account => "restoring or registering the ACME account",
             Step::CreateOrder => "placing the order with the CA",
             Step::GetChallenge => "getting the ownership challenge from the CA",

@@ -13,7 +13,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
 use super::{AcmeError, Step, problem_of};
-use crate::challenge::{ChallengeStore, tls_alpn01_certificate};
+use crate::challenge::{self, ChallengeStore, tls_alpn01_certificate};
 use crate::config::ChallengeKind;
 use crate::pem::{ACME_ISSUED_MARKER, Markers, render_certificate_pem};
 use crate::{fsio, snapshot};
@@ -32,6 +32,9 @@ pub struct Issue<'a> {
     pub challenge: ChallengeKind,
     /// Where answers are published for the listeners to serve.
     pub challenges: &'a ChallengeStore,
+    /// The state directory whose `acme/http-01/` shares HTTP-01 answers
+    /// with other instances; `None` keeps them in this process.
+    pub state_dir: Option<&'a Path>,
     /// The ACME directory URL, recorded in the result's markers.
     pub directory: &'a str,
     /// Told each step as it starts (job status, logs).
@@ -43,20 +46,20 @@ pub struct Issue<'a> {
 /// `acme_issued=<RFC 3339 now>` and `acme_directory=<directory>`, a new
 /// ECDSA P-256 key, the leaf and the chain.
 ///
-/// The challenge answers are withdrawn again whether issuance worked or not.
+/// The challenge answers are withdrawn again whether issuance worked or not
+/// (also when this future is dropped half-way).
 pub async fn issue(account: &Account, issue: Issue<'_>) -> Result<String, AcmeError> {
-    let mut published = Published::default();
-    let result = issue_inner(account, issue, &mut published).await;
-    for token in &published.http01 {
-        issue.challenges.remove_http01(token);
-    }
-    if published.tls_alpn01 {
-        issue.challenges.remove_tls_alpn01(issue.domain);
-    }
-    result
+    let mut published = Published {
+        challenges: issue.challenges,
+        domain: issue.domain,
+        state_dir: issue.state_dir,
+        http01: Vec::new(),
+        tls_alpn01: false,
+    };
+    issue_inner(account, issue, &mut published).await
 }
 
-/// [`issue`] by HTTP-01 without progress reports.
+/// [`issue`] by HTTP-01 without progress reports or shared answers.
 pub async fn issue_http01(
     account: &Account,
     domain: &str,
@@ -69,6 +72,7 @@ pub async fn issue_http01(
             domain,
             challenge: ChallengeKind::Http01,
             challenges,
+            state_dir: None,
             directory,
             progress: &|_| {},
         },
@@ -76,22 +80,48 @@ pub async fn issue_http01(
     .await
 }
 
-/// Answers published during one issuance, to withdraw afterwards.
-#[derive(Default)]
-struct Published {
+/// Answers published during one issuance; withdrawn when dropped, so an
+/// order that fails, or whose task is cancelled, leaves none behind.
+struct Published<'a> {
+    challenges: &'a ChallengeStore,
+    domain: &'a str,
+    state_dir: Option<&'a Path>,
     http01: Vec<String>,
     tls_alpn01: bool,
+}
+
+impl Drop for Published<'_> {
+    fn drop(&mut self) {
+        for token in &self.http01 {
+            self.challenges.remove_http01(token);
+            if let Some(state_dir) = self.state_dir {
+                // A small synchronous delete: Drop cannot await, and a file
+                // left behind is only swept a day later.
+                if let Err(e) = challenge::remove_shared_http01(state_dir, token) {
+                    tracing::warn!(
+                        domain = self.domain,
+                        file = %challenge::shared_http01_path(state_dir, token).display(),
+                        "cannot remove the shared HTTP-01 answer: {e}"
+                    );
+                }
+            }
+        }
+        if self.tls_alpn01 {
+            self.challenges.remove_tls_alpn01(self.domain);
+        }
+    }
 }
 
 async fn issue_inner(
     account: &Account,
     issue: Issue<'_>,
-    published: &mut Published,
+    published: &mut Published<'_>,
 ) -> Result<String, AcmeError> {
     let Issue {
         domain,
         challenge: kind,
         challenges,
+        state_dir,
         directory,
         progress,
     } = issue;
@@ -128,6 +158,7 @@ async fn issue_inner(
         .new_order(&NewOrder::new(&identifiers))
         .await
         .map_err(acme(Step::CreateOrder))?;
+    tracing::info!(domain, order = order.url(), "ACME: order placed");
 
     // 2. Authorizations (§7.5): skip those already valid (the CA may reuse
     //    an earlier one); for the rest, publish the answer and tell the CA
@@ -165,6 +196,15 @@ async fn issue_inner(
                 ChallengeKind::Http01 => {
                     challenges.set_http01(&challenge.token, key_authorization.as_str());
                     published.http01.push(challenge.token.clone());
+                    if let Some(state_dir) = state_dir {
+                        share_http01(
+                            state_dir,
+                            domain,
+                            &challenge.token,
+                            key_authorization.as_str(),
+                        )
+                        .await;
+                    }
                 }
                 ChallengeKind::TlsAlpn01 => {
                     let certificate =
@@ -249,6 +289,33 @@ async fn issue_inner(
         &key.serialize_der(),
         &chain,
     ))
+}
+
+/// Writes the HTTP-01 answer to the shared state, for whichever instance
+/// the CA reaches. A failure is logged, not fatal: this instance still
+/// answers from memory.
+async fn share_http01(state_dir: &Path, domain: &str, token: &str, key_authorization: &str) {
+    let (dir, token_owned, answer) = (
+        state_dir.to_path_buf(),
+        token.to_string(),
+        key_authorization.to_string(),
+    );
+    let written = tokio::task::spawn_blocking(move || {
+        challenge::write_shared_http01(&dir, &token_owned, &answer)
+    })
+    .await;
+    match written {
+        Ok(Ok(path)) => tracing::debug!(
+            domain,
+            file = %path.display(),
+            "ACME: HTTP-01 answer shared with the other instances"
+        ),
+        Ok(Err(e)) => tracing::warn!(
+            domain,
+            "cannot share the HTTP-01 answer ({e}); only this instance can answer the CA"
+        ),
+        Err(e) => tracing::warn!(domain, "cannot share the HTTP-01 answer: {e}"),
+    }
 }
 
 /// The problem documents of the order's failed challenges, for the error.

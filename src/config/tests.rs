@@ -142,6 +142,7 @@ acme:
   renew_at: 0.5
   warn_days: 21
   expected_addresses: [203.0.113.7, "2001:db8::7"]
+  lock_lease: 90s
 "#;
 
 /// Every field of a full configuration lands in the validated types, in
@@ -278,6 +279,7 @@ fn full_configuration_parses() {
                 "203.0.113.7".parse().unwrap(),
                 "2001:db8::7".parse().unwrap()
             ],
+            lock_lease: Duration::from_secs(90),
         }
     );
 }
@@ -358,6 +360,38 @@ fn acme_defaults() {
         assert_eq!(acme.renew_at, 2.0 / 3.0);
         assert_eq!(acme.warn_days, 14);
         assert!(acme.expected_addresses.is_empty());
+        assert_eq!(acme.lock_lease, Duration::from_secs(60));
+    }
+}
+
+/// `lock_lease` is a duration of at least 2 s.
+#[test]
+fn acme_lock_lease() {
+    for (value, want) in [
+        ("2s", Duration::from_secs(2)),
+        ("90s", Duration::from_secs(90)),
+        ("5m", Duration::from_secs(300)),
+        ("2500ms", Duration::from_millis(2500)),
+        ("30", Duration::from_secs(30)),
+    ] {
+        let yaml = with_acme(&format!("  lock_lease: {value}\n"));
+        assert_eq!(ok(&yaml).acme.lock_lease, want, "{value}");
+    }
+    for value in ["1s", "1999ms", "0", "0s"] {
+        let yaml = with_acme(&format!("  lock_lease: {value}\n"));
+        assert_contains_all(
+            &err(&yaml),
+            &["acme.lock_lease", "at least 2s", "line 5"],
+            &yaml,
+        );
+    }
+    for (value, says) in [
+        ("abc", "is not a duration"),
+        ("-5s", "is not a duration"),
+        ("10 parsecs", "unknown unit"),
+    ] {
+        let yaml = with_acme(&format!("  lock_lease: {value}\n"));
+        assert_contains_all(&err(&yaml), &["acme.lock_lease", says, "line 5"], &yaml);
     }
 }
 

@@ -1,9 +1,11 @@
 //! `http` listeners: plain HTTP on port 80. ACME HTTP-01 answers at
-//! `/.well-known/acme-challenge/<token>` (from the challenge store, 404 for
-//! unknown tokens); everything else is redirected (308) to `https://` with
-//! the same host, path and query.
+//! `/.well-known/acme-challenge/<token>` (from the challenge store, else
+//! from the answers other instances share in `state_dir/acme/http-01/`, 404
+//! for unknown tokens); everything else is redirected (308) to `https://`
+//! with the same host, path and query.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,19 +33,61 @@ pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 pub struct HttpListener {
     /// Name, index, store.
     pub shared: ListenerShared,
-    /// Pending HTTP-01 answers.
+    /// Pending HTTP-01 answers of this instance.
     pub challenges: Arc<ChallengeStore>,
+    /// Where instances sharing the state directory publish theirs
+    /// (`state_dir/acme/http-01`).
+    pub shared_answers: PathBuf,
     /// HTTP server settings, for the current limits.
     pub http: PerLimits<auto::Builder<TokioExecutor>>,
 }
 
 impl HttpListener {
-    /// Settings for one listener.
-    pub fn new(shared: ListenerShared, challenges: Arc<ChallengeStore>) -> Self {
+    /// Settings for one listener of a proxy whose state directory is
+    /// `state_dir`.
+    pub fn new(
+        shared: ListenerShared,
+        challenges: Arc<ChallengeStore>,
+        state_dir: &std::path::Path,
+    ) -> Self {
         HttpListener {
             http: PerLimits::new(&shared.config.limits, http_builder),
             shared,
             challenges,
+            shared_answers: state_dir.join(challenge::SHARED_HTTP01_DIR),
+        }
+    }
+
+    /// The answer for `token`: this instance's, else one shared by another
+    /// instance (read from disk, size-capped).
+    async fn http01_answer(&self, token: &str, peer: SocketAddr) -> Option<Arc<str>> {
+        if !challenge::is_token(token) {
+            return None;
+        }
+        if let Some(answer) = self.challenges.http01(token) {
+            return Some(answer);
+        }
+        match challenge::read_shared_http01(&self.shared_answers, token).await {
+            Ok(Some(answer)) => {
+                tracing::debug!(
+                    listener = %self.shared.config.name,
+                    %peer,
+                    token,
+                    file = %self.shared_answers.join(token).display(),
+                    "HTTP-01 answer from the shared state (another instance ordered)"
+                );
+                Some(answer.into())
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(
+                    listener = %self.shared.config.name,
+                    token,
+                    file = %self.shared_answers.join(token).display(),
+                    "cannot read a shared HTTP-01 answer: {e}"
+                );
+                None
+            }
         }
     }
 }
@@ -76,8 +120,11 @@ pub async fn serve_connection(
     );
     let service_listener = listener.clone();
     let service = hyper::service::service_fn(move |request| {
-        let response = handle(request, peer, &service_listener, &activity);
-        async move { Ok::<_, std::convert::Infallible>(response) }
+        let (listener, activity) = (service_listener.clone(), activity.clone());
+        async move {
+            let response = handle(request, peer, &listener, &activity).await;
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let http = listener.http.get(&limits);
     let served = http.1.serve_connection(TokioIo::new(io), service);
@@ -87,7 +134,7 @@ pub async fn serve_connection(
     }
 }
 
-fn handle(
+async fn handle(
     request: Request<Incoming>,
     peer: SocketAddr,
     listener: &HttpListener,
@@ -105,10 +152,7 @@ fn handle(
         .unwrap_or("")
         .to_owned();
     let response = match path.strip_prefix(CHALLENGE_PREFIX) {
-        Some(token) => match challenge::is_token(token)
-            .then(|| listener.challenges.http01(token))
-            .flatten()
-        {
+        Some(token) => match listener.http01_answer(token, peer).await {
             Some(answer) => {
                 tracing::info!(listener = %listener.shared.config.name, %peer, token, "answered an ACME HTTP-01 challenge");
                 let mut response = Response::new(

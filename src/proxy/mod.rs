@@ -303,6 +303,7 @@ pub async fn serve(
             ListenerKind::Http => Handler::Http(Arc::new(http::HttpListener::new(
                 shared,
                 challenges.clone(),
+                &config.state_dir,
             ))),
         };
         tracing::info!(

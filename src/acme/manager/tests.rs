@@ -443,3 +443,39 @@ fn decisions() {
         WaitUntil(T0 + 10 * DAY)
     );
 }
+
+/// After waiting for another instance's lock: its new certificate replaces
+/// an order only when it is not what the decision was based on and is not
+/// due itself.
+#[test]
+fn another_instances_certificate_is_used_only_when_new_and_fresh() {
+    const DIR: &str = "https://ca.test/dir";
+    let now = T0;
+    let fresh = ServedView {
+        not_before: now - 60,
+        not_after: now + 90 * DAY,
+        acme_issued: true,
+        directory: Some(DIR),
+    };
+    let usable =
+        |view, baseline| usable_instead_of_ordering(view, "NEW", baseline, DIR, now, 2.0 / 3.0);
+    assert!(usable(fresh, None), "first certificate, issued elsewhere");
+    assert!(usable(fresh, Some("OLD")), "renewed elsewhere");
+    assert!(!usable(fresh, Some("NEW")), "the one we decided to renew");
+    let expired = ServedView {
+        not_before: now - 100 * DAY,
+        not_after: now - DAY,
+        ..fresh
+    };
+    assert!(!usable(expired, Some("OLD")), "due itself");
+    let other_ca = ServedView {
+        directory: Some("https://other.test/dir"),
+        ..fresh
+    };
+    assert!(!usable(other_ca, Some("OLD")), "another directory");
+    let by_hand = ServedView {
+        acme_issued: false,
+        ..fresh
+    };
+    assert!(!usable(by_hand, Some("OLD")), "not an ACME certificate");
+}

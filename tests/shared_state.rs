@@ -1,0 +1,566 @@
+//! Several sniwalk processes sharing one `state_dir`, against a real Pebble
+//! CA on loopback: the HTTP-01 answer of the instance that orders is served
+//! by another one, exactly one order is placed for a domain both want, and
+//! when the instance holding the order lock is killed mid-order the other
+//! takes over once the lease has run out, issues, and serves.
+//!
+//! Every instance is a real `sniwalk run` process, killed by PID when the
+//! test ends (pass or fail).
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::pebble::{PebbleEnv, PebbleOptions};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use sniwalk::acme::lock::{LockRecord, lock_path};
+use tokio::net::TcpStream;
+
+const SHOP: &str = "shop.example.test";
+
+/// Generous bound for anything involving an order.
+const ORDER_LIMIT: Duration = Duration::from_secs(90);
+
+/// One `sniwalk run` process; killed (SIGKILL, by PID) on drop.
+struct Instance {
+    name: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+    https: SocketAddr,
+}
+
+impl Instance {
+    /// Writes `yaml` to `dir/proxy.yaml` and starts `sniwalk run` on it;
+    /// returns once its `https` listener accepts.
+    async fn start(name: &'static str, dir: &Path, yaml: &str, https: SocketAddr) -> Instance {
+        std::fs::create_dir_all(dir).expect("instance dir");
+        let config = dir.join("proxy.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let log = dir.join("sniwalk.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(common::sniwalk_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info,sniwalk::proxy::http=debug")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("sniwalk run starts");
+        let mut instance = Instance {
+            name,
+            child: Some(child),
+            log,
+            https,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(https).await.is_err() {
+            if let Some(Ok(Some(status))) = instance.child.as_mut().map(Child::try_wait) {
+                panic!("{name} exited ({status}):\n{}", instance.logs());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{name} not listening on {https}:\n{}",
+                instance.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        instance
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Lines of the log containing `needle`.
+    fn count(&self, needle: &str) -> usize {
+        self.logs().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// SIGKILL, then reap.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP port free on `ip` a moment ago.
+fn free_port(ip: &str) -> u16 {
+    StdTcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+fn addr(ip: &str, port: u16) -> SocketAddr {
+    format!("{ip}:{port}").parse().expect("socket address")
+}
+
+/// A `proxy.yaml` on the shared `state_dir`: `shop` with ACME or without,
+/// an `http` listener on `http`, an `https` one on `https`.
+fn yaml(
+    env: &PebbleEnv,
+    state_dir: &Path,
+    acme: bool,
+    lease: &str,
+    http: SocketAddr,
+    https: SocketAddr,
+) -> String {
+    let shop = if acme {
+        "{ acme: { enabled: true } }"
+    } else {
+        "{}"
+    };
+    format!(
+        "master_domain: example.test\nstate_dir: {state}\ndomains:\n  example.test: {{}}\n  {SHOP}: {shop}\n\
+         acme:\n  directory: {dir}\n  ca_roots: {roots}\n  account_email: ops@example.test\n  lock_lease: {lease}\n\
+         listeners:\n  - name: plain\n    kind: http\n    bind: {http}\n    access_log: false\n  \
+         - name: web\n    kind: https\n    bind: {https}\n    access_log: false\n    routes:\n      \
+         - {{ host: \"*\", respond: {{ body: hello }} }}\n",
+        state = state_dir.display(),
+        dir = env.directory_url(),
+        roots = env.ca_pem_path().display(),
+    )
+}
+
+/// Trusts only Pebble's issuing root; no resumption, so every handshake
+/// shows the certificate served now.
+fn trust(root_pem: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(cert.expect("root PEM")).expect("root");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+/// A handshake for `SHOP` that verifies up to Pebble's root: the leaf's
+/// SHA-256.
+async fn verified_leaf(
+    addr: SocketAddr,
+    client: &Arc<rustls::ClientConfig>,
+) -> Result<String, String> {
+    let connector = tokio_rustls::TlsConnector::from(client.clone());
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(SHOP.to_string()).map_err(|e| e.to_string())?;
+    let stream = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (_, connection) = stream.get_ref();
+    let chain = connection.peer_certificates().ok_or("no certificate")?;
+    Ok(sniwalk::pem::sha256_fingerprint(chain[0].as_ref()))
+}
+
+/// The leaf SHA-256 of the certificate stored in `state_dir` for `SHOP`,
+/// once there is one (within `limit`).
+async fn stored_leaf(state_dir: &Path, limit: Duration, context: &dyn Fn() -> String) -> String {
+    let path = sniwalk::snapshot::stored_certificate_path(state_dir, SHOP);
+    let started = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(parsed) = sniwalk::pem::parse_certificate_pem(&text)
+        {
+            assert!(parsed.markers.is_acme_issued(), "stored by ACME");
+            return parsed.leaf.sha256;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "no certificate stored for {SHOP} within {limit:?}\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `instance` serves `want` for `SHOP`, verified up to
+/// Pebble's root (its watcher picks up the stored file).
+async fn wait_served(
+    instance: &Instance,
+    client: &Arc<rustls::ClientConfig>,
+    want: &str,
+    context: &dyn Fn() -> String,
+) {
+    let started = Instant::now();
+    loop {
+        let got = verified_leaf(instance.https, client).await;
+        if got.as_deref() == Ok(want) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} does not serve the stored certificate {want}: {got:?}\n{}",
+            instance.name,
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Both instances' logs and Pebble's, for failure messages.
+fn all_logs(instances: &[&Instance], env: &PebbleEnv) -> String {
+    let mut out = String::new();
+    for instance in instances {
+        out.push_str(&format!(
+            "---- {} (pid {:?}) ----\n{}",
+            instance.name,
+            instance.pid(),
+            instance.logs()
+        ));
+    }
+    out.push_str(&env.logs());
+    out
+}
+
+/// POSTs JSON to challtestsrv's management API; the status code.
+async fn challtestsrv_post(env: &PebbleEnv, path: &str, body: &str) -> u16 {
+    let authority = env
+        .challtestsrv_url()
+        .trim_start_matches("http://")
+        .to_string();
+    let tcp = TcpStream::connect(authority.as_str())
+        .await
+        .expect("challtestsrv management port");
+    let (mut send, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .expect("HTTP handshake");
+    tokio::spawn(connection);
+    let request = hyper::Request::post(path)
+        .header("host", authority)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .expect("request");
+    let response = send
+        .send_request(request)
+        .await
+        .expect("challtestsrv answers");
+    response.status().as_u16()
+}
+
+/// The CA reaches only instance A, which has no ACME for the domain: the
+/// answer B published in the shared state must be served by A. B places
+/// the one order, and both serve the new certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_the_ca_reaches_answers_for_the_one_that_orders() {
+    common::within(Duration::from_secs(180), "shared HTTP-01 answer", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let state = tmp.path().join("shared-state");
+        let validated = free_port("127.0.0.1");
+        let env = PebbleEnv::start_with(
+            &tmp.path().join("pebble"),
+            PebbleOptions {
+                http_port: Some(validated),
+                ..PebbleOptions::default()
+            },
+        )
+        .await;
+        let client = trust(&env.root_pem().await);
+        // A: where Pebble validates (every name resolves to 127.0.0.1),
+        // but the domain without ACME, so it never orders.
+        let a_https = addr("127.0.0.1", free_port("127.0.0.1"));
+        let a = Instance::start(
+            "A",
+            &tmp.path().join("a"),
+            &yaml(
+                &env,
+                &state,
+                false,
+                "60s",
+                addr("127.0.0.1", validated),
+                a_https,
+            ),
+            a_https,
+        )
+        .await;
+        // B: orders; its own http listener is where the CA never looks.
+        let b_https = addr("127.0.0.2", free_port("127.0.0.2"));
+        let b = Instance::start(
+            "B",
+            &tmp.path().join("b"),
+            &yaml(
+                &env,
+                &state,
+                true,
+                "60s",
+                addr("127.0.0.2", free_port("127.0.0.2")),
+                b_https,
+            ),
+            b_https,
+        )
+        .await;
+        let context = || all_logs(&[&a, &b], &env);
+        let stored = stored_leaf(&state, ORDER_LIMIT, &context).await;
+        wait_served(&b, &client, &stored, &context).await;
+        wait_served(&a, &client, &stored, &context).await;
+        assert_eq!(b.count("ACME: order placed"), 1, "{}", context());
+        assert_eq!(a.count("ACME: order placed"), 0, "{}", context());
+        assert!(
+            a.count("HTTP-01 answer from the shared state") >= 1
+                && a.count("answered an ACME HTTP-01 challenge") >= 1,
+            "A answered from the shared state\n{}",
+            context()
+        );
+        assert_eq!(
+            b.count("answered an ACME HTTP-01 challenge"),
+            0,
+            "the CA never reached B\n{}",
+            context()
+        );
+        // The answer is withdrawn from the shared state after the order.
+        let shared = state.join(sniwalk::challenge::SHARED_HTTP01_DIR);
+        let left: Vec<_> = std::fs::read_dir(&shared)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "answers left in {}: {left:?}",
+            shared.display()
+        );
+        assert!(
+            !lock_path(&state, SHOP).exists(),
+            "the order lock is released"
+        );
+    })
+    .await;
+}
+
+/// Both instances want a certificate for the same domain at the same time:
+/// one order is placed, and both serve its certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_wanting_one_domain_place_one_order() {
+    common::within(
+        Duration::from_secs(180),
+        "one order for two instances",
+        async {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let state = tmp.path().join("shared-state");
+            let validated = free_port("127.0.0.1");
+            let env = PebbleEnv::start_with(
+                &tmp.path().join("pebble"),
+                PebbleOptions {
+                    http_port: Some(validated),
+                    ..PebbleOptions::default()
+                },
+            )
+            .await;
+            let client = trust(&env.root_pem().await);
+            let a_https = addr("127.0.0.1", free_port("127.0.0.1"));
+            let b_https = addr("127.0.0.2", free_port("127.0.0.2"));
+            let a_yaml = yaml(
+                &env,
+                &state,
+                true,
+                "60s",
+                addr("127.0.0.1", validated),
+                a_https,
+            );
+            let b_yaml = yaml(
+                &env,
+                &state,
+                true,
+                "60s",
+                addr("127.0.0.2", validated),
+                b_https,
+            );
+            let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+            let (a, b) = tokio::join!(
+                Instance::start("A", &a_dir, &a_yaml, a_https),
+                Instance::start("B", &b_dir, &b_yaml, b_https),
+            );
+            let context = || all_logs(&[&a, &b], &env);
+            let stored = stored_leaf(&state, ORDER_LIMIT, &context).await;
+            wait_served(&a, &client, &stored, &context).await;
+            wait_served(&b, &client, &stored, &context).await;
+            // Both have settled (served); give a stray second order the time
+            // it would need to show up before counting.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let orders = a.count("ACME: order placed") + b.count("ACME: order placed");
+            for instance in [&a, &b] {
+                eprintln!(
+                    "measured: {}: orders placed {}, waited for the other {}, used the other's \
+                 certificate {}",
+                    instance.name,
+                    instance.count("ACME: order placed"),
+                    instance.count("waiting for it"),
+                    instance.count("renewed by another instance")
+                );
+            }
+            assert_eq!(orders, 1, "exactly one order across both\n{}", context());
+            let stored_now = stored_leaf(&state, ORDER_LIMIT, &context).await;
+            assert_eq!(stored_now, stored, "the certificate was not replaced");
+            for instance in [&a, &b] {
+                assert_eq!(
+                    verified_leaf(instance.https, &client).await.as_deref(),
+                    Ok(stored.as_str()),
+                    "{}",
+                    instance.name
+                );
+            }
+        },
+    )
+    .await;
+}
+
+/// The instance holding the order lock is killed mid-order: the other
+/// waits for the lease to run out (not before the expiry recorded in the
+/// lock), takes the lock over, orders, and serves the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_lock_holder_is_taken_over_after_its_lease() {
+    common::within(Duration::from_secs(180), "takeover after a kill", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let state = tmp.path().join("shared-state");
+        let validated = free_port("127.0.0.1");
+        let env = PebbleEnv::start_with(
+            &tmp.path().join("pebble"),
+            PebbleOptions {
+                http_port: Some(validated),
+                ..PebbleOptions::default()
+            },
+        )
+        .await;
+        let client = trust(&env.root_pem().await);
+        let a_https = addr("127.0.0.1", free_port("127.0.0.1"));
+        let b_https = addr("127.0.0.2", free_port("127.0.0.2"));
+        let a_yaml = yaml(
+            &env,
+            &state,
+            true,
+            "3s",
+            addr("127.0.0.1", validated),
+            a_https,
+        );
+        let b_yaml = yaml(
+            &env,
+            &state,
+            true,
+            "3s",
+            addr("127.0.0.2", validated),
+            b_https,
+        );
+        let lock = lock_path(&state, SHOP);
+        let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+        let (mut a, mut b) = tokio::join!(
+            Instance::start("A", &a_dir, &a_yaml, a_https),
+            Instance::start("B", &b_dir, &b_yaml, b_https),
+        );
+
+        // Kill the holder the moment the lock names it.
+        let started = Instant::now();
+        let held = loop {
+            if let Ok(bytes) = std::fs::read(&lock)
+                && let Ok(record) = serde_json::from_slice::<LockRecord>(&bytes)
+            {
+                break record;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no order lock appeared\n{}",
+                all_logs(&[&a, &b], &env)
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let (holder, survivor, survivor_ip) = if Some(held.pid) == a.pid() {
+            (&mut a, &mut b, "127.0.0.2")
+        } else {
+            assert_eq!(Some(held.pid), b.pid(), "the lock names one of them");
+            (&mut b, &mut a, "127.0.0.1")
+        };
+        holder.kill();
+        let killed_at = Instant::now();
+        let held_for = sniwalk::unix_now() - held.acquired;
+        let killed_name = holder.name;
+        let stored_path = sniwalk::snapshot::stored_certificate_path(&state, SHOP);
+        assert!(
+            !stored_path.exists(),
+            "{killed_name} finished before it could be killed; the test did not interrupt an order"
+        );
+        // What the dead holder left: the lease the survivor must respect.
+        let left: LockRecord =
+            serde_json::from_slice(&std::fs::read(&lock).expect("the lock outlives its holder"))
+                .expect("lock JSON");
+        assert_eq!(left.pid, held.pid);
+
+        // The CA must now reach the survivor.
+        let status = challtestsrv_post(
+            &env,
+            "/add-a",
+            &format!("{{\"host\":\"{SHOP}.\",\"addresses\":[\"{survivor_ip}\"]}}"),
+        )
+        .await;
+        assert_eq!(status, 200, "challtestsrv /add-a");
+
+        // The survivor takes the lock over, not before the recorded expiry.
+        let survivor_pid = survivor.pid().expect("survivor runs");
+        let taken = loop {
+            if let Ok(bytes) = std::fs::read(&lock)
+                && let Ok(record) = serde_json::from_slice::<LockRecord>(&bytes)
+                && record.pid == survivor_pid
+            {
+                break record;
+            }
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(30),
+                "the survivor never took the lock over\n{}",
+                all_logs(&[&*survivor], &env)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let waited = killed_at.elapsed();
+        assert!(
+            taken.acquired >= left.expires,
+            "taken over at {} before the dead holder's lease ended at {}",
+            taken.acquired,
+            left.expires
+        );
+        eprintln!(
+            "measured: lease 3s; killed {killed_name} within {held_for}s (whole seconds) of taking \
+             the lock; takeover {:.2}s after the kill (lock acquired {} vs expires {})",
+            waited.as_secs_f64(),
+            taken.acquired,
+            left.expires
+        );
+
+        let context = || all_logs(&[&*survivor], &env);
+        let stored = stored_leaf(&state, ORDER_LIMIT, &context).await;
+        wait_served(survivor, &client, &stored, &context).await;
+        assert_eq!(survivor.count("ACME: order placed"), 1, "{}", context());
+        assert!(
+            survivor.count("took over a stale order lock") >= 1,
+            "{}",
+            context()
+        );
+        assert!(
+            survivor.count("another instance is ordering this domain; waiting for it") >= 1,
+            "{}",
+            context()
+        );
+    })
+    .await;
+}
