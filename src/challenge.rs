@@ -124,15 +124,15 @@ pub fn remove_shared_http01(state_dir: &Path, token: &str) -> io::Result<()> {
     }
 }
 
-/// Reads the shared answer for `token` from `dir` (the
-/// [`SHARED_HTTP01_DIR`] of a state directory): `None` if there is none
-/// or it is larger than [`MAX_SHARED_ANSWER_BYTES`].
-pub async fn read_shared_http01(dir: &Path, token: &str) -> io::Result<Option<String>> {
+/// Reads the shared answer for `token` from the [`SHARED_HTTP01_DIR`] of
+/// `state_dir`: `None` if there is none or it is larger than
+/// [`MAX_SHARED_ANSWER_BYTES`].
+pub async fn read_shared_http01(state_dir: &Path, token: &str) -> io::Result<Option<String>> {
     use tokio::io::AsyncReadExt as _;
     if !is_token(token) {
         return Ok(None);
     }
-    let file = match tokio::fs::File::open(dir.join(token)).await {
+    let file = match tokio::fs::File::open(shared_http01_path(state_dir, token)).await {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -266,11 +266,14 @@ mod tests {
     async fn shared_answers_are_written_read_and_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let shared = dir.path().join(SHARED_HTTP01_DIR);
-        assert_eq!(read_shared_http01(&shared, "tok").await.expect("io"), None);
+        assert_eq!(
+            read_shared_http01(dir.path(), "tok").await.expect("io"),
+            None
+        );
         let path = write_shared_http01(dir.path(), "tok", "tok.thumb").expect("write");
         assert_eq!(path, shared.join("tok"));
         assert_eq!(
-            read_shared_http01(&shared, "tok")
+            read_shared_http01(dir.path(), "tok")
                 .await
                 .expect("io")
                 .as_deref(),
@@ -284,15 +287,21 @@ mod tests {
         }
         // Not a token: never a path outside the folder.
         assert_eq!(
-            read_shared_http01(&shared, "../tok").await.expect("io"),
+            read_shared_http01(dir.path(), "../tok").await.expect("io"),
             None
         );
         remove_shared_http01(dir.path(), "tok").expect("remove");
         remove_shared_http01(dir.path(), "tok").expect("removing twice is fine");
-        assert_eq!(read_shared_http01(&shared, "tok").await.expect("io"), None);
+        assert_eq!(
+            read_shared_http01(dir.path(), "tok").await.expect("io"),
+            None
+        );
         // Oversized files are not answered.
         std::fs::write(shared.join("big"), vec![b'a'; 5000]).expect("write");
-        assert_eq!(read_shared_http01(&shared, "big").await.expect("io"), None);
+        assert_eq!(
+            read_shared_http01(dir.path(), "big").await.expect("io"),
+            None
+        );
     }
 
     #[test]

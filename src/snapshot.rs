@@ -280,6 +280,20 @@ pub struct SourceReport {
 }
 
 impl SourceReport {
+    /// A report for `place` configured as `kind` from `file`, before
+    /// anything is loaded.
+    pub fn new(place: Place, kind: Option<SourceKind>, file: Option<PathBuf>) -> Self {
+        SourceReport {
+            place,
+            kind,
+            file,
+            loaded: None,
+            acme_enabled: false,
+            expiry: None,
+            problems: Vec::new(),
+        }
+    }
+
     /// The worst problem's severity.
     pub fn worst(&self) -> Option<Severity> {
         self.problems.iter().map(|p| p.severity).max()
@@ -413,16 +427,11 @@ impl Snapshot {
                 certdirs.push(None);
                 continue;
             };
-            let place = Place::Certdir(listener.name.clone());
-            let mut report = SourceReport {
-                place: place.clone(),
-                kind: Some(SourceKind::Certdir),
-                file: Some(dir.clone()),
-                loaded: None,
-                acme_enabled: false,
-                expiry: None,
-                problems: Vec::new(),
-            };
+            let mut report = SourceReport::new(
+                Place::Certdir(listener.name.clone()),
+                Some(SourceKind::Certdir),
+                Some(dir.clone()),
+            );
             load_source(
                 &mut report,
                 previous,
@@ -661,13 +670,8 @@ fn domain_report(
         }
     };
     let mut report = SourceReport {
-        place: place.clone(),
-        kind,
-        file: file.clone(),
-        loaded: None,
         acme_enabled,
-        expiry: None,
-        problems: Vec::new(),
+        ..SourceReport::new(place.clone(), kind, file.clone())
     };
     if let (Some(kind), Some(attempt)) = (kind, attempt) {
         report.loaded = settle(&mut report.problems, &place, previous, kind, file, attempt);
@@ -1043,15 +1047,7 @@ fn build_default(
     policy: DefaultPolicy,
     now: i64,
 ) -> Result<(Arc<LoadedCertificate>, SourceReport), SnapshotError> {
-    let mut report = SourceReport {
-        place: Place::Default,
-        kind: None,
-        file: None,
-        loaded: None,
-        acme_enabled: false,
-        expiry: None,
-        problems: Vec::new(),
-    };
+    let mut report = SourceReport::new(Place::Default, None, None);
     if let Some(path) = &config.default_certificate {
         report.kind = Some(SourceKind::DefaultFile);
         report.file = Some(path.clone());

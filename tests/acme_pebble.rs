@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::pebble::{PebbleEnv, PebbleOptions};
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use sniwalk::acme::control::{self, DomainStatus};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -116,24 +115,6 @@ async fn bind() -> (TcpListener, SocketAddr) {
     let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = socket.local_addr().expect("addr");
     (socket, addr)
-}
-
-fn trust(root_pem: &str) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots.add(cert.expect("root PEM")).expect("root");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    // Every handshake a full one: a resumed session reports the
-    // certificate of the session it resumes, not the one served now.
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
 }
 
 /// A real handshake with SNI `name` that must verify against `client`'s
@@ -248,7 +229,7 @@ async fn http01_issue_restart_renew_and_ca_down() {
             },
         )
         .await;
-        let pebble = trust(&env.root_pem().await);
+        let pebble = common::pebble::client_trusting(&env.root_pem().await);
 
         // A certificate placed by hand where ACME would store its own: no
         // marker, so ACME must leave it alone although enabled.
@@ -380,7 +361,7 @@ async fn tls_alpn01_through_the_https_listener() {
             },
         )
         .await;
-        let pebble = trust(&env.root_pem().await);
+        let pebble = common::pebble::client_trusting(&env.root_pem().await);
         let config = yaml(
             &env,
             &format!("  {SHOP}:\n    acme: {{ enabled: true }}\n"),

@@ -16,8 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::pebble::{PebbleEnv, PebbleOptions};
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use sniwalk::acme::lock::{LockRecord, lock_path};
 use tokio::net::TcpStream;
 
@@ -138,24 +137,6 @@ fn yaml(
         dir = env.directory_url(),
         roots = env.ca_pem_path().display(),
     )
-}
-
-/// Trusts only Pebble's issuing root; no resumption, so every handshake
-/// shows the certificate served now.
-fn trust(root_pem: &str) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots.add(cert.expect("root PEM")).expect("root");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
 }
 
 /// A handshake for `SHOP` that verifies up to Pebble's root: the leaf's
@@ -281,7 +262,7 @@ async fn the_instance_the_ca_reaches_answers_for_the_one_that_orders() {
             },
         )
         .await;
-        let client = trust(&env.root_pem().await);
+        let client = common::pebble::client_trusting(&env.root_pem().await);
         // A: where Pebble validates (every name resolves to 127.0.0.1),
         // but the domain without ACME, so it never orders.
         let a_https = addr("127.0.0.1", free_port("127.0.0.1"));
@@ -351,6 +332,57 @@ async fn the_instance_the_ca_reaches_answers_for_the_one_that_orders() {
     .await;
 }
 
+/// Pebble validating HTTP-01 on 127.0.0.1 and two ACME instances sharing
+/// `dir/shared-state` with order lock lease `lease`: A listens on 127.0.0.1
+/// (where the CA goes), B on 127.0.0.2. Returns Pebble, a client trusting
+/// its root, the shared state directory and both instances.
+async fn two_acme_instances(
+    dir: &Path,
+    lease: &str,
+) -> (
+    PebbleEnv,
+    Arc<rustls::ClientConfig>,
+    PathBuf,
+    Instance,
+    Instance,
+) {
+    let state = dir.join("shared-state");
+    let validated = free_port("127.0.0.1");
+    let env = PebbleEnv::start_with(
+        &dir.join("pebble"),
+        PebbleOptions {
+            http_port: Some(validated),
+            ..PebbleOptions::default()
+        },
+    )
+    .await;
+    let client = common::pebble::client_trusting(&env.root_pem().await);
+    let a_https = addr("127.0.0.1", free_port("127.0.0.1"));
+    let b_https = addr("127.0.0.2", free_port("127.0.0.2"));
+    let a_yaml = yaml(
+        &env,
+        &state,
+        true,
+        lease,
+        addr("127.0.0.1", validated),
+        a_https,
+    );
+    let b_yaml = yaml(
+        &env,
+        &state,
+        true,
+        lease,
+        addr("127.0.0.2", validated),
+        b_https,
+    );
+    let (a_dir, b_dir) = (dir.join("a"), dir.join("b"));
+    let (a, b) = tokio::join!(
+        Instance::start("A", &a_dir, &a_yaml, a_https),
+        Instance::start("B", &b_dir, &b_yaml, b_https),
+    );
+    (env, client, state, a, b)
+}
+
 /// Both instances want a certificate for the same domain at the same time:
 /// one order is placed, and both serve its certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,40 +392,7 @@ async fn two_instances_wanting_one_domain_place_one_order() {
         "one order for two instances",
         async {
             let tmp = tempfile::tempdir().expect("tempdir");
-            let state = tmp.path().join("shared-state");
-            let validated = free_port("127.0.0.1");
-            let env = PebbleEnv::start_with(
-                &tmp.path().join("pebble"),
-                PebbleOptions {
-                    http_port: Some(validated),
-                    ..PebbleOptions::default()
-                },
-            )
-            .await;
-            let client = trust(&env.root_pem().await);
-            let a_https = addr("127.0.0.1", free_port("127.0.0.1"));
-            let b_https = addr("127.0.0.2", free_port("127.0.0.2"));
-            let a_yaml = yaml(
-                &env,
-                &state,
-                true,
-                "60s",
-                addr("127.0.0.1", validated),
-                a_https,
-            );
-            let b_yaml = yaml(
-                &env,
-                &state,
-                true,
-                "60s",
-                addr("127.0.0.2", validated),
-                b_https,
-            );
-            let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
-            let (a, b) = tokio::join!(
-                Instance::start("A", &a_dir, &a_yaml, a_https),
-                Instance::start("B", &b_dir, &b_yaml, b_https),
-            );
+            let (env, client, state, a, b) = two_acme_instances(tmp.path(), "60s").await;
             let context = || all_logs(&[&a, &b], &env);
             let stored = stored_leaf(&state, ORDER_LIMIT, &context).await;
             wait_served(&a, &client, &stored, &context).await;
@@ -435,41 +434,8 @@ async fn two_instances_wanting_one_domain_place_one_order() {
 async fn a_killed_lock_holder_is_taken_over_after_its_lease() {
     common::within(Duration::from_secs(180), "takeover after a kill", async {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let state = tmp.path().join("shared-state");
-        let validated = free_port("127.0.0.1");
-        let env = PebbleEnv::start_with(
-            &tmp.path().join("pebble"),
-            PebbleOptions {
-                http_port: Some(validated),
-                ..PebbleOptions::default()
-            },
-        )
-        .await;
-        let client = trust(&env.root_pem().await);
-        let a_https = addr("127.0.0.1", free_port("127.0.0.1"));
-        let b_https = addr("127.0.0.2", free_port("127.0.0.2"));
-        let a_yaml = yaml(
-            &env,
-            &state,
-            true,
-            "3s",
-            addr("127.0.0.1", validated),
-            a_https,
-        );
-        let b_yaml = yaml(
-            &env,
-            &state,
-            true,
-            "3s",
-            addr("127.0.0.2", validated),
-            b_https,
-        );
+        let (env, client, state, mut a, mut b) = two_acme_instances(tmp.path(), "3s").await;
         let lock = lock_path(&state, SHOP);
-        let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
-        let (mut a, mut b) = tokio::join!(
-            Instance::start("A", &a_dir, &a_yaml, a_https),
-            Instance::start("B", &b_dir, &b_yaml, b_https),
-        );
 
         // Kill the holder the moment the lock names it.
         let started = Instant::now();

@@ -93,7 +93,7 @@ pub struct RequestFacts<'a> {
     /// The listener, for logs.
     pub listener: &'a str,
     /// For an `https://` backend: its TLS client from the current snapshot,
-    /// or why there is none.
+    /// or why there is none; `None` for a plain `http://` backend.
     pub backend_tls: Option<Result<Arc<BackendTlsClient>, String>>,
 }
 
@@ -160,18 +160,11 @@ impl Forwarder {
         let upgrade = upgrade_protocol(&request);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
 
-        let tls_client = match (&backend.tls, facts.backend_tls) {
-            (None, _) => None,
-            (Some(_), Some(Ok(tls))) => Some(self.tls_client(&tls)),
-            (Some(_), Some(Err(why))) => {
+        let tls_client = match facts.backend_tls {
+            None => None,
+            Some(Ok(tls)) => Some(self.tls_client(&tls)),
+            Some(Err(why)) => {
                 return failed(StatusCode::BAD_GATEWAY, Some(BackendError::Tls), why);
-            }
-            (Some(_), None) => {
-                return failed(
-                    StatusCode::BAD_GATEWAY,
-                    Some(BackendError::Tls),
-                    "no TLS settings for this backend in the running configuration".into(),
-                );
             }
         };
         let scheme = if tls_client.is_some() {

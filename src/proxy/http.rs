@@ -35,9 +35,9 @@ pub struct HttpListener {
     pub shared: ListenerShared,
     /// Pending HTTP-01 answers of this instance.
     pub challenges: Arc<ChallengeStore>,
-    /// Where instances sharing the state directory publish theirs
-    /// (`state_dir/acme/http-01`).
-    pub shared_answers: PathBuf,
+    /// The state directory, where instances sharing it publish theirs
+    /// (`acme/http-01`).
+    pub state_dir: PathBuf,
     /// HTTP server settings, for the current limits.
     pub http: PerLimits<auto::Builder<TokioExecutor>>,
 }
@@ -54,7 +54,7 @@ impl HttpListener {
             http: PerLimits::new(&shared.config.limits, http_builder),
             shared,
             challenges,
-            shared_answers: state_dir.join(challenge::SHARED_HTTP01_DIR),
+            state_dir: state_dir.to_path_buf(),
         }
     }
 
@@ -67,13 +67,14 @@ impl HttpListener {
         if let Some(answer) = self.challenges.http01(token) {
             return Some(answer);
         }
-        match challenge::read_shared_http01(&self.shared_answers, token).await {
+        let file = || challenge::shared_http01_path(&self.state_dir, token);
+        match challenge::read_shared_http01(&self.state_dir, token).await {
             Ok(Some(answer)) => {
                 tracing::debug!(
                     listener = %self.shared.config.name,
                     %peer,
                     token,
-                    file = %self.shared_answers.join(token).display(),
+                    file = %file().display(),
                     "HTTP-01 answer from the shared state (another instance ordered)"
                 );
                 Some(answer.into())
@@ -83,7 +84,7 @@ impl HttpListener {
                 tracing::warn!(
                     listener = %self.shared.config.name,
                     token,
-                    file = %self.shared_answers.join(token).display(),
+                    file = %file().display(),
                     "cannot read a shared HTTP-01 answer: {e}"
                 );
                 None

@@ -243,14 +243,10 @@ async fn handle(
                     activity: &connection.activity,
                     lifecycle,
                     listener: &shared.config.name,
-                    backend_tls: target.tls.as_ref().map(|tls| {
-                        match shared.store.load().backend_tls_entry(&tls.backend) {
-                            Some(entry) => entry.client.clone(),
-                            None => Err("no TLS settings for this backend in the running \
-                                         configuration"
-                                .into()),
-                        }
-                    }),
+                    backend_tls: target
+                        .tls
+                        .as_ref()
+                        .map(|tls| shared.store.load().backend_tls_client(&tls.backend)),
                 };
                 let forwarder = listener.forwarder.get(&settings.limits);
                 let forwarded = forwarder.1.forward(request, &target, facts).await;

@@ -173,10 +173,7 @@ async fn connect_tls(
     backend: &str,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    let client = match shared.store.load().backend_tls_entry(backend) {
-        Some(entry) => entry.client.clone()?,
-        None => return Err("no TLS settings for this backend in the running configuration".into()),
-    };
+    let client = shared.store.load().backend_tls_client(backend)?;
     tokio_rustls::TlsConnector::from(client.config.clone())
         .connect(client.server_name.clone(), tcp)
         .await

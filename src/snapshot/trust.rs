@@ -59,15 +59,11 @@ pub(super) fn client_cas(
         let kept = previous
             .and_then(|p| p.client_cas.get(index).cloned().flatten())
             .filter(|ca| ca.file == *file && ca.stamp != SourceStamp::Unknown);
-        let mut report = SourceReport {
-            place: Place::ClientCa(listener.name.clone()),
-            kind: Some(SourceKind::CaFile),
-            file: Some(file.clone()),
-            loaded: None,
-            acme_enabled: false,
-            expiry: None,
-            problems: Vec::new(),
-        };
+        let mut report = SourceReport::new(
+            Place::ClientCa(listener.name.clone()),
+            Some(SourceKind::CaFile),
+            Some(file.clone()),
+        );
         let ca = match kept {
             Some(ca) if !changes.may_touch(file) || stamp_of(file) == ca.stamp => Some(ca),
             kept => {
@@ -127,20 +123,11 @@ fn backend(
     changes: Changes<'_>,
     now: i64,
 ) -> (BackendTlsEntry, Option<SourceReport>) {
-    let place = Place::Backend(spec.backend.clone());
     let before = previous
         .and_then(|p| p.backend_tls_entry(&spec.backend))
         .and_then(|e| e.client.as_ref().ok())
         .filter(|c| c.spec == *spec);
-    let mut report = SourceReport {
-        place: place.clone(),
-        kind: None,
-        file: None,
-        loaded: None,
-        acme_enabled: false,
-        expiry: None,
-        problems: Vec::new(),
-    };
+    let mut report = SourceReport::new(Place::Backend(spec.backend.clone()), None, None);
 
     if let Some(path) = &spec.client_certificate {
         report.kind = Some(SourceKind::BackendClient);
@@ -254,6 +241,18 @@ impl Snapshot {
     /// The TLS state of `backend` (as written in the configuration).
     pub fn backend_tls_entry(&self, backend: &str) -> Option<&BackendTlsEntry> {
         self.backend_tls.iter().find(|e| e.backend == backend)
+    }
+
+    /// What a new connection to `backend` uses, or why it cannot connect
+    /// (its CA file never loaded, or it is not a TLS backend of this
+    /// configuration).
+    pub fn backend_tls_client(&self, backend: &str) -> Result<Arc<BackendTlsClient>, String> {
+        match self.backend_tls_entry(backend) {
+            Some(entry) => entry.client.clone(),
+            None => Err(format!(
+                "no TLS settings for backend {backend} in the running configuration"
+            )),
+        }
     }
 
     /// The certificate presented to `backend`, if it has one loaded.

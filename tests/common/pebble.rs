@@ -401,3 +401,22 @@ fn free_tcp_udp_port() -> u16 {
 fn log_file(dir: &Path, name: &str) -> std::fs::File {
     std::fs::File::create(dir.join(name)).unwrap_or_else(|e| panic!("create {name}: {e}"))
 }
+
+/// A client that trusts only Pebble's issuing root (`root_pem`). Every
+/// handshake is a full one: a resumed session reports the certificate of
+/// the session it resumes, not the one served now.
+pub fn client_trusting(root_pem: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(cert.expect("root PEM")).expect("root");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
