@@ -461,6 +461,18 @@ pub struct Limits {
     /// Connections served at once; further ones wait in the kernel's
     /// accept queue until one closes.
     pub max_connections: usize,
+    /// HTTP/2 streams one client connection may have open at once
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`; nginx's
+    /// `http2_max_concurrent_streams` is 128 too).
+    pub max_concurrent_streams: u32,
+    /// Requests and WebSocket tunnels of one `https` listener that may hold
+    /// a backend connection at once; beyond it a request gets 503 at once
+    /// instead of one more backend connection (README: Limits).
+    pub max_backend_connections: usize,
+    /// A client that takes no response byte for this long, while one is
+    /// ready for it (full socket buffer, or an HTTP/2 flow-control window
+    /// left shut), is cut (nginx's `send_timeout`).
+    pub send_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -478,6 +490,12 @@ impl Default for Limits {
             backend_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
+            max_concurrent_streams: 128,
+            // One backend connection per client connection on average: a
+            // WebSocket phone holds exactly one. HTTP/2 lets one client ask
+            // for more, which is what this bounds.
+            max_backend_connections: 10_000,
+            send_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -491,6 +509,10 @@ pub struct Route {
     pub path_prefix: Option<String>,
     /// What it does.
     pub action: RouteAction,
+    /// The `Upgrade` protocols passed to its backend, lower case
+    /// (`websocket` unless the route says otherwise); every other
+    /// `Upgrade` token is stripped (README: Upgrades).
+    pub upgrades: Vec<String>,
 }
 
 /// Which hosts a route matches.
@@ -1083,10 +1105,12 @@ fn listener_from_raw(
                 "{route_field}.path: `{prefix}` must start with `/`"
             ));
         }
+        let upgrades = route_upgrades(r.upgrades, &action, &route_field)?;
         routes.push(Route {
             host: r.host.0,
             path_prefix: r.path,
             action,
+            upgrades,
         });
     }
     let defaults = Limits::default();
@@ -1107,6 +1131,13 @@ fn listener_from_raw(
             .map_or(defaults.backend_timeout, |d| d.0),
         max_header_bytes: raw.max_header_bytes.unwrap_or(defaults.max_header_bytes),
         max_connections: raw.max_connections.unwrap_or(defaults.max_connections),
+        max_concurrent_streams: raw
+            .max_concurrent_streams
+            .unwrap_or(defaults.max_concurrent_streams),
+        max_backend_connections: raw
+            .max_backend_connections
+            .unwrap_or(defaults.max_backend_connections),
+        send_timeout: raw.send_timeout.map_or(defaults.send_timeout, |d| d.0),
     };
     if limits.max_header_bytes < 8192 {
         return Err(format!(
@@ -1115,6 +1146,19 @@ fn listener_from_raw(
     }
     if limits.max_connections == 0 {
         return Err(format!("{field}.max_connections: at least 1"));
+    }
+    if limits.max_concurrent_streams == 0 {
+        return Err(format!(
+            "{field}.max_concurrent_streams: at least 1 (128 is nginx's default)"
+        ));
+    }
+    if limits.max_backend_connections == 0 {
+        return Err(format!("{field}.max_backend_connections: at least 1"));
+    }
+    if limits.send_timeout.is_zero() {
+        return Err(format!(
+            "{field}.send_timeout: must be more than 0 (60s is nginx's default)"
+        ));
     }
     Ok(ListenerConfig {
         name: raw.name,
@@ -1130,6 +1174,56 @@ fn listener_from_raw(
         client_auth,
     })
 }
+
+/// The `Upgrade` protocols a route passes on: `websocket` by default.
+/// `h2c` is refused: it is HTTP/2 over cleartext TCP, never negotiated
+/// over TLS (RFC 9113 §3.1), and a backend that accepted it would get a
+/// raw tunnel past the routes and the 421 check.
+fn route_upgrades(
+    raw: Option<Vec<String>>,
+    action: &RouteAction,
+    route_field: &str,
+) -> Result<Vec<String>, String> {
+    let Some(raw) = raw else {
+        return Ok(match action {
+            RouteAction::Backend(_) => vec![DEFAULT_UPGRADE.to_string()],
+            _ => Vec::new(),
+        });
+    };
+    if !matches!(action, RouteAction::Backend(_)) && !raw.is_empty() {
+        return Err(format!(
+            "{route_field}.upgrades: only a route with a `backend` passes upgrades on; remove it"
+        ));
+    }
+    let mut upgrades = Vec::with_capacity(raw.len());
+    for token in raw {
+        let name = token.trim().to_ascii_lowercase();
+        if name == "h2c" {
+            return Err(format!(
+                "{route_field}.upgrades: `h2c` is HTTP/2 over cleartext TCP and is never \
+                 upgraded to over TLS (RFC 9113 §3.1); clients get HTTP/2 through ALPN `h2` \
+                 on this listener already. Remove it"
+            ));
+        }
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b));
+        if !valid {
+            return Err(format!(
+                "{route_field}.upgrades: `{token}` is not a protocol name (RFC 9110 §7.8), \
+                 e.g. `websocket`"
+            ));
+        }
+        if !upgrades.contains(&name) {
+            upgrades.push(name);
+        }
+    }
+    Ok(upgrades)
+}
+
+/// The upgrade a backend route passes on when it names none.
+pub const DEFAULT_UPGRADE: &str = "websocket";
 
 /// Validates the global `acme:` block; the values were checked while being
 /// read, what is left is defaults and paths.
@@ -1652,6 +1746,12 @@ struct RawListener {
     #[serde(default)]
     max_connections: Option<usize>,
     #[serde(default)]
+    max_concurrent_streams: Option<u32>,
+    #[serde(default)]
+    max_backend_connections: Option<usize>,
+    #[serde(default)]
+    send_timeout: Option<DurationField>,
+    #[serde(default)]
     client_auth: Option<RawClientAuth>,
     #[serde(default)]
     backend_tls: Option<RawBackendTls>,
@@ -1698,6 +1798,8 @@ struct RawRoute {
     backend_tls: Option<RawBackendTls>,
     #[serde(default)]
     redirect: Option<RawRedirect>,
+    #[serde(default)]
+    upgrades: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]

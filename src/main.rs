@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
-use sniwalk::config::{Config, normalize_domain_name};
+use sniwalk::config::{Config, ListenerKind, normalize_domain_name};
 use sniwalk::inspect::{CheckReport, Resolution};
 use sniwalk::snapshot::{
     CERTDIR_CERT, CERTDIR_KEY, DefaultPolicy, Snapshot, generate_self_signed_pem,
@@ -220,6 +220,7 @@ fn init_logging() {
 fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     init_logging();
     let config = Config::load(config_path)?;
+    raise_fd_limit(&config);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = config.worker_threads {
         runtime.worker_threads(threads);
@@ -236,6 +237,61 @@ fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Raises the soft limit on open files to the hard limit (nginx's
+/// `worker_rlimit_nofile`, done for the user): every client connection is
+/// a descriptor, and so is every backend connection. Logs both limits, and
+/// warns when the hard limit is below what the listeners' limits can use.
+fn raise_fd_limit(config: &Config) {
+    use rlimit::Resource;
+    let (soft, hard) = match rlimit::getrlimit(Resource::NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open file limit (RLIMIT_NOFILE)");
+            return;
+        }
+    };
+    let raised = if soft < hard {
+        match rlimit::setrlimit(Resource::NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open file soft limit to the hard limit");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    // Client connections, plus one backend connection per `tls` tunnel and
+    // per backend request or WebSocket of an `https` listener.
+    let wanted: u64 = config
+        .listeners
+        .iter()
+        .map(|l| {
+            let clients = l.limits.max_connections as u64;
+            match l.kind {
+                ListenerKind::Https => clients + l.limits.max_backend_connections as u64,
+                ListenerKind::Tls => 2 * clients,
+                ListenerKind::Http => clients,
+            }
+        })
+        .sum::<u64>()
+        + 64;
+    tracing::info!(
+        soft_before = soft,
+        soft = raised,
+        hard,
+        "open file limit (RLIMIT_NOFILE): soft raised to the hard limit"
+    );
+    if raised < wanted {
+        tracing::warn!(
+            soft = raised,
+            wanted,
+            "the open file limit is below what the listeners' max_connections and \
+             max_backend_connections can use; raise it (systemd LimitNOFILE=, ulimit -Hn) or lower those limits"
+        );
+    }
 }
 
 /// Turns every SIGHUP into a full reload (configuration and certificates).

@@ -57,6 +57,10 @@ pub struct Metrics {
     backend_errors: Family<BackendLabels, Counter>,
     reloads: Family<ResultLabel, Counter>,
     acme_orders: Family<ResultLabel, Counter>,
+    backend_connections_active: Family<ListenerLabel, Gauge>,
+    backend_limit_rejections: Family<ListenerLabel, Counter>,
+    send_timeouts: Family<ListenerLabel, Counter>,
+    tunnel_bytes: Family<DirectionLabels, Counter>,
 }
 
 impl Metrics {
@@ -75,6 +79,10 @@ impl Metrics {
             backend_errors: Family::default(),
             reloads: Family::default(),
             acme_orders: Family::default(),
+            backend_connections_active: Family::default(),
+            backend_limit_rejections: Family::default(),
+            send_timeouts: Family::default(),
+            tunnel_bytes: Family::default(),
         };
         metrics.listeners = config
             .listeners
@@ -168,6 +176,29 @@ impl Metrics {
             "Requests or tunnels whose backend failed: connect (refused, unreachable), \
              timeout (connect or response headers), other",
             self.backend_errors.clone(),
+        );
+        registry.register(
+            "backend_connections_active",
+            "Requests and WebSocket tunnels of an https listener holding a backend connection now \
+             (bounded by max_backend_connections)",
+            self.backend_connections_active.clone(),
+        );
+        registry.register(
+            "backend_limit_rejections",
+            "Requests answered 503 because the listener's max_backend_connections were in use",
+            self.backend_limit_rejections.clone(),
+        );
+        registry.register(
+            "send_timeouts",
+            "Client connections cut because the client took no response byte for send_timeout",
+            self.send_timeouts.clone(),
+        );
+        registry.register_with_unit(
+            "tunnel",
+            "Bytes copied by ended tls-listener and WebSocket tunnels, up (client to backend) \
+             and down",
+            Unit::Bytes,
+            self.tunnel_bytes.clone(),
         );
         registry.register(
             "reloads",
@@ -268,7 +299,37 @@ impl Metrics {
         } else {
             DurationHistogram::default()
         };
+        let https = listener.kind == ListenerKind::Https;
+        let tunnel_bytes = ["up", "down"].map(|direction| {
+            if tls {
+                self.tunnel_bytes
+                    .get_or_create(&DirectionLabels {
+                        listener: name.clone(),
+                        direction,
+                    })
+                    .clone()
+            } else {
+                Counter::default()
+            }
+        });
+        let (backend_connections_active, backend_limit_rejections, send_timeouts) = if https {
+            (
+                self.backend_connections_active
+                    .get_or_create(&by_listener)
+                    .clone(),
+                self.backend_limit_rejections
+                    .get_or_create(&by_listener)
+                    .clone(),
+                self.send_timeouts.get_or_create(&by_listener).clone(),
+            )
+        } else {
+            Default::default()
+        };
         ListenerMetrics {
+            backend_connections_active,
+            backend_limit_rejections,
+            send_timeouts,
+            tunnel_bytes,
             handshakes_ok,
             handshakes_failed,
             failures,
@@ -297,6 +358,11 @@ pub struct ListenerMetrics {
     /// Requests by status class, 1xx first.
     requests: [Counter; STATUS_CLASSES.len()],
     duration: DurationHistogram,
+    backend_connections_active: Gauge,
+    backend_limit_rejections: Counter,
+    send_timeouts: Counter,
+    /// Tunnel bytes, up then down.
+    tunnel_bytes: [Counter; 2],
     /// The shared family (an `Arc`): backend errors are labelled by
     /// backend, known only when one fails.
     backend_errors: Family<BackendLabels, Counter>,
@@ -336,6 +402,29 @@ impl ListenerMetrics {
         self.duration.observe(duration);
     }
 
+    /// Counts a request or tunnel that took a backend connection; the
+    /// returned guard counts it given back when dropped.
+    pub fn backend_connection_taken(&self) -> HeldBackendConnection {
+        self.backend_connections_active.inc();
+        HeldBackendConnection(self.backend_connections_active.clone())
+    }
+
+    /// Counts a request refused with 503 at `max_backend_connections`.
+    pub fn backend_limit_rejected(&self) {
+        self.backend_limit_rejections.inc();
+    }
+
+    /// Counts a client connection cut by `send_timeout`.
+    pub fn send_timed_out(&self) {
+        self.send_timeouts.inc();
+    }
+
+    /// Counts the bytes an ended tunnel copied each way.
+    pub fn tunnel_done(&self, up: u64, down: u64) {
+        self.tunnel_bytes[0].inc_by(up);
+        self.tunnel_bytes[1].inc_by(down);
+    }
+
     /// Counts a failure of `backend` (its `host:port`), on the error path
     /// only: it looks the series up in the shared family.
     pub fn backend_error(&self, backend: &str, kind: BackendError) {
@@ -345,6 +434,17 @@ impl ListenerMetrics {
                 kind: kind.as_str(),
             })
             .inc();
+    }
+}
+
+/// A backend connection held by a request or tunnel, counted in
+/// `sniwalk_backend_connections_active` until dropped.
+#[derive(Debug)]
+pub struct HeldBackendConnection(Gauge);
+
+impl Drop for HeldBackendConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -664,6 +764,12 @@ fn certificate_gauges(
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabel {
     listener: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    listener: String,
+    direction: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -473,3 +473,70 @@ fn help_everywhere() {
         assert!(stdout(&out).contains("Usage"), "{args:?}");
     }
 }
+
+/// `sniwalk run` raises its open file soft limit to the hard limit and
+/// logs both, and warns when the hard limit is below what the listeners'
+/// limits can use. The limits are set for the child by the shell (`ulimit`
+/// lowers them without privileges); the child is killed by its PID.
+#[test]
+fn run_raises_the_open_file_limit_and_logs_it() {
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &config,
+        "master_domain: example.com\nstate_dir: state\ndomains:\n  example.com: {}\n\
+         listeners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:0\n    max_connections: 100000\n\
+         \x20   routes:\n      - host: \"*\"\n        status_page: true\n",
+    )
+    .expect("write config");
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && ulimit -Hn 4096 && exec {} run --config {}",
+            sniwalk_bin(),
+            config.display()
+        ))
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("sniwalk run starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !(seen.iter().any(|l: &String| l.contains("soft raised"))
+        && seen
+            .iter()
+            .any(|l: &String| l.contains("below what the listeners")))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = seen.join("\n");
+    let raised = seen
+        .iter()
+        .find(|l| l.contains("soft raised"))
+        .unwrap_or_else(|| panic!("no open file limit line in:\n{text}"));
+    assert!(raised.contains("soft_before=256"), "{raised}");
+    assert!(raised.contains("soft=4096"), "{raised}");
+    assert!(raised.contains("hard=4096"), "{raised}");
+    let warned = seen
+        .iter()
+        .find(|l| l.contains("below what the listeners"))
+        .unwrap_or_else(|| panic!("no warning about the limit in:\n{text}"));
+    assert!(warned.contains("wanted=110064"), "{warned}");
+}

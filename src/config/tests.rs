@@ -82,6 +82,7 @@ fn shipped_proxy_yaml_loads() {
             host: HostPattern::Any,
             path_prefix: None,
             action: RouteAction::StatusPage,
+            upgrades: vec![],
         }]
     );
     assert_eq!(config.acme.directory, DEFAULT_ACME_DIRECTORY);
@@ -216,6 +217,7 @@ fn full_configuration_parses() {
                             status: 503,
                             body: "down for maintenance".into(),
                         },
+                        upgrades: vec![],
                     },
                     Route {
                         host: HostPattern::Exact("www.example.com".into()),
@@ -224,11 +226,13 @@ fn full_configuration_parses() {
                             status: 200,
                             body: "hello".into(),
                         },
+                        upgrades: vec![],
                     },
                     Route {
                         host: HostPattern::Any,
                         path_prefix: None,
                         action: RouteAction::StatusPage,
+                        upgrades: vec![],
                     },
                 ],
                 access_log: false,
@@ -1533,6 +1537,33 @@ fn invalid_configurations_are_refused_with_field_and_position() {
             &["listeners.ws.max_connections", "at least 1"],
         ),
         (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    max_concurrent_streams: 0\n",
+            &["listeners.ws.max_concurrent_streams", "at least 1"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    max_backend_connections: 0\n",
+            &["listeners.ws.max_backend_connections", "at least 1"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    send_timeout: 0s\n",
+            &["listeners.ws.send_timeout", "more than 0"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        backend: http://127.0.0.1:8080\n        upgrades: [websocket, H2C]\n",
+            &["listeners.ws.routes[0].upgrades", "`h2c`", "RFC 9113"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        backend: http://127.0.0.1:8080\n        upgrades: [\"web socket\"]\n",
+            &["listeners.ws.routes[0].upgrades", "not a protocol name"],
+        ),
+        (
+            "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners:\n  - name: ws\n    kind: https\n    bind: 127.0.0.1:1\n    routes:\n      - host: \"*\"\n        status_page: true\n        upgrades: [websocket]\n",
+            &[
+                "listeners.ws.routes[0].upgrades",
+                "only a route with a `backend`",
+            ],
+        ),
+        (
             "master_domain: example.com\ndomains:\n  example.com: {}\nworker_threads: 0\n",
             &["worker_threads", "at least 1", "line 4 column 1"],
         ),
@@ -1748,6 +1779,14 @@ fn traffic_settings_parse_with_defaults() {
     assert_eq!(ws.limits.idle_timeout, Duration::from_secs(90));
     assert_eq!(ws.limits.backend_timeout, Duration::from_millis(1500));
     assert_eq!(ws.limits.max_connections, 100);
+    assert_eq!(ws.limits.max_concurrent_streams, 128, "nginx's default");
+    assert_eq!(ws.limits.max_backend_connections, 10_000);
+    assert_eq!(ws.limits.send_timeout, Duration::from_secs(60));
+    assert_eq!(ws.routes[1].upgrades, ["websocket"], "the default");
+    assert!(
+        ws.routes[0].upgrades.is_empty(),
+        "a redirect upgrades nothing"
+    );
     assert_eq!(
         ws.limits.handshake_timeout,
         Limits::default().handshake_timeout

@@ -10,8 +10,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::forward::ProxyBody;
-use super::io::InFlight;
+use super::forward::{BackendSlot, ProxyBody};
+use super::io::{BodyClock, InFlight};
 use crate::metrics::ListenerMetrics;
 use crate::tree::Step;
 
@@ -62,7 +62,12 @@ pub struct LoggedBody {
     bytes: u64,
     log: Option<AccessLog>,
     count: RequestCount,
+    /// The send timeout's view of this body (see [`BodyClock`]).
+    clock: BodyClock,
     _in_flight: InFlight,
+    /// The backend connection this response streams from, held until the
+    /// body is done.
+    _slot: Option<BackendSlot>,
 }
 
 impl LoggedBody {
@@ -72,13 +77,17 @@ impl LoggedBody {
         log: Option<AccessLog>,
         count: RequestCount,
         in_flight: InFlight,
+        clock: BodyClock,
+        slot: Option<BackendSlot>,
     ) -> Self {
         LoggedBody {
             inner,
             bytes: 0,
             log,
             count,
+            clock,
             _in_flight: in_flight,
+            _slot: slot,
         }
     }
 }
@@ -91,11 +100,13 @@ impl Body for LoggedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.clock.polled();
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.bytes += data.len() as u64;
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            self.clock.delivered();
+            if let Some(data) = frame.data_ref() {
+                self.bytes += data.len() as u64;
+            }
         }
         polled
     }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -23,7 +24,7 @@ use super::Lifecycle;
 use super::backend_tls::BackendTlsClient;
 use super::io::{Activity, TunnelEnd, copy_with_idle_timeout};
 use crate::config::{HttpBackend, Limits};
-use crate::metrics::BackendError;
+use crate::metrics::{BackendError, HeldBackendConnection, ListenerMetrics};
 
 /// The body type every response of an `https` listener has.
 pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -67,11 +68,88 @@ pub struct Forwarder {
 /// no snapshot uses any more are dropped first.
 const MAX_TLS_CLIENTS: usize = 64;
 
+/// The backend connections one `https` listener's requests and tunnels
+/// hold now, bounded by `max_backend_connections` (README: Limits). A
+/// plain counter rather than a semaphore: the limit comes from the current
+/// snapshot, so a reload changes it without rebuilding anything.
+#[derive(Debug, Default)]
+pub struct BackendSlots {
+    in_use: Arc<AtomicUsize>,
+    /// Refusals not logged yet, and when the last line was written
+    /// (seconds on the process clock): one line per 10 s at most, so a
+    /// flood does not become a flood of log lines.
+    refused_unlogged: AtomicU64,
+    last_logged: AtomicU64,
+}
+
+/// One backend connection held by a request (until its response body is
+/// done) or a tunnel (until it ends).
+#[derive(Debug)]
+pub struct BackendSlot {
+    in_use: Arc<AtomicUsize>,
+    _counted: HeldBackendConnection,
+}
+
+impl BackendSlots {
+    /// A slot, unless `limit` are in use (the refusal is counted).
+    pub fn try_take(&self, limit: usize, metrics: &ListenerMetrics) -> Option<BackendSlot> {
+        if self.in_use.fetch_add(1, Ordering::AcqRel) >= limit {
+            self.in_use.fetch_sub(1, Ordering::AcqRel);
+            metrics.backend_limit_rejected();
+            return None;
+        }
+        Some(BackendSlot {
+            in_use: self.in_use.clone(),
+            _counted: metrics.backend_connection_taken(),
+        })
+    }
+
+    /// Slots in use now.
+    pub fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Acquire)
+    }
+
+    /// Logs a refusal: the first at once, then one line per 10 s with the
+    /// number refused meanwhile.
+    pub fn log_refusal(&self, listener: &str, limit: usize) {
+        let refused = self.refused_unlogged.fetch_add(1, Ordering::AcqRel) + 1;
+        let now = crate::unix_now().max(0) as u64;
+        let last = self.last_logged.load(Ordering::Acquire);
+        if last != 0 && now < last + 10 {
+            return;
+        }
+        if self
+            .last_logged
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        self.refused_unlogged.fetch_sub(refused, Ordering::AcqRel);
+        tracing::warn!(
+            %listener,
+            max_backend_connections = limit,
+            refused,
+            "backend connection limit reached: requests answered 503 (raise max_backend_connections, \
+             or lower max_concurrent_streams / send_timeout if slow clients hold them)"
+        );
+    }
+}
+
+impl Drop for BackendSlot {
+    fn drop(&mut self) {
+        self.in_use.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What the caller needs to know about a forwarded request.
 #[derive(Debug)]
 pub struct Forwarded {
     /// The response to send to the client.
     pub response: Response<ProxyBody>,
+    /// The backend connection slot, for the response body to hold until
+    /// it is done (`None` when a tunnel took it, or nothing was sent).
+    pub slot: Option<BackendSlot>,
     /// A failure worth a log line (the response is then 400, 502 or 504).
     pub failure: Option<String>,
     /// How the backend failed, for `sniwalk_backend_errors_total` (`None`
@@ -92,6 +170,10 @@ pub struct RequestFacts<'a> {
     pub lifecycle: &'a Lifecycle,
     /// The listener, for logs.
     pub listener: &'a str,
+    /// The listener's counters (tunnel bytes).
+    pub metrics: &'a Arc<ListenerMetrics>,
+    /// The `Upgrade` protocols the route passes on (lower case).
+    pub upgrades: &'a [String],
     /// For an `https://` backend: its TLS client from the current snapshot,
     /// or why there is none; `None` for a plain `http://` backend.
     pub backend_tls: Option<Result<Arc<BackendTlsClient>, String>>,
@@ -150,14 +232,19 @@ impl Forwarder {
         &self.limits
     }
 
-    /// Sends `request` to `backend` and returns the response to relay.
+    /// Sends `request` to `backend` over the connection `slot` stands for
+    /// and returns the response to relay.
     pub async fn forward(
         &self,
         mut request: Request<Incoming>,
         backend: &HttpBackend,
+        slot: BackendSlot,
         facts: RequestFacts<'_>,
     ) -> Forwarded {
-        let upgrade = upgrade_protocol(&request);
+        // Only the upgrades the route allows are passed on; any other
+        // `Upgrade` token (h2c above all) is stripped with the hop-by-hop
+        // headers, and the request goes on as an ordinary one.
+        let upgrade = upgrade_protocol(&request, facts.upgrades);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
 
         let tls_client = match facts.backend_tls {
@@ -232,7 +319,31 @@ impl Forwarder {
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
+            let (Some(client_upgrade), Some(asked)) = (client_upgrade, &upgrade) else {
+                // A 101 nobody asked for cannot be relayed.
+                return failed(
+                    StatusCode::BAD_GATEWAY,
+                    Some(BackendError::Other),
+                    "unexpected 101 from the backend".into(),
+                );
+            };
+            // RFC 9110 §15.2.2: the 101's `Upgrade` names the protocol
+            // switched to, which must be one the client asked for.
+            let switched_to = response.headers().get(header::UPGRADE);
+            if !switched_to.is_some_and(|to| answers_upgrade(to, asked)) {
+                let to = switched_to
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("(no Upgrade header)");
+                return failed(
+                    StatusCode::BAD_GATEWAY,
+                    Some(BackendError::Other),
+                    format!(
+                        "the backend's 101 switches to `{to}`, not to the `{}` asked for",
+                        asked.to_str().unwrap_or("?")
+                    ),
+                );
+            }
+            {
                 let backend_upgrade = hyper::upgrade::on(&mut response);
                 facts.activity.pin_busy();
                 let idle = self.tunnel_idle_timeout;
@@ -240,7 +351,10 @@ impl Forwarder {
                 let peer = facts.peer;
                 let authority = backend.authority.clone();
                 let hard_stop = facts.lifecycle.hard_stop.clone();
+                let metrics = facts.metrics.clone();
                 facts.lifecycle.tracker.spawn(async move {
+                    // The tunnel holds the backend connection to its end.
+                    let _slot = slot;
                     let (client, backend) = match tokio::try_join!(client_upgrade, backend_upgrade) {
                         Ok(both) => both,
                         Err(e) => {
@@ -248,45 +362,51 @@ impl Forwarder {
                             return;
                         }
                     };
-                    let copy = copy_with_idle_timeout(TokioIo::new(client), TokioIo::new(backend), idle);
-                    let end = tokio::select! {
-                        end = copy => end,
-                        () = hard_stop.cancelled() => TunnelEnd::Failed(std::io::Error::other("shutdown timeout")),
-                    };
+                    let (t, end) = copy_with_idle_timeout(
+                        TokioIo::new(client),
+                        TokioIo::new(backend),
+                        idle,
+                        hard_stop.cancelled(),
+                    )
+                    .await;
+                    metrics.tunnel_done(t.up, t.down);
                     match end {
-                        TunnelEnd::Closed(t) => tracing::debug!(
+                        TunnelEnd::Closed { .. } => tracing::debug!(
                             %listener, %peer, backend = %authority, up = t.up, down = t.down, "tunnel closed"
                         ),
                         TunnelEnd::IdleTimeout => tracing::info!(
-                            %listener, %peer, backend = %authority, idle_secs = idle.as_secs(), "tunnel closed: idle timeout"
+                            %listener, %peer, backend = %authority, up = t.up, down = t.down,
+                            idle_secs = idle.as_secs(), "tunnel closed: idle timeout"
                         ),
                         TunnelEnd::Failed(e) => tracing::debug!(
-                            %listener, %peer, backend = %authority, error = %e, "tunnel ended with an error"
+                            %listener, %peer, backend = %authority, up = t.up, down = t.down, error = %e,
+                            "tunnel ended with an error"
                         ),
                     }
                 });
-            } else {
-                // A 101 nobody asked for cannot be relayed.
-                return failed(
-                    StatusCode::BAD_GATEWAY,
-                    Some(BackendError::Other),
-                    "unexpected 101 from the backend".into(),
-                );
             }
-        } else {
-            strip_hop_by_hop(response.headers_mut());
+            return Forwarded {
+                response: response.map(|body| body.boxed_unsync()),
+                slot: None,
+                failure: None,
+                error: None,
+            };
         }
+        strip_hop_by_hop(response.headers_mut());
         Forwarded {
             response: response.map(|body| body.boxed_unsync()),
+            slot: Some(slot),
             failure: None,
             error: None,
         }
     }
 }
 
-/// The `Upgrade` value of an HTTP/1.1 upgrade request (`Connection:
-/// upgrade` plus `Upgrade: ...`), if it is one.
-fn upgrade_protocol(request: &Request<Incoming>) -> Option<HeaderValue> {
+/// The `Upgrade` value to pass on for an HTTP/1.1 upgrade request
+/// (`Connection: upgrade` plus `Upgrade: ...`): the tokens whose protocol
+/// name is in `allowed`, in the client's order; `None` when it is no
+/// upgrade request or none is allowed.
+fn upgrade_protocol<B>(request: &Request<B>, allowed: &[String]) -> Option<HeaderValue> {
     if request.version() != Version::HTTP_11 {
         return None;
     }
@@ -300,7 +420,42 @@ fn upgrade_protocol(request: &Request<Incoming>) -> Option<HeaderValue> {
     if !asks {
         return None;
     }
-    request.headers().get(header::UPGRADE).cloned()
+    let kept: Vec<&str> = request
+        .headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|token| {
+            allowed
+                .iter()
+                .any(|name| protocol_name(token).eq_ignore_ascii_case(name))
+        })
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
+}
+
+/// `websocket` of `websocket` or `websocket/13` (RFC 9110 §7.8:
+/// protocol-name ["/" protocol-version]).
+fn protocol_name(token: &str) -> &str {
+    token.split('/').next().unwrap_or(token).trim()
+}
+
+/// Whether a 101's `Upgrade` value names a protocol of the `asked` list.
+fn answers_upgrade(switched_to: &HeaderValue, asked: &HeaderValue) -> bool {
+    let (Ok(to), Ok(asked)) = (switched_to.to_str(), asked.to_str()) else {
+        return false;
+    };
+    let to = to.trim();
+    !to.is_empty()
+        && !to.contains(',')
+        && asked
+            .split(',')
+            .any(|token| protocol_name(token).eq_ignore_ascii_case(protocol_name(to)))
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header
@@ -413,6 +568,7 @@ fn describe_client_error(error: &hyper_util::client::legacy::Error, timed_out: b
 fn failed(status: StatusCode, error: Option<BackendError>, failure: String) -> Forwarded {
     Forwarded {
         response: plain(status, status.canonical_reason().unwrap_or("error")),
+        slot: None,
         failure: Some(failure),
         error,
     }
@@ -455,6 +611,66 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["x-kept"]);
+    }
+
+    fn upgrade_request(connection: &str, upgrade: &str) -> Request<()> {
+        Request::builder()
+            .header(header::CONNECTION, connection)
+            .header(header::UPGRADE, upgrade)
+            .body(())
+            .expect("request")
+    }
+
+    #[test]
+    fn only_allowed_upgrades_are_passed_on() {
+        let websocket = ["websocket".to_string()];
+        let pass = |connection: &str, upgrade: &str, allowed: &[String]| {
+            upgrade_protocol(&upgrade_request(connection, upgrade), allowed)
+                .map(|v| v.to_str().expect("ascii").to_string())
+        };
+        assert_eq!(
+            pass("Upgrade", "websocket", &websocket).as_deref(),
+            Some("websocket")
+        );
+        assert_eq!(
+            pass("keep-alive, upgrade", "WebSocket/13", &websocket).as_deref(),
+            Some("WebSocket/13")
+        );
+        assert_eq!(
+            pass("Upgrade, HTTP2-Settings", "h2c", &websocket),
+            None,
+            "h2c is stripped"
+        );
+        assert_eq!(
+            pass("Upgrade", "h2c, websocket", &websocket).as_deref(),
+            Some("websocket"),
+            "only the allowed token is kept"
+        );
+        assert_eq!(
+            pass("keep-alive", "websocket", &websocket),
+            None,
+            "no Connection: upgrade"
+        );
+        assert_eq!(
+            pass("Upgrade", "websocket", &[]),
+            None,
+            "the route allows none"
+        );
+    }
+
+    #[test]
+    fn a_101_must_answer_the_upgrade_asked_for() {
+        let asked = HeaderValue::from_static("websocket");
+        assert!(answers_upgrade(
+            &HeaderValue::from_static("WebSocket"),
+            &asked
+        ));
+        assert!(!answers_upgrade(&HeaderValue::from_static("h2c"), &asked));
+        assert!(!answers_upgrade(&HeaderValue::from_static(""), &asked));
+        assert!(!answers_upgrade(
+            &HeaderValue::from_static("websocket, h2c"),
+            &asked
+        ));
     }
 
     #[test]

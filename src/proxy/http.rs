@@ -118,7 +118,8 @@ pub async fn serve_connection(
         Protocol::Http1,
         limits.header_timeout,
         limits.idle_timeout,
-    );
+    )
+    .with_send_timeout(limits.send_timeout);
     let service_listener = listener.clone();
     let service = hyper::service::service_fn(move |request| {
         let (listener, activity) = (service_listener.clone(), activity.clone());
@@ -152,23 +153,27 @@ async fn handle(
         .or_else(|| request.uri().authority().map(|a| a.as_str()))
         .unwrap_or("")
         .to_owned();
-    let response = match path.strip_prefix(CHALLENGE_PREFIX) {
-        Some(token) => match listener.http01_answer(token, peer).await {
-            Some(answer) => {
-                tracing::info!(listener = %listener.shared.config.name, %peer, token, "answered an ACME HTTP-01 challenge");
-                let mut response = Response::new(
-                    http_body_util::Full::new(Bytes::from(answer.to_string()))
-                        .map_err(|never| match never {})
-                        .boxed_unsync(),
-                );
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-                response
-            }
-            None => plain(StatusCode::NOT_FOUND, "no such challenge"),
-        },
-        None => redirect_to_https(&request, &host_header, settings.https_port),
+    let response = if let Err(problem) = super::https::check_host_headers(&request) {
+        plain(StatusCode::BAD_REQUEST, problem)
+    } else {
+        match path.strip_prefix(CHALLENGE_PREFIX) {
+            Some(token) => match listener.http01_answer(token, peer).await {
+                Some(answer) => {
+                    tracing::info!(listener = %listener.shared.config.name, %peer, token, "answered an ACME HTTP-01 challenge");
+                    let mut response = Response::new(
+                        http_body_util::Full::new(Bytes::from(answer.to_string()))
+                            .map_err(|never| match never {})
+                            .boxed_unsync(),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                    response
+                }
+                None => plain(StatusCode::NOT_FOUND, "no such challenge"),
+            },
+            None => redirect_to_https(&request, &host_header, settings.https_port),
+        }
     };
     let log = settings.access_log.then(|| AccessLog {
         listener: listener.shared.config.name.clone(),
@@ -187,7 +192,8 @@ async fn handle(
         status: response.status().as_u16(),
         started,
     };
-    response.map(|body| LoggedBody::new(body, log, count, in_flight))
+    let clock = activity.track_body();
+    response.map(|body| LoggedBody::new(body, log, count, in_flight, clock, None))
 }
 
 /// 308 to the same host (with `https_port` if set), path and query.

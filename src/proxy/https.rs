@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HOST, HeaderValue, LOCATION};
-use hyper::{Request, Response, StatusCode};
+use hyper::header::{ALLOW, CONTENT_TYPE, HOST, HeaderValue, LOCATION, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::access::{AccessLog, LoggedBody, RequestCount};
 use super::client_auth::{CLIENT_CERT_SHA256_HEADER, CLIENT_CERT_SUBJECT_HEADER, admit};
-use super::forward::{Forwarder, ProxyBody, RequestFacts, plain};
+use super::forward::{BackendSlots, Forwarder, ProxyBody, RequestFacts, plain};
 use super::io::{Activity, Protocol, TimedIo};
 use super::{Lifecycle, ListenerShared, PerLimits};
 use crate::config::{Limits, RouteAction};
@@ -35,6 +35,8 @@ pub struct HttpsListener {
     pub forwarder: PerLimits<Forwarder>,
     /// The HTTP server settings, for the current limits.
     pub http: PerLimits<auto::Builder<TokioExecutor>>,
+    /// Backend connections held by this listener's requests and tunnels.
+    pub backend_slots: BackendSlots,
 }
 
 impl HttpsListener {
@@ -44,6 +46,7 @@ impl HttpsListener {
         HttpsListener {
             forwarder: PerLimits::new(&limits, Forwarder::new),
             http: PerLimits::new(&limits, http_builder),
+            backend_slots: BackendSlots::default(),
             shared,
         }
     }
@@ -64,7 +67,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20))
         .max_header_list_size(limits.max_header_bytes as u32)
-        .max_concurrent_streams(250);
+        .max_concurrent_streams(limits.max_concurrent_streams);
     http
 }
 
@@ -127,6 +130,7 @@ pub async fn serve_connection(
     };
     let client = super::client_auth::ClientCert::of(tls_connection.peer_certificates());
     let activity = Arc::new(Activity::default());
+    let send_clock = activity.clone();
     let limits = served.limits;
     let connection = Arc::new(Connection {
         peer,
@@ -144,7 +148,8 @@ pub async fn serve_connection(
         protocol,
         limits.header_timeout,
         limits.idle_timeout,
-    );
+    )
+    .with_send_timeout(limits.send_timeout);
     let service_listener = listener.clone();
     let service_lifecycle = lifecycle.clone();
     let service = hyper::service::service_fn(move |request| {
@@ -163,7 +168,16 @@ pub async fn serve_connection(
         .serve_connection_with_upgrades(TokioIo::new(io), service);
     let result = super::drive_http(served, &lifecycle).await;
     if let Err(e) = result {
-        tracing::debug!(listener = %shared.config.name, %peer, error = %e, "connection ended with an error");
+        if send_clock.send_timed_out() {
+            shared.metrics.send_timed_out();
+            tracing::info!(
+                listener = %shared.config.name, %peer,
+                send_timeout_secs = limits.send_timeout.as_secs(),
+                "connection cut: the client took no response byte for send_timeout"
+            );
+        } else {
+            tracing::debug!(listener = %shared.config.name, %peer, error = %e, "connection ended with an error");
+        }
     }
 }
 
@@ -201,7 +215,21 @@ async fn handle(
     }
     let admitted = admit(settings.client_auth.as_ref(), connection.client.as_ref());
 
-    let response = if host.is_empty() {
+    let mut slot = None;
+    let response = if request.method() == Method::CONNECT {
+        // A reverse proxy is no forward proxy: CONNECT would open a tunnel
+        // to wherever the client names (RFC 9110 §9.3.6).
+        let mut response = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not served here: this is a reverse proxy",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        response
+    } else if let Err(problem) = check_host_headers(&request) {
+        plain(StatusCode::BAD_REQUEST, problem)
+    } else if host.is_empty() {
         plain(StatusCode::BAD_REQUEST, "missing Host header")
     } else if let Err(reason) = admitted {
         tracing::info!(
@@ -218,43 +246,64 @@ async fn handle(
             "this connection's certificate does not cover that host",
         )
     } else {
-        let action = settings
-            .routes
-            .iter()
-            .find(|route| {
-                route.host.matches(&host)
-                    && route
-                        .path_prefix
-                        .as_deref()
-                        .is_none_or(|prefix| path.starts_with(prefix))
-            })
-            .map(|route| route.action.clone());
-        match action {
-            Some(RouteAction::Respond { status, body }) => {
-                text(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
-            }
-            Some(RouteAction::StatusPage) => status_page(connection, &host),
-            Some(RouteAction::Redirect { to, status }) => redirect(&to, status, &request),
-            Some(RouteAction::Backend(target)) => {
+        let route = settings.routes.iter().find(|route| {
+            route.host.matches(&host)
+                && route
+                    .path_prefix
+                    .as_deref()
+                    .is_none_or(|prefix| path.starts_with(prefix))
+        });
+        match route.map(|route| (route, &route.action)) {
+            Some((_, RouteAction::Respond { status, body })) => text(
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
+                body.clone(),
+            ),
+            Some((_, RouteAction::StatusPage)) => status_page(connection, &host),
+            Some((_, RouteAction::Redirect { to, status })) => redirect(to, *status, &request),
+            Some((route, RouteAction::Backend(target))) => {
                 backend = Some(target.authority.clone());
-                let facts = RequestFacts {
-                    peer: connection.peer,
-                    host: &host_with_port,
-                    activity: &connection.activity,
-                    lifecycle,
-                    listener: &shared.config.name,
-                    backend_tls: target
-                        .tls
-                        .as_ref()
-                        .map(|tls| shared.store.load().backend_tls_client(&tls.backend)),
-                };
-                let forwarder = listener.forwarder.get(&settings.limits);
-                let forwarded = forwarder.1.forward(request, &target, facts).await;
-                if let Some(kind) = forwarded.error {
-                    shared.metrics.backend_error(&target.authority, kind);
+                let limit = settings.limits.max_backend_connections;
+                match listener.backend_slots.try_take(limit, &shared.metrics) {
+                    None => {
+                        listener
+                            .backend_slots
+                            .log_refusal(&shared.config.name, limit);
+                        failure = Some(format!(
+                            "max_backend_connections ({limit}) in use on this listener"
+                        ));
+                        let mut response = plain(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "too many backend connections in use; try again shortly",
+                        );
+                        response
+                            .headers_mut()
+                            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                        response
+                    }
+                    Some(taken) => {
+                        let facts = RequestFacts {
+                            peer: connection.peer,
+                            host: &host_with_port,
+                            activity: &connection.activity,
+                            lifecycle,
+                            listener: &shared.config.name,
+                            metrics: &shared.metrics,
+                            upgrades: &route.upgrades,
+                            backend_tls: target
+                                .tls
+                                .as_ref()
+                                .map(|tls| shared.store.load().backend_tls_client(&tls.backend)),
+                        };
+                        let forwarder = listener.forwarder.get(&settings.limits);
+                        let forwarded = forwarder.1.forward(request, target, taken, facts).await;
+                        if let Some(kind) = forwarded.error {
+                            shared.metrics.backend_error(&target.authority, kind);
+                        }
+                        failure = forwarded.failure;
+                        slot = forwarded.slot;
+                        forwarded.response
+                    }
                 }
-                failure = forwarded.failure;
-                forwarded.response
             }
             None => plain(StatusCode::NOT_FOUND, "no route for this host and path"),
         }
@@ -288,7 +337,40 @@ async fn handle(
         status: response.status().as_u16(),
         started,
     };
-    response.map(|body| LoggedBody::new(body, log, count, in_flight))
+    let clock = connection.activity.track_body();
+    response.map(|body| LoggedBody::new(body, log, count, in_flight, clock, slot))
+}
+
+/// What the `Allow` header of a 405 lists.
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
+
+/// RFC 9112 §3.2: a request with more than one `Host` line, or a `Host`
+/// that is not valid, is answered 400; and RFC 9113 §8.3.1: an HTTP/2
+/// request whose `Host` names another host than its `:authority` is
+/// malformed. Without this, the first `Host` would route while a backend
+/// that reads the last one serves another site.
+pub(super) fn check_host_headers<B>(request: &Request<B>) -> Result<(), &'static str> {
+    let mut hosts = request.headers().get_all(HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host header");
+    }
+    let Some(first) = first else {
+        return Ok(());
+    };
+    let Ok(value) = first.to_str() else {
+        return Err("invalid Host header");
+    };
+    if value.parse::<hyper::http::uri::Authority>().is_err() || value.contains('@') {
+        return Err("invalid Host header");
+    }
+    if let Some(authority) = request.uri().authority()
+        && request.version() == hyper::Version::HTTP_2
+        && !authority.as_str().eq_ignore_ascii_case(value)
+    {
+        return Err("Host header and :authority differ");
+    }
+    Ok(())
 }
 
 /// The 421 rule: a request whose host the served certificate does not

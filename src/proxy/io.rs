@@ -15,8 +15,8 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -24,12 +24,36 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// Requests in flight on one connection, shared by its I/O and its service.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Activity {
     in_flight: AtomicUsize,
     /// Requests begun so far: tells [`TimedIo`] that a request came and
     /// went between two of its reads (it then never saw it busy).
     begun: AtomicU64,
+    /// Response bodies handed to hyper and not yet done, for the send
+    /// timeout; `bodies_live` mirrors its length so the read path checks
+    /// it without the lock.
+    bodies: Mutex<Vec<Arc<SendClock>>>,
+    bodies_live: AtomicUsize,
+    /// What [`SendClock`] times are measured from.
+    epoch: Instant,
+    /// Set when [`TimedIo`] failed the connection with a [`SendTimeout`]
+    /// (HTTP/2 keeps only the text of an I/O error, so the connection's
+    /// error cannot tell).
+    send_timed_out: AtomicBool,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            begun: AtomicU64::new(0),
+            bodies: Mutex::new(Vec::new()),
+            bodies_live: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            send_timed_out: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Activity {
@@ -54,6 +78,46 @@ impl Activity {
     fn begun(&self) -> u64 {
         self.begun.load(Ordering::Acquire)
     }
+
+    /// Starts the send clock of a response body about to be handed to
+    /// hyper: from now on, the time the body waits for hyper to ask for
+    /// its next frame is time the client is not taking what is ready.
+    pub fn track_body(self: &Arc<Self>) -> BodyClock {
+        let clock = Arc::new(SendClock {
+            waiting_since: AtomicU64::new(self.millis()),
+        });
+        let mut bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+        bodies.push(clock.clone());
+        self.bodies_live.store(bodies.len(), Ordering::Release);
+        BodyClock {
+            clock,
+            activity: self.clone(),
+        }
+    }
+
+    /// Whether the connection was cut by the send timeout.
+    pub fn send_timed_out(&self) -> bool {
+        self.send_timed_out.load(Ordering::Acquire)
+    }
+
+    fn has_bodies(&self) -> bool {
+        self.bodies_live.load(Ordering::Acquire) > 0
+    }
+
+    /// When the body that has waited longest for the client began waiting
+    /// (milliseconds since `epoch`), if one waits.
+    fn oldest_waiting(&self) -> Option<u64> {
+        let bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+        bodies
+            .iter()
+            .map(|clock| clock.waiting_since.load(Ordering::Acquire))
+            .filter(|&since| since != NOT_WAITING)
+            .min()
+    }
+
+    fn millis(&self) -> u64 {
+        Instant::now().duration_since(self.epoch).as_millis() as u64
+    }
 }
 
 /// One request in flight; dropping it ends the request.
@@ -65,6 +129,72 @@ impl Drop for InFlight {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// `SendClock::waiting_since` while the body is not waiting for the
+/// client (hyper is polling it, or it waits for its backend).
+const NOT_WAITING: u64 = u64::MAX;
+
+/// Since when one response body has had something for the client that
+/// hyper has not taken (milliseconds since [`Activity`]'s epoch).
+#[derive(Debug)]
+struct SendClock {
+    waiting_since: AtomicU64,
+}
+
+/// A response body's send clock (see [`Activity::track_body`]); the
+/// response body calls [`BodyClock::polled`] and [`BodyClock::delivered`],
+/// and dropping it takes the body out of the connection's count.
+///
+/// Why this works for HTTP/2: hyper asks a body for its next frame only
+/// when the stream has flow-control window. A client that never opens
+/// its window (`INITIAL_WINDOW_SIZE=0`) leaves the body unasked while it
+/// holds its backend connection; [`TimedIo`] sees that and cuts the
+/// connection after `send_timeout`. A body waiting for its backend (a slow
+/// API, an event stream) is not waiting for the client and is never cut.
+#[derive(Debug)]
+pub struct BodyClock {
+    clock: Arc<SendClock>,
+    activity: Arc<Activity>,
+}
+
+impl BodyClock {
+    /// hyper asked for the next frame: the client has taken what it had.
+    pub fn polled(&self) {
+        self.clock
+            .waiting_since
+            .store(NOT_WAITING, Ordering::Release);
+    }
+
+    /// A frame was handed to hyper: until it asks again, the body waits
+    /// for the client.
+    pub fn delivered(&self) {
+        self.clock
+            .waiting_since
+            .store(self.activity.millis(), Ordering::Release);
+    }
+}
+
+impl Drop for BodyClock {
+    fn drop(&mut self) {
+        let mut bodies = self
+            .activity
+            .bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = bodies.iter().position(|c| Arc::ptr_eq(c, &self.clock)) {
+            bodies.swap_remove(at);
+        }
+        self.activity
+            .bodies_live
+            .store(bodies.len(), Ordering::Release);
+    }
+}
+
+/// The error [`TimedIo`] fails a connection with when its client took
+/// nothing for `send_timeout` (inside an `io::Error` of kind `TimedOut`).
+#[derive(Debug, thiserror::Error)]
+#[error("send timeout: the client took no response byte for {} s", .0.as_secs())]
+pub struct SendTimeout(pub Duration);
 
 /// Which clock runs on a [`TimedIo`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +231,21 @@ pub struct TimedIo<T> {
     /// `Activity::begun` when this last looked.
     seen_begun: u64,
     deadline: Pin<Box<Sleep>>,
+    /// The send timeout, when set (see [`TimedIo::with_send_timeout`]).
+    send: Option<SendTimers>,
+}
+
+/// The two clocks of the send timeout.
+#[derive(Debug)]
+struct SendTimers {
+    timeout: Duration,
+    /// Runs while a response body waits for the client (read side: it is
+    /// polled whenever hyper reads, which an HTTP/2 connection always does).
+    stall_check: Pin<Box<Sleep>>,
+    stall_armed: bool,
+    /// Runs while a write waits on a full socket.
+    write_deadline: Pin<Box<Sleep>>,
+    write_armed: bool,
 }
 
 impl<T> TimedIo<T> {
@@ -121,6 +266,79 @@ impl<T> TimedIo<T> {
             phase: Phase::Idle,
             seen_begun: 0,
             deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+            send: None,
+        }
+    }
+
+    /// Also fails the connection when the client takes no response byte
+    /// for `timeout` while one is ready for it: a write that stays blocked
+    /// on a full socket, or a response body hyper does not ask for (an
+    /// HTTP/2 stream whose window the client keeps shut). The error is a
+    /// [`SendTimeout`], and [`Activity::send_timed_out`] tells afterwards.
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
+        self.send = Some(SendTimers {
+            timeout,
+            stall_check: Box::pin(tokio::time::sleep(timeout)),
+            stall_armed: false,
+            write_deadline: Box::pin(tokio::time::sleep(timeout)),
+            write_armed: false,
+        });
+        self
+    }
+
+    /// The read side's look at the response bodies: an error once one has
+    /// waited for the client for the send timeout. Arms a timer only while
+    /// there are bodies, so idle connections and tunnels cost no wake-ups.
+    fn check_stalled_bodies(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let send = self.send.as_mut()?;
+        if !self.activity.has_bodies() {
+            send.stall_armed = false;
+            return None;
+        }
+        if !send.stall_armed {
+            send.stall_armed = true;
+            send.stall_check
+                .as_mut()
+                .reset(Instant::now() + send.timeout);
+        }
+        while send.stall_check.as_mut().poll(cx).is_ready() {
+            let next = match self.activity.oldest_waiting() {
+                Some(since) => {
+                    let since = self.activity.epoch + Duration::from_millis(since);
+                    if Instant::now() >= since + send.timeout {
+                        return Some(send_timeout_error(&self.activity, send.timeout));
+                    }
+                    since + send.timeout
+                }
+                None => Instant::now() + send.timeout,
+            };
+            send.stall_check.as_mut().reset(next);
+        }
+        None
+    }
+
+    /// Passes a write's result on, timing how long writes stay blocked.
+    fn time_write<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        let Some(send) = self.send.as_mut() else {
+            return result;
+        };
+        if result.is_ready() {
+            send.write_armed = false;
+            return result;
+        }
+        if !send.write_armed {
+            send.write_armed = true;
+            send.write_deadline
+                .as_mut()
+                .reset(Instant::now() + send.timeout);
+        }
+        match send.write_deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(send_timeout_error(&self.activity, send.timeout))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -145,6 +363,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        // Checked before reading: a client could otherwise keep a stalled
+        // stream alive by sending PINGs.
+        if let Some(e) = this.check_stalled_bodies(cx) {
+            return Poll::Ready(Err(e));
+        }
         let begun = this.activity.begun();
         if this.activity.is_busy() {
             this.seen_begun = begun;
@@ -189,7 +412,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.time_write(cx, result)
     }
 
     fn poll_write_vectored(
@@ -197,7 +421,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.time_write(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -205,12 +430,18 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        self.time_write(cx, result)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+fn send_timeout_error(activity: &Activity, timeout: Duration) -> io::Error {
+    activity.send_timed_out.store(true, Ordering::Release);
+    io::Error::new(io::ErrorKind::TimedOut, SendTimeout(timeout))
 }
 
 /// Bytes moved by a tunnel, each way.
@@ -225,34 +456,50 @@ pub struct Transferred {
 /// How a tunnel ended.
 #[derive(Debug)]
 pub enum TunnelEnd {
-    /// Both sides closed.
-    Closed(Transferred),
+    /// Both sides closed. `without_close_notify` when a TLS peer closed its
+    /// side without a close_notify alert, which most SIP phones and
+    /// browsers do: after the application's data that is an ordinary end
+    /// (the tunnel carries no length of its own to be cut short).
+    Closed {
+        /// A TLS peer ended without close_notify.
+        without_close_notify: bool,
+    },
     /// Nothing moved for the idle timeout.
     IdleTimeout,
     /// A read or write failed (reset, broken TLS...).
     Failed(io::Error),
 }
 
+impl TunnelEnd {
+    /// The access log's `end` value.
+    pub fn describe(&self) -> String {
+        match self {
+            TunnelEnd::Closed { .. } => "closed".to_string(),
+            TunnelEnd::IdleTimeout => "idle timeout".to_string(),
+            TunnelEnd::Failed(e) => format!("error: {e}"),
+        }
+    }
+}
+
 /// Copies bytes both ways until both sides have closed (a half-close is
-/// passed on), or until nothing moved for `idle`. Buffers are the fixed
-/// 8 KiB of `copy_bidirectional`: nothing is held beyond them.
-pub async fn copy_with_idle_timeout<A, B>(client: A, backend: B, idle: Duration) -> TunnelEnd
+/// passed on), until nothing moved for `idle`, or until `stop` completes
+/// (the shutdown timeout). Buffers are the fixed 8 KiB of
+/// `copy_bidirectional`: nothing is held beyond them. The bytes written
+/// each way are counted however the tunnel ends.
+pub async fn copy_with_idle_timeout<A, B>(
+    client: A,
+    backend: B,
+    idle: Duration,
+    stop: impl Future<Output = ()>,
+) -> (Transferred, TunnelEnd)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
-    let mut client = Touch {
-        inner: client,
-        start,
-        last: last.clone(),
-    };
-    let mut backend = Touch {
-        inner: backend,
-        start,
-        last: last.clone(),
-    };
+    let mut client = Touch::new(client, start, last.clone());
+    let mut backend = Touch::new(backend, start, last.clone());
     let copy = tokio::io::copy_bidirectional(&mut client, &mut backend);
     let watch = async {
         loop {
@@ -263,23 +510,46 @@ where
             tokio::time::sleep_until(deadline).await;
         }
     };
-    tokio::select! {
+    let end = tokio::select! {
         result = copy => match result {
-            Ok((up, down)) => TunnelEnd::Closed(Transferred { up, down }),
+            Ok(_) => TunnelEnd::Closed {
+                without_close_notify: client.without_close_notify || backend.without_close_notify,
+            },
             Err(e) => TunnelEnd::Failed(e),
         },
         () = watch => TunnelEnd::IdleTimeout,
-    }
+        () = stop => TunnelEnd::Failed(io::Error::other("shutdown timeout")),
+    };
+    let transferred = Transferred {
+        up: backend.written,
+        down: client.written,
+    };
+    (transferred, end)
 }
 
-/// Records the time of the last byte moved through it.
+/// Records the time of the last byte moved through it and counts the bytes
+/// written to it.
 struct Touch<T> {
     inner: T,
     start: Instant,
     last: Arc<AtomicU64>,
+    written: u64,
+    /// A read ended with rustls's "peer closed connection without sending
+    /// TLS close_notify"; it was passed on as an ordinary end of stream.
+    without_close_notify: bool,
 }
 
 impl<T> Touch<T> {
+    fn new(inner: T, start: Instant, last: Arc<AtomicU64>) -> Self {
+        Touch {
+            inner,
+            start,
+            last,
+            written: 0,
+            without_close_notify: false,
+        }
+    }
+
     fn touch(&self) {
         let elapsed = self.start.elapsed().as_millis() as u64;
         self.last.store(elapsed, Ordering::Relaxed);
@@ -297,7 +567,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for Touch<T> {
         if buf.filled().len() > before {
             self.touch();
         }
-        Poll::Ready(result)
+        match result {
+            // rustls reports a TCP close without close_notify as
+            // UnexpectedEof (a plain socket never does): an end of stream,
+            // whose half-close is passed on like any other.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.without_close_notify = true;
+                Poll::Ready(Ok(()))
+            }
+            other => Poll::Ready(other),
+        }
     }
 }
 
@@ -308,7 +587,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Touch<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let written = ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
-        if matches!(written, Ok(n) if n > 0) {
+        if let Ok(n) = written
+            && n > 0
+        {
+            self.written += n as u64;
             self.touch();
         }
         Poll::Ready(written)
@@ -464,6 +746,7 @@ mod tests {
             a_inner,
             b_inner,
             Duration::from_secs(30),
+            std::future::pending(),
         ));
         a_outer.write_all(b"ping").await.expect("write");
         let mut buf = [0u8; 4];
@@ -476,15 +759,20 @@ mod tests {
         a_outer.read_exact(&mut buf).await.expect("answer arrives");
         assert_eq!(&buf, b"pong");
         drop(b_outer);
-        match tunnel.await.expect("join") {
-            TunnelEnd::Closed(t) => assert_eq!(t, Transferred { up: 4, down: 4 }),
-            other => panic!("expected a clean close, got {other:?}"),
-        }
+        let (transferred, end) = tunnel.await.expect("join");
+        assert!(matches!(end, TunnelEnd::Closed { .. }), "{end:?}");
+        assert_eq!(transferred, Transferred { up: 4, down: 4 });
 
         let (_a_outer, a_inner) = tokio::io::duplex(1024);
         let (b_inner, _b_outer) = tokio::io::duplex(1024);
         let started = Instant::now();
-        let end = copy_with_idle_timeout(a_inner, b_inner, Duration::from_secs(30)).await;
+        let (_, end) = copy_with_idle_timeout(
+            a_inner,
+            b_inner,
+            Duration::from_secs(30),
+            std::future::pending(),
+        )
+        .await;
         assert!(matches!(end, TunnelEnd::IdleTimeout), "{end:?}");
         assert_eq!(started.elapsed().as_secs(), 30);
     }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::io::{TunnelEnd, copy_with_idle_timeout};
+use super::io::{Transferred, TunnelEnd, copy_with_idle_timeout};
 use super::{Lifecycle, ListenerShared};
 use crate::config::TcpBackend;
 use crate::metrics::BackendError;
@@ -129,14 +129,20 @@ pub async fn serve_connection(
             }
         }
     };
+    let (transferred, end) = end;
+    shared.metrics.tunnel_done(transferred.up, transferred.down);
+    if let TunnelEnd::Closed {
+        without_close_notify: true,
+    } = end
+    {
+        tracing::debug!(
+            listener = %shared.config.name, %peer,
+            "a TLS peer closed without close_notify (usual for SIP phones): an ordinary end"
+        );
+    }
     if !settings.access_log {
         return;
     }
-    let (up, down, how) = match &end {
-        TunnelEnd::Closed(t) => (t.up, t.down, "closed".to_string()),
-        TunnelEnd::IdleTimeout => (0, 0, "idle timeout".to_string()),
-        TunnelEnd::Failed(e) => (0, 0, format!("error: {e}")),
-    };
     tracing::info!(
         target: "sniwalk::access",
         listener = %shared.config.name,
@@ -144,25 +150,27 @@ pub async fn serve_connection(
         sni = sni.as_deref().unwrap_or("-"),
         cert = step.as_str(),
         backend = %address,
-        up,
-        down,
+        up = transferred.up,
+        down = transferred.down,
         duration_ms = started.elapsed().as_millis() as u64,
-        end = %how,
+        end = %end.describe(),
         "tunnel"
     );
 }
 
 /// Copies both ways until either side closes, the tunnel idles out or the
 /// shutdown timeout cuts it.
-async fn tunnel<A, B>(client: A, backend: B, idle: Duration, lifecycle: &Lifecycle) -> TunnelEnd
+async fn tunnel<A, B>(
+    client: A,
+    backend: B,
+    idle: Duration,
+    lifecycle: &Lifecycle,
+) -> (Transferred, TunnelEnd)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    tokio::select! {
-        end = copy_with_idle_timeout(client, backend, idle) => end,
-        () = lifecycle.hard_stop.cancelled() => TunnelEnd::Failed(std::io::Error::other("shutdown timeout")),
-    }
+    copy_with_idle_timeout(client, backend, idle, lifecycle.hard_stop.cancelled()).await
 }
 
 /// TLS over an open backend connection, with the backend's client
