@@ -404,3 +404,135 @@ async fn failing_job_names_code_and_step() {
     })
     .await;
 }
+
+/// Issue 11, item 3: concurrent writers of the domain store and of one
+/// stored certificate. Every request gets its 2xx, and every 2xx is on
+/// disk when it is answered: the names are in `domains.json` (mode 0600),
+/// the domain serves the certificate last stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_posts_and_puts_are_all_durable() {
+    common::within(Duration::from_secs(170), "parallel admin writes", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // Pre-flight fails before any request to a CA: the jobs end at
+        // once, the domain store is what is tested.
+        let extra =
+            "acme:\n  directory: https://127.0.0.1:1/dir\n  expected_addresses: [192.0.2.1]\n";
+        let admin = Arc::new(Admin::start(tmp.path(), extra, None).await);
+        let store_file = tmp.path().join("state").join("domains.json");
+
+        let posts: Vec<_> = (0..50)
+            .map(|i| {
+                let admin = admin.clone();
+                tokio::spawn(async move {
+                    let name = format!("n{i}.example.test");
+                    let body = serde_json::json!({"hostnames": [{"hostname": name}]});
+                    let (status, reply) = admin.json("POST", "/certificates", body).await;
+                    (name, status, reply)
+                })
+            })
+            .collect();
+        let mut accepted = Vec::new();
+        for post in posts {
+            let (name, status, reply) = post.await.expect("task");
+            assert_eq!(status, 202, "POST for {name}: {reply}");
+            accepted.push(name);
+        }
+        // Read at once: a 202 means the name is on disk already.
+        let store: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&store_file).expect("domains.json"))
+                .expect("domains.json is JSON");
+        for name in &accepted {
+            assert_eq!(
+                store["domains"][name]["acme"], true,
+                "{name} missing: {store}"
+            );
+        }
+        assert_mode_0600(&store_file);
+
+        // 50 imports of different certificates for one new domain.
+        let certificates: Vec<(String, String)> =
+            (0..50).map(|_| certificate("put.example.test")).collect();
+        let puts: Vec<_> = certificates
+            .iter()
+            .cloned()
+            .map(|(pem, sha)| {
+                let admin = admin.clone();
+                tokio::spawn(async move {
+                    let (status, reply) = admin
+                        .call(
+                            "PUT",
+                            "/domains/put.example.test/certificate",
+                            Some(TOKEN),
+                            Some("text/plain"),
+                            pem.into_bytes(),
+                        )
+                        .await;
+                    (sha, status, reply)
+                })
+            })
+            .collect();
+        for put in puts {
+            let (sha, status, reply) = put.await.expect("task");
+            assert_eq!(status, 200, "PUT: {reply}");
+            assert_eq!(parse(&reply)["sha256"], sha.as_str(), "{reply}");
+        }
+        let store: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&store_file).expect("domains.json"))
+                .expect("domains.json is JSON");
+        assert_eq!(
+            store["domains"]["put.example.test"]["acme"], false,
+            "{store}"
+        );
+        for name in &accepted {
+            assert!(store["domains"][name].is_object(), "{name} lost: {store}");
+        }
+        assert_mode_0600(&store_file);
+        let stored = sniwalk::snapshot::stored_certificate_path(
+            &tmp.path().join("state"),
+            "put.example.test",
+        );
+        assert_mode_0600(&stored);
+        let stored_sha = sniwalk::pem::parse_certificate_pem(
+            &std::fs::read_to_string(&stored).expect("stored certificate"),
+        )
+        .expect("a whole certificate_pem")
+        .leaf
+        .sha256;
+        assert!(
+            certificates.iter().any(|(_, sha)| sha == &stored_sha),
+            "one of the imports"
+        );
+        assert_eq!(
+            common::served_leaf(admin.https, Some("put.example.test")).await,
+            stored_sha,
+            "the last stored import serves"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("state"))
+            .expect("state_dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(".tmp."))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+        let Ok(admin) = Arc::try_unwrap(admin) else {
+            panic!("every request task has ended");
+        };
+        admin.stop().await;
+    })
+    .await;
+}
+
+fn assert_mode_0600(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "{} has mode {:o}",
+        path.display(),
+        mode & 0o777
+    );
+}
