@@ -3,7 +3,7 @@
 //!
 //! | endpoint | auth | what |
 //! | --- | --- | --- |
-//! | `GET /healthz` | no | 200 while serving |
+//! | `GET /healthz` | no | 200 while serving, 503 while draining |
 //! | `GET /metrics` | no | Prometheus/OpenMetrics text |
 //! | `GET /status` | yes | every certificate in use and its state |
 //! | `GET /resolve?name=N&listener=L` | yes | the walk, as `sniwalk resolve` |
@@ -110,6 +110,9 @@ pub struct AdminState {
     /// while holding it, so concurrent requests neither lose each other's
     /// names nor see each other's half-done work.
     writer: tokio::sync::Mutex<()>,
+    /// Cancelled once shutdown has begun: `/healthz` answers 503 from then
+    /// on, while connections drain, so load balancers stop sending.
+    draining: CancellationToken,
 }
 
 impl AdminState {
@@ -131,7 +134,15 @@ impl AdminState {
             token,
             jobs: Arc::new(Mutex::new(Jobs::default())),
             writer: tokio::sync::Mutex::new(()),
+            draining: CancellationToken::new(),
         }
+    }
+
+    /// Makes `/healthz` answer 503 once `draining` is cancelled (when
+    /// shutdown begins).
+    pub fn with_draining(mut self, draining: CancellationToken) -> Self {
+        self.draining = draining;
+        self
     }
 }
 
@@ -200,6 +211,18 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Reply {
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) if state.draining.is_cancelled() => {
+            // Not ready: a load balancer (or a Kubernetes readiness probe)
+            // takes this instance out while what is open finishes.
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({
+                    "status": "draining",
+                    "error": "shutting down: no new connections are accepted; \
+                              connections in flight may finish (shutdown_timeout)",
+                }),
+            );
+        }
         (&Method::GET, ["healthz"]) => {
             return json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
         }
