@@ -254,9 +254,13 @@ pub async fn run_with(
     });
     let shutdown = {
         let draining = draining.clone();
+        let admin_bind = config.admin.as_ref().map(|a| a.bind);
         async move {
             shutdown.await;
             draining.cancel();
+            if let Some(bind) = admin_bind {
+                tracing::info!(%bind, "admin /healthz answers 503 until the drain is over");
+            }
         }
     };
     let reload_task = tokio::spawn(
