@@ -3,7 +3,7 @@
 //!
 //! | endpoint | auth | what |
 //! | --- | --- | --- |
-//! | `GET /healthz` | no | 200 while serving |
+//! | `GET /healthz` | no | 200 while serving, 503 while draining |
 //! | `GET /metrics` | no | Prometheus/OpenMetrics text |
 //! | `GET /status` | yes | every certificate in use and its state |
 //! | `GET /resolve?name=N&listener=L` | yes | the walk, as `sniwalk resolve` |
@@ -105,6 +105,14 @@ pub struct AdminState {
     /// The bearer token, if one is required.
     pub token: Option<String>,
     jobs: Arc<Mutex<Jobs>>,
+    /// The one writer of the domain store and of stored certificates:
+    /// every read-modify-write of `domains.json` and every import happens
+    /// while holding it, so concurrent requests neither lose each other's
+    /// names nor see each other's half-done work.
+    writer: tokio::sync::Mutex<()>,
+    /// Cancelled once shutdown has begun: `/healthz` answers 503 from then
+    /// on, while connections drain, so load balancers stop sending.
+    draining: CancellationToken,
 }
 
 impl AdminState {
@@ -125,7 +133,16 @@ impl AdminState {
             acme,
             token,
             jobs: Arc::new(Mutex::new(Jobs::default())),
+            writer: tokio::sync::Mutex::new(()),
+            draining: CancellationToken::new(),
         }
+    }
+
+    /// Makes `/healthz` answer 503 once `draining` is cancelled (when
+    /// shutdown begins).
+    pub fn with_draining(mut self, draining: CancellationToken) -> Self {
+        self.draining = draining;
+        self
     }
 }
 
@@ -194,6 +211,18 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Reply {
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) if state.draining.is_cancelled() => {
+            // Not ready: a load balancer (or a Kubernetes readiness probe)
+            // takes this instance out while what is open finishes.
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({
+                    "status": "draining",
+                    "error": "shutting down: no new connections are accepted; \
+                              connections in flight may finish (shutdown_timeout)",
+                }),
+            );
+        }
         (&Method::GET, ["healthz"]) => {
             return json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
         }
@@ -225,7 +254,7 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Reply {
         (&Method::GET, ["status"]) => status(state),
         (&Method::GET, ["resolve"]) => resolve(state, request.uri().query().unwrap_or("")),
         (&Method::POST, ["certificates"]) => match body(request).await {
-            Ok((_, bytes)) => post_certificates(state, &bytes),
+            Ok((_, bytes)) => post_certificates(state, &bytes).await,
             Err(reply) => reply,
         },
         (&Method::GET, ["certificates", "jobs", id]) => job(state, id),
@@ -448,7 +477,7 @@ fn step_name(step: Step) -> &'static str {
     }
 }
 
-fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply {
+async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply {
     let request: CertificatesRequest = match serde_json::from_slice(bytes) {
         Ok(request) => request,
         Err(e) => {
@@ -493,15 +522,24 @@ fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply {
             ),
         );
     }
-    // Names that are not configured join the domain store as ACME domains.
-    let snapshot = state.store.load();
+    // Names that are not configured join the domain store as ACME domains,
+    // on disk before the 202 (under the writer, so none is lost to a
+    // concurrent request).
     let new: Vec<String> = names
         .iter()
-        .filter(|n| snapshot.report(&Place::Domain((*n).clone())).is_none())
+        .filter(|n| {
+            state
+                .store
+                .load()
+                .report(&Place::Domain((*n).clone()))
+                .is_none()
+        })
         .cloned()
         .collect();
     if !new.is_empty() {
+        let _writer = state.writer.lock().await;
         if let Err(e) = add_to_store(&state.config.state_dir, &new, true) {
+            tracing::error!(domains = %new.join(","), "admin: {e}");
             return error(StatusCode::INTERNAL_SERVER_ERROR, e);
         }
         tracing::info!(domains = %new.join(","), "admin: domains added to the domain store for ACME");
@@ -692,14 +730,20 @@ fn summarize(job: &mut Job) {
     job.custom_status = custom;
 }
 
-/// Adds `names` to the domain store (ACME-managed when `acme`).
+/// Adds `names` to the domain store (ACME-managed when `acme`): a
+/// read-modify-write, so the caller holds [`AdminState::writer`]. Names
+/// already there keep their entry; nothing is written when all are.
 fn add_to_store(state_dir: &Path, names: &[String], acme: bool) -> Result<(), String> {
     let mut store = DomainStore::read(state_dir).map_err(|e| e.to_string())?;
+    let before = store.domains.len();
     for name in names {
         store
             .domains
             .entry(name.clone())
             .or_insert(StoredDomain { acme });
+    }
+    if store.domains.len() == before {
+        return Ok(());
     }
     store
         .write(state_dir)
@@ -793,6 +837,11 @@ async fn import(state: &AdminState, name: &str, content_type: Option<&str>, byte
             );
         }
     };
+    // One import at a time, from the look at what serves the domain until
+    // the new certificate serves: a concurrent import of the same domain
+    // would otherwise replace this one before it is served, and this
+    // request would wait for a certificate that never comes.
+    let _writer = state.writer.lock().await;
     let snapshot = state.store.load();
     let report = snapshot.report(&Place::Domain(name.clone())).cloned();
     if let Some(kind) = report
@@ -812,6 +861,7 @@ async fn import(state: &AdminState, name: &str, content_type: Option<&str>, byte
     if report.is_none()
         && let Err(e) = add_to_store(state_dir, std::slice::from_ref(&name), false)
     {
+        tracing::error!(domain = %name, "admin: {e}");
         return error(StatusCode::INTERNAL_SERVER_ERROR, e);
     }
     let path = stored_certificate_path(state_dir, &name);
@@ -820,6 +870,7 @@ async fn import(state: &AdminState, name: &str, content_type: Option<&str>, byte
         .map_or(Ok(()), crate::fsio::create_private_dir)
         .and_then(|()| crate::fsio::write_atomic(&path, text.as_bytes(), true));
     if let Err(e) = written {
+        tracing::error!(domain = %name, file = %path.display(), "admin: import failed: {e}");
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
     tracing::info!(domain = %name, file = %path.display(), sha256 = %parsed.leaf.sha256, "admin: certificate imported");

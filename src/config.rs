@@ -148,11 +148,13 @@ impl DomainStore {
         Ok(store)
     }
 
-    /// Writes the store atomically.
+    /// Writes the store atomically, mode 0600 like every state file. A
+    /// read-modify-write needs one writer at a time (the admin API
+    /// serializes its own).
     pub fn write(&self, state_dir: &Path) -> Result<(), crate::fsio::FsError> {
         let json = serde_json::to_vec_pretty(self).unwrap_or_default();
         crate::fsio::create_private_dir(state_dir)?;
-        crate::fsio::write_atomic(&Self::path(state_dir), &json, false)
+        crate::fsio::write_atomic(&Self::path(state_dir), &json, true)
     }
 
     /// Adds the store's domains that the file does not configure.

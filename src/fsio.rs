@@ -8,6 +8,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Largest certificate or key file we read. A chain of a dozen RSA-4096
 /// certificates is under 30 KiB; anything near this is not a certificate,
@@ -114,20 +115,9 @@ pub fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Result<(), F
     let file_name = path
         .file_name()
         .ok_or_else(|| write_err(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    let (tmp, mut file) =
+        create_temporary(dir, &file_name.to_string_lossy(), private).map_err(write_err)?;
     let result = (|| {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(if private { 0o600 } else { 0o644 });
-        }
-        let mut file = options.open(&tmp)?;
         file.write_all(contents)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -138,6 +128,38 @@ pub fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Result<(), F
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(write_err)
+}
+
+/// Temporary files made by this process so far: with the process id,
+/// the name of each one is unique, even among writers sharing the
+/// directory.
+static TEMPORARY_FILES: AtomicU64 = AtomicU64::new(0);
+
+/// Creates a new temporary file for `file_name` in `dir`. Its name is
+/// unique (process id and a counter) and it is created only if it does not
+/// exist, so concurrent writers of the same file never write into, or
+/// rename away, each other's temporary file; a leftover of a killed
+/// process with the same id is skipped, and gets the requested mode.
+fn create_temporary(dir: &Path, file_name: &str, private: bool) -> io::Result<(PathBuf, fs::File)> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if private { 0o600 } else { 0o644 });
+    }
+    let mut last = None;
+    // Bounded: only leftovers of earlier processes can collide.
+    for _ in 0..100 {
+        let count = TEMPORARY_FILES.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{file_name}.tmp.{}.{count}", std::process::id()));
+        match options.open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no free temporary file name")))
 }
 
 #[cfg(test)]
@@ -163,6 +185,43 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
             .collect();
         assert!(leftovers.is_empty(), "temporary files left behind");
+    }
+
+    /// Writers of one file at the same time (the admin API's requests, two
+    /// instances on one state_dir) all succeed and leave one whole file.
+    #[test]
+    fn concurrent_writers_of_one_file_all_succeed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("domains.json");
+        let writers: Vec<_> = (0..16)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for round in 0..20 {
+                        let text = format!("writer {i} round {round}");
+                        write_atomic(&path, text.as_bytes(), true)?;
+                    }
+                    Ok::<_, FsError>(())
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer
+                .join()
+                .expect("no panic")
+                .expect("every write succeeds");
+        }
+        let text = fs::read_to_string(&path).expect("read back");
+        assert!(
+            text.starts_with("writer ") && text.contains(" round 19"),
+            "{text}"
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["domains.json"], "temporary files left behind");
     }
 
     #[test]

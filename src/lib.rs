@@ -236,6 +236,10 @@ pub async fn run_with(
     .with_metrics(metrics.clone());
     let acme_handle = manager.handle();
     let acme_task = tokio::spawn(manager.run(stop_reloads.clone()));
+    // Raised when shutdown begins; the admin API keeps answering until the
+    // drain is over (it stops with the other tasks, below), with a 503 on
+    // `/healthz` meanwhile.
+    let draining = tokio_util::sync::CancellationToken::new();
     let admin_task = admin.map(|(socket, token)| {
         let state = admin::AdminState::new(
             config.clone(),
@@ -244,9 +248,21 @@ pub async fn run_with(
             reload_handle,
             acme_handle,
             token,
-        );
+        )
+        .with_draining(draining.clone());
         tokio::spawn(admin::serve(socket, Arc::new(state), stop_reloads.clone()))
     });
+    let shutdown = {
+        let draining = draining.clone();
+        let admin_bind = config.admin.as_ref().map(|a| a.bind);
+        async move {
+            shutdown.await;
+            draining.cancel();
+            if let Some(bind) = admin_bind {
+                tracing::info!(%bind, "admin /healthz answers 503 until the drain is over");
+            }
+        }
+    };
     let reload_task = tokio::spawn(
         reload::ReloadTask::new(config.clone(), store.clone(), reloads)
             .publish_config(config_tx)

@@ -442,6 +442,9 @@ impl Snapshot {
                 || load_certdir(dir),
                 (now, config.acme.warn_days),
             );
+            if let Some(loaded) = &report.loaded {
+                check_key(&mut report.problems, loaded);
+            }
             certdirs.push(report.loaded.clone());
             reports.push(Arc::new(report));
         }
@@ -688,6 +691,7 @@ fn domain_report(
             now,
             config.acme.warn_days,
         ));
+        check_key(&mut report.problems, loaded);
         if !loaded.facts.covers(&domain.name) {
             report.problems.push(Problem::warning(format!(
                 "the certificate does not cover `{}` (its names: {}); it is served anyway, \
@@ -1031,6 +1035,26 @@ fn check_validity(
     state
 }
 
+/// Records a warning for a certificate whose key many clients cannot use.
+/// rustls serves Ed25519, but browsers do not offer it in TLS, so their
+/// handshakes fail with no certificate to fall back to; the certificate is
+/// still served (clients that can use it keep working) and the warning says
+/// who fails. Ed448 keys do not load at all (the key is refused), so they
+/// never get here, but the rule is the same.
+fn check_key(problems: &mut Vec<Problem>, loaded: &LoadedCertificate) {
+    let name = match loaded.certified_key.key.algorithm() {
+        rustls::SignatureAlgorithm::ED25519 => "Ed25519",
+        rustls::SignatureAlgorithm::ED448 => "Ed448",
+        _ => return,
+    };
+    problems.push(Problem::warning(format!(
+        "the certificate's key is {name}: web browsers (Chrome, Firefox, Safari, Edge), \
+         Windows (Schannel), Apple's TLS and mbed TLS clients (many SIP phones) cannot use it \
+         and fail the handshake; OpenSSL 1.1.1+ (curl, baresip), GnuTLS, Go and rustls \
+         clients can. It is served anyway; for browsers use an ECDSA P-256 or RSA key"
+    )));
+}
+
 fn names_or_none(facts: &CertificateFacts) -> String {
     if facts.dns_names.is_empty() {
         "none".to_string()
@@ -1076,6 +1100,7 @@ fn build_default(
                 now,
                 config.acme.warn_days,
             ));
+            check_key(&mut report.problems, &loaded);
             return Ok((loaded, report));
         }
         // Fall through: a broken default_certificate must not leave the
@@ -1191,4 +1216,47 @@ pub fn generate_self_signed_pem(names: &[String], days: u32, rsa: bool) -> Resul
     params.not_after = start + time::Duration::days(i64::from(days));
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     Ok(format!("{}{}", key.serialize_pem(), cert.pem()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(algorithm: &'static rcgen::SignatureAlgorithm) -> LoadedCertificate {
+        let key = rcgen::KeyPair::generate_for(algorithm).expect("key");
+        let params =
+            rcgen::CertificateParams::new(vec!["a.example.com".to_string()]).expect("params");
+        let cert = params.self_signed(&key).expect("certificate");
+        let text = format!("{}{}", key.serialize_pem(), cert.pem());
+        let parsed = pem::parse_certificate_pem(&text).expect("loads");
+        LoadedCertificate::from_parsed(parsed, SourceKind::Inline, None)
+    }
+
+    #[test]
+    fn ed25519_keys_are_warned_about_naming_the_clients_that_fail() {
+        let mut problems = Vec::new();
+        check_key(&mut problems, &loaded(&rcgen::PKCS_ED25519));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let problem = &problems[0];
+        assert_eq!(problem.severity, Severity::Warning, "served, not an error");
+        for needle in [
+            "Ed25519",
+            "Chrome",
+            "Firefox",
+            "Safari",
+            "Edge",
+            "OpenSSL 1.1.1+",
+        ] {
+            assert!(
+                problem.message.contains(needle),
+                "{needle}: {}",
+                problem.message
+            );
+        }
+        for algorithm in [&rcgen::PKCS_ECDSA_P256_SHA256, &rcgen::PKCS_RSA_SHA256] {
+            let mut problems = Vec::new();
+            check_key(&mut problems, &loaded(algorithm));
+            assert!(problems.is_empty(), "{problems:?}");
+        }
+    }
 }

@@ -23,7 +23,7 @@ struct Admin {
     admin: SocketAddr,
     https: SocketAddr,
     dir: PathBuf,
-    shutdown: oneshot::Sender<()>,
+    shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), sniwalk::RunError>>,
 }
 
@@ -31,6 +31,17 @@ impl Admin {
     /// sniwalk with an `http` and an `https` listener and the admin API;
     /// `extra` goes at the top level of the configuration.
     async fn start(dir: &Path, extra: &str, http: Option<TcpListener>) -> Admin {
+        Self::start_routed(dir, extra, http, "respond: { body: hello }").await
+    }
+
+    /// [`Admin::start`] with `route` (YAML flow mapping content) as the
+    /// `https` listener's one route.
+    async fn start_routed(
+        dir: &Path,
+        extra: &str,
+        http: Option<TcpListener>,
+        route: &str,
+    ) -> Admin {
         common::install_provider();
         std::fs::write(dir.join("token"), format!("  {TOKEN}\n")).expect("token");
         let yaml = format!(
@@ -38,7 +49,7 @@ impl Admin {
              admin: {{ bind: 127.0.0.1:1, token_file: token }}\n\
              listeners:\n  - name: plain\n    kind: http\n    bind: 127.0.0.1:1\n    access_log: false\n  \
              - name: web\n    kind: https\n    bind: 127.0.0.1:2\n    access_log: false\n    routes:\n      \
-             - {{ host: \"*\", respond: {{ body: hello }} }}\n"
+             - {{ host: \"*\", {route} }}\n"
         );
         std::fs::write(dir.join("proxy.yaml"), yaml).expect("config");
         let config = sniwalk::config::Config::load(&dir.join("proxy.yaml")).expect("valid");
@@ -65,7 +76,7 @@ impl Admin {
             admin,
             https,
             dir: dir.to_path_buf(),
-            shutdown,
+            shutdown: Some(shutdown),
             task,
         }
     }
@@ -135,8 +146,15 @@ impl Admin {
         )
     }
 
-    async fn stop(self) {
-        let _ = self.shutdown.send(());
+    /// Starts shutdown (as SIGTERM does) and returns at once.
+    fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    async fn stop(mut self) {
+        self.begin_shutdown();
         common::within(Duration::from_secs(20), "shutdown", self.task)
             .await
             .expect("join")
@@ -401,6 +419,208 @@ async fn failing_job_names_code_and_step() {
                 .is_some_and(|m| m.contains("shop.example.test"))
         );
         admin.stop().await;
+    })
+    .await;
+}
+
+/// Issue 11, item 3: concurrent writers of the domain store and of one
+/// stored certificate. Every request gets its 2xx, and every 2xx is on
+/// disk when it is answered: the names are in `domains.json` (mode 0600),
+/// the domain serves the certificate last stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_posts_and_puts_are_all_durable() {
+    common::within(Duration::from_secs(170), "parallel admin writes", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // Pre-flight fails before any request to a CA: the jobs end at
+        // once, the domain store is what is tested.
+        let extra =
+            "acme:\n  directory: https://127.0.0.1:1/dir\n  expected_addresses: [192.0.2.1]\n";
+        let admin = Arc::new(Admin::start(tmp.path(), extra, None).await);
+        let store_file = tmp.path().join("state").join("domains.json");
+
+        let posts: Vec<_> = (0..50)
+            .map(|i| {
+                let admin = admin.clone();
+                tokio::spawn(async move {
+                    let name = format!("n{i}.example.test");
+                    let body = serde_json::json!({"hostnames": [{"hostname": name}]});
+                    let (status, reply) = admin.json("POST", "/certificates", body).await;
+                    (name, status, reply)
+                })
+            })
+            .collect();
+        let mut accepted = Vec::new();
+        for post in posts {
+            let (name, status, reply) = post.await.expect("task");
+            assert_eq!(status, 202, "POST for {name}: {reply}");
+            accepted.push(name);
+        }
+        // Read at once: a 202 means the name is on disk already.
+        let store: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&store_file).expect("domains.json"))
+                .expect("domains.json is JSON");
+        for name in &accepted {
+            assert_eq!(
+                store["domains"][name]["acme"], true,
+                "{name} missing: {store}"
+            );
+        }
+        assert_mode_0600(&store_file);
+
+        // 50 imports of different certificates for one new domain.
+        let certificates: Vec<(String, String)> =
+            (0..50).map(|_| certificate("put.example.test")).collect();
+        let puts: Vec<_> = certificates
+            .iter()
+            .cloned()
+            .map(|(pem, sha)| {
+                let admin = admin.clone();
+                tokio::spawn(async move {
+                    let (status, reply) = admin
+                        .call(
+                            "PUT",
+                            "/domains/put.example.test/certificate",
+                            Some(TOKEN),
+                            Some("text/plain"),
+                            pem.into_bytes(),
+                        )
+                        .await;
+                    (sha, status, reply)
+                })
+            })
+            .collect();
+        for put in puts {
+            let (sha, status, reply) = put.await.expect("task");
+            assert_eq!(status, 200, "PUT: {reply}");
+            assert_eq!(parse(&reply)["sha256"], sha.as_str(), "{reply}");
+        }
+        let store: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&store_file).expect("domains.json"))
+                .expect("domains.json is JSON");
+        assert_eq!(
+            store["domains"]["put.example.test"]["acme"], false,
+            "{store}"
+        );
+        for name in &accepted {
+            assert!(store["domains"][name].is_object(), "{name} lost: {store}");
+        }
+        assert_mode_0600(&store_file);
+        let stored = sniwalk::snapshot::stored_certificate_path(
+            &tmp.path().join("state"),
+            "put.example.test",
+        );
+        assert_mode_0600(&stored);
+        let stored_sha = sniwalk::pem::parse_certificate_pem(
+            &std::fs::read_to_string(&stored).expect("stored certificate"),
+        )
+        .expect("a whole certificate_pem")
+        .leaf
+        .sha256;
+        assert!(
+            certificates.iter().any(|(_, sha)| sha == &stored_sha),
+            "one of the imports"
+        );
+        assert_eq!(
+            common::served_leaf(admin.https, Some("put.example.test")).await,
+            stored_sha,
+            "the last stored import serves"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("state"))
+            .expect("state_dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(".tmp."))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+        let Ok(admin) = Arc::try_unwrap(admin) else {
+            panic!("every request task has ended");
+        };
+        admin.stop().await;
+    })
+    .await;
+}
+
+fn assert_mode_0600(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "{} has mode {:o}",
+        path.display(),
+        mode & 0o777
+    );
+}
+
+/// Issue 11, item 8: once shutdown begins `/healthz` answers 503 (the
+/// admin API keeps answering while connections drain, so load balancers
+/// see it), 200 before; the admin listener closes when the drain is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_503_while_draining() {
+    common::within(Duration::from_secs(60), "healthz during drain", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let backend = common::backends::HttpBackend::start().await;
+        let route = format!("backend: \"{}\"", backend.url());
+        let mut admin = Admin::start_routed(tmp.path(), "", None, &route).await;
+        let (status, body) = admin.call("GET", "/healthz", None, None, Vec::new()).await;
+        assert_eq!(
+            (status, parse(&body)["status"].clone()),
+            (200, "ok".into()),
+            "{body}"
+        );
+
+        // A request in flight keeps the drain going for seconds.
+        let mut send = common::h1_client(admin.https, "app.example.test").await;
+        let request = hyper::Request::get("/slow?ms=4000")
+            .header("host", "app.example.test")
+            .body(common::backends::empty())
+            .expect("request");
+        let in_flight = tokio::spawn(async move { common::send_h1(&mut send, request).await });
+        assert_eq!(backend.next_arrival().await, "/slow?ms=4000");
+
+        admin.begin_shutdown();
+        let body = common::within(Duration::from_secs(3), "healthz turns 503", async {
+            loop {
+                let (status, body) = admin.call("GET", "/healthz", None, None, Vec::new()).await;
+                if status == 503 {
+                    return body;
+                }
+                assert_eq!(status, 200, "{body}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(
+            !in_flight.is_finished(),
+            "503 seen while the request was still draining"
+        );
+        let health = parse(&body);
+        assert_eq!(health["status"], "draining", "{health}");
+        assert!(
+            health["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("shutting down")),
+            "{health}"
+        );
+        // Other endpoints still answer during the drain.
+        assert_eq!(admin.get("/status").await.0, 200);
+
+        let response = common::within(Duration::from_secs(10), "request in flight", in_flight)
+            .await
+            .expect("request task");
+        assert_eq!(
+            (response.status, response.body.as_str()),
+            (200, "slow done")
+        );
+        let admin_addr = admin.admin;
+        admin.stop().await;
+        assert!(
+            TcpStream::connect(admin_addr).await.is_err(),
+            "the admin listener is closed once the drain is over"
+        );
     })
     .await;
 }

@@ -540,3 +540,51 @@ fn run_raises_the_open_file_limit_and_logs_it() {
         .unwrap_or_else(|| panic!("no warning about the limit in:\n{text}"));
     assert!(warned.contains("wanted=110064"), "{warned}");
 }
+
+/// Issue 11, item 7: an Ed25519 certificate loads and is served (clients
+/// such as OpenSSL and rustls can use it), but `check` warns that browsers
+/// cannot, naming them; warnings keep exit 0.
+#[tokio::test]
+async fn check_warns_about_ed25519_keys_which_are_still_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = good_setup(dir.path());
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("Ed25519 key");
+    let certificate = rcgen::CertificateParams::new(vec!["t1.example.com".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    let pem = format!("{}{}", key.serialize_pem(), certificate.pem());
+    std::fs::write(dir.path().join("certs/t1.pem"), &pem).expect("write");
+    let out = sniwalk(&["check", "--config", &config]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let row = text
+        .lines()
+        .skip_while(|line| !line.contains("t1.example.com"))
+        .take(12)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        row.contains("Ed25519"),
+        "the warning is on t1.example.com: {text}"
+    );
+    for browser in ["Chrome", "Firefox", "Safari", "Edge"] {
+        assert!(text.contains(browser), "{browser} named: {text}");
+    }
+    assert!(text.contains("system_state: warning"), "{text}");
+    let json = sniwalk(&["check", "--config", &config, "--json"]);
+    assert!(stdout(&json).contains("Ed25519"), "{}", stdout(&json));
+
+    let yaml = std::fs::read_to_string(&config).expect("config");
+    let proxy = TestProxy::start(dir.path(), &yaml).await;
+    let sha = sniwalk::pem::parse_certificate_pem(&pem)
+        .expect("loads")
+        .leaf
+        .sha256;
+    assert_eq!(
+        served_leaf(proxy.addr(), Some("t1.example.com")).await,
+        sha,
+        "still served to a client that can use it"
+    );
+    proxy.stop().await;
+}
