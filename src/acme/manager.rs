@@ -812,6 +812,12 @@ impl<I: Issuer> Manager<I> {
         let state_dir = config.borrow().state_dir.clone();
         let bound = BoundListener::of(&config.borrow().listeners);
         let persisted = control::read_status(&state_dir);
+        // What is reset below is rewritten at once, so `check` does not
+        // show it from a previous run.
+        let stale = persisted
+            .domains
+            .values()
+            .any(|s| s.in_flight.is_some() || s.waiting.is_some());
         let entries = persisted
             .domains
             .into_iter()
@@ -846,7 +852,7 @@ impl<I: Issuer> Manager<I> {
             next_plan: 0,
             // Nothing to write until a domain is managed (a proxy without
             // ACME never creates the file).
-            status_dirty: false,
+            status_dirty: stale,
             timing: Timing::default(),
             metrics: None,
             bound,
