@@ -89,7 +89,7 @@ impl fmt::Display for NoListener {
             .join(", ");
         write!(
             f,
-            "restart sniwalk to bind listener {names} (listeners added by a reload are bound only at the start)"
+            "restart sniwalk to bind listener {names} (a listener added or changed by a reload is bound only at a restart)"
         )
     }
 }
@@ -110,7 +110,11 @@ pub fn challenge_listener(
         needed,
         pending: configured
             .iter()
-            .filter(|l| l.kind == needed && !bound.iter().any(|b| b.name == l.name))
+            // A running listener whose kind changed in the file keeps its
+            // old kind until a restart (the reload matches name and kind).
+            .filter(|l| {
+                l.kind == needed && !bound.iter().any(|b| b.name == l.name && b.kind == l.kind)
+            })
             .map(|l| Pending {
                 name: l.name.clone(),
                 bind: l.bind,
@@ -195,11 +199,26 @@ mod tests {
     }
 
     #[test]
+    fn a_listener_whose_kind_changed_waits_for_a_restart_too() {
+        // The running `plain` became `https` in the file: it stays http
+        // until a restart, which binds it as https.
+        let running = [bound("plain", ListenerKind::Http)];
+        let configured = [listener("plain", ListenerKind::Https, 443)];
+        let error = challenge_listener(ChallengeKind::TlsAlpn01, &running, &configured)
+            .expect_err("no https listener is bound");
+        assert_eq!(error.pending.len(), 1, "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains("restart sniwalk to bind listener `plain`"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn without_any_listener_of_the_kind_it_says_what_to_add() {
         let running = [bound("plain", ListenerKind::Http)];
-        // The running `plain` changed its kind in the file: still http
-        // while it runs, so it is no pending https listener.
-        let configured = [listener("plain", ListenerKind::Https, 443)];
+        let configured = [listener("plain", ListenerKind::Http, 80)];
         let error = challenge_listener(ChallengeKind::TlsAlpn01, &running, &configured)
             .expect_err("no https listener is bound");
         assert!(error.pending.is_empty(), "{error:?}");
