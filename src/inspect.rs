@@ -127,8 +127,9 @@ impl CheckReport {
     }
 
     /// Adds what the running proxy's ACME task recorded: its state per
-    /// domain, and its last failure as a problem (an error while the domain
-    /// has no certificate of its own, else a warning: the old one serves).
+    /// domain, and its last failure and what an order waits for as problems
+    /// (an error while the domain has no certificate of its own, else a
+    /// warning: the old one serves).
     pub fn with_acme_status(mut self, status: &crate::acme::control::StatusFile) -> Self {
         let mut worst = None;
         for row in &mut self.certificates {
@@ -153,6 +154,35 @@ impl CheckReport {
                                 acme.failures,
                                 error.message,
                                 rfc3339(acme.next_attempt),
+                                if row.sha256.is_some() {
+                                    "; the current certificate keeps serving"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        },
+                    );
+                    row.problems
+                        .sort_by_key(|p| std::cmp::Reverse(p.severity == "error"));
+                    row.state = state_label(Some(severity).max(state_severity(row.state)));
+                }
+                if let Some(waiting) = &acme.waiting {
+                    // No order until the operator acts: an error while the
+                    // domain has no certificate of its own, else a warning.
+                    let severity = if row.sha256.is_some() {
+                        Severity::Warning
+                    } else {
+                        Severity::Error
+                    };
+                    row.problems.insert(
+                        0,
+                        ProblemRow {
+                            severity: severity.as_str(),
+                            message: format!(
+                                "ACME {} since {}: {}{}",
+                                waiting.code,
+                                rfc3339(waiting.since),
+                                waiting.message,
                                 if row.sha256.is_some() {
                                     "; the current certificate keeps serving"
                                 } else {

@@ -236,7 +236,9 @@ impl ReloadTask {
     }
 
     /// Also publishes every configuration that is applied (for the ACME
-    /// task, which follows domain and `acme:` changes).
+    /// task, which follows domain and `acme:` changes). It is published as
+    /// the file has it, listeners that wait for a restart included: the ACME
+    /// task knows what is bound, and names what a restart would bind.
     pub fn publish_config(
         mut self,
         sender: tokio::sync::watch::Sender<std::sync::Arc<Config>>,
@@ -332,17 +334,23 @@ impl ReloadTask {
         if config_changed {
             match Config::load(&self.config.file) {
                 Ok(new) => {
-                    let merged = keep_listeners(&self.config, new);
+                    let merged = keep_listeners(&self.config, new.clone());
                     if merged.domains != self.config.domains
                         || merged.listeners != self.config.listeners
                     {
                         tracing::info!(file = %self.config.file.display(), "configuration changed");
                     }
-                    let acme_changed =
-                        merged.domains != self.config.domains || merged.acme != self.config.acme;
                     self.config = merged;
-                    if let Some(published) = self.published.as_ref().filter(|_| acme_changed) {
-                        published.send_replace(std::sync::Arc::new(self.config.clone()));
+                    if let Some(published) = &self.published {
+                        let acme_changed = {
+                            let before = published.borrow();
+                            before.domains != new.domains
+                                || before.acme != new.acme
+                                || before.listeners != new.listeners
+                        };
+                        if acme_changed {
+                            published.send_replace(std::sync::Arc::new(new));
+                        }
                     }
                 }
                 Err(e) => {

@@ -7,9 +7,9 @@
 //! - `results/<domain>.json`: the outcome of the last forced renewal, with
 //!   the request's id so the waiting command knows it is its own.
 //! - `status.json`: per domain, the step in progress, failures, the last
-//!   error and the next attempt; written by the proxy on every change, read
-//!   back at start (so a restart does not reset the backoff) and by
-//!   `check`.
+//!   error, the next attempt and what an order waits for; written by the
+//!   proxy on every change, read back at start (so a restart does not reset
+//!   the backoff) and by `check`.
 //!
 //! Every file is written atomically; the folder is owner-only.
 
@@ -86,6 +86,22 @@ pub struct DomainStatus {
     /// When a certificate was last issued (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_issued: Option<i64>,
+    /// Why no order is placed although one is due (no bound listener can
+    /// answer the challenge), until that changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+/// An order held back by something only the operator can change, as
+/// persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// A stable code (`ChallengeListenerNotBound`).
+    pub code: String,
+    /// Since when (Unix seconds).
+    pub since: i64,
+    /// Why, and what to do.
+    pub message: String,
 }
 
 /// A failure as persisted.

@@ -8,8 +8,10 @@
 //! (inline, a file, or a stored PEM without the `acme_issued=` marker) is
 //! never touched.
 //!
-//! The decision for one domain is the pure [`decide`]; [`Manager::run`] is
-//! the loop around it. Talking to the CA sits behind [`Issuer`], so the
+//! The decision for one domain is the pure [`decide`], and whether a bound
+//! listener can answer its challenge the pure
+//! [`listeners::challenge_listener`]; [`Manager::run`] is the loop around
+//! them. Talking to the CA sits behind [`Issuer`], so the
 //! scheduler can be tested on a paused clock.
 
 use std::collections::HashMap;
@@ -22,7 +24,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::control::{self, DomainStatus, ErrorRecord, RenewResult, StatusFile};
+use super::control::{self, DomainStatus, ErrorRecord, RenewResult, StatusFile, Waiting};
+use super::listeners::{self, BoundListener, NO_LISTENER_CODE, NoListener};
 use super::schedule::{self, RenewalBasis, RenewalWindow};
 use super::{AcmeError, Step, account, client, lock, order, preflight};
 use crate::challenge::ChallengeStore;
@@ -789,6 +792,10 @@ pub struct Manager<I: Issuer> {
     status_dirty: bool,
     timing: Timing,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The listeners this process has bound: only they answer challenges.
+    bound: Vec<BoundListener>,
+    /// No plan has run yet (the start-up notes are logged in the first).
+    first_plan: bool,
 }
 
 impl<I: Issuer> Manager<I> {
@@ -803,13 +810,22 @@ impl<I: Issuer> Manager<I> {
         let (progress_tx, progress_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let state_dir = config.borrow().state_dir.clone();
+        let bound = BoundListener::of(&config.borrow().listeners);
         let persisted = control::read_status(&state_dir);
+        // What is reset below is rewritten at once, so `check` does not
+        // show it from a previous run.
+        let stale = persisted
+            .domains
+            .values()
+            .any(|s| s.in_flight.is_some() || s.waiting.is_some());
         let entries = persisted
             .domains
             .into_iter()
             .map(|(domain, mut status)| {
-                // An order in flight when we stopped is not any more.
+                // An order in flight when we stopped is not any more, and
+                // what it waited for is looked at again (and logged).
                 status.in_flight = None;
+                status.waiting = None;
                 let entry = Entry {
                     status,
                     jitter: control::random_fraction(),
@@ -836,10 +852,21 @@ impl<I: Issuer> Manager<I> {
             next_plan: 0,
             // Nothing to write until a domain is managed (a proxy without
             // ACME never creates the file).
-            status_dirty: false,
+            status_dirty: stale,
             timing: Timing::default(),
             metrics: None,
+            bound,
+            first_plan: true,
         }
+    }
+
+    /// The listeners this process has bound (by default those of the
+    /// configuration it starts with, one socket each, as
+    /// [`crate::run_with`] binds them). A listener added by a reload is not
+    /// among them until a restart.
+    pub fn with_bound_listeners(mut self, bound: Vec<BoundListener>) -> Self {
+        self.bound = bound;
+        self
     }
 
     /// A handle to ask this manager for orders.
@@ -995,6 +1022,18 @@ impl<I: Issuer> Manager<I> {
             self.answer(&config.state_dir, domain, waiter, &not_managed(message));
             return;
         }
+        if let Err(no_listener) =
+            listeners::challenge_listener(config.acme.challenge, &self.bound, &config.listeners)
+        {
+            tracing::warn!(
+                domain,
+                code = NO_LISTENER_CODE,
+                "ACME: order requested, but none is placed: {no_listener}"
+            );
+            let outcome = not_answerable(domain, &no_listener);
+            self.answer(&config.state_dir, domain, waiter, &outcome);
+            return;
+        }
         tracing::info!(domain, "ACME: order requested");
         let entry = self.entry(domain);
         // An order already in flight answers the request; otherwise the
@@ -1024,7 +1063,13 @@ impl<I: Issuer> Manager<I> {
             now.saturating_add(i64::try_from(self.timing.max_sleep.as_secs()).unwrap_or(i64::MAX));
         let mut managed = std::collections::HashSet::new();
         let mut answers = Vec::new();
+        let mut refusals = Vec::new();
         let known = self.entries.len();
+        // One answer for every domain: the challenge and the bound
+        // listeners are global.
+        let answerable =
+            listeners::challenge_listener(settings.challenge, &self.bound, &config.listeners);
+        let first_plan = std::mem::replace(&mut self.first_plan, false);
         for domain in &config.domains {
             let Some(acme) = domain.acme.as_ref().filter(|a| a.enabled) else {
                 continue;
@@ -1084,6 +1129,9 @@ impl<I: Issuer> Manager<I> {
                 settings.renew_at,
                 entry.jitter,
             );
+            if !matches!(decision, Decision::Issue(_)) && entry.status.waiting.take().is_some() {
+                self.status_dirty = true;
+            }
             match decision {
                 Decision::LeaveAlone => {
                     if !entry.noted_hand {
@@ -1134,8 +1182,53 @@ impl<I: Issuer> Manager<I> {
                     }
                 }
                 Decision::Issue(reason) => {
+                    if let Err(no_listener) = &answerable {
+                        let message = format!("waiting: {no_listener}");
+                        if entry.status.waiting.as_ref().map(|w| &w.message) != Some(&message) {
+                            tracing::warn!(
+                                domain = %domain.name,
+                                reason = reason.as_str(),
+                                code = NO_LISTENER_CODE,
+                                "ACME: {message}"
+                            );
+                            entry.status.waiting = Some(Waiting {
+                                code: NO_LISTENER_CODE.to_string(),
+                                since: now,
+                                message,
+                            });
+                            self.status_dirty = true;
+                        }
+                        // A renewal asked for before the challenge changed.
+                        if std::mem::take(&mut entry.forced) {
+                            let outcome = not_answerable(&domain.name, no_listener);
+                            for waiter in std::mem::take(&mut entry.waiting) {
+                                refusals.push((domain.name.clone(), waiter, outcome.clone()));
+                            }
+                        }
+                        // Nothing changes until the configuration does
+                        // (which re-plans at once).
+                        continue;
+                    }
+                    if entry.status.waiting.take().is_some() {
+                        tracing::info!(
+                            domain = %domain.name,
+                            challenge = settings.challenge.as_str(),
+                            "ACME: a bound listener can answer the challenge now; ordering proceeds"
+                        );
+                        self.status_dirty = true;
+                    }
                     let forced = entry.forced;
                     if !forced && now < entry.status.next_attempt {
+                        if first_plan {
+                            tracing::info!(
+                                domain = %domain.name,
+                                failures = entry.status.failures,
+                                next_attempt = %crate::inspect::rfc3339(entry.status.next_attempt),
+                                "ACME: the stored retry backoff holds this domain back until its \
+                                 next attempt; `sniwalk renew {}` skips the wait",
+                                domain.name
+                            );
+                        }
                         wake = wake.min(entry.status.next_attempt);
                         continue;
                     }
@@ -1181,6 +1274,9 @@ impl<I: Issuer> Manager<I> {
             let outcome = not_managed(format!(
                 "{domain}'s certificate is managed by hand (no `acme_issued` marker); ACME leaves it alone"
             ));
+            self.answer(&config.state_dir, &domain, waiter, &outcome);
+        }
+        for (domain, waiter, outcome) in refusals {
             self.answer(&config.state_dir, &domain, waiter, &outcome);
         }
         // Domains no longer managed drop out of the status (unless busy).
@@ -1365,6 +1461,17 @@ fn not_managed(message: String) -> OrderOutcome {
         ok: false,
         message,
         code: Some("NotManaged".into()),
+        step: None,
+    }
+}
+
+/// The outcome for a request no order is placed for, because no bound
+/// listener can answer the challenge.
+fn not_answerable(domain: &str, no_listener: &NoListener) -> OrderOutcome {
+    OrderOutcome {
+        ok: false,
+        message: format!("{domain}: no order placed: {no_listener}"),
+        code: Some(NO_LISTENER_CODE.into()),
         step: None,
     }
 }

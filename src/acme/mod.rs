@@ -7,6 +7,8 @@
 //! - `account` keeps the ACME account: created once, then restored from its
 //!   stored credentials.
 //! - `preflight` checks, before any order, that a name resolves to us.
+//! - `listeners` decides whether a bound listener can answer the
+//!   challenge; no order is placed while none can.
 //! - `order` runs one issuance, the RFC 8555 checklist, and stores it.
 //! - `lock` is the order lock with a lease that lets several instances
 //!   share one `state_dir`: one of them orders a domain at a time.
@@ -18,6 +20,7 @@
 pub mod account;
 pub mod client;
 pub mod control;
+pub mod listeners;
 pub mod lock;
 pub mod manager;
 pub mod order;

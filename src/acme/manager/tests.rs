@@ -135,6 +135,18 @@ impl Harness {
         existing: Option<String>,
         takes: Duration,
     ) -> Harness {
+        Self::start_bound(dir, script, existing, takes, None)
+    }
+
+    /// [`Harness::start_in`] with the listeners the process has bound
+    /// (default: the configured `plain`, kind http).
+    fn start_bound(
+        dir: tempfile::TempDir,
+        script: &[Outcome],
+        existing: Option<String>,
+        takes: Duration,
+        bound: Option<Vec<BoundListener>>,
+    ) -> Harness {
         let yaml = format!(
             "master_domain: example.test\nstate_dir: state\ndomains:\n  example.test: {{}}\n  \
              {DOMAIN}:\n    acme: {{ enabled: true }}\nacme:\n  directory: {DIRECTORY}\n\
@@ -164,10 +176,13 @@ impl Harness {
         };
         let (_tx, rx) = watch::channel(config.clone());
         let stop = CancellationToken::new();
-        let manager = Manager::new(issuer, rx, store.clone(), clock).with_timing(Timing {
+        let mut manager = Manager::new(issuer, rx, store.clone(), clock).with_timing(Timing {
             poll: Duration::from_secs(3600),
             max_sleep: Duration::from_secs(6 * 3600),
         });
+        if let Some(bound) = bound {
+            manager = manager.with_bound_listeners(bound);
+        }
         let task = tokio::spawn(manager.run(stop.clone()));
         Harness {
             dir,
@@ -332,6 +347,54 @@ async fn backoff_survives_a_restart() {
         h.calls().is_empty(),
         "no order before the persisted retry time"
     );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_order_while_no_bound_listener_answers_the_challenge() {
+    // `plain` (http) is configured but, as if added by a reload, not bound:
+    // only an https listener is.
+    let https_only = vec![BoundListener {
+        name: "web".into(),
+        kind: crate::config::ListenerKind::Https,
+    }];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::start_bound(
+        dir,
+        &[Outcome::Issue(90)],
+        None,
+        Duration::ZERO,
+        Some(https_only),
+    );
+    advance(DAY).await;
+    assert!(h.calls().is_empty(), "no order: http-01 cannot be answered");
+    let waiting = h.status().waiting.expect("the status says why");
+    assert_eq!(waiting.code, NO_LISTENER_CODE);
+    assert_eq!(waiting.since, T0, "set once, not on every plan");
+    assert!(
+        waiting.message.contains("http-01")
+            && waiting
+                .message
+                .contains("restart sniwalk to bind listener `plain`"),
+        "{waiting:?}"
+    );
+    // A forced renewal is refused with the same reason, placing nothing.
+    let id = control::request_renewal(&h.config.state_dir, DOMAIN, T0).expect("request");
+    advance(3600 + 5).await;
+    let result = control::read_result(&h.config.state_dir, DOMAIN).expect("answered");
+    assert_eq!(result.id, id);
+    assert!(!result.ok);
+    assert_eq!(result.code.as_deref(), Some(NO_LISTENER_CODE));
+    assert!(result.message.contains("no order placed"), "{result:?}");
+    assert!(h.calls().is_empty());
+    // A restart that binds it: the order proceeds and the note goes.
+    let dir = h.stop().await;
+    let h = Harness::start_in(dir, &[Outcome::Issue(90)], None, Duration::ZERO);
+    advance(5).await;
+    assert_eq!(h.calls().len(), 1, "ordered once the listener is bound");
+    let status = h.status();
+    assert!(status.waiting.is_none(), "{status:?}");
+    assert!(status.last_issued.is_some(), "{status:?}");
     h.stop().await;
 }
 
