@@ -109,7 +109,7 @@ pub struct AdminState {
     /// every read-modify-write of `domains.json` and every import happens
     /// while holding it, so concurrent requests neither lose each other's
     /// names nor see each other's half-done work.
-    writer: tokio::sync::Mutex<()>,
+    writer: crate::fsio::StateWriter,
     /// Cancelled once shutdown has begun: `/healthz` answers 503 from then
     /// on, while connections drain, so load balancers stop sending.
     draining: CancellationToken,
@@ -133,7 +133,7 @@ impl AdminState {
             acme,
             token,
             jobs: Arc::new(Mutex::new(Jobs::default())),
-            writer: tokio::sync::Mutex::new(()),
+            writer: crate::fsio::StateWriter::default(),
             draining: CancellationToken::new(),
         }
     }
@@ -142,6 +142,13 @@ impl AdminState {
     /// shutdown begins).
     pub fn with_draining(mut self, draining: CancellationToken) -> Self {
         self.draining = draining;
+        self
+    }
+
+    /// Shares the state writer with the ACME issuer (see
+    /// [`crate::fsio::StateWriter`]).
+    pub fn with_writer(mut self, writer: crate::fsio::StateWriter) -> Self {
+        self.writer = writer;
         self
     }
 }

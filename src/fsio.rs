@@ -64,6 +64,22 @@ impl FsError {
     }
 }
 
+/// The one writer of the state files several tasks change: the domain
+/// store (`domains.json`) and the stored certificates. The admin API holds
+/// it around each read-modify-write and each import (until the import is
+/// served), the ACME issuer around storing what it got, so no request
+/// loses another's write or waits for a certificate a concurrent writer
+/// has already replaced. Clones share the one lock.
+#[derive(Debug, Clone, Default)]
+pub struct StateWriter(std::sync::Arc<tokio::sync::Mutex<()>>);
+
+impl StateWriter {
+    /// Waits for the turn to write; the turn lasts until the guard drops.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0.lock().await
+    }
+}
+
 /// Reads a certificate or key file as text, refusing huge or binary files.
 pub fn read_cert_text(path: &Path) -> Result<String, FsError> {
     let read_err = |source| FsError::Read {

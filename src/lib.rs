@@ -227,8 +227,11 @@ pub async fn run_with(
     let store = Arc::new(ArcSwap::from_pointee(snapshot));
     let stop_reloads = tokio_util::sync::CancellationToken::new();
     let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config.clone()));
+    // Admin imports and ACME results write stored certificates in turn.
+    let writer = fsio::StateWriter::default();
     let manager = acme::manager::Manager::new(
-        acme::manager::CaIssuer::new(challenges.clone(), reload_handle.clone(), store.clone()),
+        acme::manager::CaIssuer::new(challenges.clone(), reload_handle.clone(), store.clone())
+            .with_writer(writer.clone()),
         config_rx,
         store.clone(),
         clock,
@@ -249,7 +252,8 @@ pub async fn run_with(
             acme_handle,
             token,
         )
-        .with_draining(draining.clone());
+        .with_draining(draining.clone())
+        .with_writer(writer);
         tokio::spawn(admin::serve(socket, Arc::new(state), stop_reloads.clone()))
     });
     let shutdown = {

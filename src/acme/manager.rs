@@ -160,6 +160,7 @@ pub struct CaIssuer {
     challenges: Arc<ChallengeStore>,
     reloads: ReloadHandle,
     store: SnapshotStore,
+    writer: crate::fsio::StateWriter,
 }
 
 impl CaIssuer {
@@ -175,7 +176,15 @@ impl CaIssuer {
             challenges,
             reloads,
             store,
+            writer: crate::fsio::StateWriter::default(),
         }
+    }
+
+    /// Stores certificates in turn with the admin API's imports (see
+    /// [`crate::fsio::StateWriter`]).
+    pub fn with_writer(mut self, writer: crate::fsio::StateWriter) -> Self {
+        self.writer = writer;
+        self
     }
 
     async fn account(
@@ -323,6 +332,7 @@ impl CaIssuer {
             })?
             .leaf;
         progress(Step::StoreCertificate);
+        let _turn = self.writer.lock().await;
         order::store(state_dir, domain, &pem).await.map_err(fail)?;
         Ok(facts)
     }
