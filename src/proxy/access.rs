@@ -62,8 +62,9 @@ pub struct LoggedBody {
     bytes: u64,
     log: Option<AccessLog>,
     count: RequestCount,
-    /// The send timeout's view of this body (see [`BodyClock`]).
-    clock: BodyClock,
+    /// The send timeout's view of this body (see [`BodyClock`]); `None` on
+    /// the plain `http` listener, whose answers are its own and small.
+    clock: Option<BodyClock>,
     _in_flight: InFlight,
     /// The backend connection this response streams from, held until the
     /// body is done.
@@ -77,7 +78,7 @@ impl LoggedBody {
         log: Option<AccessLog>,
         count: RequestCount,
         in_flight: InFlight,
-        clock: BodyClock,
+        clock: Option<BodyClock>,
         slot: Option<BackendSlot>,
     ) -> Self {
         LoggedBody {
@@ -100,10 +101,14 @@ impl Body for LoggedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        self.clock.polled();
+        if let Some(clock) = &self.clock {
+            clock.polled();
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
-            self.clock.delivered();
+            if let Some(clock) = &self.clock {
+                clock.delivered();
+            }
             if let Some(data) = frame.data_ref() {
                 self.bytes += data.len() as u64;
             }

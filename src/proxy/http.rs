@@ -192,8 +192,7 @@ async fn handle(
         status: response.status().as_u16(),
         started,
     };
-    let clock = activity.track_body();
-    response.map(|body| LoggedBody::new(body, log, count, in_flight, clock, None))
+    response.map(|body| LoggedBody::new(body, log, count, in_flight, None, None))
 }
 
 /// 308 to the same host (with `https_port` if set), path and query.

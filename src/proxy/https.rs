@@ -337,7 +337,9 @@ async fn handle(
         status: response.status().as_u16(),
         started,
     };
-    let clock = connection.activity.track_body();
+    // Every response gets a send clock, HTTP/1.1 too: a client can speak
+    // HTTP/2 by its preface without asking for it by ALPN.
+    let clock = Some(connection.activity.track_body());
     response.map(|body| LoggedBody::new(body, log, count, in_flight, clock, slot))
 }
 

@@ -235,17 +235,24 @@ pub struct TimedIo<T> {
     send: Option<SendTimers>,
 }
 
-/// The two clocks of the send timeout.
+/// The two clocks of the send timeout, each made on first use (an idle
+/// connection or tunnel never needs them) and kept for reuse.
 #[derive(Debug)]
 struct SendTimers {
     timeout: Duration,
-    /// Runs while a response body waits for the client (read side: it is
-    /// polled whenever hyper reads, which an HTTP/2 connection always does).
-    stall_check: Pin<Box<Sleep>>,
+    /// Runs while response bodies are out (read side: it is polled
+    /// whenever hyper reads, which an HTTP/2 connection always does).
+    stall_check: Option<Pin<Box<Sleep>>>,
     stall_armed: bool,
     /// Runs while a write waits on a full socket.
-    write_deadline: Pin<Box<Sleep>>,
+    write_deadline: Option<Pin<Box<Sleep>>>,
     write_armed: bool,
+}
+
+/// The timer in `slot`, set to fire at `at` (made if there is none yet).
+fn arm(slot: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
+    let timer = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+    timer.as_mut().reset(at);
 }
 
 impl<T> TimedIo<T> {
@@ -278,9 +285,9 @@ impl<T> TimedIo<T> {
     pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
         self.send = Some(SendTimers {
             timeout,
-            stall_check: Box::pin(tokio::time::sleep(timeout)),
+            stall_check: None,
             stall_armed: false,
-            write_deadline: Box::pin(tokio::time::sleep(timeout)),
+            write_deadline: None,
             write_armed: false,
         });
         self
@@ -297,11 +304,11 @@ impl<T> TimedIo<T> {
         }
         if !send.stall_armed {
             send.stall_armed = true;
-            send.stall_check
-                .as_mut()
-                .reset(Instant::now() + send.timeout);
+            arm(&mut send.stall_check, Instant::now() + send.timeout);
         }
-        while send.stall_check.as_mut().poll(cx).is_ready() {
+        while let Some(timer) = send.stall_check.as_mut()
+            && timer.as_mut().poll(cx).is_ready()
+        {
             let next = match self.activity.oldest_waiting() {
                 Some(since) => {
                     let since = self.activity.epoch + Duration::from_millis(since);
@@ -312,7 +319,7 @@ impl<T> TimedIo<T> {
                 }
                 None => Instant::now() + send.timeout,
             };
-            send.stall_check.as_mut().reset(next);
+            arm(&mut send.stall_check, next);
         }
         None
     }
@@ -332,13 +339,17 @@ impl<T> TimedIo<T> {
         }
         if !send.write_armed {
             send.write_armed = true;
-            send.write_deadline
-                .as_mut()
-                .reset(Instant::now() + send.timeout);
+            arm(&mut send.write_deadline, Instant::now() + send.timeout);
         }
-        match send.write_deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(send_timeout_error(&self.activity, send.timeout))),
-            Poll::Pending => Poll::Pending,
+        match send
+            .write_deadline
+            .as_mut()
+            .map(|timer| timer.as_mut().poll(cx))
+        {
+            Some(Poll::Ready(())) => {
+                Poll::Ready(Err(send_timeout_error(&self.activity, send.timeout)))
+            }
+            _ => Poll::Pending,
         }
     }
 
@@ -739,6 +750,90 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_write_blocked_for_the_send_timeout_fails() {
+        let (_client, server) = tokio::io::duplex(16);
+        let activity = Arc::new(Activity::default());
+        let mut io = TimedIo::new(
+            server,
+            activity.clone(),
+            Protocol::Http1,
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+        )
+        .with_send_timeout(Duration::from_secs(5));
+        let _request = activity.begin();
+        io.write_all(&[0u8; 16]).await.expect("fills the pipe");
+        let started = Instant::now();
+        let err = io.write_all(b"more").await.expect_err("send timeout");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(err.to_string().starts_with("send timeout"), "{err}");
+        assert_eq!(started.elapsed().as_secs(), 5);
+        assert!(activity.send_timed_out());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_the_client_does_not_take_cuts_the_connection() {
+        let (_client, server) = tokio::io::duplex(64);
+        let activity = Arc::new(Activity::default());
+        let mut io = TimedIo::new(
+            server,
+            activity.clone(),
+            Protocol::Http2,
+            Duration::from_secs(2),
+            Duration::from_secs(600),
+        )
+        .with_send_timeout(Duration::from_secs(5));
+        let _request = activity.begin();
+        // One body waits for its backend (polled, nothing yet): never cut.
+        let waiting_for_backend = activity.track_body();
+        waiting_for_backend.polled();
+        // Another delivered a frame and is not asked again (shut window).
+        let stalled = activity.track_body();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stalled.polled();
+        stalled.delivered();
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        let err = io.read(&mut buf).await.expect_err("send timeout");
+        assert!(err.to_string().starts_with("send timeout"), "{err}");
+        assert_eq!(
+            started.elapsed().as_secs(),
+            5,
+            "counted from the last frame"
+        );
+        assert!(activity.send_timed_out());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bodies_waiting_for_their_backend_are_never_cut() {
+        let (_client, server) = tokio::io::duplex(64);
+        let activity = Arc::new(Activity::default());
+        let mut io = TimedIo::new(
+            server,
+            activity.clone(),
+            Protocol::Http2,
+            Duration::from_secs(2),
+            Duration::from_secs(600),
+        )
+        .with_send_timeout(Duration::from_secs(5));
+        let request = activity.begin();
+        let clock = activity.track_body();
+        clock.polled();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            io.read(&mut buf).await
+        });
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(
+            !reader.is_finished(),
+            "an event stream may wait for minutes"
+        );
+        assert!(!activity.send_timed_out());
+        reader.abort();
+        drop((clock, request));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn tunnel_idle_timeout_and_half_close() {
         let (mut a_outer, a_inner) = tokio::io::duplex(1024);
         let (b_inner, mut b_outer) = tokio::io::duplex(1024);
@@ -775,5 +870,27 @@ mod tests {
         .await;
         assert!(matches!(end, TunnelEnd::IdleTimeout), "{end:?}");
         assert_eq!(started.elapsed().as_secs(), 30);
+
+        // Bytes that moved before the idle timeout are counted.
+        let (mut a_outer, a_inner) = tokio::io::duplex(1024);
+        let (b_inner, mut b_outer) = tokio::io::duplex(1024);
+        let tunnel = tokio::spawn(copy_with_idle_timeout(
+            a_inner,
+            b_inner,
+            Duration::from_secs(30),
+            std::future::pending(),
+        ));
+        a_outer.write_all(b"REGISTER").await.expect("write");
+        let mut buf = [0u8; 8];
+        b_outer.read_exact(&mut buf).await.expect("through");
+        b_outer.write_all(b"200").await.expect("answer");
+        let mut answer = [0u8; 3];
+        a_outer
+            .read_exact(&mut answer)
+            .await
+            .expect("answer arrives");
+        let (transferred, end) = tunnel.await.expect("join");
+        assert!(matches!(end, TunnelEnd::IdleTimeout), "{end:?}");
+        assert_eq!(transferred, Transferred { up: 8, down: 3 });
     }
 }
