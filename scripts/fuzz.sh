@@ -10,7 +10,8 @@
 # repository is not written to; new inputs are
 # kept only with FUZZ_KEEP_CORPUS=1 (merged back into fuzz/corpus/TARGET).
 # A crash stops the run, is copied to fuzz/artifacts/TARGET/ and makes this
-# script exit non-zero. Extra libFuzzer flags: FUZZ_ARGS="-jobs=2 -workers=2".
+# script exit non-zero. Extra libFuzzer flags: FUZZ_ARGS="-fork=2" (two
+# processes; prefer it to -jobs, whose logs and crashes go elsewhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +47,11 @@ for t in "${targets[@]}"; do bins+=(--bin "$t"); done
 cargo build --manifest-path fuzz/Cargo.toml --release --target "$host" "${bins[@]}"
 echo "fuzz.sh: build took $(($(date +%s) - started)) s"
 
+# The last match of ERE $2 in file $1, narrowed to ERE $3; empty if none.
+last() {
+  grep -Eo "$2" "$1" | tail -n 1 | grep -Eo "$3" || true
+}
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 status=0
@@ -61,14 +67,16 @@ for t in "${targets[@]}"; do
   if "fuzz/target/$host/release/$t" "$corpus" "fuzz/corpus/$t" \
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="$artifacts/" -print_final_stats=1 ${FUZZ_ARGS:-} >"$log" 2>&1; then
-    execs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1)
-    rate=$(grep -Eo 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1)
-    cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
+    # Final stats; -fork=N prints none, its last status line has the rate.
+    execs=$(last "$log" 'stat::number_of_executed_units: *[0-9]+' '[0-9]+$')
+    rate=$(last "$log" 'stat::average_exec_per_sec: *[0-9]+' '[0-9]+$')
+    [ -n "$rate" ] || rate=$(last "$log" 'exec/s: [0-9]+' '[0-9]+$')
+    cov=$(last "$log" 'cov: [0-9]+ ft: [0-9]+' '.*')
     echo "fuzz $t: ok, ${execs:-?} runs, ${rate:-?} exec/s, ${cov:-no coverage line}"
   else
     status=1
     tail -n 40 "$log"
-    crash=$(grep -Eo "Test unit written to [^ ]+" "$log" | tail -1 | sed 's/^Test unit written to //')
+    crash=$(last "$log" 'Test unit written to [^ ]+' '[^ ]+$')
     echo "fuzz $t: FAILED; input: ${crash:-see the log above}"
     [ -n "$crash" ] && echo "reproduce: fuzz/target/$host/release/$t $crash"
   fi
