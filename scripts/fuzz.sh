@@ -6,10 +6,9 @@
 #   bash scripts/fuzz.sh [SECONDS] [TARGET...]      (default: 10 s, all targets)
 #
 # Each target starts from its committed seed corpus (fuzz/corpus/TARGET),
-# which it only reads: new inputs go to a temporary directory, so the
-# repository is not written to; new inputs are
-# kept only with FUZZ_KEEP_CORPUS=1 (merged back into fuzz/corpus/TARGET).
-# A crash stops the run, is copied to fuzz/artifacts/TARGET/ and makes this
+# which it only reads: new inputs go to a temporary directory, merged back
+# into fuzz/corpus/TARGET only with FUZZ_KEEP_CORPUS=1.
+# A crash stops the run, is written to fuzz/artifacts/TARGET/ and makes this
 # script exit non-zero. Extra libFuzzer flags: FUZZ_ARGS="-fork=2" (two
 # processes; prefer it to -jobs, whose logs and crashes go elsewhere).
 set -euo pipefail
