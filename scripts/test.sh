@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 # pebble-challtestsrv (the ACME test CA, tests/common/pebble.rs).
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets.
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
 if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev/null 2>&1; then
   missing+=(pebble)
 fi
@@ -23,6 +25,7 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
@@ -34,5 +37,22 @@ cargo test --all-targets --no-fail-fast 2>&1 | tee "$log"
 # and the last of those (a binary without tests) would read as "0 passed".
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+# Each fuzz target runs a few seconds on its seed corpus (README,
+# "Fuzzing"); each counts as one test. FUZZ_SECONDS=0 skips them.
+fuzz_seconds=${FUZZ_SECONDS:-8}
+fuzz_status=0
+if [ "$fuzz_seconds" != 0 ]; then
+  echo "== fuzz (${fuzz_seconds} s per target)"
+  fuzz_log=$(mktemp)
+  trap 'rm -f "$log" "$fuzz_log"' EXIT
+  bash scripts/fuzz.sh "$fuzz_seconds" 2>&1 | tee "$fuzz_log" || fuzz_status=1
+  fuzz_ok=$(grep -Ec '^fuzz [a-z_]+: ok' "$fuzz_log" || true)
+  fuzz_failed=$(grep -Ec '^fuzz [a-z_]+: FAILED' "$fuzz_log" || true)
+  # A build failure fails no target: count it once.
+  if [ "$fuzz_status" != 0 ] && [ "$fuzz_failed" = 0 ]; then fuzz_failed=1; fi
+  passed=$((passed + fuzz_ok))
+  failed=$((failed + fuzz_failed))
+fi
 echo "== done"
 echo "total: $passed passed, $failed failed"
+exit "$fuzz_status"

@@ -921,6 +921,10 @@ async fn import(state: &AdminState, name: &str, content_type: Option<&str>, byte
     )
 }
 
+/// The request-body parsing of the handlers, callable without a server, for
+/// the fuzz targets in `fuzz/`.
+pub mod fuzz;
+
 #[cfg(test)]
 mod tests {
     use super::*;

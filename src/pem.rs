@@ -76,7 +76,7 @@ pub enum PemError {
     /// The key block is not a PKCS#8, PKCS#1 or SEC1 key we can sign with.
     #[error(
         "the private key could not be read as PKCS#8, PKCS#1 (RSA) or SEC1 (EC); \
-         supported keys are RSA (2048 bits or more) and ECDSA P-256/P-384"
+         supported keys are RSA (2048 bits or more) and ECDSA P-256/P-384/P-521"
     )]
     UnsupportedKey,
     /// No certificate block in the text.
@@ -341,6 +341,10 @@ pub fn private_key_as_pkcs8(text: &str) -> Result<Vec<u8>, PemError> {
     for alg in [
         &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
         &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+        // rustls serves P-521 too, so `parse_certificate_pem` accepts it;
+        // without it here, `pem merge` refused a SEC1 P-521 key that the
+        // proxy serves (found by fuzz/fuzz_targets/pem.rs).
+        &aws_lc_rs::signature::ECDSA_P521_SHA512_ASN1_SIGNING,
     ] {
         if let Ok(key) = aws_lc_rs::signature::EcdsaKeyPair::from_private_key_der(alg, &der)
             && let Ok(doc) = key.to_pkcs8v1()

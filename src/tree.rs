@@ -187,13 +187,21 @@ impl DomainTree {
     /// without allocating (upper case is lowered into a stack buffer).
     pub fn walk(&self, name: &str) -> Walk {
         let name = name.strip_suffix('.').unwrap_or(name);
-        let mut lowered = [0u8; MAX_NAME_LEN];
-        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            if name.len() > MAX_NAME_LEN {
-                return self.answer(self.master, name);
+        // No configured name is longer than MAX_NAME_LEN, so a longer name
+        // can only match a parent name: start at the first one that fits,
+        // which also fits the stack buffer whatever its case (the answer
+        // must not depend on case; found by fuzz/fuzz_targets/names.rs).
+        let mut lookup = name;
+        while lookup.len() > MAX_NAME_LEN {
+            match lookup.find('.') {
+                Some(dot) => lookup = &lookup[dot + 1..],
+                None => return self.answer(self.master, name),
             }
-            let buf = &mut lowered[..name.len()];
-            buf.copy_from_slice(name.as_bytes());
+        }
+        let mut lowered = [0u8; MAX_NAME_LEN];
+        let lookup = if lookup.bytes().any(|b| b.is_ascii_uppercase()) {
+            let buf = &mut lowered[..lookup.len()];
+            buf.copy_from_slice(lookup.as_bytes());
             buf.make_ascii_lowercase();
             // Lower-casing ASCII bytes keeps UTF-8 valid; fall back to the
             // master on the impossible error rather than panic.
@@ -202,9 +210,16 @@ impl DomainTree {
                 Err(_) => return self.answer(self.master, name),
             }
         } else {
+            lookup
+        };
+        let from = self.nearest(lookup).unwrap_or(self.master);
+        // A shortened name is never an exact match: compare the whole one.
+        let whole = if lookup.len() == name.len() {
+            lookup
+        } else {
             name
         };
-        self.answer(self.nearest(name).unwrap_or(self.master), name)
+        self.answer(from, whole)
     }
 
     /// The answer for `name` once the walk starts at the configured domain
@@ -480,5 +495,24 @@ mod tests {
         let t = tree(DOMAINS, "example.com");
         let long = "A".repeat(300);
         assert_eq!(t.walk(&long).step, Step::Master);
+    }
+
+    /// Found by fuzz/fuzz_targets/names.rs: a name longer than 253 bytes
+    /// below a configured domain went to the master when it had an upper
+    /// case letter, and to the domain when it had none.
+    #[test]
+    fn overlong_names_answer_the_same_in_any_case() {
+        let t = tree(DOMAINS, "example.com");
+        let lower = format!("{}t1.example.com", "ab.".repeat(90));
+        let upper = lower.to_ascii_uppercase();
+        assert!(upper.len() > MAX_NAME_LEN);
+        let shop = format!("{}shop.customer.org.", "x.".repeat(130));
+        for name in [&lower, &upper, &shop, &shop.to_ascii_uppercase()] {
+            let walk = t.walk(name);
+            assert_eq!(walk.step, Step::Ancestor, "step for {name}");
+            assert_eq!(walk, t.walk(&name.to_ascii_lowercase()), "walk of {name}");
+        }
+        assert_eq!(t.name(t.walk(&upper).owner.unwrap()), "t1.example.com");
+        assert_eq!(t.name(t.walk(&shop).owner.unwrap()), "shop.customer.org");
     }
 }

@@ -1412,6 +1412,23 @@ fn private_key_as_pkcs8_normalises_every_encoding() {
     }
 }
 
+/// Found by fuzz/fuzz_targets/pem.rs: a SEC1 P-521 key (what
+/// `openssl ecparam -genkey -name secp521r1` writes) parsed and was served,
+/// but could not be re-encoded as PKCS#8, so `pem merge` refused it.
+#[test]
+fn private_key_as_pkcs8_reads_sec1_p521_keys_that_parse() {
+    let (key, cert) = self_signed(&rcgen::PKCS_ECDSA_P521_SHA512, &["a.test"]);
+    let sec1 = traditional(&key.serialize_pem());
+    assert_eq!(first_block(&sec1).0, "EC PRIVATE KEY", "openssl output");
+    let text = format!("{sec1}{}", cert.pem);
+    let parsed = parse_ok(&text, "P-521 SEC1");
+    let der = private_key_as_pkcs8(&text).expect("P-521 SEC1 as PKCS#8");
+    let reread = KeyPair::try_from(der.as_slice()).expect("rcgen reads the PKCS#8");
+    assert_eq!(reread.public_key_raw(), key.public_key_raw());
+    let rendered = render_certificate_pem(&parsed.markers, &der, &parsed.certified_key.cert);
+    assert_eq!(parse_ok(&rendered, "rendered").leaf, parsed.leaf);
+}
+
 /// `private_key_as_pkcs8` refuses what `parse_certificate_pem` refuses.
 #[test]
 fn private_key_as_pkcs8_errors() {

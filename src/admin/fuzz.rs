@@ -1,0 +1,60 @@
+//! Entry points for the fuzz targets (`fuzz/fuzz_targets/admin_body.rs`):
+//! the admin API's request bodies go through the same types and functions
+//! as in the handlers, without a listener, a snapshot or a state directory.
+
+use super::{CertificatesRequest, MAX_HOSTNAMES, import_text};
+use crate::config::normalize_domain_name;
+
+/// Reads a `POST /certificates` body as the handler does before it looks at
+/// any state: the JSON shape, 1 to [`MAX_HOSTNAMES`] entries, each a valid
+/// domain name. Returns the normalised names without duplicates, or the
+/// reason for the 400 answer.
+pub fn certificates_body(bytes: &[u8]) -> Result<Vec<String>, String> {
+    let request: CertificatesRequest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if request.hostnames.is_empty() || request.hostnames.len() > MAX_HOSTNAMES {
+        return Err(format!(
+            "`hostnames` must list 1 to {MAX_HOSTNAMES} entries"
+        ));
+    }
+    let mut names = Vec::with_capacity(request.hostnames.len());
+    for entry in &request.hostnames {
+        let name = normalize_domain_name(&entry.hostname)?;
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Turns a `PUT /domains/{name}/certificate` body into `certificate_pem`
+/// text as the handler does (JSON with base64 DER, or the text itself),
+/// then parses it; returns the text when it is a usable certificate.
+pub fn import_body(content_type: Option<&str>, bytes: &[u8]) -> Result<String, String> {
+    let text = import_text(content_type, bytes)?;
+    crate::pem::parse_certificate_pem(&text).map_err(|e| e.to_string())?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_bodies_are_read_like_the_handler_does() {
+        let names = certificates_body(
+            br#"{"hostnames":[{"hostname":"A.Example.com."},{"hostname":"a.example.com"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(names, ["a.example.com"]);
+        assert!(certificates_body(br#"{"hostnames":[]}"#).is_err());
+        assert!(certificates_body(br#"{"hostnames":[{"hostname":"*.x.org"}]}"#).is_err());
+        assert!(certificates_body(br#"{"hostnames":[{"hostname":"a.org","x":1}]}"#).is_err());
+    }
+
+    #[test]
+    fn import_bodies_that_are_no_certificate_are_refused() {
+        assert!(import_body(None, b"not a certificate").is_err());
+        assert!(import_body(Some("application/json"), br#"{"privatekey":"AAAA"}"#).is_err());
+        assert!(import_body(None, b"\xff\xfe").is_err());
+    }
+}
