@@ -2,28 +2,13 @@
 //! the admin API's request bodies go through the same types and functions
 //! as in the handlers, without a listener, a snapshot or a state directory.
 
-use super::{CertificatesRequest, MAX_HOSTNAMES, import_text};
-use crate::config::normalize_domain_name;
+use super::import_text;
 
 /// Reads a `POST /certificates` body as the handler does before it looks at
-/// any state: the JSON shape, 1 to [`MAX_HOSTNAMES`] entries, each a valid
-/// domain name. Returns the normalised names without duplicates, or the
-/// reason for the 400 answer.
+/// any state (see `requested_hostnames`): the normalised names without
+/// duplicates, or the reason for the 400 answer.
 pub fn certificates_body(bytes: &[u8]) -> Result<Vec<String>, String> {
-    let request: CertificatesRequest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    if request.hostnames.is_empty() || request.hostnames.len() > MAX_HOSTNAMES {
-        return Err(format!(
-            "`hostnames` must list 1 to {MAX_HOSTNAMES} entries"
-        ));
-    }
-    let mut names = Vec::with_capacity(request.hostnames.len());
-    for entry in &request.hostnames {
-        let name = normalize_domain_name(&entry.hostname)?;
-        if !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    Ok(names)
+    super::requested_hostnames(bytes)
 }
 
 /// Turns a `PUT /domains/{name}/certificate` body into `certificate_pem`
