@@ -104,11 +104,6 @@ impl BackendSlots {
         })
     }
 
-    /// Slots in use now.
-    pub fn in_use(&self) -> usize {
-        self.in_use.load(Ordering::Acquire)
-    }
-
     /// Logs a refusal: the first at once, then one line per 10 s with the
     /// number refused meanwhile.
     pub fn log_refusal(&self, listener: &str, limit: usize) {

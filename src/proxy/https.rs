@@ -265,12 +265,12 @@ async fn handle(
                 let limit = settings.limits.max_backend_connections;
                 match listener.backend_slots.try_take(limit, &shared.metrics) {
                     None => {
+                        // Logged at most every 10 s, not per request like
+                        // a backend failure: a flood is worth no flood of
+                        // lines.
                         listener
                             .backend_slots
                             .log_refusal(&shared.config.name, limit);
-                        failure = Some(format!(
-                            "max_backend_connections ({limit}) in use on this listener"
-                        ));
                         let mut response = plain(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "too many backend connections in use; try again shortly",
