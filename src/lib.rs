@@ -47,7 +47,6 @@ pub mod tree;
 use std::future::Future;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::challenge::ChallengeStore;
@@ -224,7 +223,9 @@ pub async fn run_with(
              the path can impersonate it. Use backend_tls.ca_file instead"
         );
     }
-    let store = Arc::new(ArcSwap::from_pointee(snapshot));
+    // The one writer goes to the reload task (below); everything else reads.
+    let writer_of_snapshots = snapshot::SnapshotWriter::new(snapshot);
+    let store = writer_of_snapshots.reader();
     let stop_reloads = tokio_util::sync::CancellationToken::new();
     let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config.clone()));
     // Admin imports and ACME results write stored certificates in turn.
@@ -268,7 +269,7 @@ pub async fn run_with(
         }
     };
     let reload_task = tokio::spawn(
-        reload::ReloadTask::new(config.clone(), store.clone(), reloads)
+        reload::ReloadTask::new(config.clone(), writer_of_snapshots, reloads)
             .publish_config(config_tx)
             .with_metrics(metrics.clone())
             .with_tickets(tickets.clone())

@@ -199,7 +199,6 @@ pub const CHECK_INTERVAL: Duration = Duration::from_secs(60 * 60);
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::sync::Arc;
 
     use super::*;
     use crate::config::Config;
@@ -417,10 +416,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn run_stops_when_cancelled() {
         let a = pem_until("a.example.com", T0);
-        let store: SnapshotStore = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot(&[(
-            "a.example.com",
-            &a,
-        )])));
+        let store =
+            crate::snapshot::SnapshotWriter::new(snapshot(&[("a.example.com", &a)])).reader();
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(store, 14, stop.clone()));
         tokio::time::sleep(CHECK_INTERVAL * 3).await;

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{CertificateSource, Config, ListenerConfig};
 use crate::metrics::Metrics;
-use crate::resolver::SnapshotStore;
+use crate::snapshot::SnapshotWriter;
 use crate::snapshot::{
     Changes, DefaultPolicy, Place, STORED_CERTIFICATES_DIR, Severity, Snapshot, SourceReport,
 };
@@ -197,7 +197,8 @@ impl WatchSet {
 /// The reload task's state.
 pub struct ReloadTask {
     config: Config,
-    store: SnapshotStore,
+    /// The one writer of the snapshot (see `snapshot::store`).
+    store: SnapshotWriter,
     receiver: ReloadReceiver,
     watch: WatchSet,
     watcher: Option<Debouncer<notify::RecommendedWatcher, RecommendedCache>>,
@@ -209,8 +210,9 @@ pub struct ReloadTask {
 }
 
 impl ReloadTask {
-    /// A task for the running `config` and its current snapshot.
-    pub fn new(config: Config, store: SnapshotStore, receiver: ReloadReceiver) -> Self {
+    /// A task for the running `config` and its current snapshot; it takes
+    /// the one [`SnapshotWriter`].
+    pub fn new(config: Config, store: SnapshotWriter, receiver: ReloadReceiver) -> Self {
         ReloadTask {
             rescan: config.rescan_interval,
             watch: WatchSet::of(&config),
@@ -367,7 +369,7 @@ impl ReloadTask {
                 self.update_watches();
             }
         }
-        let previous = self.store.load_full();
+        let previous = Arc::clone(&self.store.load());
         let config = self.config.clone();
         let changes = if all || config_changed {
             None
@@ -398,7 +400,7 @@ impl ReloadTask {
         };
         let changed = log_changes(&previous, &next) | log_trust_changes(&previous, &next);
         if changed || config_changed {
-            self.store.store(Arc::new(next));
+            self.store.publish(Arc::new(next));
         }
         config_loaded
     }
@@ -698,9 +700,8 @@ mod tests {
              listeners:\n  - name: plain\n    kind: http\n    bind: 127.0.0.1:1\n",
         );
         let snapshot = Snapshot::build(&c, None, DefaultPolicy::InMemory, 0).expect("builds");
-        let store = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
         let (_handle, receiver) = channel();
-        let task = ReloadTask::new(c, store, receiver);
+        let task = ReloadTask::new(c, SnapshotWriter::new(snapshot), receiver);
         assert_eq!(
             task.domain_sources("a.test"),
             [PathBuf::from("/etc/sniwalk/certs/a.pem")]
@@ -753,10 +754,11 @@ mod tests {
         std::fs::write(&file, &yaml).expect("write");
         let c = Config::load(&file).expect("valid");
         let snapshot = Snapshot::build(&c, None, DefaultPolicy::InMemory, 0).expect("builds");
-        let store = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
+        let writer = SnapshotWriter::new(snapshot);
+        let store = writer.reader();
         let metrics = Metrics::new(&c);
         let (_handle, receiver) = channel();
-        let mut task = ReloadTask::new(c, store.clone(), receiver).with_metrics(metrics.clone());
+        let mut task = ReloadTask::new(c, writer, receiver).with_metrics(metrics.clone());
         let count = |result: &str| {
             let text = metrics.render(&store.load());
             let line = format!("sniwalk_reloads_total{{result=\"{result}\"}} ");

@@ -1,9 +1,10 @@
 //! The rustls certificate resolver: one per TLS listener, all reading the
 //! same snapshot.
 //!
-//! Invariants (DESIGN.md, STYLE.md):
-//! 1. All certificate state sits in one `ArcSwap<Snapshot>`; this file only
-//!    loads it. Only the reload task stores into it.
+//! Invariants (README: Layout):
+//! 1. All certificate state sits in one snapshot; this file only loads it
+//!    through a [`SnapshotStore`] (a `SnapshotReader`). Only the reload task
+//!    holds the `SnapshotWriter`.
 //! 2. `resolve()` never does I/O, never locks, allocates nothing beyond an
 //!    `Arc` clone and never logs above debug. What must be logged about a
 //!    choice (the first use of the default certificate) is flagged here and
@@ -16,16 +17,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::challenge::{ACME_TLS_ALPN, ChallengeStore};
-use crate::snapshot::Snapshot;
 use crate::tree::Step;
 
-/// The shared, swappable certificate state.
-pub type SnapshotStore = Arc<ArcSwap<Snapshot>>;
+/// Read access to the certificate state (the name the serving code has
+/// always used; [`SnapshotReader`] cannot publish).
+pub use crate::snapshot::SnapshotReader as SnapshotStore;
 
 /// Flags raised by resolvers for connection tasks to log.
 #[derive(Debug, Default)]

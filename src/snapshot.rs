@@ -26,7 +26,12 @@ use crate::fsio;
 use crate::pem::{self, CertificateFacts, ParsedPem};
 use crate::tree::{DomainId, DomainSpec, DomainTree, Step, TreeError};
 
+pub mod backend_tls;
+mod roots;
+mod store;
 mod trust;
+
+pub use store::{SnapshotReader, SnapshotWriter};
 pub use trust::{BackendTlsEntry, ClientCa};
 
 /// File names inside a certdir (seed 003: "their names should be exactly

@@ -21,10 +21,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::Lifecycle;
-use super::backend_tls::BackendTlsClient;
 use super::io::{Activity, TunnelEnd, copy_with_idle_timeout};
 use crate::config::{HttpBackend, Limits};
 use crate::metrics::{BackendError, HeldBackendConnection, ListenerMetrics};
+use crate::snapshot::backend_tls::BackendTlsClient;
 
 /// The body type every response of an `https` listener has.
 pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;

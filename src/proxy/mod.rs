@@ -29,7 +29,6 @@ use crate::resolver::{HandshakeEvents, SnapshotStore, SniResolver};
 use crate::snapshot::{Choice, Snapshot};
 
 pub mod access;
-pub mod backend_tls;
 pub mod client_auth;
 pub mod forward;
 pub mod http;

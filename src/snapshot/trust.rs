@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use rustls::server::danger::ClientCertVerifier;
 
+use super::backend_tls::BackendTlsClient;
+use super::roots;
 use super::{
     Changes, FileStamp, LoadedCertificate, Place, Problem, Snapshot, SourceKind, SourceReport,
     SourceStamp, load_pem_file, load_source,
 };
 use crate::config::{BackendTls, Config};
-use crate::proxy::backend_tls::BackendTlsClient;
-use crate::proxy::client_auth;
 
 /// A listener's client CA, ready to check client certificates.
 #[derive(Debug)]
@@ -68,7 +68,7 @@ pub(super) fn client_cas(
             Some(ca) if !changes.may_touch(file) || stamp_of(file) == ca.stamp => Some(ca),
             kept => {
                 let stamp = stamp_of(file);
-                match client_auth::chain_verifier(file) {
+                match roots::chain_verifier(file) {
                     Ok(verifier) => Some(Arc::new(ClientCa {
                         verifier,
                         file: file.clone(),
@@ -161,7 +161,7 @@ fn backend(
                 }
                 kept => {
                     let stamp = stamp_of(file);
-                    match client_auth::load_roots(file, "backend_tls.ca_file") {
+                    match roots::load_roots(file, "backend_tls.ca_file") {
                         Ok(roots) => Ok(Some((Arc::new(roots), stamp))),
                         Err(message) => match kept {
                             Some(kept) => {

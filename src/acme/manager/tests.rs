@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use arc_swap::ArcSwap;
+use crate::snapshot::SnapshotWriter;
 
 use super::*;
 use crate::acme::schedule::{BACKOFF_CAP, DAY};
@@ -31,7 +31,8 @@ enum Outcome {
 
 struct Scripted {
     config: Arc<Config>,
-    store: SnapshotStore,
+    /// Stands in for the reload task, which publishes what is stored.
+    store: Arc<SnapshotWriter>,
     clock: Clock,
     script: Mutex<VecDeque<Outcome>>,
     calls: Arc<Mutex<Vec<i64>>>,
@@ -105,11 +106,11 @@ fn certificate(domain: &str, not_before: i64, not_after: i64, marked: bool) -> S
 
 const DIRECTORY: &str = "https://ca.test/dir";
 
-fn rebuild(config: &Config, store: &SnapshotStore, now: i64) {
-    let previous = store.load_full();
+fn rebuild(config: &Config, store: &SnapshotWriter, now: i64) {
+    let previous = Arc::clone(&store.load());
     let next = Snapshot::build(config, Some(&previous), DefaultPolicy::InMemory, now)
         .expect("snapshot builds");
-    store.store(Arc::new(next));
+    store.publish(Arc::new(next));
 }
 
 struct Harness {
@@ -117,7 +118,7 @@ struct Harness {
     calls: Arc<Mutex<Vec<i64>>>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
-    store: SnapshotStore,
+    store: Arc<SnapshotWriter>,
     config: Arc<Config>,
 }
 
@@ -162,7 +163,7 @@ impl Harness {
         }
         let start = tokio::time::Instant::now();
         let clock: Clock = Arc::new(move || T0 + start.elapsed().as_secs() as i64);
-        let store: SnapshotStore = Arc::new(ArcSwap::from_pointee(
+        let store = Arc::new(SnapshotWriter::new(
             Snapshot::build(&config, None, DefaultPolicy::InMemory, T0).expect("builds"),
         ));
         let calls = Arc::new(Mutex::new(Vec::new()));
@@ -176,7 +177,7 @@ impl Harness {
         };
         let (_tx, rx) = watch::channel(config.clone());
         let stop = CancellationToken::new();
-        let mut manager = Manager::new(issuer, rx, store.clone(), clock).with_timing(Timing {
+        let mut manager = Manager::new(issuer, rx, store.reader(), clock).with_timing(Timing {
             poll: Duration::from_secs(3600),
             max_sleep: Duration::from_secs(6 * 3600),
         });
