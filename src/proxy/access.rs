@@ -10,7 +10,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::forward::{BackendSlot, ProxyBody};
+use super::answers::ProxyBody;
+use super::forward::BackendSlot;
 use super::io::{BodyClock, InFlight};
 use crate::metrics::ListenerMetrics;
 use crate::tree::Step;

@@ -10,9 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 
-use bytes::Bytes;
 use http_body_util::BodyExt as _;
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
@@ -20,14 +18,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::Lifecycle;
+use super::answers::{ProxyBody, plain};
+use super::conn::Lifecycle;
 use super::io::{Activity, TunnelEnd, copy_with_idle_timeout};
 use crate::config::{HttpBackend, Limits};
 use crate::metrics::{BackendError, HeldBackendConnection, ListenerMetrics};
 use crate::snapshot::backend_tls::BackendTlsClient;
-
-/// The body type every response of an `https` listener has.
-pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110
 /// §7.6.1), plus the obsolete ones proxies are expected to drop.
@@ -567,20 +563,6 @@ fn failed(status: StatusCode, error: Option<BackendError>, failure: String) -> F
         failure: Some(failure),
         error,
     }
-}
-
-/// A short plain-text response.
-pub fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let body = http_body_util::Full::new(Bytes::from(format!("{} {text}\n", status.as_u16())))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 #[cfg(test)]

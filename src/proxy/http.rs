@@ -19,9 +19,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 
 use super::access::{AccessLog, LoggedBody, RequestCount};
-use super::forward::{ProxyBody, plain};
+use super::answers::{ProxyBody, plain};
+use super::conn::{Lifecycle, ListenerShared, PerLimits};
 use super::io::{Activity, Protocol, TimedIo};
-use super::{Lifecycle, ListenerShared, PerLimits};
 use crate::challenge::{self, ChallengeStore};
 use crate::config::Limits;
 
@@ -130,7 +130,7 @@ pub async fn serve_connection(
     });
     let http = listener.http.get(&limits);
     let served = http.1.serve_connection(TokioIo::new(io), service);
-    let result = super::drive_http(served, &lifecycle).await;
+    let result = super::conn::drive_http(served, &lifecycle).await;
     if let Err(e) = result {
         tracing::debug!(listener = %listener.shared.config.name, %peer, error = %e, "connection ended with an error");
     }

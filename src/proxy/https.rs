@@ -6,10 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE, HOST, HeaderValue, LOCATION, RETRY_AFTER};
+use hyper::header::{ALLOW, HOST, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,12 +15,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::access::{AccessLog, LoggedBody, RequestCount};
+use super::answers::{plain, redirect, status_page, text};
 use super::client_auth::{CLIENT_CERT_SHA256_HEADER, CLIENT_CERT_SUBJECT_HEADER, admit};
-use super::forward::{BackendSlots, Forwarder, ProxyBody, RequestFacts, plain};
+use super::conn::{Lifecycle, ListenerShared, PerLimits};
+use super::forward::{BackendSlots, Forwarder, RequestFacts};
 use super::io::{Activity, Protocol, TimedIo};
-use super::{Lifecycle, ListenerShared, PerLimits};
 use crate::config::{Limits, RouteAction};
-use crate::inspect::escape_html;
 use crate::snapshot::LoadedCertificate;
 use crate::tree::Step;
 
@@ -111,7 +109,7 @@ pub async fn serve_connection(
     let shared = &listener.shared;
     let index = shared.index;
     let default_limits = shared.config.limits;
-    let handshake = super::handshake(tcp, peer, &tls, shared, |snapshot, choice| Served {
+    let handshake = super::conn::handshake(tcp, peer, &tls, shared, |snapshot, choice| Served {
         step: choice.step,
         domain: choice.domain.map(str::to_owned),
         certificate: choice.certificate.clone(),
@@ -166,7 +164,7 @@ pub async fn serve_connection(
     let served = http
         .1
         .serve_connection_with_upgrades(TokioIo::new(io), service);
-    let result = super::drive_http(served, &lifecycle).await;
+    let result = super::conn::drive_http(served, &lifecycle).await;
     if let Err(e) = result {
         if send_clock.send_timed_out() {
             shared.metrics.send_timed_out();
@@ -258,7 +256,13 @@ async fn handle(
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
                 body.clone(),
             ),
-            Some((_, RouteAction::StatusPage)) => status_page(connection, &host),
+            Some((_, RouteAction::StatusPage)) => status_page(
+                &host,
+                connection.sni.as_deref(),
+                connection.step,
+                connection.domain.as_deref(),
+                &connection.certificate,
+            ),
             Some((_, RouteAction::Redirect { to, status })) => redirect(to, *status, &request),
             Some((route, RouteAction::Backend(target))) => {
                 backend = Some(target.authority.clone());
@@ -449,103 +453,6 @@ fn strip_port(host: &str) -> &str {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
     }
-}
-
-fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut response = Response::new(full(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-fn full(body: String) -> ProxyBody {
-    http_body_util::Full::new(Bytes::from(body))
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-/// A redirect: `to` as given when it has a path, else `to` plus the
-/// request's path and query.
-fn redirect(to: &str, status: u16, request: &Request<Incoming>) -> Response<ProxyBody> {
-    let has_path = to
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.contains('/'));
-    let location = if has_path {
-        to.to_string()
-    } else {
-        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        format!("{to}{path}")
-    };
-    let Ok(value) = HeaderValue::from_str(&location) else {
-        return plain(StatusCode::BAD_REQUEST, "invalid request target");
-    };
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
-    let mut response = plain(status, "redirecting");
-    response.headers_mut().insert(LOCATION, value);
-    response
-}
-
-/// A small page saying that sniwalk works and which certificate this
-/// connection got and why; it shows nothing beyond this connection.
-fn status_page(connection: &Connection, host: &str) -> Response<ProxyBody> {
-    let why = match (connection.step, connection.domain.as_deref()) {
-        (Step::Exact, Some(d)) => format!(
-            "the domain <code>{}</code> has its own certificate",
-            escape_html(d)
-        ),
-        (Step::Ancestor, Some(d)) => format!(
-            "the nearest configured domain with a certificate is <code>{}</code>",
-            escape_html(d)
-        ),
-        (Step::Master, Some(d)) => format!(
-            "the walk ended at the master domain <code>{}</code>",
-            escape_html(d)
-        ),
-        (Step::Certdir, _) => {
-            "no domain on the chain has a certificate, so the listener's certdir served".into()
-        }
-        _ => "no domain on the chain has a certificate and the listener has no working certdir, \
-              so the default certificate served"
-            .into(),
-    };
-    let body = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>sniwalk</title>\
-         <style>body{{font-family:sans-serif;max-width:46em;margin:2em auto;line-height:1.5}}\
-         code{{background:#eee;padding:0 .2em}}td{{padding:.1em .8em .1em 0;vertical-align:top}}</style></head>\n\
-         <body><h1>sniwalk is running</h1>\n\
-         <p>This page is served by sniwalk {version}, a TLS-terminating reverse proxy. \
-         Edit <code>proxy.yaml</code> to add domains, certificates and routes; \
-         <code>sniwalk check</code> shows every certificate and its problems.</p>\n\
-         <h2>This connection</h2><table>\n\
-         <tr><td>Host</td><td><code>{host}</code></td></tr>\n\
-         <tr><td>SNI</td><td><code>{sni}</code></td></tr>\n\
-         <tr><td>Certificate</td><td>{step}: {why}</td></tr>\n\
-         <tr><td>Subject</td><td><code>{subject}</code></td></tr>\n\
-         <tr><td>Valid until</td><td>{not_after}</td></tr>\n\
-         <tr><td>SHA-256</td><td><code>{sha256}</code></td></tr>\n\
-         </table></body></html>\n",
-        version = env!("CARGO_PKG_VERSION"),
-        host = escape_html(host),
-        sni = escape_html(
-            connection
-                .sni
-                .as_deref()
-                .unwrap_or("(none: connected by address)")
-        ),
-        step = connection.step.as_str(),
-        subject = escape_html(&connection.certificate.facts.subject),
-        not_after = crate::inspect::rfc3339(connection.certificate.facts.not_after),
-        sha256 = connection.certificate.facts.sha256,
-    );
-    let mut response = Response::new(full(body));
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
 }
 
 #[cfg(test)]

@@ -16,25 +16,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::challenge::{ACME_TLS_ALPN, ChallengeStore};
 use crate::config::{Config, ListenerConfig, ListenerKind};
-use crate::metrics::{FailureReason, ListenerMetrics, Metrics};
+use crate::metrics::Metrics;
 use crate::resolver::{HandshakeEvents, SnapshotStore, SniResolver};
-use crate::snapshot::{Choice, Snapshot};
 
 pub mod access;
+pub mod answers;
 pub mod client_auth;
+mod conn;
 pub mod forward;
 pub mod http;
 pub mod https;
 pub mod io;
 pub mod tls;
+
+pub use conn::{Lifecycle, ListenerShared, PerLimits};
 
 /// ALPN protocols offered, in the server's order of preference.
 const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -79,76 +80,6 @@ pub enum ServeError {
         /// The I/O error.
         source: std::io::Error,
     },
-}
-
-/// What every connection of a listener shares, whatever its kind.
-#[derive(Debug)]
-pub struct ListenerShared {
-    /// The listener's position in the configuration (indexes the
-    /// snapshot's certdirs and routes).
-    pub index: usize,
-    /// Its configuration.
-    pub config: ListenerConfig,
-    /// The certificate state.
-    pub store: SnapshotStore,
-    /// Flags raised by the resolver.
-    pub events: Arc<HandshakeEvents>,
-    /// The listener's counters, looked up once so counting is an atomic
-    /// increment.
-    pub metrics: Arc<ListenerMetrics>,
-}
-
-impl ListenerShared {
-    /// The listener's current settings: limits, routes and backends come
-    /// from the snapshot, so a configuration reload applies them to new
-    /// connections and requests.
-    pub fn settings(&self) -> Arc<ListenerConfig> {
-        self.store
-            .load()
-            .listener(self.index)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(self.config.clone()))
-    }
-}
-
-/// Something built from a listener's limits (an HTTP server builder, a
-/// backend client), rebuilt only when a reload changes the limits.
-#[derive(Debug)]
-pub struct PerLimits<T> {
-    current: arc_swap::ArcSwap<(crate::config::Limits, T)>,
-    build: fn(&crate::config::Limits) -> T,
-}
-
-impl<T> PerLimits<T> {
-    /// Builds the first value.
-    pub fn new(limits: &crate::config::Limits, build: fn(&crate::config::Limits) -> T) -> Self {
-        PerLimits {
-            current: arc_swap::ArcSwap::from_pointee((*limits, build(limits))),
-            build,
-        }
-    }
-
-    /// The value for `limits`, rebuilt if they changed since the last call.
-    pub fn get(&self, limits: &crate::config::Limits) -> Arc<(crate::config::Limits, T)> {
-        let current = self.current.load_full();
-        if &current.0 == limits {
-            return current;
-        }
-        let next = Arc::new((*limits, (self.build)(limits)));
-        self.current.store(next.clone());
-        next
-    }
-}
-
-/// Shutdown signals and the set of connection and tunnel tasks.
-#[derive(Debug, Clone, Default)]
-pub struct Lifecycle {
-    /// Cancelled when shutdown starts: stop accepting, finish what is open.
-    pub shutdown: CancellationToken,
-    /// Cancelled when `shutdown_timeout` is over: cut what is still open.
-    pub hard_stop: CancellationToken,
-    /// Every connection and tunnel task.
-    pub tracker: TaskTracker,
 }
 
 /// Binds every configured listener, in configuration order.
@@ -408,90 +339,4 @@ async fn accept_loop(
             }
         });
     }
-}
-
-/// Drives an HTTP connection until it ends; once shutdown starts it is
-/// told to finish what is in flight and refuse new requests (GOAWAY on h2,
-/// `Connection: close` on h1), and at the hard stop it is dropped.
-async fn drive_http<C>(connection: C, lifecycle: &Lifecycle) -> Result<(), C::Error>
-where
-    C: hyper_util::server::graceful::GracefulConnection,
-{
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => result,
-        () = lifecycle.shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            tokio::select! {
-                result = connection.as_mut() => result,
-                () = lifecycle.hard_stop.cancelled() => Ok(()),
-            }
-        }
-    }
-}
-
-/// Runs the TLS handshake within the listener's handshake timeout, counts
-/// it, and logs the first use of the default certificate (flagged by the
-/// resolver, which may not log itself).
-///
-/// Returns the stream and what `describe` takes from the certificate
-/// choice for the connection's SNI. That choice is made again here, after
-/// the handshake, from the current snapshot: rustls keeps nothing of the
-/// resolver's call, and one lookup (tens of nanoseconds, no lock) is what
-/// the connection needs anyway for its logs and status page. A swap between
-/// the two lookups changes only what is reported, never what was served.
-async fn handshake<T>(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    tls: &TlsAcceptor,
-    shared: &ListenerShared,
-    describe: impl FnOnce(&Snapshot, Choice<'_>) -> T,
-) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, T)> {
-    let timeout = shared.settings().limits.handshake_timeout;
-    let stream = match tokio::time::timeout(timeout, tls.accept(tcp)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            let reason = FailureReason::of_io(&e);
-            shared.metrics.handshake_failed(reason);
-            tracing::debug!(
-                listener = %shared.config.name, %peer, failure = %e, reason = reason.as_str(),
-                "TLS handshake failed"
-            );
-            return None;
-        }
-        Err(_) => {
-            shared.metrics.handshake_failed(FailureReason::Timeout);
-            tracing::debug!(listener = %shared.config.name, %peer, "TLS handshake timed out");
-            return None;
-        }
-    };
-    if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
-        // A TLS-ALPN-01 validation: the handshake was the answer (RFC 8737
-        // §3); nothing is served on such a connection.
-        shared.metrics.acme_challenge_handshake();
-        tracing::debug!(listener = %shared.config.name, %peer, "tls-alpn-01 validation connection closed");
-        let mut stream = stream;
-        let close = tokio::io::AsyncWriteExt::shutdown(&mut stream);
-        let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
-        return None;
-    }
-    let snapshot = shared.store.load();
-    let sni = stream.get_ref().1.server_name();
-    let choice = snapshot.choose(shared.index, sni);
-    shared.metrics.handshake_ok(choice.step);
-    if shared.events.take_first_default_use() {
-        let default = snapshot.default_certificate();
-        tracing::warn!(
-            listener = %shared.config.name,
-            sni = sni.unwrap_or("-"),
-            %peer,
-            file = %default.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "(in memory)".into()),
-            subject = %default.facts.subject,
-            "served the default certificate for the first time: no domain on the chain has a certificate \
-             and the listener has no working certdir"
-        );
-    }
-    let described = describe(&snapshot, choice);
-    drop(snapshot);
-    Some((stream, described))
 }

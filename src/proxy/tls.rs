@@ -10,8 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::conn::{Lifecycle, ListenerShared};
 use super::io::{Transferred, TunnelEnd, copy_with_idle_timeout};
-use super::{Lifecycle, ListenerShared};
 use crate::config::TcpBackend;
 use crate::metrics::BackendError;
 
@@ -36,7 +36,7 @@ pub async fn serve_connection(
     let settings = shared.settings();
     let limits = settings.limits;
     let local = tcp.local_addr().ok();
-    let handshake = super::handshake(tcp, peer, &tls, shared, |_, choice| choice.step);
+    let handshake = super::conn::handshake(tcp, peer, &tls, shared, |_, choice| choice.step);
     let Some((mut client, step)) = handshake.await else {
         return;
     };
