@@ -299,7 +299,9 @@ pub fn render_certificate_pem(
     out
 }
 
-fn push_block(out: &mut String, label: &str, der: &[u8]) {
+/// Appends one PEM block (RFC 7468: base64 in lines of 64, between
+/// BEGIN/END lines) of `der` labelled `label` to `out`.
+pub fn push_block(out: &mut String, label: &str, der: &[u8]) {
     let body = base64::engine::general_purpose::STANDARD.encode(der);
     let _ = writeln!(out, "-----BEGIN {label}-----");
     for chunk in body.as_bytes().chunks(64) {

@@ -2,13 +2,13 @@
 //! the admin API's request bodies go through the same types and functions
 //! as in the handlers, without a listener, a snapshot or a state directory.
 
-use super::import_text;
+use super::import::import_text;
 
 /// Reads a `POST /certificates` body as the handler does before it looks at
 /// any state (see `requested_hostnames`): the normalised names without
 /// duplicates, or the reason for the 400 answer.
 pub fn certificates_body(bytes: &[u8]) -> Result<Vec<String>, String> {
-    super::requested_hostnames(bytes)
+    super::jobs::requested_hostnames(bytes)
 }
 
 /// Turns a `PUT /domains/{name}/certificate` body into `certificate_pem`

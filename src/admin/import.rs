@@ -1,0 +1,170 @@
+//! `PUT /domains/{name}/certificate`: a certificate imported by hand,
+//! validated before anything is written, stored, and answered once it
+//! serves (README, "Admin API").
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use hyper::StatusCode;
+use serde::Deserialize;
+
+use super::reply::{Reply, error, json};
+use super::state::{APPLY_TIMEOUT, AdminState, add_to_store};
+use crate::config::normalize_domain_name;
+use crate::pem::push_block;
+use crate::reload::Reload;
+use crate::snapshot::{Place, SourceKind, stored_certificate_path};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportJson {
+    privatekey: String,
+    certificate: String,
+    #[serde(default)]
+    chain: Vec<String>,
+}
+
+/// The body as `certificate_pem` text: JSON with base64 DER, or the text.
+pub(super) fn import_text(content_type: Option<&str>, bytes: &[u8]) -> Result<String, String> {
+    let is_json = content_type.is_some_and(|c| c.starts_with("application/json"))
+        || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if !is_json {
+        return String::from_utf8(bytes.to_vec())
+            .map_err(|_| "the body is neither JSON nor certificate_pem text (not UTF-8)".into());
+    }
+    let body: ImportJson = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "JSON body must be {{\"privatekey\": base64 DER, \"certificate\": base64 DER, \"chain\": [base64 DER, ...]}}: {e}"
+        )
+    })?;
+    let decode = |field: &str, value: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .map_err(|e| format!("`{field}` is not base64: {e}"))
+    };
+    let key = decode("privatekey", &body.privatekey)?;
+    let label = match rustls_pki_types::PrivateKeyDer::try_from(key.as_slice()) {
+        Ok(rustls_pki_types::PrivateKeyDer::Pkcs1(_)) => "RSA PRIVATE KEY",
+        Ok(rustls_pki_types::PrivateKeyDer::Sec1(_)) => "EC PRIVATE KEY",
+        Ok(_) => "PRIVATE KEY",
+        Err(e) => return Err(format!("`privatekey` is not a DER private key: {e}")),
+    };
+    let mut text = String::new();
+    push_block(&mut text, label, &key);
+    push_block(
+        &mut text,
+        "CERTIFICATE",
+        &decode("certificate", &body.certificate)?,
+    );
+    for (i, link) in body.chain.iter().enumerate() {
+        push_block(
+            &mut text,
+            "CERTIFICATE",
+            &decode(&format!("chain[{i}]"), link)?,
+        );
+    }
+    Ok(text)
+}
+
+/// `PUT /domains/{name}/certificate`: validates, stores under the writer,
+/// and answers 200 once the certificate serves.
+pub(super) async fn import(
+    state: &AdminState,
+    name: &str,
+    content_type: Option<&str>,
+    bytes: &[u8],
+) -> Reply {
+    let name = match normalize_domain_name(name) {
+        Ok(name) => name,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("domain `{name}`: {e}")),
+    };
+    let text = match import_text(content_type, bytes) {
+        Ok(text) => text,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    // Validated before anything is written: parse, key match.
+    let parsed = match crate::pem::parse_certificate_pem(&text) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("certificate for {name} refused, nothing changed: {e}"),
+            );
+        }
+    };
+    // One import at a time, from the look at what serves the domain until
+    // the new certificate serves: a concurrent import of the same domain
+    // would otherwise replace this one before it is served, and this
+    // request would wait for a certificate that never comes.
+    let _writer = state.writer.lock().await;
+    let snapshot = state.store.load();
+    let report = snapshot.report(&Place::Domain(name.clone())).cloned();
+    if let Some(kind) = report
+        .as_ref()
+        .and_then(|r| r.kind)
+        .filter(|k| matches!(k, SourceKind::Inline | SourceKind::File))
+    {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "{name}'s certificate is set in the configuration file ({}); change it there",
+                kind.as_str()
+            ),
+        );
+    }
+    let state_dir = &state.config.state_dir;
+    if report.is_none()
+        && let Err(e) = add_to_store(state_dir, std::slice::from_ref(&name), false)
+    {
+        tracing::error!(domain = %name, "admin: {e}");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
+    let path = stored_certificate_path(state_dir, &name);
+    let written = path
+        .parent()
+        .map_or(Ok(()), crate::fsio::create_private_dir)
+        .and_then(|()| crate::fsio::write_atomic(&path, text.as_bytes(), true));
+    if let Err(e) = written {
+        tracing::error!(domain = %name, file = %path.display(), "admin: import failed: {e}");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    tracing::info!(domain = %name, file = %path.display(), sha256 = %parsed.leaf.sha256, "admin: certificate imported");
+    state.reloads.send(if report.is_none() {
+        Reload::All
+    } else {
+        Reload::Domain(name.clone())
+    });
+    let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
+    loop {
+        let served = state
+            .store
+            .load()
+            .report(&Place::Domain(name.clone()))
+            .and_then(|r| r.loaded.as_ref().map(|l| l.facts.sha256.clone()));
+        if served.as_deref() == Some(parsed.leaf.sha256.as_str()) {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "stored at {}, but not served within 10s; see `sniwalk check`",
+                    path.display()
+                ),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "domain": name,
+            "managed": "hand",
+            "file": path.display().to_string(),
+            "subject": parsed.leaf.subject,
+            "names": parsed.leaf.dns_names,
+            "not_after": crate::inspect::rfc3339(parsed.leaf.not_after),
+            "sha256": parsed.leaf.sha256,
+        }),
+    )
+}

@@ -1,0 +1,260 @@
+//! Issuance jobs: `POST /certificates` starts an ACME order per hostname
+//! and `GET /certificates/jobs/{id}` follows them (README, "Admin API").
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::StatusCode;
+use serde::Deserialize;
+
+use super::job_list::{CustomStatus, HostJob, Job, Jobs, MAX_JOBS, summarize};
+use super::reply::{Reply, error, json};
+use super::state::{APPLY_TIMEOUT, AdminState, add_to_store};
+use crate::acme::Step;
+use crate::acme::manager::{ManagerHandle, OrderEvent};
+use crate::config::{ListenerKind, normalize_domain_name};
+use crate::reload::Reload;
+use crate::resolver::SnapshotStore;
+use crate::snapshot::Place;
+
+/// Hostnames in one issuance job.
+pub const MAX_HOSTNAMES: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificatesRequest {
+    hostnames: Vec<HostnameEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostnameEntry {
+    hostname: String,
+}
+
+/// The job step name of an ACME step (README, "Admin API": job steps).
+fn step_name(step: Step) -> &'static str {
+    match step {
+        Step::CheckDnsResolution => "CheckDnsResolution",
+        Step::WaitForOtherInstance => "WaitForOtherInstance",
+        Step::Account => "GetAcmeAccount",
+        Step::CreateOrder => "GetAcmeOrder",
+        Step::GetChallenge => "GetAcmeChallenge",
+        Step::AnswerChallenge => "AnswerAcmeChallenge",
+        Step::CheckOrder => "CheckAcmeOrder",
+        Step::CreateCertificate => "CreateCertificate",
+        Step::StoreCertificate => "StoreCertificate",
+        Step::Activate => "ActivateCertificate",
+    }
+}
+
+/// The names a `POST /certificates` body asks for: its JSON shape, 1 to
+/// [`MAX_HOSTNAMES`] entries, each a valid domain name, normalised and
+/// without duplicates; or why the answer is 400. Pure (fuzzed through
+/// [`super::fuzz::certificates_body`]).
+pub(super) fn requested_hostnames(bytes: &[u8]) -> Result<Vec<String>, String> {
+    let request: CertificatesRequest = serde_json::from_slice(bytes).map_err(|e| {
+        format!("the body must be JSON {{\"hostnames\":[{{\"hostname\":\"a.example.com\"}}]}}: {e}")
+    })?;
+    if request.hostnames.is_empty() || request.hostnames.len() > MAX_HOSTNAMES {
+        return Err(format!(
+            "`hostnames` must list 1 to {MAX_HOSTNAMES} entries"
+        ));
+    }
+    let mut names = Vec::with_capacity(request.hostnames.len());
+    for entry in &request.hostnames {
+        let name = normalize_domain_name(&entry.hostname)
+            .map_err(|e| format!("hostname `{}`: {e}", entry.hostname))?;
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// `POST /certificates`: adds the names that are not configured to the
+/// domain store, starts one order per name and answers 202 with the job.
+pub(super) async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply {
+    let names = match requested_hostnames(bytes) {
+        Ok(names) => names,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let needed = match state.config.acme.challenge {
+        crate::config::ChallengeKind::Http01 => ListenerKind::Http,
+        crate::config::ChallengeKind::TlsAlpn01 => ListenerKind::Https,
+    };
+    if !state.config.listeners.iter().any(|l| l.kind == needed) {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "acme.challenge is {} but no listener of kind {} exists to answer it; add one",
+                state.config.acme.challenge.as_str(),
+                needed.as_str()
+            ),
+        );
+    }
+    // Names that are not configured join the domain store as ACME domains,
+    // on disk before the 202 (under the writer, so none is lost to a
+    // concurrent request).
+    let new: Vec<String> = names
+        .iter()
+        .filter(|n| {
+            state
+                .store
+                .load()
+                .report(&Place::Domain((*n).clone()))
+                .is_none()
+        })
+        .cloned()
+        .collect();
+    if !new.is_empty() {
+        let _writer = state.writer.lock().await;
+        if let Err(e) = add_to_store(&state.config.state_dir, &new, true) {
+            tracing::error!(domains = %new.join(","), "admin: {e}");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+        }
+        tracing::info!(domains = %new.join(","), "admin: domains added to the domain store for ACME");
+        state.reloads.send(Reload::All);
+    }
+
+    let now = crate::inspect::rfc3339(crate::unix_now());
+    let id = random_id();
+    let job = Job {
+        id: id.clone(),
+        runtime_status: "Pending",
+        custom_status: CustomStatus {
+            status: "Pending",
+            message: "queued".into(),
+            error: None,
+        },
+        created_time: now.clone(),
+        last_updated_time: now,
+        hostnames: names
+            .iter()
+            .map(|name| HostJob {
+                hostname: name.clone(),
+                status: "Pending",
+                message: "queued".into(),
+                error: None,
+                done: false,
+            })
+            .collect(),
+    };
+    if let Ok(mut jobs) = state.jobs.lock() {
+        jobs.insert(job);
+    }
+    tracing::info!(job = %id, hostnames = %names.join(","), "admin: issuance job created");
+    for (index, name) in names.into_iter().enumerate() {
+        tokio::spawn(run_host_job(
+            state.store.clone(),
+            state.acme.clone(),
+            state.jobs.clone(),
+            id.clone(),
+            index,
+            name,
+        ));
+    }
+    json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({
+            "id": id,
+            "statusQueryGetUri": format!("/certificates/jobs/{id}"),
+        }),
+    )
+}
+
+/// `GET /certificates/jobs/{id}`.
+pub(super) fn job(state: &AdminState, id: &str) -> Reply {
+    let job = state
+        .jobs
+        .lock()
+        .ok()
+        .and_then(|jobs| jobs.by_id.get(id).cloned());
+    match job {
+        Some(job) => json(StatusCode::OK, &job),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no job `{id}` (jobs are kept for the last {MAX_JOBS})"),
+        ),
+    }
+}
+
+/// Follows one hostname's order and keeps its job up to date.
+async fn run_host_job(
+    store: SnapshotStore,
+    acme: ManagerHandle,
+    jobs: Arc<Mutex<Jobs>>,
+    id: String,
+    index: usize,
+    name: String,
+) {
+    let update = |status: &'static str, message: String, error: Option<String>, done: bool| {
+        let Ok(mut jobs) = jobs.lock() else {
+            return;
+        };
+        let Some(job) = jobs.by_id.get_mut(&id) else {
+            return;
+        };
+        if let Some(host) = job.hostnames.get_mut(index) {
+            *host = HostJob {
+                hostname: host.hostname.clone(),
+                status,
+                message,
+                error,
+                done,
+            };
+        }
+        summarize(job);
+    };
+    // A name just added to the domain store is ordered once it is loaded.
+    let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
+    while store.load().report(&Place::Domain(name.clone())).is_none() {
+        if tokio::time::Instant::now() > deadline {
+            update(
+                "Failed",
+                format!(
+                    "{name} was added to the domain store but never loaded; see the proxy's log"
+                ),
+                Some("DomainNotLoaded".into()),
+                true,
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut events = acme.order(&name);
+    while let Some(event) = events.recv().await {
+        match event {
+            OrderEvent::Step(step) => {
+                update(step_name(step), step.describe().to_string(), None, false)
+            }
+            OrderEvent::Done(outcome) if outcome.ok => {
+                update("Completed", outcome.message, None, true);
+                return;
+            }
+            OrderEvent::Done(outcome) => {
+                let status = outcome.step.map_or("Failed", step_name);
+                update(
+                    status,
+                    outcome.message,
+                    outcome.code.or(Some("Failed".into())),
+                    true,
+                );
+                return;
+            }
+        }
+    }
+    update(
+        "Failed",
+        "the ACME task stopped before the order ended".into(),
+        Some("Stopped".into()),
+        true,
+    );
+}
+
+/// 16 random hex digits.
+fn random_id() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
