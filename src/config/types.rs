@@ -14,7 +14,8 @@ use super::fields::{
 /// Where `state_dir` is when the configuration does not say.
 pub const DEFAULT_STATE_DIR: &str = "state";
 
-/// The prefix of a path alias (seed 003: `alias://paths/default_certdir`).
+/// The prefix of a path alias (`alias://paths/default_certdir`; README:
+/// Configuration, `paths`).
 pub const ALIAS_PREFIX: &str = "alias://paths/";
 
 /// Why a configuration could not be used. `run` refuses to start on these.
@@ -119,7 +120,7 @@ pub enum CertificateSource {
     File(PathBuf),
 }
 
-/// Per-domain ACME switch (seed 003: `acme_enabled`, `acme_account_email`).
+/// Per-domain ACME switch (`domains.NAME.acme`; README: Configuration).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DomainAcme {
@@ -227,7 +228,7 @@ impl<'de> Deserialize<'de> for ChallengeKind {
     }
 }
 
-/// The kinds of listener (DESIGN.md, "Traffic").
+/// The kinds of listener (README: Traffic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
@@ -284,7 +285,7 @@ pub struct ListenerConfig {
     pub client_auth: Option<ClientAuthConfig>,
 }
 
-/// `client_auth:` of a TLS listener (seed 004).
+/// `client_auth:` of a TLS listener (README: Client certificates).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAuthConfig {
     /// `required` or `optional` (`off` is represented by no config).
@@ -519,13 +520,6 @@ pub(super) fn host_of(host: &str) -> &str {
         .unwrap_or(host)
 }
 
-impl Config {
-    /// The listener named `name`.
-    pub fn listener(&self, name: &str) -> Option<&ListenerConfig> {
-        self.listeners.iter().find(|l| l.name == name)
-    }
-}
-
 impl ListenerConfig {
     /// Every backend this listener speaks TLS to, in configuration order.
     pub fn backend_tls(&self) -> impl Iterator<Item = &BackendTls> {
@@ -542,6 +536,11 @@ impl ListenerConfig {
 }
 
 impl Config {
+    /// The listener named `name`.
+    pub fn listener(&self, name: &str) -> Option<&ListenerConfig> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
     /// Every distinct backend TLS setting of every listener, once each.
     pub fn backend_tls(&self) -> Vec<&BackendTls> {
         let mut out: Vec<&BackendTls> = Vec::new();
