@@ -1,5 +1,10 @@
 //! Tests for `proxy.yaml` parsing and validation.
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::types::parse_host_pattern;
 use super::*;
 
 /// The fake configuration file most tests parse as.

@@ -1,0 +1,86 @@
+//! The domain store: `state_dir/domains.json`, the domains added at run
+//! time through the admin API.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::fields::normalize_domain_name;
+use super::types::{CertificateSource, ConfigError, DomainAcme, DomainConfig};
+
+/// The domain store: domains added at run time by the admin API, kept in
+/// `state_dir` and merged into the configuration's domains on every load.
+pub const DOMAIN_STORE_FILE: &str = "domains.json";
+
+/// What `state_dir/domains.json` holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct DomainStore {
+    /// Added domains by name.
+    #[serde(default)]
+    pub domains: BTreeMap<String, StoredDomain>,
+}
+
+/// One domain added through the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct StoredDomain {
+    /// Whether ACME manages its certificate.
+    #[serde(default)]
+    pub acme: bool,
+}
+
+impl DomainStore {
+    /// The store's file for `state_dir`.
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join(DOMAIN_STORE_FILE)
+    }
+
+    /// Reads the store (missing file: empty).
+    pub fn read(state_dir: &Path) -> Result<Self, ConfigError> {
+        let path = Self::path(state_dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => return Err(ConfigError::Read { file: path, source }),
+        };
+        let store: DomainStore = serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
+            file: path.clone(),
+            message: format!(
+                "{e}; fix or remove the file (it lists domains added through the admin API)"
+            ),
+        })?;
+        for name in store.domains.keys() {
+            normalize_domain_name(name).map_err(|e| ConfigError::Invalid {
+                file: path.clone(),
+                message: format!("domain `{name}`: {e}"),
+            })?;
+        }
+        Ok(store)
+    }
+
+    /// Writes the store atomically, mode 0600 like every state file. A
+    /// read-modify-write needs one writer at a time (the admin API
+    /// serializes its own).
+    pub fn write(&self, state_dir: &Path) -> Result<(), crate::fsio::FsError> {
+        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
+        crate::fsio::create_private_dir(state_dir)?;
+        crate::fsio::write_atomic(&Self::path(state_dir), &json, true)
+    }
+
+    /// Adds the store's domains that the file does not configure.
+    pub(super) fn merge_into(&self, domains: &mut Vec<DomainConfig>) {
+        for (name, stored) in &self.domains {
+            if domains.iter().any(|d| &d.name == name) {
+                continue;
+            }
+            domains.push(DomainConfig {
+                name: name.clone(),
+                certificate: CertificateSource::None,
+                acme: stored.acme.then_some(DomainAcme {
+                    enabled: true,
+                    account_email: None,
+                }),
+            });
+        }
+    }
+}

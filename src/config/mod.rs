@@ -1,0 +1,46 @@
+//! `proxy.yaml`: raw serde structures, then validated types.
+//!
+//! Every YAML call of the crate lives here. Values that can be checked on
+//! their own (domain names, binds, status codes) are checked while
+//! deserialising, so the YAML parser's error carries the line and column of
+//! the bad value. Checks across fields (the master domain among the domains,
+//! unknown `alias://` names, duplicate listeners) run afterwards and find
+//! their position by looking the offending text up in the file.
+//!
+//! The files, from the bottom up (each uses only those above it):
+//! - `fields`: parsers of single values (durations, binds, domain names,
+//!   pins, ACME settings) and the serde wrappers that run them while the
+//!   YAML is read;
+//! - `positions`: ` at line L column C` for text found in the file;
+//! - `types`: the validated configuration the rest of the crate reads;
+//! - `raw`: the serde structures as written in `proxy.yaml`;
+//! - `paths`: `alias://` expansion and relative paths;
+//! - `domain_store`: `state_dir/domains.json`, the domains added at run time;
+//! - `listener`: one raw listener to a validated one;
+//! - `build`: `Config::load` and `Config::parse`, the whole file.
+
+mod build;
+mod domain_store;
+mod fields;
+mod listener;
+mod paths;
+mod positions;
+mod raw;
+mod types;
+
+pub use domain_store::{DOMAIN_STORE_FILE, DomainStore, StoredDomain};
+pub use fields::{
+    DEFAULT_ACME_DIRECTORY, MAX_WARN_DAYS, STAGING_ACME_DIRECTORY, normalize_domain_name,
+    normalize_pin, parse_account_email, parse_acme_directory, parse_bind, parse_duration,
+    parse_renew_at,
+};
+pub use types::{
+    ALIAS_PREFIX, AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind,
+    ClientAuthConfig, Config, ConfigError, DEFAULT_LOCK_LEASE, DEFAULT_RESCAN_INTERVAL,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_UPGRADE, DomainAcme, DomainConfig,
+    HostPattern, HttpBackend, Limits, ListenerConfig, ListenerKind, MIN_LOCK_LEASE, Route,
+    RouteAction, TcpBackend,
+};
+
+#[cfg(test)]
+mod tests;

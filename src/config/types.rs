@@ -1,0 +1,576 @@
+//! The validated configuration: what the rest of the crate reads once
+//! `proxy.yaml` has been checked.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::fields::{
+    CheckedStr, DEFAULT_ACME_DIRECTORY, account_email_field, normalize_domain_name,
+};
+
+/// Where `state_dir` is when the configuration does not say.
+pub const DEFAULT_STATE_DIR: &str = "state";
+
+/// The prefix of a path alias (`alias://paths/default_certdir`; README:
+/// Configuration, `paths`).
+pub const ALIAS_PREFIX: &str = "alias://paths/";
+
+/// Why a configuration could not be used. `run` refuses to start on these.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read the configuration: {source}")]
+    Read {
+        /// The configuration file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or a value is invalid; the message names the
+    /// field and carries line and column.
+    #[error("{file}: {message}")]
+    Invalid {
+        /// The configuration file.
+        file: PathBuf,
+        /// What is wrong, where, and what to do.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The message without the file name, for errors raised in helpers that
+    /// the caller wraps again.
+    pub(super) fn message(self) -> String {
+        match self {
+            ConfigError::Invalid { message, .. } => message,
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// The master domain: root of every chain in the domain tree.
+    pub master_domain: String,
+    /// Where ACME results, the account and the generated default live.
+    pub state_dir: PathBuf,
+    /// A `certificate_pem` file to serve when nothing else applies.
+    pub default_certificate: Option<PathBuf>,
+    /// The configured domains, in file order; the master is among them.
+    pub domains: Vec<DomainConfig>,
+    /// The listeners, in file order.
+    pub listeners: Vec<ListenerConfig>,
+    /// Global ACME settings.
+    pub acme: AcmeConfig,
+    /// Async worker threads (default: one per CPU).
+    pub worker_threads: Option<usize>,
+    /// How long connections in flight may take to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// How often every source is re-read even without file events.
+    pub rescan_interval: Duration,
+    /// The admin listener, if configured.
+    pub admin: Option<AdminConfig>,
+    /// File of TLS session ticket keys shared by several instances
+    /// (`tls.ticket_keys_file`).
+    pub ticket_keys_file: Option<PathBuf>,
+}
+
+/// The admin API listener (`admin:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where it listens (plain HTTP).
+    pub bind: SocketAddr,
+    /// File holding the bearer token; without one the API is open, which
+    /// is only allowed on a loopback address.
+    pub token_file: Option<PathBuf>,
+}
+
+/// How often every source is re-read by default: file events do not reach
+/// sniwalk on every file system (NFS, some overlay mounts).
+pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long connections in flight may finish after SIGTERM by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One configured domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainConfig {
+    /// Lower-case name without a trailing dot.
+    pub name: String,
+    /// Where its certificate comes from, if it has one.
+    pub certificate: CertificateSource,
+    /// Per-domain ACME settings.
+    pub acme: Option<DomainAcme>,
+}
+
+/// Where a domain's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// No certificate set by hand (ACME may provide one).
+    None,
+    /// `certificate_pem` given inline in the configuration.
+    Inline(String),
+    /// `certificate_file`: a file in the `certificate_pem` format.
+    File(PathBuf),
+}
+
+/// Per-domain ACME switch (`domains.NAME.acme`; README: Configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainAcme {
+    /// Whether sniwalk should obtain and renew this domain's certificate.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Contact address for the ACME account (checked like
+    /// `acme.account_email`).
+    #[serde(default, deserialize_with = "account_email_field")]
+    pub account_email: Option<String>,
+}
+
+/// Global ACME settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcmeConfig {
+    /// The ACME directory URL (`staging` and `production` are expanded).
+    pub directory: String,
+    /// Extra trust roots (PEM files) for the CA's own HTTPS; empty means
+    /// the system's roots.
+    pub ca_roots: Vec<PathBuf>,
+    /// Contact for domains that name none.
+    pub account_email: Option<String>,
+    /// How domain control is proven.
+    pub challenge: ChallengeKind,
+    /// Fraction of a certificate's lifetime after which it is renewed.
+    pub renew_at: f64,
+    /// Days before expiry at which monitoring warns.
+    pub warn_days: u32,
+    /// Addresses the domain names must resolve to before an order is
+    /// placed (pre-flight); empty means no pre-flight check.
+    pub expected_addresses: Vec<IpAddr>,
+    /// Lease of the order lock shared by instances on one `state_dir`:
+    /// renewed every third of it while an order runs, taken over by
+    /// another instance once it has run out.
+    pub lock_lease: Duration,
+}
+
+/// Default `acme.lock_lease`.
+pub const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(60);
+
+/// Shortest `acme.lock_lease`: renewed every third of it, so a shorter one
+/// would be lost to one slow write on a shared filesystem.
+pub const MIN_LOCK_LEASE: Duration = Duration::from_secs(2);
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        AcmeConfig {
+            directory: DEFAULT_ACME_DIRECTORY.to_string(),
+            ca_roots: Vec::new(),
+            account_email: None,
+            challenge: ChallengeKind::Http01,
+            renew_at: crate::acme::schedule::DEFAULT_RENEW_AT,
+            warn_days: crate::acme::schedule::DEFAULT_WARN_DAYS,
+            expected_addresses: Vec::new(),
+            lock_lease: DEFAULT_LOCK_LEASE,
+        }
+    }
+}
+
+/// The ACME challenge type sniwalk answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    /// HTTP-01: a file under `/.well-known/acme-challenge/` on an `http`
+    /// listener (port 80).
+    Http01,
+    /// TLS-ALPN-01: a special certificate for ALPN `acme-tls/1` on an
+    /// `https` listener (port 443).
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    /// The name ACME and the configuration use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+
+    /// The kind of listener the CA's validation request arrives on, which
+    /// must therefore exist when a domain has ACME enabled.
+    pub fn listener_kind(self) -> ListenerKind {
+        match self {
+            ChallengeKind::Http01 => ListenerKind::Http,
+            ChallengeKind::TlsAlpn01 => ListenerKind::Https,
+        }
+    }
+
+    /// Parses the configuration name (`http-01`, `tls-alpn-01`).
+    pub fn parse(input: &str) -> Result<Self, String> {
+        match input.trim().to_ascii_lowercase().as_str() {
+            "http-01" => Ok(ChallengeKind::Http01),
+            "tls-alpn-01" => Ok(ChallengeKind::TlsAlpn01),
+            _ => Err(format!(
+                "`{input}` is not a challenge sniwalk answers; use `http-01` (answered on a `kind: http` \
+                 listener, port 80) or `tls-alpn-01` (answered on a `kind: https` listener, port 443)"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ChallengeKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(CheckedStr(ChallengeKind::parse))
+    }
+}
+
+/// The kinds of listener (README: Traffic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerKind {
+    /// TLS, then HTTP/1.1 or HTTP/2 routed by host.
+    Https,
+    /// TLS, then raw TCP to one backend (SIP over TLS).
+    Tls,
+    /// Plain HTTP: ACME HTTP-01 answers and redirects to HTTPS.
+    Http,
+}
+
+impl ListenerKind {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerKind::Https => "https",
+            ListenerKind::Tls => "tls",
+            ListenerKind::Http => "http",
+        }
+    }
+
+    /// Whether connections on this kind start with a TLS handshake.
+    pub fn terminates_tls(self) -> bool {
+        matches!(self, ListenerKind::Https | ListenerKind::Tls)
+    }
+}
+
+/// One listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Unique name, used by `resolve --listener` and in logs.
+    pub name: String,
+    /// What it serves.
+    pub kind: ListenerKind,
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// Directory holding `server.key` and `server.crt`, the fallback after
+    /// the domain tree.
+    pub certdir: Option<PathBuf>,
+    /// Routes of an `https` listener, first match wins.
+    pub routes: Vec<Route>,
+    /// Whether each request is logged.
+    pub access_log: bool,
+    /// The one backend of a `tls` listener.
+    pub backend: Option<TcpBackend>,
+    /// Whether a `tls` listener sends a PROXY protocol v2 header first.
+    pub proxy_protocol: bool,
+    /// Port put into the redirects of an `http` listener (default: none,
+    /// i.e. 443).
+    pub https_port: Option<u16>,
+    /// Timeouts and limits.
+    pub limits: Limits,
+    /// Client certificates asked of callers (`https` and `tls` only).
+    pub client_auth: Option<ClientAuthConfig>,
+}
+
+/// `client_auth:` of a TLS listener (README: Client certificates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuthConfig {
+    /// `required` or `optional` (`off` is represented by no config).
+    pub required: bool,
+    /// The CA(s) client certificates must chain to (PEM file).
+    pub ca_file: PathBuf,
+    /// Allowed SHA-256 fingerprints, lowercase hex without separators;
+    /// empty: any certificate from the CA.
+    pub pinned_sha256: Vec<String>,
+    /// Allowed SHA-1 fingerprints (legacy thumbprints), same form.
+    pub pinned_sha1: Vec<String>,
+}
+
+impl ClientAuthConfig {
+    /// Whether a verified certificate with these fingerprints may pass.
+    pub fn pinned(&self, sha256: &str, sha1: &str) -> bool {
+        (self.pinned_sha256.is_empty() && self.pinned_sha1.is_empty())
+            || self.pinned_sha256.iter().any(|p| p == sha256)
+            || self.pinned_sha1.iter().any(|p| p == sha1)
+    }
+}
+
+/// A `HOST:PORT` backend of a `tls` listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpBackend {
+    /// `HOST:PORT` as configured; resolved at connect time.
+    pub address: String,
+    /// TLS towards the backend (`backend_tls:` on the listener), if any.
+    pub tls: Option<BackendTls>,
+}
+
+/// `backend_tls:` — how sniwalk speaks TLS to a backend: an `https://`
+/// route backend, or the backend of a `tls` listener.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendTls {
+    /// The backend as configured (`https://HOST:PORT` or `HOST:PORT`):
+    /// names the backend in reports, logs and metrics.
+    pub backend: String,
+    /// CA certificates (PEM) the backend's certificate must chain to;
+    /// `None`: the system's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// A `certificate_pem` file (key and chain) presented to the backend.
+    pub client_certificate: Option<PathBuf>,
+    /// The name sent as SNI and looked for in the backend's certificate:
+    /// `server_name:` if set, else the backend's host.
+    pub server_name: String,
+    /// Accept any certificate from the backend (a warning at every start).
+    pub insecure_skip_verify: bool,
+}
+
+/// Timeouts and limits of a listener, each with a default chosen for
+/// long-lived softphone traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// Once a request's first byte arrives, its headers must be complete
+    /// within this (slowloris).
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after
+    /// this long without traffic.
+    pub idle_timeout: Duration,
+    /// A WebSocket or `tls` tunnel is closed after this long with no byte
+    /// in either direction.
+    pub tunnel_idle_timeout: Duration,
+    /// Connecting to a backend must succeed within this (else 504).
+    pub backend_connect_timeout: Duration,
+    /// A backend must send its response headers within this (else 504).
+    pub backend_timeout: Duration,
+    /// Largest request head (request line and headers) accepted.
+    pub max_header_bytes: usize,
+    /// Connections served at once; further ones wait in the kernel's
+    /// accept queue until one closes.
+    pub max_connections: usize,
+    /// HTTP/2 streams one client connection may have open at once
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`; nginx's
+    /// `http2_max_concurrent_streams` is 128 too).
+    pub max_concurrent_streams: u32,
+    /// Requests and WebSocket tunnels of one `https` listener that may hold
+    /// a backend connection at once; beyond it a request gets 503 at once
+    /// instead of one more backend connection (README: Limits).
+    pub max_backend_connections: usize,
+    /// A client that takes no response byte for this long, while one is
+    /// ready for it (full socket buffer, or an HTTP/2 flow-control window
+    /// left shut), is cut (nginx's `send_timeout`).
+    pub send_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            // Above the 60 s most load balancers and browsers use, so the
+            // proxy is not the side that closes first.
+            idle_timeout: Duration::from_secs(75),
+            // SIP and WebSocket signalling sit silent between calls; their
+            // keep-alives usually come every 30-120 s.
+            tunnel_idle_timeout: Duration::from_secs(600),
+            backend_connect_timeout: Duration::from_secs(5),
+            backend_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+            max_concurrent_streams: 128,
+            // One backend connection per client connection on average: a
+            // WebSocket phone holds exactly one. HTTP/2 lets one client ask
+            // for more, which is what this bounds.
+            max_backend_connections: 10_000,
+            send_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One route of an `https` listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Which Host header values it matches.
+    pub host: HostPattern,
+    /// Optional path prefix it is limited to.
+    pub path_prefix: Option<String>,
+    /// What it does.
+    pub action: RouteAction,
+    /// The `Upgrade` protocols passed to its backend, lower case
+    /// (`websocket` unless the route says otherwise); every other
+    /// `Upgrade` token is stripped (README: Upgrades).
+    pub upgrades: Vec<String>,
+}
+
+/// Which hosts a route matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `*`: every host.
+    Any,
+    /// `*.example.com`: any name below `example.com` (not the name itself).
+    Suffix(String),
+    /// One exact name.
+    Exact(String),
+}
+
+impl HostPattern {
+    /// Whether a lower-case host name (no port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Any => true,
+            HostPattern::Exact(name) => name == host,
+            HostPattern::Suffix(suffix) => host
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+        }
+    }
+}
+
+/// What a route does with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    /// Answer with a fixed status and body.
+    Respond {
+        /// HTTP status code (100-599).
+        status: u16,
+        /// Body text.
+        body: String,
+    },
+    /// Answer with a small HTML page about the proxy and the certificate
+    /// served on this connection.
+    StatusPage,
+    /// Forward to an HTTP backend.
+    Backend(HttpBackend),
+    /// Redirect elsewhere.
+    Redirect {
+        /// Target; when it has no path, the request's path and query are
+        /// appended.
+        to: String,
+        /// 301, 302, 303, 307 or 308.
+        status: u16,
+    },
+}
+
+/// An `http://HOST:PORT` or `https://HOST:PORT` backend of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpBackend {
+    /// `HOST:PORT`.
+    pub authority: String,
+    /// TLS towards it (`https://`), with the route's `backend_tls:`.
+    pub tls: Option<BackendTls>,
+}
+
+impl HttpBackend {
+    /// Parses `http://HOST:PORT` or `https://HOST:PORT` (a trailing `/` is
+    /// allowed, nothing more). An `https://` backend gets the default
+    /// [`BackendTls`] (system trust store, the host as server name); the
+    /// route's `backend_tls:` replaces it.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let (rest, tls) = match (
+            input.strip_prefix("http://"),
+            input.strip_prefix("https://"),
+        ) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => {
+                return Err(format!(
+                    "`{input}` is not an http://HOST:PORT or https://HOST:PORT URL"
+                ));
+            }
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains('/') || authority.contains('@') {
+            return Err(format!(
+                "`{input}`: a backend is http(s)://HOST:PORT without a path (the request's path is kept)"
+            ));
+        }
+        let parsed = authority
+            .parse::<hyper::http::uri::Authority>()
+            .map_err(|e| format!("`{input}`: {e}"))?;
+        let tls = tls.then(|| BackendTls {
+            backend: format!("https://{authority}"),
+            ca_file: None,
+            client_certificate: None,
+            server_name: host_of(parsed.host()).to_string(),
+            insecure_skip_verify: false,
+        });
+        Ok(HttpBackend {
+            authority: authority.to_string(),
+            tls,
+        })
+    }
+}
+
+/// A host as rustls wants it for a server name: IPv6 without brackets.
+pub(super) fn host_of(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+impl ListenerConfig {
+    /// Every backend this listener speaks TLS to, in configuration order.
+    pub fn backend_tls(&self) -> impl Iterator<Item = &BackendTls> {
+        let routes = self.routes.iter().filter_map(|r| match &r.action {
+            RouteAction::Backend(backend) => backend.tls.as_ref(),
+            _ => None,
+        });
+        self.backend
+            .as_ref()
+            .and_then(|b| b.tls.as_ref())
+            .into_iter()
+            .chain(routes)
+    }
+}
+
+impl Config {
+    /// The listener named `name`.
+    pub fn listener(&self, name: &str) -> Option<&ListenerConfig> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// Every distinct backend TLS setting of every listener, once each.
+    pub fn backend_tls(&self) -> Vec<&BackendTls> {
+        let mut out: Vec<&BackendTls> = Vec::new();
+        for tls in self.listeners.iter().flat_map(ListenerConfig::backend_tls) {
+            if !out.contains(&tls) {
+                out.push(tls);
+            }
+        }
+        out
+    }
+}
+
+/// The upgrade a backend route passes on when it names none.
+pub const DEFAULT_UPGRADE: &str = "websocket";
+
+/// Parses a route's host pattern.
+pub(super) fn parse_host_pattern(input: &str) -> Result<HostPattern, String> {
+    let trimmed = input.trim();
+    if trimmed == "*" {
+        return Ok(HostPattern::Any);
+    }
+    if let Some(suffix) = trimmed.strip_prefix("*.") {
+        return normalize_domain_name(suffix).map(HostPattern::Suffix);
+    }
+    let name = trimmed
+        .strip_suffix('.')
+        .unwrap_or(trimmed)
+        .to_ascii_lowercase();
+    if name.parse::<IpAddr>().is_ok() || name == "localhost" {
+        return Ok(HostPattern::Exact(name));
+    }
+    normalize_domain_name(&name).map(HostPattern::Exact)
+}
