@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::acme::schedule::ExpiryState;
+/// RFC 3339 text of Unix seconds (kept here for the command line and
+/// tests; it lives in [`crate::clock`]).
+pub use crate::clock::rfc3339;
+use crate::expiry::ExpiryState;
 use crate::snapshot::{LoadedCertificate, Severity, Snapshot};
 use crate::tree::Step;
 
@@ -317,17 +320,6 @@ fn expiry_label(state: ExpiryState) -> &'static str {
         ExpiryState::ExpiresSoon { .. } => "expires_soon",
         ExpiryState::Expired => "expired",
     }
-}
-
-/// Formats Unix seconds as RFC 3339 (UTC).
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
 }
 
 /// How a name resolves: the walk, step by step.

@@ -31,7 +31,9 @@
 pub mod acme;
 pub mod admin;
 pub mod challenge;
+pub mod clock;
 pub mod config;
+pub mod expiry;
 pub mod fsio;
 pub mod inspect;
 pub mod metrics;
@@ -43,6 +45,10 @@ pub mod resolver;
 pub mod snapshot;
 pub mod tickets;
 pub mod tree;
+
+/// Now in Unix seconds (for the command line and tests; the crate itself
+/// uses [`clock`]).
+pub use clock::unix_now;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -207,7 +213,12 @@ pub async fn run_with(
     };
     let build_config = config.clone();
     let snapshot = tokio::task::spawn_blocking(move || {
-        Snapshot::build(&build_config, None, DefaultPolicy::Persist, unix_now())
+        Snapshot::build(
+            &build_config,
+            None,
+            DefaultPolicy::Persist,
+            clock::unix_now(),
+        )
     })
     .await??;
     log_sources(&snapshot);
@@ -333,12 +344,4 @@ pub fn log_sources(snapshot: &Snapshot) {
             }
         }
     }
-}
-
-/// Seconds since the Unix epoch (0 if the clock is before it).
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

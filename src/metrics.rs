@@ -33,8 +33,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::acme::schedule::ExpiryState;
 use crate::config::{Config, ListenerConfig, ListenerKind};
+use crate::expiry::ExpiryState;
 use crate::snapshot::Snapshot;
 use crate::tree::Step;
 
@@ -128,7 +128,7 @@ impl Metrics {
     /// The whole text exposition (OpenMetrics, ending in `# EOF`), with
     /// the certificate gauges read from `snapshot`.
     pub fn render(&self, snapshot: &Snapshot) -> String {
-        self.render_at(snapshot, crate::unix_now())
+        self.render_at(snapshot, crate::clock::unix_now())
     }
 
     /// [`Metrics::render`] at `now` (Unix seconds), which only decides

@@ -23,7 +23,8 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::acme::schedule::{self, DAY, ExpiryState};
+use crate::clock::DAY;
+use crate::expiry::{self, ExpiryState};
 use crate::resolver::SnapshotStore;
 use crate::snapshot::{Place, Snapshot, SourceKind};
 
@@ -103,7 +104,7 @@ impl ExpiryMonitor {
             let Some(loaded) = &report.loaded else {
                 continue;
             };
-            let state = schedule::expiry_state(loaded.facts.not_after, now, warn_days);
+            let state = expiry::expiry_state(loaded.facts.not_after, now, warn_days);
             if state == ExpiryState::Ok {
                 continue;
             }
@@ -157,7 +158,7 @@ pub async fn run(store: SnapshotStore, warn_days: u32, stop: CancellationToken) 
             _ = ticks.tick() => {}
         }
         let snapshot = store.load_full();
-        for notice in monitor.notices(&snapshot, crate::unix_now(), warn_days) {
+        for notice in monitor.notices(&snapshot, crate::clock::unix_now(), warn_days) {
             log_notice(&notice);
         }
     }
@@ -173,7 +174,7 @@ fn log_notice(notice: &ExpiryNotice) {
         .as_ref()
         .map(|f| f.display().to_string())
         .unwrap_or_else(|| "-".into());
-    let not_after = crate::inspect::rfc3339(notice.not_after);
+    let not_after = crate::clock::rfc3339(notice.not_after);
     match notice.state {
         ExpiryState::Expired => tracing::error!(
             place = %place, source, file = %file, subject = %notice.subject,

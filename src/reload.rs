@@ -382,7 +382,7 @@ impl ReloadTask {
                 Some(&previous),
                 Changes(changes.as_ref()),
                 DefaultPolicy::Persist,
-                crate::unix_now(),
+                crate::clock::unix_now(),
             );
             (previous, next)
         })
@@ -615,7 +615,7 @@ fn log_change(before: Option<&SourceReport>, now: &SourceReport) -> bool {
             tracing::info!(
                 place = %place, source, file = %file,
                 subject = %loaded.facts.subject,
-                not_after = %crate::inspect::rfc3339(loaded.facts.not_after),
+                not_after = %crate::clock::rfc3339(loaded.facts.not_after),
                 sha256 = %loaded.facts.sha256,
                 "certificate swapped in"
             );

@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
 
-use crate::acme::schedule::{self, ExpiryState};
 use crate::config::{CertificateSource, Config, ListenerConfig, Route};
+use crate::expiry::{self, ExpiryState};
 use crate::fsio;
 use crate::pem::{self, CertificateFacts, ParsedPem};
 use crate::tree::{DomainId, DomainSpec, DomainTree, Step, TreeError};
@@ -1005,7 +1005,7 @@ impl Snapshot {
 }
 
 /// Records expiry and not-yet-valid problems of a serving certificate and
-/// returns its expiry state. Expiry is judged by [`schedule::expiry_state`],
+/// returns its expiry state. Expiry is judged by [`expiry::expiry_state`],
 /// the same rule the expiry monitor logs by.
 fn check_validity(
     problems: &mut Vec<Problem>,
@@ -1013,7 +1013,7 @@ fn check_validity(
     now: i64,
     warn_days: u32,
 ) -> ExpiryState {
-    let state = schedule::expiry_state(facts.not_after, now, warn_days);
+    let state = expiry::expiry_state(facts.not_after, now, warn_days);
     match state {
         ExpiryState::Ok => {}
         ExpiryState::Expired => problems.push(Problem {
@@ -1116,7 +1116,7 @@ fn build_default(
     // A generated default close to expiry is made again rather than warned
     // about: nobody renews it by hand.
     let fresh = |facts: &CertificateFacts| {
-        schedule::expiry_state(facts.not_after, now, config.acme.warn_days) == ExpiryState::Ok
+        expiry::expiry_state(facts.not_after, now, config.acme.warn_days) == ExpiryState::Ok
     };
     if let Some(loaded) = unchanged(
         previous,
@@ -1130,7 +1130,7 @@ fn build_default(
     {
         report.kind = Some(SourceKind::Generated);
         report.file = Some(path);
-        report.expiry = Some(schedule::expiry_state(
+        report.expiry = Some(expiry::expiry_state(
             loaded.facts.not_after,
             now,
             config.acme.warn_days,
@@ -1180,7 +1180,7 @@ fn build_default(
     if report.file.is_none() {
         report.file = loaded.file.clone();
     }
-    report.expiry = Some(schedule::expiry_state(
+    report.expiry = Some(expiry::expiry_state(
         loaded.facts.not_after,
         now,
         config.acme.warn_days,

@@ -500,7 +500,8 @@ async fn keep_renewed(
         }
         let (p, r) = (path.clone(), record.clone());
         let renewed =
-            tokio::task::spawn_blocking(move || renew(&p, &r, crate::unix_now(), lease)).await;
+            tokio::task::spawn_blocking(move || renew(&p, &r, crate::clock::unix_now(), lease))
+                .await;
         match renewed {
             Ok(Ok(true)) => lost = false,
             Ok(Ok(false)) if !lost => {

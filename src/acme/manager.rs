@@ -82,7 +82,7 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// The wall clock.
 pub fn system_clock() -> Clock {
-    Arc::new(crate::unix_now)
+    Arc::new(crate::clock::unix_now)
 }
 
 /// The domain an ACME operation is for, with what it needs to reach the CA.
@@ -234,7 +234,7 @@ impl CaIssuer {
         loop {
             let (p, w) = (path.clone(), who.clone());
             let attempt = tokio::task::spawn_blocking(move || {
-                lock::try_acquire(&p, &w, crate::unix_now(), lease)
+                lock::try_acquire(&p, &w, crate::clock::unix_now(), lease)
             })
             .await
             .map_err(|e| fail(format!("order lock {}: {e}", path.display())))?
@@ -434,7 +434,7 @@ impl Issuer for CaIssuer {
             tracing::info!(
                 domain,
                 sha256 = %facts.sha256,
-                not_after = %crate::inspect::rfc3339(facts.not_after),
+                not_after = %crate::clock::rfc3339(facts.not_after),
                 "ACME: renewed by another instance; serving its certificate instead of ordering"
             );
             return self
@@ -489,7 +489,7 @@ fn describe_holder(seen: &lock::Seen) -> String {
             "pid {} on {}, lease until {}",
             r.pid,
             r.host,
-            crate::inspect::rfc3339(r.expires)
+            crate::clock::rfc3339(r.expires)
         ),
         None => "a lock file being written, or unreadable".into(),
     }
@@ -522,7 +522,7 @@ async fn renewed_elsewhere(
         &parsed.leaf.sha256,
         baseline,
         &settings.directory,
-        crate::unix_now(),
+        crate::clock::unix_now(),
         settings.renew_at,
     )
     .then_some(parsed.leaf)
@@ -1233,7 +1233,7 @@ impl<I: Issuer> Manager<I> {
                             tracing::info!(
                                 domain = %domain.name,
                                 failures = entry.status.failures,
-                                next_attempt = %crate::inspect::rfc3339(entry.status.next_attempt),
+                                next_attempt = %crate::clock::rfc3339(entry.status.next_attempt),
                                 "ACME: the stored retry backoff holds this domain back until its \
                                  next attempt; `sniwalk renew {}` skips the wait",
                                 domain.name
@@ -1369,7 +1369,7 @@ impl<I: Issuer> Manager<I> {
                         entry.ari = None;
                         tracing::info!(
                             domain,
-                            not_after = %crate::inspect::rfc3339(issued.not_after),
+                            not_after = %crate::clock::rfc3339(issued.not_after),
                             seconds = now.saturating_sub(started),
                             "ACME: certificate issued and served"
                         );
@@ -1377,7 +1377,7 @@ impl<I: Issuer> Manager<I> {
                             ok: true,
                             message: format!(
                                 "{domain}: new certificate served, valid until {}",
-                                crate::inspect::rfc3339(issued.not_after)
+                                crate::clock::rfc3339(issued.not_after)
                             ),
                             code: None,
                             step: None,
@@ -1398,7 +1398,7 @@ impl<I: Issuer> Manager<I> {
                             code = failure.error.code(),
                             failures = entry.status.failures,
                             retry_in_secs = delay,
-                            retry_at = %crate::inspect::rfc3339(entry.status.next_attempt),
+                            retry_at = %crate::clock::rfc3339(entry.status.next_attempt),
                             "{message}; the current certificate (if any) keeps serving"
                         );
                         entry.status.last_error = Some(ErrorRecord {

@@ -279,7 +279,7 @@ async fn issue_inner(
         pairs: vec![
             (
                 ACME_ISSUED_MARKER.to_string(),
-                crate::inspect::rfc3339(crate::unix_now()),
+                crate::clock::rfc3339(crate::clock::unix_now()),
             ),
             (ACME_DIRECTORY_MARKER.to_string(), directory.to_string()),
         ],
@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn now_is_rfc3339() {
-        let now = crate::inspect::rfc3339(crate::unix_now());
+        let now = crate::clock::rfc3339(crate::clock::unix_now());
         assert!(now.ends_with('Z'), "{now}");
         assert!(
             time::OffsetDateTime::parse(&now, &time::format_description::well_known::Rfc3339)

@@ -3,7 +3,7 @@
 //!
 //! Everything here is a pure function of the times it is given: no clock, no
 //! I/O, no randomness. Times are Unix seconds (`i64`, like
-//! [`crate::unix_now`]); durations are seconds (`i64`). The caller supplies
+//! [`crate::clock::unix_now`]); durations are seconds (`i64`). The caller supplies
 //! `now` and any random input (a fraction in `[0, 1)`), which keeps the
 //! schedule testable on fixed dates and reproducible in logs. All arithmetic
 //! saturates and every float input is sanitised, so no input panics.
@@ -34,8 +34,8 @@
 //! never less than the CA's `Retry-After` (itself capped at
 //! [`RETRY_AFTER_CAP`], one day). See [`retry_delay`].
 
-/// One day in seconds, the unit of certificate lifetimes and warnings.
-pub const DAY: i64 = 86_400;
+/// One day in seconds (see [`crate::clock::DAY`]).
+pub use crate::clock::DAY;
 
 /// Default point in a certificate's lifetime at which renewal starts.
 ///
@@ -85,13 +85,6 @@ pub const BACKOFF_JITTER: f64 = 0.25;
 /// anyway: one rejected request a day is cheap for the CA.
 pub const RETRY_AFTER_CAP: i64 = DAY;
 
-/// Default number of days before expiry at which [`expiry_state`] warns.
-///
-/// Two weeks is well past the renewal point of any normal certificate (day
-/// 60 of 90 leaves 30 days), so a warning means renewal has been failing
-/// for two weeks, yet leaves two weeks for a human to fix it.
-pub const DEFAULT_WARN_DAYS: u32 = 14;
-
 /// A suggested renewal window from the CA (ARI, RFC 9773 `suggestedWindow`),
 /// in Unix seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,20 +117,6 @@ pub struct Renewal {
     pub due: bool,
     /// What decided `at`.
     pub basis: RenewalBasis,
-}
-
-/// Outcome of [`expiry_state`]: how close a certificate is to expiry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExpiryState {
-    /// More than the warning period left.
-    Ok,
-    /// Still valid, with at most the warning period left.
-    ExpiresSoon {
-        /// Whole days left, rounded down (0 on the last day).
-        days_left: u32,
-    },
-    /// Past `not_after`.
-    Expired,
 }
 
 /// Decides when to renew a certificate valid from `not_before` to
@@ -255,27 +234,6 @@ pub fn backoff(failures: u32) -> i64 {
     BACKOFF_START
         .saturating_mul(2_i64.saturating_pow(doublings))
         .min(BACKOFF_CAP)
-}
-
-/// How close a certificate expiring at `not_after` is to expiry at `now`,
-/// warning when `warn_days` ([`DEFAULT_WARN_DAYS`] normally) or fewer days
-/// are left.
-///
-/// X.509 validity includes `not_after` itself (RFC 5280), so the
-/// certificate is [`ExpiryState::Expired`] only once `now > not_after`.
-/// Exactly `warn_days` days left already warns.
-pub fn expiry_state(not_after: i64, now: i64, warn_days: u32) -> ExpiryState {
-    if now > not_after {
-        return ExpiryState::Expired;
-    }
-    let left = not_after.saturating_sub(now);
-    if left <= i64::from(warn_days).saturating_mul(DAY) {
-        // left / DAY <= warn_days, so it fits; the fallback is unreachable.
-        let days_left = u32::try_from(left / DAY).unwrap_or(warn_days);
-        ExpiryState::ExpiresSoon { days_left }
-    } else {
-        ExpiryState::Ok
-    }
 }
 
 /// A caller-supplied fraction made safe: NaN → 0, clamped to `[0, 1]`.
@@ -453,31 +411,6 @@ mod tests {
     }
 
     #[test]
-    fn expiry_states() {
-        use ExpiryState::{Expired, ExpiresSoon};
-        let na = T0 + 90 * DAY;
-        #[rustfmt::skip]
-        let cases = [
-            // (name, now, warn_days, want)
-            ("fresh", T0, 14, ExpiryState::Ok),
-            ("one second more than 14 days", na - 14 * DAY - 1, 14, ExpiryState::Ok),
-            ("exactly 14 days", na - 14 * DAY, 14, ExpiresSoon { days_left: 14 }),
-            ("just under 14 days", na - 14 * DAY + 1, 14, ExpiresSoon { days_left: 13 }),
-            ("last day", na - DAY + 1, 14, ExpiresSoon { days_left: 0 }),
-            ("at not_after, still valid", na, 14, ExpiresSoon { days_left: 0 }),
-            ("one second after", na + 1, 14, Expired),
-            ("long after", na + 400 * DAY, 14, Expired),
-            ("no warning period", na - 1, 0, ExpiryState::Ok),
-            ("no warning period, at not_after", na, 0, ExpiresSoon { days_left: 0 }),
-            ("default warning", na - 20 * DAY, DEFAULT_WARN_DAYS, ExpiryState::Ok),
-            ("huge warning period", T0, u32::MAX, ExpiresSoon { days_left: 90 }),
-        ];
-        for (name, now, warn_days, want) in cases {
-            assert_eq!(expiry_state(na, now, warn_days), want, "{name}");
-        }
-    }
-
-    #[test]
     fn extreme_inputs_do_not_panic() {
         let times = [i64::MIN, i64::MIN + 1, -1, 0, 1, T0, i64::MAX - 1, i64::MAX];
         let fractions = [
@@ -496,7 +429,7 @@ mod tests {
                     for &x in &fractions {
                         let r = renewal(a, b, window(a, b), now, x, x);
                         assert_eq!(r.due, r.at <= now);
-                        let _ = expiry_state(b, now, u32::MAX);
+                        let _ = crate::expiry::expiry_state(b, now, u32::MAX);
                     }
                 }
             }

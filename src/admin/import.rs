@@ -163,7 +163,7 @@ pub(super) async fn import(
             "file": path.display().to_string(),
             "subject": parsed.leaf.subject,
             "names": parsed.leaf.dns_names,
-            "not_after": crate::inspect::rfc3339(parsed.leaf.not_after),
+            "not_after": crate::clock::rfc3339(parsed.leaf.not_after),
             "sha256": parsed.leaf.sha256,
         }),
     )

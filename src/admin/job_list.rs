@@ -87,7 +87,7 @@ impl Jobs {
 /// hostname is done and one failed; Completed when all succeeded; else
 /// Running (Pending until the first step).
 pub(super) fn summarize(job: &mut Job) {
-    job.last_updated_time = crate::inspect::rfc3339(crate::unix_now());
+    job.last_updated_time = crate::clock::rfc3339(crate::clock::unix_now());
     let failed = job.hostnames.iter().find(|h| h.done && h.error.is_some());
     let all_done = job.hostnames.iter().all(|h| h.done);
     let (runtime, custom) = if all_done {

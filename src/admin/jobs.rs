@@ -117,7 +117,7 @@ pub(super) async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply
         state.reloads.send(Reload::All);
     }
 
-    let now = crate::inspect::rfc3339(crate::unix_now());
+    let now = crate::clock::rfc3339(crate::clock::unix_now());
     let id = random_id();
     let job = Job {
         id: id.clone(),

@@ -406,7 +406,7 @@ fn warn_days_message(days: impl fmt::Display) -> String {
     format!(
         "invalid warn_days `{days}`: the number of days before expiry at which a certificate is \
          reported, between 1 and {MAX_WARN_DAYS} (default {})",
-        crate::acme::schedule::DEFAULT_WARN_DAYS
+        crate::expiry::DEFAULT_WARN_DAYS
     )
 }
 

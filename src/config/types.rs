@@ -173,7 +173,7 @@ impl Default for AcmeConfig {
             account_email: None,
             challenge: ChallengeKind::Http01,
             renew_at: crate::acme::schedule::DEFAULT_RENEW_AT,
-            warn_days: crate::acme::schedule::DEFAULT_WARN_DAYS,
+            warn_days: crate::expiry::DEFAULT_WARN_DAYS,
             expected_addresses: Vec::new(),
             lock_lease: DEFAULT_LOCK_LEASE,
         }

@@ -117,7 +117,7 @@ pub(super) fn status_page(
         sni = escape_html(sni.unwrap_or("(none: connected by address)")),
         step = step.as_str(),
         subject = escape_html(&certificate.facts.subject),
-        not_after = crate::inspect::rfc3339(certificate.facts.not_after),
+        not_after = crate::clock::rfc3339(certificate.facts.not_after),
         sha256 = certificate.facts.sha256,
     );
     let mut response = Response::new(full(body));

@@ -104,7 +104,7 @@ impl BackendSlots {
     /// number refused meanwhile.
     pub fn log_refusal(&self, listener: &str, limit: usize) {
         let refused = self.refused_unlogged.fetch_add(1, Ordering::AcqRel) + 1;
-        let now = crate::unix_now().max(0) as u64;
+        let now = crate::clock::unix_now().max(0) as u64;
         let last = self.last_logged.load(Ordering::Acquire);
         if last != 0 && now < last + 10 {
             return;

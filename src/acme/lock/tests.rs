@@ -131,7 +131,7 @@ fn garbage_is_taken_over_only_when_old() {
     let path = lock_path(dir.path(), "a.test");
     fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     fs::write(&path, b"not json").expect("write");
-    let now = crate::unix_now();
+    let now = crate::clock::unix_now();
     assert!(matches!(
         try_acquire(&path, &holder("b"), now, LEASE).expect("io"),
         Attempt::Held(Seen::Unreadable { .. })
@@ -232,7 +232,7 @@ async fn the_guard_renews_and_releases() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = lock_path(dir.path(), "a.test");
     let lease = Duration::from_secs(3);
-    let now = crate::unix_now();
+    let now = crate::clock::unix_now();
     let Attempt::Acquired(record, _) = try_acquire(&path, &holder("a"), now, lease).expect("io")
     else {
         panic!("acquire");
