@@ -4,23 +4,9 @@
 //!
 //! # Layout
 //!
-//! Data flows one way, from configuration to handshake:
-//!
-//! | file | concern |
-//! | --- | --- |
-//! | `config.rs` | `proxy.yaml` → validated [`config::Config`] |
-//! | `pem.rs` | the liberal `certificate_pem` format → rustls `CertifiedKey` (no I/O) |
-//! | `tree.rs` | the domain tree and its walk (pure, no allocation) |
-//! | `fsio.rs` | reads with the path in the error, atomic writes, 0600 keys |
-//! | `snapshot.rs` | loads every source into an immutable [`snapshot::Snapshot`], with problems |
-//! | `resolver.rs` | the rustls resolver over the one `ArcSwap<Snapshot>` |
-//! | `inspect.rs` | what `check` and `resolve` report |
-//! | `acme/` | ACME: schedule, account, orders, the manager task, pre-flight |
-//! | `admin.rs` | the admin API (status, resolve, jobs, import, metrics) |
-//! | `monitor.rs` | expiry monitoring: served certificates checked hourly, logged daily |
-//! | `metrics.rs` | Prometheus metrics: atomic counters on the hot paths, text rendered per scrape |
-//! | `proxy/` | listeners, TLS, HTTP |
-//! | `main.rs` | the command line |
+//! The README's "Layout" section maps every file and the three data flows
+//! (ClientHello → snapshot → key; file change → reload → swap; ACME order
+//! → store → reload). This file only wires the parts together.
 //!
 //! [`run`] takes already-bound sockets and a shutdown future, so tests run
 //! the whole proxy in-process on port 0.

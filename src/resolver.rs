@@ -24,7 +24,7 @@ use crate::challenge::{ACME_TLS_ALPN, ChallengeStore};
 use crate::tree::Step;
 
 /// Read access to the certificate state (the name the serving code has
-/// always used; [`SnapshotReader`] cannot publish).
+/// always used; [`crate::snapshot::SnapshotReader`] cannot publish).
 pub use crate::snapshot::SnapshotReader as SnapshotStore;
 
 /// Flags raised by resolvers for connection tasks to log.
