@@ -255,7 +255,8 @@ impl ReloadTask {
         self
     }
 
-    /// Runs until every sender is gone or `stop` is cancelled.
+    /// Runs until `stop` is cancelled. (The receiver keeps a sender of its
+    /// own for the file watcher, so the channel never closes by itself.)
     pub async fn run(mut self, stop: tokio_util::sync::CancellationToken) {
         self.start_watcher();
         let mut rescan = tokio::time::interval(self.rescan);

@@ -2,6 +2,8 @@ use std::path::Path;
 
 use prometheus_parse::{Scrape, Value};
 
+use std::sync::atomic::Ordering;
+
 use super::*;
 use crate::snapshot::DefaultPolicy;
 
