@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod expiry;
 pub mod fsio;
+pub mod ids;
 pub mod inspect;
 pub mod metrics;
 pub mod monitor;

@@ -19,6 +19,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use rustls::server::ProducesTickets;
 
 use crate::fsio::{self, FsError};
+use crate::ids::hex;
 
 /// How long clients may keep a ticket (a hint; real expiry is rotation).
 pub const TICKET_LIFETIME_SECS: u32 = 12 * 3600;
@@ -255,10 +256,6 @@ impl ProducesTickets for SharedTicketer {
             .ok()?;
         Some(plain.to_vec())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -3,7 +3,6 @@
 //! `state_dir/acme/accounts/<id>.json` with mode 0600, and restored from
 //! there on every later start, so no new account is registered.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use instant_acme::{Account, AccountCredentials, HttpClient, NewAccount};
@@ -19,11 +18,7 @@ pub const ACCOUNTS_DIR: &str = "acme/accounts";
 pub fn credentials_path(state_dir: &Path, directory: &str, email: Option<&str>) -> PathBuf {
     let input = format!("{directory}\n{}", email.unwrap_or(""));
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
-    let mut name = String::with_capacity(16 + 5);
-    for byte in &digest.as_ref()[..8] {
-        let _ = write!(name, "{byte:02x}");
-    }
-    name.push_str(".json");
+    let name = format!("{}.json", crate::ids::hex(&digest.as_ref()[..8]));
     state_dir.join(ACCOUNTS_DIR).join(name)
 }
 

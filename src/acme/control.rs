@@ -127,7 +127,7 @@ pub struct StatusFile {
 
 /// Asks the running proxy to renew `domain` now; returns the request id.
 pub fn request_renewal(state_dir: &Path, domain: &str, now: i64) -> Result<String, FsError> {
-    let id = random_id();
+    let id = crate::ids::random_hex16();
     let request = RenewRequest {
         id: id.clone(),
         requested_at: now,
@@ -221,13 +221,6 @@ pub fn write_status(state_dir: &Path, status: &StatusFile) -> Result<(), FsError
     }
     let json = serde_json::to_vec_pretty(status).unwrap_or_default();
     fsio::write_atomic(&path, &json, true)
-}
-
-/// 16 random hex digits.
-fn random_id() -> String {
-    let mut bytes = [0u8; 8];
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A random fraction in `[0, 1)` for jitter (0 if the system RNG fails,

@@ -152,27 +152,13 @@ impl Holder {
     pub fn this_process() -> Holder {
         static PROCESS: OnceLock<String> = OnceLock::new();
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        let process = PROCESS.get_or_init(random_hex);
+        let process = PROCESS.get_or_init(crate::ids::random_hex16);
         Holder {
             owner: format!("{process}-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
             pid: std::process::id(),
             host: host_name(),
         }
     }
-}
-
-/// 16 random hex digits.
-fn random_hex() -> String {
-    let mut bytes = [0u8; 8];
-    // Without randomness the time still tells processes apart in practice.
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        bytes = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or_default()
-            .to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// This machine's name, for the lock file (information only).

@@ -118,7 +118,7 @@ pub(super) async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply
     }
 
     let now = crate::clock::rfc3339(crate::clock::unix_now());
-    let id = random_id();
+    let id = crate::ids::random_hex16();
     let job = Job {
         id: id.clone(),
         runtime_status: "Pending",
@@ -250,11 +250,4 @@ async fn run_host_job(
         Some("Stopped".into()),
         true,
     );
-}
-
-/// 16 random hex digits.
-fn random_id() -> String {
-    let mut bytes = [0u8; 8];
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -133,11 +133,7 @@ impl ClientCert {
     pub fn of(peer_certificates: Option<&[CertificateDer<'_>]>) -> Option<ClientCert> {
         let leaf = peer_certificates?.first()?;
         let digest = |algorithm| {
-            aws_lc_rs::digest::digest(algorithm, leaf.as_ref())
-                .as_ref()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            crate::ids::hex(aws_lc_rs::digest::digest(algorithm, leaf.as_ref()).as_ref())
         };
         let subject = x509_parser::parse_x509_certificate(leaf.as_ref())
             .map(|(_, c)| c.subject().to_string())
