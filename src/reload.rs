@@ -399,8 +399,11 @@ impl ReloadTask {
                 return false;
             }
         };
-        let changed = log_changes(&previous, &next) | log_trust_changes(&previous, &next);
-        if changed || config_changed {
+        let found = differences(&previous, &next);
+        found.iter().for_each(log_change);
+        let publish = !found.is_empty() || config_changed;
+        drop(found);
+        if publish {
             self.store.publish(Arc::new(next));
         }
         config_loaded
@@ -536,49 +539,61 @@ fn keep_listeners(running: &Config, mut new: Config) -> Config {
     new
 }
 
-/// Logs one line per source whose certificate or problems changed, and
-/// tells whether anything did.
-fn log_changes(previous: &Snapshot, next: &Snapshot) -> bool {
-    let mut changed = false;
+/// One difference between the running snapshot and a new one.
+#[derive(Debug)]
+enum Change<'a> {
+    /// A source now serves another certificate.
+    Swapped(&'a SourceReport),
+    /// A source that served a certificate serves none now.
+    Gone(&'a SourceReport),
+    /// A problem a source did not have before.
+    NewProblem(&'a SourceReport, &'a crate::snapshot::Problem),
+    /// A source's problems changed in another way (one went away, or an
+    /// expiry warning's text moved on): published, not logged.
+    ProblemsChanged,
+    /// A place no longer in the configuration.
+    Removed(&'a Place),
+    /// A listener's client CA was read anew.
+    ClientCaLoaded(&'a str, &'a std::path::Path),
+    /// A listener's client CA is gone.
+    ClientCaGone,
+    /// The set of TLS backends changed.
+    BackendsChanged,
+    /// A TLS backend's settings were read anew (`loaded`: they work).
+    BackendTls(&'a str, bool),
+}
+
+/// Everything that differs between `previous` and `next` (pure: the reload
+/// publishes `next` only when this is not empty or the configuration
+/// changed, and logs each change with [`log_change`]).
+fn differences<'a>(previous: &'a Snapshot, next: &'a Snapshot) -> Vec<Change<'a>> {
+    let mut changes = Vec::new();
     for report in next.reports() {
         let before = previous.report(&report.place);
         // An unchanged source keeps the very same report: skip it cheaply.
         if before.is_some_and(|b| Arc::ptr_eq(b, report)) {
             continue;
         }
-        changed |= log_change(before.map(|b| &**b), report);
+        source_changes(before.map(|b| &**b), report, &mut changes);
     }
-    if Arc::ptr_eq(previous.reports_index(), next.reports_index()) {
-        return changed;
-    }
-    for before in previous.reports() {
-        if next.report(&before.place).is_none() {
-            changed = true;
-            tracing::info!(place = %before.place, "removed from the configuration");
+    if !Arc::ptr_eq(previous.reports_index(), next.reports_index()) {
+        for before in previous.reports() {
+            if next.report(&before.place).is_none() {
+                changes.push(Change::Removed(&before.place));
+            }
         }
     }
-    changed
-}
-
-/// Logs client CAs and backend TLS settings that were read anew (their
-/// problems are in the reports); tells whether any was.
-fn log_trust_changes(previous: &Snapshot, next: &Snapshot) -> bool {
-    let mut changed = false;
     for (index, name) in next.listener_names().iter().enumerate() {
-        let (before, now) = (previous.client_ca(index), next.client_ca(index));
-        match (before, now) {
+        match (previous.client_ca(index), next.client_ca(index)) {
             (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
             (None, None) => {}
-            (_, Some(ca)) => {
-                changed = true;
-                tracing::info!(listener = %name, file = %ca.file.display(), "client CA loaded");
-            }
-            (Some(_), None) => changed = true,
+            (_, Some(ca)) => changes.push(Change::ClientCaLoaded(name, &ca.file)),
+            (Some(_), None) => changes.push(Change::ClientCaGone),
         }
     }
     let entries = next.backend_tls_entries();
     if entries.len() != previous.backend_tls_entries().len() {
-        changed = true;
+        changes.push(Change::BackendsChanged);
     }
     for entry in entries {
         let before = previous.backend_tls_entry(&entry.backend);
@@ -588,42 +603,70 @@ fn log_trust_changes(previous: &Snapshot, next: &Snapshot) -> bool {
             _ => false,
         };
         if !same {
-            changed = true;
-            if entry.client.is_ok() {
-                tracing::info!(backend = %entry.backend, "backend TLS settings loaded");
-            }
+            changes.push(Change::BackendTls(&entry.backend, entry.client.is_ok()));
         }
     }
-    changed
+    changes
 }
 
-fn log_change(before: Option<&SourceReport>, now: &SourceReport) -> bool {
-    let place = now.place.to_string();
-    let file = now
-        .file
-        .as_ref()
-        .map(|f| f.display().to_string())
-        .unwrap_or_else(|| "-".into());
-    let source = now.kind.map_or("none", |k| k.as_str());
+/// The changes of one source whose report is new.
+fn source_changes<'a>(
+    before: Option<&'a SourceReport>,
+    now: &'a SourceReport,
+    changes: &mut Vec<Change<'a>>,
+) {
     let old_sha = before
         .and_then(|b| b.loaded.as_ref())
         .map(|l| l.facts.sha256.as_str());
     let new_sha = now.loaded.as_ref().map(|l| l.facts.sha256.as_str());
-    let mut changed = false;
-    match (&now.loaded, old_sha == new_sha) {
-        (Some(loaded), false) => {
-            changed = true;
-            tracing::info!(
-                place = %place, source, file = %file,
-                subject = %loaded.facts.subject,
-                not_after = %crate::clock::rfc3339(loaded.facts.not_after),
-                sha256 = %loaded.facts.sha256,
-                "certificate swapped in"
-            );
+    if old_sha != new_sha {
+        changes.push(match now.loaded {
+            Some(_) => Change::Swapped(now),
+            None => Change::Gone(now),
+        });
+    }
+    let mut new_problems = false;
+    for problem in &now.problems {
+        if !before.is_some_and(|b| b.problems.contains(problem)) {
+            new_problems = true;
+            changes.push(Change::NewProblem(now, problem));
         }
-        (None, false) => {
-            changed = true;
-            let fallback = match now.place {
+    }
+    if !new_problems && before.is_some_and(|b| b.problems != now.problems) {
+        changes.push(Change::ProblemsChanged);
+    }
+}
+
+/// One log line for `change` (none for the silent ones).
+fn log_change(change: &Change<'_>) {
+    let describe = |report: &SourceReport| {
+        let file = report
+            .file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "-".into());
+        (
+            report.place.to_string(),
+            report.kind.map_or("none", |k| k.as_str()),
+            file,
+        )
+    };
+    match change {
+        Change::Swapped(report) => {
+            let (place, source, file) = describe(report);
+            if let Some(loaded) = &report.loaded {
+                tracing::info!(
+                    place = %place, source, file = %file,
+                    subject = %loaded.facts.subject,
+                    not_after = %crate::clock::rfc3339(loaded.facts.not_after),
+                    sha256 = %loaded.facts.sha256,
+                    "certificate swapped in"
+                );
+            }
+        }
+        Change::Gone(report) => {
+            let (place, source, file) = describe(report);
+            let fallback = match report.place {
                 Place::Domain(_) => "names under it get the next certificate up the chain",
                 Place::Certdir(_) => "the default certificate serves instead",
                 Place::Default => "a generated default serves",
@@ -632,31 +675,35 @@ fn log_change(before: Option<&SourceReport>, now: &SourceReport) -> bool {
             };
             tracing::warn!(place = %place, source, file = %file, "certificate no longer configured or deleted; {fallback}");
         }
-        _ => {}
-    }
-    for problem in &now.problems {
-        let known = before.is_some_and(|b| b.problems.contains(problem));
-        if known {
-            continue;
-        }
-        changed = true;
-        // Its text changes daily; the expiry monitor logs it once a day.
-        if problem.expiry {
-            continue;
-        }
-        match problem.severity {
-            Severity::Error => {
-                tracing::error!(place = %place, source, file = %file, "{}", problem.message)
+        Change::NewProblem(report, problem) => {
+            // Its text changes daily; the expiry monitor logs it once a day.
+            if problem.expiry {
+                return;
             }
-            Severity::Warning => {
-                tracing::warn!(place = %place, source, file = %file, "{}", problem.message)
+            let (place, source, file) = describe(report);
+            match problem.severity {
+                Severity::Error => {
+                    tracing::error!(place = %place, source, file = %file, "{}", problem.message)
+                }
+                Severity::Warning => {
+                    tracing::warn!(place = %place, source, file = %file, "{}", problem.message)
+                }
             }
         }
+        Change::Removed(place) => {
+            tracing::info!(place = %place, "removed from the configuration");
+        }
+        Change::ClientCaLoaded(listener, file) => {
+            tracing::info!(listener = %listener, file = %file.display(), "client CA loaded");
+        }
+        Change::BackendTls(backend, true) => {
+            tracing::info!(backend = %backend, "backend TLS settings loaded");
+        }
+        Change::ProblemsChanged
+        | Change::ClientCaGone
+        | Change::BackendsChanged
+        | Change::BackendTls(_, false) => {}
     }
-    if before.is_some_and(|b| b.problems != now.problems) {
-        changed = true;
-    }
-    changed
 }
 
 #[cfg(test)]
@@ -665,6 +712,57 @@ mod tests {
 
     fn config(yaml: &str) -> Config {
         Config::parse(yaml, Path::new("/etc/sniwalk/proxy.yaml")).expect("valid")
+    }
+
+    /// The reload publishes only when `differences` finds something: a
+    /// rebuild of unchanged sources finds nothing, a new certificate is a
+    /// swap, a removed domain is named.
+    #[test]
+    fn differences_decide_what_is_published() {
+        let pem = |name: &str| {
+            crate::snapshot::generate_self_signed_pem(&[name.to_string()], 1, false)
+                .expect("certificate")
+        };
+        // The generated default persists in state_dir, as in `run`.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().display().to_string();
+        let yaml = |text: &str| {
+            let block: String = text.lines().map(|l| format!("      {l}\n")).collect();
+            format!(
+                "master_domain: a.test\nstate_dir: {state}\ndomains:\n  a.test: {{}}\n  \
+                 b.a.test:\n    certificate_pem: |\n{block}"
+            )
+        };
+        let first = config(&yaml(&pem("b.a.test")));
+        let built = |c: &Config, previous: Option<&Snapshot>| {
+            Snapshot::build(c, previous, DefaultPolicy::Persist, 0).expect("builds")
+        };
+        let one = built(&first, None);
+        let same = built(&first, Some(&one));
+        let found = differences(&one, &same);
+        assert!(found.is_empty(), "nothing changed: {found:?}");
+
+        let second = config(&yaml(&pem("b.a.test")));
+        let swapped = built(&second, Some(&one));
+        let found = differences(&one, &swapped);
+        assert!(
+            found.iter().any(
+                |c| matches!(c, Change::Swapped(r) if r.place.to_string().contains("b.a.test"))
+            ),
+            "{found:?}"
+        );
+
+        let without = config(&format!(
+            "master_domain: a.test\nstate_dir: {state}\ndomains:\n  a.test: {{}}\n"
+        ));
+        let removed = built(&without, Some(&swapped));
+        let found = differences(&swapped, &removed);
+        assert!(
+            found.iter().any(
+                |c| matches!(c, Change::Removed(place) if place.to_string().contains("b.a.test"))
+            ),
+            "{found:?}"
+        );
     }
 
     #[test]
