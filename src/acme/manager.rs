@@ -8,15 +8,16 @@
 //! (inline, a file, or a stored PEM without the `acme_issued=` marker) is
 //! never touched.
 //!
-//! The decision for one domain is the pure [`decide`], and whether a bound
-//! listener can answer its challenge the pure
+//! The decision for one domain is the pure [`decide`] (in `decide.rs`), and
+//! whether a bound listener can answer its challenge the pure
 //! [`listeners::challenge_listener`]; [`Manager::run`] is the loop around
-//! them. Talking to the CA sits behind [`Issuer`], so the
-//! scheduler can be tested on a paused clock.
+//! them. Talking to the CA sits behind [`Issuer`] (in `issuer.rs`), so the
+//! scheduler can be tested on a paused clock. What they share is in
+//! `job.rs`, how requesters are answered in `handle.rs`; the public names
+//! stay reachable here.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -24,14 +25,20 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::control::{self, DomainStatus, ErrorRecord, RenewResult, StatusFile, Waiting};
-use super::listeners::{self, BoundListener, NO_LISTENER_CODE, NoListener};
-use super::schedule::{self, RenewalBasis, RenewalWindow};
-use super::{AcmeError, Step, account, client, lock, order, preflight};
-use crate::challenge::ChallengeStore;
-use crate::config::{AcmeConfig, CertificateSource, Config};
+use super::control::{self, DomainStatus, ErrorRecord, StatusFile, Waiting};
+pub use super::decide::{
+    Decision, DomainView, Reason, ServedView, StoredFile, decide, usable_instead_of_ordering,
+};
+pub use super::handle::{ManagerHandle, OrderEvent, OrderOutcome};
+use super::handle::{Waiter, answer, not_answerable, not_managed};
+pub use super::issuer::{CaIssuer, Issuer};
+use super::job::{ARI_MAX_REFRESH, ARI_MIN_REFRESH};
+pub use super::job::{AriAnswer, AriQuery, Clock, Failure, Issued, Job, Target, system_clock};
+use super::listeners::{self, BoundListener, NO_LISTENER_CODE};
+use super::schedule::{self, RenewalWindow};
+use super::{AcmeError, Step};
+use crate::config::{CertificateSource, Config};
 use crate::pem::ACME_ISSUED_MARKER;
-use crate::reload::{Reload, ReloadHandle};
 use crate::resolver::SnapshotStore;
 use crate::snapshot::{Place, Severity, Snapshot, stored_certificate_path};
 
@@ -58,689 +65,6 @@ impl Default for Timing {
             max_sleep: Duration::from_secs(60),
         }
     }
-}
-
-/// How often a lock held by another instance is looked at again.
-const LOCK_POLL: Duration = Duration::from_millis(500);
-
-/// Longest wait for another instance's order: orders end within minutes
-/// (each CA poll gives up after one), and a holder renews its lease only
-/// while it works, so this is only reached if it hangs.
-const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(600);
-
-/// How long a new certificate may take to be served after it is stored.
-const ACTIVATE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Renewal information from the CA is asked again after this long at most,
-/// and not sooner than [`ARI_MIN_REFRESH`] (whatever its `Retry-After`).
-const ARI_MAX_REFRESH: i64 = 24 * 3600;
-const ARI_MIN_REFRESH: i64 = 3600;
-
-/// Unix seconds now. A function so tests can run the scheduler on tokio's
-/// paused clock.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-/// The wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(crate::clock::unix_now)
-}
-
-/// The domain an ACME operation is for, with what it needs to reach the CA.
-#[derive(Clone)]
-pub struct Target {
-    /// The domain.
-    pub domain: String,
-    /// The account contact: the domain's, else `acme.account_email`.
-    pub email: Option<String>,
-    /// The global ACME settings at the time.
-    pub settings: Arc<AcmeConfig>,
-    /// Where accounts and certificates live.
-    pub state_dir: PathBuf,
-}
-
-/// One issuance to run.
-#[derive(Clone)]
-pub struct Job {
-    /// What to issue for.
-    pub target: Target,
-    /// Told each step as it starts.
-    pub progress: Arc<dyn Fn(Step) + Send + Sync>,
-}
-
-/// A certificate that was issued, stored and is being served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issued {
-    /// Its expiry (Unix seconds).
-    pub not_after: i64,
-    /// SHA-256 of the leaf.
-    pub sha256: String,
-}
-
-/// A failed issuance.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    /// What went wrong, where.
-    pub error: AcmeError,
-    /// The CA's `Retry-After`, in seconds from now, if it sent one.
-    pub retry_after: Option<i64>,
-}
-
-/// A renewal-information question for the CA (ARI, RFC 9773).
-#[derive(Clone)]
-pub struct AriQuery {
-    /// Whose certificate.
-    pub target: Target,
-    /// The served leaf, DER.
-    pub leaf: Vec<u8>,
-}
-
-/// What the CA said about renewing one certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AriAnswer {
-    /// The CA does not offer renewal information.
-    Unsupported,
-    /// Its suggested window, and in how many seconds to ask again.
-    Window(RenewalWindow, i64),
-    /// Asking failed; try again later.
-    Failed,
-}
-
-/// Talks to the CA on the manager's behalf.
-pub trait Issuer: Send + Sync + 'static {
-    /// Obtains a certificate for `job.domain`, stores it and waits until it
-    /// is served.
-    fn issue(&self, job: Job) -> impl Future<Output = Result<Issued, Failure>> + Send;
-
-    /// Asks the CA when to renew `query.leaf`.
-    fn renewal_info(&self, query: AriQuery) -> impl Future<Output = AriAnswer> + Send;
-}
-
-/// The real [`Issuer`]: pre-flight, account, order, store, reload.
-pub struct CaIssuer {
-    challenges: Arc<ChallengeStore>,
-    reloads: ReloadHandle,
-    store: SnapshotStore,
-    writer: crate::fsio::StateWriter,
-}
-
-impl CaIssuer {
-    /// An issuer answering challenges through `challenges`, telling the
-    /// reload task about results through `reloads`, and watching `store`
-    /// until they are served.
-    pub fn new(
-        challenges: Arc<ChallengeStore>,
-        reloads: ReloadHandle,
-        store: SnapshotStore,
-    ) -> Self {
-        CaIssuer {
-            challenges,
-            reloads,
-            store,
-            writer: crate::fsio::StateWriter::default(),
-        }
-    }
-
-    /// Stores certificates in turn with the admin API's imports (see
-    /// [`crate::fsio::StateWriter`]).
-    pub fn with_writer(mut self, writer: crate::fsio::StateWriter) -> Self {
-        self.writer = writer;
-        self
-    }
-
-    async fn account(
-        settings: &AcmeConfig,
-        state_dir: &Path,
-        email: Option<&str>,
-    ) -> Result<(instant_acme::Account, client::RetryAfter), AcmeError> {
-        let (http, retry_after) =
-            client::ca_client(&settings.ca_roots).map_err(|problem| AcmeError::Account {
-                directory: settings.directory.clone(),
-                step: "setting up the HTTP client",
-                problem,
-                problem_type: None,
-            })?;
-        let account = account::load_or_create(state_dir, &settings.directory, email, http).await?;
-        Ok((account, retry_after))
-    }
-
-    /// SHA-256 of the certificate this instance serves for `domain` itself.
-    fn served_sha256(&self, domain: &str) -> Option<String> {
-        let snapshot = self.store.load();
-        snapshot
-            .report(&Place::Domain(domain.to_string()))
-            .and_then(|r| r.loaded.as_ref())
-            .map(|l| l.facts.sha256.clone())
-    }
-
-    /// Takes `domain`'s order lock, waiting while another instance holds a
-    /// live lease (at most [`LOCK_WAIT_LIMIT`]).
-    async fn lock(
-        &self,
-        domain: &str,
-        state_dir: &Path,
-        lease: Duration,
-        progress: &(dyn Fn(Step) + Send + Sync),
-    ) -> Result<lock::LockGuard, AcmeError> {
-        let path = lock::lock_path(state_dir, domain);
-        let who = lock::Holder::this_process();
-        let fail = |problem: String| AcmeError::Order {
-            domain: domain.to_string(),
-            step: Step::WaitForOtherInstance,
-            problem,
-            problem_type: None,
-        };
-        let started = tokio::time::Instant::now();
-        let mut logged_holder: Option<String> = None;
-        loop {
-            let (p, w) = (path.clone(), who.clone());
-            let attempt = tokio::task::spawn_blocking(move || {
-                lock::try_acquire(&p, &w, crate::clock::unix_now(), lease)
-            })
-            .await
-            .map_err(|e| fail(format!("order lock {}: {e}", path.display())))?
-            .map_err(|e| fail(e.to_string()))?;
-            let seen = match attempt {
-                lock::Attempt::Acquired(record, replaced) => {
-                    match replaced {
-                        Some(stale) => tracing::info!(
-                            domain,
-                            lock = %path.display(),
-                            previous = %describe_holder(&stale),
-                            "ACME: took over a stale order lock (its holder stopped renewing it)"
-                        ),
-                        None => {
-                            tracing::debug!(domain, lock = %path.display(), "ACME: order lock taken")
-                        }
-                    }
-                    return Ok(lock::LockGuard::hold(
-                        path,
-                        domain.to_string(),
-                        record,
-                        lease,
-                    ));
-                }
-                lock::Attempt::Held(seen) => seen,
-            };
-            if logged_holder.is_none() {
-                progress(Step::WaitForOtherInstance);
-            }
-            let holder = describe_holder(&seen);
-            if logged_holder.as_ref() != Some(&holder) {
-                tracing::info!(
-                    domain,
-                    lock = %path.display(),
-                    holder = %holder,
-                    "ACME: another instance is ordering this domain; waiting for it"
-                );
-                logged_holder = Some(holder);
-            }
-            if started.elapsed() >= LOCK_WAIT_LIMIT {
-                return Err(fail(format!(
-                    "another instance has held the order lock {} for over {} min ({}); \
-                     if none is working on it, delete the file",
-                    path.display(),
-                    LOCK_WAIT_LIMIT.as_secs() / 60,
-                    logged_holder.unwrap_or_default()
-                )));
-            }
-            tokio::time::sleep(LOCK_POLL).await;
-        }
-    }
-
-    /// Account, order and store, for [`Issuer::issue`] while it holds the
-    /// lock; the stored certificate's facts.
-    async fn order_and_store(
-        &self,
-        domain: &str,
-        email: Option<&str>,
-        settings: &AcmeConfig,
-        state_dir: &Path,
-        progress: &(dyn Fn(Step) + Send + Sync),
-    ) -> Result<crate::pem::CertificateFacts, Failure> {
-        let fail = |error: AcmeError| Failure {
-            error,
-            retry_after: None,
-        };
-        progress(Step::Account);
-        let (account, retry_after) = Self::account(settings, state_dir, email)
-            .await
-            .map_err(fail)?;
-        let pem = order::issue(
-            &account,
-            order::Issue {
-                domain,
-                challenge: settings.challenge,
-                challenges: &self.challenges,
-                state_dir: Some(state_dir),
-                directory: &settings.directory,
-                progress,
-            },
-        )
-        .await
-        .map_err(|error| Failure {
-            error,
-            retry_after: retry_after.take_secs(SystemTime::now()),
-        })?;
-        let facts = crate::pem::parse_certificate_pem(&pem)
-            .map_err(|e| {
-                fail(AcmeError::Order {
-                    domain: domain.to_string(),
-                    step: Step::CreateCertificate,
-                    problem: format!("the issued certificate does not load: {e}"),
-                    problem_type: None,
-                })
-            })?
-            .leaf;
-        progress(Step::StoreCertificate);
-        let _turn = self.writer.lock().await;
-        order::store(state_dir, domain, &pem).await.map_err(fail)?;
-        Ok(facts)
-    }
-
-    /// Tells the reload task about `domain`'s stored certificate and waits
-    /// until it is served.
-    async fn activate(
-        &self,
-        domain: &str,
-        facts: crate::pem::CertificateFacts,
-        progress: &(dyn Fn(Step) + Send + Sync),
-    ) -> Result<Issued, AcmeError> {
-        progress(Step::Activate);
-        self.reloads.send(Reload::Domain(domain.to_string()));
-        self.activated(domain, &facts.sha256)
-            .await
-            .map_err(|problem| AcmeError::Order {
-                domain: domain.to_string(),
-                step: Step::Activate,
-                problem,
-                problem_type: None,
-            })?;
-        Ok(Issued {
-            not_after: facts.not_after,
-            sha256: facts.sha256,
-        })
-    }
-
-    /// Waits until the snapshot serves `sha256` for `domain`.
-    async fn activated(&self, domain: &str, sha256: &str) -> Result<(), String> {
-        let place = Place::Domain(domain.to_string());
-        let deadline = tokio::time::Instant::now() + ACTIVATE_TIMEOUT;
-        loop {
-            let snapshot = self.store.load();
-            let report = snapshot.report(&place);
-            if report
-                .and_then(|r| r.loaded.as_ref())
-                .is_some_and(|l| l.facts.sha256 == sha256)
-            {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let problems = report
-                    .map(|r| {
-                        r.problems
-                            .iter()
-                            .map(|p| p.message.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
-                    .unwrap_or_default();
-                return Err(format!(
-                    "stored, but the proxy did not serve it within {}s{}",
-                    ACTIVATE_TIMEOUT.as_secs(),
-                    if problems.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {problems}")
-                    }
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Issuer for CaIssuer {
-    async fn issue(&self, job: Job) -> Result<Issued, Failure> {
-        let Job {
-            target:
-                Target {
-                    domain,
-                    email,
-                    settings,
-                    state_dir,
-                },
-            progress,
-        } = job;
-        let fail = |error: AcmeError| Failure {
-            error,
-            retry_after: None,
-        };
-        progress(Step::CheckDnsResolution);
-        preflight::check(&domain, &settings.expected_addresses)
-            .await
-            .map_err(fail)?;
-        // What this instance serves now: what the decision to order was
-        // based on. A different certificate stored once we hold the lock
-        // was issued by another instance meanwhile.
-        let baseline = self.served_sha256(&domain);
-        let lock = self
-            .lock(&domain, &state_dir, settings.lock_lease, &*progress)
-            .await
-            .map_err(fail)?;
-        if let Some(facts) =
-            renewed_elsewhere(&state_dir, &domain, baseline.as_deref(), &settings).await
-        {
-            lock.release().await;
-            tracing::info!(
-                domain,
-                sha256 = %facts.sha256,
-                not_after = %crate::clock::rfc3339(facts.not_after),
-                "ACME: renewed by another instance; serving its certificate instead of ordering"
-            );
-            return self
-                .activate(&domain, facts, &*progress)
-                .await
-                .map_err(fail);
-        }
-        let ordered = self
-            .order_and_store(&domain, email.as_deref(), &settings, &state_dir, &*progress)
-            .await;
-        // Stored (or failed): the next instance to take the lock finds the
-        // result on disk.
-        lock.release().await;
-        let facts = ordered?;
-        self.activate(&domain, facts, &*progress)
-            .await
-            .map_err(fail)
-    }
-
-    async fn renewal_info(&self, query: AriQuery) -> AriAnswer {
-        let target = &query.target;
-        let Ok((account, _)) =
-            Self::account(&target.settings, &target.state_dir, target.email.as_deref()).await
-        else {
-            return AriAnswer::Failed;
-        };
-        let leaf = rustls_pki_types::CertificateDer::from(query.leaf);
-        let Ok(id) = instant_acme::CertificateIdentifier::try_from(&leaf) else {
-            return AriAnswer::Failed;
-        };
-        match account.renewal_info(&id).await {
-            Ok((info, again)) => AriAnswer::Window(
-                RenewalWindow {
-                    start: info.suggested_window.start.unix_timestamp(),
-                    end: info.suggested_window.end.unix_timestamp(),
-                },
-                i64::try_from(again.as_secs()).unwrap_or(ARI_MAX_REFRESH),
-            ),
-            Err(instant_acme::Error::Unsupported(_)) => AriAnswer::Unsupported,
-            Err(e) => {
-                tracing::debug!(domain = %target.domain, "renewal information: {e}");
-                AriAnswer::Failed
-            }
-        }
-    }
-}
-
-/// Who holds a lock, for the log: pid, host and lease end.
-fn describe_holder(seen: &lock::Seen) -> String {
-    match seen.record() {
-        Some(r) => format!(
-            "pid {} on {}, lease until {}",
-            r.pid,
-            r.host,
-            crate::clock::rfc3339(r.expires)
-        ),
-        None => "a lock file being written, or unreadable".into(),
-    }
-}
-
-/// The certificate another instance stored for `domain` since this one
-/// decided to order (its served one was `baseline`), if it can be used
-/// instead of ordering: loadable, ours, of the configured directory and not
-/// due for renewal.
-async fn renewed_elsewhere(
-    state_dir: &Path,
-    domain: &str,
-    baseline: Option<&str>,
-    settings: &AcmeConfig,
-) -> Option<crate::pem::CertificateFacts> {
-    let path = stored_certificate_path(state_dir, domain);
-    let text = tokio::task::spawn_blocking(move || crate::fsio::read_cert_text(&path))
-        .await
-        .ok()?
-        .ok()?;
-    let parsed = crate::pem::parse_certificate_pem(&text).ok()?;
-    let stored = ServedView {
-        not_before: parsed.leaf.not_before,
-        not_after: parsed.leaf.not_after,
-        acme_issued: parsed.markers.is_acme_issued(),
-        directory: parsed.markers.value(crate::pem::ACME_DIRECTORY_MARKER),
-    };
-    usable_instead_of_ordering(
-        stored,
-        &parsed.leaf.sha256,
-        baseline,
-        &settings.directory,
-        crate::clock::unix_now(),
-        settings.renew_at,
-    )
-    .then_some(parsed.leaf)
-}
-
-/// Whether the `stored` certificate (leaf `sha256`) makes an order
-/// needless: it is not the `baseline` the decision to order was made on,
-/// and [`decide`] would leave it alone until its renewal point.
-pub fn usable_instead_of_ordering(
-    stored: ServedView<'_>,
-    sha256: &str,
-    baseline: Option<&str>,
-    directory: &str,
-    now: i64,
-    renew_at: f64,
-) -> bool {
-    if baseline == Some(sha256) {
-        return false;
-    }
-    let view = DomainView {
-        configured_by_hand: false,
-        served: Some(stored),
-        stored: StoredFile::Ours,
-        broken: false,
-    };
-    // The middle of the jitter range: the point matters little for a
-    // certificate just issued, far from its renewal.
-    matches!(
-        decide(view, false, directory, None, now, renew_at, 0.5),
-        Decision::WaitUntil(_)
-    )
-}
-
-// ---- the decision -------------------------------------------------------
-
-/// What is known about one ACME domain, for [`decide`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DomainView<'a> {
-    /// Set by hand in the configuration (inline or `certificate_file`).
-    pub configured_by_hand: bool,
-    /// The certificate served for the domain itself, if any.
-    pub served: Option<ServedView<'a>>,
-    /// The state of the stored file when nothing is served from it.
-    pub stored: StoredFile,
-    /// Whether the source has an error (unreadable, expired, ...).
-    pub broken: bool,
-}
-
-/// The served certificate, as far as [`decide`] cares.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ServedView<'a> {
-    /// Validity start (Unix seconds).
-    pub not_before: i64,
-    /// Validity end (Unix seconds).
-    pub not_after: i64,
-    /// Carries the `acme_issued=` marker.
-    pub acme_issued: bool,
-    /// Its `acme_directory=` marker.
-    pub directory: Option<&'a str>,
-}
-
-/// The stored certificate file of an ACME domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoredFile {
-    /// Not there.
-    Missing,
-    /// There, with our marker (so ours to replace).
-    Ours,
-    /// There, without our marker: placed by hand.
-    NotOurs,
-}
-
-/// Why a domain gets an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// No certificate yet.
-    NoCertificate,
-    /// The stored certificate is unreadable, or expired.
-    Broken,
-    /// The renewal point has come.
-    Renewal(RenewalBasis),
-    /// It was issued by another ACME directory (e.g. staging → production).
-    DirectoryChanged,
-    /// `sniwalk renew`.
-    Forced,
-}
-
-impl Reason {
-    /// For logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::NoCertificate => "no certificate yet",
-            Reason::Broken => "the stored certificate is unusable",
-            Reason::Renewal(RenewalBasis::Ari) => "renewal window from the CA (ARI)",
-            Reason::Renewal(RenewalBasis::Lifetime) => "renewal point of its lifetime",
-            Reason::Renewal(RenewalBasis::InvalidValidity) => "nonsense validity period",
-            Reason::DirectoryChanged => "issued by another ACME directory",
-            Reason::Forced => "renewal requested",
-        }
-    }
-}
-
-/// What to do about one domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Managed by hand: leave it alone.
-    LeaveAlone,
-    /// Nothing until `at` (Unix seconds).
-    WaitUntil(i64),
-    /// Order now (subject to the retry backoff unless forced).
-    Issue(Reason),
-}
-
-/// Decides what to do about one ACME-enabled domain at `now`.
-///
-/// `renew_at` and `jitter` go to [`schedule::renewal`]; `ari` is the CA's
-/// window if it gave one; `directory` is the configured ACME directory.
-pub fn decide(
-    view: DomainView<'_>,
-    forced: bool,
-    directory: &str,
-    ari: Option<RenewalWindow>,
-    now: i64,
-    renew_at: f64,
-    jitter: f64,
-) -> Decision {
-    if view.configured_by_hand {
-        return Decision::LeaveAlone;
-    }
-    let Some(served) = view.served else {
-        return match view.stored {
-            StoredFile::NotOurs => Decision::LeaveAlone,
-            StoredFile::Ours => Decision::Issue(if forced {
-                Reason::Forced
-            } else {
-                Reason::Broken
-            }),
-            StoredFile::Missing => Decision::Issue(if forced {
-                Reason::Forced
-            } else {
-                Reason::NoCertificate
-            }),
-        };
-    };
-    if !served.acme_issued {
-        return Decision::LeaveAlone;
-    }
-    if forced {
-        return Decision::Issue(Reason::Forced);
-    }
-    if view.broken {
-        return Decision::Issue(Reason::Broken);
-    }
-    if served.directory.is_some_and(|d| d != directory) {
-        return Decision::Issue(Reason::DirectoryChanged);
-    }
-    let renewal = schedule::renewal(
-        served.not_before,
-        served.not_after,
-        ari,
-        now,
-        renew_at,
-        jitter,
-    );
-    if renewal.due {
-        Decision::Issue(Reason::Renewal(renewal.basis))
-    } else {
-        Decision::WaitUntil(renewal.at)
-    }
-}
-
-// ---- the task -----------------------------------------------------------
-
-/// What the ACME task tells whoever asked for an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OrderEvent {
-    /// The order reached this step.
-    Step(Step),
-    /// It ended.
-    Done(OrderOutcome),
-}
-
-/// How an asked-for order ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderOutcome {
-    /// Whether a new certificate is being served.
-    pub ok: bool,
-    /// What happened, for people.
-    pub message: String,
-    /// The error code ([`AcmeError::code`], or `NotManaged`), when it failed.
-    pub code: Option<String>,
-    /// The step that failed, if one did.
-    pub step: Option<Step>,
-}
-
-/// Asks the running ACME task for orders.
-#[derive(Debug, Clone)]
-pub struct ManagerHandle {
-    tx: mpsc::UnboundedSender<(String, mpsc::UnboundedSender<OrderEvent>)>,
-}
-
-impl ManagerHandle {
-    /// Asks for an order for `domain` now (whatever the schedule and the
-    /// backoff say; joining the one in flight if there is one). Its steps
-    /// and its outcome arrive on the returned receiver.
-    pub fn order(&self, domain: &str) -> mpsc::UnboundedReceiver<OrderEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let _ = self.tx.send((domain.to_string(), tx));
-        rx
-    }
-}
-
-/// Someone waiting for a domain's next order to end.
-enum Waiter {
-    /// `sniwalk renew`: answered with a result file.
-    File(String),
-    /// In process (admin API jobs): told every step and the outcome.
-    Watch(mpsc::UnboundedSender<OrderEvent>),
 }
 
 /// What a finished background task reports.
@@ -1029,7 +353,13 @@ impl<I: Issuer> Manager<I> {
             Some(_) => None,
         };
         if let Some(message) = refusal {
-            self.answer(&config.state_dir, domain, waiter, &not_managed(message));
+            answer(
+                &config.state_dir,
+                domain,
+                waiter,
+                &not_managed(message),
+                &self.clock,
+            );
             return;
         }
         if let Err(no_listener) =
@@ -1041,7 +371,7 @@ impl<I: Issuer> Manager<I> {
                 "ACME: order requested, but none is placed: {no_listener}"
             );
             let outcome = not_answerable(domain, &no_listener);
-            self.answer(&config.state_dir, domain, waiter, &outcome);
+            answer(&config.state_dir, domain, waiter, &outcome, &self.clock);
             return;
         }
         tracing::info!(domain, "ACME: order requested");
@@ -1284,10 +614,10 @@ impl<I: Issuer> Manager<I> {
             let outcome = not_managed(format!(
                 "{domain}'s certificate is managed by hand (no `acme_issued` marker); ACME leaves it alone"
             ));
-            self.answer(&config.state_dir, &domain, waiter, &outcome);
+            answer(&config.state_dir, &domain, waiter, &outcome, &self.clock);
         }
         for (domain, waiter, outcome) in refusals {
-            self.answer(&config.state_dir, &domain, waiter, &outcome);
+            answer(&config.state_dir, &domain, waiter, &outcome, &self.clock);
         }
         // Domains no longer managed drop out of the status (unless busy).
         let before = self.entries.len();
@@ -1419,28 +749,7 @@ impl<I: Issuer> Manager<I> {
                     metrics.acme_order(outcome.ok);
                 }
                 for waiter in waiting {
-                    self.answer(&state_dir, &domain, waiter, &outcome);
-                }
-            }
-        }
-    }
-
-    /// Tells `waiter` how the order for `domain` ended.
-    fn answer(&self, state_dir: &Path, domain: &str, waiter: Waiter, outcome: &OrderOutcome) {
-        match waiter {
-            Waiter::Watch(tx) => {
-                let _ = tx.send(OrderEvent::Done(outcome.clone()));
-            }
-            Waiter::File(id) => {
-                let result = RenewResult {
-                    id,
-                    ok: outcome.ok,
-                    message: outcome.message.clone(),
-                    code: outcome.code.clone(),
-                    finished_at: (self.clock)(),
-                };
-                if let Err(e) = control::write_result(state_dir, domain, &result) {
-                    tracing::error!(domain, "cannot write the renewal result: {e}");
+                    answer(&state_dir, &domain, waiter, &outcome, &self.clock);
                 }
             }
         }
@@ -1462,27 +771,6 @@ impl<I: Issuer> Manager<I> {
         if let Err(e) = control::write_status(&state_dir, &status) {
             tracing::warn!("cannot write the ACME status file: {e}");
         }
-    }
-}
-
-/// The outcome for a request ACME will not act on.
-fn not_managed(message: String) -> OrderOutcome {
-    OrderOutcome {
-        ok: false,
-        message,
-        code: Some("NotManaged".into()),
-        step: None,
-    }
-}
-
-/// The outcome for a request no order is placed for, because no bound
-/// listener can answer the challenge.
-fn not_answerable(domain: &str, no_listener: &NoListener) -> OrderOutcome {
-    OrderOutcome {
-        ok: false,
-        message: format!("{domain}: no order placed: {no_listener}"),
-        code: Some(NO_LISTENER_CODE.into()),
-        step: None,
     }
 }
 

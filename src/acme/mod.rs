@@ -12,6 +12,13 @@
 //! - `order` runs one issuance, the RFC 8555 checklist, and stores it.
 //! - `lock` is the order lock with a lease that lets several instances
 //!   share one `state_dir`: one of them orders a domain at a time.
+//! - `decide` is the pure decision for one domain: leave it alone, wait,
+//!   or order now, and why.
+//! - `issuer` is the real issuer: lock → order → store → activate.
+//! - `job` holds what the task and the issuer hand each other (target,
+//!   job, issued, failure, renewal information, the clock).
+//! - `handle` is how the admin API and `sniwalk renew` ask for an order
+//!   and hear how it ended.
 //! - `manager` is the task that runs it all: which domain is due, at most
 //!   one order per domain, retries, forced renewals, the status file.
 //! - `control` is how `sniwalk renew` reaches a running proxy: request and
@@ -20,6 +27,10 @@
 pub mod account;
 pub mod client;
 pub mod control;
+pub mod decide;
+pub mod handle;
+pub mod issuer;
+pub mod job;
 pub mod listeners;
 pub mod lock;
 pub mod manager;

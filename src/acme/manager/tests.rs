@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use crate::snapshot::SnapshotWriter;
 
 use super::*;
-use crate::acme::schedule::{BACKOFF_CAP, DAY};
+use crate::acme::schedule::{BACKOFF_CAP, DAY, RenewalBasis};
 use crate::pem::{Markers, render_certificate_pem};
 use crate::snapshot::DefaultPolicy;
 

@@ -1,0 +1,414 @@
+//! The real issuer: pre-flight, then the domain's order lock (shared with
+//! other instances on the same `state_dir`), the order with the CA, storing
+//! the certificate and waiting until the proxy serves it (lock → order →
+//! store → activate). The [`Issuer`] trait is the seam the ACME task's
+//! tests replace with a scripted CA.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::decide::{ServedView, usable_instead_of_ordering};
+use super::job::{ARI_MAX_REFRESH, AriAnswer, AriQuery, Failure, Issued, Job, Target};
+use super::schedule::RenewalWindow;
+use super::{AcmeError, Step, account, client, lock, order, preflight};
+use crate::challenge::ChallengeStore;
+use crate::config::AcmeConfig;
+use crate::reload::{Reload, ReloadHandle};
+use crate::resolver::SnapshotStore;
+use crate::snapshot::{Place, stored_certificate_path};
+
+/// How often a lock held by another instance is looked at again.
+const LOCK_POLL: Duration = Duration::from_millis(500);
+
+/// Longest wait for another instance's order: orders end within minutes
+/// (each CA poll gives up after one), and a holder renews its lease only
+/// while it works, so this is only reached if it hangs.
+const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(600);
+
+/// How long a new certificate may take to be served after it is stored.
+const ACTIVATE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Talks to the CA on the manager's behalf.
+pub trait Issuer: Send + Sync + 'static {
+    /// Obtains a certificate for `job.domain`, stores it and waits until it
+    /// is served.
+    fn issue(&self, job: Job) -> impl Future<Output = Result<Issued, Failure>> + Send;
+
+    /// Asks the CA when to renew `query.leaf`.
+    fn renewal_info(&self, query: AriQuery) -> impl Future<Output = AriAnswer> + Send;
+}
+
+/// The real [`Issuer`]: pre-flight, account, order, store, reload.
+pub struct CaIssuer {
+    challenges: Arc<ChallengeStore>,
+    reloads: ReloadHandle,
+    store: SnapshotStore,
+    writer: crate::fsio::StateWriter,
+}
+
+impl CaIssuer {
+    /// An issuer answering challenges through `challenges`, telling the
+    /// reload task about results through `reloads`, and watching `store`
+    /// until they are served.
+    pub fn new(
+        challenges: Arc<ChallengeStore>,
+        reloads: ReloadHandle,
+        store: SnapshotStore,
+    ) -> Self {
+        CaIssuer {
+            challenges,
+            reloads,
+            store,
+            writer: crate::fsio::StateWriter::default(),
+        }
+    }
+
+    /// Stores certificates in turn with the admin API's imports (see
+    /// [`crate::fsio::StateWriter`]).
+    pub fn with_writer(mut self, writer: crate::fsio::StateWriter) -> Self {
+        self.writer = writer;
+        self
+    }
+
+    async fn account(
+        settings: &AcmeConfig,
+        state_dir: &Path,
+        email: Option<&str>,
+    ) -> Result<(instant_acme::Account, client::RetryAfter), AcmeError> {
+        let (http, retry_after) =
+            client::ca_client(&settings.ca_roots).map_err(|problem| AcmeError::Account {
+                directory: settings.directory.clone(),
+                step: "setting up the HTTP client",
+                problem,
+                problem_type: None,
+            })?;
+        let account = account::load_or_create(state_dir, &settings.directory, email, http).await?;
+        Ok((account, retry_after))
+    }
+
+    /// SHA-256 of the certificate this instance serves for `domain` itself.
+    fn served_sha256(&self, domain: &str) -> Option<String> {
+        let snapshot = self.store.load();
+        snapshot
+            .report(&Place::Domain(domain.to_string()))
+            .and_then(|r| r.loaded.as_ref())
+            .map(|l| l.facts.sha256.clone())
+    }
+
+    /// Takes `domain`'s order lock, waiting while another instance holds a
+    /// live lease (at most [`LOCK_WAIT_LIMIT`]).
+    async fn lock(
+        &self,
+        domain: &str,
+        state_dir: &Path,
+        lease: Duration,
+        progress: &(dyn Fn(Step) + Send + Sync),
+    ) -> Result<lock::LockGuard, AcmeError> {
+        let path = lock::lock_path(state_dir, domain);
+        let who = lock::Holder::this_process();
+        let fail = |problem: String| AcmeError::Order {
+            domain: domain.to_string(),
+            step: Step::WaitForOtherInstance,
+            problem,
+            problem_type: None,
+        };
+        let started = tokio::time::Instant::now();
+        let mut logged_holder: Option<String> = None;
+        loop {
+            let (p, w) = (path.clone(), who.clone());
+            let attempt = tokio::task::spawn_blocking(move || {
+                lock::try_acquire(&p, &w, crate::clock::unix_now(), lease)
+            })
+            .await
+            .map_err(|e| fail(format!("order lock {}: {e}", path.display())))?
+            .map_err(|e| fail(e.to_string()))?;
+            let seen = match attempt {
+                lock::Attempt::Acquired(record, replaced) => {
+                    match replaced {
+                        Some(stale) => tracing::info!(
+                            domain,
+                            lock = %path.display(),
+                            previous = %describe_holder(&stale),
+                            "ACME: took over a stale order lock (its holder stopped renewing it)"
+                        ),
+                        None => {
+                            tracing::debug!(domain, lock = %path.display(), "ACME: order lock taken")
+                        }
+                    }
+                    return Ok(lock::LockGuard::hold(
+                        path,
+                        domain.to_string(),
+                        record,
+                        lease,
+                    ));
+                }
+                lock::Attempt::Held(seen) => seen,
+            };
+            if logged_holder.is_none() {
+                progress(Step::WaitForOtherInstance);
+            }
+            let holder = describe_holder(&seen);
+            if logged_holder.as_ref() != Some(&holder) {
+                tracing::info!(
+                    domain,
+                    lock = %path.display(),
+                    holder = %holder,
+                    "ACME: another instance is ordering this domain; waiting for it"
+                );
+                logged_holder = Some(holder);
+            }
+            if started.elapsed() >= LOCK_WAIT_LIMIT {
+                return Err(fail(format!(
+                    "another instance has held the order lock {} for over {} min ({}); \
+                     if none is working on it, delete the file",
+                    path.display(),
+                    LOCK_WAIT_LIMIT.as_secs() / 60,
+                    logged_holder.unwrap_or_default()
+                )));
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+        }
+    }
+
+    /// Account, order and store, for [`Issuer::issue`] while it holds the
+    /// lock; the stored certificate's facts.
+    async fn order_and_store(
+        &self,
+        domain: &str,
+        email: Option<&str>,
+        settings: &AcmeConfig,
+        state_dir: &Path,
+        progress: &(dyn Fn(Step) + Send + Sync),
+    ) -> Result<crate::pem::CertificateFacts, Failure> {
+        let fail = |error: AcmeError| Failure {
+            error,
+            retry_after: None,
+        };
+        progress(Step::Account);
+        let (account, retry_after) = Self::account(settings, state_dir, email)
+            .await
+            .map_err(fail)?;
+        let pem = order::issue(
+            &account,
+            order::Issue {
+                domain,
+                challenge: settings.challenge,
+                challenges: &self.challenges,
+                state_dir: Some(state_dir),
+                directory: &settings.directory,
+                progress,
+            },
+        )
+        .await
+        .map_err(|error| Failure {
+            error,
+            retry_after: retry_after.take_secs(SystemTime::now()),
+        })?;
+        let facts = crate::pem::parse_certificate_pem(&pem)
+            .map_err(|e| {
+                fail(AcmeError::Order {
+                    domain: domain.to_string(),
+                    step: Step::CreateCertificate,
+                    problem: format!("the issued certificate does not load: {e}"),
+                    problem_type: None,
+                })
+            })?
+            .leaf;
+        progress(Step::StoreCertificate);
+        let _turn = self.writer.lock().await;
+        order::store(state_dir, domain, &pem).await.map_err(fail)?;
+        Ok(facts)
+    }
+
+    /// Tells the reload task about `domain`'s stored certificate and waits
+    /// until it is served.
+    async fn activate(
+        &self,
+        domain: &str,
+        facts: crate::pem::CertificateFacts,
+        progress: &(dyn Fn(Step) + Send + Sync),
+    ) -> Result<Issued, AcmeError> {
+        progress(Step::Activate);
+        self.reloads.send(Reload::Domain(domain.to_string()));
+        self.activated(domain, &facts.sha256)
+            .await
+            .map_err(|problem| AcmeError::Order {
+                domain: domain.to_string(),
+                step: Step::Activate,
+                problem,
+                problem_type: None,
+            })?;
+        Ok(Issued {
+            not_after: facts.not_after,
+            sha256: facts.sha256,
+        })
+    }
+
+    /// Waits until the snapshot serves `sha256` for `domain`.
+    async fn activated(&self, domain: &str, sha256: &str) -> Result<(), String> {
+        let place = Place::Domain(domain.to_string());
+        let deadline = tokio::time::Instant::now() + ACTIVATE_TIMEOUT;
+        loop {
+            let snapshot = self.store.load();
+            let report = snapshot.report(&place);
+            if report
+                .and_then(|r| r.loaded.as_ref())
+                .is_some_and(|l| l.facts.sha256 == sha256)
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let problems = report
+                    .map(|r| {
+                        r.problems
+                            .iter()
+                            .map(|p| p.message.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default();
+                return Err(format!(
+                    "stored, but the proxy did not serve it within {}s{}",
+                    ACTIVATE_TIMEOUT.as_secs(),
+                    if problems.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {problems}")
+                    }
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Issuer for CaIssuer {
+    async fn issue(&self, job: Job) -> Result<Issued, Failure> {
+        let Job {
+            target:
+                Target {
+                    domain,
+                    email,
+                    settings,
+                    state_dir,
+                },
+            progress,
+        } = job;
+        let fail = |error: AcmeError| Failure {
+            error,
+            retry_after: None,
+        };
+        progress(Step::CheckDnsResolution);
+        preflight::check(&domain, &settings.expected_addresses)
+            .await
+            .map_err(fail)?;
+        // What this instance serves now: what the decision to order was
+        // based on. A different certificate stored once we hold the lock
+        // was issued by another instance meanwhile.
+        let baseline = self.served_sha256(&domain);
+        let lock = self
+            .lock(&domain, &state_dir, settings.lock_lease, &*progress)
+            .await
+            .map_err(fail)?;
+        if let Some(facts) =
+            renewed_elsewhere(&state_dir, &domain, baseline.as_deref(), &settings).await
+        {
+            lock.release().await;
+            tracing::info!(
+                domain,
+                sha256 = %facts.sha256,
+                not_after = %crate::clock::rfc3339(facts.not_after),
+                "ACME: renewed by another instance; serving its certificate instead of ordering"
+            );
+            return self
+                .activate(&domain, facts, &*progress)
+                .await
+                .map_err(fail);
+        }
+        let ordered = self
+            .order_and_store(&domain, email.as_deref(), &settings, &state_dir, &*progress)
+            .await;
+        // Stored (or failed): the next instance to take the lock finds the
+        // result on disk.
+        lock.release().await;
+        let facts = ordered?;
+        self.activate(&domain, facts, &*progress)
+            .await
+            .map_err(fail)
+    }
+
+    async fn renewal_info(&self, query: AriQuery) -> AriAnswer {
+        let target = &query.target;
+        let Ok((account, _)) =
+            Self::account(&target.settings, &target.state_dir, target.email.as_deref()).await
+        else {
+            return AriAnswer::Failed;
+        };
+        let leaf = rustls_pki_types::CertificateDer::from(query.leaf);
+        let Ok(id) = instant_acme::CertificateIdentifier::try_from(&leaf) else {
+            return AriAnswer::Failed;
+        };
+        match account.renewal_info(&id).await {
+            Ok((info, again)) => AriAnswer::Window(
+                RenewalWindow {
+                    start: info.suggested_window.start.unix_timestamp(),
+                    end: info.suggested_window.end.unix_timestamp(),
+                },
+                i64::try_from(again.as_secs()).unwrap_or(ARI_MAX_REFRESH),
+            ),
+            Err(instant_acme::Error::Unsupported(_)) => AriAnswer::Unsupported,
+            Err(e) => {
+                tracing::debug!(domain = %target.domain, "renewal information: {e}");
+                AriAnswer::Failed
+            }
+        }
+    }
+}
+
+/// Who holds a lock, for the log: pid, host and lease end.
+fn describe_holder(seen: &lock::Seen) -> String {
+    match seen.record() {
+        Some(r) => format!(
+            "pid {} on {}, lease until {}",
+            r.pid,
+            r.host,
+            crate::clock::rfc3339(r.expires)
+        ),
+        None => "a lock file being written, or unreadable".into(),
+    }
+}
+
+/// The certificate another instance stored for `domain` since this one
+/// decided to order (its served one was `baseline`), if it can be used
+/// instead of ordering: loadable, ours, of the configured directory and not
+/// due for renewal.
+async fn renewed_elsewhere(
+    state_dir: &Path,
+    domain: &str,
+    baseline: Option<&str>,
+    settings: &AcmeConfig,
+) -> Option<crate::pem::CertificateFacts> {
+    let path = stored_certificate_path(state_dir, domain);
+    let text = tokio::task::spawn_blocking(move || crate::fsio::read_cert_text(&path))
+        .await
+        .ok()?
+        .ok()?;
+    let parsed = crate::pem::parse_certificate_pem(&text).ok()?;
+    let stored = ServedView {
+        not_before: parsed.leaf.not_before,
+        not_after: parsed.leaf.not_after,
+        acme_issued: parsed.markers.is_acme_issued(),
+        directory: parsed.markers.value(crate::pem::ACME_DIRECTORY_MARKER),
+    };
+    usable_instead_of_ordering(
+        stored,
+        &parsed.leaf.sha256,
+        baseline,
+        &settings.directory,
+        crate::clock::unix_now(),
+        settings.renew_at,
+    )
+    .then_some(parsed.leaf)
+}
