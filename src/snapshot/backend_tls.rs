@@ -3,7 +3,7 @@
 //!
 //! What a backend connection needs — trust roots, the client certificate,
 //! the server name — is built when a snapshot is built, like every other
-//! certificate (DESIGN.md invariant 4), into one [`BackendTlsClient`] per
+//! certificate (README, "TLS towards backends"), into one [`BackendTlsClient`] per
 //! backend. A changed client certificate or CA file therefore gives a new
 //! `BackendTlsClient` at the next reload, and new backend connections use
 //! it; connections already open keep the one they were made with.
@@ -18,8 +18,8 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use super::certificate::{LoadedCertificate, SourceStamp};
 use crate::config::BackendTls;
-use crate::snapshot::{LoadedCertificate, SourceStamp};
 
 /// Everything a connection to one TLS backend needs, as of one snapshot.
 #[derive(Debug)]

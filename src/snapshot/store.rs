@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
 
-use super::Snapshot;
+use super::model::Snapshot;
 
 /// Read access to the current snapshot: cheap to clone, lock-free to load
 /// (an `ArcSwap` load, the handshake path's only cost here).

@@ -4,38 +4,19 @@
 //! while unchanged and kept when broken (last good) like certificates, and
 //! reported under their own places.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::server::danger::ClientCertVerifier;
 
 use super::backend_tls::BackendTlsClient;
+use super::certificate::{FileStamp, LoadedCertificate, SourceKind, SourceStamp};
+use super::last_good::Changes;
+use super::loaders::{load_pem_file, load_source};
+use super::model::{BackendTlsEntry, ClientCa, Snapshot};
+use super::report::{Place, Problem, SourceReport};
 use super::roots;
-use super::{
-    Changes, FileStamp, LoadedCertificate, Place, Problem, Snapshot, SourceKind, SourceReport,
-    SourceStamp, load_pem_file, load_source,
-};
 use crate::config::{BackendTls, Config};
-
-/// A listener's client CA, ready to check client certificates.
-#[derive(Debug)]
-pub struct ClientCa {
-    /// Checks a client certificate's chain against the CA file.
-    pub verifier: Arc<dyn ClientCertVerifier>,
-    /// The CA file.
-    pub file: PathBuf,
-    /// What the file looked like when it was read.
-    pub stamp: SourceStamp,
-}
-
-/// One TLS backend as of a snapshot.
-#[derive(Debug, Clone)]
-pub struct BackendTlsEntry {
-    /// The backend as configured (`https://HOST:PORT` or `HOST:PORT`).
-    pub backend: String,
-    /// Ready to connect, or why not (requests to it then fail with 502).
-    pub client: Result<Arc<BackendTlsClient>, String>,
-}
 
 fn stamp_of(path: &Path) -> SourceStamp {
     FileStamp::of(path).map_or(SourceStamp::Unknown, SourceStamp::File)
