@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::DAY;
 use crate::expiry::{self, ExpiryState};
-use crate::resolver::SnapshotStore;
+use crate::snapshot::SnapshotReader;
 use crate::snapshot::{Place, Snapshot, SourceKind};
 
 /// A served certificate that expires soon or has expired, reported at most
@@ -146,7 +146,7 @@ impl ExpiryMonitor {
 ///
 /// `warn_days` is `acme.warn_days` of the configuration sniwalk started
 /// with.
-pub async fn run(store: SnapshotStore, warn_days: u32, stop: CancellationToken) {
+pub async fn run(store: SnapshotReader, warn_days: u32, stop: CancellationToken) {
     let mut monitor = ExpiryMonitor::new();
     // The first tick completes at once: the check at start.
     let mut ticks = tokio::time::interval(CHECK_INTERVAL);

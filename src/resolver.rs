@@ -3,7 +3,7 @@
 //!
 //! Invariants (README: Layout):
 //! 1. All certificate state sits in one snapshot; this file only loads it
-//!    through a [`SnapshotStore`] (a `SnapshotReader`). Only the reload task
+//!    through a [`SnapshotReader`]. Only the reload task
 //!    holds the `SnapshotWriter`.
 //! 2. `resolve()` never does I/O, never locks, allocates nothing beyond an
 //!    `Arc` clone and never logs above debug. What must be logged about a
@@ -21,11 +21,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::challenge::{ACME_TLS_ALPN, ChallengeStore};
+use crate::snapshot::SnapshotReader;
 use crate::tree::Step;
-
-/// Read access to the certificate state (the name the serving code has
-/// always used; [`crate::snapshot::SnapshotReader`] cannot publish).
-pub use crate::snapshot::SnapshotReader as SnapshotStore;
 
 /// Flags raised by resolvers for connection tasks to log.
 #[derive(Debug, Default)]
@@ -65,7 +62,7 @@ impl HandshakeEvents {
 /// Picks the certificate for each ClientHello on one listener.
 pub struct SniResolver {
     listener: usize,
-    store: SnapshotStore,
+    store: SnapshotReader,
     events: Arc<HandshakeEvents>,
     challenges: Option<Arc<ChallengeStore>>,
 }
@@ -73,7 +70,7 @@ pub struct SniResolver {
 impl SniResolver {
     /// A resolver for listener number `listener` (its position in the
     /// configuration, which indexes the snapshot's certdirs).
-    pub fn new(listener: usize, store: SnapshotStore, events: Arc<HandshakeEvents>) -> Self {
+    pub fn new(listener: usize, store: SnapshotReader, events: Arc<HandshakeEvents>) -> Self {
         Self {
             listener,
             store,

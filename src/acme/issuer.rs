@@ -16,7 +16,7 @@ use super::{AcmeError, Step, account, client, lock, order, preflight};
 use crate::challenge::ChallengeStore;
 use crate::config::AcmeConfig;
 use crate::reload::{Reload, ReloadHandle};
-use crate::resolver::SnapshotStore;
+use crate::snapshot::SnapshotReader;
 use crate::snapshot::{Place, stored_certificate_path};
 
 /// How often a lock held by another instance is looked at again.
@@ -44,7 +44,7 @@ pub trait Issuer: Send + Sync + 'static {
 pub struct CaIssuer {
     challenges: Arc<ChallengeStore>,
     reloads: ReloadHandle,
-    store: SnapshotStore,
+    store: SnapshotReader,
     writer: crate::fsio::StateWriter,
 }
 
@@ -55,7 +55,7 @@ impl CaIssuer {
     pub fn new(
         challenges: Arc<ChallengeStore>,
         reloads: ReloadHandle,
-        store: SnapshotStore,
+        store: SnapshotReader,
     ) -> Self {
         CaIssuer {
             challenges,

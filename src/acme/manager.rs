@@ -39,7 +39,7 @@ use super::schedule::{self, RenewalWindow};
 use super::{AcmeError, Step};
 use crate::config::{CertificateSource, Config};
 use crate::pem::ACME_ISSUED_MARKER;
-use crate::resolver::SnapshotStore;
+use crate::snapshot::SnapshotReader;
 use crate::snapshot::{Place, Severity, Snapshot, stored_certificate_path};
 
 /// Orders running at once, across domains: enough to issue a handful of
@@ -108,7 +108,7 @@ struct Entry {
 pub struct Manager<I: Issuer> {
     issuer: Arc<I>,
     config: watch::Receiver<Arc<Config>>,
-    store: SnapshotStore,
+    store: SnapshotReader,
     clock: Clock,
     entries: HashMap<String, Entry>,
     jobs: JoinSet<Done>,
@@ -138,7 +138,7 @@ impl<I: Issuer> Manager<I> {
     pub fn new(
         issuer: I,
         config: watch::Receiver<Arc<Config>>,
-        store: SnapshotStore,
+        store: SnapshotReader,
         clock: Clock,
     ) -> Self {
         let (progress_tx, progress_rx) = mpsc::unbounded_channel();

@@ -14,8 +14,8 @@ use crate::acme::Step;
 use crate::acme::manager::{ManagerHandle, OrderEvent};
 use crate::config::{ListenerKind, normalize_domain_name};
 use crate::reload::Reload;
-use crate::resolver::SnapshotStore;
 use crate::snapshot::Place;
+use crate::snapshot::SnapshotReader;
 
 /// Hostnames in one issuance job.
 pub const MAX_HOSTNAMES: usize = 100;
@@ -181,7 +181,7 @@ pub(super) fn job(state: &AdminState, id: &str) -> Reply {
 
 /// Follows one hostname's order and keeps its job up to date.
 async fn run_host_job(
-    store: SnapshotStore,
+    store: SnapshotReader,
     acme: ManagerHandle,
     jobs: Arc<Mutex<Jobs>>,
     id: String,

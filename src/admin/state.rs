@@ -13,7 +13,7 @@ use crate::acme::manager::ManagerHandle;
 use crate::config::{Config, DomainStore, StoredDomain};
 use crate::metrics::Metrics;
 use crate::reload::ReloadHandle;
-use crate::resolver::SnapshotStore;
+use crate::snapshot::SnapshotReader;
 
 /// How long an import or a new domain may take to be served.
 pub(super) const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,7 +61,7 @@ pub struct AdminState {
     /// The configuration at start (listeners, state_dir, acme settings).
     pub config: Config,
     /// The certificate state.
-    pub store: SnapshotStore,
+    pub store: SnapshotReader,
     /// Counters to render.
     pub metrics: Arc<Metrics>,
     /// To apply imports and new domains.
@@ -86,7 +86,7 @@ impl AdminState {
     /// State for the admin API.
     pub fn new(
         config: Config,
-        store: SnapshotStore,
+        store: SnapshotReader,
         metrics: Arc<Metrics>,
         reloads: ReloadHandle,
         acme: ManagerHandle,

@@ -18,7 +18,7 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 use crate::config::{ClientAuthConfig, ListenerKind};
-use crate::resolver::SnapshotStore;
+use crate::snapshot::SnapshotReader;
 
 /// Header carrying the verified client certificate's SHA-256 (lowercase
 /// hex of its DER) to the backend.
@@ -35,13 +35,13 @@ pub const CLIENT_CERT_SUBJECT_HEADER: &str = "x-client-cert-subject";
 #[derive(Debug)]
 pub struct ReloadingVerifier {
     index: usize,
-    store: SnapshotStore,
+    store: SnapshotReader,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ReloadingVerifier {
     /// The verifier of listener number `index`.
-    pub fn new(index: usize, store: SnapshotStore) -> Self {
+    pub fn new(index: usize, store: SnapshotReader) -> Self {
         ReloadingVerifier {
             index,
             store,

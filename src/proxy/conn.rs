@@ -15,7 +15,8 @@ use tokio_util::task::TaskTracker;
 use crate::challenge::ACME_TLS_ALPN;
 use crate::config::ListenerConfig;
 use crate::metrics::{FailureReason, ListenerMetrics};
-use crate::resolver::{HandshakeEvents, SnapshotStore};
+use crate::resolver::HandshakeEvents;
+use crate::snapshot::SnapshotReader;
 use crate::snapshot::{Choice, Snapshot};
 
 /// What every connection of a listener shares, whatever its kind.
@@ -27,7 +28,7 @@ pub struct ListenerShared {
     /// Its configuration.
     pub config: ListenerConfig,
     /// The certificate state.
-    pub store: SnapshotStore,
+    pub store: SnapshotReader,
     /// Flags raised by the resolver.
     pub events: Arc<HandshakeEvents>,
     /// The listener's counters, looked up once so counting is an atomic

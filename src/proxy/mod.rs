@@ -23,7 +23,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::challenge::{ACME_TLS_ALPN, ChallengeStore};
 use crate::config::{Config, ListenerConfig, ListenerKind};
 use crate::metrics::Metrics;
-use crate::resolver::{HandshakeEvents, SnapshotStore, SniResolver};
+use crate::resolver::{HandshakeEvents, SniResolver};
+use crate::snapshot::SnapshotReader;
 
 pub mod access;
 pub mod answers;
@@ -107,7 +108,7 @@ pub async fn bind_all(config: &Config) -> Result<Vec<TcpListener>, ServeError> {
 pub fn server_config(
     index: usize,
     listener: &ListenerConfig,
-    store: SnapshotStore,
+    store: SnapshotReader,
     events: Arc<HandshakeEvents>,
     challenges: &Arc<ChallengeStore>,
     tickets: Option<&Arc<dyn rustls::server::ProducesTickets>>,
@@ -184,7 +185,7 @@ impl Handler {
 pub async fn serve(
     config: &Config,
     sockets: Vec<TcpListener>,
-    store: SnapshotStore,
+    store: SnapshotReader,
     challenges: Arc<ChallengeStore>,
     metrics: Arc<Metrics>,
     tickets: Option<Arc<dyn rustls::server::ProducesTickets>>,
