@@ -27,7 +27,7 @@ pub struct OrderOutcome {
     pub ok: bool,
     /// What happened, for people.
     pub message: String,
-    /// The error code ([`AcmeError::code`], or `NotManaged`), when it failed.
+    /// The error code ([`super::AcmeError::code`], or `NotManaged`), when it failed.
     pub code: Option<String>,
     /// The step that failed, if one did.
     pub step: Option<Step>,
