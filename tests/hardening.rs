@@ -16,7 +16,6 @@ use bytes::Bytes;
 use common::backends::{PatternBody, TcpEcho, TestBody, full};
 use common::{TestProxy, connect, proxy_yaml, within};
 use http_body_util::BodyExt as _;
-use prometheus_parse::{Scrape, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -93,31 +92,8 @@ fn metric(proxy: &TestProxy, name: &str, labels: &[(&str, &str)]) -> f64 {
         sniwalk::unix_now(),
     )
     .expect("snapshot");
-    let text = metrics.render(&snapshot);
-    let lines = text.lines().map(|line| {
-        Ok(
-            match line
-                .strip_prefix("# TYPE ")
-                .and_then(|rest| rest.strip_suffix(" counter"))
-            {
-                Some(name) => format!("# TYPE {name}_total counter"),
-                None => line.to_string(),
-            },
-        )
-    });
-    let scrape = Scrape::parse(lines).expect("the exposition parses");
-    scrape
-        .samples
-        .iter()
-        .find(|s| {
-            s.metric == name
-                && s.labels.len() == labels.len()
-                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
-        })
-        .map_or(0.0, |s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            _ => panic!("{name} is no counter or gauge"),
-        })
+    let scrape = common::scrape::parse(&metrics.render(&snapshot));
+    common::scrape::value(&scrape, name, labels).unwrap_or(0.0)
 }
 
 /// Waits (up to `limit`) until `check` holds.

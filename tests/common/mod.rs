@@ -4,6 +4,7 @@
 
 pub mod backends;
 pub mod pebble;
+pub mod scrape;
 pub mod ws;
 
 use std::future::Future;
