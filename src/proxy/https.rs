@@ -351,33 +351,26 @@ async fn handle(
 /// §7.2), a reg-name or an IP literal; no userinfo, no path, no spaces. A
 /// byte scan, not a parse: it runs on every request.
 fn is_host_value(value: &str) -> bool {
-    let (host, port) = match value.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((literal, after)) => {
-                let port = match after.strip_prefix(':') {
-                    Some(port) => port,
-                    None if after.is_empty() => "",
-                    None => return false,
-                };
-                if literal.is_empty()
-                    || !literal
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-                {
-                    return false;
-                }
-                // Checked above; only the port is left to check.
-                ("0", port)
-            }
-            None => return false,
-        },
-        None => value.rsplit_once(':').unwrap_or((value, "")),
+    let (host_ok, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let Some((literal, after)) = rest.split_once(']') else {
+                return false;
+            };
+            let port = match after.strip_prefix(':') {
+                Some(port) => port,
+                None if after.is_empty() => "",
+                None => return false,
+            };
+            let ip_literal = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
+            (!literal.is_empty() && literal.bytes().all(ip_literal), port)
+        }
+        None => {
+            let (name, port) = value.rsplit_once(':').unwrap_or((value, ""));
+            let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+            (!name.is_empty() && name.bytes().all(reg_name), port)
+        }
     };
-    !host.is_empty()
-        && port.bytes().all(|b| b.is_ascii_digit())
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b))
+    host_ok && port.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// What the `Allow` header of a 405 lists.
