@@ -1,6 +1,7 @@
 //! Pending ACME challenge answers, read by the listeners.
 //!
-//! Small and separate from the certificate snapshot (STYLE.md invariant 2):
+//! Small and separate from the certificate snapshot (answers come and go
+//! within an order; a snapshot is rebuilt only when certificates change):
 //! HTTP-01 key authorizations by token, served by `http` listeners at
 //! `/.well-known/acme-challenge/<token>`, and TLS-ALPN-01 certificates by
 //! domain, served by the resolver of `https` listeners to ClientHellos that
@@ -15,12 +16,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use rustls::sign::CertifiedKey;
+
+use crate::state_layout::StateLayout;
 
 /// The ALPN protocol of TLS-ALPN-01 validation connections (RFC 8737 §6.2).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -86,9 +89,6 @@ impl ChallengeStore {
     }
 }
 
-/// Folder under the state directory holding the shared HTTP-01 answers.
-pub const SHARED_HTTP01_DIR: &str = "acme/http-01";
-
 /// Largest shared answer read: a key authorization is a token (43
 /// characters from Let's Encrypt), a dot and a 43-character thumbprint.
 pub const MAX_SHARED_ANSWER_BYTES: u64 = 4096;
@@ -97,42 +97,36 @@ pub const MAX_SHARED_ANSWER_BYTES: u64 = 4096;
 /// mid-order (a challenge lasts minutes).
 pub const SHARED_ANSWER_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
-/// The shared answer file of `token` (a valid [`is_token`], so it cannot
-/// leave the folder).
-pub fn shared_http01_path(state_dir: &Path, token: &str) -> PathBuf {
-    state_dir.join(SHARED_HTTP01_DIR).join(token)
-}
-
 /// Writes the answer for `token` where every instance sharing `state_dir`
 /// finds it (atomically, mode 0644: it is public).
 pub fn write_shared_http01(
-    state_dir: &Path,
+    state: &StateLayout,
     token: &str,
     key_authorization: &str,
 ) -> Result<PathBuf, crate::fsio::FsError> {
-    let path = shared_http01_path(state_dir, token);
-    crate::fsio::create_private_dir(&state_dir.join(SHARED_HTTP01_DIR))?;
+    let path = state.http01_answer(token);
+    crate::fsio::create_private_dir(&state.http01_dir())?;
     crate::fsio::write_atomic(&path, key_authorization.as_bytes(), false)?;
     Ok(path)
 }
 
 /// Removes the shared answer for `token`; a missing one is fine.
-pub fn remove_shared_http01(state_dir: &Path, token: &str) -> io::Result<()> {
-    match std::fs::remove_file(shared_http01_path(state_dir, token)) {
+pub fn remove_shared_http01(state: &StateLayout, token: &str) -> io::Result<()> {
+    match std::fs::remove_file(state.http01_answer(token)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
 }
 
-/// Reads the shared answer for `token` from the [`SHARED_HTTP01_DIR`] of
-/// `state_dir`: `None` if there is none or it is larger than
-/// [`MAX_SHARED_ANSWER_BYTES`].
-pub async fn read_shared_http01(state_dir: &Path, token: &str) -> io::Result<Option<String>> {
+/// Reads the shared answer for `token` ([`StateLayout::http01_answer`]):
+/// `None` if there is none, `token` is not a valid token, or the answer is
+/// larger than [`MAX_SHARED_ANSWER_BYTES`].
+pub async fn read_shared_http01(state: &StateLayout, token: &str) -> io::Result<Option<String>> {
     use tokio::io::AsyncReadExt as _;
     if !is_token(token) {
         return Ok(None);
     }
-    let file = match tokio::fs::File::open(shared_http01_path(state_dir, token)).await {
+    let file = match tokio::fs::File::open(state.http01_answer(token)).await {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -156,8 +150,8 @@ pub fn is_leftover_answer(modified: SystemTime, now: SystemTime) -> bool {
 
 /// Deletes shared answers older than [`SHARED_ANSWER_MAX_AGE`] (left by
 /// instances killed mid-order); best effort. Returns how many went.
-pub fn sweep_shared_http01(state_dir: &Path, now: SystemTime) -> usize {
-    let Ok(entries) = std::fs::read_dir(state_dir.join(SHARED_HTTP01_DIR)) else {
+pub fn sweep_shared_http01(state: &StateLayout, now: SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(state.http01_dir()) else {
         return 0;
     };
     entries
@@ -265,15 +259,13 @@ mod tests {
     #[tokio::test]
     async fn shared_answers_are_written_read_and_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let shared = dir.path().join(SHARED_HTTP01_DIR);
-        assert_eq!(
-            read_shared_http01(dir.path(), "tok").await.expect("io"),
-            None
-        );
-        let path = write_shared_http01(dir.path(), "tok", "tok.thumb").expect("write");
+        let state = &StateLayout::new(dir.path());
+        let shared = state.http01_dir();
+        assert_eq!(read_shared_http01(state, "tok").await.expect("io"), None);
+        let path = write_shared_http01(state, "tok", "tok.thumb").expect("write");
         assert_eq!(path, shared.join("tok"));
         assert_eq!(
-            read_shared_http01(dir.path(), "tok")
+            read_shared_http01(state, "tok")
                 .await
                 .expect("io")
                 .as_deref(),
@@ -286,22 +278,13 @@ mod tests {
             assert_eq!(mode & 0o777, 0o644, "public: the CA fetches it");
         }
         // Not a token: never a path outside the folder.
-        assert_eq!(
-            read_shared_http01(dir.path(), "../tok").await.expect("io"),
-            None
-        );
-        remove_shared_http01(dir.path(), "tok").expect("remove");
-        remove_shared_http01(dir.path(), "tok").expect("removing twice is fine");
-        assert_eq!(
-            read_shared_http01(dir.path(), "tok").await.expect("io"),
-            None
-        );
+        assert_eq!(read_shared_http01(state, "../tok").await.expect("io"), None);
+        remove_shared_http01(state, "tok").expect("remove");
+        remove_shared_http01(state, "tok").expect("removing twice is fine");
+        assert_eq!(read_shared_http01(state, "tok").await.expect("io"), None);
         // Oversized files are not answered.
         std::fs::write(shared.join("big"), vec![b'a'; 5000]).expect("write");
-        assert_eq!(
-            read_shared_http01(dir.path(), "big").await.expect("io"),
-            None
-        );
+        assert_eq!(read_shared_http01(state, "big").await.expect("io"), None);
     }
 
     #[test]
@@ -313,14 +296,13 @@ mod tests {
         assert!(is_leftover_answer(now - 25 * hour, now));
         assert!(!is_leftover_answer(now + hour, now), "clock skew");
         let dir = tempfile::tempdir().expect("tempdir");
-        write_shared_http01(dir.path(), "fresh", "x").expect("write");
-        assert_eq!(sweep_shared_http01(dir.path(), SystemTime::now()), 0);
-        assert_eq!(
-            sweep_shared_http01(dir.path(), SystemTime::now() + 25 * hour),
-            1
-        );
-        assert!(!shared_http01_path(dir.path(), "fresh").exists());
-        assert_eq!(sweep_shared_http01(&dir.path().join("none"), now), 0);
+        let state = &StateLayout::new(dir.path());
+        write_shared_http01(state, "fresh", "x").expect("write");
+        assert_eq!(sweep_shared_http01(state, SystemTime::now()), 0);
+        assert_eq!(sweep_shared_http01(state, SystemTime::now() + 25 * hour), 1);
+        assert!(!state.http01_answer("fresh").exists());
+        let missing = StateLayout::new(dir.path().join("none"));
+        assert_eq!(sweep_shared_http01(&missing, now), 0);
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod proxy;
 pub mod reload;
 pub mod resolver;
 pub mod snapshot;
+pub mod state_layout;
 pub mod tickets;
 pub mod tree;
 
@@ -44,7 +45,7 @@ use tokio::net::TcpListener;
 
 use crate::challenge::ChallengeStore;
 use crate::config::Config;
-use crate::snapshot::{DefaultPolicy, Severity, Snapshot};
+use crate::snapshot::Changes;
 
 /// Why [`run`] stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -200,15 +201,10 @@ pub async fn run_with(
     };
     let build_config = config.clone();
     let snapshot = tokio::task::spawn_blocking(move || {
-        Snapshot::build(
-            &build_config,
-            None,
-            DefaultPolicy::Persist,
-            clock::unix_now(),
-        )
+        reload::build_snapshot(&build_config, None, Changes(None), clock::unix_now())
     })
     .await??;
-    log_sources(&snapshot);
+    reload::log_sources(&snapshot);
     for tls in config
         .backend_tls()
         .into_iter()
@@ -297,38 +293,4 @@ pub async fn run_with(
     }
     served?;
     Ok(())
-}
-
-/// Logs one line per certificate source and one per problem.
-pub fn log_sources(snapshot: &Snapshot) {
-    for report in snapshot.reports() {
-        let place = report.place.to_string();
-        let source = report.kind.map(|k| k.as_str()).unwrap_or("none");
-        let file = report
-            .file
-            .as_ref()
-            .map(|f| f.display().to_string())
-            .unwrap_or_else(|| "-".into());
-        if let Some(loaded) = &report.loaded {
-            tracing::info!(
-                place = %place,
-                source,
-                file = %file,
-                subject = %loaded.facts.subject,
-                not_after = loaded.facts.not_after,
-                "certificate loaded"
-            );
-        }
-        // Expiry is logged by the monitor, once a day per certificate.
-        for problem in report.problems.iter().filter(|p| !p.expiry) {
-            match problem.severity {
-                Severity::Error => {
-                    tracing::error!(place = %place, source, file = %file, "{}", problem.message)
-                }
-                Severity::Warning => {
-                    tracing::warn!(place = %place, source, file = %file, "{}", problem.message)
-                }
-            }
-        }
-    }
 }

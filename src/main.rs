@@ -359,7 +359,7 @@ fn check(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let acme_status = sniwalk::acme::control::read_status(&config.state_dir);
+    let acme_status = sniwalk::acme::control::read_status(&config.state_layout());
     let report = CheckReport::from_snapshot(&snapshot, unix_now()).with_acme_status(&acme_status);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -535,29 +535,30 @@ fn renew(config_path: &Path, domain: &str, timeout: &str) -> anyhow::Result<Exit
     }
     if configured.certificate != CertificateSource::None {
         bail!(
-            "{domain}'s certificate is set by hand in {} (certificate_pem or certificate_file);              ACME leaves it alone; remove it to let ACME manage the domain",
+            "{domain}'s certificate is set by hand in {} (certificate_pem or certificate_file); \
+            ACME leaves it alone; remove it to let ACME manage the domain",
             config.file.display()
         );
     }
-    let stored = sniwalk::snapshot::stored_certificate_path(&config.state_dir, &domain);
+    let stored = config.state_layout().stored_certificate(&domain);
     if let Ok(text) = fsio::read_cert_text(&stored)
         && !text.contains(&format!("{}=", pem::ACME_ISSUED_MARKER))
     {
         bail!(
-            "{} has no `acme_issued` marker: it is managed by hand and ACME leaves it alone;              remove it to let ACME issue one",
+            "{} has no `acme_issued` marker: it is managed by hand and ACME leaves it alone; \
+            remove it to let ACME issue one",
             stored.display()
         );
     }
 
-    let id = control::request_renewal(&config.state_dir, &domain, unix_now())
+    let state = config.state_layout();
+    let id = control::request_renewal(&state, &domain, unix_now())
         .with_context(|| format!("asking the running proxy to renew {domain}"))?;
     println!("renewal of {domain} requested; waiting for the running sniwalk");
     let started = std::time::Instant::now();
     let mut last_step = None;
     loop {
-        if let Some(result) =
-            control::read_result(&config.state_dir, &domain).filter(|r| r.id == id)
-        {
+        if let Some(result) = control::read_result(&state, &domain).filter(|r| r.id == id) {
             println!("{}", result.message);
             return Ok(if result.ok {
                 ExitCode::SUCCESS
@@ -565,17 +566,18 @@ fn renew(config_path: &Path, domain: &str, timeout: &str) -> anyhow::Result<Exit
                 ExitCode::from(1)
             });
         }
-        if control::request_pending(&config.state_dir, &domain) {
+        if control::request_pending(&state, &domain) {
             if started.elapsed() > RENEW_PICKUP_LIMIT {
-                control::withdraw_request(&config.state_dir, &domain);
+                control::withdraw_request(&state, &domain);
                 bail!(
-                    "no running sniwalk picked the request up within {}s: start it with                      `sniwalk run --config {}` (only the running proxy can answer the CA's challenge)",
+                    "no running sniwalk picked the request up within {}s: start it with \
+                    `sniwalk run --config {}` (only the running proxy can answer the CA's challenge)",
                     RENEW_PICKUP_LIMIT.as_secs(),
                     config.file.display()
                 );
             }
         } else {
-            let step = control::read_status(&config.state_dir)
+            let step = control::read_status(&state)
                 .domains
                 .get(&domain)
                 .and_then(|s| s.in_flight);
@@ -588,7 +590,8 @@ fn renew(config_path: &Path, domain: &str, timeout: &str) -> anyhow::Result<Exit
         }
         if started.elapsed() > timeout {
             bail!(
-                "{domain}: no outcome within {}s; the renewal may still be running: see the                  proxy's log and `sniwalk check`",
+                "{domain}: no outcome within {}s; the renewal may still be running: see the \
+                proxy's log and `sniwalk check`",
                 timeout.as_secs()
             );
         }

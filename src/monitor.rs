@@ -12,8 +12,8 @@
 //! per day" is unit-tested without a clock. [`run`] only adds the clock and
 //! the log lines.
 //!
-//! The monitor reads the snapshot and never writes it (DESIGN.md invariant
-//! 1: the reload task is the only writer).
+//! The monitor reads the snapshot and never writes it: it holds a
+//! `SnapshotReader`; the reload task holds the one writer.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;

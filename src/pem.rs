@@ -2,7 +2,7 @@
 //! certificate and its chain.
 //!
 //! We are liberal in what we accept because these texts are pasted by people
-//! from many tools (DESIGN.md, "The `certificate_pem` format"):
+//! from many tools (README, "The `certificate_pem` format"):
 //!
 //! 1. Free text before or between blocks is ignored (`date=...`, OpenSSL's
 //!    `Bag Attributes`, `subject=...`), except `key=value` marker lines,
@@ -11,7 +11,7 @@
 //!    flattened onto one line by a web form are accepted, because the base64
 //!    body is read with every kind of whitespace removed.
 //! 3. The key kind is decided by the DER content, not by the label, since
-//!    seed 003's own sample carries PKCS#8 under `RSA PRIVATE KEY`.
+//!    texts pasted from real tools carry PKCS#8 under `RSA PRIVATE KEY`.
 //! 4. The leaf is the certificate whose public key matches the private key;
 //!    the other certificates follow it in the order they were given.
 //!
@@ -156,7 +156,8 @@ impl Markers {
     }
 
     /// Whether the text was written by sniwalk's ACME client; a text without
-    /// the marker is managed by hand and ACME leaves it alone (seed 003).
+    /// the marker is managed by hand and ACME leaves it alone (README,
+    /// "The `certificate_pem` format").
     pub fn is_acme_issued(&self) -> bool {
         self.value(ACME_ISSUED_MARKER).is_some()
     }

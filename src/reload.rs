@@ -1,6 +1,7 @@
 //! The reload task: the only writer of the `ArcSwap<Snapshot>`.
 //!
-//! Invariants (DESIGN.md, STYLE.md):
+//! Invariants (README, "Changing certificates and configuration while
+//! running"):
 //! 1. Only this task calls `store()`; everything else sends it a
 //!    [`Reload`] message (file watcher, SIGHUP, the periodic re-scan, later
 //!    ACME and the admin API).
@@ -30,7 +31,8 @@ use crate::config::{CertificateSource, Config, ListenerConfig};
 use crate::metrics::Metrics;
 use crate::snapshot::SnapshotWriter;
 use crate::snapshot::{
-    Changes, DefaultPolicy, Place, STORED_CERTIFICATES_DIR, Severity, Snapshot, SourceReport,
+    Changes, DefaultPolicy, Place, Severity, Snapshot, SnapshotError, SourceReport,
+    store_generated_default,
 };
 
 /// How long file events are collected before a rebuild: editors and
@@ -111,19 +113,14 @@ impl WatchSet {
         if let Some(path) = &config.default_certificate {
             set.files.insert(path.clone());
         }
-        set.files.insert(
-            config
-                .state_dir
-                .join(crate::snapshot::GENERATED_DEFAULT_FILE),
-        );
+        let state = config.state_layout();
+        set.files.insert(state.generated_default());
         if let Some(path) = &config.ticket_keys_file {
             set.files.insert(path.clone());
         }
         // Domains added through the admin API: part of the configuration.
-        set.files
-            .insert(crate::config::DomainStore::path(&config.state_dir));
-        set.dirs
-            .insert(config.state_dir.join(STORED_CERTIFICATES_DIR));
+        set.files.insert(state.domain_store());
+        set.dirs.insert(state.certificates_dir());
         for listener in &config.listeners {
             if let Some(dir) = &listener.certdir {
                 set.dirs.insert(dir.clone());
@@ -333,7 +330,7 @@ impl ReloadTask {
         let mut config_loaded = true;
         let config_changed = all
             || files.contains(&self.config.file)
-            || files.contains(&crate::config::DomainStore::path(&self.config.state_dir));
+            || files.contains(&self.config.state_layout().domain_store());
         if config_changed {
             match Config::load(&self.config.file) {
                 Ok(new) => {
@@ -378,11 +375,10 @@ impl ReloadTask {
             Some(files)
         };
         let built = tokio::task::spawn_blocking(move || {
-            let next = Snapshot::build_changed(
+            let next = build_snapshot(
                 &config,
                 Some(&previous),
                 Changes(changes.as_ref()),
-                DefaultPolicy::Persist,
                 crate::clock::unix_now(),
             );
             (previous, next)
@@ -476,10 +472,7 @@ impl ReloadTask {
         match &domain.certificate {
             CertificateSource::File(path) => vec![path.clone()],
             CertificateSource::Inline(_) => Vec::new(),
-            CertificateSource::None => vec![crate::snapshot::stored_certificate_path(
-                &self.config.state_dir,
-                name,
-            )],
+            CertificateSource::None => vec![self.config.state_layout().stored_certificate(name)],
         }
     }
 
@@ -634,6 +627,59 @@ fn source_changes<'a>(
     }
     if !new_problems && before.is_some_and(|b| b.problems != now.problems) {
         changes.push(Change::ProblemsChanged);
+    }
+}
+
+/// Builds the snapshot `run` serves: first the generated default is
+/// stored in `state_dir` when the configuration relies on it (building a
+/// snapshot never writes), then every source is loaded
+/// ([`Snapshot::build_changed`]).
+pub fn build_snapshot(
+    config: &Config,
+    previous: Option<&Snapshot>,
+    changes: Changes<'_>,
+    now: i64,
+) -> Result<Snapshot, SnapshotError> {
+    if let Err(e) = store_generated_default(config, now) {
+        tracing::warn!(
+            file = %config.state_layout().generated_default().display(),
+            "{e}; it is kept in memory only"
+        );
+    }
+    Snapshot::build_changed(config, previous, changes, DefaultPolicy::Persist, now)
+}
+
+/// Logs one line per certificate source and one per problem.
+pub fn log_sources(snapshot: &Snapshot) {
+    for report in snapshot.reports() {
+        let place = report.place.to_string();
+        let source = report.kind.map(|k| k.as_str()).unwrap_or("none");
+        let file = report
+            .file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "-".into());
+        if let Some(loaded) = &report.loaded {
+            tracing::info!(
+                place = %place,
+                source,
+                file = %file,
+                subject = %loaded.facts.subject,
+                not_after = loaded.facts.not_after,
+                "certificate loaded"
+            );
+        }
+        // Expiry is logged by the monitor, once a day per certificate.
+        for problem in report.problems.iter().filter(|p| !p.expiry) {
+            match problem.severity {
+                Severity::Error => {
+                    tracing::error!(place = %place, source, file = %file, "{}", problem.message)
+                }
+                Severity::Warning => {
+                    tracing::warn!(place = %place, source, file = %file, "{}", problem.message)
+                }
+            }
+        }
     }
 }
 

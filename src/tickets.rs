@@ -2,7 +2,7 @@
 //!
 //! rustls's own ticketer keeps random, private keys, so a ticket issued by
 //! one process cannot be opened by the next one behind a load balancer
-//! (seed 001). Here the keys come from a file (`tls.ticket_keys_file`), one
+//! (README, "Running several instances"). Here the keys come from a file (`tls.ticket_keys_file`), one
 //! per line, `<name: 32 hex digits> <AES-256 key: 64 hex digits>`: the first
 //! key encrypts, every key decrypts, so rotating means adding a key in front
 //! and dropping the oldest later (`sniwalk ticket-keys rotate FILE`).

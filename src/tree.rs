@@ -1,6 +1,6 @@
 //! The domain tree: which configured domain's certificate answers a name.
 //!
-//! The tree is implied by the names (DESIGN.md, "Resolution"): a domain's
+//! The tree is implied by the names (README, "How a certificate is chosen"): a domain's
 //! parent is its nearest DNS ancestor that is also configured, and the master
 //! domain is the root of every chain, also of domains not under it. For a
 //! name `n` a lookup
@@ -334,7 +334,8 @@ fn nearest_configured_ancestor(
 mod tests {
     use super::*;
 
-    /// The worked example of DESIGN.md plus the cases around it.
+    /// The worked example of the README ("How a certificate is chosen")
+    /// plus the cases around it.
     /// (name, has certificate)
     const DOMAINS: &[(&str, bool)] = &[
         ("example.com", true),

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::pebble::{PebbleEnv, PebbleOptions};
 use rustls::pki_types::ServerName;
 use sniwalk::acme::control::{self, DomainStatus};
+use sniwalk::state_layout::StateLayout;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -89,7 +90,7 @@ impl Proxy {
     }
 
     fn status(&self, domain: &str) -> DomainStatus {
-        control::read_status(&self.state_dir)
+        control::read_status(&StateLayout::new(&self.state_dir))
             .domains
             .get(domain)
             .cloned()
@@ -236,7 +237,7 @@ async fn http01_issue_restart_renew_and_ca_down() {
         let hand_pem =
             sniwalk::snapshot::generate_self_signed_pem(&[HAND.to_string()], 30, false)
                 .expect("self-signed");
-        let hand_path = sniwalk::snapshot::stored_certificate_path(&tmp.path().join("state"), HAND);
+        let hand_path = StateLayout::new(tmp.path().join("state")).stored_certificate(HAND);
         std::fs::create_dir_all(hand_path.parent().expect("parent")).expect("mkdir");
         std::fs::write(&hand_path, &hand_pem).expect("hand pem");
 
@@ -254,7 +255,7 @@ async fn http01_issue_restart_renew_and_ca_down() {
         let first = served_verified(https, SHOP, &pebble, Duration::from_secs(90), &env).await;
         eprintln!("start -> first issued certificate served: {:?}", started.elapsed());
 
-        let stored = sniwalk::snapshot::stored_certificate_path(&proxy.state_dir, SHOP);
+        let stored = StateLayout::new(&proxy.state_dir).stored_certificate(SHOP);
         let text = std::fs::read_to_string(&stored).expect("stored");
         let parsed = sniwalk::pem::parse_certificate_pem(&text).expect("stored parses");
         assert!(parsed.markers.is_acme_issued(), "{:?}", parsed.markers);
@@ -283,7 +284,7 @@ async fn http01_issue_restart_renew_and_ca_down() {
 
         // 2. Restart: the account and the certificate are reused, no order.
         let issued_text = std::fs::read_to_string(&stored).expect("stored");
-        let status_before = control::read_status(&tmp.path().join("state"));
+        let status_before = control::read_status(&StateLayout::new(tmp.path().join("state")));
         let http_socket = TcpListener::bind(http_addr).await.expect("rebind http");
         let (https_socket, https) = bind().await;
         let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
@@ -371,11 +372,9 @@ async fn tls_alpn01_through_the_https_listener() {
         let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
         let leaf = served_verified(https, SHOP, &pebble, Duration::from_secs(90), &env).await;
         eprintln!("tls-alpn-01: start -> served {:?}", started.elapsed());
-        let stored = std::fs::read_to_string(sniwalk::snapshot::stored_certificate_path(
-            &proxy.state_dir,
-            SHOP,
-        ))
-        .expect("stored");
+        let stored =
+            std::fs::read_to_string(StateLayout::new(&proxy.state_dir).stored_certificate(SHOP))
+                .expect("stored");
         let parsed = sniwalk::pem::parse_certificate_pem(&stored).expect("parses");
         assert_eq!(parsed.leaf.sha256, leaf);
         // Ordinary clients still get h2/http1.1 on that listener.
@@ -428,7 +427,9 @@ async fn failed_validation_names_the_domain_and_the_step() {
             "retry in about a minute: {status:?}"
         );
         assert!(
-            !sniwalk::snapshot::stored_certificate_path(&proxy.state_dir, SHOP).exists(),
+            !StateLayout::new(&proxy.state_dir)
+                .stored_certificate(SHOP)
+                .exists(),
             "nothing stored"
         );
         // The domain still gets a certificate: its parent's (here the

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use common::pebble::{PebbleEnv, PebbleOptions};
 use rustls::pki_types::ServerName;
 use sniwalk::acme::control::{self, DomainStatus, StatusFile};
+use sniwalk::state_layout::StateLayout;
 use tokio::net::TcpStream;
 
 const SHOP: &str = "shop.example.test";
@@ -127,7 +128,7 @@ fn free_port() -> u16 {
 }
 
 fn status(state_dir: &Path, domain: &str) -> DomainStatus {
-    control::read_status(state_dir)
+    control::read_status(&StateLayout::new(state_dir))
         .domains
         .get(domain)
         .cloned()
@@ -239,7 +240,7 @@ async fn a_domain_waits_for_the_http_listener_a_reload_added_until_a_restart() {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "no waiting state for {SHOP}: {:?}\n{}",
-                control::read_status(&state_dir),
+                control::read_status(&StateLayout::new(&state_dir)),
                 proxy.logs()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -291,7 +292,7 @@ async fn a_domain_waits_for_the_http_listener_a_reload_added_until_a_restart() {
             "no account was even registered"
         );
         assert!(
-            !sniwalk::snapshot::stored_certificate_path(&state_dir, SHOP).exists(),
+            !StateLayout::new(&state_dir).stored_certificate(SHOP).exists(),
             "nothing stored"
         );
         proxy.kill();
@@ -313,7 +314,7 @@ async fn a_domain_waits_for_the_http_listener_a_reload_added_until_a_restart() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let stored =
-            std::fs::read_to_string(sniwalk::snapshot::stored_certificate_path(&state_dir, SHOP))
+            std::fs::read_to_string(StateLayout::new(&state_dir).stored_certificate(SHOP))
                 .expect("stored");
         let parsed = sniwalk::pem::parse_certificate_pem(&stored).expect("stored parses");
         assert_eq!(parsed.leaf.sha256, leaf);
@@ -361,7 +362,7 @@ async fn a_stored_backoff_is_logged_at_start_with_how_to_skip_it() {
                 ..DomainStatus::default()
             },
         );
-        control::write_status(&state_dir, &stored).expect("status");
+        control::write_status(&StateLayout::new(&state_dir), &stored).expect("status");
 
         let proxy = Instance::start(&config, dir.join("run.log"), https).await;
         let line = proxy

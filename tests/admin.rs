@@ -14,6 +14,7 @@ use common::pebble::{PebbleEnv, PebbleOptions};
 use http_body_util::BodyExt as _;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
+use sniwalk::state_layout::StateLayout;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
@@ -236,10 +237,10 @@ async fn endpoints_auth_bad_input_and_imports() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(parse(&body)["sha256"], sha.as_str());
         assert_eq!(common::served_leaf(admin.https, Some("shop.example.test")).await, sha);
-        let stored = sniwalk::snapshot::stored_certificate_path(&admin.dir.join("state"), "shop.example.test");
+        let stored = StateLayout::new(admin.dir.join("state")).stored_certificate("shop.example.test");
         let stored_before = std::fs::read_to_string(&stored).expect("stored");
 
-        // Import as seed 002's JSON (base64 DER) for another domain.
+        // Import as JSON (base64 DER, README "Admin API") for another domain.
         let (json_pem, json_sha) = certificate("api.example.test");
         let parsed = sniwalk::pem::parse_certificate_pem(&json_pem).expect("parses");
         let key_der = sniwalk::pem::private_key_as_pkcs8(&json_pem).expect("key");
@@ -374,7 +375,8 @@ async fn issuance_job_completes_against_pebble_and_is_served() {
             .connect(name, tcp)
             .await
             .expect("the issued certificate verifies");
-        let store = sniwalk::config::DomainStore::read(&tmp.path().join("state")).expect("store");
+        let store = sniwalk::config::DomainStore::read(&StateLayout::new(tmp.path().join("state")))
+            .expect("store");
         assert!(
             store.domains["new.example.test"].acme,
             "added as an ACME domain"
@@ -505,10 +507,8 @@ async fn parallel_posts_and_puts_are_all_durable() {
             assert!(store["domains"][name].is_object(), "{name} lost: {store}");
         }
         assert_mode_0600(&store_file);
-        let stored = sniwalk::snapshot::stored_certificate_path(
-            &tmp.path().join("state"),
-            "put.example.test",
-        );
+        let stored =
+            StateLayout::new(tmp.path().join("state")).stored_certificate("put.example.test");
         assert_mode_0600(&stored);
         let stored_sha = sniwalk::pem::parse_certificate_pem(
             &std::fs::read_to_string(&stored).expect("stored certificate"),

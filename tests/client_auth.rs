@@ -1,4 +1,4 @@
-//! Client certificates (seed 004) on both TLS listener kinds, with real
+//! Client certificates (README, "Client certificates") on both TLS listener kinds, with real
 //! handshakes: no certificate, a certificate from another CA, the right CA
 //! but not pinned, pinned; the verified certificate's headers reach the
 //! backend and spoofed ones are stripped.

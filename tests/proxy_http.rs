@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{TestProxy, proxy_yaml, raw_exchange, within};
 use sniwalk::challenge::ChallengeStore;
+use sniwalk::state_layout::StateLayout;
 use tokio::net::TcpStream;
 
 const TOKEN: &str = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
@@ -91,7 +92,7 @@ async fn acme_challenges_of_other_instances_are_answered_from_the_shared_state()
         };
         assert_eq!(exchange(addr, &request(TOKEN)).await.status, 404);
 
-        let state_dir = dir.path().join("state");
+        let state_dir = StateLayout::new(dir.path().join("state"));
         sniwalk::challenge::write_shared_http01(&state_dir, TOKEN, KEY_AUTHORIZATION)
             .expect("share the answer");
         let answer = exchange(addr, &request(TOKEN)).await;
@@ -100,7 +101,7 @@ async fn acme_challenges_of_other_instances_are_answered_from_the_shared_state()
 
         let big = "bigToken";
         std::fs::write(
-            sniwalk::challenge::shared_http01_path(&state_dir, big),
+            state_dir.http01_answer(big),
             vec![b'a'; 5000],
         )
         .expect("write");

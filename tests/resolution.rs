@@ -1,4 +1,4 @@
-//! The resolution rules of DESIGN.md, each as a real TLS handshake on
+//! The resolution rules of the README ("How a certificate is chosen"), each as a real TLS handshake on
 //! 127.0.0.1 with the fingerprint of the served leaf asserted.
 
 mod common;

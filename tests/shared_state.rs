@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::pebble::{PebbleEnv, PebbleOptions};
 use rustls::pki_types::ServerName;
-use sniwalk::acme::lock::{LockRecord, lock_path};
+use sniwalk::acme::lock::LockRecord;
+use sniwalk::state_layout::StateLayout;
 use tokio::net::TcpStream;
 
 const SHOP: &str = "shop.example.test";
@@ -160,7 +161,7 @@ async fn verified_leaf(
 /// The leaf SHA-256 of the certificate stored in `state_dir` for `SHOP`,
 /// once there is one (within `limit`).
 async fn stored_leaf(state_dir: &Path, limit: Duration, context: &dyn Fn() -> String) -> String {
-    let path = sniwalk::snapshot::stored_certificate_path(state_dir, SHOP);
+    let path = StateLayout::new(state_dir).stored_certificate(SHOP);
     let started = Instant::now();
     loop {
         if let Ok(text) = std::fs::read_to_string(&path)
@@ -315,7 +316,7 @@ async fn the_instance_the_ca_reaches_answers_for_the_one_that_orders() {
             context()
         );
         // The answer is withdrawn from the shared state after the order.
-        let shared = state.join(sniwalk::challenge::SHARED_HTTP01_DIR);
+        let shared = StateLayout::new(&state).http01_dir();
         let left: Vec<_> = std::fs::read_dir(&shared)
             .map(|d| d.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
@@ -325,7 +326,7 @@ async fn the_instance_the_ca_reaches_answers_for_the_one_that_orders() {
             shared.display()
         );
         assert!(
-            !lock_path(&state, SHOP).exists(),
+            !StateLayout::new(&state).lock(SHOP).exists(),
             "the order lock is released"
         );
     })
@@ -435,7 +436,7 @@ async fn a_killed_lock_holder_is_taken_over_after_its_lease() {
     common::within(Duration::from_secs(180), "takeover after a kill", async {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (env, client, state, mut a, mut b) = two_acme_instances(tmp.path(), "3s").await;
-        let lock = lock_path(&state, SHOP);
+        let lock = StateLayout::new(&state).lock(SHOP);
 
         // Kill the holder the moment the lock names it.
         let started = Instant::now();
@@ -462,7 +463,7 @@ async fn a_killed_lock_holder_is_taken_over_after_its_lease() {
         let killed_at = Instant::now();
         let held_for = sniwalk::unix_now() - held.acquired;
         let killed_name = holder.name;
-        let stored_path = sniwalk::snapshot::stored_certificate_path(&state, SHOP);
+        let stored_path = StateLayout::new(&state).stored_certificate(SHOP);
         assert!(
             !stored_path.exists(),
             "{killed_name} finished before it could be killed; the test did not interrupt an order"

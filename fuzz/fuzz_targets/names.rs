@@ -4,7 +4,8 @@
 //! Input: lines. `+name` configures a domain with a certificate, `=name` one
 //! without (the first is the master); every other line is a name to walk,
 //! as a client would send it. The walk is checked against a plain
-//! reference implementation of DESIGN.md's resolution rules.
+//! reference implementation of the resolution rules (README, "How a
+//! certificate is chosen").
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -3,30 +3,28 @@
 //! `state_dir/acme/accounts/<id>.json` with mode 0600, and restored from
 //! there on every later start, so no new account is registered.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use instant_acme::{Account, AccountCredentials, HttpClient, NewAccount};
 
 use super::{AcmeError, problem_of};
 use crate::fsio;
-
-/// Folder under the state directory that holds account credentials.
-pub const ACCOUNTS_DIR: &str = "acme/accounts";
+use crate::state_layout::StateLayout;
 
 /// Where the credentials for `directory` and `email` are stored: the first
 /// 16 hex digits of SHA-256 over `directory`, a newline and `email`.
-pub fn credentials_path(state_dir: &Path, directory: &str, email: Option<&str>) -> PathBuf {
+pub fn credentials_path(state: &StateLayout, directory: &str, email: Option<&str>) -> PathBuf {
     let input = format!("{directory}\n{}", email.unwrap_or(""));
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
     let name = format!("{}.json", crate::ids::hex(&digest.as_ref()[..8]));
-    state_dir.join(ACCOUNTS_DIR).join(name)
+    state.account(&name)
 }
 
 /// Restores the account stored for `directory` and `email`, or registers
 /// a new one (agreeing to the terms of service) and stores its credentials.
 /// `http` is the client to reach the CA with (see [`super::client`]).
 pub async fn load_or_create(
-    state_dir: &Path,
+    state: &StateLayout,
     directory: &str,
     email: Option<&str>,
     http: Box<dyn HttpClient>,
@@ -48,7 +46,7 @@ pub async fn load_or_create(
             }
         }
     };
-    let path = credentials_path(state_dir, directory, email);
+    let path = credentials_path(state, directory, email);
 
     // 1. Stored credentials: restore them (no request to the CA beyond the
     //    directory).
@@ -106,7 +104,7 @@ mod tests {
 
     #[test]
     fn credentials_path_depends_on_directory_and_email() {
-        let dir = Path::new("/state");
+        let dir = &StateLayout::new("/state");
         let a = credentials_path(dir, "https://ca/dir", Some("a@example.com"));
         let b = credentials_path(dir, "https://ca/dir", Some("b@example.com"));
         let c = credentials_path(dir, "https://other/dir", Some("a@example.com"));

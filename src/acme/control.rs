@@ -1,4 +1,4 @@
-//! Files under `state_dir/acme/` through which a running proxy and the
+//! Files under `state_dir/acme/` (paths from [`StateLayout`]) through which a running proxy and the
 //! `sniwalk` command line talk, and in which the ACME state survives
 //! restarts:
 //!
@@ -14,30 +14,12 @@
 //! Every file is written atomically; the folder is owner-only.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::Step;
 use crate::fsio::{self, FsError};
-
-/// Folder under the state directory for ACME control and state files.
-pub const ACME_DIR: &str = "acme";
-
-/// Where forced-renewal requests are dropped.
-pub fn requests_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join(ACME_DIR).join("requests")
-}
-
-/// Where forced-renewal results are written.
-pub fn results_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join(ACME_DIR).join("results")
-}
-
-/// The ACME status file.
-pub fn status_path(state_dir: &Path) -> PathBuf {
-    state_dir.join(ACME_DIR).join("status.json")
-}
+use crate::state_layout::StateLayout;
 
 /// A forced-renewal request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,35 +108,32 @@ pub struct StatusFile {
 }
 
 /// Asks the running proxy to renew `domain` now; returns the request id.
-pub fn request_renewal(state_dir: &Path, domain: &str, now: i64) -> Result<String, FsError> {
+pub fn request_renewal(state: &StateLayout, domain: &str, now: i64) -> Result<String, FsError> {
     let id = crate::ids::random_hex16();
     let request = RenewRequest {
         id: id.clone(),
         requested_at: now,
     };
-    let dir = requests_dir(state_dir);
-    fsio::create_private_dir(&dir)?;
+    fsio::create_private_dir(&state.requests_dir())?;
     let json = serde_json::to_vec(&request).unwrap_or_default();
-    fsio::write_atomic(&dir.join(format!("{domain}.json")), &json, true)?;
+    fsio::write_atomic(&state.request(domain), &json, true)?;
     Ok(id)
 }
 
 /// Whether the request for `domain` is still waiting to be picked up.
-pub fn request_pending(state_dir: &Path, domain: &str) -> bool {
-    requests_dir(state_dir)
-        .join(format!("{domain}.json"))
-        .exists()
+pub fn request_pending(state: &StateLayout, domain: &str) -> bool {
+    state.request(domain).exists()
 }
 
 /// Withdraws a request nobody picked up.
-pub fn withdraw_request(state_dir: &Path, domain: &str) {
-    let _ = std::fs::remove_file(requests_dir(state_dir).join(format!("{domain}.json")));
+pub fn withdraw_request(state: &StateLayout, domain: &str) {
+    let _ = std::fs::remove_file(state.request(domain));
 }
 
 /// Takes (reads and removes) every pending request. Unreadable requests
 /// are removed and logged, never retried forever.
-pub fn take_requests(state_dir: &Path) -> Vec<(String, RenewRequest)> {
-    let dir = requests_dir(state_dir);
+pub fn take_requests(state: &StateLayout) -> Vec<(String, RenewRequest)> {
+    let dir = state.requests_dir();
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
@@ -186,24 +165,27 @@ pub fn take_requests(state_dir: &Path) -> Vec<(String, RenewRequest)> {
 }
 
 /// Writes the outcome of a forced renewal.
-pub fn write_result(state_dir: &Path, domain: &str, result: &RenewResult) -> Result<(), FsError> {
-    let dir = results_dir(state_dir);
-    fsio::create_private_dir(&dir)?;
+pub fn write_result(
+    state: &StateLayout,
+    domain: &str,
+    result: &RenewResult,
+) -> Result<(), FsError> {
+    fsio::create_private_dir(&state.results_dir())?;
     let json = serde_json::to_vec_pretty(result).unwrap_or_default();
-    fsio::write_atomic(&dir.join(format!("{domain}.json")), &json, true)
+    fsio::write_atomic(&state.result(domain), &json, true)
 }
 
 /// The last forced-renewal outcome for `domain`, if any.
-pub fn read_result(state_dir: &Path, domain: &str) -> Option<RenewResult> {
-    let path = results_dir(state_dir).join(format!("{domain}.json"));
+pub fn read_result(state: &StateLayout, domain: &str) -> Option<RenewResult> {
+    let path = state.result(domain);
     let text = fsio::read_cert_text(&path).ok()?;
     serde_json::from_str(&text).ok()
 }
 
 /// Reads `status.json`; a missing file is an empty status, a broken one is
 /// logged and treated as empty (it is rewritten on the next change).
-pub fn read_status(state_dir: &Path) -> StatusFile {
-    let path = status_path(state_dir);
+pub fn read_status(state: &StateLayout) -> StatusFile {
+    let path = state.acme_status();
     match fsio::read_cert_text(&path) {
         Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
             tracing::warn!(file = %path.display(), "ignoring an unreadable ACME status file: {e}");
@@ -214,11 +196,9 @@ pub fn read_status(state_dir: &Path) -> StatusFile {
 }
 
 /// Writes `status.json`.
-pub fn write_status(state_dir: &Path, status: &StatusFile) -> Result<(), FsError> {
-    let path = status_path(state_dir);
-    if let Some(dir) = path.parent() {
-        fsio::create_private_dir(dir)?;
-    }
+pub fn write_status(state: &StateLayout, status: &StatusFile) -> Result<(), FsError> {
+    let path = state.acme_status();
+    fsio::create_private_dir(&state.acme_dir())?;
     let json = serde_json::to_vec_pretty(status).unwrap_or_default();
     fsio::write_atomic(&path, &json, true)
 }
@@ -240,11 +220,11 @@ mod tests {
     #[test]
     fn requests_results_and_status_round_trip() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let state = dir.path();
+        let state = &StateLayout::new(dir.path());
         assert!(take_requests(state).is_empty());
         let id = request_renewal(state, "a.example.com", 100).expect("request");
         assert!(request_pending(state, "a.example.com"));
-        std::fs::write(requests_dir(state).join("junk.json"), "{").expect("junk");
+        std::fs::write(state.requests_dir().join("junk.json"), "{").expect("junk");
         let taken = take_requests(state);
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].0, "a.example.com");
@@ -274,7 +254,7 @@ mod tests {
         );
         write_status(state, &status).expect("status");
         assert_eq!(read_status(state), status);
-        std::fs::write(status_path(state), "not json").expect("break");
+        std::fs::write(state.acme_status(), "not json").expect("break");
         assert_eq!(read_status(state), StatusFile::default());
     }
 

@@ -2,14 +2,13 @@
 //! the admin API through [`ManagerHandle`], `sniwalk renew` through request
 //! and result files (see [`super::control`]).
 
-use std::path::Path;
-
 use tokio::sync::mpsc;
 
 use super::Step;
 use super::control::{self, RenewResult};
 use super::job::Clock;
 use super::listeners::{NO_LISTENER_CODE, NoListener};
+use crate::state_layout::StateLayout;
 
 /// What the ACME task tells whoever asked for an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +81,7 @@ pub(super) fn not_answerable(domain: &str, no_listener: &NoListener) -> OrderOut
 /// Tells `waiter` how the order for `domain` ended (a result file is stamped
 /// with `clock`'s time).
 pub(super) fn answer(
-    state_dir: &Path,
+    state: &StateLayout,
     domain: &str,
     waiter: Waiter,
     outcome: &OrderOutcome,
@@ -100,7 +99,7 @@ pub(super) fn answer(
                 code: outcome.code.clone(),
                 finished_at: clock(),
             };
-            if let Err(e) = control::write_result(state_dir, domain, &result) {
+            if let Err(e) = control::write_result(state, domain, &result) {
                 tracing::error!(domain, "cannot write the renewal result: {e}");
             }
         }

@@ -1,11 +1,10 @@
 //! The real issuer: pre-flight, then the domain's order lock (shared with
-//! other instances on the same `state_dir`), the order with the CA, storing
+//! other instances on the same `state`), the order with the CA, storing
 //! the certificate and waiting until the proxy serves it (lock → order →
 //! store → activate). The [`Issuer`] trait is the seam the ACME task's
 //! tests replace with a scripted CA.
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,8 +15,9 @@ use super::{AcmeError, Step, account, client, lock, order, preflight};
 use crate::challenge::ChallengeStore;
 use crate::config::AcmeConfig;
 use crate::reload::{Reload, ReloadHandle};
+use crate::snapshot::Place;
 use crate::snapshot::SnapshotReader;
-use crate::snapshot::{Place, stored_certificate_path};
+use crate::state_layout::StateLayout;
 
 /// How often a lock held by another instance is looked at again.
 const LOCK_POLL: Duration = Duration::from_millis(500);
@@ -74,7 +74,7 @@ impl CaIssuer {
 
     async fn account(
         settings: &AcmeConfig,
-        state_dir: &Path,
+        state: &StateLayout,
         email: Option<&str>,
     ) -> Result<(instant_acme::Account, client::RetryAfter), AcmeError> {
         let (http, retry_after) =
@@ -84,7 +84,7 @@ impl CaIssuer {
                 problem,
                 problem_type: None,
             })?;
-        let account = account::load_or_create(state_dir, &settings.directory, email, http).await?;
+        let account = account::load_or_create(state, &settings.directory, email, http).await?;
         Ok((account, retry_after))
     }
 
@@ -102,11 +102,11 @@ impl CaIssuer {
     async fn lock(
         &self,
         domain: &str,
-        state_dir: &Path,
+        state: &StateLayout,
         lease: Duration,
         progress: &(dyn Fn(Step) + Send + Sync),
     ) -> Result<lock::LockGuard, AcmeError> {
-        let path = lock::lock_path(state_dir, domain);
+        let path = state.lock(domain);
         let who = lock::Holder::this_process();
         let fail = |problem: String| AcmeError::Order {
             domain: domain.to_string(),
@@ -179,7 +179,7 @@ impl CaIssuer {
         domain: &str,
         email: Option<&str>,
         settings: &AcmeConfig,
-        state_dir: &Path,
+        state: &StateLayout,
         progress: &(dyn Fn(Step) + Send + Sync),
     ) -> Result<crate::pem::CertificateFacts, Failure> {
         let fail = |error: AcmeError| Failure {
@@ -187,16 +187,14 @@ impl CaIssuer {
             retry_after: None,
         };
         progress(Step::Account);
-        let (account, retry_after) = Self::account(settings, state_dir, email)
-            .await
-            .map_err(fail)?;
+        let (account, retry_after) = Self::account(settings, state, email).await.map_err(fail)?;
         let pem = order::issue(
             &account,
             order::Issue {
                 domain,
                 challenge: settings.challenge,
                 challenges: &self.challenges,
-                state_dir: Some(state_dir),
+                state: Some(state),
                 directory: &settings.directory,
                 progress,
             },
@@ -218,7 +216,7 @@ impl CaIssuer {
             .leaf;
         progress(Step::StoreCertificate);
         let _turn = self.writer.lock().await;
-        order::store(state_dir, domain, &pem).await.map_err(fail)?;
+        order::store(state, domain, &pem).await.map_err(fail)?;
         Ok(facts)
     }
 
@@ -292,7 +290,7 @@ impl Issuer for CaIssuer {
                     domain,
                     email,
                     settings,
-                    state_dir,
+                    state,
                 },
             progress,
         } = job;
@@ -309,11 +307,11 @@ impl Issuer for CaIssuer {
         // was issued by another instance meanwhile.
         let baseline = self.served_sha256(&domain);
         let lock = self
-            .lock(&domain, &state_dir, settings.lock_lease, &*progress)
+            .lock(&domain, &state, settings.lock_lease, &*progress)
             .await
             .map_err(fail)?;
         if let Some(facts) =
-            renewed_elsewhere(&state_dir, &domain, baseline.as_deref(), &settings).await
+            renewed_elsewhere(&state, &domain, baseline.as_deref(), &settings).await
         {
             lock.release().await;
             tracing::info!(
@@ -328,7 +326,7 @@ impl Issuer for CaIssuer {
                 .map_err(fail);
         }
         let ordered = self
-            .order_and_store(&domain, email.as_deref(), &settings, &state_dir, &*progress)
+            .order_and_store(&domain, email.as_deref(), &settings, &state, &*progress)
             .await;
         // Stored (or failed): the next instance to take the lock finds the
         // result on disk.
@@ -342,7 +340,7 @@ impl Issuer for CaIssuer {
     async fn renewal_info(&self, query: AriQuery) -> AriAnswer {
         let target = &query.target;
         let Ok((account, _)) =
-            Self::account(&target.settings, &target.state_dir, target.email.as_deref()).await
+            Self::account(&target.settings, &target.state, target.email.as_deref()).await
         else {
             return AriAnswer::Failed;
         };
@@ -385,12 +383,12 @@ fn describe_holder(seen: &lock::Seen) -> String {
 /// instead of ordering: loadable, ours, of the configured directory and not
 /// due for renewal.
 async fn renewed_elsewhere(
-    state_dir: &Path,
+    state: &StateLayout,
     domain: &str,
     baseline: Option<&str>,
     settings: &AcmeConfig,
 ) -> Option<crate::pem::CertificateFacts> {
-    let path = stored_certificate_path(state_dir, domain);
+    let path = state.stored_certificate(domain);
     let text = tokio::task::spawn_blocking(move || crate::fsio::read_cert_text(&path))
         .await
         .ok()?

@@ -1,15 +1,16 @@
 //! What the ACME task and its issuer hand each other: the domain to order
 //! for, the job with its progress callback, and what comes back (an issued
 //! certificate, a failure, the CA's renewal information, RFC 9773). A leaf
-//! of `acme/`, so the loop, the issuer and their tests share these without
+//! of `acme/` (with the loop's timing), so the loop, the issuer and their tests share these without
 //! using each other.
 
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::schedule::RenewalWindow;
 use super::{AcmeError, Step};
 use crate::config::AcmeConfig;
+use crate::state_layout::StateLayout;
 
 /// Renewal information from the CA is asked again after this long at most,
 /// and not sooner than [`ARI_MIN_REFRESH`] (whatever its `Retry-After`).
@@ -35,7 +36,7 @@ pub struct Target {
     /// The global ACME settings at the time.
     pub settings: Arc<AcmeConfig>,
     /// Where accounts and certificates live.
-    pub state_dir: PathBuf,
+    pub state: StateLayout,
 }
 
 /// One issuance to run.
@@ -83,4 +84,29 @@ pub enum AriAnswer {
     Window(RenewalWindow, i64),
     /// Asking failed; try again later.
     Failed,
+}
+
+/// Orders running at once, across domains: enough to issue a handful of
+/// new domains quickly, few enough not to trip a CA's rate limits when a
+/// thousand domains are switched on together.
+pub const MAX_CONCURRENT_ORDERS: usize = 4;
+
+/// How often the manager looks around by itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How often request files are looked for and the snapshot is compared
+    /// with the last one planned against.
+    pub poll: Duration,
+    /// Longest sleep between plans even when nothing is due: a wall-clock
+    /// jump (suspend, NTP step) is noticed within this.
+    pub max_sleep: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            poll: Duration::from_secs(1),
+            max_sleep: Duration::from_secs(60),
+        }
+    }
 }

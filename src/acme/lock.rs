@@ -1,7 +1,8 @@
 //! The order lock: with several sniwalk instances sharing one `state_dir`,
 //! exactly one of them orders a domain's certificate at a time.
 //!
-//! The lock is the file `state_dir/acme/locks/<domain>.lock`, JSON
+//! The lock is the file `state_dir/acme/locks/<domain>.lock`
+//! ([`crate::state_layout::StateLayout::lock`]), JSON
 //! `{owner, pid, host, acquired, expires}` (Unix seconds). It is created
 //! with `O_EXCL` (`create_new`), which shared filesystems honour, and holds
 //! a lease: the holder rewrites `expires` every third of the lease while it
@@ -28,22 +29,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::control::ACME_DIR;
 use crate::fsio;
-
-/// Folder under the state directory that holds the order locks.
-pub const LOCKS_DIR: &str = "locks";
 
 /// Largest lock file read; a real one is about 150 bytes.
 const MAX_LOCK_BYTES: u64 = 4096;
-
-/// The lock file of `domain`.
-pub fn lock_path(state_dir: &Path, domain: &str) -> PathBuf {
-    state_dir
-        .join(ACME_DIR)
-        .join(LOCKS_DIR)
-        .join(format!("{domain}.lock"))
-}
 
 /// What a lock file says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,39 +33,17 @@ pub use super::handle::{ManagerHandle, OrderEvent, OrderOutcome};
 use super::handle::{Waiter, answer, not_answerable, not_managed};
 pub use super::issuer::{CaIssuer, Issuer};
 use super::job::{ARI_MAX_REFRESH, ARI_MIN_REFRESH};
-pub use super::job::{AriAnswer, AriQuery, Clock, Failure, Issued, Job, Target, system_clock};
+pub use super::job::{
+    AriAnswer, AriQuery, Clock, Failure, Issued, Job, MAX_CONCURRENT_ORDERS, Target, Timing,
+    system_clock,
+};
 use super::listeners::{self, BoundListener, NO_LISTENER_CODE};
 use super::schedule::{self, RenewalWindow};
 use super::{AcmeError, Step};
 use crate::config::{CertificateSource, Config};
 use crate::pem::ACME_ISSUED_MARKER;
 use crate::snapshot::SnapshotReader;
-use crate::snapshot::{Place, Severity, Snapshot, stored_certificate_path};
-
-/// Orders running at once, across domains: enough to issue a handful of
-/// new domains quickly, few enough not to trip a CA's rate limits when a
-/// thousand domains are switched on together.
-pub const MAX_CONCURRENT_ORDERS: usize = 4;
-
-/// How often the manager looks around by itself.
-#[derive(Debug, Clone, Copy)]
-pub struct Timing {
-    /// How often request files are looked for and the snapshot is compared
-    /// with the last one planned against.
-    pub poll: Duration,
-    /// Longest sleep between plans even when nothing is due: a wall-clock
-    /// jump (suspend, NTP step) is noticed within this.
-    pub max_sleep: Duration,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Timing {
-            poll: Duration::from_secs(1),
-            max_sleep: Duration::from_secs(60),
-        }
-    }
-}
+use crate::snapshot::{Place, Severity, Snapshot};
 
 /// What a finished background task reports.
 enum Done {
@@ -143,9 +121,9 @@ impl<I: Issuer> Manager<I> {
     ) -> Self {
         let (progress_tx, progress_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let state_dir = config.borrow().state_dir.clone();
+        let state = config.borrow().state_layout();
         let bound = BoundListener::of(&config.borrow().listeners);
-        let persisted = control::read_status(&state_dir);
+        let persisted = control::read_status(&state);
         // What is reset below is rewritten at once, so `check` does not
         // show it from a previous run.
         let stale = persisted
@@ -316,9 +294,9 @@ impl<I: Issuer> Manager<I> {
     /// (best effort: only files a day old, so no live order is touched).
     /// Synchronous: one small folder, once, like reading the status file.
     fn sweep_shared_answers(&self) {
-        let state_dir = self.config.borrow().state_dir.clone();
-        let dir = state_dir.join(crate::challenge::SHARED_HTTP01_DIR);
-        let swept = crate::challenge::sweep_shared_http01(&state_dir, SystemTime::now());
+        let state = self.config.borrow().state_layout();
+        let dir = state.http01_dir();
+        let swept = crate::challenge::sweep_shared_http01(&state, SystemTime::now());
         if swept > 0 {
             tracing::info!(
                 folder = %dir.display(),
@@ -331,7 +309,7 @@ impl<I: Issuer> Manager<I> {
     /// Picks up `sniwalk renew` requests.
     fn take_requests(&mut self) {
         let config = self.config.borrow().clone();
-        for (domain, request) in control::take_requests(&config.state_dir) {
+        for (domain, request) in control::take_requests(&config.state_layout()) {
             self.request(&config, &domain, Waiter::File(request.id));
         }
     }
@@ -354,7 +332,7 @@ impl<I: Issuer> Manager<I> {
         };
         if let Some(message) = refusal {
             answer(
-                &config.state_dir,
+                &config.state_layout(),
                 domain,
                 waiter,
                 &not_managed(message),
@@ -371,7 +349,13 @@ impl<I: Issuer> Manager<I> {
                 "ACME: order requested, but none is placed: {no_listener}"
             );
             let outcome = not_answerable(domain, &no_listener);
-            answer(&config.state_dir, domain, waiter, &outcome, &self.clock);
+            answer(
+                &config.state_layout(),
+                domain,
+                waiter,
+                &outcome,
+                &self.clock,
+            );
             return;
         }
         tracing::info!(domain, "ACME: order requested");
@@ -418,7 +402,7 @@ impl<I: Issuer> Manager<I> {
             let report = snapshot.report(&Place::Domain(domain.name.clone()));
             let served = report.and_then(|r| r.loaded.as_deref());
             let stored = if served.is_none() && domain.certificate == CertificateSource::None {
-                stored_file(&stored_certificate_path(&config.state_dir, &domain.name))
+                stored_file(&config.state_layout().stored_certificate(&domain.name))
             } else {
                 StoredFile::Missing
             };
@@ -440,7 +424,7 @@ impl<I: Issuer> Manager<I> {
                     .clone()
                     .or_else(|| settings.account_email.clone()),
                 settings: settings.clone(),
-                state_dir: config.state_dir.clone(),
+                state: config.state_layout(),
             };
             let ari_supported = self.ari_supported;
             let entry = self
@@ -614,10 +598,22 @@ impl<I: Issuer> Manager<I> {
             let outcome = not_managed(format!(
                 "{domain}'s certificate is managed by hand (no `acme_issued` marker); ACME leaves it alone"
             ));
-            answer(&config.state_dir, &domain, waiter, &outcome, &self.clock);
+            answer(
+                &config.state_layout(),
+                &domain,
+                waiter,
+                &outcome,
+                &self.clock,
+            );
         }
         for (domain, waiter, outcome) in refusals {
-            answer(&config.state_dir, &domain, waiter, &outcome, &self.clock);
+            answer(
+                &config.state_layout(),
+                &domain,
+                waiter,
+                &outcome,
+                &self.clock,
+            );
         }
         // Domains no longer managed drop out of the status (unless busy).
         let before = self.entries.len();
@@ -635,7 +631,7 @@ impl<I: Issuer> Manager<I> {
     /// Records a finished order or ARI question.
     fn finish(&mut self, done: Done) {
         let now = (self.clock)();
-        let state_dir = self.config.borrow().state_dir.clone();
+        let state = self.config.borrow().state_layout();
         match done {
             Done::Ari {
                 domain,
@@ -749,7 +745,7 @@ impl<I: Issuer> Manager<I> {
                     metrics.acme_order(outcome.ok);
                 }
                 for waiter in waiting {
-                    answer(&state_dir, &domain, waiter, &outcome, &self.clock);
+                    answer(&state, &domain, waiter, &outcome, &self.clock);
                 }
             }
         }
@@ -767,8 +763,8 @@ impl<I: Issuer> Manager<I> {
                 .map(|(name, entry)| (name.clone(), entry.status.clone()))
                 .collect(),
         };
-        let state_dir = self.config.borrow().state_dir.clone();
-        if let Err(e) = control::write_status(&state_dir, &status) {
+        let state = self.config.borrow().state_layout();
+        if let Err(e) = control::write_status(&state, &status) {
             tracing::warn!("cannot write the ACME status file: {e}");
         }
     }

@@ -44,9 +44,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// The steps of an issuance, in order (after seed 002's
-/// `CheckDnsResolutionStep`, `GetAcmeOrderStep`, ...), for errors, logs and
-/// job status.
+/// The steps of an issuance, in order, for errors, logs and job status
+/// (README, "Admin API": the steps a job reports).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
@@ -151,7 +150,7 @@ pub enum AcmeError {
         problem_type: Option<String>,
     },
     /// Pre-flight: the name does not resolve to any expected address, so
-    /// the CA could not reach us; no order was placed (seed 002).
+    /// the CA could not reach us; no order was placed.
     #[error(
         "HostnameNotResolvingToProxy: {domain} {}, none of acme.expected_addresses ({}); \
          point its DNS A/AAAA records at this proxy, or fix expected_addresses; no order was placed",
@@ -181,7 +180,7 @@ pub enum AcmeError {
 }
 
 impl AcmeError {
-    /// A stable code for machines (after seed 002's error codes).
+    /// A stable code for machines (README, "ACME": the error codes).
     pub fn code(&self) -> &'static str {
         match self {
             AcmeError::Account { problem_type, .. } | AcmeError::Order { problem_type, .. }

@@ -1,7 +1,7 @@
 //! One issuance (RFC 8555 §7.4), step by step, and storing its result where
 //! the snapshot loads it (`state_dir/certificates/<domain>.pem`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +15,9 @@ use rustls_pki_types::pem::PemObject as _;
 use super::{AcmeError, Step, problem_of};
 use crate::challenge::{self, ChallengeStore, tls_alpn01_certificate};
 use crate::config::ChallengeKind;
+use crate::fsio;
 use crate::pem::{ACME_ISSUED_MARKER, Markers, render_certificate_pem};
-use crate::{fsio, snapshot};
+use crate::state_layout::StateLayout;
 
 pub use crate::pem::ACME_DIRECTORY_MARKER;
 
@@ -34,7 +35,7 @@ pub struct Issue<'a> {
     pub challenges: &'a ChallengeStore,
     /// The state directory whose `acme/http-01/` shares HTTP-01 answers
     /// with other instances; `None` keeps them in this process.
-    pub state_dir: Option<&'a Path>,
+    pub state: Option<&'a StateLayout>,
     /// The ACME directory URL, recorded in the result's markers.
     pub directory: &'a str,
     /// Told each step as it starts (job status, logs).
@@ -52,7 +53,7 @@ pub async fn issue(account: &Account, issue: Issue<'_>) -> Result<String, AcmeEr
     let mut published = Published {
         challenges: issue.challenges,
         domain: issue.domain,
-        state_dir: issue.state_dir,
+        state: issue.state,
         http01: Vec::new(),
         tls_alpn01: false,
     };
@@ -72,7 +73,7 @@ pub async fn issue_http01(
             domain,
             challenge: ChallengeKind::Http01,
             challenges,
-            state_dir: None,
+            state: None,
             directory,
             progress: &|_| {},
         },
@@ -85,7 +86,7 @@ pub async fn issue_http01(
 struct Published<'a> {
     challenges: &'a ChallengeStore,
     domain: &'a str,
-    state_dir: Option<&'a Path>,
+    state: Option<&'a StateLayout>,
     http01: Vec<String>,
     tls_alpn01: bool,
 }
@@ -94,13 +95,13 @@ impl Drop for Published<'_> {
     fn drop(&mut self) {
         for token in &self.http01 {
             self.challenges.remove_http01(token);
-            if let Some(state_dir) = self.state_dir {
+            if let Some(state) = self.state {
                 // A small synchronous delete: Drop cannot await, and a file
                 // left behind is only swept a day later.
-                if let Err(e) = challenge::remove_shared_http01(state_dir, token) {
+                if let Err(e) = challenge::remove_shared_http01(state, token) {
                     tracing::warn!(
                         domain = self.domain,
-                        file = %challenge::shared_http01_path(state_dir, token).display(),
+                        file = %state.http01_answer(token).display(),
                         "cannot remove the shared HTTP-01 answer: {e}"
                     );
                 }
@@ -121,7 +122,7 @@ async fn issue_inner(
         domain,
         challenge: kind,
         challenges,
-        state_dir,
+        state,
         directory,
         progress,
     } = issue;
@@ -196,14 +197,9 @@ async fn issue_inner(
                 ChallengeKind::Http01 => {
                     challenges.set_http01(&challenge.token, key_authorization.as_str());
                     published.http01.push(challenge.token.clone());
-                    if let Some(state_dir) = state_dir {
-                        share_http01(
-                            state_dir,
-                            domain,
-                            &challenge.token,
-                            key_authorization.as_str(),
-                        )
-                        .await;
+                    if let Some(state) = state {
+                        share_http01(state, domain, &challenge.token, key_authorization.as_str())
+                            .await;
                     }
                 }
                 ChallengeKind::TlsAlpn01 => {
@@ -294,14 +290,14 @@ async fn issue_inner(
 /// Writes the HTTP-01 answer to the shared state, for whichever instance
 /// the CA reaches. A failure is logged, not fatal: this instance still
 /// answers from memory.
-async fn share_http01(state_dir: &Path, domain: &str, token: &str, key_authorization: &str) {
-    let (dir, token_owned, answer) = (
-        state_dir.to_path_buf(),
+async fn share_http01(state: &StateLayout, domain: &str, token: &str, key_authorization: &str) {
+    let (state, token_owned, answer) = (
+        state.clone(),
         token.to_string(),
         key_authorization.to_string(),
     );
     let written = tokio::task::spawn_blocking(move || {
-        challenge::write_shared_http01(&dir, &token_owned, &answer)
+        challenge::write_shared_http01(&state, &token_owned, &answer)
     })
     .await;
     match written {
@@ -345,8 +341,8 @@ async fn challenge_problems(order: &mut Order) -> String {
 
 /// Writes `pem` atomically (mode 0600, the folder created owner-only) to
 /// where the snapshot loads `domain`'s certificate, and returns the path.
-pub async fn store(state_dir: &Path, domain: &str, pem: &str) -> Result<PathBuf, AcmeError> {
-    let path = snapshot::stored_certificate_path(state_dir, domain);
+pub async fn store(state: &StateLayout, domain: &str, pem: &str) -> Result<PathBuf, AcmeError> {
+    let path = state.stored_certificate(domain);
     let fail = {
         let (domain, path) = (domain.to_string(), path.clone());
         move |problem: String| AcmeError::Store {
@@ -377,13 +373,9 @@ mod tests {
     #[tokio::test]
     async fn store_writes_private_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = store(dir.path(), "a.example.com", "text")
-            .await
-            .expect("store");
-        assert_eq!(
-            path,
-            snapshot::stored_certificate_path(dir.path(), "a.example.com")
-        );
+        let state = StateLayout::new(dir.path());
+        let path = store(&state, "a.example.com", "text").await.expect("store");
+        assert_eq!(path, state.stored_certificate("a.example.com"));
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "text");
         #[cfg(unix)]
         {

@@ -1,7 +1,7 @@
-//! Pre-flight (seed 002, `CheckDnsResolutionStep`): before an order is
-//! placed, the name must resolve to one of `acme.expected_addresses`, or
-//! the CA's validation could not reach this proxy and the order would only
-//! spend the CA's rate limit on a certain failure.
+//! Pre-flight (README, "ACME", the `CheckDnsResolution` step): before an
+//! order is placed, the name must resolve to one of
+//! `acme.expected_addresses`, or the CA's validation could not reach this
+//! proxy and the order would only spend the CA's rate limit on a certain failure.
 
 use std::net::IpAddr;
 

@@ -37,12 +37,9 @@
 /// One day in seconds (see [`crate::clock::DAY`]).
 pub use crate::clock::DAY;
 
-/// Default point in a certificate's lifetime at which renewal starts.
-///
-/// 2/3 is day 60 of a 90-day certificate: the widespread convention (and
-/// Let's Encrypt's advice), leaving a third of the lifetime, 30 days, to get
-/// through CA outages, rate limits and our own bugs before anything expires.
-pub const DEFAULT_RENEW_AT: f64 = 2.0 / 3.0;
+/// Default point in a certificate's lifetime at which renewal starts (the
+/// configuration's default for `acme.renew_at`).
+pub use crate::config::DEFAULT_RENEW_AT;
 
 /// Lifetimes up to and including this are "short" and renew at
 /// [`SHORT_LIFETIME_RENEW_AT`].

@@ -13,7 +13,7 @@ use super::state::{APPLY_TIMEOUT, AdminState, add_to_store};
 use crate::config::normalize_domain_name;
 use crate::pem::push_block;
 use crate::reload::Reload;
-use crate::snapshot::{Place, SourceKind, stored_certificate_path};
+use crate::snapshot::{Place, SourceKind};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,14 +112,14 @@ pub(super) async fn import(
             ),
         );
     }
-    let state_dir = &state.config.state_dir;
+    let layout = state.config.state_layout();
     if report.is_none()
-        && let Err(e) = add_to_store(state_dir, std::slice::from_ref(&name), false)
+        && let Err(e) = add_to_store(&layout, std::slice::from_ref(&name), false)
     {
         tracing::error!(domain = %name, "admin: {e}");
         return error(StatusCode::INTERNAL_SERVER_ERROR, e);
     }
-    let path = stored_certificate_path(state_dir, &name);
+    let path = layout.stored_certificate(&name);
     let written = path
         .parent()
         .map_or(Ok(()), crate::fsio::create_private_dir)

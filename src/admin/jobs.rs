@@ -109,7 +109,7 @@ pub(super) async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply
         .collect();
     if !new.is_empty() {
         let _writer = state.writer.lock().await;
-        if let Err(e) = add_to_store(&state.config.state_dir, &new, true) {
+        if let Err(e) = add_to_store(&state.config.state_layout(), &new, true) {
             tracing::error!(domains = %new.join(","), "admin: {e}");
             return error(StatusCode::INTERNAL_SERVER_ERROR, e);
         }

@@ -207,7 +207,7 @@ async fn body(request: Request<Incoming>) -> Result<(Option<String>, Bytes), Rep
 
 fn status(state: &AdminState) -> Reply {
     let snapshot = state.store.load();
-    let acme = crate::acme::control::read_status(&state.config.state_dir);
+    let acme = crate::acme::control::read_status(&state.config.state_layout());
     let report =
         CheckReport::from_snapshot(&snapshot, crate::clock::unix_now()).with_acme_status(&acme);
     json(StatusCode::OK, &report)

@@ -14,6 +14,7 @@ use crate::config::{Config, DomainStore, StoredDomain};
 use crate::metrics::Metrics;
 use crate::reload::ReloadHandle;
 use crate::snapshot::SnapshotReader;
+use crate::state_layout::StateLayout;
 
 /// How long an import or a new domain may take to be served.
 pub(super) const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,8 +124,12 @@ impl AdminState {
 /// Adds `names` to the domain store (ACME-managed when `acme`): a
 /// read-modify-write, so the caller holds [`AdminState::writer`]. Names
 /// already there keep their entry; nothing is written when all are.
-pub(super) fn add_to_store(state_dir: &Path, names: &[String], acme: bool) -> Result<(), String> {
-    let mut store = DomainStore::read(state_dir).map_err(|e| e.to_string())?;
+pub(super) fn add_to_store(
+    state: &StateLayout,
+    names: &[String],
+    acme: bool,
+) -> Result<(), String> {
+    let mut store = DomainStore::read(state).map_err(|e| e.to_string())?;
     let before = store.domains.len();
     for name in names {
         store
@@ -136,6 +141,6 @@ pub(super) fn add_to_store(state_dir: &Path, names: &[String], acme: bool) -> Re
         return Ok(());
     }
     store
-        .write(state_dir)
+        .write(state)
         .map_err(|e| format!("writing the domain store: {e}"))
 }

@@ -27,7 +27,7 @@ impl Config {
             source,
         })?;
         let mut config = Self::parse(&text, path)?;
-        DomainStore::read(&config.state_dir)?.merge_into(&mut config.domains);
+        DomainStore::read(&config.state_layout())?.merge_into(&mut config.domains);
         Ok(config)
     }
 

@@ -2,18 +2,16 @@
 //! time through the admin API.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::fields::normalize_domain_name;
 use super::types::{CertificateSource, ConfigError, DomainAcme, DomainConfig};
+use crate::state_layout::StateLayout;
 
 /// The domain store: domains added at run time by the admin API, kept in
-/// `state_dir` and merged into the configuration's domains on every load.
-pub const DOMAIN_STORE_FILE: &str = "domains.json";
-
-/// What `state_dir/domains.json` holds.
+/// `state_dir/domains.json` ([`StateLayout::domain_store`]) and merged into
+/// the configuration's domains on every load.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct DomainStore {
     /// Added domains by name.
@@ -30,14 +28,9 @@ pub struct StoredDomain {
 }
 
 impl DomainStore {
-    /// The store's file for `state_dir`.
-    pub fn path(state_dir: &Path) -> PathBuf {
-        state_dir.join(DOMAIN_STORE_FILE)
-    }
-
     /// Reads the store (missing file: empty).
-    pub fn read(state_dir: &Path) -> Result<Self, ConfigError> {
-        let path = Self::path(state_dir);
+    pub fn read(state: &StateLayout) -> Result<Self, ConfigError> {
+        let path = state.domain_store();
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
@@ -61,10 +54,10 @@ impl DomainStore {
     /// Writes the store atomically, mode 0600 like every state file. A
     /// read-modify-write needs one writer at a time (the admin API
     /// serializes its own).
-    pub fn write(&self, state_dir: &Path) -> Result<(), crate::fsio::FsError> {
+    pub fn write(&self, state: &StateLayout) -> Result<(), crate::fsio::FsError> {
         let json = serde_json::to_vec_pretty(self).unwrap_or_default();
-        crate::fsio::create_private_dir(state_dir)?;
-        crate::fsio::write_atomic(&Self::path(state_dir), &json, true)
+        crate::fsio::create_private_dir(state.root())?;
+        crate::fsio::write_atomic(&state.domain_store(), &json, true)
     }
 
     /// Adds the store's domains that the file does not configure.

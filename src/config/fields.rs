@@ -103,6 +103,13 @@ pub fn parse_acme_directory(input: &str) -> Result<String, String> {
     }
 }
 
+/// Default point in a certificate's lifetime at which renewal starts.
+///
+/// 2/3 is day 60 of a 90-day certificate: the widespread convention (and
+/// Let's Encrypt's advice), leaving a third of the lifetime, 30 days, to get
+/// through CA outages, rate limits and our own bugs before anything expires.
+pub const DEFAULT_RENEW_AT: f64 = 2.0 / 3.0;
+
 /// Parses `acme.renew_at`: a fraction strictly between 0 and 1, written as
 /// a number (`0.66`) or as `A/B` (`2/3`).
 pub fn parse_renew_at(input: &str) -> Result<f64, String> {

@@ -28,11 +28,11 @@ mod positions;
 mod raw;
 mod types;
 
-pub use domain_store::{DOMAIN_STORE_FILE, DomainStore, StoredDomain};
+pub use domain_store::{DomainStore, StoredDomain};
 pub use fields::{
-    DEFAULT_ACME_DIRECTORY, MAX_WARN_DAYS, STAGING_ACME_DIRECTORY, normalize_domain_name,
-    normalize_pin, parse_account_email, parse_acme_directory, parse_bind, parse_duration,
-    parse_renew_at,
+    DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, MAX_WARN_DAYS, STAGING_ACME_DIRECTORY,
+    normalize_domain_name, normalize_pin, parse_account_email, parse_acme_directory, parse_bind,
+    parse_duration, parse_renew_at,
 };
 pub use types::{
     ALIAS_PREFIX, AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind,

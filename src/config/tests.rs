@@ -1878,7 +1878,7 @@ fn domain_store_is_merged_on_load() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("proxy.yaml");
     std::fs::write(&file, format!("{MINIMAL}state_dir: state\n")).expect("config");
-    let state = dir.path().join("state");
+    let state = crate::state_layout::StateLayout::new(dir.path().join("state"));
     let mut store = DomainStore::default();
     store
         .domains
@@ -1894,7 +1894,7 @@ fn domain_store_is_merged_on_load() {
         domain(&config, "example.com").acme.is_none(),
         "the file's own entry wins"
     );
-    std::fs::write(DomainStore::path(&state), "{ broken").expect("break");
+    std::fs::write(state.domain_store(), "{ broken").expect("break");
     let message = Config::load(&file).expect_err("refused").to_string();
     assert!(message.contains("domains.json"), "{message}");
 }

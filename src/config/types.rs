@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::fields::{
-    CheckedStr, DEFAULT_ACME_DIRECTORY, account_email_field, normalize_domain_name,
+    CheckedStr, DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, account_email_field,
+    normalize_domain_name,
 };
 
 /// Where `state_dir` is when the configuration does not say.
@@ -58,7 +59,8 @@ pub struct Config {
     pub file: PathBuf,
     /// The master domain: root of every chain in the domain tree.
     pub master_domain: String,
-    /// Where ACME results, the account and the generated default live.
+    /// Where ACME results, the account and the generated default live
+    /// (every path under it: [`Config::state_layout`]).
     pub state_dir: PathBuf,
     /// A `certificate_pem` file to serve when nothing else applies.
     pub default_certificate: Option<PathBuf>,
@@ -172,7 +174,7 @@ impl Default for AcmeConfig {
             ca_roots: Vec::new(),
             account_email: None,
             challenge: ChallengeKind::Http01,
-            renew_at: crate::acme::schedule::DEFAULT_RENEW_AT,
+            renew_at: DEFAULT_RENEW_AT,
             warn_days: crate::expiry::DEFAULT_WARN_DAYS,
             expected_addresses: Vec::new(),
             lock_lease: DEFAULT_LOCK_LEASE,
@@ -536,6 +538,11 @@ impl ListenerConfig {
 }
 
 impl Config {
+    /// The paths under `state_dir`.
+    pub fn state_layout(&self) -> crate::state_layout::StateLayout {
+        crate::state_layout::StateLayout::new(&self.state_dir)
+    }
+
     /// The listener named `name`.
     pub fn listener(&self, name: &str) -> Option<&ListenerConfig> {
         self.listeners.iter().find(|l| l.name == name)

@@ -384,8 +384,8 @@ fn parses_traditional_pkcs1_and_sec1_keys() {
 }
 
 /// The key kind is decided by the DER, not the label: every encoding is
-/// read under every private-key label (seed 003 has PKCS#8 under
-/// `RSA PRIVATE KEY`).
+/// read under every private-key label (texts pasted from real tools carry
+/// PKCS#8 under `RSA PRIVATE KEY`).
 #[test]
 fn key_kind_is_decided_by_content_not_label() {
     for (name, alg) in KEY_TYPES {

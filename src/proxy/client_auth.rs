@@ -1,4 +1,4 @@
-//! Client certificates (seed 004): the rustls verifier of a listener with
+//! Client certificates (README, "Client certificates"): the rustls verifier of a listener with
 //! `client_auth`, and what a connection's verified certificate means for
 //! its requests.
 //!
@@ -31,7 +31,8 @@ pub const CLIENT_CERT_SUBJECT_HEADER: &str = "x-client-cert-subject";
 /// ask for a certificate, whether it is mandatory, and which CA checks it.
 /// A reload (new pins, mode, or CA file content) therefore applies to the
 /// next handshake while the `ServerConfig`, and with it session
-/// resumption, stays (DESIGN.md invariant 3).
+/// resumption, stays (README, "Changing certificates and configuration
+/// while running": a reload never rebuilds a listener's rustls config).
 #[derive(Debug)]
 pub struct ReloadingVerifier {
     index: usize,

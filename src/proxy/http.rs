@@ -5,7 +5,6 @@
 //! with the same host, path and query.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,6 +23,7 @@ use super::conn::{Lifecycle, ListenerShared, PerLimits};
 use super::io::{Activity, Protocol, TimedIo};
 use crate::challenge::{self, ChallengeStore};
 use crate::config::Limits;
+use crate::state_layout::StateLayout;
 
 /// Where ACME HTTP-01 answers live (RFC 8555 §8.3).
 pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -37,24 +37,24 @@ pub struct HttpListener {
     pub challenges: Arc<ChallengeStore>,
     /// The state directory, where instances sharing it publish theirs
     /// (`acme/http-01`).
-    pub state_dir: PathBuf,
+    pub state: StateLayout,
     /// HTTP server settings, for the current limits.
     pub http: PerLimits<auto::Builder<TokioExecutor>>,
 }
 
 impl HttpListener {
     /// Settings for one listener of a proxy whose state directory is
-    /// `state_dir`.
+    /// `state`.
     pub fn new(
         shared: ListenerShared,
         challenges: Arc<ChallengeStore>,
-        state_dir: &std::path::Path,
+        state: StateLayout,
     ) -> Self {
         HttpListener {
             http: PerLimits::new(&shared.config.limits, http_builder),
             shared,
             challenges,
-            state_dir: state_dir.to_path_buf(),
+            state,
         }
     }
 
@@ -67,8 +67,8 @@ impl HttpListener {
         if let Some(answer) = self.challenges.http01(token) {
             return Some(answer);
         }
-        let file = || challenge::shared_http01_path(&self.state_dir, token);
-        match challenge::read_shared_http01(&self.state_dir, token).await {
+        let file = || self.state.http01_answer(token);
+        match challenge::read_shared_http01(&self.state, token).await {
             Ok(Some(answer)) => {
                 tracing::debug!(
                     listener = %self.shared.config.name,

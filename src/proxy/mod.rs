@@ -234,7 +234,7 @@ pub async fn serve(
             ListenerKind::Http => Handler::Http(Arc::new(http::HttpListener::new(
                 shared,
                 challenges.clone(),
-                &config.state_dir,
+                config.state_layout(),
             ))),
         };
         tracing::info!(

@@ -28,7 +28,7 @@ fn differences_decide_what_is_published() {
     };
     let first = config(&yaml(&pem("b.a.test")));
     let built = |c: &Config, previous: Option<&Snapshot>| {
-        Snapshot::build(c, previous, DefaultPolicy::Persist, 0).expect("builds")
+        build_snapshot(c, previous, Changes(None), 0).expect("builds")
     };
     let one = built(&first, None);
     let same = built(&first, Some(&one));

@@ -10,8 +10,7 @@ use super::certificate::{FileStamp, SourceKind, SourceStamp};
 use super::default_cert::{DefaultPolicy, build_default};
 use super::last_good::{Attempt, Changes, settle, unchanged};
 use super::loaders::{
-    certdir_stamp, load_certdir, load_pem_file, load_pem_text, load_source,
-    stored_certificate_path, text_hash,
+    certdir_stamp, load_certdir, load_pem_file, load_pem_text, load_source, text_hash,
 };
 use super::model::{Snapshot, SnapshotError};
 use super::report::{Place, Problem, SourceReport, check_key, check_validity, names_or_none};
@@ -194,7 +193,7 @@ fn domain_report(
         // Stored in state_dir: ACME results, and imports through the admin
         // API (which may be for domains without ACME).
         CertificateSource::None => {
-            let path = stored_certificate_path(&config.state_dir, &domain.name);
+            let path = config.state_layout().stored_certificate(&domain.name);
             match file_attempt(SourceKind::Stored, &path) {
                 Attempt::Failed(e) if e.not_found && acme_enabled => {
                     (Some(SourceKind::Stored), Some(path), None)
@@ -252,7 +251,7 @@ fn domain_touched(
         CertificateSource::Inline(_) => false,
         CertificateSource::File(path) => changes.may_touch(path),
         CertificateSource::None => {
-            changes.may_touch(&stored_certificate_path(&config.state_dir, &domain.name))
+            changes.may_touch(&config.state_layout().stored_certificate(&domain.name))
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The default certificate: `default_certificate` when configured, else one
-//! sniwalk generates for the master domain. With [`DefaultPolicy::Persist`]
-//! the generated one is written to `state_dir` from [`build_default`], which
-//! `Snapshot::build` calls; `check` and `resolve` keep it in memory.
+//! sniwalk generates for the master domain. `run` stores the generated one
+//! in `state_dir` with [`store_generated_default`] before it builds a
+//! snapshot; [`build_default`], which `Snapshot::build` calls, only reads
+//! it (or makes one in memory, as `check` and `resolve` do).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::certificate::{FileStamp, LoadedCertificate, SourceKind, SourceStamp};
@@ -15,16 +17,16 @@ use crate::expiry::{self, ExpiryState};
 use crate::fsio;
 use crate::pem::{self, CertificateFacts};
 
-/// Name of the generated default certificate inside `state_dir`.
-pub const GENERATED_DEFAULT_FILE: &str = "default.pem";
-
-/// What to do when no default certificate is stored yet.
+/// Whether the generated default is expected on disk when a snapshot is
+/// built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DefaultPolicy {
-    /// Generate one and store it in `state_dir` (`run`).
+    /// `run`: [`store_generated_default`] ran before the build, so a
+    /// generated default missing from `state_dir` is reported (kept in
+    /// memory).
     Persist,
-    /// Generate one in memory only (`check`, `resolve`: they change nothing
-    /// on disk).
+    /// `check`, `resolve`: they change nothing on disk, and a generated
+    /// default in memory is no problem.
     InMemory,
 }
 
@@ -71,7 +73,7 @@ pub(super) fn build_default(
         // Fall through: a broken default_certificate must not leave the
         // proxy without any certificate.
     }
-    let path = config.state_dir.join(GENERATED_DEFAULT_FILE);
+    let path = config.state_layout().generated_default();
     let names = generated_default_names(&config.master_domain);
     // A generated default close to expiry is made again rather than warned
     // about: nobody renews it by hand.
@@ -98,10 +100,7 @@ pub(super) fn build_default(
         report.loaded = Some(loaded.clone());
         return Ok((loaded, report));
     }
-    let reusable = load_pem_file(&path)
-        .ok()
-        .filter(|(parsed, _)| names.iter().all(|n| parsed.leaf.covers(n)) && fresh(&parsed.leaf));
-    let loaded = match reusable {
+    let loaded = match usable_generated(config, now) {
         Some((parsed, stamp)) => {
             let mut loaded =
                 LoadedCertificate::from_parsed(parsed, SourceKind::Generated, Some(path.clone()));
@@ -110,29 +109,20 @@ pub(super) fn build_default(
             loaded
         }
         None => {
-            let text =
-                generate_self_signed_pem(&names, 3650, false).map_err(SnapshotError::Generate)?;
-            let parsed = pem::parse_certificate_pem(&text)
-                .map_err(|e| SnapshotError::Generate(e.to_string()))?;
-            let mut file = None;
+            // Nothing usable on disk: one in memory. `run` stores one with
+            // [`store_generated_default`] before every build, so there this
+            // means the write failed (logged with the reason).
+            let (_, parsed) = generate(&names)?;
             if policy == DefaultPolicy::Persist {
-                let stored = fsio::create_private_dir(&config.state_dir)
-                    .and_then(|()| fsio::write_atomic(&path, text.as_bytes(), true));
-                match stored {
-                    Ok(()) => {
-                        tracing::info!(file = %path.display(), names = %names.join(","), "generated the default certificate");
-                        file = Some(path.clone());
-                    }
-                    Err(e) => report.problems.push(Problem::warning(format!(
-                        "{e}; the generated default certificate is kept in memory only"
-                    ))),
-                }
+                report.problems.push(Problem::warning(format!(
+                    "{} could not be written (see the log); the generated default certificate \
+                     is kept in memory only",
+                    path.display()
+                )));
             }
-            // With DefaultPolicy::InMemory (check, resolve) a missing default
-            // is no problem: `run` generates and stores it.
-            let mut loaded = LoadedCertificate::from_parsed(parsed, SourceKind::Generated, file);
+            let mut loaded = LoadedCertificate::from_parsed(parsed, SourceKind::Generated, None);
             loaded.acme_issued = false;
-            loaded.stamp = FileStamp::of(&path).map_or(SourceStamp::Unknown, SourceStamp::File);
+            loaded.stamp = SourceStamp::Unknown;
             loaded
         }
     };
@@ -148,6 +138,58 @@ pub(super) fn build_default(
     let loaded = Arc::new(loaded);
     report.loaded = Some(loaded.clone());
     Ok((loaded, report))
+}
+
+/// Makes sure `state_dir/default.pem` holds a usable generated default
+/// when the configuration relies on it (no `default_certificate`, or one
+/// that does not load): one that names the master domain and is not close
+/// to expiry. Writes a new one (mode 0600) when it does not, and returns
+/// its path then; `Ok(None)` when nothing had to be written.
+///
+/// `run` calls this before every snapshot build, so building a snapshot
+/// itself never writes (README, "Layout").
+pub fn store_generated_default(
+    config: &Config,
+    now: i64,
+) -> Result<Option<PathBuf>, SnapshotError> {
+    if let Some(configured) = &config.default_certificate
+        && load_pem_file(configured).is_ok()
+    {
+        return Ok(None);
+    }
+    if usable_generated(config, now).is_some() {
+        return Ok(None);
+    }
+    let state = config.state_layout();
+    let path = state.generated_default();
+    let names = generated_default_names(&config.master_domain);
+    let (text, _) = generate(&names)?;
+    fsio::create_private_dir(state.root())
+        .and_then(|()| fsio::write_atomic(&path, text.as_bytes(), true))
+        .map_err(SnapshotError::StoreDefault)?;
+    tracing::info!(file = %path.display(), names = %names.join(","), "generated the default certificate");
+    Ok(Some(path))
+}
+
+/// The generated default on disk, when it names the master domain (and
+/// `localhost`) and is not close to expiry.
+fn usable_generated(config: &Config, now: i64) -> Option<(pem::ParsedPem, SourceStamp)> {
+    let names = generated_default_names(&config.master_domain);
+    load_pem_file(&config.state_layout().generated_default())
+        .ok()
+        .filter(|(parsed, _)| {
+            names.iter().all(|n| parsed.leaf.covers(n))
+                && expiry::expiry_state(parsed.leaf.not_after, now, config.acme.warn_days)
+                    == ExpiryState::Ok
+        })
+}
+
+/// A new self-signed default for `names`: the text and its parse.
+fn generate(names: &[String]) -> Result<(String, pem::ParsedPem), SnapshotError> {
+    let text = generate_self_signed_pem(names, 3650, false).map_err(SnapshotError::Generate)?;
+    let parsed =
+        pem::parse_certificate_pem(&text).map_err(|e| SnapshotError::Generate(e.to_string()))?;
+    Ok((text, parsed))
 }
 
 /// Names of the generated default certificate: the master domain and

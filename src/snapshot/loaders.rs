@@ -1,7 +1,7 @@
 //! Loading certificate sources: inline text, files, certdirs and the
 //! per-domain certificates stored in `state_dir`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::certificate::{FileStamp, SourceKind, SourceStamp};
 use super::last_good::{Attempt, LoadError, settle, unchanged};
@@ -15,16 +15,6 @@ use crate::pem::{self, ParsedPem};
 pub const CERTDIR_KEY: &str = "server.key";
 /// See [`CERTDIR_KEY`].
 pub const CERTDIR_CERT: &str = "server.crt";
-
-/// Folder inside `state_dir` for stored per-domain certificates (ACME).
-pub const STORED_CERTIFICATES_DIR: &str = "certificates";
-
-/// Where the certificate of an ACME-enabled domain is stored.
-pub fn stored_certificate_path(state_dir: &Path, domain: &str) -> PathBuf {
-    state_dir
-        .join(STORED_CERTIFICATES_DIR)
-        .join(format!("{domain}.pem"))
-}
 
 pub(super) fn text_hash(text: &str) -> u64 {
     use std::hash::{Hash, Hasher};

@@ -29,9 +29,9 @@ mod trust;
 mod tests;
 
 pub use certificate::{FileStamp, LoadedCertificate, SourceKind, SourceStamp};
-pub use default_cert::{DefaultPolicy, GENERATED_DEFAULT_FILE, generate_self_signed_pem};
+pub use default_cert::{DefaultPolicy, generate_self_signed_pem, store_generated_default};
 pub use last_good::Changes;
-pub use loaders::{CERTDIR_CERT, CERTDIR_KEY, STORED_CERTIFICATES_DIR, stored_certificate_path};
+pub use loaders::{CERTDIR_CERT, CERTDIR_KEY};
 pub use model::{BackendTlsEntry, Choice, ClientCa, Snapshot, SnapshotError};
 pub use report::{Place, Problem, Severity, SourceReport};
 pub use store::{SnapshotReader, SnapshotWriter};

@@ -55,6 +55,10 @@ pub enum SnapshotError {
     /// No default certificate could be generated.
     #[error("cannot generate the default certificate: {0}")]
     Generate(String),
+    /// The generated default certificate could not be written to
+    /// `state_dir`.
+    #[error("cannot store the generated default certificate: {0}")]
+    StoreDefault(crate::fsio::FsError),
 }
 
 /// The immutable certificate state.

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Barrier};
 
 use super::*;
+use crate::state_layout::StateLayout;
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -78,7 +79,7 @@ fn unreadable_locks_are_stale_only_when_older_than_a_lease() {
 #[test]
 fn the_path_is_per_domain_under_acme_locks() {
     assert_eq!(
-        lock_path(Path::new("/var/lib/sniwalk"), "shop.example.com"),
+        StateLayout::new("/var/lib/sniwalk").lock("shop.example.com"),
         Path::new("/var/lib/sniwalk/acme/locks/shop.example.com.lock")
     );
 }
@@ -86,7 +87,7 @@ fn the_path_is_per_domain_under_acme_locks() {
 #[test]
 fn acquire_creates_the_file_and_a_live_lock_is_held() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = lock_path(dir.path(), "a.test");
+    let path = StateLayout::new(dir.path()).lock("a.test");
     let Attempt::Acquired(mine, _) = try_acquire(&path, &holder("a"), 1000, LEASE).expect("io")
     else {
         panic!("first acquire must win");
@@ -102,7 +103,7 @@ fn acquire_creates_the_file_and_a_live_lock_is_held() {
 #[test]
 fn a_stale_lock_is_taken_over() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = lock_path(dir.path(), "a.test");
+    let path = StateLayout::new(dir.path()).lock("a.test");
     let old = LockRecord::new(&holder("dead"), 1000, LEASE);
     write_record(&path, &old);
     let Attempt::Acquired(mine, replaced) =
@@ -128,7 +129,7 @@ fn a_stale_lock_is_taken_over() {
 #[test]
 fn garbage_is_taken_over_only_when_old() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = lock_path(dir.path(), "a.test");
+    let path = StateLayout::new(dir.path()).lock("a.test");
     fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     fs::write(&path, b"not json").expect("write");
     let now = crate::clock::unix_now();
@@ -145,7 +146,7 @@ fn garbage_is_taken_over_only_when_old() {
 #[test]
 fn a_lock_renewed_between_read_and_rename_is_put_back() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = lock_path(dir.path(), "a.test");
+    let path = StateLayout::new(dir.path()).lock("a.test");
     let stale = LockRecord::new(&holder("a"), 1000, LEASE);
     let stale_bytes = serde_json::to_vec(&stale).expect("json");
     // The holder renewed after we judged the lock stale.
@@ -169,7 +170,7 @@ fn a_lock_renewed_between_read_and_rename_is_put_back() {
 #[test]
 fn renew_and_release_touch_only_our_own_lock() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = lock_path(dir.path(), "a.test");
+    let path = StateLayout::new(dir.path()).lock("a.test");
     let Attempt::Acquired(mine, _) = try_acquire(&path, &holder("a"), 1000, LEASE).expect("io")
     else {
         panic!("acquire");
@@ -210,7 +211,7 @@ fn race(path: &Path, instances: usize, now: i64) -> usize {
 fn racing_instances_one_wins_a_free_lock() {
     for round in 0..20 {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = lock_path(dir.path(), "a.test");
+        let path = StateLayout::new(dir.path()).lock("a.test");
         assert_eq!(race(&path, 8, 1000), 1, "round {round}");
     }
 }
@@ -219,7 +220,7 @@ fn racing_instances_one_wins_a_free_lock() {
 fn racing_instances_one_wins_a_stale_lock() {
     for round in 0..50 {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = lock_path(dir.path(), "a.test");
+        let path = StateLayout::new(dir.path()).lock("a.test");
         write_record(&path, &LockRecord::new(&holder("dead"), 1000, LEASE));
         assert_eq!(race(&path, 8, 2000), 1, "round {round}");
         let winner = on_disk(&path);
@@ -230,7 +231,7 @@ fn racing_instances_one_wins_a_stale_lock() {
 #[tokio::test]
 async fn the_guard_renews_and_releases() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = lock_path(dir.path(), "a.test");
+    let path = StateLayout::new(dir.path()).lock("a.test");
     let lease = Duration::from_secs(3);
     let now = crate::clock::unix_now();
     let Attempt::Acquired(record, _) = try_acquire(&path, &holder("a"), now, lease).expect("io")

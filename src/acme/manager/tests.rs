@@ -66,7 +66,7 @@ impl Issuer for Scripted {
             Outcome::Issue(days) => {
                 let now = (self.clock)();
                 let pem = certificate(&job.target.domain, now, now + days * DAY, true);
-                let path = stored_certificate_path(&job.target.state_dir, &job.target.domain);
+                let path = job.target.state.stored_certificate(&job.target.domain);
                 std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
                 std::fs::write(&path, &pem).expect("store");
                 rebuild(&self.config, &self.store, now);
@@ -157,7 +157,7 @@ impl Harness {
         std::fs::write(&file, yaml).expect("config");
         let config = Arc::new(Config::load(&file).expect("valid"));
         if let Some(pem) = existing {
-            let path = stored_certificate_path(&config.state_dir, DOMAIN);
+            let path = config.state_layout().stored_certificate(DOMAIN);
             std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
             std::fs::write(path, pem).expect("existing");
         }
@@ -200,7 +200,7 @@ impl Harness {
     }
 
     fn status(&self) -> DomainStatus {
-        control::read_status(&self.config.state_dir)
+        control::read_status(&self.config.state_layout())
             .domains
             .get(DOMAIN)
             .cloned()
@@ -380,9 +380,9 @@ async fn no_order_while_no_bound_listener_answers_the_challenge() {
         "{waiting:?}"
     );
     // A forced renewal is refused with the same reason, placing nothing.
-    let id = control::request_renewal(&h.config.state_dir, DOMAIN, T0).expect("request");
+    let id = control::request_renewal(&h.config.state_layout(), DOMAIN, T0).expect("request");
     advance(3600 + 5).await;
-    let result = control::read_result(&h.config.state_dir, DOMAIN).expect("answered");
+    let result = control::read_result(&h.config.state_layout(), DOMAIN).expect("answered");
     assert_eq!(result.id, id);
     assert!(!result.ok);
     assert_eq!(result.code.as_deref(), Some(NO_LISTENER_CODE));
@@ -405,10 +405,10 @@ async fn forced_renewal_runs_at_once_and_answers_the_request() {
     let h = Harness::start(&[Outcome::Issue(90)], Some(existing), Duration::ZERO);
     advance(DAY).await;
     assert!(h.calls().is_empty(), "not due");
-    let id = control::request_renewal(&h.config.state_dir, DOMAIN, T0).expect("request");
+    let id = control::request_renewal(&h.config.state_layout(), DOMAIN, T0).expect("request");
     advance(3600 + 5).await;
     assert_eq!(h.calls().len(), 1, "the request was acted on");
-    let result = control::read_result(&h.config.state_dir, DOMAIN).expect("result");
+    let result = control::read_result(&h.config.state_layout(), DOMAIN).expect("result");
     assert_eq!(result.id, id);
     assert!(result.ok, "{result:?}");
     assert!(
@@ -423,10 +423,10 @@ async fn one_order_per_domain_even_when_asked_again() {
     let h = Harness::start(&[Outcome::Issue(90)], None, Duration::from_secs(7200));
     advance(10).await;
     assert_eq!(h.calls().len(), 1);
-    let id = control::request_renewal(&h.config.state_dir, DOMAIN, T0).expect("request");
+    let id = control::request_renewal(&h.config.state_layout(), DOMAIN, T0).expect("request");
     advance(4 * 3600).await;
     assert_eq!(h.calls().len(), 1, "the request joined the order in flight");
-    let result = control::read_result(&h.config.state_dir, DOMAIN).expect("answered");
+    let result = control::read_result(&h.config.state_layout(), DOMAIN).expect("answered");
     assert_eq!(result.id, id);
     assert!(result.ok);
     h.stop().await;
@@ -438,10 +438,10 @@ async fn hand_managed_certificates_are_left_alone() {
     let h = Harness::start(&[Outcome::Issue(90)], Some(by_hand), Duration::ZERO);
     advance(20 * DAY).await;
     assert!(h.calls().is_empty(), "never ordered");
-    let id = control::request_renewal(&h.config.state_dir, DOMAIN, T0).expect("request");
+    let id = control::request_renewal(&h.config.state_layout(), DOMAIN, T0).expect("request");
     advance(3600 + 5).await;
     assert!(h.calls().is_empty(), "not even when asked");
-    let result = control::read_result(&h.config.state_dir, DOMAIN).expect("answered");
+    let result = control::read_result(&h.config.state_layout(), DOMAIN).expect("answered");
     assert_eq!(result.id, id);
     assert!(!result.ok);
     assert_eq!(result.code.as_deref(), Some("NotManaged"));
