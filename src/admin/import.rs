@@ -2,8 +2,6 @@
 //! validated before anything is written, stored, and answered once it
 //! serves (README, "Admin API").
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -134,26 +132,25 @@ pub(super) async fn import(
     } else {
         Reload::Domain(name.clone())
     });
-    let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
-    loop {
-        let served = state
-            .store
-            .load()
-            .report(&Place::Domain(name.clone()))
-            .and_then(|r| r.loaded.as_ref().map(|l| l.facts.sha256.clone()));
-        if served.as_deref() == Some(parsed.leaf.sha256.as_str()) {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "stored at {}, but not served within 10s; see `sniwalk check`",
-                    path.display()
-                ),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let place = Place::Domain(name.clone());
+    let served = state
+        .store
+        .wait_for(APPLY_TIMEOUT, |snapshot| {
+            snapshot
+                .report(&place)
+                .and_then(|r| r.loaded.as_ref())
+                .is_some_and(|l| l.facts.sha256 == parsed.leaf.sha256)
+        })
+        .await;
+    if served.is_err() {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "stored at {}, but not served within {}s; see `sniwalk check`",
+                path.display(),
+                APPLY_TIMEOUT.as_secs()
+            ),
+        );
     }
     json(
         StatusCode::OK,

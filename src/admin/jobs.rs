@@ -2,7 +2,6 @@
 //! and `GET /certificates/jobs/{id}` follows them (README, "Admin API").
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -207,20 +206,18 @@ async fn run_host_job(
         summarize(job);
     };
     // A name just added to the domain store is ordered once it is loaded.
-    let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
-    while store.load().report(&Place::Domain(name.clone())).is_none() {
-        if tokio::time::Instant::now() > deadline {
-            update(
-                "Failed",
-                format!(
-                    "{name} was added to the domain store but never loaded; see the proxy's log"
-                ),
-                Some("DomainNotLoaded".into()),
-                true,
-            );
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let place = Place::Domain(name.clone());
+    let loaded = store
+        .wait_for(APPLY_TIMEOUT, |snapshot| snapshot.report(&place).is_some())
+        .await;
+    if loaded.is_err() {
+        update(
+            "Failed",
+            format!("{name} was added to the domain store but never loaded; see the proxy's log"),
+            Some("DomainNotLoaded".into()),
+            true,
+        );
+        return;
     }
     let mut events = acme.order(&name);
     while let Some(event) = events.recv().await {

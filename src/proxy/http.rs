@@ -153,7 +153,7 @@ async fn handle(
         .or_else(|| request.uri().authority().map(|a| a.as_str()))
         .unwrap_or("")
         .to_owned();
-    let response = if let Err(problem) = super::https::check_host_headers(&request) {
+    let response = if let Err(problem) = super::routing::check_host_headers(&request) {
         plain(StatusCode::BAD_REQUEST, problem)
     } else {
         match path.strip_prefix(CHALLENGE_PREFIX) {

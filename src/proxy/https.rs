@@ -2,12 +2,13 @@
 //! same connection (hyper-util's auto builder, with upgrades), then routes
 //! matched by host and path prefix, first match wins.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hyper::HeaderMap;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, HOST, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -15,12 +16,17 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::access::{AccessLog, LoggedBody, RequestCount};
-use super::answers::{plain, redirect, status_page, text};
-use super::client_auth::{CLIENT_CERT_SHA256_HEADER, CLIENT_CERT_SUBJECT_HEADER, admit};
+use super::answers::{ProxyBody, plain, redirect, status_page, text};
+use super::client_auth::{
+    CLIENT_CERT_SHA256_HEADER, CLIENT_CERT_SUBJECT_HEADER, ClientCert, admit,
+};
 use super::conn::{Lifecycle, ListenerShared, PerLimits};
-use super::forward::{BackendSlots, Forwarder, RequestFacts};
+use super::forward::{BackendSlots, Forwarded, Forwarder, RequestFacts};
 use super::io::{Activity, Protocol, TimedIo};
-use crate::config::{Limits, RouteAction};
+use super::routing::{
+    ALLOWED_METHODS, check_host_headers, find_route, is_misdirected, normalize_host, request_host,
+};
+use crate::config::{HttpBackend, Limits, ListenerConfig, RouteAction};
 use crate::snapshot::LoadedCertificate;
 use crate::tree::Step;
 
@@ -80,13 +86,7 @@ struct Connection {
     certificate: Arc<LoadedCertificate>,
     activity: Arc<Activity>,
     /// The client certificate rustls verified, if one was sent.
-    client: Option<super::client_auth::ClientCert>,
-}
-
-impl Connection {
-    fn covers(&self, host: &str) -> bool {
-        self.certificate.facts.covers(host)
-    }
+    client: Option<ClientCert>,
 }
 
 /// What a connection takes from the certificate choice made after its
@@ -126,7 +126,7 @@ pub async fn serve_connection(
         Some(b"h2") => Protocol::Http2,
         _ => Protocol::Http1,
     };
-    let client = super::client_auth::ClientCert::of(tls_connection.peer_certificates());
+    let client = ClientCert::of(tls_connection.peer_certificates());
     let activity = Arc::new(Activity::default());
     let send_clock = activity.clone();
     let limits = served.limits;
@@ -179,7 +179,8 @@ pub async fn serve_connection(
     }
 }
 
-/// Answers one request from the listener's routes.
+/// Answers one request: the checks, then the first matching route
+/// ([`find_route`]), then the access log line and metrics on its body.
 async fn handle(
     request: Request<Incoming>,
     listener: &HttpsListener,
@@ -193,137 +194,65 @@ async fn handle(
     let host = normalize_host(&host_with_port);
     let path = request.uri().path().to_owned();
     let method = request.method().to_string();
-    let mut backend = None;
-    let mut failure = None;
     let settings = shared.settings();
-
-    // Never trust these from the client; set them only from the verified
-    // certificate.
     let mut request = request;
-    let headers = request.headers_mut();
-    headers.remove(CLIENT_CERT_SHA256_HEADER);
-    headers.remove(CLIENT_CERT_SUBJECT_HEADER);
-    if let Some(client) = &connection.client {
-        if let Ok(value) = hyper::header::HeaderValue::from_str(&client.sha256) {
-            headers.insert(CLIENT_CERT_SHA256_HEADER, value);
-        }
-        if let Ok(value) = hyper::header::HeaderValue::from_str(&client.subject) {
-            headers.insert(CLIENT_CERT_SUBJECT_HEADER, value);
-        }
-    }
-    let admitted = admit(settings.client_auth.as_ref(), connection.client.as_ref());
+    set_client_certificate_headers(request.headers_mut(), connection.client.as_ref());
 
+    let mut backend = None;
     let mut slot = None;
-    let response = if request.method() == Method::CONNECT {
-        // A reverse proxy is no forward proxy: CONNECT would open a tunnel
-        // to wherever the client names (RFC 9110 §9.3.6).
-        let mut response = plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "CONNECT is not served here: this is a reverse proxy",
-        );
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
-        response
-    } else if let Err(problem) = check_host_headers(&request) {
-        plain(StatusCode::BAD_REQUEST, problem)
-    } else if host.is_empty() {
-        plain(StatusCode::BAD_REQUEST, "missing Host header")
-    } else if let Err(reason) = admitted {
-        tracing::info!(
-            listener = %shared.config.name,
-            peer = %connection.peer,
-            client_sha256 = connection.client.as_ref().map_or("-", |c| c.sha256.as_str()),
-            reason,
-            "request refused: invalid client certificate"
-        );
-        plain(StatusCode::FORBIDDEN, "Invalid client certificate")
-    } else if is_misdirected(connection, &host) {
-        plain(
-            StatusCode::MISDIRECTED_REQUEST,
-            "this connection's certificate does not cover that host",
-        )
+    let response = if let Some(refused) = refusal(&request, &host, listener, connection, &settings)
+    {
+        refused
     } else {
-        let route = settings.routes.iter().find(|route| {
-            route.host.matches(&host)
-                && route
-                    .path_prefix
-                    .as_deref()
-                    .is_none_or(|prefix| path.starts_with(prefix))
-        });
-        match route.map(|route| (route, &route.action)) {
-            Some((_, RouteAction::Respond { status, body })) => text(
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
-                body.clone(),
-            ),
-            Some((_, RouteAction::StatusPage)) => status_page(
-                &host,
-                connection.sni.as_deref(),
-                connection.step,
-                connection.domain.as_deref(),
-                &connection.certificate,
-            ),
-            Some((_, RouteAction::Redirect { to, status })) => redirect(to, *status, &request),
-            Some((route, RouteAction::Backend(target))) => {
-                backend = Some(target.authority.clone());
-                let limit = settings.limits.max_backend_connections;
-                match listener.backend_slots.try_take(limit, &shared.metrics) {
-                    None => {
-                        // Logged at most every 10 s, not per request like
-                        // a backend failure: a flood is worth no flood of
-                        // lines.
-                        listener
-                            .backend_slots
-                            .log_refusal(&shared.config.name, limit);
-                        let mut response = plain(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "too many backend connections in use; try again shortly",
-                        );
-                        response
-                            .headers_mut()
-                            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                        response
-                    }
-                    Some(taken) => {
-                        let facts = RequestFacts {
-                            peer: connection.peer,
-                            host: &host_with_port,
-                            activity: &connection.activity,
-                            lifecycle,
-                            listener: &shared.config.name,
-                            metrics: &shared.metrics,
-                            upgrades: &route.upgrades,
-                            backend_tls: target
-                                .tls
-                                .as_ref()
-                                .map(|tls| shared.store.load().backend_tls_client(&tls.backend)),
-                        };
-                        let forwarder = listener.forwarder.get(&settings.limits);
-                        let forwarded = forwarder.1.forward(request, target, taken, facts).await;
-                        if let Some(kind) = forwarded.error {
-                            shared.metrics.backend_error(&target.authority, kind);
-                        }
-                        failure = forwarded.failure;
-                        slot = forwarded.slot;
-                        forwarded.response
-                    }
-                }
-            }
+        match find_route(&settings.routes, &host, &path) {
             None => plain(StatusCode::NOT_FOUND, "no route for this host and path"),
+            Some(route) => match &route.action {
+                RouteAction::Respond { status, body } => text(
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
+                    body.clone(),
+                ),
+                RouteAction::StatusPage => status_page(
+                    &host,
+                    connection.sni.as_deref(),
+                    connection.step,
+                    connection.domain.as_deref(),
+                    &connection.certificate,
+                ),
+                RouteAction::Redirect { to, status } => redirect(to, *status, &request),
+                RouteAction::Backend(target) => {
+                    backend = Some(target.authority.clone());
+                    let facts = RequestFacts {
+                        peer: connection.peer,
+                        host: &host_with_port,
+                        activity: &connection.activity,
+                        lifecycle,
+                        listener: &shared.config.name,
+                        metrics: &shared.metrics,
+                        upgrades: &route.upgrades,
+                        backend_tls: target
+                            .tls
+                            .as_ref()
+                            .map(|tls| shared.store.load().backend_tls_client(&tls.backend)),
+                    };
+                    let forwarded = to_backend(request, target, facts, listener, &settings).await;
+                    if let Some(failure) = &forwarded.failure {
+                        tracing::warn!(
+                            listener = %shared.config.name,
+                            peer = %connection.peer,
+                            host = %host,
+                            path = %path,
+                            backend = %target.authority,
+                            status = forwarded.response.status().as_u16(),
+                            failure = %failure,
+                            "backend failed"
+                        );
+                    }
+                    slot = forwarded.slot;
+                    forwarded.response
+                }
+            },
         }
     };
-    if let Some(failure) = &failure {
-        tracing::warn!(
-            listener = %shared.config.name,
-            peer = %connection.peer,
-            host = %host,
-            path = %path,
-            backend = backend.as_deref().unwrap_or("-"),
-            status = response.status().as_u16(),
-            failure = %failure,
-            "backend failed"
-        );
-    }
     let log = settings.access_log.then(|| AccessLog {
         listener: shared.config.name.clone(),
         peer: connection.peer,
@@ -347,193 +276,108 @@ async fn handle(
     response.map(|body| LoggedBody::new(body, log, count, in_flight, clock, slot))
 }
 
-/// Whether `value` is a `Host` value: `uri-host [ ":" port ]` (RFC 9110
-/// §7.2), a reg-name or an IP literal; no userinfo, no path, no spaces. A
-/// byte scan, not a parse: it runs on every request.
-fn is_host_value(value: &str) -> bool {
-    let (host_ok, port) = match value.strip_prefix('[') {
-        Some(rest) => {
-            let Some((literal, after)) = rest.split_once(']') else {
-                return false;
-            };
-            let port = match after.strip_prefix(':') {
-                Some(port) => port,
-                None if after.is_empty() => "",
-                None => return false,
-            };
-            let ip_literal = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
-            (!literal.is_empty() && literal.bytes().all(ip_literal), port)
+/// Sets the client-certificate headers from the certificate rustls
+/// verified, after removing any the client sent: never trusted from the
+/// client (README, "Client certificates").
+fn set_client_certificate_headers(headers: &mut HeaderMap, client: Option<&ClientCert>) {
+    headers.remove(CLIENT_CERT_SHA256_HEADER);
+    headers.remove(CLIENT_CERT_SUBJECT_HEADER);
+    if let Some(client) = client {
+        if let Ok(value) = HeaderValue::from_str(&client.sha256) {
+            headers.insert(CLIENT_CERT_SHA256_HEADER, value);
         }
-        None => {
-            let (name, port) = value.rsplit_once(':').unwrap_or((value, ""));
-            let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
-            (!name.is_empty() && name.bytes().all(reg_name), port)
+        if let Ok(value) = HeaderValue::from_str(&client.subject) {
+            headers.insert(CLIENT_CERT_SUBJECT_HEADER, value);
         }
+    }
+}
+
+/// The answer to a request refused before routing: CONNECT (405), a bad
+/// or missing `Host` (400), a client certificate the listener does not
+/// admit (403), a host the connection's certificate does not cover (421).
+fn refusal<B>(
+    request: &Request<B>,
+    host: &str,
+    listener: &HttpsListener,
+    connection: &Connection,
+    settings: &ListenerConfig,
+) -> Option<Response<ProxyBody>> {
+    if request.method() == Method::CONNECT {
+        // A reverse proxy is no forward proxy: CONNECT would open a tunnel
+        // to wherever the client names (RFC 9110 §9.3.6).
+        let mut response = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not served here: this is a reverse proxy",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        return Some(response);
+    }
+    if let Err(problem) = check_host_headers(request) {
+        return Some(plain(StatusCode::BAD_REQUEST, problem));
+    }
+    if host.is_empty() {
+        return Some(plain(StatusCode::BAD_REQUEST, "missing Host header"));
+    }
+    if let Err(reason) = admit(settings.client_auth.as_ref(), connection.client.as_ref()) {
+        tracing::info!(
+            listener = %listener.shared.config.name,
+            peer = %connection.peer,
+            client_sha256 = connection.client.as_ref().map_or("-", |c| c.sha256.as_str()),
+            reason,
+            "request refused: invalid client certificate"
+        );
+        return Some(plain(StatusCode::FORBIDDEN, "Invalid client certificate"));
+    }
+    if is_misdirected(
+        &connection.certificate.facts,
+        connection.sni.as_deref(),
+        host,
+    ) {
+        return Some(plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this connection's certificate does not cover that host",
+        ));
+    }
+    None
+}
+
+/// Forwards `request` to `target` when a backend connection slot is free
+/// (`max_backend_connections`), else answers 503 with `Retry-After: 1`.
+async fn to_backend(
+    request: Request<Incoming>,
+    target: &HttpBackend,
+    facts: RequestFacts<'_>,
+    listener: &HttpsListener,
+    settings: &ListenerConfig,
+) -> Forwarded {
+    let shared = &listener.shared;
+    let limit = settings.limits.max_backend_connections;
+    let Some(taken) = listener.backend_slots.try_take(limit, &shared.metrics) else {
+        // Logged at most every 10 s, not per request like a backend
+        // failure: a flood is worth no flood of lines.
+        listener
+            .backend_slots
+            .log_refusal(&shared.config.name, limit);
+        let mut response = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many backend connections in use; try again shortly",
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return Forwarded {
+            response,
+            slot: None,
+            failure: None,
+            error: None,
+        };
     };
-    host_ok && port.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// What the `Allow` header of a 405 lists.
-const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
-
-/// RFC 9112 §3.2: a request with more than one `Host` line, or a `Host`
-/// that is not valid, is answered 400; and RFC 9113 §8.3.1: an HTTP/2
-/// request whose `Host` names another host than its `:authority` is
-/// malformed. Without this, the first `Host` would route while a backend
-/// that reads the last one serves another site.
-pub(super) fn check_host_headers<B>(request: &Request<B>) -> Result<(), &'static str> {
-    let mut hosts = request.headers().get_all(HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
-        return Err("more than one Host header");
+    let forwarder = listener.forwarder.get(&settings.limits);
+    let forwarded = forwarder.1.forward(request, target, taken, facts).await;
+    if let Some(kind) = forwarded.error {
+        shared.metrics.backend_error(&target.authority, kind);
     }
-    let Some(first) = first else {
-        return Ok(());
-    };
-    let Ok(value) = first.to_str() else {
-        return Err("invalid Host header");
-    };
-    if !is_host_value(value) {
-        return Err("invalid Host header");
-    }
-    if let Some(authority) = request.uri().authority()
-        && request.version() == hyper::Version::HTTP_2
-        && !authority.as_str().eq_ignore_ascii_case(value)
-    {
-        return Err("Host header and :authority differ");
-    }
-    Ok(())
-}
-
-/// The 421 rule: a request whose host the served certificate does not
-/// cover was meant for another connection (HTTP/2 reuses connections for
-/// every name a certificate covers). Asking for exactly the SNI name is
-/// never misdirected, nor is an IP literal on a connection without SNI.
-fn is_misdirected(connection: &Connection, host: &str) -> bool {
-    if connection.covers(host) {
-        return false;
-    }
-    match &connection.sni {
-        Some(sni) => !sni.eq_ignore_ascii_case(host),
-        None => host.trim_matches(['[', ']']).parse::<IpAddr>().is_err(),
-    }
-}
-
-/// The host asked for, with its port if given: the URI authority (HTTP/2,
-/// absolute-form) or the `Host` header.
-fn request_host(request: &Request<Incoming>) -> String {
-    if let Some(authority) = request.uri().authority() {
-        return authority.as_str().to_owned();
-    }
-    request
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_default()
-}
-
-/// Lower-case host without port or trailing dot.
-fn normalize_host(host: &str) -> String {
-    strip_port(host).trim_end_matches('.').to_ascii_lowercase()
-}
-
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_values() {
-        for good in [
-            "example.com",
-            "example.com:8443",
-            "EXAMPLE.com.",
-            "127.0.0.1:1",
-            "[::1]",
-            "[::1]:8443",
-            "a_b.example.com",
-        ] {
-            assert!(is_host_value(good), "{good}");
-        }
-        for bad in [
-            "",
-            ":443",
-            "user@example.com",
-            "example.com/path",
-            "example.com:80x",
-            "exa mple.com",
-            "[::1",
-            "[::1]x",
-            "[]:1",
-            "[zz]",
-            "a[b].example.com",
-        ] {
-            assert!(!is_host_value(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn ports_are_stripped_from_hosts() {
-        assert_eq!(strip_port("example.com:8443"), "example.com");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port("[::1]:8443"), "::1");
-        assert_eq!(strip_port("127.0.0.1:1"), "127.0.0.1");
-        assert_eq!(normalize_host("Example.COM.:443"), "example.com");
-    }
-
-    fn connection(sni: Option<&str>, names: &[&str]) -> Connection {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let text =
-            crate::snapshot::generate_self_signed_pem(&names, 1, false).expect("certificate");
-        let parsed = crate::pem::parse_certificate_pem(&text).expect("parses");
-        Connection {
-            peer: "127.0.0.1:1".parse().expect("addr"),
-            sni: sni.map(str::to_owned),
-            step: Step::Exact,
-            domain: None,
-            certificate: Arc::new(LoadedCertificate::from_parsed(
-                parsed,
-                crate::snapshot::SourceKind::Inline,
-                None,
-            )),
-            activity: Arc::default(),
-            client: None,
-        }
-    }
-
-    #[test]
-    fn misdirected_requests() {
-        let c = connection(
-            Some("a.example.com"),
-            &["a.example.com", "*.shop.example.com"],
-        );
-        assert!(!is_misdirected(&c, "a.example.com"));
-        assert!(
-            !is_misdirected(&c, "x.shop.example.com"),
-            "covered by the wildcard"
-        );
-        assert!(
-            is_misdirected(&c, "b.example.com"),
-            "another name, not covered"
-        );
-        let wrong_cert = connection(Some("b.example.com"), &["a.example.com"]);
-        assert!(
-            !is_misdirected(&wrong_cert, "b.example.com"),
-            "the SNI itself is never misdirected"
-        );
-        let by_ip = connection(None, &["a.example.com"]);
-        assert!(!is_misdirected(&by_ip, "127.0.0.1"));
-        assert!(!is_misdirected(&by_ip, "[::1]"));
-        assert!(is_misdirected(&by_ip, "b.example.com"));
-    }
+    forwarded
 }

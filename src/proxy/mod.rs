@@ -34,6 +34,7 @@ pub mod forward;
 pub mod http;
 pub mod https;
 pub mod io;
+mod routing;
 pub mod tls;
 
 pub use conn::{Lifecycle, ListenerShared, PerLimits};

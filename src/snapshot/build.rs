@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::certificate::{FileStamp, SourceKind, SourceStamp};
+use super::certificate::{SourceKind, SourceStamp};
 use super::default_cert::{DefaultPolicy, build_default};
 use super::last_good::{Attempt, Changes, settle, unchanged};
 use super::loaders::{
@@ -170,7 +170,7 @@ fn domain_report(
         kind,
         Some(path),
         !changes.may_touch(path),
-        || FileStamp::of(path).map_or(SourceStamp::Unknown, SourceStamp::File),
+        || SourceStamp::of_file(path),
     ) {
         Some(loaded) => Attempt::Reused(loaded),
         None => Attempt::from(load_pem_file(path)),

@@ -82,6 +82,14 @@ pub enum SourceStamp {
     Pair(FileStamp, FileStamp),
 }
 
+impl SourceStamp {
+    /// The stamp of the file at `path` ([`SourceStamp::Unknown`] when it
+    /// cannot be read: never reused).
+    pub fn of_file(path: &Path) -> Self {
+        FileStamp::of(path).map_or(SourceStamp::Unknown, SourceStamp::File)
+    }
+}
+
 /// What `stat` says about a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::certificate::{FileStamp, LoadedCertificate, SourceKind, SourceStamp};
+use super::certificate::{LoadedCertificate, SourceKind, SourceStamp};
 use super::last_good::{Attempt, settle, unchanged};
 use super::loaders::load_pem_file;
 use super::model::{Snapshot, SnapshotError};
@@ -54,7 +54,7 @@ pub(super) fn build_default(
                 SourceKind::DefaultFile,
                 Some(path),
                 false,
-                || FileStamp::of(path).map_or(SourceStamp::Unknown, SourceStamp::File),
+                || SourceStamp::of_file(path),
             ) {
                 Some(loaded) => Attempt::Reused(loaded),
                 None => Attempt::from(load_pem_file(path)),
@@ -86,7 +86,7 @@ pub(super) fn build_default(
         SourceKind::Generated,
         Some(&path),
         false,
-        || FileStamp::of(&path).map_or(SourceStamp::Unknown, SourceStamp::File),
+        || SourceStamp::of_file(&path),
     )
     .filter(|l| names.iter().all(|n| l.facts.covers(n)) && fresh(&l.facts))
     {

@@ -33,7 +33,7 @@ pub(super) fn load_pem_text(text: &str) -> Result<(ParsedPem, SourceStamp), Load
 }
 
 pub(super) fn load_pem_file(path: &Path) -> Result<(ParsedPem, SourceStamp), LoadError> {
-    let stamp = FileStamp::of(path).map_or(SourceStamp::Unknown, SourceStamp::File);
+    let stamp = SourceStamp::of_file(path);
     let text = fsio::read_cert_text(path).map_err(|e| LoadError {
         not_found: e.is_not_found(),
         message: e.to_string(),

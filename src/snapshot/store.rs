@@ -8,6 +8,7 @@
 //! is the compiler's rule rather than a comment.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 
@@ -28,7 +29,33 @@ impl SnapshotReader {
     pub fn load_full(&self) -> Arc<Snapshot> {
         self.0.load_full()
     }
+
+    /// Waits, at most `timeout`, until the current snapshot `shows` what
+    /// the caller waits for (a certificate served, a domain loaded): `Ok`
+    /// with the snapshot that showed it, `Err` with the last one looked at.
+    /// The reload task publishes within milliseconds of a change, so a
+    /// short poll is cheaper than a notification channel nobody else needs.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        mut shows: impl FnMut(&Snapshot) -> bool,
+    ) -> Result<Arc<Snapshot>, Arc<Snapshot>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let snapshot = self.load_full();
+            if shows(&snapshot) {
+                return Ok(snapshot);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(snapshot);
+            }
+            tokio::time::sleep(WAIT_POLL).await;
+        }
+    }
 }
+
+/// How often [`SnapshotReader::wait_for`] looks again.
+const WAIT_POLL: Duration = Duration::from_millis(20);
 
 /// The one publisher of snapshots (see the module documentation).
 #[derive(Debug)]

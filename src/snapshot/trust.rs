@@ -4,23 +4,18 @@
 //! while unchanged and kept when broken (last good) like certificates, and
 //! reported under their own places.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::server::danger::ClientCertVerifier;
 
 use super::backend_tls::BackendTlsClient;
-use super::certificate::{FileStamp, LoadedCertificate, SourceKind, SourceStamp};
+use super::certificate::{LoadedCertificate, SourceKind, SourceStamp};
 use super::last_good::Changes;
 use super::loaders::{load_pem_file, load_source};
 use super::model::{BackendTlsEntry, ClientCa, Snapshot};
 use super::report::{Place, Problem, SourceReport};
 use super::roots;
 use crate::config::{BackendTls, Config};
-
-fn stamp_of(path: &Path) -> SourceStamp {
-    FileStamp::of(path).map_or(SourceStamp::Unknown, SourceStamp::File)
-}
 
 /// Loads every TLS listener's client CA; one report per listener with
 /// `client_auth`, appended to `reports`.
@@ -46,9 +41,11 @@ pub(super) fn client_cas(
             Some(file.clone()),
         );
         let ca = match kept {
-            Some(ca) if !changes.may_touch(file) || stamp_of(file) == ca.stamp => Some(ca),
+            Some(ca) if !changes.may_touch(file) || SourceStamp::of_file(file) == ca.stamp => {
+                Some(ca)
+            }
             kept => {
-                let stamp = stamp_of(file);
+                let stamp = SourceStamp::of_file(file);
                 match roots::chain_verifier(file) {
                     Ok(verifier) => Some(Arc::new(ClientCa {
                         verifier,
@@ -119,7 +116,7 @@ fn backend(
             SourceKind::BackendClient,
             path,
             changes.may_touch(path),
-            || stamp_of(path),
+            || SourceStamp::of_file(path),
             || load_pem_file(path),
             (now, config.acme.warn_days),
         );
@@ -136,12 +133,12 @@ fn backend(
             match kept {
                 Some((roots, stamp))
                     if stamp != SourceStamp::Unknown
-                        && (!changes.may_touch(file) || stamp_of(file) == stamp) =>
+                        && (!changes.may_touch(file) || SourceStamp::of_file(file) == stamp) =>
                 {
                     Ok(Some((roots, stamp)))
                 }
                 kept => {
-                    let stamp = stamp_of(file);
+                    let stamp = SourceStamp::of_file(file);
                     match roots::load_roots(file, "backend_tls.ca_file") {
                         Ok(roots) => Ok(Some((Arc::new(roots), stamp))),
                         Err(message) => match kept {
