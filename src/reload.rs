@@ -30,10 +30,9 @@ use tokio::sync::mpsc;
 use crate::config::{CertificateSource, Config, ListenerConfig};
 use crate::metrics::Metrics;
 use crate::snapshot::SnapshotWriter;
-use crate::snapshot::{
-    Changes, DefaultPolicy, Place, Severity, Snapshot, SnapshotError, SourceReport,
-    store_generated_default,
-};
+use crate::snapshot::{Changes, DefaultPolicy, Snapshot, SnapshotError, store_generated_default};
+pub use changes::log_sources;
+use changes::{differences, log_change};
 
 /// How long file events are collected before a rebuild: editors and
 /// `kubectl` write several files in a burst.
@@ -65,7 +64,10 @@ impl ReloadHandle {
     }
 }
 
-/// The receiving end, handed to [`crate::run_with`].
+/// The receiving end, handed to [`crate::run_with`]. It keeps a sender
+/// only to make more handles ([`ReloadReceiver::handle`]);
+/// [`ReloadTask::new`] drops it, so the channel closes once every handle
+/// is gone (the file watcher has a channel of its own).
 #[derive(Debug)]
 pub struct ReloadReceiver {
     rx: mpsc::UnboundedReceiver<Reload>,
@@ -196,7 +198,13 @@ pub struct ReloadTask {
     config: Config,
     /// The one writer of the snapshot (see `snapshot::store`).
     store: SnapshotWriter,
-    receiver: ReloadReceiver,
+    /// Reloads asked for through [`ReloadHandle`]s (SIGHUP, ACME, the
+    /// admin API); `None` once every handle is gone.
+    requests: Option<mpsc::UnboundedReceiver<Reload>>,
+    /// Changed files, from the file watcher.
+    file_events: mpsc::UnboundedReceiver<Vec<PathBuf>>,
+    /// Given to the file watcher (kept, so `file_events` stays open).
+    file_events_tx: mpsc::UnboundedSender<Vec<PathBuf>>,
     watch: WatchSet,
     watcher: Option<Debouncer<notify::RecommendedWatcher, RecommendedCache>>,
     watched: HashSet<PathBuf>,
@@ -210,12 +218,17 @@ impl ReloadTask {
     /// A task for the running `config` and its current snapshot; it takes
     /// the one [`SnapshotWriter`].
     pub fn new(config: Config, store: SnapshotWriter, receiver: ReloadReceiver) -> Self {
+        // The receiver's own sender goes: only handles keep requests open.
+        let ReloadReceiver { rx, tx: _ } = receiver;
+        let (file_events_tx, file_events) = mpsc::unbounded_channel();
         ReloadTask {
             rescan: config.rescan_interval,
             watch: WatchSet::of(&config),
             config,
             store,
-            receiver,
+            requests: Some(rx),
+            file_events,
+            file_events_tx,
             watcher: None,
             watched: HashSet::new(),
             published: None,
@@ -252,8 +265,8 @@ impl ReloadTask {
         self
     }
 
-    /// Runs until `stop` is cancelled. (The receiver keeps a sender of its
-    /// own for the file watcher, so the channel never closes by itself.)
+    /// Runs until `stop` is cancelled. When every [`ReloadHandle`] is
+    /// gone, file events and the periodic re-scan still reload.
     pub async fn run(mut self, stop: tokio_util::sync::CancellationToken) {
         self.start_watcher();
         let mut rescan = tokio::time::interval(self.rescan);
@@ -261,10 +274,15 @@ impl ReloadTask {
         rescan.tick().await;
         loop {
             let first = tokio::select! {
-                message = self.receiver.rx.recv() => match message {
+                message = next_request(&mut self.requests) => match message {
                     Some(message) => message,
-                    None => return,
+                    None => {
+                        tracing::debug!("no reload handles left; file events and the re-scan still reload");
+                        self.requests = None;
+                        continue;
+                    }
                 },
+                Some(paths) = self.file_events.recv() => Reload::Files(paths),
                 _ = rescan.tick() => Reload::All,
                 () = stop.cancelled() => return,
             };
@@ -278,7 +296,11 @@ impl ReloadTask {
                     Reload::Files(paths) => files.extend(paths),
                     Reload::Domain(name) => files.extend(self.domain_sources(&name)),
                 }
-                next = self.receiver.rx.try_recv().ok();
+                next = self
+                    .requests
+                    .as_mut()
+                    .and_then(|requests| requests.try_recv().ok())
+                    .or_else(|| self.file_events.try_recv().ok().map(Reload::Files));
             }
             // A removed directory takes its watch with it, and one made
             // (again) needs a watch of its own: re-watch, and re-read
@@ -406,7 +428,7 @@ impl ReloadTask {
     }
 
     fn start_watcher(&mut self) {
-        let tx = self.receiver.tx.clone();
+        let tx = self.file_events_tx.clone();
         let handler = move |result: DebounceEventResult| match result {
             Ok(events) => {
                 // Opening or reading a file changes nothing; counting it
@@ -422,7 +444,7 @@ impl ReloadTask {
                     .flat_map(|event| event.event.paths)
                     .collect();
                 if !paths.is_empty() {
-                    let _ = tx.send(Reload::Files(paths));
+                    let _ = tx.send(paths);
                 }
             }
             Err(errors) => {
@@ -532,101 +554,11 @@ fn keep_listeners(running: &Config, mut new: Config) -> Config {
     new
 }
 
-/// One difference between the running snapshot and a new one.
-#[derive(Debug)]
-enum Change<'a> {
-    /// A source now serves another certificate.
-    Swapped(&'a SourceReport),
-    /// A source that served a certificate serves none now.
-    Gone(&'a SourceReport),
-    /// A problem a source did not have before.
-    NewProblem(&'a SourceReport, &'a crate::snapshot::Problem),
-    /// A source's problems changed in another way (one went away, or an
-    /// expiry warning's text moved on): published, not logged.
-    ProblemsChanged,
-    /// A place no longer in the configuration.
-    Removed(&'a Place),
-    /// A listener's client CA was read anew.
-    ClientCaLoaded(&'a str, &'a std::path::Path),
-    /// A listener's client CA is gone.
-    ClientCaGone,
-    /// The set of TLS backends changed.
-    BackendsChanged,
-    /// A TLS backend's settings were read anew (`loaded`: they work).
-    BackendTls(&'a str, bool),
-}
-
-/// Everything that differs between `previous` and `next` (pure: the reload
-/// publishes `next` only when this is not empty or the configuration
-/// changed, and logs each change with [`log_change`]).
-fn differences<'a>(previous: &'a Snapshot, next: &'a Snapshot) -> Vec<Change<'a>> {
-    let mut changes = Vec::new();
-    for report in next.reports() {
-        let before = previous.report(&report.place);
-        // An unchanged source keeps the very same report: skip it cheaply.
-        if before.is_some_and(|b| Arc::ptr_eq(b, report)) {
-            continue;
-        }
-        source_changes(before.map(|b| &**b), report, &mut changes);
-    }
-    if !Arc::ptr_eq(previous.reports_index(), next.reports_index()) {
-        for before in previous.reports() {
-            if next.report(&before.place).is_none() {
-                changes.push(Change::Removed(&before.place));
-            }
-        }
-    }
-    for (index, name) in next.listener_names().iter().enumerate() {
-        match (previous.client_ca(index), next.client_ca(index)) {
-            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
-            (None, None) => {}
-            (_, Some(ca)) => changes.push(Change::ClientCaLoaded(name, &ca.file)),
-            (Some(_), None) => changes.push(Change::ClientCaGone),
-        }
-    }
-    let entries = next.backend_tls_entries();
-    if entries.len() != previous.backend_tls_entries().len() {
-        changes.push(Change::BackendsChanged);
-    }
-    for entry in entries {
-        let before = previous.backend_tls_entry(&entry.backend);
-        let same = match (before.map(|b| &b.client), &entry.client) {
-            (Some(Ok(a)), Ok(b)) => Arc::ptr_eq(a, b),
-            (Some(Err(a)), Err(b)) => a == b,
-            _ => false,
-        };
-        if !same {
-            changes.push(Change::BackendTls(&entry.backend, entry.client.is_ok()));
-        }
-    }
-    changes
-}
-
-/// The changes of one source whose report is new.
-fn source_changes<'a>(
-    before: Option<&'a SourceReport>,
-    now: &'a SourceReport,
-    changes: &mut Vec<Change<'a>>,
-) {
-    let old_sha = before
-        .and_then(|b| b.loaded.as_ref())
-        .map(|l| l.facts.sha256.as_str());
-    let new_sha = now.loaded.as_ref().map(|l| l.facts.sha256.as_str());
-    if old_sha != new_sha {
-        changes.push(match now.loaded {
-            Some(_) => Change::Swapped(now),
-            None => Change::Gone(now),
-        });
-    }
-    let mut new_problems = false;
-    for problem in &now.problems {
-        if !before.is_some_and(|b| b.problems.contains(problem)) {
-            new_problems = true;
-            changes.push(Change::NewProblem(now, problem));
-        }
-    }
-    if !new_problems && before.is_some_and(|b| b.problems != now.problems) {
-        changes.push(Change::ProblemsChanged);
+/// The next reload request, or never once the requests have ended.
+async fn next_request(requests: &mut Option<mpsc::UnboundedReceiver<Reload>>) -> Option<Reload> {
+    match requests {
+        Some(requests) => requests.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -649,108 +581,6 @@ pub fn build_snapshot(
     Snapshot::build_changed(config, previous, changes, DefaultPolicy::Persist, now)
 }
 
-/// Logs one line per certificate source and one per problem.
-pub fn log_sources(snapshot: &Snapshot) {
-    for report in snapshot.reports() {
-        let place = report.place.to_string();
-        let source = report.kind.map(|k| k.as_str()).unwrap_or("none");
-        let file = report
-            .file
-            .as_ref()
-            .map(|f| f.display().to_string())
-            .unwrap_or_else(|| "-".into());
-        if let Some(loaded) = &report.loaded {
-            tracing::info!(
-                place = %place,
-                source,
-                file = %file,
-                subject = %loaded.facts.subject,
-                not_after = loaded.facts.not_after,
-                "certificate loaded"
-            );
-        }
-        // Expiry is logged by the monitor, once a day per certificate.
-        for problem in report.problems.iter().filter(|p| !p.expiry) {
-            match problem.severity {
-                Severity::Error => {
-                    tracing::error!(place = %place, source, file = %file, "{}", problem.message)
-                }
-                Severity::Warning => {
-                    tracing::warn!(place = %place, source, file = %file, "{}", problem.message)
-                }
-            }
-        }
-    }
-}
-
-/// One log line for `change` (none for the silent ones).
-fn log_change(change: &Change<'_>) {
-    let describe = |report: &SourceReport| {
-        let file = report
-            .file
-            .as_ref()
-            .map(|f| f.display().to_string())
-            .unwrap_or_else(|| "-".into());
-        (
-            report.place.to_string(),
-            report.kind.map_or("none", |k| k.as_str()),
-            file,
-        )
-    };
-    match change {
-        Change::Swapped(report) => {
-            let (place, source, file) = describe(report);
-            if let Some(loaded) = &report.loaded {
-                tracing::info!(
-                    place = %place, source, file = %file,
-                    subject = %loaded.facts.subject,
-                    not_after = %crate::clock::rfc3339(loaded.facts.not_after),
-                    sha256 = %loaded.facts.sha256,
-                    "certificate swapped in"
-                );
-            }
-        }
-        Change::Gone(report) => {
-            let (place, source, file) = describe(report);
-            let fallback = match report.place {
-                Place::Domain(_) => "names under it get the next certificate up the chain",
-                Place::Certdir(_) => "the default certificate serves instead",
-                Place::Default => "a generated default serves",
-                Place::ClientCa(_) => "client certificates are refused",
-                Place::Backend(_) => "no client certificate is presented to the backend",
-            };
-            tracing::warn!(place = %place, source, file = %file, "certificate no longer configured or deleted; {fallback}");
-        }
-        Change::NewProblem(report, problem) => {
-            // Its text changes daily; the expiry monitor logs it once a day.
-            if problem.expiry {
-                return;
-            }
-            let (place, source, file) = describe(report);
-            match problem.severity {
-                Severity::Error => {
-                    tracing::error!(place = %place, source, file = %file, "{}", problem.message)
-                }
-                Severity::Warning => {
-                    tracing::warn!(place = %place, source, file = %file, "{}", problem.message)
-                }
-            }
-        }
-        Change::Removed(place) => {
-            tracing::info!(place = %place, "removed from the configuration");
-        }
-        Change::ClientCaLoaded(listener, file) => {
-            tracing::info!(listener = %listener, file = %file.display(), "client CA loaded");
-        }
-        Change::BackendTls(backend, true) => {
-            tracing::info!(backend = %backend, "backend TLS settings loaded");
-        }
-        Change::ProblemsChanged
-        | Change::ClientCaGone
-        | Change::BackendsChanged
-        | Change::BackendTls(_, false) => {}
-    }
-}
-
+mod changes;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,9 @@
 //! Unit tests of the reload task: which files are sources, what a
 //! reload publishes, and the reload counters.
 
+use super::changes::Change;
 use super::*;
+use crate::snapshot::Place;
 
 fn config(yaml: &str) -> Config {
     Config::parse(yaml, Path::new("/etc/sniwalk/proxy.yaml")).expect("valid")
@@ -168,4 +170,59 @@ async fn reloads_are_counted_by_result() {
     std::fs::write(&file, &yaml).expect("fix the file");
     task.reload(false, HashSet::from([file.clone()])).await;
     assert_eq!((count("ok"), count("failed")), (2, 1));
+}
+
+/// With every `ReloadHandle` gone the task keeps running: a changed
+/// certificate file is still picked up by the file watcher, and only
+/// `stop` ends the task.
+#[tokio::test]
+async fn file_events_reload_after_every_handle_is_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = |name: &str| {
+        crate::snapshot::generate_self_signed_pem(&[name.to_string()], 1, false)
+            .expect("certificate")
+    };
+    let cert = dir.path().join("b.pem");
+    std::fs::write(&cert, pem("b.a.test")).expect("write");
+    let file = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "master_domain: a.test\nstate_dir: {}\ndomains:\n  a.test: {{}}\n  \
+             b.a.test:\n    certificate_file: {}\n",
+            dir.path().join("state").display(),
+            cert.display()
+        ),
+    )
+    .expect("write");
+    let c = Config::load(&file).expect("valid");
+    let sha = |snapshot: &Snapshot| {
+        snapshot
+            .report(&Place::Domain("b.a.test".into()))
+            .and_then(|r| r.loaded.as_ref())
+            .map(|l| l.facts.sha256.clone())
+    };
+    let snapshot = build_snapshot(&c, None, Changes(None), 0).expect("builds");
+    let first = sha(&snapshot).expect("loaded");
+    let writer = SnapshotWriter::new(snapshot);
+    let reader = writer.reader();
+    let (handle, receiver) = channel();
+    drop(handle);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(ReloadTask::new(c, writer, receiver).run(stop.clone()));
+    // The watcher starts inside `run`; give it a moment to be in place.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&cert, pem("b.a.test")).expect("replace");
+    let swapped = reader
+        .wait_for(Duration::from_secs(10), |s| {
+            sha(s).is_some_and(|now| now != first)
+        })
+        .await;
+    assert!(swapped.is_ok(), "the new certificate is served");
+    assert!(!task.is_finished(), "the task runs until stopped");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops")
+        .expect("no panic");
 }
