@@ -15,18 +15,9 @@ use crate::tree::Step;
 /// The body type every response of an `https` listener has.
 pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
 
-/// A short plain-text response.
-pub fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let body = http_body_util::Full::new(Bytes::from(format!("{} {text}\n", status.as_u16())))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+/// A short plain-text response: the status code, then `message`.
+pub fn plain(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    text(status, format!("{} {message}\n", status.as_u16()))
 }
 
 /// A response with `body` as plain text.
@@ -40,6 +31,7 @@ pub(super) fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
     response
 }
 
+/// `body` as a whole response body.
 pub(super) fn full(body: String) -> ProxyBody {
     http_body_util::Full::new(Bytes::from(body))
         .map_err(|never| match never {})

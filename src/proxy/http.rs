@@ -8,8 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue, LOCATION};
 use hyper::{Request, Response, StatusCode};
@@ -18,7 +16,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 
 use super::access::{AccessLog, LoggedBody, RequestCount};
-use super::answers::{ProxyBody, plain};
+use super::answers::{ProxyBody, full, plain};
 use super::conn::{Lifecycle, ListenerShared, PerLimits};
 use super::io::{Activity, Protocol, TimedIo};
 use crate::challenge::{self, ChallengeStore};
@@ -160,11 +158,9 @@ async fn handle(
             Some(token) => match listener.http01_answer(token, peer).await {
                 Some(answer) => {
                     tracing::info!(listener = %listener.shared.config.name, %peer, token, "answered an ACME HTTP-01 challenge");
-                    let mut response = Response::new(
-                        http_body_util::Full::new(Bytes::from(answer.to_string()))
-                            .map_err(|never| match never {})
-                            .boxed_unsync(),
-                    );
+                    // `text/plain` without a charset: the key authorization
+                    // is ASCII, and the CA compares the body only.
+                    let mut response = Response::new(full(answer.to_string()));
                     response
                         .headers_mut()
                         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
