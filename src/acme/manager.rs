@@ -594,26 +594,15 @@ impl<I: Issuer> Manager<I> {
                 }
             }
         }
-        for (domain, waiter) in answers {
+        let by_hand = answers.into_iter().map(|(domain, waiter)| {
             let outcome = not_managed(format!(
                 "{domain}'s certificate is managed by hand (no `acme_issued` marker); ACME leaves it alone"
             ));
-            answer(
-                &config.state_layout(),
-                &domain,
-                waiter,
-                &outcome,
-                &self.clock,
-            );
-        }
-        for (domain, waiter, outcome) in refusals {
-            answer(
-                &config.state_layout(),
-                &domain,
-                waiter,
-                &outcome,
-                &self.clock,
-            );
+            (domain, waiter, outcome)
+        });
+        let state = config.state_layout();
+        for (domain, waiter, outcome) in by_hand.chain(refusals) {
+            answer(&state, &domain, waiter, &outcome, &self.clock);
         }
         // Domains no longer managed drop out of the status (unless busy).
         let before = self.entries.len();
