@@ -30,16 +30,16 @@ mod types;
 
 pub use domain_store::{DOMAIN_STORE_FILE, DomainStore, StoredDomain};
 pub use fields::{
-    DEFAULT_ACME_DIRECTORY, MAX_WARN_DAYS, STAGING_ACME_DIRECTORY, normalize_domain_name,
-    normalize_pin, parse_account_email, parse_acme_directory, parse_bind, parse_duration,
-    parse_renew_at,
+    DEFAULT_ACME_DIRECTORY, DomainNameError, FieldError, MAX_WARN_DAYS, STAGING_ACME_DIRECTORY,
+    normalize_domain_name, normalize_pin, parse_account_email, parse_acme_directory, parse_bind,
+    parse_duration, parse_renew_at,
 };
 pub use types::{
     ALIAS_PREFIX, AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind,
     ClientAuthConfig, Config, ConfigError, DEFAULT_LOCK_LEASE, DEFAULT_RESCAN_INTERVAL,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_UPGRADE, DomainAcme, DomainConfig,
-    HostPattern, HttpBackend, Limits, ListenerConfig, ListenerKind, MIN_LOCK_LEASE, Route,
-    RouteAction, TcpBackend,
+    HostPattern, HttpBackend, HttpBackendError, Limits, ListenerConfig, ListenerKind,
+    MIN_LOCK_LEASE, Route, RouteAction, TcpBackend,
 };
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::fields::{
-    CheckedStr, DEFAULT_ACME_DIRECTORY, account_email_field, normalize_domain_name,
+    CheckedStr, DEFAULT_ACME_DIRECTORY, DomainNameError, FieldError, account_email_field,
+    normalize_domain_name,
 };
 
 /// Where `state_dir` is when the configuration does not say.
@@ -210,14 +211,13 @@ impl ChallengeKind {
     }
 
     /// Parses the configuration name (`http-01`, `tls-alpn-01`).
-    pub fn parse(input: &str) -> Result<Self, String> {
+    pub fn parse(input: &str) -> Result<Self, FieldError> {
         match input.trim().to_ascii_lowercase().as_str() {
             "http-01" => Ok(ChallengeKind::Http01),
             "tls-alpn-01" => Ok(ChallengeKind::TlsAlpn01),
-            _ => Err(format!(
-                "`{input}` is not a challenge sniwalk answers; use `http-01` (answered on a `kind: http` \
-                 listener, port 80) or `tls-alpn-01` (answered on a `kind: https` listener, port 443)"
-            )),
+            _ => Err(FieldError::Challenge {
+                input: input.to_string(),
+            }),
         }
     }
 }
@@ -463,6 +463,34 @@ pub enum RouteAction {
     },
 }
 
+/// Why a route's `backend:` is not an `http(s)://HOST:PORT` URL
+/// ([`HttpBackend::parse`]).
+#[derive(Debug, thiserror::Error)]
+pub enum HttpBackendError {
+    /// Neither `http://` nor `https://`.
+    #[error("`{input}` is not an http://HOST:PORT or https://HOST:PORT URL")]
+    Scheme {
+        /// The backend as written.
+        input: String,
+    },
+    /// A path, user info or no authority at all after the scheme.
+    #[error(
+        "`{input}`: a backend is http(s)://HOST:PORT without a path (the request's path is kept)"
+    )]
+    Path {
+        /// The backend as written.
+        input: String,
+    },
+    /// `HOST:PORT` that is no URI authority.
+    #[error("`{input}`: {error}")]
+    Authority {
+        /// The backend as written.
+        input: String,
+        /// What the URI parser said.
+        error: hyper::http::uri::InvalidUri,
+    },
+}
+
 /// An `http://HOST:PORT` or `https://HOST:PORT` backend of a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpBackend {
@@ -477,7 +505,7 @@ impl HttpBackend {
     /// allowed, nothing more). An `https://` backend gets the default
     /// [`BackendTls`] (system trust store, the host as server name); the
     /// route's `backend_tls:` replaces it.
-    pub fn parse(input: &str) -> Result<Self, String> {
+    pub fn parse(input: &str) -> Result<Self, HttpBackendError> {
         let (rest, tls) = match (
             input.strip_prefix("http://"),
             input.strip_prefix("https://"),
@@ -485,20 +513,23 @@ impl HttpBackend {
             (Some(rest), _) => (rest, false),
             (_, Some(rest)) => (rest, true),
             _ => {
-                return Err(format!(
-                    "`{input}` is not an http://HOST:PORT or https://HOST:PORT URL"
-                ));
+                return Err(HttpBackendError::Scheme {
+                    input: input.to_string(),
+                });
             }
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.is_empty() || authority.contains('/') || authority.contains('@') {
-            return Err(format!(
-                "`{input}`: a backend is http(s)://HOST:PORT without a path (the request's path is kept)"
-            ));
+            return Err(HttpBackendError::Path {
+                input: input.to_string(),
+            });
         }
         let parsed = authority
             .parse::<hyper::http::uri::Authority>()
-            .map_err(|e| format!("`{input}`: {e}"))?;
+            .map_err(|error| HttpBackendError::Authority {
+                input: input.to_string(),
+                error,
+            })?;
         let tls = tls.then(|| BackendTls {
             backend: format!("https://{authority}"),
             ca_file: None,
@@ -557,7 +588,7 @@ impl Config {
 pub const DEFAULT_UPGRADE: &str = "websocket";
 
 /// Parses a route's host pattern.
-pub(super) fn parse_host_pattern(input: &str) -> Result<HostPattern, String> {
+pub(super) fn parse_host_pattern(input: &str) -> Result<HostPattern, DomainNameError> {
     let trimmed = input.trim();
     if trimmed == "*" {
         return Ok(HostPattern::Any);
