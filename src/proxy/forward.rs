@@ -23,7 +23,7 @@ use super::conn::Lifecycle;
 use super::io::{Activity, TunnelEnd, copy_with_idle_timeout};
 use crate::config::{HttpBackend, Limits};
 use crate::metrics::{BackendError, HeldBackendConnection, ListenerMetrics};
-use crate::snapshot::backend_tls::BackendTlsClient;
+use crate::snapshot::backend_tls::{BackendTlsClient, BackendTlsError};
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110
 /// §7.6.1), plus the obsolete ones proxies are expected to drop.
@@ -167,7 +167,7 @@ pub struct RequestFacts<'a> {
     pub upgrades: &'a [String],
     /// For an `https://` backend: its TLS client from the current snapshot,
     /// or why there is none; `None` for a plain `http://` backend.
-    pub backend_tls: Option<Result<Arc<BackendTlsClient>, String>>,
+    pub backend_tls: Option<Result<Arc<BackendTlsClient>, BackendTlsError>>,
 }
 
 impl Forwarder {
@@ -242,7 +242,11 @@ impl Forwarder {
             None => None,
             Some(Ok(tls)) => Some(self.tls_client(&tls)),
             Some(Err(why)) => {
-                return failed(StatusCode::BAD_GATEWAY, Some(BackendError::Tls), why);
+                return failed(
+                    StatusCode::BAD_GATEWAY,
+                    Some(BackendError::Tls),
+                    why.to_string(),
+                );
             }
         };
         let scheme = if tls_client.is_some() {

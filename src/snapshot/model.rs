@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rustls::server::danger::ClientCertVerifier;
 
-use super::backend_tls::BackendTlsClient;
+use super::backend_tls::{BackendTlsClient, BackendTlsError};
 use super::certificate::{LoadedCertificate, SourceStamp};
 use super::report::{Place, Severity, SourceReport};
 use crate::config::{ListenerConfig, Route};
@@ -31,7 +31,7 @@ pub struct BackendTlsEntry {
     /// The backend as configured (`https://HOST:PORT` or `HOST:PORT`).
     pub backend: String,
     /// Ready to connect, or why not (requests to it then fail with 502).
-    pub client: Result<Arc<BackendTlsClient>, String>,
+    pub client: Result<Arc<BackendTlsClient>, BackendTlsError>,
 }
 
 /// The certificate chosen for a handshake and how.
