@@ -54,7 +54,10 @@ pub enum SnapshotError {
     Tree(#[from] TreeError),
     /// No default certificate could be generated.
     #[error("cannot generate the default certificate: {0}")]
-    Generate(String),
+    Generate(rcgen::Error),
+    /// The generated default certificate does not read back.
+    #[error("cannot generate the default certificate: {0}")]
+    Generated(crate::pem::PemError),
 }
 
 /// The immutable certificate state.
