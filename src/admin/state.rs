@@ -120,11 +120,26 @@ impl AdminState {
     }
 }
 
+/// Why the domain store could not be updated (a 500 answer).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StoreError {
+    /// The store cannot be read.
+    #[error("{0}")]
+    Read(crate::config::ConfigError),
+    /// The store cannot be written.
+    #[error("writing the domain store: {0}")]
+    Write(crate::fsio::FsError),
+}
+
 /// Adds `names` to the domain store (ACME-managed when `acme`): a
 /// read-modify-write, so the caller holds [`AdminState::writer`]. Names
 /// already there keep their entry; nothing is written when all are.
-pub(super) fn add_to_store(state_dir: &Path, names: &[String], acme: bool) -> Result<(), String> {
-    let mut store = DomainStore::read(state_dir).map_err(|e| e.to_string())?;
+pub(super) fn add_to_store(
+    state_dir: &Path,
+    names: &[String],
+    acme: bool,
+) -> Result<(), StoreError> {
+    let mut store = DomainStore::read(state_dir).map_err(StoreError::Read)?;
     let before = store.domains.len();
     for name in names {
         store
@@ -135,7 +150,5 @@ pub(super) fn add_to_store(state_dir: &Path, names: &[String], acme: bool) -> Re
     if store.domains.len() == before {
         return Ok(());
     }
-    store
-        .write(state_dir)
-        .map_err(|e| format!("writing the domain store: {e}"))
+    store.write(state_dir).map_err(StoreError::Write)
 }
