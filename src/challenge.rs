@@ -166,6 +166,28 @@ pub fn sweep_shared_http01(state: &StateLayout, now: SystemTime) -> usize {
         .count()
 }
 
+/// Why the TLS-ALPN-01 certificate could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ChallengeCertificateError {
+    /// No key could be generated.
+    #[error("generating the key: {0}")]
+    Key(rcgen::Error),
+    /// The domain is no name for a certificate.
+    #[error("certificate parameters for `{domain}`: {error}")]
+    Params {
+        /// The domain.
+        domain: String,
+        /// What rcgen said.
+        error: rcgen::Error,
+    },
+    /// Signing failed.
+    #[error("signing the challenge certificate: {0}")]
+    Sign(rcgen::Error),
+    /// rustls refused the generated key.
+    #[error("loading the challenge key: {0}")]
+    LoadKey(rustls::Error),
+}
+
 /// Builds the self-signed TLS-ALPN-01 certificate for `domain` (RFC 8737
 /// §3): a fresh P-256 key, `domain` as its only name, and the critical
 /// `acmeIdentifier` extension holding `digest`, the SHA-256 of the key
@@ -173,21 +195,28 @@ pub fn sweep_shared_http01(state: &StateLayout, now: SystemTime) -> usize {
 ///
 /// It goes through `CertifiedKey::new`, not `from_der`: rustls's key/cert
 /// consistency check rejects the critical extension it does not know.
-pub fn tls_alpn01_certificate(domain: &str, digest: &[u8]) -> Result<CertifiedKey, String> {
+pub fn tls_alpn01_certificate(
+    domain: &str,
+    digest: &[u8],
+) -> Result<CertifiedKey, ChallengeCertificateError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| format!("generating the key: {e}"))?;
-    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()])
-        .map_err(|e| format!("certificate parameters for `{domain}`: {e}"))?;
+        .map_err(ChallengeCertificateError::Key)?;
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(|error| {
+        ChallengeCertificateError::Params {
+            domain: domain.to_string(),
+            error,
+        }
+    })?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
     let certificate = params
         .self_signed(&key)
-        .map_err(|e| format!("signing the challenge certificate: {e}"))?;
+        .map_err(ChallengeCertificateError::Sign)?;
     let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
     let signing_key = rustls::crypto::aws_lc_rs::default_provider()
         .key_provider
         .load_private_key(key_der)
-        .map_err(|e| format!("loading the challenge key: {e}"))?;
+        .map_err(ChallengeCertificateError::LoadKey)?;
     Ok(CertifiedKey::new(
         vec![certificate.der().clone()],
         signing_key,

@@ -26,6 +26,7 @@ use rustls::sign::{CertifiedKey, SigningKey};
 use rustls_pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
+use x509_parser::error::X509Error;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// Why a `certificate_pem` text could not be turned into a certificate.
@@ -164,9 +165,10 @@ impl Markers {
 }
 
 impl CertificateFacts {
-    /// Reads the facts from a DER certificate.
-    pub fn from_der(der: &[u8]) -> Result<Self, String> {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    /// Reads the facts from a DER certificate; the error is what the
+    /// X.509 parser said.
+    pub fn from_der(der: &[u8]) -> Result<Self, x509_parser::nom::Err<X509Error>> {
+        let (_, cert) = X509Certificate::from_der(der)?;
         let mut dns_names = Vec::new();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
@@ -251,8 +253,11 @@ pub fn parse_certificate_pem(text: &str) -> Result<ParsedPem, PemError> {
     }
     let signing_key = load_signing_key(key_der)?;
     let chain = order_chain(certs, signing_key.as_ref())?;
-    let leaf = CertificateFacts::from_der(chain[0].as_ref())
-        .map_err(|reason| PemError::BadCertificate { index: 1, reason })?;
+    let leaf =
+        CertificateFacts::from_der(chain[0].as_ref()).map_err(|e| PemError::BadCertificate {
+            index: 1,
+            reason: e.to_string(),
+        })?;
     Ok(ParsedPem {
         certified_key: Arc::new(CertifiedKey::new(chain, signing_key)),
         leaf,

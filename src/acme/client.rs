@@ -49,45 +49,79 @@ impl RetryAfter {
     }
 }
 
+/// Why the HTTP client for the CA cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CaClientError {
+    /// rustls refused the protocol versions.
+    #[error("TLS setup: {0}")]
+    Setup(rustls::Error),
+    /// The system's trust store cannot be loaded.
+    #[error("loading the system's trust roots: {0}")]
+    SystemRoots(rustls::Error),
+    /// An `acme.ca_roots` file cannot be read, or is no text.
+    #[error("acme.ca_roots: {0}")]
+    Read(fsio::FsError),
+    /// A PEM block of an `acme.ca_roots` file cannot be decoded.
+    #[error("acme.ca_roots: {}: not a PEM certificate: {error}", path.display())]
+    NotPem {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM reader said.
+        error: rustls_pki_types::pem::Error,
+    },
+    /// A certificate of an `acme.ca_roots` file that cannot be a root.
+    #[error("acme.ca_roots: {}: unusable as a trust root: {error}", path.display())]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// What rustls said.
+        error: rustls::Error,
+    },
+    /// An `acme.ca_roots` file without a certificate.
+    #[error(
+        "acme.ca_roots: {}: no `-----BEGIN CERTIFICATE-----` block in it; \
+         give the PEM file of the CA's root",
+        path.display()
+    )]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
 /// An instant-acme HTTP client trusting `ca_roots` (PEM files, every
 /// certificate in them) or, when empty, the system's roots; and the handle
 /// to the `Retry-After` it records.
-pub fn ca_client(ca_roots: &[PathBuf]) -> Result<(Box<dyn HttpClient>, RetryAfter), String> {
+pub fn ca_client(ca_roots: &[PathBuf]) -> Result<(Box<dyn HttpClient>, RetryAfter), CaClientError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?;
+        .map_err(CaClientError::Setup)?;
     let tls = if ca_roots.is_empty() {
         builder
             .try_with_platform_verifier()
-            .map_err(|e| format!("loading the system's trust roots: {e}"))?
+            .map_err(CaClientError::SystemRoots)?
             .with_no_client_auth()
     } else {
         let mut roots = rustls::RootCertStore::empty();
         for path in ca_roots {
-            let text = fsio::read_cert_text(path).map_err(|e| format!("acme.ca_roots: {e}"))?;
+            let text = fsio::read_cert_text(path).map_err(CaClientError::Read)?;
             let mut found = 0;
             for certificate in CertificateDer::pem_slice_iter(text.as_bytes()) {
-                let certificate = certificate.map_err(|e| {
-                    format!(
-                        "acme.ca_roots: {}: not a PEM certificate: {e}",
-                        path.display()
-                    )
+                let certificate = certificate.map_err(|error| CaClientError::NotPem {
+                    path: path.clone(),
+                    error,
                 })?;
-                roots.add(certificate).map_err(|e| {
-                    format!(
-                        "acme.ca_roots: {}: unusable as a trust root: {e}",
-                        path.display()
-                    )
-                })?;
+                roots
+                    .add(certificate)
+                    .map_err(|error| CaClientError::Unusable {
+                        path: path.clone(),
+                        error,
+                    })?;
                 found += 1;
             }
             if found == 0 {
-                return Err(format!(
-                    "acme.ca_roots: {}: no `-----BEGIN CERTIFICATE-----` block in it; \
-                     give the PEM file of the CA's root",
-                    path.display()
-                ));
+                return Err(CaClientError::NoCertificate { path: path.clone() });
             }
         }
         builder.with_root_certificates(roots).with_no_client_auth()
@@ -185,11 +219,12 @@ mod tests {
         std::fs::write(&empty, "nothing here").expect("write");
         let error = ca_client(std::slice::from_ref(&empty))
             .err()
-            .expect("fails");
+            .expect("fails")
+            .to_string();
         assert!(error.contains("roots.pem"), "{error}");
         assert!(error.contains("acme.ca_roots"), "{error}");
         let missing = dir.path().join("missing.pem");
-        let error = ca_client(&[missing]).err().expect("fails");
+        let error = ca_client(&[missing]).err().expect("fails").to_string();
         assert!(error.contains("missing.pem"), "{error}");
     }
 }

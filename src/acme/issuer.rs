@@ -30,6 +30,29 @@ const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(600);
 /// How long a new certificate may take to be served after it is stored.
 const ACTIVATE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A stored certificate the proxy did not serve in time, with the
+/// problems of the domain's report (why, most likely).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stored, but the proxy did not serve it within {}s{}",
+    within.as_secs(),
+    listed_problems(problems)
+)]
+struct NotServed {
+    within: Duration,
+    problems: Vec<String>,
+}
+
+/// `: first; second` (nothing when there is nothing to say).
+fn listed_problems(problems: &[String]) -> String {
+    let joined = problems.join("; ");
+    if joined.is_empty() {
+        joined
+    } else {
+        format!(": {joined}")
+    }
+}
+
 /// Talks to the CA on the manager's behalf.
 pub trait Issuer: Send + Sync + 'static {
     /// Obtains a certificate for `job.domain`, stores it and waits until it
@@ -78,10 +101,10 @@ impl CaIssuer {
         email: Option<&str>,
     ) -> Result<(instant_acme::Account, client::RetryAfter), AcmeError> {
         let (http, retry_after) =
-            client::ca_client(&settings.ca_roots).map_err(|problem| AcmeError::Account {
+            client::ca_client(&settings.ca_roots).map_err(|e| AcmeError::Account {
                 directory: settings.directory.clone(),
                 step: "setting up the HTTP client",
-                problem,
+                problem: e.to_string(),
                 problem_type: None,
             })?;
         let account = account::load_or_create(state, &settings.directory, email, http).await?;
@@ -232,10 +255,10 @@ impl CaIssuer {
         self.reloads.send(Reload::Domain(domain.to_string()));
         self.activated(domain, &facts.sha256)
             .await
-            .map_err(|problem| AcmeError::Order {
+            .map_err(|e| AcmeError::Order {
                 domain: domain.to_string(),
                 step: Step::Activate,
-                problem,
+                problem: e.to_string(),
                 problem_type: None,
             })?;
         Ok(Issued {
@@ -245,39 +268,23 @@ impl CaIssuer {
     }
 
     /// Waits until the snapshot serves `sha256` for `domain`.
-    async fn activated(&self, domain: &str, sha256: &str) -> Result<(), String> {
+    async fn activated(&self, domain: &str, sha256: &str) -> Result<(), NotServed> {
         let place = Place::Domain(domain.to_string());
-        let deadline = tokio::time::Instant::now() + ACTIVATE_TIMEOUT;
-        loop {
-            let snapshot = self.store.load();
-            let report = snapshot.report(&place);
-            if report
+        let served = |snapshot: &crate::snapshot::Snapshot| {
+            snapshot
+                .report(&place)
                 .and_then(|r| r.loaded.as_ref())
                 .is_some_and(|l| l.facts.sha256 == sha256)
-            {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let problems = report
-                    .map(|r| {
-                        r.problems
-                            .iter()
-                            .map(|p| p.message.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
-                    .unwrap_or_default();
-                return Err(format!(
-                    "stored, but the proxy did not serve it within {}s{}",
-                    ACTIVATE_TIMEOUT.as_secs(),
-                    if problems.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {problems}")
-                    }
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        match self.store.wait_for(ACTIVATE_TIMEOUT, served).await {
+            Ok(_) => Ok(()),
+            Err(last) => Err(NotServed {
+                within: ACTIVATE_TIMEOUT,
+                problems: last
+                    .report(&place)
+                    .map(|r| r.problems.iter().map(|p| p.message.clone()).collect())
+                    .unwrap_or_default(),
+            }),
         }
     }
 }

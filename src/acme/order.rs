@@ -205,7 +205,7 @@ async fn issue_inner(
                 ChallengeKind::TlsAlpn01 => {
                     let certificate =
                         tls_alpn01_certificate(domain, key_authorization.digest().as_ref())
-                            .map_err(|e| fail(Step::AnswerChallenge, e))?;
+                            .map_err(|e| fail(Step::AnswerChallenge, e.to_string()))?;
                     challenges.set_tls_alpn01(domain, Arc::new(certificate));
                     published.tls_alpn01 = true;
                 }

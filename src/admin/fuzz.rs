@@ -2,21 +2,34 @@
 //! the admin API's request bodies go through the same types and functions
 //! as in the handlers, without a listener, a snapshot or a state directory.
 
-use super::import::import_text;
+use super::import::{ImportError, import_text};
+use super::jobs::HostnamesError;
+use crate::pem::PemError;
+
+/// Why [`import_body`] refuses a body.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportBodyError {
+    /// No `certificate_pem` text in it.
+    #[error(transparent)]
+    Body(#[from] ImportError),
+    /// The text is no usable certificate.
+    #[error(transparent)]
+    Certificate(#[from] PemError),
+}
 
 /// Reads a `POST /certificates` body as the handler does before it looks at
 /// any state (see `requested_hostnames`): the normalised names without
 /// duplicates, or the reason for the 400 answer.
-pub fn certificates_body(bytes: &[u8]) -> Result<Vec<String>, String> {
+pub fn certificates_body(bytes: &[u8]) -> Result<Vec<String>, HostnamesError> {
     super::jobs::requested_hostnames(bytes)
 }
 
 /// Turns a `PUT /domains/{name}/certificate` body into `certificate_pem`
 /// text as the handler does (JSON with base64 DER, or the text itself),
 /// then parses it; returns the text when it is a usable certificate.
-pub fn import_body(content_type: Option<&str>, bytes: &[u8]) -> Result<String, String> {
+pub fn import_body(content_type: Option<&str>, bytes: &[u8]) -> Result<String, ImportBodyError> {
     let text = import_text(content_type, bytes)?;
-    crate::pem::parse_certificate_pem(&text).map_err(|e| e.to_string())?;
+    crate::pem::parse_certificate_pem(&text)?;
     Ok(text)
 }
 

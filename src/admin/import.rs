@@ -13,6 +13,31 @@ use crate::pem::push_block;
 use crate::reload::Reload;
 use crate::snapshot::{Place, SourceKind};
 
+/// Why a `PUT /domains/{name}/certificate` body is no `certificate_pem`
+/// text (the 400 answer's message).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Neither JSON nor UTF-8 text.
+    #[error("the body is neither JSON nor certificate_pem text (not UTF-8)")]
+    NotText,
+    /// JSON, but not the shape asked for.
+    #[error(
+        "JSON body must be {{\"privatekey\": base64 DER, \"certificate\": base64 DER, \"chain\": [base64 DER, ...]}}: {0}"
+    )]
+    Json(serde_json::Error),
+    /// A field that is not base64.
+    #[error("`{field}` is not base64: {error}")]
+    Base64 {
+        /// `privatekey`, `certificate` or `chain[I]`.
+        field: String,
+        /// What the decoder said.
+        error: base64::DecodeError,
+    },
+    /// `privatekey` that is no DER private key.
+    #[error("`privatekey` is not a DER private key: {0}")]
+    Key(&'static str),
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ImportJson {
@@ -23,29 +48,27 @@ struct ImportJson {
 }
 
 /// The body as `certificate_pem` text: JSON with base64 DER, or the text.
-pub(super) fn import_text(content_type: Option<&str>, bytes: &[u8]) -> Result<String, String> {
+pub(super) fn import_text(content_type: Option<&str>, bytes: &[u8]) -> Result<String, ImportError> {
     let is_json = content_type.is_some_and(|c| c.starts_with("application/json"))
         || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if !is_json {
-        return String::from_utf8(bytes.to_vec())
-            .map_err(|_| "the body is neither JSON nor certificate_pem text (not UTF-8)".into());
+        return String::from_utf8(bytes.to_vec()).map_err(|_| ImportError::NotText);
     }
-    let body: ImportJson = serde_json::from_slice(bytes).map_err(|e| {
-        format!(
-            "JSON body must be {{\"privatekey\": base64 DER, \"certificate\": base64 DER, \"chain\": [base64 DER, ...]}}: {e}"
-        )
-    })?;
+    let body: ImportJson = serde_json::from_slice(bytes).map_err(ImportError::Json)?;
     let decode = |field: &str, value: &str| {
         base64::engine::general_purpose::STANDARD
             .decode(value.trim())
-            .map_err(|e| format!("`{field}` is not base64: {e}"))
+            .map_err(|error| ImportError::Base64 {
+                field: field.to_string(),
+                error,
+            })
     };
     let key = decode("privatekey", &body.privatekey)?;
     let label = match rustls_pki_types::PrivateKeyDer::try_from(key.as_slice()) {
         Ok(rustls_pki_types::PrivateKeyDer::Pkcs1(_)) => "RSA PRIVATE KEY",
         Ok(rustls_pki_types::PrivateKeyDer::Sec1(_)) => "EC PRIVATE KEY",
         Ok(_) => "PRIVATE KEY",
-        Err(e) => return Err(format!("`privatekey` is not a DER private key: {e}")),
+        Err(e) => return Err(ImportError::Key(e)),
     };
     let mut text = String::new();
     push_block(&mut text, label, &key);
@@ -78,7 +101,7 @@ pub(super) async fn import(
     };
     let text = match import_text(content_type, bytes) {
         Ok(text) => text,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     // Validated before anything is written: parse, key match.
     let parsed = match crate::pem::parse_certificate_pem(&text) {
@@ -115,7 +138,7 @@ pub(super) async fn import(
         && let Err(e) = add_to_store(&layout, std::slice::from_ref(&name), false)
     {
         tracing::error!(domain = %name, "admin: {e}");
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
     let path = layout.stored_certificate(&name);
     let written = path

@@ -11,13 +11,32 @@ use super::reply::{Reply, error, json};
 use super::state::{APPLY_TIMEOUT, AdminState, add_to_store};
 use crate::acme::Step;
 use crate::acme::manager::{ManagerHandle, OrderEvent};
-use crate::config::{ListenerKind, normalize_domain_name};
+use crate::config::{DomainNameError, ListenerKind, normalize_domain_name};
 use crate::reload::Reload;
 use crate::snapshot::Place;
 use crate::snapshot::SnapshotReader;
 
 /// Hostnames in one issuance job.
 pub const MAX_HOSTNAMES: usize = 100;
+
+/// Why a `POST /certificates` body is refused (the 400 answer's message).
+#[derive(Debug, thiserror::Error)]
+pub enum HostnamesError {
+    /// Not the JSON shape asked for.
+    #[error("the body must be JSON {{\"hostnames\":[{{\"hostname\":\"a.example.com\"}}]}}: {0}")]
+    Json(serde_json::Error),
+    /// No entry, or more than [`MAX_HOSTNAMES`].
+    #[error("`hostnames` must list 1 to {} entries", MAX_HOSTNAMES)]
+    Count,
+    /// An entry that is no domain name.
+    #[error("hostname `{hostname}`: {error}")]
+    Hostname {
+        /// The entry as sent.
+        hostname: String,
+        /// Why it is no domain name.
+        error: DomainNameError,
+    },
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,19 +70,19 @@ fn step_name(step: Step) -> &'static str {
 /// [`MAX_HOSTNAMES`] entries, each a valid domain name, normalised and
 /// without duplicates; or why the answer is 400. Pure (fuzzed through
 /// [`super::fuzz::certificates_body`]).
-pub(super) fn requested_hostnames(bytes: &[u8]) -> Result<Vec<String>, String> {
-    let request: CertificatesRequest = serde_json::from_slice(bytes).map_err(|e| {
-        format!("the body must be JSON {{\"hostnames\":[{{\"hostname\":\"a.example.com\"}}]}}: {e}")
-    })?;
+pub(super) fn requested_hostnames(bytes: &[u8]) -> Result<Vec<String>, HostnamesError> {
+    let request: CertificatesRequest =
+        serde_json::from_slice(bytes).map_err(HostnamesError::Json)?;
     if request.hostnames.is_empty() || request.hostnames.len() > MAX_HOSTNAMES {
-        return Err(format!(
-            "`hostnames` must list 1 to {MAX_HOSTNAMES} entries"
-        ));
+        return Err(HostnamesError::Count);
     }
     let mut names = Vec::with_capacity(request.hostnames.len());
     for entry in &request.hostnames {
-        let name = normalize_domain_name(&entry.hostname)
-            .map_err(|e| format!("hostname `{}`: {e}", entry.hostname))?;
+        let name =
+            normalize_domain_name(&entry.hostname).map_err(|error| HostnamesError::Hostname {
+                hostname: entry.hostname.clone(),
+                error,
+            })?;
         if !names.contains(&name) {
             names.push(name);
         }
@@ -76,7 +95,7 @@ pub(super) fn requested_hostnames(bytes: &[u8]) -> Result<Vec<String>, String> {
 pub(super) async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply {
     let names = match requested_hostnames(bytes) {
         Ok(names) => names,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let needed = match state.config.acme.challenge {
         crate::config::ChallengeKind::Http01 => ListenerKind::Http,
@@ -110,7 +129,7 @@ pub(super) async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply
         let _writer = state.writer.lock().await;
         if let Err(e) = add_to_store(&state.config.state_layout(), &new, true) {
             tracing::error!(domains = %new.join(","), "admin: {e}");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
         }
         tracing::info!(domains = %new.join(","), "admin: domains added to the domain store for ACME");
         state.reloads.send(Reload::All);

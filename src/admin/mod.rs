@@ -25,8 +25,9 @@ mod state;
 /// the fuzz targets in `fuzz/`.
 pub mod fuzz;
 
+pub use import::ImportError;
 pub use job_list::MAX_JOBS;
-pub use jobs::MAX_HOSTNAMES;
+pub use jobs::{HostnamesError, MAX_HOSTNAMES};
 pub use state::{AdminError, AdminState, read_token};
 
 use std::collections::BTreeMap;

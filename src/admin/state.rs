@@ -121,6 +121,17 @@ impl AdminState {
     }
 }
 
+/// Why the domain store could not be updated (a 500 answer).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StoreError {
+    /// The store cannot be read.
+    #[error("{0}")]
+    Read(crate::config::ConfigError),
+    /// The store cannot be written.
+    #[error("writing the domain store: {0}")]
+    Write(crate::fsio::FsError),
+}
+
 /// Adds `names` to the domain store (ACME-managed when `acme`): a
 /// read-modify-write, so the caller holds [`AdminState::writer`]. Names
 /// already there keep their entry; nothing is written when all are.
@@ -128,8 +139,8 @@ pub(super) fn add_to_store(
     state: &StateLayout,
     names: &[String],
     acme: bool,
-) -> Result<(), String> {
-    let mut store = DomainStore::read(state).map_err(|e| e.to_string())?;
+) -> Result<(), StoreError> {
+    let mut store = DomainStore::read(state).map_err(StoreError::Read)?;
     let before = store.domains.len();
     for name in names {
         store
@@ -140,7 +151,5 @@ pub(super) fn add_to_store(
     if store.domains.len() == before {
         return Ok(());
     }
-    store
-        .write(state)
-        .map_err(|e| format!("writing the domain store: {e}"))
+    store.write(state).map_err(StoreError::Write)
 }

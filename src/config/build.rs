@@ -7,13 +7,13 @@ use std::time::Duration;
 use super::domain_store::DomainStore;
 use super::fields::PathList;
 use super::listener::listener_from_raw;
-use super::paths::PathResolver;
+use super::paths::{PathError, PathResolver};
 use super::positions::{locate, locate_entry};
 use super::raw::{RawAcme, RawConfig};
 use super::types::{
     AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind, Config, ConfigError,
-    DEFAULT_RESCAN_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DomainConfig,
-    ListenerConfig, MIN_LOCK_LEASE,
+    ConfigProblem, DEFAULT_RESCAN_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR,
+    DomainConfig, ListenerConfig, MIN_LOCK_LEASE,
 };
 
 impl Config {
@@ -34,14 +34,15 @@ impl Config {
     /// Validates configuration text; `path` names the file in errors and
     /// anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
+        let invalid = |problem: ConfigProblem| ConfigError::Invalid {
             file: path.to_path_buf(),
-            message,
+            problem: Box::new(problem),
         };
-        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let bad_path = |error: PathError| invalid(error.into());
+        let raw: RawConfig =
+            serde_yaml::from_str(text).map_err(|e| invalid(ConfigProblem::Yaml(e)))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let paths = PathResolver {
-            file: path,
             base: &base,
             aliases: &raw.paths.0,
             text,
@@ -49,10 +50,10 @@ impl Config {
 
         let master = raw.master_domain.0;
         if !raw.domains.0.iter().any(|(name, _)| name.0 == master) {
-            return Err(invalid(format!(
-                "master_domain: `{master}` is not among `domains`; add `{master}: {{}}` under `domains`{}",
-                locate(text, "master_domain:")
-            )));
+            return Err(invalid(ConfigProblem::MasterNotAmongDomains {
+                master,
+                at: locate(text, "master_domain:"),
+            }));
         }
 
         let mut domains = Vec::with_capacity(raw.domains.0.len());
@@ -61,14 +62,16 @@ impl Config {
             let field = format!("domains.{}", name.0);
             let certificate = match (raw_domain.certificate_pem, raw_domain.certificate_file) {
                 (Some(_), Some(_)) => {
-                    return Err(invalid(format!(
-                        "{field}: set either `certificate_pem` or `certificate_file`, not both{}",
-                        locate_entry(text, &name.0, "", 0)
-                    )));
+                    return Err(invalid(ConfigProblem::TwoCertificateSources {
+                        at: locate_entry(text, &name.0, "", 0),
+                        field,
+                    }));
                 }
                 (Some(pem), None) => CertificateSource::Inline(pem),
                 (None, Some(file)) => CertificateSource::File(
-                    paths.resolve(&file, &format!("{field}.certificate_file"))?,
+                    paths
+                        .resolve(&file, &format!("{field}.certificate_file"))
+                        .map_err(bad_path)?,
                 ),
                 (None, None) => CertificateSource::None,
             };
@@ -84,81 +87,85 @@ impl Config {
         for raw_listener in raw.listeners {
             let field = format!("listeners.{}", raw_listener.name);
             if raw_listener.name.is_empty() {
-                return Err(invalid(
-                    "listeners: every listener needs a non-empty `name`".into(),
-                ));
+                return Err(invalid(ConfigProblem::ListenerWithoutName));
             }
             if listeners.iter().any(|l| l.name == raw_listener.name) {
-                return Err(invalid(format!(
-                    "{field}: the listener name `{}` is used twice; names must be unique{}",
-                    raw_listener.name,
-                    locate_entry(text, "name", &raw_listener.name, 1)
-                )));
+                return Err(invalid(ConfigProblem::ListenerNameTwice {
+                    at: locate_entry(text, "name", &raw_listener.name, 1),
+                    field,
+                    name: raw_listener.name,
+                }));
             }
             let bind = raw_listener.bind.0;
             if let Some(other) = listeners.iter().find(|l| l.bind == bind) {
                 let raw_bind = &raw_listener.bind.1;
                 let earlier = raw_binds.iter().filter(|b| *b == raw_bind).count();
-                return Err(invalid(format!(
-                    "{field}.bind: `{bind}` is already bound by listener `{}`{}",
-                    other.name,
-                    locate_entry(text, "bind", raw_bind, earlier)
-                )));
+                return Err(invalid(ConfigProblem::BindTaken {
+                    field,
+                    bind,
+                    other: other.name.clone(),
+                    at: locate_entry(text, "bind", raw_bind, earlier),
+                }));
             }
             raw_binds.push(raw_listener.bind.1.clone());
-            listeners.push(listener_from_raw(raw_listener, &field, &paths).map_err(invalid)?);
+            listeners.push(
+                listener_from_raw(raw_listener, &field, &paths).map_err(|e| invalid(e.into()))?,
+            );
         }
         check_backend_tls(&listeners).map_err(invalid)?;
 
-        let state_dir = paths.resolve(
-            raw.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR),
-            "state_dir",
-        )?;
+        let state_dir = paths
+            .resolve(
+                raw.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR),
+                "state_dir",
+            )
+            .map_err(bad_path)?;
         let default_certificate = match raw.default_certificate {
-            Some(file) => Some(paths.resolve(&file, "default_certificate")?),
+            Some(file) => Some(
+                paths
+                    .resolve(&file, "default_certificate")
+                    .map_err(bad_path)?,
+            ),
             None => None,
         };
-        let acme = acme_from_raw(raw.acme.unwrap_or_default(), &paths)?;
+        let acme = acme_from_raw(raw.acme.unwrap_or_default(), &paths).map_err(bad_path)?;
         if acme.lock_lease < MIN_LOCK_LEASE {
-            return Err(invalid(format!(
-                "acme.lock_lease: at least {}s (the order lock's lease is renewed every third of it){}",
-                MIN_LOCK_LEASE.as_secs(),
-                locate(text, "lock_lease:")
-            )));
+            return Err(invalid(ConfigProblem::LockLease {
+                at: locate(text, "lock_lease:"),
+            }));
         }
         check_acme_listeners(&domains, &listeners, acme.challenge, text).map_err(invalid)?;
         let rescan_interval = raw.rescan_interval.map_or(DEFAULT_RESCAN_INTERVAL, |d| d.0);
         if rescan_interval < Duration::from_secs(1) {
-            return Err(invalid(format!(
-                "rescan_interval: at least 1s{}",
-                locate(text, "rescan_interval:")
-            )));
+            return Err(invalid(ConfigProblem::RescanInterval {
+                at: locate(text, "rescan_interval:"),
+            }));
         }
         if raw.worker_threads == Some(0) {
-            return Err(invalid(format!(
-                "worker_threads: must be at least 1 (or remove it for one per CPU){}",
-                locate(text, "worker_threads:")
-            )));
+            return Err(invalid(ConfigProblem::WorkerThreads {
+                at: locate(text, "worker_threads:"),
+            }));
         }
         let ticket_keys_file = match raw.tls.and_then(|t| t.ticket_keys_file) {
-            Some(file) => Some(paths.resolve(&file, "tls.ticket_keys_file")?),
+            Some(file) => Some(
+                paths
+                    .resolve(&file, "tls.ticket_keys_file")
+                    .map_err(bad_path)?,
+            ),
             None => None,
         };
         let admin = match raw.admin {
             None => None,
             Some(raw_admin) => {
                 let token_file = match raw_admin.token_file {
-                    Some(file) => Some(paths.resolve(&file, "admin.token_file")?),
+                    Some(file) => Some(paths.resolve(&file, "admin.token_file").map_err(bad_path)?),
                     None => None,
                 };
                 if token_file.is_none() && !raw_admin.bind.0.ip().is_loopback() {
-                    return Err(invalid(format!(
-                        "admin.bind: `{}` is reachable from other machines, so the admin API needs \
-                         a token: set `admin.token_file` (a file holding a long random string), or \
-                         bind to 127.0.0.1{}",
-                        raw_admin.bind.1,
-                        locate(text, "admin:")
-                    )));
+                    return Err(invalid(ConfigProblem::AdminWithoutToken {
+                        bind: raw_admin.bind.1,
+                        at: locate(text, "admin:"),
+                    }));
                 }
                 Some(AdminConfig {
                     bind: raw_admin.bind.0,
@@ -187,16 +194,14 @@ impl Config {
 
 /// A backend is one place in reports and metrics: the same backend
 /// written twice must say the same about TLS.
-fn check_backend_tls(listeners: &[ListenerConfig]) -> Result<(), String> {
+fn check_backend_tls(listeners: &[ListenerConfig]) -> Result<(), ConfigProblem> {
     let mut seen: Vec<&BackendTls> = Vec::new();
     for tls in listeners.iter().flat_map(ListenerConfig::backend_tls) {
         match seen.iter().find(|s| s.backend == tls.backend) {
             Some(earlier) if *earlier != tls => {
-                return Err(format!(
-                    "backend `{}` appears twice with different `backend_tls` settings; give every \
-                     use of one backend the same `backend_tls`",
-                    tls.backend
-                ));
+                return Err(ConfigProblem::BackendTlsDiffers {
+                    backend: tls.backend.clone(),
+                });
             }
             Some(_) => {}
             None => seen.push(tls),
@@ -207,7 +212,7 @@ fn check_backend_tls(listeners: &[ListenerConfig]) -> Result<(), String> {
 
 /// Validates the global `acme:` block; the values were checked while being
 /// read, what is left is defaults and paths.
-fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, ConfigError> {
+fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, PathError> {
     let defaults = AcmeConfig::default();
     let ca_roots = match raw.ca_roots {
         None => Vec::new(),
@@ -235,9 +240,6 @@ fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, C
     })
 }
 
-/// How many domain names a message lists before "and N more".
-const NAMES_SHOWN: usize = 3;
-
 /// The CA validates a domain by connecting to a listener of the challenge's
 /// kind. Without one every order would fail at validation, long after the
 /// start and far from the cause, so it is refused here.
@@ -246,42 +248,22 @@ fn check_acme_listeners(
     listeners: &[ListenerConfig],
     challenge: ChallengeKind,
     text: &str,
-) -> Result<(), String> {
+) -> Result<(), ConfigProblem> {
     let needed = challenge.listener_kind();
     if listeners.iter().any(|l| l.kind == needed) {
         return Ok(());
     }
-    let enabled: Vec<&str> = domains
+    let enabled: Vec<String> = domains
         .iter()
         .filter(|d| d.acme.as_ref().is_some_and(|a| a.enabled))
-        .map(|d| d.name.as_str())
+        .map(|d| d.name.clone())
         .collect();
     let Some(first) = enabled.first() else {
         return Ok(());
     };
-    let mut names = enabled
-        .iter()
-        .take(NAMES_SHOWN)
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if enabled.len() > NAMES_SHOWN {
-        names.push_str(&format!(" and {} more", enabled.len() - NAMES_SHOWN));
-    }
-    let fix = match challenge {
-        ChallengeKind::Http01 => {
-            "add a listener with `kind: http` on port 80, or set `acme.challenge: tls-alpn-01`"
-        }
-        ChallengeKind::TlsAlpn01 => {
-            "add a listener with `kind: https` on port 443, or set `acme.challenge: http-01`"
-        }
-    };
-    Err(format!(
-        "domains.{first}.acme: ACME is enabled for {}, and the `{}` challenge is answered on a \
-         listener with `kind: {}`, but there is none; {fix}{}",
-        names,
-        challenge.as_str(),
-        needed.as_str(),
-        locate_entry(text, first, "", 0)
-    ))
+    Err(ConfigProblem::NoChallengeListener {
+        at: locate_entry(text, first, "", 0),
+        domains: enabled,
+        challenge,
+    })
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::fields::normalize_domain_name;
-use super::types::{CertificateSource, ConfigError, DomainAcme, DomainConfig};
+use super::types::{CertificateSource, ConfigError, ConfigProblem, DomainAcme, DomainConfig};
 use crate::state_layout::StateLayout;
 
 /// The domain store: domains added at run time by the admin API, kept in
@@ -38,14 +38,15 @@ impl DomainStore {
         };
         let store: DomainStore = serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
             file: path.clone(),
-            message: format!(
-                "{e}; fix or remove the file (it lists domains added through the admin API)"
-            ),
+            problem: Box::new(ConfigProblem::StoreJson(e)),
         })?;
         for name in store.domains.keys() {
-            normalize_domain_name(name).map_err(|e| ConfigError::Invalid {
+            normalize_domain_name(name).map_err(|error| ConfigError::Invalid {
                 file: path.clone(),
-                message: format!("domain `{name}`: {e}"),
+                problem: Box::new(ConfigProblem::StoreDomain {
+                    name: name.clone(),
+                    error,
+                }),
             })?;
         }
         Ok(store)

@@ -17,18 +17,312 @@ pub const DEFAULT_ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/d
 /// Let's Encrypt staging, what `acme.directory: staging` stands for.
 pub const STAGING_ACME_DIRECTORY: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
+/// Why a text is not a domain name ([`normalize_domain_name`]). Each
+/// variant carries the name as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainNameError {
+    /// Nothing left once spaces and the trailing dot are gone.
+    #[error("an empty name is not a domain")]
+    Empty,
+    /// Longer than 253 characters.
+    #[error("`{input}` is longer than 253 characters")]
+    TooLong {
+        /// The name as written.
+        input: String,
+    },
+    /// An IP address, not a name.
+    #[error(
+        "`{input}` is an IP address; domains are DNS names (clients connecting by IP get the certdir)"
+    )]
+    IpAddress {
+        /// The name as written.
+        input: String,
+    },
+    /// A wildcard (`*.example.com`).
+    #[error(
+        "`{input}` is a wildcard; configure `{parent}` instead: names below a domain already resolve to it"
+    )]
+    Wildcard {
+        /// The name as written.
+        input: String,
+        /// The name below the `*.`, what to configure instead.
+        parent: String,
+    },
+    /// Two dots in a row, or a dot at the start.
+    #[error("`{input}` has an empty label (two dots in a row?)")]
+    EmptyLabel {
+        /// The name as written.
+        input: String,
+    },
+    /// A label longer than 63 characters.
+    #[error("`{input}` has a label longer than 63 characters")]
+    LongLabel {
+        /// The name as written.
+        input: String,
+    },
+    /// A label starting or ending with `-`.
+    #[error("`{input}` has a label starting or ending with `-`")]
+    Hyphen {
+        /// The name as written.
+        input: String,
+    },
+    /// A character that is no letter, digit, `-` or `_`.
+    #[error("`{input}` contains `{bad}`; use letters, digits and `-` (IDNs in their xn-- form)")]
+    Character {
+        /// The name as written.
+        input: String,
+        /// The first character refused.
+        bad: char,
+    },
+}
+
+/// Why a single value of `proxy.yaml` (or of the admin API or the command
+/// line) is refused by its parser. Each variant carries the value as
+/// written; the caller adds the field's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// Not a domain name.
+    #[error(transparent)]
+    DomainName(#[from] DomainNameError),
+    /// A fingerprint pin of the wrong length or with non-hex digits.
+    #[error("`{pin}` is not a fingerprint of {hex_len} hex digits (colons allowed)")]
+    Pin {
+        /// The pin as written.
+        pin: String,
+        /// How many hex digits the fingerprint has.
+        hex_len: usize,
+    },
+    /// An account email written as a `mailto:` URL.
+    #[error("`{input}`: write the address without `mailto:` (sniwalk adds it)")]
+    EmailMailto {
+        /// The address as written.
+        input: String,
+    },
+    /// An account email with a space or a list separator in it.
+    #[error(
+        "`{input}` contains {}; expected one address such as `ops@example.com`",
+        describe_email_character(*bad)
+    )]
+    EmailCharacter {
+        /// The address as written.
+        input: String,
+        /// The first character refused.
+        bad: char,
+    },
+    /// An account email whose domain part is no domain.
+    #[error(
+        "`{input}`: `{domain}` is not a domain; expected one address such as `ops@example.com`"
+    )]
+    EmailDomain {
+        /// The address as written.
+        input: String,
+        /// The part after the `@`.
+        domain: String,
+    },
+    /// Not one `local@domain` address.
+    #[error("`{input}` is not an email address; expected one address such as `ops@example.com`")]
+    NotEmail {
+        /// The address as written.
+        input: String,
+    },
+    /// An `https://` ACME directory URL without a host.
+    #[error(
+        "`{input}` has no host; use the CA's full directory URL, or the shorthand `production` \
+         (Let's Encrypt) or `staging` (Let's Encrypt staging)"
+    )]
+    DirectoryHost {
+        /// The directory as written.
+        input: String,
+    },
+    /// An ACME directory that is no `https://` URL nor a shorthand.
+    #[error(
+        "`{input}` is not an https:// URL; ACME directories are served over HTTPS only: \
+         use the CA's https:// directory URL, or the shorthand `production` (Let's Encrypt) or \
+         `staging` (Let's Encrypt staging)"
+    )]
+    DirectoryScheme {
+        /// The directory as written.
+        input: String,
+    },
+    /// `acme.renew_at` that is no fraction strictly between 0 and 1.
+    #[error(
+        "invalid renew_at `{input}`: the fraction of the certificate's lifetime after which it is \
+         renewed, strictly between 0 and 1, e.g. 0.66 (day 60 of 90) or \"2/3\""
+    )]
+    RenewAt {
+        /// The value as written (or as the YAML number reads).
+        input: String,
+    },
+    /// A TCP backend without `:PORT`.
+    #[error("`{input}` has no port; expected HOST:PORT such as `127.0.0.1:5060`")]
+    BackendNoPort {
+        /// The backend as written.
+        input: String,
+    },
+    /// A TCP backend whose port is no number from 0 to 65535.
+    #[error("`{input}` has an invalid port `{port}`")]
+    BackendPort {
+        /// The backend as written.
+        input: String,
+        /// The text after the last `:`.
+        port: String,
+    },
+    /// A TCP backend whose host is neither an IP address nor a name.
+    #[error("`{input}`: {error}")]
+    BackendHost {
+        /// The backend as written.
+        input: String,
+        /// Why the host is no domain name.
+        error: DomainNameError,
+    },
+    /// A duration that does not start with a number.
+    #[error("`{input}` is not a duration; use e.g. `500ms`, `10s`, `5m`, `1h`")]
+    Duration {
+        /// The duration as written.
+        input: String,
+    },
+    /// A duration with a unit other than ms, s, m or h.
+    #[error("`{input}`: unknown unit `{unit}`; use ms, s, m or h")]
+    DurationUnit {
+        /// The duration as written.
+        input: String,
+        /// The unit after the number.
+        unit: String,
+    },
+    /// A bind without `:PORT`.
+    #[error(
+        "`{input}` has no port; expected IP:PORT such as `127.0.0.1:8443`, `[::1]:8443` or `0.0.0.0:443`"
+    )]
+    BindNoPort {
+        /// The bind as written.
+        input: String,
+    },
+    /// A bind whose port is no number from 0 to 65535.
+    #[error(
+        "`{input}` has an invalid port `{port}`; expected IP:PORT such as `127.0.0.1:8443`, \
+         `[::1]:8443` or `0.0.0.0:443`"
+    )]
+    BindPort {
+        /// The bind as written.
+        input: String,
+        /// The text after the last `:`.
+        port: String,
+    },
+    /// A bind whose host is no IP address (nor `localhost` or `*`).
+    #[error(
+        "`{input}`: `{host}` is not an IP address; expected IP:PORT such as `127.0.0.1:8443`, \
+         `[::1]:8443` or `0.0.0.0:443`"
+    )]
+    BindHost {
+        /// The bind as written.
+        input: String,
+        /// The text before the last `:`.
+        host: String,
+    },
+    /// An empty path where a PEM file of CA certificates belongs.
+    #[error("the path is empty; give a PEM file of CA certificates")]
+    EmptyPath,
+    /// A challenge type sniwalk does not answer.
+    #[error(
+        "`{input}` is not a challenge sniwalk answers; use `http-01` (answered on a `kind: http` \
+         listener, port 80) or `tls-alpn-01` (answered on a `kind: https` listener, port 443)"
+    )]
+    Challenge {
+        /// The challenge as written.
+        input: String,
+    },
+}
+
+/// What [`FieldError::EmailCharacter`] says about the character.
+fn describe_email_character(bad: char) -> String {
+    if bad.is_whitespace() {
+        "a space".to_string()
+    } else {
+        format!("`{bad}`")
+    }
+}
+
+/// A value refused while the YAML is read (see [`CheckedStr`]); serde_yaml
+/// adds the field and the position to its message.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ValueError {
+    /// A parser's error, prefixed with what was being read.
+    #[error("invalid {what}: {error}")]
+    Invalid {
+        /// What the value is (`directory`, `bind`, `domain name`...).
+        what: &'static str,
+        /// Why the parser refused it.
+        error: FieldError,
+    },
+    /// A parser's error as it is.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// A key written twice in a map.
+    #[error("duplicate key `{key}`")]
+    DuplicateKey {
+        /// The key.
+        key: String,
+    },
+    /// A domain written twice under `domains:`.
+    #[error(
+        "duplicate domain `{name}` (names are compared lower-case, without a trailing dot); \
+         keep one entry"
+    )]
+    DuplicateDomain {
+        /// The name, normalised.
+        name: String,
+    },
+    /// An `acme.expected_addresses` entry that is no IP address.
+    #[error(
+        "invalid address `{raw}`: expected an IPv4 or IPv6 address such as `203.0.113.7` or \
+         `2001:db8::7` (no port, no name)"
+    )]
+    Address {
+        /// The entry as written.
+        raw: String,
+    },
+    /// An HTTP status outside 100-599.
+    #[error("invalid status `{code}`: an HTTP status is between 100 and 599")]
+    Status {
+        /// The number as written.
+        code: u64,
+    },
+    /// `acme.warn_days` outside 1 to [`MAX_WARN_DAYS`].
+    #[error(
+        "invalid warn_days `{days}`: the number of days before expiry at which a certificate is \
+         reported, between 1 and {} (default {})",
+        MAX_WARN_DAYS,
+        crate::expiry::DEFAULT_WARN_DAYS
+    )]
+    WarnDays {
+        /// The number as written.
+        days: i128,
+    },
+}
+
+impl ValueError {
+    /// `error` of the parser of `what`, as `invalid WHAT: ...`.
+    pub(super) fn invalid<E: Into<FieldError>>(what: &'static str) -> impl FnOnce(E) -> ValueError {
+        move |error| ValueError::Invalid {
+            what,
+            error: error.into(),
+        }
+    }
+}
+
 /// A fingerprint pin as written (any case, with or without `:`) in the
 /// canonical form: lowercase hex without separators, of `hex_len` digits.
-pub fn normalize_pin(pin: &str, hex_len: usize) -> Result<String, String> {
+pub fn normalize_pin(pin: &str, hex_len: usize) -> Result<String, FieldError> {
     let canonical: String = pin
         .chars()
         .filter(|c| *c != ':' && !c.is_whitespace())
         .collect::<String>()
         .to_ascii_lowercase();
     if canonical.len() != hex_len || !canonical.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "`{pin}` is not a fingerprint of {hex_len} hex digits (colons allowed)"
-        ));
+        return Err(FieldError::Pin {
+            pin: pin.to_string(),
+            hex_len,
+        });
     }
     Ok(canonical)
 }
@@ -38,44 +332,46 @@ pub fn normalize_pin(pin: &str, hex_len: usize) -> Result<String, String> {
 /// The CA turns it into a `mailto:` URL and rejects anything that is not one
 /// address, but only when the account is created, which may be long after
 /// the start; hence the shape is checked here.
-pub fn parse_account_email(input: &str) -> Result<String, String> {
-    let hint = "expected one address such as `ops@example.com`";
+pub fn parse_account_email(input: &str) -> Result<String, FieldError> {
     if input
         .get(..7)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("mailto:"))
     {
-        return Err(format!(
-            "`{input}`: write the address without `mailto:` (sniwalk adds it)"
-        ));
+        return Err(FieldError::EmailMailto {
+            input: input.to_string(),
+        });
     }
     if let Some(bad) = input
         .chars()
         .find(|c| c.is_whitespace() || matches!(c, ',' | ';' | '<' | '>'))
     {
-        let bad = if bad.is_whitespace() {
-            "a space".to_string()
-        } else {
-            format!("`{bad}`")
-        };
-        return Err(format!("`{input}` contains {bad}; {hint}"));
+        return Err(FieldError::EmailCharacter {
+            input: input.to_string(),
+            bad,
+        });
     }
     match input.split_once('@') {
         Some((local, domain))
             if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
         {
             if domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
-                return Err(format!("`{input}`: `{domain}` is not a domain; {hint}"));
+                return Err(FieldError::EmailDomain {
+                    input: input.to_string(),
+                    domain: domain.to_string(),
+                });
             }
             Ok(input.to_string())
         }
-        _ => Err(format!("`{input}` is not an email address; {hint}")),
+        _ => Err(FieldError::NotEmail {
+            input: input.to_string(),
+        }),
     }
 }
 
 /// Expands the `staging` and `production` shorthands of `acme.directory`
 /// and checks that anything else is an `https://` URL (RFC 8555 requires
 /// HTTPS for every ACME resource).
-pub fn parse_acme_directory(input: &str) -> Result<String, String> {
+pub fn parse_acme_directory(input: &str) -> Result<String, FieldError> {
     let text = input.trim();
     if text.eq_ignore_ascii_case("production") {
         return Ok(DEFAULT_ACME_DIRECTORY.to_string());
@@ -83,8 +379,6 @@ pub fn parse_acme_directory(input: &str) -> Result<String, String> {
     if text.eq_ignore_ascii_case("staging") {
         return Ok(STAGING_ACME_DIRECTORY.to_string());
     }
-    let shorthands =
-        "or the shorthand `production` (Let's Encrypt) or `staging` (Let's Encrypt staging)";
     match text.strip_prefix("https://") {
         Some(rest)
             if !rest.is_empty()
@@ -93,13 +387,12 @@ pub fn parse_acme_directory(input: &str) -> Result<String, String> {
         {
             Ok(text.to_string())
         }
-        Some(_) => Err(format!(
-            "`{input}` has no host; use the CA's full directory URL, {shorthands}"
-        )),
-        None => Err(format!(
-            "`{input}` is not an https:// URL; ACME directories are served over HTTPS only: \
-             use the CA's https:// directory URL, {shorthands}"
-        )),
+        Some(_) => Err(FieldError::DirectoryHost {
+            input: input.to_string(),
+        }),
+        None => Err(FieldError::DirectoryScheme {
+            input: input.to_string(),
+        }),
     }
 }
 
@@ -112,17 +405,18 @@ pub const DEFAULT_RENEW_AT: f64 = 2.0 / 3.0;
 
 /// Parses `acme.renew_at`: a fraction strictly between 0 and 1, written as
 /// a number (`0.66`) or as `A/B` (`2/3`).
-pub fn parse_renew_at(input: &str) -> Result<f64, String> {
+pub fn parse_renew_at(input: &str) -> Result<f64, FieldError> {
     let text = input.trim();
+    let refused = |_| renew_at_error(input);
     let value = match text.split_once('/') {
         Some((a, b)) => {
-            let a: f64 = a.trim().parse().map_err(|_| renew_at_message(input))?;
-            let b: f64 = b.trim().parse().map_err(|_| renew_at_message(input))?;
+            let a: f64 = a.trim().parse().map_err(refused)?;
+            let b: f64 = b.trim().parse().map_err(refused)?;
             a / b
         }
-        None => text.parse().map_err(|_| renew_at_message(input))?,
+        None => text.parse().map_err(refused)?,
     };
-    check_renew_at(value).map_err(|()| renew_at_message(input))
+    check_renew_at(value).map_err(|()| renew_at_error(input))
 }
 
 fn check_renew_at(value: f64) -> Result<f64, ()> {
@@ -134,11 +428,10 @@ fn check_renew_at(value: f64) -> Result<f64, ()> {
     }
 }
 
-fn renew_at_message(input: impl fmt::Display) -> String {
-    format!(
-        "invalid renew_at `{input}`: the fraction of the certificate's lifetime after which it is \
-         renewed, strictly between 0 and 1, e.g. 0.66 (day 60 of 90) or \"2/3\""
-    )
+fn renew_at_error(input: impl fmt::Display) -> FieldError {
+    FieldError::RenewAt {
+        input: input.to_string(),
+    }
 }
 
 /// Longest `acme.warn_days`. Public certificates last at most 398 days
@@ -147,38 +440,46 @@ fn renew_at_message(input: impl fmt::Display) -> String {
 pub const MAX_WARN_DAYS: u32 = 365;
 
 /// Checks a `HOST:PORT` TCP backend.
-pub(super) fn parse_tcp_backend(input: &str) -> Result<String, String> {
+pub(super) fn parse_tcp_backend(input: &str) -> Result<String, FieldError> {
     if input.parse::<SocketAddr>().is_ok() {
         return Ok(input.to_string());
     }
-    let (host, port) = input.rsplit_once(':').ok_or_else(|| {
-        format!("`{input}` has no port; expected HOST:PORT such as `127.0.0.1:5060`")
+    let (host, port) = input
+        .rsplit_once(':')
+        .ok_or_else(|| FieldError::BackendNoPort {
+            input: input.to_string(),
+        })?;
+    port.parse::<u16>().map_err(|_| FieldError::BackendPort {
+        input: input.to_string(),
+        port: port.to_string(),
     })?;
-    port.parse::<u16>()
-        .map_err(|_| format!("`{input}` has an invalid port `{port}`"))?;
-    normalize_domain_name(host).map_err(|e| format!("`{input}`: {e}"))?;
+    normalize_domain_name(host).map_err(|error| FieldError::BackendHost {
+        input: input.to_string(),
+        error,
+    })?;
     Ok(input.to_string())
 }
 
 /// Parses a duration: `250ms`, `10s`, `5m`, `1h`, or a number of seconds.
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
+pub fn parse_duration(input: &str) -> Result<Duration, FieldError> {
     let text = input.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("`{input}` is not a duration; use e.g. `500ms`, `10s`, `5m`, `1h`"))?;
+    let value: u64 = number.parse().map_err(|_| FieldError::Duration {
+        input: input.to_string(),
+    })?;
     let unit_ms = match unit.trim() {
         "ms" => 1,
         "" | "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
         other => {
-            return Err(format!(
-                "`{input}`: unknown unit `{other}`; use ms, s, m or h"
-            ));
+            return Err(FieldError::DurationUnit {
+                input: input.to_string(),
+                unit: other.to_string(),
+            });
         }
     };
     Ok(Duration::from_millis(value.saturating_mul(unit_ms)))
@@ -186,42 +487,53 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
 
 /// Validates a DNS name used as a domain or master domain and returns its
 /// canonical form (lower-case, no trailing dot).
-pub fn normalize_domain_name(input: &str) -> Result<String, String> {
+pub fn normalize_domain_name(input: &str) -> Result<String, DomainNameError> {
     let name = input.trim();
     let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    let as_written = || input.to_string();
     if name.is_empty() {
-        return Err("an empty name is not a domain".into());
+        return Err(DomainNameError::Empty);
     }
     if name.len() > 253 {
-        return Err(format!("`{input}` is longer than 253 characters"));
+        return Err(DomainNameError::TooLong {
+            input: as_written(),
+        });
     }
     if name.parse::<IpAddr>().is_ok() {
-        return Err(format!(
-            "`{input}` is an IP address; domains are DNS names (clients connecting by IP get the certdir)"
-        ));
+        return Err(DomainNameError::IpAddress {
+            input: as_written(),
+        });
     }
     if let Some(parent) = name.strip_prefix("*.") {
-        return Err(format!(
-            "`{input}` is a wildcard; configure `{parent}` instead: names below a domain already resolve to it"
-        ));
+        return Err(DomainNameError::Wildcard {
+            input: as_written(),
+            parent: parent.to_string(),
+        });
     }
     for label in name.split('.') {
         if label.is_empty() {
-            return Err(format!("`{input}` has an empty label (two dots in a row?)"));
+            return Err(DomainNameError::EmptyLabel {
+                input: as_written(),
+            });
         }
         if label.len() > 63 {
-            return Err(format!("`{input}` has a label longer than 63 characters"));
+            return Err(DomainNameError::LongLabel {
+                input: as_written(),
+            });
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("`{input}` has a label starting or ending with `-`"));
+            return Err(DomainNameError::Hyphen {
+                input: as_written(),
+            });
         }
         if let Some(bad) = label
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
         {
-            return Err(format!(
-                "`{input}` contains `{bad}`; use letters, digits and `-` (IDNs in their xn-- form)"
-            ));
+            return Err(DomainNameError::Character {
+                input: as_written(),
+                bad,
+            });
         }
     }
     Ok(name)
@@ -229,21 +541,28 @@ pub fn normalize_domain_name(input: &str) -> Result<String, String> {
 
 /// Parses a listener bind: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT` or
 /// `*:PORT` (all IPv4 addresses).
-pub fn parse_bind(input: &str) -> Result<SocketAddr, String> {
-    let hint = "expected IP:PORT such as `127.0.0.1:8443`, `[::1]:8443` or `0.0.0.0:443`";
+pub fn parse_bind(input: &str) -> Result<SocketAddr, FieldError> {
     if let Ok(addr) = input.parse::<SocketAddr>() {
         return Ok(addr);
     }
     let (host, port) = input
         .rsplit_once(':')
-        .ok_or_else(|| format!("`{input}` has no port; {hint}"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("`{input}` has an invalid port `{port}`; {hint}"))?;
+        .ok_or_else(|| FieldError::BindNoPort {
+            input: input.to_string(),
+        })?;
+    let port: u16 = port.parse().map_err(|_| FieldError::BindPort {
+        input: input.to_string(),
+        port: port.to_string(),
+    })?;
     let ip = match host {
         "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
         "*" | "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        _ => return Err(format!("`{input}`: `{host}` is not an IP address; {hint}")),
+        _ => {
+            return Err(FieldError::BindHost {
+                input: input.to_string(),
+                host: host.to_string(),
+            });
+        }
     };
     Ok(SocketAddr::new(ip, port))
 }
@@ -278,7 +597,7 @@ impl<'de> Deserialize<'de> for DirectoryField {
         deserializer.deserialize_str(CheckedStr(|raw: &str| {
             parse_acme_directory(raw)
                 .map(DirectoryField)
-                .map_err(|e| format!("invalid directory: {e}"))
+                .map_err(ValueError::invalid("directory"))
         }))
     }
 }
@@ -303,7 +622,7 @@ pub(super) fn account_email_field<'de, D: Deserializer<'de>>(
             d.deserialize_str(CheckedStr(|raw: &str| {
                 parse_account_email(raw)
                     .map(Some)
-                    .map_err(|e| format!("invalid account_email: {e}"))
+                    .map_err(ValueError::invalid("account_email"))
             }))
         }
     }
@@ -340,9 +659,9 @@ impl<'de> Deserialize<'de> for PathList {
     }
 }
 
-fn non_empty_path(path: &str) -> Result<String, String> {
+fn non_empty_path(path: &str) -> Result<String, FieldError> {
     if path.trim().is_empty() {
-        Err("the path is empty; give a PEM file of CA certificates".into())
+        Err(FieldError::EmptyPath)
     } else {
         Ok(path.to_string())
     }
@@ -363,13 +682,13 @@ impl<'de> Deserialize<'de> for RenewAtField {
             fn visit_f64<E: de::Error>(self, value: f64) -> Result<RenewAtField, E> {
                 check_renew_at(value)
                     .map(RenewAtField)
-                    .map_err(|()| E::custom(renew_at_message(value)))
+                    .map_err(|()| E::custom(renew_at_error(value)))
             }
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<RenewAtField, E> {
-                Err(E::custom(renew_at_message(value)))
+                Err(E::custom(renew_at_error(value)))
             }
             fn visit_i64<E: de::Error>(self, value: i64) -> Result<RenewAtField, E> {
-                Err(E::custom(renew_at_message(value)))
+                Err(E::custom(renew_at_error(value)))
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<RenewAtField, E> {
                 parse_renew_at(text).map(RenewAtField).map_err(E::custom)
@@ -396,25 +715,17 @@ impl<'de> Deserialize<'de> for WarnDaysField {
                     .ok()
                     .filter(|days| (1..=MAX_WARN_DAYS).contains(days))
                     .map(WarnDaysField)
-                    .ok_or_else(|| E::custom(warn_days_message(days)))
+                    .ok_or_else(|| E::custom(ValueError::WarnDays { days: days.into() }))
             }
             fn visit_i64<E: de::Error>(self, days: i64) -> Result<WarnDaysField, E> {
                 match u64::try_from(days) {
                     Ok(days) => self.visit_u64(days),
-                    Err(_) => Err(E::custom(warn_days_message(days))),
+                    Err(_) => Err(E::custom(ValueError::WarnDays { days: days.into() })),
                 }
             }
         }
         deserializer.deserialize_any(WarnDaysVisitor)
     }
-}
-
-fn warn_days_message(days: impl fmt::Display) -> String {
-    format!(
-        "invalid warn_days `{days}`: the number of days before expiry at which a certificate is \
-         reported, between 1 and {MAX_WARN_DAYS} (default {})",
-        crate::expiry::DEFAULT_WARN_DAYS
-    )
 }
 
 /// One of `acme.expected_addresses`.
@@ -423,12 +734,12 @@ pub(super) struct AddressField(pub(super) IpAddr);
 impl<'de> Deserialize<'de> for AddressField {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_str(CheckedStr(|raw: &str| {
-            raw.trim().parse::<IpAddr>().map(AddressField).map_err(|_| {
-                format!(
-                    "invalid address `{raw}`: expected an IPv4 or IPv6 address such as \
-                     `203.0.113.7` or `2001:db8::7` (no port, no name)"
-                )
-            })
+            raw.trim()
+                .parse::<IpAddr>()
+                .map(AddressField)
+                .map_err(|_| ValueError::Address {
+                    raw: raw.to_string(),
+                })
         }))
     }
 }
@@ -441,7 +752,7 @@ impl<'de> Deserialize<'de> for DomainName {
         deserializer.deserialize_str(CheckedStr(|raw: &str| {
             normalize_domain_name(raw)
                 .map(DomainName)
-                .map_err(|e| format!("invalid domain name: {e}"))
+                .map_err(ValueError::invalid("domain name"))
         }))
     }
 }
@@ -449,20 +760,23 @@ impl<'de> Deserialize<'de> for DomainName {
 /// Reads a string and checks it inside the visitor: the YAML parser adds the
 /// line and column of a value only to errors raised while it is being read,
 /// not to errors raised after `String::deserialize` has returned (those get
-/// the position of the enclosing map).
+/// the position of the enclosing map). The check's error becomes the YAML
+/// error's message.
 pub(super) struct CheckedStr<F>(pub(super) F);
 
-impl<'de, T, F: FnOnce(&str) -> Result<T, String>> Visitor<'de> for CheckedStr<F> {
+impl<'de, T, E: fmt::Display, F: FnOnce(&str) -> Result<T, E>> Visitor<'de> for CheckedStr<F> {
     type Value = T;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string")
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-        (self.0)(v).map_err(E::custom)
+    fn visit_str<D: de::Error>(self, v: &str) -> Result<T, D> {
+        (self.0)(v).map_err(D::custom)
     }
 }
 
-impl<'de, T, F: FnOnce(&str) -> Result<T, String>> DeserializeSeed<'de> for CheckedStr<F> {
+impl<'de, T, E: fmt::Display, F: FnOnce(&str) -> Result<T, E>> DeserializeSeed<'de>
+    for CheckedStr<F>
+{
     type Value = T;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
         deserializer.deserialize_str(self)
@@ -477,7 +791,7 @@ impl<'de> Deserialize<'de> for Bind {
         deserializer.deserialize_str(CheckedStr(|raw: &str| {
             parse_bind(raw)
                 .map(|addr| Bind(addr, raw.to_string()))
-                .map_err(|e| format!("invalid bind: {e}"))
+                .map_err(ValueError::invalid("bind"))
         }))
     }
 }
@@ -498,11 +812,7 @@ impl<'de> Deserialize<'de> for StatusCodeField {
                     .ok()
                     .filter(|code| (100..=599).contains(code))
                     .map(StatusCodeField)
-                    .ok_or_else(|| {
-                        E::custom(format!(
-                            "invalid status `{code}`: an HTTP status is between 100 and 599"
-                        ))
-                    })
+                    .ok_or_else(|| E::custom(ValueError::Status { code }))
             }
         }
         deserializer.deserialize_u16(StatusVisitor)
@@ -526,7 +836,9 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
                 // Checked while the key is read, for its position.
                 while let Some(key) = map.next_key_seed(CheckedStr(|key: &str| {
                     if out.contains_key(key) {
-                        Err(format!("duplicate key `{key}`"))
+                        Err(ValueError::DuplicateKey {
+                            key: key.to_string(),
+                        })
                     } else {
                         Ok(key.to_string())
                     }

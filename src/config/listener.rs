@@ -2,13 +2,267 @@
 
 use std::path::PathBuf;
 
-use super::fields::{normalize_pin, parse_tcp_backend};
-use super::paths::PathResolver;
+use super::fields::{FieldError, normalize_pin, parse_tcp_backend};
+use super::paths::{PathError, PathResolver};
 use super::raw::{RawBackendTls, RawListener};
 use super::types::{
-    BackendTls, ClientAuthConfig, DEFAULT_UPGRADE, HttpBackend, Limits, ListenerConfig,
-    ListenerKind, Route, RouteAction, TcpBackend, host_of,
+    BackendTls, ClientAuthConfig, DEFAULT_UPGRADE, HttpBackend, HttpBackendError, Limits,
+    ListenerConfig, ListenerKind, Route, RouteAction, TcpBackend, host_of,
 };
+
+/// Why one listener of `proxy.yaml` is refused. `field` is where the
+/// setting is: `listeners.NAME`, `listeners.NAME.routes[I]` or
+/// `listeners.NAME[.routes[I]].backend_tls`, as each message names it.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// A setting that only other kinds of listener have.
+    #[error("{field}.{what}: only {kinds} listeners have `{what}` (this one is `{}`)", kind.as_str())]
+    OnlyOtherKinds {
+        /// The listener.
+        field: String,
+        /// The setting.
+        what: &'static str,
+        /// The kinds that have it.
+        kinds: &'static str,
+        /// This listener's kind.
+        kind: ListenerKind,
+    },
+    /// `backend:` on a listener other than `tls`.
+    #[error(
+        "{field}.backend: only `tls` listeners have one `backend`; `https` listeners route with \
+         `routes: [{{ host: \"*\", backend: http://HOST:PORT }}]`"
+    )]
+    BackendNotTls {
+        /// The listener.
+        field: String,
+    },
+    /// A listener-wide `backend_tls:` on a listener other than `tls`.
+    #[error(
+        "{field}.backend_tls: only `tls` listeners have a listener-wide `backend_tls`; on `https` \
+         listeners put it on the route, beside `backend: https://HOST:PORT`"
+    )]
+    BackendTlsNotTls {
+        /// The listener.
+        field: String,
+    },
+    /// `certdir:` on an `http` listener.
+    #[error("{field}.certdir: an `http` listener serves no certificate; remove `certdir`")]
+    HttpCertdir {
+        /// The listener.
+        field: String,
+    },
+    /// A `tls` listener without `backend:`.
+    #[error(
+        "{field}.backend: a `tls` listener needs `backend: HOST:PORT` (where the decrypted bytes go)"
+    )]
+    NoBackend {
+        /// The listener.
+        field: String,
+    },
+    /// A `tls` listener's `backend:` that is no `HOST:PORT`.
+    #[error("{field}.backend: {error}")]
+    Backend {
+        /// The listener.
+        field: String,
+        /// Why the backend is refused.
+        error: FieldError,
+    },
+    /// A `proxy_protocol:` version other than `v2`.
+    #[error("{field}.proxy_protocol: `{value}` is not supported; use `v2` or leave it out")]
+    ProxyProtocol {
+        /// The listener.
+        field: String,
+        /// The value as written.
+        value: String,
+    },
+    /// `backend_tls:` with both `insecure_skip_verify: true` and `ca_file`.
+    #[error(
+        "{field}: `insecure_skip_verify: true` ignores `ca_file`; keep one of them \
+         (a CA file is the safe choice)"
+    )]
+    InsecureWithCaFile {
+        /// The `backend_tls` block.
+        field: String,
+    },
+    /// A `backend_tls.server_name` that is neither a DNS name nor an IP.
+    #[error("{field}.server_name: `{name}` is neither a DNS name nor an IP address")]
+    ServerName {
+        /// The `backend_tls` block.
+        field: String,
+        /// The name as written.
+        name: String,
+    },
+    /// `client_auth:` on an `http` listener.
+    #[error("{field}.client_auth: an `http` listener has no TLS; remove `client_auth`")]
+    HttpClientAuth {
+        /// The listener.
+        field: String,
+    },
+    /// A pin of `client_auth.pinned_sha256` or `pinned_sha1` that is no
+    /// fingerprint.
+    #[error("{field}.client_auth.{list}: {error}")]
+    Pin {
+        /// The listener.
+        field: String,
+        /// `pinned_sha256` or `pinned_sha1`.
+        list: &'static str,
+        /// Why the pin is refused.
+        error: FieldError,
+    },
+    /// `mode: off` with a CA file or pins.
+    #[error(
+        "{field}.client_auth: `mode: off` with a `ca_file` or pins would check nothing; set \
+         `mode: required` (or `optional`), or remove them"
+    )]
+    ClientAuthOff {
+        /// The listener.
+        field: String,
+    },
+    /// `mode: required` or `optional` without `ca_file`.
+    #[error(
+        "{field}.client_auth.ca_file: `mode: {mode}` needs the CA client certificates must chain to"
+    )]
+    ClientAuthNoCa {
+        /// The listener.
+        field: String,
+        /// The mode.
+        mode: String,
+    },
+    /// A `client_auth.mode` other than off, optional and required.
+    #[error("{field}.client_auth.mode: `{mode}` is not a mode; use off, optional or required")]
+    ClientAuthMode {
+        /// The listener.
+        field: String,
+        /// The mode as written.
+        mode: String,
+    },
+    /// A route's `backend:` that is no `http(s)://HOST:PORT`.
+    #[error("{field}.backend: {error}")]
+    RouteBackend {
+        /// The route.
+        field: String,
+        /// Why the backend is refused.
+        error: HttpBackendError,
+    },
+    /// `backend_tls:` on a route to a plain `http://` backend.
+    #[error(
+        "{field}.backend_tls: the backend `{backend}` is plain HTTP; write \
+         `backend: https://{authority}` to speak TLS to it"
+    )]
+    PlainBackendTls {
+        /// The route.
+        field: String,
+        /// The backend as written.
+        backend: String,
+        /// Its `HOST:PORT`.
+        authority: String,
+    },
+    /// `backend_tls:` on a route without a backend.
+    #[error("{field}.backend_tls: only a route with `backend: https://HOST:PORT` uses it")]
+    BackendTlsWithoutBackend {
+        /// The route.
+        field: String,
+    },
+    /// A redirect status that is no redirect.
+    #[error("{field}.redirect.status: `{status}` is not a redirect; use 301, 302, 303, 307 or 308")]
+    RedirectStatus {
+        /// The route.
+        field: String,
+        /// The status as written.
+        status: u16,
+    },
+    /// A redirect target that is no absolute `http(s)://` URL.
+    #[error("{field}.redirect.to: `{to}` must be an absolute http:// or https:// URL")]
+    RedirectTarget {
+        /// The route.
+        field: String,
+        /// The target as written.
+        to: String,
+    },
+    /// A route without an action.
+    #[error(
+        "{field}: says nothing to do; add one of `backend: http://HOST:PORT`, \
+         `respond: {{ status: 200, body: ... }}`, `redirect: {{ to: URL }}` or `status_page: true`"
+    )]
+    NoAction {
+        /// The route.
+        field: String,
+    },
+    /// A route with several actions.
+    #[error("{field}: set one of `backend`, `respond`, `redirect` or `status_page`, not several")]
+    SeveralActions {
+        /// The route.
+        field: String,
+    },
+    /// A route path prefix not starting with `/`.
+    #[error("{field}.path: `{prefix}` must start with `/`")]
+    RoutePath {
+        /// The route.
+        field: String,
+        /// The prefix as written.
+        prefix: String,
+    },
+    /// `upgrades:` on a route without a backend.
+    #[error("{field}.upgrades: only a route with a `backend` passes upgrades on; remove it")]
+    UpgradesWithoutBackend {
+        /// The route.
+        field: String,
+    },
+    /// `h2c` among a route's `upgrades:`.
+    #[error(
+        "{field}.upgrades: `h2c` is HTTP/2 over cleartext TCP and is never \
+         upgraded to over TLS (RFC 9113 §3.1); clients get HTTP/2 through ALPN `h2` \
+         on this listener already. Remove it"
+    )]
+    UpgradeH2c {
+        /// The route.
+        field: String,
+    },
+    /// An `upgrades:` entry that is no protocol name.
+    #[error(
+        "{field}.upgrades: `{token}` is not a protocol name (RFC 9110 §7.8), \
+         e.g. `websocket`"
+    )]
+    UpgradeName {
+        /// The route.
+        field: String,
+        /// The entry as written.
+        token: String,
+    },
+    /// `max_header_bytes` below 8192.
+    #[error("{field}.max_header_bytes: at least 8192 (browsers send several KiB of cookies)")]
+    MaxHeaderBytes {
+        /// The listener.
+        field: String,
+    },
+    /// `max_connections: 0`.
+    #[error("{field}.max_connections: at least 1")]
+    MaxConnections {
+        /// The listener.
+        field: String,
+    },
+    /// `max_concurrent_streams: 0`.
+    #[error("{field}.max_concurrent_streams: at least 1 (128 is nginx's default)")]
+    MaxConcurrentStreams {
+        /// The listener.
+        field: String,
+    },
+    /// `max_backend_connections: 0`.
+    #[error("{field}.max_backend_connections: at least 1")]
+    MaxBackendConnections {
+        /// The listener.
+        field: String,
+    },
+    /// `send_timeout: 0`.
+    #[error("{field}.send_timeout: must be more than 0 (60s is nginx's default)")]
+    SendTimeout {
+        /// The listener.
+        field: String,
+    },
+    /// A path of the listener that cannot be used.
+    #[error(transparent)]
+    Path(#[from] PathError),
+}
 
 /// Validates a `backend_tls:` block for `backend` (whose host is the
 /// default server name).
@@ -18,31 +272,29 @@ fn backend_tls_from_raw(
     default_server_name: &str,
     field: &str,
     paths: &PathResolver<'_>,
-) -> Result<BackendTls, String> {
+) -> Result<BackendTls, ListenerError> {
     if raw.insecure_skip_verify && raw.ca_file.is_some() {
-        return Err(format!(
-            "{field}: `insecure_skip_verify: true` ignores `ca_file`; keep one of them \
-             (a CA file is the safe choice)"
-        ));
+        return Err(ListenerError::InsecureWithCaFile {
+            field: field.to_string(),
+        });
     }
     let server_name = match raw.server_name {
         Some(name) => {
             let trimmed = name.trim().trim_end_matches('.').to_ascii_lowercase();
-            rustls_pki_types::ServerName::try_from(trimmed.clone()).map_err(|_| {
-                format!("{field}.server_name: `{name}` is neither a DNS name nor an IP address")
-            })?;
+            if rustls_pki_types::ServerName::try_from(trimmed.clone()).is_err() {
+                return Err(ListenerError::ServerName {
+                    field: field.to_string(),
+                    name,
+                });
+            }
             trimmed
         }
         None => default_server_name.to_string(),
     };
-    let resolve = |value: &Option<String>, what: &str| -> Result<Option<PathBuf>, String> {
+    let resolve = |value: &Option<String>, what: &str| -> Result<Option<PathBuf>, PathError> {
         value
             .as_deref()
-            .map(|v| {
-                paths
-                    .resolve(v, &format!("{field}.{what}"))
-                    .map_err(|e| e.message())
-            })
+            .map(|v| paths.resolve(v, &format!("{field}.{what}")))
             .transpose()
     };
     Ok(BackendTls {
@@ -59,49 +311,42 @@ pub(super) fn listener_from_raw(
     raw: RawListener,
     field: &str,
     paths: &PathResolver<'_>,
-) -> Result<ListenerConfig, String> {
+) -> Result<ListenerConfig, ListenerError> {
     let kind = raw.kind;
-    let only = |what: &str, kinds: &str| {
-        format!(
-            "{field}.{what}: only {kinds} listeners have `{what}` (this one is `{}`)",
-            kind.as_str()
-        )
+    let listener = || field.to_string();
+    let only = |what: &'static str, kinds: &'static str| ListenerError::OnlyOtherKinds {
+        field: listener(),
+        what,
+        kinds,
+        kind,
     };
     if kind != ListenerKind::Https && !raw.routes.is_empty() {
         return Err(only("routes", "`https`"));
     }
     if kind != ListenerKind::Tls && raw.backend.is_some() {
-        return Err(format!(
-            "{field}.backend: only `tls` listeners have one `backend`; `https` listeners route with \
-             `routes: [{{ host: \"*\", backend: http://HOST:PORT }}]`"
-        ));
+        return Err(ListenerError::BackendNotTls { field: listener() });
     }
     if kind != ListenerKind::Tls && raw.proxy_protocol.is_some() {
         return Err(only("proxy_protocol", "`tls`"));
     }
     if kind != ListenerKind::Tls && raw.backend_tls.is_some() {
-        return Err(format!(
-            "{field}.backend_tls: only `tls` listeners have a listener-wide `backend_tls`; on `https` \
-             listeners put it on the route, beside `backend: https://HOST:PORT`"
-        ));
+        return Err(ListenerError::BackendTlsNotTls { field: listener() });
     }
     if kind != ListenerKind::Http && raw.https_port.is_some() {
         return Err(only("https_port", "`http`"));
     }
     if kind == ListenerKind::Http && raw.certdir.is_some() {
-        return Err(format!(
-            "{field}.certdir: an `http` listener serves no certificate; remove `certdir`"
-        ));
+        return Err(ListenerError::HttpCertdir { field: listener() });
     }
     let backend = match (kind, raw.backend) {
         (ListenerKind::Tls, None) => {
-            return Err(format!(
-                "{field}.backend: a `tls` listener needs `backend: HOST:PORT` (where the decrypted bytes go)"
-            ));
+            return Err(ListenerError::NoBackend { field: listener() });
         }
         (_, Some(address)) => {
-            let address =
-                parse_tcp_backend(&address).map_err(|e| format!("{field}.backend: {e}"))?;
+            let address = parse_tcp_backend(&address).map_err(|error| ListenerError::Backend {
+                field: listener(),
+                error,
+            })?;
             let tls = match raw.backend_tls {
                 Some(raw_tls) => {
                     let host = address
@@ -125,9 +370,10 @@ pub(super) fn listener_from_raw(
         None | Some("off") | Some("none") => false,
         Some("v2") => true,
         Some(other) => {
-            return Err(format!(
-                "{field}.proxy_protocol: `{other}` is not supported; use `v2` or leave it out"
-            ));
+            return Err(ListenerError::ProxyProtocol {
+                field: listener(),
+                value: other.to_string(),
+            });
         }
     };
     let client_auth = match raw.client_auth {
@@ -135,19 +381,22 @@ pub(super) fn listener_from_raw(
         Some(raw_auth) => {
             let sub = format!("{field}.client_auth");
             if kind == ListenerKind::Http {
-                return Err(format!(
-                    "{sub}: an `http` listener has no TLS; remove `client_auth`"
-                ));
+                return Err(ListenerError::HttpClientAuth { field: listener() });
             }
+            let bad_pin = |list: &'static str| {
+                move |error| ListenerError::Pin {
+                    field: listener(),
+                    list,
+                    error,
+                }
+            };
             let mut pinned_sha256 = Vec::new();
             for pin in &raw_auth.pinned_sha256 {
-                pinned_sha256
-                    .push(normalize_pin(pin, 64).map_err(|e| format!("{sub}.pinned_sha256: {e}"))?);
+                pinned_sha256.push(normalize_pin(pin, 64).map_err(bad_pin("pinned_sha256"))?);
             }
             let mut pinned_sha1 = Vec::new();
             for pin in &raw_auth.pinned_sha1 {
-                pinned_sha1
-                    .push(normalize_pin(pin, 40).map_err(|e| format!("{sub}.pinned_sha1: {e}"))?);
+                pinned_sha1.push(normalize_pin(pin, 40).map_err(bad_pin("pinned_sha1"))?);
             }
             match raw_auth.mode.as_str() {
                 "off" => {
@@ -155,42 +404,35 @@ pub(super) fn listener_from_raw(
                         || !pinned_sha256.is_empty()
                         || !pinned_sha1.is_empty()
                     {
-                        return Err(format!(
-                            "{sub}: `mode: off` with a `ca_file` or pins would check nothing; set \
-                             `mode: required` (or `optional`), or remove them"
-                        ));
+                        return Err(ListenerError::ClientAuthOff { field: listener() });
                     }
                     None
                 }
                 mode @ ("required" | "optional") => {
                     let Some(ca_file) = raw_auth.ca_file else {
-                        return Err(format!(
-                            "{sub}.ca_file: `mode: {mode}` needs the CA client certificates must chain to"
-                        ));
+                        return Err(ListenerError::ClientAuthNoCa {
+                            field: listener(),
+                            mode: mode.to_string(),
+                        });
                     };
                     Some(ClientAuthConfig {
                         required: mode == "required",
-                        ca_file: paths
-                            .resolve(&ca_file, &format!("{sub}.ca_file"))
-                            .map_err(|e| e.message())?,
+                        ca_file: paths.resolve(&ca_file, &format!("{sub}.ca_file"))?,
                         pinned_sha256,
                         pinned_sha1,
                     })
                 }
                 other => {
-                    return Err(format!(
-                        "{sub}.mode: `{other}` is not a mode; use off, optional or required"
-                    ));
+                    return Err(ListenerError::ClientAuthMode {
+                        field: listener(),
+                        mode: other.to_string(),
+                    });
                 }
             }
         }
     };
     let certdir = match raw.certdir {
-        Some(dir) => Some(
-            paths
-                .resolve(&dir, &format!("{field}.certdir"))
-                .map_err(|e| e.message())?,
-        ),
+        Some(dir) => Some(paths.resolve(&dir, &format!("{field}.certdir"))?),
         None => None,
     };
     let mut routes = Vec::with_capacity(raw.routes.len());
@@ -208,14 +450,17 @@ pub(super) fn listener_from_raw(
         }
         if let Some(backend) = r.backend {
             let mut parsed =
-                HttpBackend::parse(&backend).map_err(|e| format!("{route_field}.backend: {e}"))?;
+                HttpBackend::parse(&backend).map_err(|error| ListenerError::RouteBackend {
+                    field: route_field.clone(),
+                    error,
+                })?;
             if let Some(raw_tls) = r.backend_tls {
                 let Some(default) = &parsed.tls else {
-                    return Err(format!(
-                        "{route_field}.backend_tls: the backend `{backend}` is plain HTTP; write \
-                         `backend: https://{}` to speak TLS to it",
-                        parsed.authority
-                    ));
+                    return Err(ListenerError::PlainBackendTls {
+                        field: route_field,
+                        backend,
+                        authority: parsed.authority,
+                    });
                 };
                 let default_name = default.server_name.clone();
                 let backend_name = default.backend.clone();
@@ -229,22 +474,20 @@ pub(super) fn listener_from_raw(
             }
             actions.push(RouteAction::Backend(parsed));
         } else if r.backend_tls.is_some() {
-            return Err(format!(
-                "{route_field}.backend_tls: only a route with `backend: https://HOST:PORT` uses it"
-            ));
+            return Err(ListenerError::BackendTlsWithoutBackend { field: route_field });
         }
         if let Some(redirect) = r.redirect {
             if !matches!(redirect.status, 301 | 302 | 303 | 307 | 308) {
-                return Err(format!(
-                    "{route_field}.redirect.status: `{}` is not a redirect; use 301, 302, 303, 307 or 308",
-                    redirect.status
-                ));
+                return Err(ListenerError::RedirectStatus {
+                    field: route_field,
+                    status: redirect.status,
+                });
             }
             if !(redirect.to.starts_with("https://") || redirect.to.starts_with("http://")) {
-                return Err(format!(
-                    "{route_field}.redirect.to: `{}` must be an absolute http:// or https:// URL",
-                    redirect.to
-                ));
+                return Err(ListenerError::RedirectTarget {
+                    field: route_field,
+                    to: redirect.to,
+                });
             }
             actions.push(RouteAction::Redirect {
                 to: redirect.to,
@@ -253,24 +496,16 @@ pub(super) fn listener_from_raw(
         }
         let action = match actions.len() {
             1 => actions.remove(0),
-            0 => {
-                return Err(format!(
-                    "{route_field}: says nothing to do; add one of `backend: http://HOST:PORT`, \
-                     `respond: {{ status: 200, body: ... }}`, `redirect: {{ to: URL }}` or `status_page: true`"
-                ));
-            }
-            _ => {
-                return Err(format!(
-                    "{route_field}: set one of `backend`, `respond`, `redirect` or `status_page`, not several"
-                ));
-            }
+            0 => return Err(ListenerError::NoAction { field: route_field }),
+            _ => return Err(ListenerError::SeveralActions { field: route_field }),
         };
         if let Some(prefix) = &r.path
             && !prefix.starts_with('/')
         {
-            return Err(format!(
-                "{route_field}.path: `{prefix}` must start with `/`"
-            ));
+            return Err(ListenerError::RoutePath {
+                field: route_field,
+                prefix: prefix.clone(),
+            });
         }
         let upgrades = route_upgrades(r.upgrades, &action, &route_field)?;
         routes.push(Route {
@@ -307,25 +542,19 @@ pub(super) fn listener_from_raw(
         send_timeout: raw.send_timeout.map_or(defaults.send_timeout, |d| d.0),
     };
     if limits.max_header_bytes < 8192 {
-        return Err(format!(
-            "{field}.max_header_bytes: at least 8192 (browsers send several KiB of cookies)"
-        ));
+        return Err(ListenerError::MaxHeaderBytes { field: listener() });
     }
     if limits.max_connections == 0 {
-        return Err(format!("{field}.max_connections: at least 1"));
+        return Err(ListenerError::MaxConnections { field: listener() });
     }
     if limits.max_concurrent_streams == 0 {
-        return Err(format!(
-            "{field}.max_concurrent_streams: at least 1 (128 is nginx's default)"
-        ));
+        return Err(ListenerError::MaxConcurrentStreams { field: listener() });
     }
     if limits.max_backend_connections == 0 {
-        return Err(format!("{field}.max_backend_connections: at least 1"));
+        return Err(ListenerError::MaxBackendConnections { field: listener() });
     }
     if limits.send_timeout.is_zero() {
-        return Err(format!(
-            "{field}.send_timeout: must be more than 0 (60s is nginx's default)"
-        ));
+        return Err(ListenerError::SendTimeout { field: listener() });
     }
     Ok(ListenerConfig {
         name: raw.name,
@@ -350,7 +579,7 @@ fn route_upgrades(
     raw: Option<Vec<String>>,
     action: &RouteAction,
     route_field: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ListenerError> {
     let Some(raw) = raw else {
         return Ok(match action {
             RouteAction::Backend(_) => vec![DEFAULT_UPGRADE.to_string()],
@@ -358,29 +587,27 @@ fn route_upgrades(
         });
     };
     if !matches!(action, RouteAction::Backend(_)) && !raw.is_empty() {
-        return Err(format!(
-            "{route_field}.upgrades: only a route with a `backend` passes upgrades on; remove it"
-        ));
+        return Err(ListenerError::UpgradesWithoutBackend {
+            field: route_field.to_string(),
+        });
     }
     let mut upgrades = Vec::with_capacity(raw.len());
     for token in raw {
         let name = token.trim().to_ascii_lowercase();
         if name == "h2c" {
-            return Err(format!(
-                "{route_field}.upgrades: `h2c` is HTTP/2 over cleartext TCP and is never \
-                 upgraded to over TLS (RFC 9113 §3.1); clients get HTTP/2 through ALPN `h2` \
-                 on this listener already. Remove it"
-            ));
+            return Err(ListenerError::UpgradeH2c {
+                field: route_field.to_string(),
+            });
         }
         let valid = !name.is_empty()
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b));
         if !valid {
-            return Err(format!(
-                "{route_field}.upgrades: `{token}` is not a protocol name (RFC 9110 §7.8), \
-                 e.g. `websocket`"
-            ));
+            return Err(ListenerError::UpgradeName {
+                field: route_field.to_string(),
+                token,
+            });
         }
         if !upgrades.contains(&name) {
             upgrades.push(name);

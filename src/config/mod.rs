@@ -12,7 +12,9 @@
 //!   pins, ACME settings) and the serde wrappers that run them while the
 //!   YAML is read;
 //! - `positions`: ` at line L column C` for text found in the file;
-//! - `types`: the validated configuration the rest of the crate reads;
+//! - `types`: the validated configuration the rest of the crate reads,
+//!   and `ConfigError` (which names the error types of `paths` and
+//!   `listener`, its parts);
 //! - `raw`: the serde structures as written in `proxy.yaml`;
 //! - `paths`: `alias://` expansion and relative paths;
 //! - `domain_store`: `state_dir/domains.json`, the domains added at run time;
@@ -30,16 +32,18 @@ mod types;
 
 pub use domain_store::{DomainStore, StoredDomain};
 pub use fields::{
-    DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, MAX_WARN_DAYS, STAGING_ACME_DIRECTORY,
-    normalize_domain_name, normalize_pin, parse_account_email, parse_acme_directory, parse_bind,
-    parse_duration, parse_renew_at,
+    DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, DomainNameError, FieldError, MAX_WARN_DAYS,
+    STAGING_ACME_DIRECTORY, normalize_domain_name, normalize_pin, parse_account_email,
+    parse_acme_directory, parse_bind, parse_duration, parse_renew_at,
 };
+pub use listener::ListenerError;
+pub use paths::PathError;
 pub use types::{
     ALIAS_PREFIX, AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind,
-    ClientAuthConfig, Config, ConfigError, DEFAULT_LOCK_LEASE, DEFAULT_RESCAN_INTERVAL,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_UPGRADE, DomainAcme, DomainConfig,
-    HostPattern, HttpBackend, Limits, ListenerConfig, ListenerKind, MIN_LOCK_LEASE, Route,
-    RouteAction, TcpBackend,
+    ClientAuthConfig, Config, ConfigError, ConfigProblem, DEFAULT_LOCK_LEASE,
+    DEFAULT_RESCAN_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_UPGRADE,
+    DomainAcme, DomainConfig, HostPattern, HttpBackend, HttpBackendError, Limits, ListenerConfig,
+    ListenerKind, MIN_LOCK_LEASE, Route, RouteAction, TcpBackend,
 };
 
 #[cfg(test)]

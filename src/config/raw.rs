@@ -8,7 +8,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::fields::{
     AddressField, Bind, CheckedStr, DirectoryField, DomainName, DurationField, PathList,
-    RenewAtField, StatusCodeField, UniqueMap, WarnDaysField, account_email_field,
+    RenewAtField, StatusCodeField, UniqueMap, ValueError, WarnDaysField, account_email_field,
     normalize_domain_name,
 };
 use super::types::{ChallengeKind, DomainAcme, HostPattern, ListenerKind, parse_host_pattern};
@@ -210,7 +210,7 @@ impl<'de> Deserialize<'de> for HostPatternField {
         deserializer.deserialize_str(CheckedStr(|raw: &str| {
             parse_host_pattern(raw)
                 .map(HostPatternField)
-                .map_err(|e| format!("invalid route host: {e}"))
+                .map_err(ValueError::invalid("route host"))
         }))
     }
 }
@@ -232,12 +232,10 @@ impl<'de> Deserialize<'de> for DomainMap {
                 // The key is checked while it is read, so errors carry its
                 // position rather than that of the `domains:` map.
                 while let Some(name) = map.next_key_seed(CheckedStr(|raw: &str| {
-                    let name = normalize_domain_name(raw).map_err(|e| format!("invalid domain name: {e}"))?;
+                    let name =
+                        normalize_domain_name(raw).map_err(ValueError::invalid("domain name"))?;
                     if seen.contains(&name) {
-                        return Err(format!(
-                            "duplicate domain `{name}` (names are compared lower-case, without a trailing dot); \
-                             keep one entry"
-                        ));
+                        return Err(ValueError::DuplicateDomain { name });
                     }
                     Ok(name)
                 }))? {

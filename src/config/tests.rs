@@ -1087,7 +1087,7 @@ fn normalize_domain_name_invalid() {
         ("example.com:443", "contains `:`"),
     ];
     for (input, expected) in cases {
-        match normalize_domain_name(input) {
+        match normalize_domain_name(input).map_err(|e| e.to_string()) {
             Ok(name) => panic!("`{input}` was accepted as `{name}`"),
             Err(e) => assert!(e.contains(expected), "`{input}`: `{e}` lacks `{expected}`"),
         }
@@ -1135,7 +1135,7 @@ fn parse_bind_invalid() {
         ("256.0.0.1:80", "not an IP address"),
     ];
     for (input, expected) in cases {
-        match parse_bind(input) {
+        match parse_bind(input).map_err(|e| e.to_string()) {
             Ok(addr) => panic!("`{input}` was accepted as {addr}"),
             Err(e) => {
                 assert!(e.contains(expected), "`{input}`: `{e}` lacks `{expected}`");

@@ -23,7 +23,7 @@ use super::conn::Lifecycle;
 use super::io::{Activity, TunnelEnd, copy_with_idle_timeout};
 use crate::config::{HttpBackend, Limits};
 use crate::metrics::{BackendError, HeldBackendConnection, ListenerMetrics};
-use crate::snapshot::backend_tls::BackendTlsClient;
+use crate::snapshot::backend_tls::{BackendTlsClient, BackendTlsError};
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110
 /// §7.6.1), plus the obsolete ones proxies are expected to drop.
@@ -167,7 +167,7 @@ pub struct RequestFacts<'a> {
     pub upgrades: &'a [String],
     /// For an `https://` backend: its TLS client from the current snapshot,
     /// or why there is none; `None` for a plain `http://` backend.
-    pub backend_tls: Option<Result<Arc<BackendTlsClient>, String>>,
+    pub backend_tls: Option<Result<Arc<BackendTlsClient>, BackendTlsError>>,
 }
 
 impl Forwarder {
@@ -242,7 +242,11 @@ impl Forwarder {
             None => None,
             Some(Ok(tls)) => Some(self.tls_client(&tls)),
             Some(Err(why)) => {
-                return failed(StatusCode::BAD_GATEWAY, Some(BackendError::Tls), why);
+                return failed(
+                    StatusCode::BAD_GATEWAY,
+                    Some(BackendError::Tls),
+                    why.to_string(),
+                );
             }
         };
         let scheme = if tls_client.is_some() {
@@ -521,15 +525,21 @@ fn is_tls_failure(error: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
-fn is_timeout(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+/// Whether the backend request failed on a timeout: the connect timeout
+/// (hyper-util's connector gives an `io::Error` of kind `TimedOut`, as does
+/// the kernel's own connect timeout) or one of hyper's (an HTTP/2
+/// keep-alive that went unanswered).
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {
             return true;
         }
-        if e.to_string().contains("timed out") {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        {
             return true;
         }
         source = e.source();
@@ -659,5 +669,39 @@ mod tests {
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
         append_forwarded_for(&mut headers, peer);
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.1, 192.0.2.7");
+    }
+
+    /// An error with a cause, as hyper-util's `ConnectError` is.
+    #[derive(Debug)]
+    struct Wrapping(std::io::Error);
+
+    impl std::fmt::Display for Wrapping {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("tcp connect error")
+        }
+    }
+
+    impl std::error::Error for Wrapping {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn timeouts_are_told_by_type_anywhere_in_the_chain() {
+        use std::io::{Error, ErrorKind};
+        // What hyper-util's connector makes of its connect timeout.
+        let elapsed = tokio::time::timeout(Duration::ZERO, std::future::pending::<()>())
+            .await
+            .expect_err("elapsed");
+        let connect_timeout = Wrapping(Error::new(ErrorKind::TimedOut, elapsed));
+        assert!(is_timeout(&connect_timeout));
+        // The kernel's (ETIMEDOUT), reported directly.
+        assert!(is_timeout(&Error::from(ErrorKind::TimedOut)));
+        assert!(!is_timeout(&Wrapping(Error::from(
+            ErrorKind::ConnectionRefused
+        ))));
+        // The text alone says nothing.
+        assert!(!is_timeout(&Wrapping(Error::other("timed out"))));
     }
 }

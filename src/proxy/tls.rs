@@ -14,6 +14,7 @@ use super::conn::{Lifecycle, ListenerShared};
 use super::io::{Transferred, TunnelEnd, copy_with_idle_timeout};
 use crate::config::TcpBackend;
 use crate::metrics::BackendError;
+use crate::snapshot::backend_tls::BackendTlsError;
 
 /// What every connection of one `tls` listener shares.
 #[derive(Debug)]
@@ -107,10 +108,9 @@ pub async fn serve_connection(
             )
             .await
             .unwrap_or_else(|_| {
-                Err(format!(
-                    "TLS handshake timed out after {} s",
-                    limits.backend_connect_timeout.as_secs()
-                ))
+                Err(ConnectTlsError::Timeout {
+                    after: limits.backend_connect_timeout,
+                })
             });
             match connected {
                 Ok(backend) => {
@@ -173,6 +173,31 @@ where
     copy_with_idle_timeout(client, backend, idle, lifecycle.hard_stop.cancelled()).await
 }
 
+/// Why TLS to a `tls` listener's backend failed (logged; the client
+/// connection is closed).
+#[derive(Debug, thiserror::Error)]
+enum ConnectTlsError {
+    /// The snapshot has no TLS client for the backend.
+    #[error(transparent)]
+    Client(#[from] BackendTlsError),
+    /// The handshake failed.
+    #[error("TLS handshake with {backend} ({server_name}): {error}")]
+    Handshake {
+        /// The backend as configured.
+        backend: String,
+        /// The name sent as SNI.
+        server_name: String,
+        /// What the handshake ended with.
+        error: std::io::Error,
+    },
+    /// The handshake did not finish within `backend_connect_timeout`.
+    #[error("TLS handshake timed out after {} s", after.as_secs())]
+    Timeout {
+        /// The timeout.
+        after: Duration,
+    },
+}
+
 /// TLS over an open backend connection, with the backend's client
 /// configuration from the current snapshot (so a renewed client
 /// certificate is used from the next connection on).
@@ -180,16 +205,15 @@ async fn connect_tls(
     shared: &ListenerShared,
     backend: &str,
     tcp: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectTlsError> {
     let client = shared.store.load().backend_tls_client(backend)?;
     tokio_rustls::TlsConnector::from(client.config.clone())
         .connect(client.server_name.clone(), tcp)
         .await
-        .map_err(|e| {
-            format!(
-                "TLS handshake with {} ({}): {e}",
-                backend, client.spec.server_name
-            )
+        .map_err(|error| ConnectTlsError::Handshake {
+            backend: backend.to_string(),
+            server_name: client.spec.server_name.clone(),
+            error,
         })
 }
 

@@ -19,7 +19,63 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::certificate::{LoadedCertificate, SourceStamp};
+use super::roots::TrustError;
 use crate::config::BackendTls;
+
+/// Why there is no TLS client for a backend: requests to it fail (502)
+/// until the next snapshot has one. Cheap to clone (every request to the
+/// backend gets it).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendTlsError {
+    /// Its `ca_file` never loaded.
+    #[error("{error}; requests to this backend fail (502) until this is fixed")]
+    Roots {
+        /// Why the CA file cannot be used.
+        error: Arc<TrustError>,
+    },
+    /// The server name is neither a DNS name nor an IP address.
+    #[error(
+        "backend {backend}: `{server_name}` is neither a DNS name nor an IP address; set backend_tls.server_name"
+    )]
+    ServerName {
+        /// The backend as configured.
+        backend: String,
+        /// The name.
+        server_name: String,
+    },
+    /// rustls refused the protocol versions.
+    #[error("backend {backend}: TLS setup: {error}")]
+    Setup {
+        /// The backend as configured.
+        backend: String,
+        /// What rustls said.
+        error: rustls::Error,
+    },
+    /// rustls refused to build the certificate check from the CA file.
+    #[error("backend {backend}: TLS setup: {error}")]
+    Verifier {
+        /// The backend as configured.
+        backend: String,
+        /// What rustls said.
+        error: rustls::client::VerifierBuilderError,
+    },
+    /// The system's trust store cannot be loaded.
+    #[error(
+        "backend {backend}: loading the system's trust roots: {error}; set backend_tls.ca_file"
+    )]
+    SystemRoots {
+        /// The backend as configured.
+        backend: String,
+        /// What the platform verifier said.
+        error: rustls::Error,
+    },
+    /// Not a TLS backend of the running configuration.
+    #[error("no TLS settings for backend {backend} in the running configuration")]
+    NotConfigured {
+        /// The backend asked for.
+        backend: String,
+    },
+}
 
 /// Everything a connection to one TLS backend needs, as of one snapshot.
 #[derive(Debug)]
@@ -45,18 +101,21 @@ impl BackendTlsClient {
         spec: &BackendTls,
         roots: Option<(Arc<RootCertStore>, SourceStamp)>,
         client_certificate: Option<Arc<LoadedCertificate>>,
-    ) -> Result<Self, String> {
-        let what = |e: &dyn std::fmt::Display| format!("backend {}: TLS setup: {e}", spec.backend);
+    ) -> Result<Self, BackendTlsError> {
+        let backend = || spec.backend.clone();
         let server_name = ServerName::try_from(spec.server_name.clone()).map_err(|_| {
-            format!(
-                "backend {}: `{}` is neither a DNS name nor an IP address; set backend_tls.server_name",
-                spec.backend, spec.server_name
-            )
+            BackendTlsError::ServerName {
+                backend: backend(),
+                server_name: spec.server_name.clone(),
+            }
         })?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| what(&e))?;
+            .map_err(|error| BackendTlsError::Setup {
+                backend: backend(),
+                error,
+            })?;
         let builder = if spec.insecure_skip_verify {
             builder
                 .dangerous()
@@ -66,15 +125,18 @@ impl BackendTlsClient {
         } else if let Some((roots, _)) = &roots {
             let verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider)
                 .build()
-                .map_err(|e| what(&e))?;
+                .map_err(|error| BackendTlsError::Verifier {
+                    backend: backend(),
+                    error,
+                })?;
             builder.with_webpki_verifier(verifier)
         } else {
-            builder.try_with_platform_verifier().map_err(|e| {
-                format!(
-                    "backend {}: loading the system's trust roots: {e}; set backend_tls.ca_file",
-                    spec.backend
-                )
-            })?
+            builder
+                .try_with_platform_verifier()
+                .map_err(|error| BackendTlsError::SystemRoots {
+                    backend: backend(),
+                    error,
+                })?
         };
         let config = match &client_certificate {
             Some(loaded) => builder.with_client_cert_resolver(Arc::new(PresentCertificate(

@@ -187,8 +187,7 @@ fn usable_generated(config: &Config, now: i64) -> Option<(pem::ParsedPem, Source
 /// A new self-signed default for `names`: the text and its parse.
 fn generate(names: &[String]) -> Result<(String, pem::ParsedPem), SnapshotError> {
     let text = generate_self_signed_pem(names, 3650, false).map_err(SnapshotError::Generate)?;
-    let parsed =
-        pem::parse_certificate_pem(&text).map_err(|e| SnapshotError::Generate(e.to_string()))?;
+    let parsed = pem::parse_certificate_pem(&text).map_err(SnapshotError::Generated)?;
     Ok((text, parsed))
 }
 
@@ -204,14 +203,17 @@ fn generated_default_names(master: &str) -> Vec<String> {
 
 /// Makes a self-signed certificate for `names` as a `certificate_pem` text:
 /// ECDSA P-256, or RSA-2048 when `rsa` is set.
-pub fn generate_self_signed_pem(names: &[String], days: u32, rsa: bool) -> Result<String, String> {
+pub fn generate_self_signed_pem(
+    names: &[String],
+    days: u32,
+    rsa: bool,
+) -> Result<String, rcgen::Error> {
     let key = if rsa {
         rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
     } else {
         rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-    }
-    .map_err(|e| e.to_string())?;
-    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(|e| e.to_string())?;
+    }?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec())?;
     let mut dn = rcgen::DistinguishedName::new();
     if let Some(first) = names.first() {
         dn.push(rcgen::DnType::CommonName, first.clone());
@@ -221,6 +223,6 @@ pub fn generate_self_signed_pem(names: &[String], days: u32, rsa: bool) -> Resul
     let start = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
     params.not_before = start;
     params.not_after = start + time::Duration::days(i64::from(days));
-    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let cert = params.self_signed(&key)?;
     Ok(format!("{}{}", key.serialize_pem(), cert.pem()))
 }

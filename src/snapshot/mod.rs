@@ -34,4 +34,5 @@ pub use last_good::Changes;
 pub use loaders::{CERTDIR_CERT, CERTDIR_KEY};
 pub use model::{BackendTlsEntry, Choice, ClientCa, Snapshot, SnapshotError};
 pub use report::{Place, Problem, Severity, SourceReport};
+pub use roots::TrustError;
 pub use store::{SnapshotReader, SnapshotWriter};

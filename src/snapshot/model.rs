@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rustls::server::danger::ClientCertVerifier;
 
-use super::backend_tls::BackendTlsClient;
+use super::backend_tls::{BackendTlsClient, BackendTlsError};
 use super::certificate::{LoadedCertificate, SourceStamp};
 use super::report::{Place, Severity, SourceReport};
 use crate::config::{ListenerConfig, Route};
@@ -31,7 +31,7 @@ pub struct BackendTlsEntry {
     /// The backend as configured (`https://HOST:PORT` or `HOST:PORT`).
     pub backend: String,
     /// Ready to connect, or why not (requests to it then fail with 502).
-    pub client: Result<Arc<BackendTlsClient>, String>,
+    pub client: Result<Arc<BackendTlsClient>, BackendTlsError>,
 }
 
 /// The certificate chosen for a handshake and how.
@@ -54,7 +54,10 @@ pub enum SnapshotError {
     Tree(#[from] TreeError),
     /// No default certificate could be generated.
     #[error("cannot generate the default certificate: {0}")]
-    Generate(String),
+    Generate(rcgen::Error),
+    /// The generated default certificate does not read back.
+    #[error("cannot generate the default certificate: {0}")]
+    Generated(crate::pem::PemError),
     /// The generated default certificate could not be written to
     /// `state_dir`.
     #[error("cannot store the generated default certificate: {0}")]

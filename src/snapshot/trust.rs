@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rustls::server::danger::ClientCertVerifier;
 
-use super::backend_tls::BackendTlsClient;
+use super::backend_tls::{BackendTlsClient, BackendTlsError};
 use super::certificate::{LoadedCertificate, SourceKind, SourceStamp};
 use super::last_good::Changes;
 use super::loaders::{load_pem_file, load_source};
@@ -52,7 +52,7 @@ pub(super) fn client_cas(
                         file: file.clone(),
                         stamp,
                     })),
-                    Err(message) => {
+                    Err(error) => {
                         let consequence = if kept.is_some() {
                             "the previous CA keeps checking client certificates until this is fixed"
                         } else {
@@ -60,7 +60,7 @@ pub(super) fn client_cas(
                         };
                         report
                             .problems
-                            .push(Problem::error(format!("{message}; {consequence}")));
+                            .push(Problem::error(format!("{error}; {consequence}")));
                         kept
                     }
                 }
@@ -141,19 +141,19 @@ fn backend(
                     let stamp = SourceStamp::of_file(file);
                     match roots::load_roots(file, "backend_tls.ca_file") {
                         Ok(roots) => Ok(Some((Arc::new(roots), stamp))),
-                        Err(message) => match kept {
+                        Err(error) => match kept {
                             Some(kept) => {
                                 report.problems.push(Problem::error(format!(
-                                    "{message}; the previous CA keeps verifying the backend until this is fixed"
+                                    "{error}; the previous CA keeps verifying the backend until this is fixed"
                                 )));
                                 Ok(Some(kept))
                             }
                             None => {
-                                let message = format!(
-                                    "{message}; requests to this backend fail (502) until this is fixed"
-                                );
-                                report.problems.push(Problem::error(message.clone()));
-                                Err(message)
+                                let error = BackendTlsError::Roots {
+                                    error: Arc::new(error),
+                                };
+                                report.problems.push(Problem::error(error.to_string()));
+                                Err(error)
                             }
                         },
                     }
@@ -173,7 +173,7 @@ fn backend(
             Some(client) => Ok(client.clone()),
             None => BackendTlsClient::build(spec, roots, report.loaded.clone())
                 .map(Arc::new)
-                .inspect_err(|message| report.problems.push(Problem::error(message.clone()))),
+                .inspect_err(|error| report.problems.push(Problem::error(error.to_string()))),
         }
     });
     let wanted = spec.client_certificate.is_some() || spec.ca_file.is_some();
@@ -224,12 +224,15 @@ impl Snapshot {
     /// What a new connection to `backend` uses, or why it cannot connect
     /// (its CA file never loaded, or it is not a TLS backend of this
     /// configuration).
-    pub fn backend_tls_client(&self, backend: &str) -> Result<Arc<BackendTlsClient>, String> {
+    pub fn backend_tls_client(
+        &self,
+        backend: &str,
+    ) -> Result<Arc<BackendTlsClient>, BackendTlsError> {
         match self.backend_tls_entry(backend) {
             Some(entry) => entry.client.clone(),
-            None => Err(format!(
-                "no TLS settings for backend {backend} in the running configuration"
-            )),
+            None => Err(BackendTlsError::NotConfigured {
+                backend: backend.to_string(),
+            }),
         }
     }
 
