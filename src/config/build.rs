@@ -5,15 +5,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::domain_store::DomainStore;
+use super::error::{ConfigError, ConfigProblem};
 use super::fields::PathList;
 use super::listener::listener_from_raw;
 use super::paths::{PathError, PathResolver};
 use super::positions::{locate, locate_entry};
 use super::raw::{RawAcme, RawConfig};
 use super::types::{
-    AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind, Config, ConfigError,
-    ConfigProblem, DEFAULT_RESCAN_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR,
-    DomainConfig, ListenerConfig, MIN_LOCK_LEASE,
+    AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind, Config,
+    DEFAULT_RESCAN_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DomainConfig,
+    ListenerConfig, MIN_LOCK_LEASE,
 };
 
 impl Config {

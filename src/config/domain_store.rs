@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::error::{ConfigError, ConfigProblem};
 use super::fields::normalize_domain_name;
-use super::types::{CertificateSource, ConfigError, ConfigProblem, DomainAcme, DomainConfig};
+use super::types::{CertificateSource, DomainAcme, DomainConfig};
 use crate::state_layout::StateLayout;
 
 /// The domain store: domains added at run time by the admin API, kept in

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::fields::{FieldError, normalize_pin, parse_tcp_backend};
+use super::field_error::FieldError;
+use super::fields::{normalize_pin, parse_tcp_backend};
 use super::paths::{PathError, PathResolver};
 use super::raw::{RawBackendTls, RawListener};
 use super::types::{

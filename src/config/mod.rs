@@ -7,22 +7,26 @@
 //! unknown `alias://` names, duplicate listeners) run afterwards and find
 //! their position by looking the offending text up in the file.
 //!
-//! The files, from the bottom up (each uses only those above it):
+//! The files, from the bottom up (each uses only those above it;
+//! `tests/structure.rs` checks that no two use each other):
+//! - `field_error`: why a single value is refused;
 //! - `fields`: parsers of single values (durations, binds, domain names,
 //!   pins, ACME settings) and the serde wrappers that run them while the
 //!   YAML is read;
 //! - `positions`: ` at line L column C` for text found in the file;
-//! - `types`: the validated configuration the rest of the crate reads,
-//!   and `ConfigError` (which names the error types of `paths` and
-//!   `listener`, its parts);
+//! - `types`: the validated configuration the rest of the crate reads;
 //! - `raw`: the serde structures as written in `proxy.yaml`;
 //! - `paths`: `alias://` expansion and relative paths;
-//! - `domain_store`: `state_dir/domains.json`, the domains added at run time;
 //! - `listener`: one raw listener to a validated one;
+//! - `error`: `ConfigError` and `ConfigProblem`, which name the errors of
+//!   `paths` and `listener`;
+//! - `domain_store`: `state_dir/domains.json`, the domains added at run time;
 //! - `build`: `Config::load` and `Config::parse`, the whole file.
 
 mod build;
 mod domain_store;
+mod error;
+mod field_error;
 mod fields;
 mod listener;
 mod paths;
@@ -31,19 +35,21 @@ mod raw;
 mod types;
 
 pub use domain_store::{DomainStore, StoredDomain};
+pub use error::{ConfigError, ConfigProblem};
+pub use field_error::{DomainNameError, FieldError};
 pub use fields::{
-    DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, DomainNameError, FieldError, MAX_WARN_DAYS,
-    STAGING_ACME_DIRECTORY, normalize_domain_name, normalize_pin, parse_account_email,
-    parse_acme_directory, parse_bind, parse_duration, parse_renew_at,
+    DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, MAX_WARN_DAYS, STAGING_ACME_DIRECTORY,
+    normalize_domain_name, normalize_pin, parse_account_email, parse_acme_directory, parse_bind,
+    parse_duration, parse_renew_at,
 };
 pub use listener::ListenerError;
 pub use paths::PathError;
 pub use types::{
     ALIAS_PREFIX, AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind,
-    ClientAuthConfig, Config, ConfigError, ConfigProblem, DEFAULT_LOCK_LEASE,
-    DEFAULT_RESCAN_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_UPGRADE,
-    DomainAcme, DomainConfig, HostPattern, HttpBackend, HttpBackendError, Limits, ListenerConfig,
-    ListenerKind, MIN_LOCK_LEASE, Route, RouteAction, TcpBackend,
+    ClientAuthConfig, Config, DEFAULT_LOCK_LEASE, DEFAULT_RESCAN_INTERVAL,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_UPGRADE, DomainAcme, DomainConfig,
+    HostPattern, HttpBackend, HttpBackendError, Limits, ListenerConfig, ListenerKind,
+    MIN_LOCK_LEASE, Route, RouteAction, TcpBackend,
 };
 
 #[cfg(test)]

@@ -1,0 +1,196 @@
+//! Why a configuration cannot be used: [`ConfigError`] names the file,
+//! [`ConfigProblem`] says what is wrong, where and what to do. Above the
+//! other files of `config/`, so each of them can report without using the
+//! others back.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::field_error::DomainNameError;
+use super::listener::ListenerError;
+use super::paths::PathError;
+use super::types::{ChallengeKind, MIN_LOCK_LEASE};
+
+/// Why a configuration could not be used. `run` refuses to start on these.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read the configuration: {source}")]
+    Read {
+        /// The configuration file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or a value is invalid; the message names the
+    /// field and carries line and column.
+    #[error("{file}: {problem}")]
+    Invalid {
+        /// The configuration file.
+        file: PathBuf,
+        /// What is wrong, where, and what to do (boxed: errors of every
+        /// field are in it, and `Result<Config, ConfigError>` stays small).
+        problem: Box<ConfigProblem>,
+    },
+}
+
+/// What is wrong in a configuration file (or in `state_dir/domains.json`):
+/// the message of [`ConfigError::Invalid`] after the file name. It names
+/// the field and, when the value is found in the file, ends with
+/// ` at line L column C` (the `at` of the variants).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigProblem {
+    /// The YAML is malformed, or a value was refused while it was read (the
+    /// message names the field and the position).
+    #[error("{0}")]
+    Yaml(serde_yaml::Error),
+    /// A listener is refused.
+    #[error(transparent)]
+    Listener(#[from] ListenerError),
+    /// A path cannot be used.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// `master_domain` is not configured under `domains`.
+    #[error(
+        "master_domain: `{master}` is not among `domains`; add `{master}: {{}}` under `domains`{at}"
+    )]
+    MasterNotAmongDomains {
+        /// The master domain.
+        master: String,
+        /// Where `master_domain:` is.
+        at: String,
+    },
+    /// A domain with both `certificate_pem` and `certificate_file`.
+    #[error("{field}: set either `certificate_pem` or `certificate_file`, not both{at}")]
+    TwoCertificateSources {
+        /// The domain's field (`domains.NAME`).
+        field: String,
+        /// Where the domain is.
+        at: String,
+    },
+    /// A listener with an empty `name`.
+    #[error("listeners: every listener needs a non-empty `name`")]
+    ListenerWithoutName,
+    /// Two listeners with one name.
+    #[error("{field}: the listener name `{name}` is used twice; names must be unique{at}")]
+    ListenerNameTwice {
+        /// The listener's field (`listeners.NAME`).
+        field: String,
+        /// The name.
+        name: String,
+        /// Where the second one is.
+        at: String,
+    },
+    /// Two listeners with one bind.
+    #[error("{field}.bind: `{bind}` is already bound by listener `{other}`{at}")]
+    BindTaken {
+        /// The second listener's field (`listeners.NAME`).
+        field: String,
+        /// The address.
+        bind: SocketAddr,
+        /// The listener that has it first.
+        other: String,
+        /// Where the second bind is.
+        at: String,
+    },
+    /// One backend with two different `backend_tls` settings.
+    #[error(
+        "backend `{backend}` appears twice with different `backend_tls` settings; give every \
+         use of one backend the same `backend_tls`"
+    )]
+    BackendTlsDiffers {
+        /// The backend as configured.
+        backend: String,
+    },
+    /// `acme.lock_lease` below [`MIN_LOCK_LEASE`].
+    #[error(
+        "acme.lock_lease: at least {}s (the order lock's lease is renewed every third of it){at}",
+        MIN_LOCK_LEASE.as_secs()
+    )]
+    LockLease {
+        /// Where `lock_lease:` is.
+        at: String,
+    },
+    /// Domains with ACME enabled, and no listener for the challenge.
+    #[error(
+        "domains.{}.acme: ACME is enabled for {}, and the `{}` challenge is answered on a \
+         listener with `kind: {}`, but there is none; {}{at}",
+        domains.first().map_or("", String::as_str),
+        listed(domains),
+        challenge.as_str(),
+        challenge.listener_kind().as_str(),
+        missing_listener_fix(*challenge)
+    )]
+    NoChallengeListener {
+        /// The domains with ACME enabled, in configuration order.
+        domains: Vec<String>,
+        /// The challenge type.
+        challenge: ChallengeKind,
+        /// Where the first of the domains is.
+        at: String,
+    },
+    /// `rescan_interval` below 1 s.
+    #[error("rescan_interval: at least 1s{at}")]
+    RescanInterval {
+        /// Where `rescan_interval:` is.
+        at: String,
+    },
+    /// `worker_threads: 0`.
+    #[error("worker_threads: must be at least 1 (or remove it for one per CPU){at}")]
+    WorkerThreads {
+        /// Where `worker_threads:` is.
+        at: String,
+    },
+    /// An admin API reachable from other machines without a token.
+    #[error(
+        "admin.bind: `{bind}` is reachable from other machines, so the admin API needs \
+         a token: set `admin.token_file` (a file holding a long random string), or \
+         bind to 127.0.0.1{at}"
+    )]
+    AdminWithoutToken {
+        /// The bind as written.
+        bind: String,
+        /// Where `admin:` is.
+        at: String,
+    },
+    /// `domains.json` is no domain store.
+    #[error("{0}; fix or remove the file (it lists domains added through the admin API)")]
+    StoreJson(serde_json::Error),
+    /// A name in `domains.json` that is no domain name.
+    #[error("domain `{name}`: {error}")]
+    StoreDomain {
+        /// The name as stored.
+        name: String,
+        /// Why it is no domain name.
+        error: DomainNameError,
+    },
+}
+
+/// How many domain names a message lists before "and N more".
+const NAMES_SHOWN: usize = 3;
+
+/// `` `a`, `b`, `c` and 2 more ``.
+fn listed(names: &[String]) -> String {
+    let mut listed = names
+        .iter()
+        .take(NAMES_SHOWN)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > NAMES_SHOWN {
+        listed.push_str(&format!(" and {} more", names.len() - NAMES_SHOWN));
+    }
+    listed
+}
+
+/// What to do when no listener answers `challenge`.
+fn missing_listener_fix(challenge: ChallengeKind) -> &'static str {
+    match challenge {
+        ChallengeKind::Http01 => {
+            "add a listener with `kind: http` on port 80, or set `acme.challenge: tls-alpn-01`"
+        }
+        ChallengeKind::TlsAlpn01 => {
+            "add a listener with `kind: https` on port 443, or set `acme.challenge: http-01`"
+        }
+    }
+}
