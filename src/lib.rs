@@ -31,6 +31,7 @@ pub mod reload;
 pub mod resolver;
 pub mod snapshot;
 pub mod state_layout;
+pub mod storage;
 pub mod tickets;
 pub mod tree;
 
