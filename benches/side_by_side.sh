@@ -27,8 +27,8 @@
 # backend-alone run; BUILD=0 skips the build (uses SNIWALK_BIN or
 # target/release/sniwalk as it is); BENCH_DIR (the harness); RESULT_NAME
 # (file name of the summary, default the date); RESULTS_DIR (benches/results).
-# If the harness directory is read-only, it is copied to BENCH_COPY
-# (/tmp/bench) and the copy is run.
+# The harness is always run from a copy in BENCH_COPY (/tmp/bench), never
+# written into where it lives.
 set -euo pipefail
 REPO=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 say() { printf '[%(%H:%M:%S)T] side_by_side: %s\n' -1 "$*" >&2; }
@@ -58,15 +58,18 @@ if ((wants_sniwalk)); then
 fi
 
 # ---- 2. the harness: writable, tools built, certificates made -----------------
-if ! { mkdir -p "$BENCH/run" "$BENCH/certs" && touch "$BENCH/run/.writable"; } 2>/dev/null; then
-  copy=${BENCH_COPY:-/tmp/bench}
-  say "$BENCH is read-only: running a copy in $copy"
+# Always a copy: the shared harness is not ours to write into (as root, a
+# write test would pass on a read-only folder and fill it with certificates,
+# run files and a cargo target/). The copy keeps what was built in it.
+copy=${BENCH_COPY:-/tmp/bench}
+if [[ $copy != "$BENCH" ]]; then
+  say "running a copy of $BENCH in $copy"
   mkdir -p "$copy"
-  tar -C "$BENCH" --exclude=./run --exclude=./results/raw -cf - . | tar -C "$copy" -xf -
+  tar -C "$BENCH" --exclude=./run --exclude=./results/raw --exclude=./certs \
+    --exclude='./tools/*/target' -cf - . | tar -C "$copy" -xf -
   chmod -R u+w "$copy"
   BENCH=$copy
 fi
-rm -f "$BENCH/run/.writable"
 missing=()
 for t in nginx wrk h2load openssl python3 taskset; do command -v "$t" >/dev/null || missing+=("$t"); done
 [[ -x $BENCH/tools/hsload && -x $BENCH/tools/hsload-rs/target/release/hsload-rs ]] || missing+=(hsload)
