@@ -21,12 +21,12 @@ use super::client_auth::{
     CLIENT_CERT_SHA256_HEADER, CLIENT_CERT_SUBJECT_HEADER, ClientCert, admit,
 };
 use super::conn::{Lifecycle, ListenerShared, PerLimits};
-use super::forward::{BackendSlots, Forwarded, Forwarder, RequestFacts};
+use super::forward::{BackendSlots, Forwarder, RequestFacts};
 use super::io::{Activity, Protocol, TimedIo};
 use super::routing::{
     ALLOWED_METHODS, check_host_headers, find_route, is_misdirected, normalize_host, request_host,
 };
-use crate::config::{HttpBackend, Limits, ListenerConfig, RouteAction};
+use crate::config::{Limits, ListenerConfig, RouteAction};
 use crate::snapshot::LoadedCertificate;
 use crate::tree::Step;
 
@@ -221,34 +221,44 @@ async fn handle(
                 RouteAction::Redirect { to, status } => redirect(to, *status, &request),
                 RouteAction::Backend(target) => {
                     backend = Some(target.authority.clone());
-                    let facts = RequestFacts {
-                        peer: connection.peer,
-                        host: &host_with_port,
-                        activity: &connection.activity,
-                        lifecycle,
-                        listener: &shared.config.name,
-                        metrics: &shared.metrics,
-                        upgrades: &route.upgrades,
-                        backend_tls: target
-                            .tls
-                            .as_ref()
-                            .map(|tls| shared.store.load().backend_tls_client(&tls.backend)),
-                    };
-                    let forwarded = to_backend(request, target, facts, listener, &settings).await;
-                    if let Some(failure) = &forwarded.failure {
-                        tracing::warn!(
-                            listener = %shared.config.name,
-                            peer = %connection.peer,
-                            host = %host,
-                            path = %path,
-                            backend = %target.authority,
-                            status = forwarded.response.status().as_u16(),
-                            failure = %failure,
-                            "backend failed"
-                        );
+                    let limit = settings.limits.max_backend_connections;
+                    match listener.backend_slots.try_take(limit, &shared.metrics) {
+                        None => backend_limit_refusal(listener, limit),
+                        Some(taken) => {
+                            let facts = RequestFacts {
+                                peer: connection.peer,
+                                host: &host_with_port,
+                                activity: &connection.activity,
+                                lifecycle,
+                                listener: &shared.config.name,
+                                metrics: &shared.metrics,
+                                upgrades: &route.upgrades,
+                                backend_tls: target.tls.as_ref().map(|tls| {
+                                    shared.store.load().backend_tls_client(&tls.backend)
+                                }),
+                            };
+                            let forwarder = listener.forwarder.get(&settings.limits);
+                            let forwarded =
+                                forwarder.1.forward(request, target, taken, facts).await;
+                            if let Some(kind) = forwarded.error {
+                                shared.metrics.backend_error(&target.authority, kind);
+                            }
+                            if let Some(failure) = &forwarded.failure {
+                                tracing::warn!(
+                                    listener = %shared.config.name,
+                                    peer = %connection.peer,
+                                    host = %host,
+                                    path = %path,
+                                    backend = %target.authority,
+                                    status = forwarded.response.status().as_u16(),
+                                    failure = %failure,
+                                    "backend failed"
+                                );
+                            }
+                            slot = forwarded.slot;
+                            forwarded.response
+                        }
                     }
-                    slot = forwarded.slot;
-                    forwarded.response
                 }
             },
         }
@@ -343,41 +353,19 @@ fn refusal<B>(
     None
 }
 
-/// Forwards `request` to `target` when a backend connection slot is free
-/// (`max_backend_connections`), else answers 503 with `Retry-After: 1`.
-async fn to_backend(
-    request: Request<Incoming>,
-    target: &HttpBackend,
-    facts: RequestFacts<'_>,
-    listener: &HttpsListener,
-    settings: &ListenerConfig,
-) -> Forwarded {
-    let shared = &listener.shared;
-    let limit = settings.limits.max_backend_connections;
-    let Some(taken) = listener.backend_slots.try_take(limit, &shared.metrics) else {
-        // Logged at most every 10 s, not per request like a backend
-        // failure: a flood is worth no flood of lines.
-        listener
-            .backend_slots
-            .log_refusal(&shared.config.name, limit);
-        let mut response = plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many backend connections in use; try again shortly",
-        );
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        return Forwarded {
-            response,
-            slot: None,
-            failure: None,
-            error: None,
-        };
-    };
-    let forwarder = listener.forwarder.get(&settings.limits);
-    let forwarded = forwarder.1.forward(request, target, taken, facts).await;
-    if let Some(kind) = forwarded.error {
-        shared.metrics.backend_error(&target.authority, kind);
-    }
-    forwarded
+/// The 503 (`Retry-After: 1`) for a request over the listener's
+/// `max_backend_connections`; logged at most every 10 s, not per request
+/// like a backend failure: a flood is worth no flood of lines.
+fn backend_limit_refusal(listener: &HttpsListener, limit: usize) -> Response<ProxyBody> {
+    listener
+        .backend_slots
+        .log_refusal(&listener.shared.config.name, limit);
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many backend connections in use; try again shortly",
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }

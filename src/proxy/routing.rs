@@ -14,6 +14,7 @@ use crate::pem::CertificateFacts;
 
 /// The first route of `routes` whose host pattern matches `host` and whose
 /// path prefix, if any, starts `path`: first match wins.
+#[inline]
 pub(super) fn find_route<'a>(routes: &'a [Route], host: &str, path: &str) -> Option<&'a Route> {
     routes.iter().find(|route| {
         route.host.matches(host)
@@ -27,6 +28,7 @@ pub(super) fn find_route<'a>(routes: &'a [Route], host: &str, path: &str) -> Opt
 /// Whether `value` is a `Host` value: `uri-host [ ":" port ]` (RFC 9110
 /// §7.2), a reg-name or an IP literal; no userinfo, no path, no spaces. A
 /// byte scan, not a parse: it runs on every request.
+#[inline]
 fn is_host_value(value: &str) -> bool {
     let (host_ok, port) = match value.strip_prefix('[') {
         Some(rest) => {
@@ -58,6 +60,7 @@ pub(super) const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS,
 /// request whose `Host` names another host than its `:authority` is
 /// malformed. Without this, the first `Host` would route while a backend
 /// that reads the last one serves another site.
+#[inline]
 pub(super) fn check_host_headers<B>(request: &Request<B>) -> Result<(), &'static str> {
     let mut hosts = request.headers().get_all(HOST).iter();
     let first = hosts.next();
@@ -86,6 +89,7 @@ pub(super) fn check_host_headers<B>(request: &Request<B>) -> Result<(), &'static
 /// cover was meant for another connection (HTTP/2 reuses connections for
 /// every name a certificate covers). Asking for exactly the SNI name is
 /// never misdirected, nor is an IP literal on a connection without SNI.
+#[inline]
 pub(super) fn is_misdirected(served: &CertificateFacts, sni: Option<&str>, host: &str) -> bool {
     if served.covers(host) {
         return false;
@@ -98,6 +102,7 @@ pub(super) fn is_misdirected(served: &CertificateFacts, sni: Option<&str>, host:
 
 /// The host asked for, with its port if given: the URI authority (HTTP/2,
 /// absolute-form) or the `Host` header.
+#[inline]
 pub(super) fn request_host<B>(request: &Request<B>) -> String {
     if let Some(authority) = request.uri().authority() {
         return authority.as_str().to_owned();
@@ -111,11 +116,13 @@ pub(super) fn request_host<B>(request: &Request<B>) -> String {
 }
 
 /// Lower-case host without port or trailing dot.
+#[inline]
 pub(super) fn normalize_host(host: &str) -> String {
     strip_port(host).trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// `host` without its port (`[::1]:8443` → `::1`).
+#[inline]
 fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
