@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
-    LeaseClient, PutOptions, ResponseHeader, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchClient,
+    LeaseClient, PutOptions, ResponseHeader, TlsOptions, Txn, TxnOp, WatchClient,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -29,7 +29,8 @@ use super::api::{
     WATCH_BUFFER, check_key,
 };
 use super::etcd_tasks::{
-    KeepAlive, Watch, classify, is_not_found, keep_alive, relative_key, revision, revoke_quietly,
+    KeepAlive, Watch, classify, is_not_found, keep_alive, lease_ttl, relative_key, revision,
+    revoke_quietly,
 };
 
 /// How often an idle connection is checked with an HTTP/2 PING. etcd
@@ -243,7 +244,7 @@ impl EtcdStorage {
         ))
     }
 
-    /// Revokes `lease` once, giving up after [`REVOKE_LIMIT`].
+    /// Revokes `lease` once, giving up after a few seconds.
     async fn revoke_quietly(&self, lease: i64, lock: &str) {
         revoke_quietly(self.lease.clone(), lease, lock).await;
     }
@@ -333,8 +334,11 @@ impl Storage for EtcdStorage {
                 .map_err(|e| self.error(key, e))?;
             return Ok(answer.deleted() > 0);
         };
+        // The key must also exist, so that success means a delete (the
+        // crate's op_responses() would panic on an empty answer).
+        let exists = Compare::version(self.full(key), CompareOp::Greater, 0);
         let txn = Txn::new()
-            .when([compare])
+            .when([compare, exists])
             .and_then([TxnOp::delete(self.full(key), None)]);
         let answer = self
             .kv
@@ -342,11 +346,7 @@ impl Storage for EtcdStorage {
             .txn(txn)
             .await
             .map_err(|e| self.error(key, e))?;
-        Ok(answer.succeeded()
-            && answer
-                .op_responses()
-                .iter()
-                .any(|op| matches!(op, TxnOpResponse::Delete(d) if d.deleted() > 0)))
+        Ok(answer.succeeded())
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, StorageError> {
@@ -394,15 +394,14 @@ impl Storage for EtcdStorage {
             .await
             .map_err(|e| self.error(&key, e))?;
         let lease_id = grant.id();
-        let ttl = Duration::from_secs(u64::try_from(grant.ttl()).unwrap_or(0).max(1));
+        let ttl = lease_ttl(grant.ttl());
         let txn = Txn::new()
             .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
-                full.clone(),
+                full,
                 holder,
                 Some(PutOptions::new().with_lease(lease_id)),
-            )])
-            .or_else([TxnOp::get(full, None)]);
+            )]);
         let answer = match self.kv.clone().txn(txn).await {
             Ok(answer) => answer,
             Err(e) => {
@@ -411,15 +410,8 @@ impl Storage for EtcdStorage {
             }
         };
         if !answer.succeeded() {
+            // Held by another (`lock_holder` says who).
             self.revoke_quietly(lease_id, name).await;
-            let holder = answer.op_responses().iter().find_map(|op| match op {
-                TxnOpResponse::Get(get) => get
-                    .kvs()
-                    .first()
-                    .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
-                _ => None,
-            });
-            tracing::debug!(lock = name, holder, "lock held by another");
             return Ok(None);
         }
         let fence = header_revision(answer.header(), &key)?;
@@ -521,7 +513,9 @@ fn check_prefix(prefix: &str) -> Result<(), StorageError> {
 /// A lease's TTL in whole seconds, rounded up (etcd raises it to its own
 /// minimum, 2 s with the default election timeout).
 fn lease_seconds(lease: Duration) -> i64 {
-    let seconds = lease.as_secs() + u64::from(lease.subsec_nanos() > 0);
+    let seconds = lease
+        .as_secs()
+        .saturating_add(u64::from(lease.subsec_nanos() > 0));
     to_etcd(seconds.max(1))
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{EventType, LeaseClient, WatchClient, WatchOptions};
+use etcd_client::{LeaseClient, WatchClient, WatchOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,19 @@ const REVOKE_LIMIT: Duration = Duration::from_secs(5);
 /// sends, reads as 0).
 pub(super) fn revision(value: i64) -> Revision {
     Revision(u64::try_from(value).unwrap_or(0))
+}
+
+/// etcd's longest lease (`MaxLeaseTTL`, about 285 years).
+const MAX_LEASE_SECONDS: u64 = 9_000_000_000;
+
+/// A lease's TTL as etcd gave it, between 1 s and etcd's longest lease (so
+/// that deadlines computed from it never overflow).
+pub(super) fn lease_ttl(seconds: i64) -> Duration {
+    Duration::from_secs(
+        u64::try_from(seconds)
+            .unwrap_or(1)
+            .clamp(1, MAX_LEASE_SECONDS),
+    )
 }
 
 /// `key` (as stored in etcd) relative to `prefix`; `None`, with a warning,
@@ -155,7 +168,7 @@ pub(super) async fn keep_alive(task: KeepAlive) {
                 }
                 Ok(Ok(Some(answer))) => {
                     last_good = sent_at;
-                    ttl = Duration::from_secs(u64::try_from(answer.ttl()).unwrap_or(1));
+                    ttl = lease_ttl(answer.ttl());
                 }
             }
         }
@@ -244,16 +257,20 @@ impl Watch {
                 let Some(key) = relative_key(&self.storage_prefix, kv.key()) else {
                     continue;
                 };
-                let change = match event.event_type() {
-                    EventType::Put => Change::Put {
+                // A delete's key-value is a tombstone (version 0); a put's
+                // version is 1 or more. Read that way because the crate's
+                // event_type() panics on a type it does not know.
+                let change = if kv.version() == 0 {
+                    Change::Deleted {
+                        key,
+                        revision: revision(kv.mod_revision()),
+                    }
+                } else {
+                    Change::Put {
                         key,
                         value: kv.value().to_vec(),
                         modified: revision(kv.mod_revision()),
-                    },
-                    EventType::Delete => Change::Deleted {
-                        key,
-                        revision: revision(kv.mod_revision()),
-                    },
+                    }
                 };
                 if self.sender.send(change).await.is_err() {
                     return None;
@@ -276,6 +293,15 @@ mod tests {
         assert_eq!(relative_key("sniwalk/", b"other/a"), None);
         assert_eq!(relative_key("sniwalk/", b"sniwalk/"), None);
         assert_eq!(relative_key("sniwalk/", b"sniwalk/\xff"), None);
+    }
+
+    #[test]
+    fn lease_ttls_stay_between_one_second_and_etcds_longest() {
+        assert_eq!(lease_ttl(15), Duration::from_secs(15));
+        assert_eq!(lease_ttl(0), Duration::from_secs(1));
+        assert_eq!(lease_ttl(-1), Duration::from_secs(1));
+        assert_eq!(lease_ttl(i64::MAX), Duration::from_secs(MAX_LEASE_SECONDS));
+        let _ = Instant::now() + lease_ttl(i64::MAX);
     }
 
     #[test]
