@@ -521,13 +521,15 @@ async fn values_put_while_held_go_with_the_lock() {
         let name = "orders/shop.example.com";
         let lease = Duration::from_secs(3);
 
-        // Released: gone.
+        // Released: gone, and watchers see it go.
+        let start = storage.list("acme/").await.expect("list").revision;
+        let mut changes = storage.watch("acme/", start);
         let lock = storage
             .try_lock(name, "node-a", lease)
             .await
             .expect("lock")
             .expect("free");
-        storage
+        let written = storage
             .put_while_held("acme/http-01/one", b"1".to_vec(), &lock)
             .await
             .expect("put")
@@ -538,6 +540,21 @@ async fn values_put_while_held_go_with_the_lock() {
         );
         storage.unlock(lock).await.expect("unlock");
         assert_eq!(storage.get("acme/http-01/one").await.expect("get"), None);
+        assert_eq!(
+            next_change(&mut changes).await,
+            Some(Change::Put {
+                key: "acme/http-01/one".into(),
+                value: b"1".to_vec(),
+                modified: written,
+            })
+        );
+        let gone = next_change(&mut changes).await;
+        assert!(
+            matches!(&gone, Some(Change::Deleted { key, revision })
+                if key == "acme/http-01/one" && *revision > written),
+            "{gone:?}"
+        );
+        drop(changes);
 
         // Lease revoked behind the holder's back: gone, and the lock is lost.
         let lock = storage
