@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Tools the tests call: openssl (s_client, key conversions); pebble and
-# pebble-challtestsrv (the ACME test CA, tests/common/pebble.rs).
+# pebble-challtestsrv (the ACME test CA, tests/common/pebble.rs); etcd and
+# etcdctl (the etcd storage tests start their own on free ports,
+# tests/common/etcd.rs; Debian's package starts no service here).
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets.
@@ -16,6 +18,10 @@ command -v c++ >/dev/null 2>&1 || missing+=(g++)
 if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev/null 2>&1; then
   missing+=(pebble)
 fi
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+# The `etcd` feature's etcd-client crate compiles etcd's protobuf files.
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -26,13 +32,17 @@ fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+# Everything with the optional features on (the etcd storage engine); the
+# default build, without them, is linted too.
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
-echo "== cargo test"
+echo "== cargo clippy --all-targets --features etcd -- -D warnings"
+cargo clippy --all-targets --features etcd -- -D warnings
+echo "== cargo test --features etcd"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Benchmarks and examples are built by `--all-targets` too (not timed).
-cargo test --all-targets --no-fail-fast 2>&1 | tee "$log"
+cargo test --all-targets --features etcd --no-fail-fast 2>&1 | tee "$log"
 # One closing line for the whole suite: cargo prints one per test binary,
 # and the last of those (a binary without tests) would read as "0 passed".
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod backends;
+pub mod etcd;
 pub mod pebble;
 pub mod scrape;
 pub mod ws;
