@@ -1,7 +1,8 @@
 //! Why a single value is refused by its parser in `fields.rs`: the value
 //! as written in every variant, the caller adds the field's name.
 
-/// Why a text is not a domain name ([`normalize_domain_name`]). Each
+/// Why a text is not a domain name
+/// ([`normalize_domain_name`](super::fields::normalize_domain_name)). Each
 /// variant carries the name as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainNameError {

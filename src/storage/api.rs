@@ -97,8 +97,8 @@ pub struct HeldLock {
 
 impl HeldLock {
     /// A holding of `name` with `fence`; the engine keeps it alive until
-    /// [`HeldLock::released`] fires and raises [`HeldLock::lose`] when it
-    /// cannot.
+    /// it is released or dropped (the first token of [`HeldLock::tokens`])
+    /// and calls [`HeldLock::lose`] when it cannot.
     pub fn new(name: String, fence: u64, lease: i64) -> Self {
         HeldLock {
             name,
