@@ -16,6 +16,7 @@ use super::model::{Snapshot, SnapshotError};
 use super::report::{Place, Problem, SourceReport, check_key, check_validity, names_or_none};
 use super::trust;
 use crate::config::{CertificateSource, Config};
+use crate::state_layout::StateLayout;
 use crate::tree::{DomainSpec, DomainTree};
 
 impl Snapshot {
@@ -55,10 +56,13 @@ impl Snapshot {
             _ => false,
         };
         let mut tree_unchanged = same_domains;
+        // Once for all domains: a rebuild of 100,000 domains asks it for
+        // every stored certificate's path.
+        let state = config.state_layout();
         for (i, domain) in config.domains.iter().enumerate() {
             if same_domains
                 && let Some(prev) = previous
-                && !domain_touched(config, domain, changes)
+                && !domain_touched(&state, domain, changes)
                 && let Some(report) = prev.reports.get(i)
                 && matches!(&report.place, Place::Domain(name) if *name == domain.name)
             {
@@ -66,7 +70,7 @@ impl Snapshot {
                 reports.push(report.clone());
                 continue;
             }
-            let report = domain_report(config, domain, previous, changes, now);
+            let report = domain_report(config, &state, domain, previous, changes, now);
             if let Some(prev) = previous.filter(|_| same_domains) {
                 tree_unchanged &= prev.domain_certificates[i].is_some() == report.loaded.is_some();
             }
@@ -157,6 +161,7 @@ fn index_reports(reports: &[Arc<SourceReport>]) -> HashMap<Place, usize> {
 /// Loads one domain's certificate and records its problems.
 fn domain_report(
     config: &Config,
+    state: &StateLayout,
     domain: &crate::config::DomainConfig,
     previous: Option<&Snapshot>,
     changes: Changes<'_>,
@@ -193,7 +198,7 @@ fn domain_report(
         // Stored in state_dir: ACME results, and imports through the admin
         // API (which may be for domains without ACME).
         CertificateSource::None => {
-            let path = config.state_layout().stored_certificate(&domain.name);
+            let path = state.stored_certificate(&domain.name);
             match file_attempt(SourceKind::Stored, &path) {
                 Attempt::Failed(e) if e.not_found && acme_enabled => {
                     (Some(SourceKind::Stored), Some(path), None)
@@ -243,15 +248,13 @@ fn domain_report(
 
 /// Whether `changes` may touch the certificate source of `domain`.
 fn domain_touched(
-    config: &Config,
+    state: &StateLayout,
     domain: &crate::config::DomainConfig,
     changes: Changes<'_>,
 ) -> bool {
     match &domain.certificate {
         CertificateSource::Inline(_) => false,
         CertificateSource::File(path) => changes.may_touch(path),
-        CertificateSource::None => {
-            changes.may_touch(&config.state_layout().stored_certificate(&domain.name))
-        }
+        CertificateSource::None => changes.may_touch(&state.stored_certificate(&domain.name)),
     }
 }

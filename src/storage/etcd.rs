@@ -234,6 +234,25 @@ impl EtcdStorage {
         })
     }
 
+    /// Runs `txn` (a compare, then a write of `key`): the revision of the
+    /// write, or `None` when the compare did not hold.
+    async fn conditional_write(
+        &self,
+        key: &str,
+        txn: Txn,
+    ) -> Result<Option<Revision>, StorageError> {
+        let answer = self
+            .kv
+            .clone()
+            .txn(txn)
+            .await
+            .map_err(|e| self.error(key, e))?;
+        if !answer.succeeded() {
+            return Ok(None);
+        }
+        header_revision(answer.header(), key).map(Some)
+    }
+
     /// Holds while `lock`'s holding is the lock key's current one.
     fn fence_compare(&self, lock: &HeldLock) -> Result<Compare, StorageError> {
         let lock_key = lock_key(&lock.name)?;
@@ -285,16 +304,7 @@ impl Storage for EtcdStorage {
         let txn = Txn::new()
             .when([compare])
             .and_then([TxnOp::put(self.full(key), value, None)]);
-        let answer = self
-            .kv
-            .clone()
-            .txn(txn)
-            .await
-            .map_err(|e| self.error(key, e))?;
-        if !answer.succeeded() {
-            return Ok(None);
-        }
-        header_revision(answer.header(), key).map(Some)
+        self.conditional_write(key, txn).await
     }
 
     async fn put_while_held(
@@ -311,16 +321,7 @@ impl Storage for EtcdStorage {
                 value,
                 Some(PutOptions::new().with_lease(lock.lease)),
             )]);
-        let answer = self
-            .kv
-            .clone()
-            .txn(txn)
-            .await
-            .map_err(|e| self.error(key, e))?;
-        if !answer.succeeded() {
-            return Ok(None);
-        }
-        header_revision(answer.header(), key).map(Some)
+        self.conditional_write(key, txn).await
     }
 
     async fn delete(&self, key: &str, condition: Condition<'_>) -> Result<bool, StorageError> {
