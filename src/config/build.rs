@@ -11,10 +11,11 @@ use super::listener::listener_from_raw;
 use super::paths::{PathError, PathResolver};
 use super::positions::{locate, locate_entry};
 use super::raw::{RawAcme, RawConfig};
+use super::storage::storage_from_raw;
 use super::types::{
     AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind, Config,
-    DEFAULT_RESCAN_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DomainConfig,
-    ListenerConfig, MIN_LOCK_LEASE,
+    DEFAULT_RESCAN_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_TICKET_ROTATION,
+    DomainConfig, ListenerConfig, MAX_TICKET_ROTATION, MIN_LOCK_LEASE, MIN_TICKET_ROTATION,
 };
 
 impl Config {
@@ -147,7 +148,8 @@ impl Config {
                 at: locate(text, "worker_threads:"),
             }));
         }
-        let ticket_keys_file = match raw.tls.and_then(|t| t.ticket_keys_file) {
+        let raw_tls = raw.tls.unwrap_or_default();
+        let ticket_keys_file = match raw_tls.ticket_keys_file {
             Some(file) => Some(
                 paths
                     .resolve(&file, "tls.ticket_keys_file")
@@ -155,6 +157,15 @@ impl Config {
             ),
             None => None,
         };
+        let ticket_rotation = raw_tls
+            .ticket_rotation
+            .map_or(DEFAULT_TICKET_ROTATION, |d| d.0);
+        if !(MIN_TICKET_ROTATION..=MAX_TICKET_ROTATION).contains(&ticket_rotation) {
+            return Err(invalid(ConfigProblem::TicketRotation {
+                at: locate(text, "ticket_rotation:"),
+            }));
+        }
+        let storage = storage_from_raw(raw.storage, &paths).map_err(|e| invalid(e.into()))?;
         let admin = match raw.admin {
             None => None,
             Some(raw_admin) => {
@@ -189,6 +200,8 @@ impl Config {
             rescan_interval,
             admin,
             ticket_keys_file,
+            ticket_rotation,
+            storage,
         })
     }
 }

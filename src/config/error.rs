@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use super::field_error::DomainNameError;
 use super::listener::ListenerError;
 use super::paths::PathError;
-use super::types::{ChallengeKind, MIN_LOCK_LEASE};
+use super::storage::StorageConfigError;
+use super::types::{ChallengeKind, MAX_TICKET_ROTATION, MIN_LOCK_LEASE, MIN_TICKET_ROTATION};
 
 /// Why a configuration could not be used. `run` refuses to start on these.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,9 @@ pub enum ConfigProblem {
     /// A path cannot be used.
     #[error(transparent)]
     Path(#[from] PathError),
+    /// The `storage:` section is refused.
+    #[error(transparent)]
+    Storage(#[from] StorageConfigError),
     /// `master_domain` is not configured under `domains`.
     #[error(
         "master_domain: `{master}` is not among `domains`; add `{master}: {{}}` under `domains`{at}"
@@ -127,6 +131,17 @@ pub enum ConfigProblem {
         /// The challenge type.
         challenge: ChallengeKind,
         /// Where the first of the domains is.
+        at: String,
+    },
+    /// `tls.ticket_rotation` out of bounds.
+    #[error(
+        "tls.ticket_rotation: between {}m and {}h (how often session ticket keys kept in the \
+         storage are replaced by a fresh one){at}",
+        MIN_TICKET_ROTATION.as_secs() / 60,
+        MAX_TICKET_ROTATION.as_secs() / 3600
+    )]
+    TicketRotation {
+        /// Where `ticket_rotation:` is.
         at: String,
     },
     /// `rescan_interval` below 1 s.

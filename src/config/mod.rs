@@ -18,8 +18,9 @@
 //! - `raw`: the serde structures as written in `proxy.yaml`;
 //! - `paths`: `alias://` expansion and relative paths;
 //! - `listener`: one raw listener to a validated one;
+//! - `storage`: the raw `storage:` section to a validated one;
 //! - `error`: `ConfigError` and `ConfigProblem`, which name the errors of
-//!   `paths` and `listener`;
+//!   `paths`, `listener` and `storage`;
 //! - `domain_store`: `state_dir/domains.json`, the domains added at run time;
 //! - `build`: `Config::load` and `Config::parse`, the whole file.
 
@@ -32,6 +33,7 @@ mod listener;
 mod paths;
 mod positions;
 mod raw;
+mod storage;
 mod types;
 
 pub use domain_store::{DomainStore, StoredDomain};
@@ -44,12 +46,15 @@ pub use fields::{
 };
 pub use listener::ListenerError;
 pub use paths::PathError;
+pub use storage::StorageConfigError;
 pub use types::{
     ALIAS_PREFIX, AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind,
     ClientAuthConfig, Config, DEFAULT_LOCK_LEASE, DEFAULT_RESCAN_INTERVAL,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_UPGRADE, DomainAcme, DomainConfig,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_STORAGE_LEASE, DEFAULT_STORAGE_PREFIX,
+    DEFAULT_TICKET_ROTATION, DEFAULT_UPGRADE, DomainAcme, DomainConfig, EtcdStorageConfig,
     HostPattern, HttpBackend, HttpBackendError, Limits, ListenerConfig, ListenerKind,
-    MIN_LOCK_LEASE, Route, RouteAction, TcpBackend,
+    MAX_STORAGE_LEASE, MAX_TICKET_ROTATION, MIN_LOCK_LEASE, MIN_STORAGE_LEASE, MIN_TICKET_ROTATION,
+    Route, RouteAction, StorageConfig, TcpBackend,
 };
 
 #[cfg(test)]

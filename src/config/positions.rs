@@ -18,6 +18,29 @@ fn locate_nth(text: &str, needle: &str, skip: usize) -> String {
 /// substring search, `name: ws` does not find `name: ws2` nor `hostname: ws`,
 /// and `example.com:` does not find `www.example.com:`.
 pub(super) fn locate_entry(text: &str, key: &str, value: &str, skip: usize) -> String {
+    entry_offset(text, key, value, skip).map_or_else(String::new, |offset| position(text, offset))
+}
+
+/// Like [`locate`], for the first `needle` after the top-level key
+/// `section:` (at the start of a line), so that `kind:` of `storage:` is
+/// not found among the listeners; nothing when either is not found.
+pub(super) fn locate_in_section(text: &str, section: &str, needle: &str) -> String {
+    let head = format!("{section}:");
+    let Some(start) = text
+        .match_indices(head.as_str())
+        .map(|(offset, _)| offset)
+        .find(|&offset| offset == 0 || text[..offset].ends_with('\n'))
+    else {
+        return String::new();
+    };
+    let after = start + head.len();
+    text[after..]
+        .find(needle)
+        .map_or_else(String::new, |offset| position(text, after + offset))
+}
+
+/// The byte offset of the entry [`locate_entry`] looks for.
+fn entry_offset(text: &str, key: &str, value: &str, skip: usize) -> Option<usize> {
     let needles: Vec<String> = if value.is_empty() {
         vec![format!("{key}:")]
     } else {
@@ -38,9 +61,7 @@ pub(super) fn locate_entry(text: &str, key: &str, value: &str, skip: usize) -> S
         .map(|(offset, _)| offset)
         .collect();
     offsets.sort_unstable();
-    offsets
-        .get(skip)
-        .map_or_else(String::new, |&offset| position(text, offset))
+    offsets.get(skip).copied()
 }
 
 /// ` at line L column C` for a byte offset into `text`.

@@ -38,13 +38,49 @@ pub(super) struct RawConfig {
     pub(super) admin: Option<RawAdmin>,
     #[serde(default)]
     pub(super) tls: Option<RawTls>,
+    #[serde(default)]
+    pub(super) storage: Option<RawStorage>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTls {
     #[serde(default)]
     pub(super) ticket_keys_file: Option<String>,
+    #[serde(default)]
+    pub(super) ticket_rotation: Option<DurationField>,
+}
+
+/// `storage:` as written: every field of every kind, checked against
+/// `kind` in `storage`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    #[serde(default)]
+    pub(super) kind: Option<String>,
+    #[serde(default)]
+    pub(super) endpoints: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) prefix: Option<String>,
+    #[serde(default)]
+    pub(super) tls: Option<RawStorageTls>,
+    #[serde(default)]
+    pub(super) username: Option<String>,
+    #[serde(default)]
+    pub(super) password_file: Option<String>,
+    #[serde(default)]
+    pub(super) lease: Option<DurationField>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorageTls {
+    #[serde(default)]
+    pub(super) ca_file: Option<String>,
+    #[serde(default)]
+    pub(super) client_certificate: Option<String>,
+    #[serde(default)]
+    pub(super) client_key: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -2051,3 +2051,446 @@ fn backend_tls_on_routes_and_tls_listeners() {
         assert_contains_all(&err(&yaml), &needles, &yaml);
     }
 }
+
+// ---- storage and tls.ticket_rotation ---------------------------------------
+
+/// `storage:` with `fields` (each line indented by two spaces), after the
+/// minimal configuration. The first field is on line 5.
+fn with_storage(fields: &str) -> String {
+    format!("{MINIMAL}storage:\n{fields}")
+}
+
+/// An etcd `storage:` with one endpoint and `more` fields.
+fn etcd_with(more: &str) -> String {
+    with_storage(&format!(
+        "  kind: etcd\n  endpoints: [\"127.0.0.1:2379\"]\n{more}"
+    ))
+}
+
+/// The etcd settings of a configuration that must have them.
+fn etcd(config: &Config) -> &EtcdStorageConfig {
+    match &config.storage {
+        StorageConfig::Etcd(etcd) => etcd,
+        StorageConfig::Dir => panic!("expected etcd storage, got dir"),
+    }
+}
+
+/// Without `storage:`, or with an empty one or `kind: dir`, the state
+/// directory; without `tls.ticket_rotation`, 6 hours.
+#[test]
+fn storage_and_ticket_rotation_defaults() {
+    let config = ok(MINIMAL);
+    assert_eq!(config.storage, StorageConfig::Dir);
+    assert_eq!(config.storage, StorageConfig::default());
+    assert_eq!(config.ticket_rotation, Duration::from_secs(6 * 3600));
+    assert_eq!(config.ticket_rotation, DEFAULT_TICKET_ROTATION);
+    for yaml in [
+        format!("{MINIMAL}storage:\n"),
+        with_storage("  kind: dir\n"),
+        format!("{MINIMAL}storage: {{ kind: Dir }}\n"),
+        format!("{MINIMAL}tls: {{ ticket_keys_file: ticket.keys }}\n"),
+    ] {
+        let config = ok(&yaml);
+        assert_eq!(config.storage, StorageConfig::Dir, "{yaml}");
+        assert_eq!(config.ticket_rotation, DEFAULT_TICKET_ROTATION, "{yaml}");
+    }
+    // The lease's default is the storage engine's.
+    assert_eq!(DEFAULT_STORAGE_LEASE, crate::storage::DEFAULT_LEASE);
+}
+
+/// Every field of an etcd section; paths resolve against the
+/// configuration's folder and through aliases.
+#[test]
+fn storage_etcd_full() {
+    let yaml = format!(
+        "{MINIMAL}paths: {{ secrets: /run/secrets }}\nstorage:\n  kind: etcd\n  endpoints:\n    \
+         - https://etcd-1.example.internal:2379\n    - \" etcd-2.example.internal:2379/ \"\n    \
+         - \"10.0.0.5:2379\"\n    - https://[2001:db8::5]:2379\n  prefix: /sniwalk/\n  tls:\n    \
+         ca_file: etcd-ca.pem\n    client_certificate: /etc/pki/client.pem\n    \
+         client_key: alias://paths/secrets/client-key.pem\n  username: \" sniwalk \"\n  \
+         password_file: etcd.password\n  lease: 30s\n"
+    );
+    let config = ok(&yaml);
+    assert_eq!(
+        etcd(&config),
+        &EtcdStorageConfig {
+            endpoints: vec![
+                "https://etcd-1.example.internal:2379".into(),
+                "etcd-2.example.internal:2379/".into(),
+                "10.0.0.5:2379".into(),
+                "https://[2001:db8::5]:2379".into(),
+            ],
+            prefix: "/sniwalk/".into(),
+            ca_file: Some(PathBuf::from("/etc/sniwalk/etcd-ca.pem")),
+            client_certificate: Some(PathBuf::from("/etc/pki/client.pem")),
+            client_key: Some(PathBuf::from("/run/secrets/client-key.pem")),
+            username: Some("sniwalk".into()),
+            password_file: Some(PathBuf::from("/etc/sniwalk/etcd.password")),
+            lease: Duration::from_secs(30),
+        }
+    );
+}
+
+/// An etcd section with endpoints alone: prefix `sniwalk/`, lease 15 s,
+/// no TLS files, no user.
+#[test]
+fn storage_etcd_defaults() {
+    let config = ok(&etcd_with(""));
+    assert_eq!(
+        etcd(&config),
+        &EtcdStorageConfig {
+            endpoints: vec!["127.0.0.1:2379".into()],
+            prefix: "sniwalk/".into(),
+            ca_file: None,
+            client_certificate: None,
+            client_key: None,
+            username: None,
+            password_file: None,
+            lease: Duration::from_secs(15),
+        }
+    );
+    assert_eq!(etcd(&config).prefix, DEFAULT_STORAGE_PREFIX);
+    assert_eq!(etcd(&config).lease, DEFAULT_STORAGE_LEASE);
+    // `tls` with only a CA, over bare HOST:PORT (HTTPS implied).
+    let config = ok(&etcd_with("  tls: { ca_file: ca.pem }\n"));
+    assert_eq!(
+        etcd(&config).ca_file.as_deref(),
+        Some(Path::new("/etc/sniwalk/ca.pem"))
+    );
+    assert_eq!(etcd(&config).client_certificate, None);
+}
+
+/// `kind` is required and is `dir` or `etcd`.
+#[test]
+fn storage_kind_errors() {
+    for (yaml, needles) in [
+        (
+            format!("{MINIMAL}storage: {{}}\n"),
+            vec!["storage.kind", "required", "`dir`", "`etcd`", "line 4"],
+        ),
+        (
+            with_storage("  endpoints: [\"127.0.0.1:2379\"]\n"),
+            vec!["storage.kind", "required", "line 4"],
+        ),
+        (
+            with_storage("  kind: consul\n"),
+            vec!["storage.kind", "`consul`", "use `dir` or `etcd`", "line 5"],
+        ),
+        (
+            with_storage("  kind: etcd\n  endpoint: [\"127.0.0.1:2379\"]\n"),
+            vec!["endpoint", "unknown field"],
+        ),
+        (
+            with_storage("  kind: etcd\n  endpoints: [\"127.0.0.1:2379\"]\n  tls: { cert: x }\n"),
+            vec!["cert", "unknown field"],
+        ),
+    ] {
+        assert_contains_all(&err(&yaml), &needles, &yaml);
+    }
+}
+
+/// `kind: dir` takes none of the etcd fields.
+#[test]
+fn storage_dir_refuses_etcd_fields() {
+    for (field, value) in [
+        ("endpoints", "[\"127.0.0.1:2379\"]"),
+        ("prefix", "sniwalk/"),
+        ("tls", "{ ca_file: ca.pem }"),
+        ("username", "sniwalk"),
+        ("password_file", "etcd.password"),
+        ("lease", "15s"),
+    ] {
+        let yaml = with_storage(&format!("  kind: dir\n  {field}: {value}\n"));
+        assert_contains_all(
+            &err(&yaml),
+            &[
+                &format!("storage.{field}"),
+                "only with `kind: etcd`",
+                "line 6",
+            ],
+            &yaml,
+        );
+    }
+}
+
+/// Endpoints: at least one, each `http(s)://HOST:PORT` or `HOST:PORT`.
+#[test]
+fn storage_endpoints() {
+    for endpoint in [
+        "http://127.0.0.1:2379",
+        "https://etcd.example.internal:2379/",
+        "etcd:2379",
+        "localhost:1",
+        "[::1]:65535",
+        "https://[2001:db8::1]:2379",
+    ] {
+        let yaml = with_storage(&format!("  kind: etcd\n  endpoints: [\"{endpoint}\"]\n"));
+        assert_eq!(etcd(&ok(&yaml)).endpoints, vec![endpoint], "{endpoint}");
+    }
+    for endpoints in ["[]", "", "null"] {
+        let yaml = with_storage(&format!("  kind: etcd\n  endpoints: {endpoints}\n"));
+        assert_contains_all(
+            &err(&yaml),
+            &["storage.endpoints", "at least one endpoint", "line 4"],
+            &yaml,
+        );
+    }
+    let yaml = with_storage("  kind: etcd\n");
+    assert_contains_all(&err(&yaml), &["storage.endpoints", "at least one"], &yaml);
+    for (endpoint, says) in [
+        ("etcd.example.internal", "has no port"),
+        ("http://etcd.example.internal", "has no port"),
+        ("etcd:0", "from 1 to 65535"),
+        ("etcd:65536", "from 1 to 65535"),
+        ("etcd:+80", "from 1 to 65535"),
+        ("etcd:", "from 1 to 65535"),
+        ("etcd:port", "from 1 to 65535"),
+        (":2379", "has no host"),
+        ("https://:2379", "has no host"),
+        ("https://etcd:2379/v3", "has a path"),
+        ("etcd:2379//", "has a path"),
+        ("etcd:2379?x=1", "has a path"),
+        ("etcd :2379", "contains a space"),
+        ("ftp://etcd:2379", "scheme other than"),
+        ("HTTPS://etcd:2379", "scheme other than"),
+        ("user@etcd:2379", "neither a DNS name nor an IP address"),
+        ("et_cd!:2379", "neither a DNS name nor an IP address"),
+        ("::1:2379", "IPv6 address without brackets"),
+        ("[etcd]:2379", "not an IPv6 address"),
+        ("", "is empty"),
+    ] {
+        let yaml = with_storage(&format!(
+            "  kind: etcd\n  endpoints:\n    - 127.0.0.1:2379\n    - \"{endpoint}\"\n"
+        ));
+        assert_contains_all(
+            &err(&yaml),
+            &[
+                "storage.endpoints[1]",
+                &format!("`{endpoint}`"),
+                says,
+                "https://HOST:PORT",
+            ],
+            &yaml,
+        );
+    }
+    // The position of the bad endpoint.
+    let yaml = with_storage("  kind: etcd\n  endpoints:\n    - a:1\n    - b\n");
+    assert_contains_all(&err(&yaml), &["storage.endpoints[1]", "line 8"], &yaml);
+}
+
+/// One scheme for every endpoint; bare `HOST:PORT` goes with either.
+#[test]
+fn storage_endpoints_do_not_mix_schemes() {
+    for endpoints in [
+        "[\"http://a:1\", \"b:2\", \"http://c:3\"]",
+        "[\"https://a:1\", \"b:2\", \"https://c:3\"]",
+    ] {
+        ok(&with_storage(&format!(
+            "  kind: etcd\n  endpoints: {endpoints}\n"
+        )));
+    }
+    let yaml =
+        with_storage("  kind: etcd\n  endpoints: [\"http://a:1\", \"b:2\", \"https://c:3\"]\n");
+    assert_contains_all(
+        &err(&yaml),
+        &[
+            "storage.endpoints[2]",
+            "`https://c:3` is https://",
+            "`http://a:1` (storage.endpoints[0]) is http://",
+            "same one",
+            "line 6",
+        ],
+        &yaml,
+    );
+}
+
+/// `prefix`: ends with `/`, no empty segment but a leading `/`.
+#[test]
+fn storage_prefix() {
+    for prefix in ["/sniwalk/", "sniwalk/", "a/b/", "/a/b-c_d.e/", "x.y/"] {
+        let yaml = etcd_with(&format!("  prefix: \"{prefix}\"\n"));
+        assert_eq!(etcd(&ok(&yaml)).prefix, prefix);
+    }
+    for (prefix, says) in [
+        ("sniwalk", "does not end with `/`"),
+        ("//x/", "empty segment"),
+        ("a//b/", "empty segment"),
+        ("/", "empty segment"),
+        ("//", "empty segment"),
+        ("a/../b/", "`.` or `..` segment"),
+        ("./", "`.` or `..` segment"),
+        ("", "is empty"),
+        ("sni walk/", "printable ASCII"),
+        ("snïwalk/", "printable ASCII"),
+    ] {
+        let yaml = etcd_with(&format!("  prefix: \"{prefix}\"\n"));
+        assert_contains_all(
+            &err(&yaml),
+            &[
+                "storage.prefix",
+                &format!("`{prefix}`"),
+                says,
+                "`sniwalk/`",
+                "line 7",
+            ],
+            &yaml,
+        );
+    }
+}
+
+/// `tls` only over HTTPS; the client certificate and its key together.
+#[test]
+fn storage_tls() {
+    let https = |tls: &str| {
+        with_storage(&format!(
+            "  kind: etcd\n  endpoints: [\"https://a:1\", \"b:2\"]\n  tls: {tls}\n"
+        ))
+    };
+    let config = ok(&https(
+        "{ client_certificate: client.pem, client_key: client-key.pem }",
+    ));
+    let settings = etcd(&config);
+    assert_eq!(settings.ca_file, None);
+    assert_eq!(
+        settings.client_certificate.as_deref(),
+        Some(Path::new("/etc/sniwalk/client.pem"))
+    );
+    assert_eq!(
+        settings.client_key.as_deref(),
+        Some(Path::new("/etc/sniwalk/client-key.pem"))
+    );
+    for (yaml, needles) in [
+        (
+            with_storage(
+                "  kind: etcd\n  endpoints: [\"b:2\", \"http://a:1\"]\n  tls: { ca_file: ca.pem }\n",
+            ),
+            vec![
+                "storage.tls",
+                "`http://a:1` (storage.endpoints[1]) is plain HTTP",
+                "remove `tls`",
+                "line 7",
+            ],
+        ),
+        (
+            https("{ client_certificate: client.pem }"),
+            vec![
+                "storage.tls.client_key",
+                "required with `storage.tls.client_certificate`",
+            ],
+        ),
+        (
+            https("{ client_key: client-key.pem }"),
+            vec![
+                "storage.tls.client_certificate",
+                "required with `storage.tls.client_key`",
+            ],
+        ),
+        (
+            https("{ ca_file: \"\" }"),
+            vec!["storage.tls.ca_file", "the path is empty"],
+        ),
+        (
+            https("{ ca_file: alias://paths/nowhere/ca.pem }"),
+            vec!["storage.tls.ca_file", "unknown alias `nowhere`"],
+        ),
+    ] {
+        assert_contains_all(&err(&yaml), &needles, &yaml);
+    }
+}
+
+/// `username` and `password_file` come together.
+#[test]
+fn storage_user() {
+    for (more, needles) in [
+        (
+            "  username: sniwalk\n",
+            vec![
+                "storage.password_file",
+                "required with `storage.username`",
+                "line 7",
+            ],
+        ),
+        (
+            "  password_file: etcd.password\n",
+            vec![
+                "storage.username",
+                "required with `storage.password_file`",
+                "line 7",
+            ],
+        ),
+        (
+            "  username: \" \"\n  password_file: etcd.password\n",
+            vec!["storage.username", "empty", "line 7"],
+        ),
+        (
+            "  username: sniwalk\n  password_file: \"\"\n",
+            vec!["storage.password_file", "the path is empty"],
+        ),
+    ] {
+        let yaml = etcd_with(more);
+        assert_contains_all(&err(&yaml), &needles, &yaml);
+    }
+}
+
+/// `storage.lease` is a duration from 2 s to 10 min.
+#[test]
+fn storage_lease() {
+    for (value, want) in [
+        ("2s", Duration::from_secs(2)),
+        ("15s", Duration::from_secs(15)),
+        ("2500ms", Duration::from_millis(2500)),
+        ("10m", Duration::from_secs(600)),
+        ("60", Duration::from_secs(60)),
+    ] {
+        let yaml = etcd_with(&format!("  lease: {value}\n"));
+        assert_eq!(etcd(&ok(&yaml)).lease, want, "{value}");
+    }
+    for value in ["1s", "1999ms", "0", "601s", "1h"] {
+        let yaml = etcd_with(&format!("  lease: {value}\n"));
+        assert_contains_all(
+            &err(&yaml),
+            &["storage.lease", "between 2s and 10m", "line 7"],
+            &yaml,
+        );
+    }
+    // `acme.lock_lease` earlier in the file is not where the error points.
+    let yaml = format!(
+        "{MINIMAL}acme:\n  lock_lease: 60s\nstorage:\n  kind: etcd\n  endpoints: [\"a:1\"]\n  \
+         lease: 1s\n"
+    );
+    assert_contains_all(&err(&yaml), &["storage.lease", "line 9"], &yaml);
+    let yaml = etcd_with("  lease: soon\n");
+    assert_contains_all(
+        &err(&yaml),
+        &["storage.lease", "is not a duration", "line 7"],
+        &yaml,
+    );
+}
+
+/// `tls.ticket_rotation` is a duration from 1 min to 24 h.
+#[test]
+fn tls_ticket_rotation() {
+    for (value, want) in [
+        ("1m", Duration::from_secs(60)),
+        ("6h", Duration::from_secs(6 * 3600)),
+        ("90m", Duration::from_secs(90 * 60)),
+        ("24h", Duration::from_secs(24 * 3600)),
+    ] {
+        let yaml = format!("{MINIMAL}tls:\n  ticket_rotation: {value}\n");
+        assert_eq!(ok(&yaml).ticket_rotation, want, "{value}");
+    }
+    for value in ["59s", "0", "25h", "86401s"] {
+        let yaml = format!("{MINIMAL}tls:\n  ticket_rotation: {value}\n");
+        assert_contains_all(
+            &err(&yaml),
+            &["tls.ticket_rotation", "between 1m and 24h", "line 5"],
+            &yaml,
+        );
+    }
+    let yaml = format!("{MINIMAL}tls:\n  ticket_rotation: daily\n");
+    assert_contains_all(
+        &err(&yaml),
+        &["tls.ticket_rotation", "is not a duration", "line 5"],
+        &yaml,
+    );
+}

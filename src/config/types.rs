@@ -49,7 +49,70 @@ pub struct Config {
     /// File of TLS session ticket keys shared by several instances
     /// (`tls.ticket_keys_file`).
     pub ticket_keys_file: Option<PathBuf>,
+    /// How often session ticket keys kept in the storage are rotated
+    /// (`tls.ticket_rotation`).
+    pub ticket_rotation: Duration,
+    /// Where instances keep what they share (`storage:`).
+    pub storage: StorageConfig,
 }
+
+/// Default `tls.ticket_rotation`.
+pub const DEFAULT_TICKET_ROTATION: Duration = Duration::from_secs(6 * 3600);
+
+/// Shortest `tls.ticket_rotation`.
+pub const MIN_TICKET_ROTATION: Duration = Duration::from_secs(60);
+
+/// Longest `tls.ticket_rotation`: forward secrecy of resumed sessions
+/// rests on replacing the keys.
+pub const MAX_TICKET_ROTATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Where instances keep what they share (`storage:`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// `kind: dir`, the default: the files under `state_dir`.
+    #[default]
+    Dir,
+    /// `kind: etcd`: an etcd cluster (needs the cargo feature `etcd`).
+    Etcd(EtcdStorageConfig),
+}
+
+/// `storage:` with `kind: etcd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdStorageConfig {
+    /// The cluster's client URLs as written (trimmed): `http://HOST:PORT`,
+    /// `https://HOST:PORT` or `HOST:PORT`, all with one scheme.
+    pub endpoints: Vec<String>,
+    /// Where sniwalk's keys live in etcd; ends with `/`.
+    pub prefix: String,
+    /// PEM file of the CA that signed etcd's server certificates
+    /// (`storage.tls.ca_file`).
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (`storage.tls.client_certificate`);
+    /// set together with `client_key`.
+    pub client_certificate: Option<PathBuf>,
+    /// PEM file of the client certificate's key (`storage.tls.client_key`).
+    pub client_key: Option<PathBuf>,
+    /// The etcd user; set together with `password_file`.
+    pub username: Option<String>,
+    /// File holding the user's password alone.
+    pub password_file: Option<PathBuf>,
+    /// Lease of locks and of each instance's liveness key.
+    pub lease: Duration,
+}
+
+/// Default `storage.prefix`.
+pub const DEFAULT_STORAGE_PREFIX: &str = "sniwalk/";
+
+/// Default `storage.lease` (the storage engine's own default too).
+pub const DEFAULT_STORAGE_LEASE: Duration = Duration::from_secs(15);
+
+/// Shortest `storage.lease`: renewed every third of it, and etcd's own
+/// minimum TTL is 2 s with its default election timeout.
+pub const MIN_STORAGE_LEASE: Duration = Duration::from_secs(2);
+
+/// Longest `storage.lease`: an instance that dies holds its locks this
+/// long.
+pub const MAX_STORAGE_LEASE: Duration = Duration::from_secs(600);
 
 /// The admin API listener (`admin:`).
 #[derive(Debug, Clone, PartialEq, Eq)]
