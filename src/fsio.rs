@@ -146,6 +146,39 @@ pub fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Result<(), F
     result.map_err(write_err)
 }
 
+/// Writes `contents` to `path` only if there is no file there yet, whole
+/// or not at all: a temporary file is written and synced, then hard-linked
+/// to `path` (a link, unlike a rename, never replaces an existing file).
+/// `false` when `path` already existed (nothing changed).
+pub fn create_atomic(path: &Path, contents: &[u8], private: bool) -> Result<bool, FsError> {
+    let write_err = |source| FsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| write_err(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?;
+    let (tmp, mut file) =
+        create_temporary(dir, &file_name.to_string_lossy(), private).map_err(write_err)?;
+    let result = (|| {
+        file.write_all(contents)?;
+        file.sync_all()?;
+        let created = match fs::hard_link(&tmp, path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e),
+        };
+        fs::File::open(dir)?.sync_all()?;
+        Ok(created)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result.map_err(write_err)
+}
+
 /// Temporary files made by this process so far: with the process id,
 /// the name of each one is unique, even among writers sharing the
 /// directory.

@@ -14,6 +14,17 @@ pub fn hex(bytes: &[u8]) -> String {
     text
 }
 
+/// The bytes of hex text (either case); `None` when it is not hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
 /// 16 random hex digits (64 bits from the system's random source), to
 /// name a job, a request or a lock owner.
 ///

@@ -63,6 +63,9 @@ pub enum RunError {
     /// The session ticket keys file cannot be used.
     #[error("tls.ticket_keys_file: {0}")]
     Tickets(#[from] tickets::TicketKeysError),
+    /// The storage (`storage:`) cannot be opened.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
     /// The snapshot build task died.
     #[error("building the certificate snapshot failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -192,6 +195,8 @@ pub async fn run_with(
     };
     let metrics = metrics.unwrap_or_else(|| crate::metrics::Metrics::new(&config));
     let reload_handle = reloads.handle();
+    let shared = storage::open(&config).await?;
+    tracing::info!(storage = %shared.engine().describe(), instance = %shared.instance(), "storage opened");
     let tickets = match &config.ticket_keys_file {
         Some(path) => {
             let shared = Arc::new(tickets::SharedTicketer::from_file(path)?);
@@ -226,14 +231,20 @@ pub async fn run_with(
     // Admin imports and ACME results write stored certificates in turn.
     let writer = fsio::StateWriter::default();
     let manager = acme::manager::Manager::new(
-        acme::manager::CaIssuer::new(challenges.clone(), reload_handle.clone(), store.clone())
-            .with_writer(writer.clone()),
+        acme::manager::CaIssuer::new(
+            challenges.clone(),
+            reload_handle.clone(),
+            store.clone(),
+            shared.clone(),
+        )
+        .with_writer(writer.clone()),
         config_rx,
         store.clone(),
         clock,
     )
     .with_metrics(metrics.clone());
     let acme_handle = manager.handle();
+    let follow_reloads = reload_handle.clone();
     let acme_task = tokio::spawn(manager.run(stop_reloads.clone()));
     // Raised when shutdown begins; the admin API keeps answering until the
     // drain is over (it stops with the other tasks, below), with a 503 on
@@ -270,6 +281,19 @@ pub async fn run_with(
             .with_tickets(tickets.clone())
             .run(stop_reloads.clone()),
     );
+    // What other instances share reaches this one: challenge answers, and
+    // with a remote storage the certificates (into the local cache).
+    let follow_task = {
+        let reloads = follow_reloads;
+        let changed: storage::follow::OnCertificate =
+            Arc::new(move |domain: &str| reloads.send(reload::Reload::Domain(domain.to_string())));
+        tokio::spawn(storage::follow::follow(
+            shared,
+            challenges.clone(),
+            changed,
+            stop_reloads.clone(),
+        ))
+    };
     let monitor_task = tokio::spawn(monitor::run(
         store.clone(),
         config.acme.warn_days,
@@ -289,6 +313,7 @@ pub async fn run_with(
     let _ = reload_task.await;
     let _ = acme_task.await;
     let _ = monitor_task.await;
+    let _ = follow_task.await;
     if let Some(task) = admin_task {
         let _ = task.await;
     }

@@ -14,7 +14,13 @@
 //!   acme/requests/<domain>.json forced-renewal requests (`sniwalk renew`)
 //!   acme/results/<domain>.json  their outcomes
 //!   acme/status.json            per-domain ACME state (survives restarts)
+//!   shared/<key>                every other storage key (`storage: dir`)
 //! ```
+//!
+//! With `storage: dir` these files are the storage ([`StateLayout::key_path`]
+//! maps each storage key to one, so existing state directories need no
+//! migration); with `storage: etcd` the certificates here are the local
+//! read-through cache of what etcd holds.
 //!
 //! The session ticket keys are not here: `tls.ticket_keys_file` names its
 //! own file, so instances can share it without sharing `state_dir`.
@@ -128,6 +134,116 @@ impl StateLayout {
     }
 }
 
+/// Storage keys kept under names of their own (everything else goes
+/// under `shared/`): the key's first segment, the folder and the file
+/// name's ending. Only keys of exactly two segments map here.
+const AREAS: [(&str, &[&str], &str); 4] = [
+    ("certificates", &["certificates"], ".pem"),
+    ("accounts", &["acme", "accounts"], ""),
+    ("http-01", &["acme", "http-01"], ""),
+    ("locks", &["acme", "locks"], ".lock"),
+];
+
+/// The folder under `state_dir` of every storage key without an area.
+const SHARED: &str = "shared";
+
+impl StateLayout {
+    /// The file of the storage key `key` (a checked key:
+    /// `storage::check_key`, with no segment starting with `.`):
+    /// `certificates/<domain>` is `certificates/<domain>.pem`,
+    /// `accounts/<name>` is `acme/accounts/<name>`, `http-01/<token>` is
+    /// `acme/http-01/<token>`, `locks/orders/<domain>` (an order lock) is
+    /// `acme/locks/<domain>.lock`; any other key is `shared/<key>`.
+    pub fn key_path(&self, key: &str) -> PathBuf {
+        if let Some(rest) = key.strip_prefix("locks/orders/")
+            && !rest.contains('/')
+        {
+            return self.lock(rest);
+        }
+        if let Some((first, rest)) = key.split_once('/')
+            && !rest.contains('/')
+            && first != "locks"
+            && let Some((_, dir, ending)) = AREAS.iter().find(|(name, ..)| *name == first)
+        {
+            let mut path = self.root.clone();
+            path.extend(dir.iter());
+            return path.join(format!("{rest}{ending}"));
+        }
+        let mut path = self.root.join(SHARED);
+        path.extend(key.split('/'));
+        path
+    }
+
+    /// The folders holding the keys under `prefix` (which ends with `/`,
+    /// or is empty for every key), each with the key prefix of its files
+    /// and their name ending: what [`StateLayout::key_path`] maps there.
+    /// The `shared/` folder is one of them when keys there can match.
+    pub fn key_folders(&self, prefix: &str) -> Vec<KeyFolder> {
+        let mut folders = Vec::new();
+        let mut area = |key_prefix: String, dir: PathBuf, ending: &'static str| {
+            if key_prefix.starts_with(prefix) || prefix.starts_with(&key_prefix) {
+                folders.push(KeyFolder {
+                    dir,
+                    key_prefix,
+                    ending,
+                });
+            }
+        };
+        for (name, dir, ending) in AREAS {
+            if name == "locks" {
+                area("locks/orders/".into(), self.locks_dir(), ending);
+            } else {
+                let mut path = self.root.clone();
+                path.extend(dir.iter());
+                area(format!("{name}/"), path, ending);
+            }
+        }
+        // Keys under shared/ are any key; the walk filters by prefix.
+        folders.push(KeyFolder {
+            dir: self.root.join(SHARED),
+            key_prefix: String::new(),
+            ending: "",
+        });
+        folders
+    }
+
+    /// The storage key of the file at `path`, if it is one
+    /// ([`StateLayout::key_path`] read backwards); temporary and other
+    /// hidden files (names starting with `.`) are not keys.
+    pub fn key_of(&self, path: &Path) -> Option<String> {
+        let relative = path.strip_prefix(&self.root).ok()?;
+        let segments: Vec<&str> = relative.iter().map(|s| s.to_str()).collect::<Option<_>>()?;
+        if segments.iter().any(|s| s.starts_with('.') || s.is_empty()) {
+            return None;
+        }
+        let key = match segments.as_slice() {
+            [SHARED, rest @ ..] if !rest.is_empty() => rest.join("/"),
+            ["acme", "locks", file] => format!("locks/orders/{}", file.strip_suffix(".lock")?),
+            [first @ .., file] => {
+                let (name, _, ending) = AREAS
+                    .iter()
+                    .find(|(name, dir, _)| *name != "locks" && dir == &first)?;
+                format!("{name}/{}", file.strip_suffix(ending)?)
+            }
+            [] => return None,
+        };
+        // Only what key_path maps back to this very file.
+        (self.key_path(&key) == path).then_some(key)
+    }
+}
+
+/// A folder of storage files ([`StateLayout::key_folders`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFolder {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The key prefix of its files (`certificates/`); empty for `shared/`,
+    /// whose files are keys by their path below it.
+    pub key_prefix: String,
+    /// How its file names end (`.pem`).
+    pub ending: &'static str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +290,40 @@ mod tests {
             state.generated_default(),
             Path::new("/var/lib/sniwalk/default.pem")
         );
+    }
+
+    #[test]
+    fn storage_keys_map_to_the_existing_files_and_back() {
+        let state = StateLayout::new("/var/lib/sniwalk");
+        let cases = [
+            ("certificates/a.test", "certificates/a.test.pem"),
+            ("accounts/0123.json", "acme/accounts/0123.json"),
+            ("http-01/tok", "acme/http-01/tok"),
+            ("locks/orders/a.test", "acme/locks/a.test.lock"),
+            ("locks/ticket-rotation", "shared/locks/ticket-rotation"),
+            ("jobs/abc", "shared/jobs/abc"),
+            ("ticket-keys", "shared/ticket-keys"),
+            ("certificates/a/b", "shared/certificates/a/b"),
+        ];
+        for (key, file) in cases {
+            let path = state.key_path(key);
+            assert_eq!(path, Path::new("/var/lib/sniwalk").join(file), "{key}");
+            assert_eq!(state.key_of(&path).as_deref(), Some(key), "{key}");
+        }
+        for not_a_key in [
+            "/var/lib/sniwalk/default.pem",
+            "/var/lib/sniwalk/domains.json",
+            "/var/lib/sniwalk/certificates/.a.test.pem.tmp.1.2",
+            "/var/lib/sniwalk/certificates/a.test.key",
+            "/var/lib/sniwalk/acme/locks/a.test.lock.takeover",
+            "/var/lib/sniwalk/acme/status.json",
+            "/elsewhere/certificates/a.test.pem",
+        ] {
+            assert_eq!(state.key_of(Path::new(not_a_key)), None, "{not_a_key}");
+        }
+        let folders = state.key_folders("certificates/");
+        assert_eq!(folders.len(), 2, "{folders:?}");
+        assert_eq!(folders[0].dir, state.certificates_dir());
+        assert_eq!(state.key_folders("").len(), 5);
     }
 }

@@ -19,7 +19,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use rustls::server::ProducesTickets;
 
 use crate::fsio::{self, FsError};
-use crate::ids::hex;
+use crate::ids::{hex, unhex};
 
 /// How long clients may keep a ticket (a hint; real expiry is rotation).
 pub const TICKET_LIFETIME_SECS: u32 = 12 * 3600;
@@ -256,16 +256,6 @@ impl ProducesTickets for SharedTicketer {
             .ok()?;
         Some(plain.to_vec())
     }
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

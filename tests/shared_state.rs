@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::pebble::{PebbleEnv, PebbleOptions};
 use rustls::pki_types::ServerName;
-use sniwalk::acme::lock::LockRecord;
 use sniwalk::state_layout::StateLayout;
+use sniwalk::storage::dir_lock::LockRecord;
 use tokio::net::TcpStream;
 
 const SHOP: &str = "shop.example.test";
@@ -303,10 +303,11 @@ async fn the_instance_the_ca_reaches_answers_for_the_one_that_orders() {
         wait_served(&a, &client, &stored, &context).await;
         assert_eq!(b.count("ACME: order placed"), 1, "{}", context());
         assert_eq!(a.count("ACME: order placed"), 0, "{}", context());
+        // A has the answer from the shared state: pushed by its watch of
+        // the storage, or read from the file when the watch was slower.
         assert!(
-            a.count("HTTP-01 answer from the shared state") >= 1
-                && a.count("answered an ACME HTTP-01 challenge") >= 1,
-            "A answered from the shared state\n{}",
+            a.count("answered an ACME HTTP-01 challenge") >= 1,
+            "A answered B's challenge\n{}",
             context()
         );
         assert_eq!(
@@ -519,7 +520,7 @@ async fn a_killed_lock_holder_is_taken_over_after_its_lease() {
         wait_served(survivor, &client, &stored, &context).await;
         assert_eq!(survivor.count("ACME: order placed"), 1, "{}", context());
         assert!(
-            survivor.count("took over a stale order lock") >= 1,
+            survivor.count("took over a stale lock") >= 1,
             "{}",
             context()
         );

@@ -11,20 +11,21 @@ use std::time::{Duration, SystemTime};
 use super::decide::{ServedView, usable_instead_of_ordering};
 use super::job::{ARI_MAX_REFRESH, AriAnswer, AriQuery, Failure, Issued, Job, Target};
 use super::schedule::RenewalWindow;
-use super::{AcmeError, Step, account, client, lock, order, preflight};
+use super::{AcmeError, Step, account, client, order, preflight};
 use crate::challenge::ChallengeStore;
 use crate::config::AcmeConfig;
 use crate::reload::{Reload, ReloadHandle};
 use crate::snapshot::Place;
 use crate::snapshot::SnapshotReader;
 use crate::state_layout::StateLayout;
+use crate::storage::{HeldLock, Shared, StoreError, keys};
 
 /// How often a lock held by another instance is looked at again.
 const LOCK_POLL: Duration = Duration::from_millis(500);
 
 /// Longest wait for another instance's order: orders end within minutes
-/// (each CA poll gives up after one), and a holder renews its lease only
-/// while it works, so this is only reached if it hangs.
+/// (each CA poll gives up after one), and a holder keeps its lease alive
+/// only while it works, so this is only reached if it hangs.
 const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 /// How long a new certificate may take to be served after it is stored.
@@ -69,22 +70,26 @@ pub struct CaIssuer {
     reloads: ReloadHandle,
     store: SnapshotReader,
     writer: crate::fsio::StateWriter,
+    shared: Shared,
 }
 
 impl CaIssuer {
-    /// An issuer answering challenges through `challenges`, telling the
-    /// reload task about results through `reloads`, and watching `store`
-    /// until they are served.
+    /// An issuer answering challenges through `challenges` (and `shared`,
+    /// for the other instances), taking order locks and storing results in
+    /// `shared`, telling the reload task about results through `reloads`,
+    /// and watching `store` until they are served.
     pub fn new(
         challenges: Arc<ChallengeStore>,
         reloads: ReloadHandle,
         store: SnapshotReader,
+        shared: Shared,
     ) -> Self {
         CaIssuer {
             challenges,
             reloads,
             store,
             writer: crate::fsio::StateWriter::default(),
+            shared,
         }
     }
 
@@ -120,17 +125,16 @@ impl CaIssuer {
             .map(|l| l.facts.sha256.clone())
     }
 
-    /// Takes `domain`'s order lock, waiting while another instance holds a
-    /// live lease (at most [`LOCK_WAIT_LIMIT`]).
+    /// Takes `domain`'s order lock, waiting while another instance holds
+    /// it (at most [`LOCK_WAIT_LIMIT`]).
     async fn lock(
         &self,
         domain: &str,
-        state: &StateLayout,
         lease: Duration,
         progress: &(dyn Fn(Step) + Send + Sync),
-    ) -> Result<lock::LockGuard, AcmeError> {
-        let path = state.lock(domain);
-        let who = lock::Holder::this_process();
+    ) -> Result<HeldLock, AcmeError> {
+        let name = keys::order_lock(domain);
+        let engine = self.shared.engine();
         let fail = |problem: String| AcmeError::Order {
             domain: domain.to_string(),
             step: Step::WaitForOtherInstance,
@@ -140,43 +144,27 @@ impl CaIssuer {
         let started = tokio::time::Instant::now();
         let mut logged_holder: Option<String> = None;
         loop {
-            let (p, w) = (path.clone(), who.clone());
-            let attempt = tokio::task::spawn_blocking(move || {
-                lock::try_acquire(&p, &w, crate::clock::unix_now(), lease)
-            })
-            .await
-            .map_err(|e| fail(format!("order lock {}: {e}", path.display())))?
-            .map_err(|e| fail(e.to_string()))?;
-            let seen = match attempt {
-                lock::Attempt::Acquired(record, replaced) => {
-                    match replaced {
-                        Some(stale) => tracing::info!(
-                            domain,
-                            lock = %path.display(),
-                            previous = %describe_holder(&stale),
-                            "ACME: took over a stale order lock (its holder stopped renewing it)"
-                        ),
-                        None => {
-                            tracing::debug!(domain, lock = %path.display(), "ACME: order lock taken")
-                        }
-                    }
-                    return Ok(lock::LockGuard::hold(
-                        path,
-                        domain.to_string(),
-                        record,
-                        lease,
-                    ));
-                }
-                lock::Attempt::Held(seen) => seen,
-            };
+            let taken = engine
+                .try_lock(&name, self.shared.instance(), lease)
+                .await
+                .map_err(|e| fail(format!("order lock {name}: {e}")))?;
+            if let Some(lock) = taken {
+                tracing::debug!(domain, lock = %name, fence = lock.fence, "ACME: order lock taken");
+                return Ok(lock);
+            }
             if logged_holder.is_none() {
                 progress(Step::WaitForOtherInstance);
             }
-            let holder = describe_holder(&seen);
+            let holder = engine
+                .lock_holder(&name)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "another instance".into());
             if logged_holder.as_ref() != Some(&holder) {
                 tracing::info!(
                     domain,
-                    lock = %path.display(),
+                    lock = %name,
                     holder = %holder,
                     "ACME: another instance is ordering this domain; waiting for it"
                 );
@@ -184,9 +172,9 @@ impl CaIssuer {
             }
             if started.elapsed() >= LOCK_WAIT_LIMIT {
                 return Err(fail(format!(
-                    "another instance has held the order lock {} for over {} min ({}); \
-                     if none is working on it, delete the file",
-                    path.display(),
+                    "another instance has held the order lock {name} in {} for over {} min ({}); \
+                     if none is working on it, stop it (its lease then ends)",
+                    engine.describe(),
                     LOCK_WAIT_LIMIT.as_secs() / 60,
                     logged_holder.unwrap_or_default()
                 )));
@@ -203,6 +191,7 @@ impl CaIssuer {
         email: Option<&str>,
         settings: &AcmeConfig,
         state: &StateLayout,
+        lock: &HeldLock,
         progress: &(dyn Fn(Step) + Send + Sync),
     ) -> Result<crate::pem::CertificateFacts, Failure> {
         let fail = |error: AcmeError| Failure {
@@ -217,7 +206,7 @@ impl CaIssuer {
                 domain,
                 challenge: settings.challenge,
                 challenges: &self.challenges,
-                state: Some(state),
+                shared: Some((self.shared.engine(), lock)),
                 directory: &settings.directory,
                 progress,
             },
@@ -239,8 +228,28 @@ impl CaIssuer {
             .leaf;
         progress(Step::StoreCertificate);
         let _turn = self.writer.lock().await;
-        order::store(state, domain, &pem).await.map_err(fail)?;
-        Ok(facts)
+        match self.shared.store_certificate(domain, &pem, lock).await {
+            Ok(()) => Ok(facts),
+            Err(StoreError::Fenced) => {
+                tracing::error!(
+                    domain,
+                    lock = %keys::order_lock(domain),
+                    "ACME: the order lock was lost before storing (lease ended: paused or cut off \
+                     from the storage); the late certificate is not stored, so a newer one of \
+                     another instance stays"
+                );
+                Err(fail(AcmeError::Store {
+                    domain: domain.to_string(),
+                    place: self.shared.describe_certificate(domain),
+                    problem: StoreError::Fenced.to_string(),
+                }))
+            }
+            Err(e) => Err(fail(AcmeError::Store {
+                domain: domain.to_string(),
+                place: self.shared.describe_certificate(domain),
+                problem: e.to_string(),
+            })),
+        }
     }
 
     /// Tells the reload task about `domain`'s stored certificate and waits
@@ -313,14 +322,13 @@ impl Issuer for CaIssuer {
         // based on. A different certificate stored once we hold the lock
         // was issued by another instance meanwhile.
         let baseline = self.served_sha256(&domain);
-        let lock = self
-            .lock(&domain, &state, settings.lock_lease, &*progress)
+        let lease = self.shared.lease_or(settings.lock_lease);
+        let lock = self.lock(&domain, lease, &*progress).await.map_err(fail)?;
+        if let Some(facts) = self
+            .renewed_elsewhere(&domain, baseline.as_deref(), &settings)
             .await
-            .map_err(fail)?;
-        if let Some(facts) =
-            renewed_elsewhere(&state, &domain, baseline.as_deref(), &settings).await
         {
-            lock.release().await;
+            self.release(&domain, lock).await;
             tracing::info!(
                 domain,
                 sha256 = %facts.sha256,
@@ -332,12 +340,27 @@ impl Issuer for CaIssuer {
                 .await
                 .map_err(fail);
         }
-        let ordered = self
-            .order_and_store(&domain, email.as_deref(), &settings, &state, &*progress)
-            .await;
+        // The order stops when the lock is lost (its lease could not be kept
+        // alive): another instance may be ordering by now.
+        let ordered = tokio::select! {
+            ordered = self.order_and_store(
+                &domain, email.as_deref(), &settings, &state, &lock, &*progress,
+            ) => ordered,
+            () = lock.lost() => Err(fail(AcmeError::Order {
+                domain: domain.clone(),
+                step: Step::WaitForOtherInstance,
+                problem: format!(
+                    "the order lock {} was lost (its lease could not be kept alive in {}); \
+                     the order is abandoned and tried again later",
+                    keys::order_lock(&domain),
+                    self.shared.engine().describe()
+                ),
+                problem_type: None,
+            })),
+        };
         // Stored (or failed): the next instance to take the lock finds the
-        // result on disk.
-        lock.release().await;
+        // result in the storage.
+        self.release(&domain, lock).await;
         let facts = ordered?;
         self.activate(&domain, facts, &*progress)
             .await
@@ -372,48 +395,59 @@ impl Issuer for CaIssuer {
     }
 }
 
-/// Who holds a lock, for the log: pid, host and lease end.
-fn describe_holder(seen: &lock::Seen) -> String {
-    match seen.record() {
-        Some(r) => format!(
-            "pid {} on {}, lease until {}",
-            r.pid,
-            r.host,
-            crate::clock::rfc3339(r.expires)
-        ),
-        None => "a lock file being written, or unreadable".into(),
+impl CaIssuer {
+    /// Releases `domain`'s order lock (what was shared for its challenges
+    /// goes with it); a failure is logged: the lease ends by itself.
+    async fn release(&self, domain: &str, lock: HeldLock) {
+        if let Err(e) = self.shared.engine().unlock(lock).await {
+            tracing::warn!(
+                domain,
+                "cannot release the order lock ({e}); its lease ends by itself"
+            );
+        }
     }
-}
 
-/// The certificate another instance stored for `domain` since this one
-/// decided to order (its served one was `baseline`), if it can be used
-/// instead of ordering: loadable, ours, of the configured directory and not
-/// due for renewal.
-async fn renewed_elsewhere(
-    state: &StateLayout,
-    domain: &str,
-    baseline: Option<&str>,
-    settings: &AcmeConfig,
-) -> Option<crate::pem::CertificateFacts> {
-    let path = state.stored_certificate(domain);
-    let text = tokio::task::spawn_blocking(move || crate::fsio::read_cert_text(&path))
-        .await
-        .ok()?
-        .ok()?;
-    let parsed = crate::pem::parse_certificate_pem(&text).ok()?;
-    let stored = ServedView {
-        not_before: parsed.leaf.not_before,
-        not_after: parsed.leaf.not_after,
-        acme_issued: parsed.markers.is_acme_issued(),
-        directory: parsed.markers.value(crate::pem::ACME_DIRECTORY_MARKER),
-    };
-    usable_instead_of_ordering(
-        stored,
-        &parsed.leaf.sha256,
-        baseline,
-        &settings.directory,
-        crate::clock::unix_now(),
-        settings.renew_at,
-    )
-    .then_some(parsed.leaf)
+    /// The certificate another instance stored for `domain` since this one
+    /// decided to order (its served one was `baseline`), if it can be used
+    /// instead of ordering: loadable, ours, of the configured directory and
+    /// not due for renewal.
+    async fn renewed_elsewhere(
+        &self,
+        domain: &str,
+        baseline: Option<&str>,
+        settings: &AcmeConfig,
+    ) -> Option<crate::pem::CertificateFacts> {
+        let stored = self
+            .shared
+            .engine()
+            .get(&keys::certificate(domain))
+            .await
+            .ok()??;
+        let text = String::from_utf8(stored.value).ok()?;
+        let parsed = crate::pem::parse_certificate_pem(&text).ok()?;
+        let view = ServedView {
+            not_before: parsed.leaf.not_before,
+            not_after: parsed.leaf.not_after,
+            acme_issued: parsed.markers.is_acme_issued(),
+            directory: parsed.markers.value(crate::pem::ACME_DIRECTORY_MARKER),
+        };
+        if !usable_instead_of_ordering(
+            view,
+            &parsed.leaf.sha256,
+            baseline,
+            &settings.directory,
+            crate::clock::unix_now(),
+            settings.renew_at,
+        ) {
+            return None;
+        }
+        // With a remote engine the cache may not have it yet.
+        if let Some(cache) = self.shared.cache() {
+            let _turn = self.writer.lock().await;
+            if let Err(e) = crate::storage::write_cache(cache, domain, text.as_bytes()).await {
+                tracing::warn!(domain, "{e}");
+            }
+        }
+        Some(parsed.leaf)
+    }
 }

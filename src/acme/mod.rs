@@ -32,7 +32,7 @@ pub mod handle;
 pub mod issuer;
 pub mod job;
 pub mod listeners;
-pub mod lock;
+
 pub mod manager;
 pub mod order;
 pub mod preflight;
@@ -40,7 +40,6 @@ pub mod schedule;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -168,12 +167,12 @@ pub enum AcmeError {
         expected: Vec<IpAddr>,
     },
     /// The issued certificate could not be stored.
-    #[error("storing the certificate of {domain} at {}: {problem}", path.display())]
+    #[error("storing the certificate of {domain} in {place}: {problem}")]
     Store {
         /// The domain the certificate is for.
         domain: String,
-        /// Where it was to be written.
-        path: PathBuf,
+        /// Where it was to be written (the storage and key).
+        place: String,
         /// The error.
         problem: String,
     },

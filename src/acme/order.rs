@@ -1,7 +1,6 @@
-//! One issuance (RFC 8555 §7.4), step by step, and storing its result where
-//! the snapshot loads it (`state_dir/certificates/<domain>.pem`).
+//! One issuance (RFC 8555 §7.4), step by step, with its challenge answers
+//! shared through the storage; the issuer stores the result.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,11 +12,11 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
 use super::{AcmeError, Step, problem_of};
-use crate::challenge::{self, ChallengeStore, tls_alpn01_certificate};
+use crate::challenge::{ChallengeStore, tls_alpn01_certificate};
 use crate::config::ChallengeKind;
-use crate::fsio;
+use crate::ids::hex;
 use crate::pem::{ACME_ISSUED_MARKER, Markers, render_certificate_pem};
-use crate::state_layout::StateLayout;
+use crate::storage::{HeldLock, Storage, keys};
 
 pub use crate::pem::ACME_DIRECTORY_MARKER;
 
@@ -33,9 +32,10 @@ pub struct Issue<'a> {
     pub challenge: ChallengeKind,
     /// Where answers are published for the listeners to serve.
     pub challenges: &'a ChallengeStore,
-    /// The state directory whose `acme/http-01/` shares HTTP-01 answers
-    /// with other instances; `None` keeps them in this process.
-    pub state: Option<&'a StateLayout>,
+    /// The storage that shares the answers with the other instances, and
+    /// the order lock they are put under (they go when it is released);
+    /// `None` keeps them in this process.
+    pub shared: Option<(&'a dyn Storage, &'a HeldLock)>,
     /// The ACME directory URL, recorded in the result's markers.
     pub directory: &'a str,
     /// Told each step as it starts (job status, logs).
@@ -53,7 +53,6 @@ pub async fn issue(account: &Account, issue: Issue<'_>) -> Result<String, AcmeEr
     let mut published = Published {
         challenges: issue.challenges,
         domain: issue.domain,
-        state: issue.state,
         http01: Vec::new(),
         tls_alpn01: false,
     };
@@ -73,7 +72,7 @@ pub async fn issue_http01(
             domain,
             challenge: ChallengeKind::Http01,
             challenges,
-            state: None,
+            shared: None,
             directory,
             progress: &|_| {},
         },
@@ -81,12 +80,12 @@ pub async fn issue_http01(
     .await
 }
 
-/// Answers published during one issuance; withdrawn when dropped, so an
-/// order that fails, or whose task is cancelled, leaves none behind.
+/// Answers published in this process during one issuance; withdrawn when
+/// dropped, so an order that fails, or whose task is cancelled, leaves
+/// none behind. (The shared copies go with the order lock.)
 struct Published<'a> {
     challenges: &'a ChallengeStore,
     domain: &'a str,
-    state: Option<&'a StateLayout>,
     http01: Vec<String>,
     tls_alpn01: bool,
 }
@@ -95,17 +94,6 @@ impl Drop for Published<'_> {
     fn drop(&mut self) {
         for token in &self.http01 {
             self.challenges.remove_http01(token);
-            if let Some(state) = self.state {
-                // A small synchronous delete: Drop cannot await, and a file
-                // left behind is only swept a day later.
-                if let Err(e) = challenge::remove_shared_http01(state, token) {
-                    tracing::warn!(
-                        domain = self.domain,
-                        file = %state.http01_answer(token).display(),
-                        "cannot remove the shared HTTP-01 answer: {e}"
-                    );
-                }
-            }
         }
         if self.tls_alpn01 {
             self.challenges.remove_tls_alpn01(self.domain);
@@ -122,7 +110,7 @@ async fn issue_inner(
         domain,
         challenge: kind,
         challenges,
-        state,
+        shared,
         directory,
         progress,
     } = issue;
@@ -197,17 +185,21 @@ async fn issue_inner(
                 ChallengeKind::Http01 => {
                     challenges.set_http01(&challenge.token, key_authorization.as_str());
                     published.http01.push(challenge.token.clone());
-                    if let Some(state) = state {
-                        share_http01(state, domain, &challenge.token, key_authorization.as_str())
-                            .await;
+                    if let Some((storage, lock)) = shared {
+                        let key = keys::http01(&challenge.token);
+                        share(storage, lock, domain, &key, key_authorization.as_str()).await;
                     }
                 }
                 ChallengeKind::TlsAlpn01 => {
-                    let certificate =
-                        tls_alpn01_certificate(domain, key_authorization.digest().as_ref())
-                            .map_err(|e| fail(Step::AnswerChallenge, e.to_string()))?;
+                    let digest = key_authorization.digest();
+                    let certificate = tls_alpn01_certificate(domain, digest.as_ref())
+                        .map_err(|e| fail(Step::AnswerChallenge, e.to_string()))?;
                     challenges.set_tls_alpn01(domain, Arc::new(certificate));
                     published.tls_alpn01 = true;
+                    if let Some((storage, lock)) = shared {
+                        let key = keys::tls_alpn01(domain);
+                        share(storage, lock, domain, &key, &hex(digest.as_ref())).await;
+                    }
                 }
             }
             challenge
@@ -287,30 +279,28 @@ async fn issue_inner(
     ))
 }
 
-/// Writes the HTTP-01 answer to the shared state, for whichever instance
-/// the CA reaches. A failure is logged, not fatal: this instance still
-/// answers from memory.
-async fn share_http01(state: &StateLayout, domain: &str, token: &str, key_authorization: &str) {
-    let (state, token_owned, answer) = (
-        state.clone(),
-        token.to_string(),
-        key_authorization.to_string(),
-    );
-    let written = tokio::task::spawn_blocking(move || {
-        challenge::write_shared_http01(&state, &token_owned, &answer)
-    })
-    .await;
-    match written {
-        Ok(Ok(path)) => tracing::debug!(
+/// Puts a challenge's answer where every instance finds it, for whichever
+/// one the CA reaches, for as long as the order lock is held. A failure is
+/// logged, not fatal: this instance still answers from memory.
+async fn share(storage: &dyn Storage, lock: &HeldLock, domain: &str, key: &str, answer: &str) {
+    match storage
+        .put_while_held(key, answer.as_bytes().to_vec(), lock)
+        .await
+    {
+        Ok(Some(_)) => tracing::debug!(
             domain,
-            file = %path.display(),
-            "ACME: HTTP-01 answer shared with the other instances"
+            key,
+            "ACME: challenge answer shared with the other instances"
         ),
-        Ok(Err(e)) => tracing::warn!(
+        Ok(None) => tracing::warn!(
             domain,
-            "cannot share the HTTP-01 answer ({e}); only this instance can answer the CA"
+            key,
+            "cannot share the challenge answer: the order lock was lost"
         ),
-        Err(e) => tracing::warn!(domain, "cannot share the HTTP-01 answer: {e}"),
+        Err(e) => tracing::warn!(
+            domain,
+            "cannot share the challenge answer ({e}); only this instance can answer the CA"
+        ),
     }
 }
 
@@ -339,52 +329,8 @@ async fn challenge_problems(order: &mut Order) -> String {
     }
 }
 
-/// Writes `pem` atomically (mode 0600, the folder created owner-only) to
-/// where the snapshot loads `domain`'s certificate, and returns the path.
-pub async fn store(state: &StateLayout, domain: &str, pem: &str) -> Result<PathBuf, AcmeError> {
-    let path = state.stored_certificate(domain);
-    let fail = {
-        let (domain, path) = (domain.to_string(), path.clone());
-        move |problem: String| AcmeError::Store {
-            domain: domain.clone(),
-            path: path.clone(),
-            problem,
-        }
-    };
-    let (target, pem) = (path.clone(), pem.to_string());
-    let written = tokio::task::spawn_blocking(move || {
-        if let Some(parent) = target.parent() {
-            fsio::create_private_dir(parent)?;
-        }
-        fsio::write_atomic(&target, pem.as_bytes(), true)
-    })
-    .await;
-    match written {
-        Ok(Ok(())) => Ok(path),
-        Ok(Err(e)) => Err(fail(e.to_string())),
-        Err(e) => Err(fail(e.to_string())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn store_writes_private_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state = StateLayout::new(dir.path());
-        let path = store(&state, "a.example.com", "text").await.expect("store");
-        assert_eq!(path, state.stored_certificate("a.example.com"));
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "text");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-    }
-
     #[test]
     fn now_is_rfc3339() {
         let now = crate::clock::rfc3339(crate::clock::unix_now());

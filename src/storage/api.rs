@@ -167,6 +167,15 @@ pub enum StorageError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The configuration's storage settings cannot be used (a file that
+    /// cannot be read, an engine this build lacks).
+    #[error("{field}: {detail}")]
+    Setup {
+        /// The configuration field.
+        field: &'static str,
+        /// What is wrong and what to do.
+        detail: String,
+    },
     /// Reading or writing one key failed.
     #[error("storage key `{key}`: {detail}")]
     Io {

@@ -493,13 +493,15 @@ fn lock_key(name: &str) -> Result<String, StorageError> {
     Ok(key)
 }
 
-/// Checks a listing's or a watch's prefix: empty (everything), or a valid
-/// key followed by `/`.
+/// Checks a prefix: empty (everything), or a valid key followed by `/`,
+/// with an optional leading `/` (etcd's own convention).
 fn check_prefix(prefix: &str) -> Result<(), StorageError> {
     if prefix.is_empty() {
         return Ok(());
     }
-    match prefix.strip_suffix('/') {
+    // A leading `/` is common in etcd (`/sniwalk/`, the README's example).
+    let prefix_without_root = prefix.strip_prefix('/').unwrap_or(prefix);
+    match prefix_without_root.strip_suffix('/') {
         Some(path) => check_key(path).map_err(|_| StorageError::Key {
             key: prefix.to_string(),
             reason: "a prefix is a valid key followed by `/`",
@@ -551,10 +553,10 @@ mod tests {
 
     #[test]
     fn prefixes_end_with_a_slash_after_a_valid_key() {
-        for good in ["", "certificates/", "acme/http-01/"] {
+        for good in ["", "certificates/", "acme/http-01/", "/sniwalk/"] {
             assert!(check_prefix(good).is_ok(), "{good}");
         }
-        for bad in ["certificates", "/", "a//", "../", "a b/"] {
+        for bad in ["certificates", "/", "//a/", "a//", "../", "a b/"] {
             assert!(check_prefix(bad).is_err(), "{bad}");
         }
     }

@@ -1,18 +1,33 @@
 //! What sniwalk instances share, behind one interface ([`Storage`]).
 //!
 //! - `api`: the interface, its conditions, locks with fencing and watches.
+//! - `dir`: the state directory's files (the default engine); `dir_lock`:
+//!   its lock files with a lease.
+//! - `keys`: the names of what instances share; `shared`: this instance's
+//!   handle on the engine (and the local cache of a remote one);
+//!   `follow`: list, then watch, and apply what other instances share;
+//!   `open`: the engine the configuration names.
 //! - `etcd`: the etcd engine (cargo feature `etcd`); `etcd_tasks`: its
 //!   lease keep-alive and watch tasks, errors and keys read from etcd.
 
 mod api;
+mod dir;
+pub mod dir_lock;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
 mod etcd_tasks;
+pub mod follow;
+pub mod keys;
+mod open;
+mod shared;
 
 pub use api::{
     Change, Condition, DEFAULT_LEASE, HeldLock, Listing, Revision, Storage, StorageError, Stored,
     WATCH_BUFFER, check_key,
 };
+pub use dir::{DirStorage, MAX_VALUE_BYTES};
 #[cfg(feature = "etcd")]
 pub use etcd::{ClientIdentity, EtcdOptions, EtcdStorage};
+pub use open::open;
+pub use shared::{Shared, StoreError, instance_name, write_cache};

@@ -1,4 +1,4 @@
-//! Tests of the order lock: the pure decisions, then the files, with
+//! Tests of the `dir` engine's lock files: the pure decisions, then the files, with
 //! "instances" racing in threads.
 
 use std::sync::{Arc, Barrier};
@@ -13,6 +13,8 @@ fn holder(name: &str) -> Holder {
         owner: name.to_string(),
         pid: 42,
         host: "test".into(),
+        fence: 7,
+        label: format!("instance {name}"),
     }
 }
 
@@ -228,39 +230,9 @@ fn racing_instances_one_wins_a_stale_lock() {
     }
 }
 
-#[tokio::test]
-async fn the_guard_renews_and_releases() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = StateLayout::new(dir.path()).lock("a.test");
-    let lease = Duration::from_secs(3);
-    let now = crate::clock::unix_now();
-    let Attempt::Acquired(record, _) = try_acquire(&path, &holder("a"), now, lease).expect("io")
-    else {
-        panic!("acquire");
-    };
-    let guard = LockGuard::hold(path.clone(), "a.test".into(), record.clone(), lease);
-    // Renewed every second: after 2.5 s the lease ends later than it began.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(on_disk(&path).expires > record.expires);
-    guard.release().await;
-    assert!(!path.exists());
-    // Dropping a guard also releases.
-    let Attempt::Acquired(record, _) = try_acquire(&path, &holder("b"), now, lease).expect("io")
-    else {
-        panic!("acquire again");
-    };
-    drop(LockGuard::hold(
-        path.clone(),
-        "a.test".into(),
-        record,
-        lease,
-    ));
-    assert!(!path.exists());
-}
-
 #[test]
 fn holders_of_one_process_have_distinct_owners() {
-    let (a, b) = (Holder::this_process(), Holder::this_process());
+    let (a, b) = (Holder::this_process("test"), Holder::this_process("test"));
     assert_ne!(a.owner, b.owner);
     assert_eq!(a.pid, std::process::id());
     assert!(!a.host.is_empty());

@@ -1,9 +1,11 @@
-//! The order lock: with several sniwalk instances sharing one `state_dir`,
-//! exactly one of them orders a domain's certificate at a time.
+//! Locks of the `dir` storage engine: with several sniwalk instances
+//! sharing one `state_dir`, exactly one of them holds a lock (orders a
+//! domain's certificate, rotates ticket keys) at a time.
 //!
-//! The lock is the file `state_dir/acme/locks/<domain>.lock`
-//! ([`crate::state_layout::StateLayout::lock`]), JSON
-//! `{owner, pid, host, acquired, expires}` (Unix seconds). It is created
+//! A lock is a file (an order lock is `state_dir/acme/locks/<domain>.lock`:
+//! [`crate::state_layout::StateLayout::key_path`]), JSON
+//! `{owner, pid, host, acquired, expires, fence, holder}` (Unix seconds;
+//! `fence` is the holding's fencing token, its nanosecond start). It is created
 //! with `O_EXCL` (`create_new`), which shared filesystems honour, and holds
 //! a lease: the holder rewrites `expires` every third of the lease while it
 //! works ([`LockGuard`]), so a process that dies (killed, machine lost)
@@ -27,7 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use crate::fsio;
 
@@ -48,6 +49,13 @@ pub struct LockRecord {
     pub acquired: i64,
     /// When the lease ends unless renewed (Unix seconds).
     pub expires: i64,
+    /// The holding's fencing token (nanoseconds since the epoch when it
+    /// was taken); 0 in locks written before there was one.
+    #[serde(default)]
+    pub fence: u64,
+    /// What the holder says about itself, for the logs of the others.
+    #[serde(default)]
+    pub holder: String,
 }
 
 impl LockRecord {
@@ -59,6 +67,8 @@ impl LockRecord {
             host: who.host.clone(),
             acquired: now,
             expires: lease_end(now, lease),
+            fence: who.fence,
+            holder: who.label.clone(),
         }
     }
 
@@ -132,26 +142,38 @@ pub struct Holder {
     pub pid: u32,
     /// This host.
     pub host: String,
+    /// The fencing token of this acquisition.
+    pub fence: u64,
+    /// What the holder says about itself.
+    pub label: String,
 }
 
 impl Holder {
     /// A holder for this process with a new owner id: a random id for the
     /// process and a counter, so two managers in one process (tests run
     /// several proxies in-process) never take each other's lock for theirs.
-    pub fn this_process() -> Holder {
+    /// The fence is the time of the call in nanoseconds, so a later
+    /// holding has a larger one (clocks of machines sharing a folder are
+    /// assumed to agree within a lease).
+    pub fn this_process(label: &str) -> Holder {
         static PROCESS: OnceLock<String> = OnceLock::new();
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let process = PROCESS.get_or_init(crate::ids::random_hex16);
+        let fence = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         Holder {
             owner: format!("{process}-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
             pid: std::process::id(),
             host: host_name(),
+            fence,
+            label: label.to_string(),
         }
     }
 }
 
 /// This machine's name, for the lock file (information only).
-fn host_name() -> String {
+pub fn host_name() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|path| {
@@ -260,7 +282,7 @@ fn create_new(path: &Path, record: &LockRecord) -> io::Result<bool> {
 }
 
 /// The lock file's bytes and what they say; `None` when there is none.
-fn read(path: &Path) -> io::Result<Option<(Vec<u8>, Seen)>> {
+pub fn read(path: &Path) -> io::Result<Option<(Vec<u8>, Seen)>> {
     use std::io::Read as _;
     let file = match fs::File::open(path) {
         Ok(file) => file,
@@ -378,122 +400,6 @@ pub fn release(path: &Path, owner: &str) -> io::Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
-    }
-}
-
-/// A held lock: its lease is renewed every third of it until the guard is
-/// released or dropped, which stops the renewal and deletes the file if it
-/// still names us (best effort: errors are logged, never raised).
-#[derive(Debug)]
-pub struct LockGuard {
-    path: PathBuf,
-    domain: String,
-    record: LockRecord,
-    stop: CancellationToken,
-    released: bool,
-}
-
-impl LockGuard {
-    /// Starts renewing `record`'s lease on `path` for `domain` on the
-    /// current tokio runtime.
-    pub fn hold(path: PathBuf, domain: String, record: LockRecord, lease: Duration) -> Self {
-        let stop = CancellationToken::new();
-        tokio::spawn(keep_renewed(
-            path.clone(),
-            domain.clone(),
-            record.clone(),
-            lease,
-            stop.clone(),
-        ));
-        LockGuard {
-            path,
-            domain,
-            record,
-            stop,
-            released: false,
-        }
-    }
-
-    /// What the lock file says about us.
-    pub fn record(&self) -> &LockRecord {
-        &self.record
-    }
-
-    /// Stops renewing and deletes the lock (if still ours).
-    pub async fn release(mut self) {
-        self.stop.cancel();
-        self.released = true;
-        let (path, domain, owner) = (
-            self.path.clone(),
-            self.domain.clone(),
-            self.record.owner.clone(),
-        );
-        let _ = tokio::task::spawn_blocking(move || release_logged(&path, &domain, &owner)).await;
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        if !self.released {
-            // Dropped without `release` (an order future abandoned): one
-            // small synchronous delete, so the lock is not left for others
-            // to wait a lease on.
-            release_logged(&self.path, &self.domain, &self.record.owner);
-        }
-    }
-}
-
-fn release_logged(path: &Path, domain: &str, owner: &str) {
-    match release(path, owner) {
-        Ok(true) => tracing::debug!(domain, lock = %path.display(), "order lock released"),
-        Ok(false) => tracing::warn!(
-            domain,
-            lock = %path.display(),
-            "order lock no longer ours at release; another instance took it over"
-        ),
-        Err(e) => {
-            tracing::warn!(domain, lock = %path.display(), "cannot release the order lock: {e}")
-        }
-    }
-}
-
-/// Renews the lease every third of it until `stop`.
-async fn keep_renewed(
-    path: PathBuf,
-    domain: String,
-    record: LockRecord,
-    lease: Duration,
-    stop: CancellationToken,
-) {
-    let every = lease / 3;
-    let mut lost = false;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let (p, r) = (path.clone(), record.clone());
-        let renewed =
-            tokio::task::spawn_blocking(move || renew(&p, &r, crate::clock::unix_now(), lease))
-                .await;
-        match renewed {
-            Ok(Ok(true)) => lost = false,
-            Ok(Ok(false)) if !lost => {
-                lost = true;
-                tracing::error!(
-                    domain,
-                    lock = %path.display(),
-                    "lost the order lock: another instance took it over (was this one stalled \
-                     for longer than acme.lock_lease?); both may order"
-                );
-            }
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(domain, lock = %path.display(), "cannot renew the order lock: {e}")
-            }
-            Err(_) => return,
-        }
     }
 }
 
