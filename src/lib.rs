@@ -197,6 +197,12 @@ pub async fn run_with(
     let reload_handle = reloads.handle();
     let shared = storage::open(&config).await?;
     tracing::info!(storage = %shared.engine().describe(), instance = %shared.instance(), "storage opened");
+    {
+        let metrics = metrics.clone();
+        shared
+            .health()
+            .observe(Box::new(move |up| metrics.set_storage_up(up)));
+    }
     let tickets = match &config.ticket_keys_file {
         Some(path) => {
             let shared = Arc::new(tickets::SharedTicketer::from_file(path)?);
@@ -244,6 +250,11 @@ pub async fn run_with(
     )
     .with_metrics(metrics.clone());
     let acme_handle = manager.handle();
+    let storage_health = shared.health().clone();
+    let liveness_task = tokio::spawn(storage::liveness::keep_alive(
+        shared.clone(),
+        stop_reloads.clone(),
+    ));
     let follow_reloads = reload_handle.clone();
     let acme_task = tokio::spawn(manager.run(stop_reloads.clone()));
     // Raised when shutdown begins; the admin API keeps answering until the
@@ -260,6 +271,7 @@ pub async fn run_with(
             token,
         )
         .with_draining(draining.clone())
+        .with_storage_health(storage_health)
         .with_writer(writer);
         tokio::spawn(admin::serve(socket, Arc::new(state), stop_reloads.clone()))
     });
@@ -314,6 +326,7 @@ pub async fn run_with(
     let _ = acme_task.await;
     let _ = monitor_task.await;
     let _ = follow_task.await;
+    let _ = liveness_task.await;
     if let Some(task) = admin_task {
         let _ = task.await;
     }

@@ -59,6 +59,7 @@ pub struct Metrics {
     backend_limit_rejections: Family<ListenerLabel, Counter>,
     send_timeouts: Family<ListenerLabel, Counter>,
     tunnel_bytes: Family<DirectionLabels, Counter>,
+    storage_up: Gauge,
 }
 
 impl Metrics {
@@ -78,6 +79,12 @@ impl Metrics {
             reloads: Family::default(),
             acme_orders: Family::default(),
             backend_connections_active: Family::default(),
+            // Up until told otherwise (the state directory always is).
+            storage_up: {
+                let up = Gauge::default();
+                up.set(1);
+                up
+            },
             backend_limit_rejections: Family::default(),
             send_timeouts: Family::default(),
             tunnel_bytes: Family::default(),
@@ -114,6 +121,11 @@ impl Metrics {
         self.acme_orders
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    /// Whether the storage (`storage:`) can be reached now.
+    pub fn set_storage_up(&self, up: bool) {
+        self.storage_up.set(i64::from(up));
     }
 
     /// Counts a reload: the snapshot was rebuilt (`ok`), or the rebuild or
@@ -207,6 +219,11 @@ impl Metrics {
             "acme_orders",
             "ACME orders by result (issued, failed)",
             self.acme_orders.clone(),
+        );
+        registry.register(
+            "storage_up",
+            "1 while the storage (storage:) can be reached, 0 while it cannot (no orders then)",
+            self.storage_up.clone(),
         );
         let (not_after, expiry) = certificate_gauges(snapshot, now);
         registry.register_with_unit(

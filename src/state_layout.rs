@@ -14,6 +14,7 @@
 //!   acme/requests/<domain>.json forced-renewal requests (`sniwalk renew`)
 //!   acme/results/<domain>.json  their outcomes
 //!   acme/status.json            per-domain ACME state (survives restarts)
+//!   pending/<domain>.pem        issued while a remote storage was down
 //!   shared/<key>                every other storage key (`storage: dir`)
 //! ```
 //!
@@ -125,6 +126,18 @@ impl StateLayout {
     /// The outcome of the last forced renewal of `domain`.
     pub fn result(&self, domain: &str) -> PathBuf {
         self.results_dir().join(format!("{domain}.json"))
+    }
+
+    /// The folder of issued certificates a remote storage could not take
+    /// when they were issued (it was unreachable): stored there once it is
+    /// back, then removed.
+    pub fn pending_dir(&self) -> PathBuf {
+        self.root.join("pending")
+    }
+
+    /// `domain`'s certificate waiting to be stored in a remote storage.
+    pub fn pending_certificate(&self, domain: &str) -> PathBuf {
+        self.pending_dir().join(format!("{domain}.pem"))
     }
 
     /// The per-domain ACME status, written on every change and read back

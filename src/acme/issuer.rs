@@ -18,7 +18,7 @@ use crate::reload::{Reload, ReloadHandle};
 use crate::snapshot::Place;
 use crate::snapshot::SnapshotReader;
 use crate::state_layout::StateLayout;
-use crate::storage::{HeldLock, Shared, StoreError, keys};
+use crate::storage::{HeldLock, Shared, StorageError, StoreError, keys};
 
 /// How often a lock held by another instance is looked at again.
 const LOCK_POLL: Duration = Duration::from_millis(500);
@@ -144,10 +144,17 @@ impl CaIssuer {
         let started = tokio::time::Instant::now();
         let mut logged_holder: Option<String> = None;
         loop {
-            let taken = engine
-                .try_lock(&name, self.shared.instance(), lease)
-                .await
-                .map_err(|e| fail(format!("order lock {name}: {e}")))?;
+            let taken = match engine.try_lock(&name, self.shared.instance(), lease).await {
+                Ok(taken) => taken,
+                Err(e @ StorageError::Unreachable { .. }) => {
+                    self.shared.health().set_down(&e.to_string());
+                    return Err(AcmeError::StorageUnavailable {
+                        domain: domain.to_string(),
+                        detail: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(fail(format!("order lock {name}: {e}"))),
+            };
             if let Some(lock) = taken {
                 tracing::debug!(domain, lock = %name, fence = lock.fence, "ACME: order lock taken");
                 return Ok(lock);
@@ -314,6 +321,15 @@ impl Issuer for CaIssuer {
             error,
             retry_after: None,
         };
+        // While the storage is down nothing ordered could be stored or
+        // shared: no order (README, "Running several instances").
+        let health = self.shared.health();
+        if !health.is_up() {
+            return Err(fail(AcmeError::StorageUnavailable {
+                domain: domain.clone(),
+                detail: health.view().error.unwrap_or_default(),
+            }));
+        }
         progress(Step::CheckDnsResolution);
         preflight::check(&domain, &settings.expected_addresses)
             .await
@@ -346,17 +362,7 @@ impl Issuer for CaIssuer {
             ordered = self.order_and_store(
                 &domain, email.as_deref(), &settings, &state, &lock, &*progress,
             ) => ordered,
-            () = lock.lost() => Err(fail(AcmeError::Order {
-                domain: domain.clone(),
-                step: Step::WaitForOtherInstance,
-                problem: format!(
-                    "the order lock {} was lost (its lease could not be kept alive in {}); \
-                     the order is abandoned and tried again later",
-                    keys::order_lock(&domain),
-                    self.shared.engine().describe()
-                ),
-                problem_type: None,
-            })),
+            () = lock.lost() => Err(fail(self.lost_lock(&domain))),
         };
         // Stored (or failed): the next instance to take the lock finds the
         // result in the storage.
@@ -396,6 +402,29 @@ impl Issuer for CaIssuer {
 }
 
 impl CaIssuer {
+    /// The error of an order whose lock was lost: the storage is
+    /// unreachable, or the lease ended another way.
+    fn lost_lock(&self, domain: &str) -> AcmeError {
+        let health = self.shared.health();
+        if !health.is_up() {
+            return AcmeError::StorageUnavailable {
+                domain: domain.to_string(),
+                detail: health.view().error.unwrap_or_default(),
+            };
+        }
+        AcmeError::Order {
+            domain: domain.to_string(),
+            step: Step::WaitForOtherInstance,
+            problem: format!(
+                "the order lock {} was lost (its lease could not be kept alive in {}); \
+                 the order is abandoned and tried again later",
+                keys::order_lock(domain),
+                self.shared.engine().describe()
+            ),
+            problem_type: None,
+        }
+    }
+
     /// Releases `domain`'s order lock (what was shared for its challenges
     /// goes with it); a failure is logged: the lease ends by itself.
     async fn release(&self, domain: &str, lock: HeldLock) {

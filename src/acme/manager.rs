@@ -40,6 +40,10 @@ pub use super::job::{
 use super::listeners::{self, BoundListener, NO_LISTENER_CODE};
 use super::schedule::{self, RenewalWindow};
 use super::{AcmeError, Step};
+
+/// When an order that found the storage unreachable is tried again
+/// (seconds).
+const STORAGE_RETRY: i64 = 15;
 use crate::config::{CertificateSource, Config};
 use crate::pem::ACME_ISSUED_MARKER;
 use crate::snapshot::SnapshotReader;
@@ -699,12 +703,19 @@ impl<I: Issuer> Manager<I> {
                         }
                     }
                     Err(failure) => {
-                        entry.status.failures = entry.status.failures.saturating_add(1);
-                        let delay = schedule::retry_delay(
-                            entry.status.failures,
-                            control::random_fraction(),
-                            failure.retry_after,
-                        );
+                        // An unreachable storage is not the domain's
+                        // failure: no backoff, tried again soon.
+                        let delay = if matches!(failure.error, AcmeError::StorageUnavailable { .. })
+                        {
+                            STORAGE_RETRY
+                        } else {
+                            entry.status.failures = entry.status.failures.saturating_add(1);
+                            schedule::retry_delay(
+                                entry.status.failures,
+                                control::random_fraction(),
+                                failure.retry_after,
+                            )
+                        };
                         entry.status.next_attempt = now.saturating_add(delay);
                         let message = failure.error.to_string();
                         tracing::error!(

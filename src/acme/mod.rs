@@ -166,6 +166,17 @@ pub enum AcmeError {
         /// `acme.expected_addresses`.
         expected: Vec<IpAddr>,
     },
+    /// The storage cannot be reached: no order is placed until it is back
+    /// (not a failure of the domain: no backoff).
+    #[error(
+        "no order for {domain}: the storage is unreachable ({detail}); tried again once it is back"
+    )]
+    StorageUnavailable {
+        /// The domain.
+        domain: String,
+        /// What the storage said.
+        detail: String,
+    },
     /// The issued certificate could not be stored.
     #[error("storing the certificate of {domain} in {place}: {problem}")]
     Store {
@@ -200,6 +211,7 @@ impl AcmeError {
             AcmeError::Order { .. } => "OrderFailed",
             AcmeError::HostnameNotResolvingToProxy { .. } => "HostnameNotResolvingToProxy",
             AcmeError::Store { .. } => "StoreFailed",
+            AcmeError::StorageUnavailable { .. } => "StorageUnavailable",
         }
     }
 
@@ -210,6 +222,7 @@ impl AcmeError {
             AcmeError::Order { step, .. } => *step,
             AcmeError::HostnameNotResolvingToProxy { .. } => Step::CheckDnsResolution,
             AcmeError::Store { .. } => Step::StoreCertificate,
+            AcmeError::StorageUnavailable { .. } => Step::WaitForOtherInstance,
         }
     }
 

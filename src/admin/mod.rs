@@ -211,7 +211,22 @@ fn status(state: &AdminState) -> Reply {
     let acme = crate::acme::control::read_status(&state.config.state_layout());
     let report =
         CheckReport::from_snapshot(&snapshot, crate::clock::unix_now()).with_acme_status(&acme);
-    json(StatusCode::OK, &report)
+    /// The report, and the storage's reachability beside it.
+    #[derive(serde::Serialize)]
+    struct Status<'a> {
+        #[serde(flatten)]
+        report: &'a CheckReport,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        storage: Option<crate::storage::health::HealthView>,
+    }
+    let storage = state.storage.as_ref().map(|health| health.view());
+    json(
+        StatusCode::OK,
+        &Status {
+            report: &report,
+            storage,
+        },
+    )
 }
 
 fn resolve(state: &AdminState, query: &str) -> Reply {

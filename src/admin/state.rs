@@ -81,6 +81,8 @@ pub struct AdminState {
     /// Cancelled once shutdown has begun: `/healthz` answers 503 from then
     /// on, while connections drain, so load balancers stop sending.
     pub(super) draining: CancellationToken,
+    /// Whether the storage can be reached (`/status`).
+    pub(super) storage: Option<Arc<crate::storage::health::StorageHealth>>,
 }
 
 impl AdminState {
@@ -103,6 +105,7 @@ impl AdminState {
             jobs: Arc::new(Mutex::new(Jobs::default())),
             writer: crate::fsio::StateWriter::default(),
             draining: CancellationToken::new(),
+            storage: None,
         }
     }
 
@@ -110,6 +113,15 @@ impl AdminState {
     /// shutdown begins).
     pub fn with_draining(mut self, draining: CancellationToken) -> Self {
         self.draining = draining;
+        self
+    }
+
+    /// Shows whether the storage can be reached in `/status`.
+    pub fn with_storage_health(
+        mut self,
+        health: Arc<crate::storage::health::StorageHealth>,
+    ) -> Self {
+        self.storage = Some(health);
         self
     }
 

@@ -7,9 +7,10 @@
 //!   loads as a `certificate_pem`; a value that does not is logged with
 //!   its key and the last good one stays. A deleted key removes the
 //!   cached file.
-//! - `http-01/<token>` and `tls-alpn-01/<domain>`: another instance's
-//!   pending challenge, answered here too, so the CA may reach any
-//!   instance.
+//! - `http-01/<token>` (remote engines; the state directory's answers are
+//!   files the `http` listeners read) and `tls-alpn-01/<domain>`: another
+//!   instance's pending challenge, answered here too, so the CA may reach
+//!   any instance.
 //!
 //! After a [`Change::Resync`] (a compaction, a lost connection) or an
 //! error it lists again; every [`RELIST_EVERY`] it lists again anyway (the
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{Change, Storage, StorageError};
+use super::health::StorageHealth;
 use super::keys;
 use super::shared::{Shared, write_cache};
 use crate::challenge::{self, ChallengeStore};
@@ -51,17 +53,17 @@ pub async fn follow(
     stop: CancellationToken,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
-    let mut appliers: Vec<Box<dyn Applier>> = vec![
-        Box::new(Http01 {
-            challenges: challenges.clone(),
-            known: HashSet::new(),
-        }),
-        Box::new(TlsAlpn01 {
-            challenges,
-            known: HashMap::new(),
-        }),
-    ];
+    let mut appliers: Vec<Box<dyn Applier>> = vec![Box::new(TlsAlpn01 {
+        challenges: challenges.clone(),
+        known: HashMap::new(),
+    })];
+    // The state directory's HTTP-01 answers and certificates are files the
+    // listeners and the reload task read themselves.
     if let Some(cache) = shared.cache() {
+        appliers.push(Box::new(Http01 {
+            challenges,
+            known: HashSet::new(),
+        }));
         appliers.push(Box::new(Certificates {
             cache: cache.clone(),
             changed,
@@ -69,7 +71,12 @@ pub async fn follow(
         }));
     }
     for applier in appliers {
-        tasks.spawn(follow_prefix(shared.engine_arc(), applier, stop.clone()));
+        tasks.spawn(follow_prefix(
+            shared.engine_arc(),
+            shared.health().clone(),
+            applier,
+            stop.clone(),
+        ));
     }
     while tasks.join_next().await.is_some() {}
 }
@@ -92,6 +99,7 @@ trait Applier: Send {
 /// Lists and watches one prefix until `stop`.
 async fn follow_prefix(
     engine: Arc<dyn Storage>,
+    health: Arc<StorageHealth>,
     mut applier: Box<dyn Applier>,
     stop: CancellationToken,
 ) {
@@ -106,6 +114,7 @@ async fn follow_prefix(
         let listing = match listing {
             Ok(listing) => listing,
             Err(e) => {
+                health.set_down(&e.to_string());
                 log_failure(&mut failing, prefix, &e);
                 tokio::select! {
                     () = stop.cancelled() => return,
@@ -115,6 +124,7 @@ async fn follow_prefix(
                 continue;
             }
         };
+        health.set_up();
         if failing {
             tracing::info!(prefix, storage = %engine.describe(), "following the storage again");
             failing = false;
@@ -160,7 +170,7 @@ async fn watch(
 /// Logs a failure to list once, when following starts failing.
 fn log_failure(failing: &mut bool, prefix: &str, error: &StorageError) {
     if !*failing {
-        tracing::warn!(
+        tracing::debug!(
             prefix,
             "cannot follow the storage ({error}); serving what this instance has, trying again"
         );

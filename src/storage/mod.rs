@@ -6,9 +6,12 @@
 //! - `keys`: the names of what instances share; `shared`: this instance's
 //!   handle on the engine (and the local cache of a remote one);
 //!   `follow`: list, then watch, and apply what other instances share;
-//!   `open`: the engine the configuration names.
+//!   `open`: the engine the configuration names; `health`: whether it
+//!   can be reached; `liveness`: this instance's key on a lease.
 //! - `etcd`: the etcd engine (cargo feature `etcd`); `etcd_tasks`: its
-//!   lease keep-alive and watch tasks, errors and keys read from etcd.
+//!   lease keep-alive and watch tasks, errors and keys read from etcd;
+//!   `etcd_lazy`: the same, connecting on first use (started while etcd
+//!   is down).
 
 mod api;
 mod dir;
@@ -16,9 +19,13 @@ pub mod dir_lock;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
+mod etcd_lazy;
+#[cfg(feature = "etcd")]
 mod etcd_tasks;
 pub mod follow;
+pub mod health;
 pub mod keys;
+pub mod liveness;
 mod open;
 mod shared;
 

@@ -42,9 +42,24 @@ pub async fn open(config: &Config) -> Result<Shared, StorageError> {
                         .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
                 })
                 .transpose()?;
-            let engine = super::etcd::EtcdStorage::connect(options).await?;
+            // Unreachable now: start anyway, serving the local cache, and
+            // connect once etcd answers. Anything else (a refused user, a
+            // bad prefix) stops the start with its message.
+            let engine: std::sync::Arc<dyn super::api::Storage> =
+                match super::etcd::EtcdStorage::connect(options.clone()).await {
+                    Ok(engine) => std::sync::Arc::new(engine),
+                    Err(e @ StorageError::Unreachable { .. }) => {
+                        tracing::error!(
+                            "{e}; starting with the certificates cached in {} and connecting \
+                             when etcd answers",
+                            config.state_dir.display()
+                        );
+                        std::sync::Arc::new(super::etcd_lazy::LazyEtcd::new(options))
+                    }
+                    Err(e) => return Err(e),
+                };
             Ok(Shared::new(
-                std::sync::Arc::new(engine),
+                engine,
                 super::shared::instance_name(),
                 Some(etcd.lease),
                 Some(config.state_layout()),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::api::{Condition, HeldLock, Storage, StorageError};
+use super::health::StorageHealth;
 use super::keys;
 use crate::state_layout::StateLayout;
 
@@ -15,8 +16,10 @@ use crate::state_layout::StateLayout;
 pub struct Shared {
     engine: Arc<dyn Storage>,
     instance: String,
+    instance_id: String,
     lease: Option<Duration>,
     cache: Option<StateLayout>,
+    health: Arc<StorageHealth>,
 }
 
 /// Why an issued certificate was not stored.
@@ -55,12 +58,31 @@ impl Shared {
         lease: Option<Duration>,
         cache: Option<StateLayout>,
     ) -> Self {
+        let health = StorageHealth::new(engine.describe());
         Shared {
             engine,
             instance: instance.into(),
+            instance_id: format!("{}-{}", std::process::id(), crate::ids::random_hex16()),
             lease,
             cache,
+            health,
         }
+    }
+
+    /// Whether the storage can be reached, as last seen.
+    pub fn health(&self) -> &Arc<StorageHealth> {
+        &self.health
+    }
+
+    /// This process's own id among the instances (its liveness key).
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// The engine's own lock lease (`storage.lease`); `None` for the
+    /// state directory.
+    pub fn lease(&self) -> Option<Duration> {
+        self.lease
     }
 
     /// The `dir` engine on `state` for an instance named after this process.
@@ -102,6 +124,11 @@ impl Shared {
 
     /// Stores `domain`'s issued certificate while `lock` (its order lock)
     /// is held, in one put; then writes it to the local cache, if any.
+    ///
+    /// A remote storage that cannot be reached does not lose the
+    /// certificate: it goes to the cache (served here) and to
+    /// `state_dir/pending/`, and is stored once the storage is back
+    /// ([`Shared::store_pending`]).
     pub async fn store_certificate(
         &self,
         domain: &str,
@@ -112,15 +139,127 @@ impl Shared {
         match self
             .engine
             .put(&key, pem.as_bytes().to_vec(), Condition::HeldLock(lock))
-            .await?
+            .await
         {
-            Some(_) => {}
-            None => return Err(StoreError::Fenced),
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(StoreError::Fenced),
+            Err(e @ StorageError::Unreachable { .. }) => {
+                let Some(cache) = &self.cache else {
+                    return Err(e.into());
+                };
+                self.health.set_down(&e.to_string());
+                write_pending(cache, domain, pem.as_bytes()).await?;
+                write_cache(cache, domain, pem.as_bytes()).await?;
+                tracing::warn!(
+                    domain,
+                    key,
+                    "the storage is unreachable: the issued certificate is served by this \
+                     instance and stored once the storage is back ({e})"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
         }
         if let Some(cache) = &self.cache {
             write_cache(cache, domain, pem.as_bytes()).await?;
         }
         Ok(())
+    }
+
+    /// Stores the certificates issued while the storage was unreachable
+    /// (`state_dir/pending/`), each unless the storage holds one valid
+    /// for as long or longer (issued meanwhile by another instance); the
+    /// pending file goes once decided. How many were stored.
+    pub async fn store_pending(&self) -> usize {
+        let Some(cache) = &self.cache else {
+            return 0;
+        };
+        let dir = cache.pending_dir();
+        let files = tokio::task::spawn_blocking(move || {
+            std::fs::read_dir(dir)
+                .map(|entries| entries.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        let mut stored = 0;
+        for path in files {
+            let Some(domain) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".pem"))
+                .filter(|d| !d.starts_with('.'))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            match self.store_one_pending(&domain, &path).await {
+                Ok(true) => stored += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(domain, file = %path.display(), "cannot store the pending certificate yet: {e}");
+                    continue;
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        stored
+    }
+
+    /// One pending certificate: `true` when stored, `false` when the
+    /// storage's own is as good (or the file is not a certificate).
+    async fn store_one_pending(
+        &self,
+        domain: &str,
+        path: &std::path::Path,
+    ) -> Result<bool, StorageError> {
+        let key = keys::certificate(domain);
+        let Some(pending) = std::fs::read_to_string(path).ok().and_then(|text| {
+            crate::pem::parse_certificate_pem(&text)
+                .ok()
+                .map(|p| (text, p.leaf.not_after))
+        }) else {
+            tracing::warn!(domain, file = %path.display(), "a pending certificate that does not load; removed");
+            return Ok(false);
+        };
+        let current = self.engine.get(&key).await?;
+        let condition = match &current {
+            None => Condition::Absent,
+            Some(stored) => {
+                let stored_not_after = std::str::from_utf8(&stored.value)
+                    .ok()
+                    .and_then(|t| crate::pem::parse_certificate_pem(t).ok())
+                    .map(|p| p.leaf.not_after);
+                if stored_not_after.is_some_and(|n| n >= pending.1) {
+                    tracing::info!(
+                        domain,
+                        key,
+                        "the storage already has a certificate valid as long; the pending one is dropped"
+                    );
+                    return Ok(false);
+                }
+                Condition::ModifiedAt(stored.modified)
+            }
+        };
+        let written = self
+            .engine
+            .put(&key, pending.0.into_bytes(), condition)
+            .await?;
+        match written {
+            Some(_) => {
+                tracing::info!(
+                    domain,
+                    key,
+                    "certificate issued while the storage was unreachable now stored"
+                );
+                Ok(true)
+            }
+            // Changed meanwhile: looked at again next time.
+            None => Err(StorageError::Io {
+                key,
+                detail: "changed while being stored; tried again".into(),
+            }),
+        }
     }
 
     /// Where `domain`'s certificate is stored, for messages.
@@ -137,6 +276,29 @@ impl Shared {
 /// the snapshot loads stored certificates from.
 pub async fn write_cache(state: &StateLayout, domain: &str, pem: &[u8]) -> Result<(), StoreError> {
     let path = state.stored_certificate(domain);
+    let (target, bytes) = (path.clone(), pem.to_vec());
+    let written = tokio::task::spawn_blocking(move || {
+        if let Some(parent) = target.parent() {
+            crate::fsio::create_private_dir(parent)?;
+        }
+        crate::fsio::write_atomic(&target, &bytes, true)
+    })
+    .await;
+    let problem = match written {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    Err(StoreError::Cache {
+        path: path.display().to_string(),
+        problem,
+    })
+}
+
+/// Keeps `pem` as `domain`'s certificate to store once a remote storage is
+/// back (0600, atomically).
+async fn write_pending(state: &StateLayout, domain: &str, pem: &[u8]) -> Result<(), StoreError> {
+    let path = state.pending_certificate(domain);
     let (target, bytes) = (path.clone(), pem.to_vec());
     let written = tokio::task::spawn_blocking(move || {
         if let Some(parent) = target.parent() {

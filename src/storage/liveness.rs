@@ -1,0 +1,63 @@
+//! This instance's liveness key in a remote storage
+//! (`locks/instances/<id>`), on a lease of `storage.lease`, kept alive and
+//! taken again whenever its lease ends: each answer or failure of the
+//! storage tells [`super::health::StorageHealth`] whether it can be
+//! reached; the others see which instances are alive by listing
+//! `locks/instances/`.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::shared::Shared;
+
+/// The first wait before trying again after a failure.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+
+/// The longest wait between two tries.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Keeps this instance's liveness key alive in a remote storage until
+/// `stop`, telling `health` whether that works. Does nothing for the
+/// state directory.
+pub async fn keep_alive(shared: Shared, stop: CancellationToken) {
+    let health = shared.health().clone();
+    let Some(lease) = shared.lease() else {
+        return;
+    };
+    let name = format!("instances/{}", shared.instance_id());
+    let engine = shared.engine_arc();
+    let mut retry = RETRY_FIRST;
+    loop {
+        let taken = tokio::select! {
+            () = stop.cancelled() => return,
+            taken = engine.try_lock(&name, shared.instance(), lease) => taken,
+        };
+        match taken {
+            Ok(Some(lock)) => {
+                health.set_up();
+                shared.store_pending().await;
+                retry = RETRY_FIRST;
+                tokio::select! {
+                    () = stop.cancelled() => {
+                        let _ = engine.unlock(lock).await;
+                        return;
+                    }
+                    // Taken again below: whether that works says whether
+                    // the storage can be reached (a lease can also end
+                    // while it can: etcd restarted, a long pause).
+                    () = lock.lost() => {}
+                }
+            }
+            // Ours from before a reconnect, until its lease ends: the
+            // storage answered.
+            Ok(None) => health.set_up(),
+            Err(e) => health.set_down(&e.to_string()),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(retry) => {}
+        }
+        retry = (retry * 2).min(RETRY_MAX);
+    }
+}
