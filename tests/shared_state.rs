@@ -4,19 +4,18 @@
 //! when the instance holding the order lock is killed mid-order the other
 //! takes over once the lease has run out, issues, and serves.
 //!
-//! Every instance is a real `sniwalk run` process, killed by PID when the
-//! test ends (pass or fail).
+//! Every instance is a real `sniwalk run` process (tests/common/instances.rs),
+//! killed by PID when the test ends (pass or fail).
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::instances::{Instance, addr, all_logs, free_port, verified_leaf, wait_served};
 use common::pebble::{PebbleEnv, PebbleOptions};
-use rustls::pki_types::ServerName;
 use sniwalk::state_layout::StateLayout;
 use sniwalk::storage::dir_lock::LockRecord;
 use tokio::net::TcpStream;
@@ -25,93 +24,6 @@ const SHOP: &str = "shop.example.test";
 
 /// Generous bound for anything involving an order.
 const ORDER_LIMIT: Duration = Duration::from_secs(90);
-
-/// One `sniwalk run` process; killed (SIGKILL, by PID) on drop.
-struct Instance {
-    name: &'static str,
-    child: Option<Child>,
-    log: PathBuf,
-    https: SocketAddr,
-}
-
-impl Instance {
-    /// Writes `yaml` to `dir/proxy.yaml` and starts `sniwalk run` on it;
-    /// returns once its `https` listener accepts.
-    async fn start(name: &'static str, dir: &Path, yaml: &str, https: SocketAddr) -> Instance {
-        std::fs::create_dir_all(dir).expect("instance dir");
-        let config = dir.join("proxy.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let log = dir.join("sniwalk.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(common::sniwalk_bin())
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info,sniwalk::proxy::http=debug")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .expect("sniwalk run starts");
-        let mut instance = Instance {
-            name,
-            child: Some(child),
-            log,
-            https,
-        };
-        let started = Instant::now();
-        while TcpStream::connect(https).await.is_err() {
-            if let Some(Ok(Some(status))) = instance.child.as_mut().map(Child::try_wait) {
-                panic!("{name} exited ({status}):\n{}", instance.logs());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{name} not listening on {https}:\n{}",
-                instance.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        instance
-    }
-
-    fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Lines of the log containing `needle`.
-    fn count(&self, needle: &str) -> usize {
-        self.logs().lines().filter(|l| l.contains(needle)).count()
-    }
-
-    /// SIGKILL, then reap.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A TCP port free on `ip` a moment ago.
-fn free_port(ip: &str) -> u16 {
-    StdTcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
-
-fn addr(ip: &str, port: u16) -> SocketAddr {
-    format!("{ip}:{port}").parse().expect("socket address")
-}
 
 /// A `proxy.yaml` on the shared `state_dir`: `shop` with ACME or without,
 /// an `http` listener on `http`, an `https` one on `https`.
@@ -140,24 +52,6 @@ fn yaml(
     )
 }
 
-/// A handshake for `SHOP` that verifies up to Pebble's root: the leaf's
-/// SHA-256.
-async fn verified_leaf(
-    addr: SocketAddr,
-    client: &Arc<rustls::ClientConfig>,
-) -> Result<String, String> {
-    let connector = tokio_rustls::TlsConnector::from(client.clone());
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let name = ServerName::try_from(SHOP.to_string()).map_err(|e| e.to_string())?;
-    let stream = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
-        .await
-        .map_err(|_| "handshake timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let (_, connection) = stream.get_ref();
-    let chain = connection.peer_certificates().ok_or("no certificate")?;
-    Ok(sniwalk::pem::sha256_fingerprint(chain[0].as_ref()))
-}
-
 /// The leaf SHA-256 of the certificate stored in `state_dir` for `SHOP`,
 /// once there is one (within `limit`).
 async fn stored_leaf(state_dir: &Path, limit: Duration, context: &dyn Fn() -> String) -> String {
@@ -177,45 +71,6 @@ async fn stored_leaf(state_dir: &Path, limit: Duration, context: &dyn Fn() -> St
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Waits until `instance` serves `want` for `SHOP`, verified up to
-/// Pebble's root (its watcher picks up the stored file).
-async fn wait_served(
-    instance: &Instance,
-    client: &Arc<rustls::ClientConfig>,
-    want: &str,
-    context: &dyn Fn() -> String,
-) {
-    let started = Instant::now();
-    loop {
-        let got = verified_leaf(instance.https, client).await;
-        if got.as_deref() == Ok(want) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{} does not serve the stored certificate {want}: {got:?}\n{}",
-            instance.name,
-            context()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Both instances' logs and Pebble's, for failure messages.
-fn all_logs(instances: &[&Instance], env: &PebbleEnv) -> String {
-    let mut out = String::new();
-    for instance in instances {
-        out.push_str(&format!(
-            "---- {} (pid {:?}) ----\n{}",
-            instance.name,
-            instance.pid(),
-            instance.logs()
-        ));
-    }
-    out.push_str(&env.logs());
-    out
 }
 
 /// POSTs JSON to challtestsrv's management API; the status code.
@@ -299,8 +154,8 @@ async fn the_instance_the_ca_reaches_answers_for_the_one_that_orders() {
         .await;
         let context = || all_logs(&[&a, &b], &env);
         let stored = stored_leaf(&state, ORDER_LIMIT, &context).await;
-        wait_served(&b, &client, &stored, &context).await;
-        wait_served(&a, &client, &stored, &context).await;
+        wait_served(&b, SHOP, &client, &stored, &context).await;
+        wait_served(&a, SHOP, &client, &stored, &context).await;
         assert_eq!(b.count("ACME: order placed"), 1, "{}", context());
         assert_eq!(a.count("ACME: order placed"), 0, "{}", context());
         // A has the answer from the shared state: pushed by its watch of
@@ -397,8 +252,8 @@ async fn two_instances_wanting_one_domain_place_one_order() {
             let (env, client, state, a, b) = two_acme_instances(tmp.path(), "60s").await;
             let context = || all_logs(&[&a, &b], &env);
             let stored = stored_leaf(&state, ORDER_LIMIT, &context).await;
-            wait_served(&a, &client, &stored, &context).await;
-            wait_served(&b, &client, &stored, &context).await;
+            wait_served(&a, SHOP, &client, &stored, &context).await;
+            wait_served(&b, SHOP, &client, &stored, &context).await;
             // Both have settled (served); give a stray second order the time
             // it would need to show up before counting.
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -418,7 +273,9 @@ async fn two_instances_wanting_one_domain_place_one_order() {
             assert_eq!(stored_now, stored, "the certificate was not replaced");
             for instance in [&a, &b] {
                 assert_eq!(
-                    verified_leaf(instance.https, &client).await.as_deref(),
+                    verified_leaf(instance.https, SHOP, &client)
+                        .await
+                        .as_deref(),
                     Ok(stored.as_str()),
                     "{}",
                     instance.name
@@ -517,7 +374,7 @@ async fn a_killed_lock_holder_is_taken_over_after_its_lease() {
 
         let context = || all_logs(&[&*survivor], &env);
         let stored = stored_leaf(&state, ORDER_LIMIT, &context).await;
-        wait_served(survivor, &client, &stored, &context).await;
+        wait_served(survivor, SHOP, &client, &stored, &context).await;
         assert_eq!(survivor.count("ACME: order placed"), 1, "{}", context());
         assert!(
             survivor.count("took over a stale lock") >= 1,

@@ -1,0 +1,805 @@
+//! Several sniwalk instances sharing their state through etcd
+//! (`storage: { kind: etcd }`), each with a `state_dir` of its own, against
+//! a real etcd (tests/common/etcd.rs) and a real Pebble CA
+//! (tests/common/pebble.rs) on loopback:
+//!
+//! - one order for a domain several instances want, served by all, its
+//!   HTTP-01 or TLS-ALPN-01 challenge answered by an instance that did not
+//!   order (the only one the CA reaches);
+//! - the lock holder killed mid-order: the other takes over after the
+//!   lease and issues;
+//! - the lock holder paused (SIGSTOP) past its lease while the other
+//!   issues: once resumed it neither replaces the certificate (fencing)
+//!   nor goes on unaware;
+//! - a value in etcd that is not a certificate: the last good one stays.
+//!
+//! Every instance is a real `sniwalk run` process (tests/common/instances.rs)
+//! killed by PID when its test ends; every test starts its own etcd and
+//! Pebble and is bounded in time. What is in etcd is read with `etcdctl`,
+//! not with sniwalk's own client.
+#![cfg(feature = "etcd")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::etcd::TestEtcd;
+use common::instances::{Instance, addr, all_logs, free_port, verified_leaf, wait_served};
+use common::pebble::{PebbleEnv, PebbleOptions};
+use common::within;
+use sniwalk::state_layout::StateLayout;
+use tokio::net::{TcpListener, TcpStream};
+
+const SHOP: &str = "shop.example.test";
+
+/// `storage.prefix` of every instance.
+const PREFIX: &str = "/sniwalk/";
+
+/// The bound of one test.
+const TEST_LIMIT: Duration = Duration::from_secs(150);
+
+/// Generous bound for anything involving an order.
+const ORDER_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long the order keys (lock, challenge answers) may outlive the
+/// order: the instance that waited for the lock takes it once more to
+/// find the stored certificate, then releases it.
+const CLEANUP_LIMIT: Duration = Duration::from_secs(15);
+
+/// The etcd key of `SHOP`'s stored certificate.
+fn certificate_key() -> String {
+    format!("{PREFIX}certificates/{SHOP}")
+}
+
+/// The etcd key of `SHOP`'s order lock.
+fn lock_key() -> String {
+    format!("{PREFIX}locks/orders/{SHOP}")
+}
+
+/// How an instance is configured.
+struct Spec<'a> {
+    env: &'a PebbleEnv,
+    etcd: &'a TestEtcd,
+    /// Its own `state_dir`.
+    state: &'a Path,
+    /// `SHOP` with ACME (else without: the instance never orders it).
+    acme: bool,
+    /// `acme.challenge`.
+    challenge: &'a str,
+    /// `storage.lease`.
+    lease: &'a str,
+    http: SocketAddr,
+    https: SocketAddr,
+}
+
+/// The instance's `proxy.yaml`: the etcd storage under [`PREFIX`], an
+/// `http` and an `https` listener.
+fn yaml(spec: &Spec) -> String {
+    let shop = if spec.acme {
+        "{ acme: { enabled: true } }"
+    } else {
+        "{}"
+    };
+    format!(
+        "master_domain: example.test\nstate_dir: {state}\ndomains:\n  example.test: {{}}\n  {SHOP}: {shop}\n\
+         acme:\n  directory: {dir}\n  ca_roots: {roots}\n  account_email: ops@example.test\n  \
+         challenge: {challenge}\n\
+         storage:\n  kind: etcd\n  endpoints: [{endpoint}]\n  prefix: {PREFIX}\n  lease: {lease}\n\
+         listeners:\n  - name: plain\n    kind: http\n    bind: {http}\n    access_log: false\n  \
+         - name: web\n    kind: https\n    bind: {https}\n    access_log: false\n    routes:\n      \
+         - {{ host: \"*\", respond: {{ body: hello }} }}\n",
+        state = spec.state.display(),
+        dir = spec.env.directory_url(),
+        roots = spec.env.ca_pem_path().display(),
+        challenge = spec.challenge,
+        endpoint = spec.etcd.endpoint(),
+        lease = spec.lease,
+        http = spec.http,
+        https = spec.https,
+    )
+}
+
+/// Starts instance `name` on `spec`, in `dir/<name>` (its `state_dir`
+/// being `dir/<name>/state`).
+async fn start(name: &'static str, dir: &Path, spec: Spec<'_>) -> Instance {
+    let home = dir.join(name);
+    let state = home.join("state");
+    let spec = Spec {
+        state: &state,
+        ..spec
+    };
+    Instance::start(name, &home, &yaml(&spec), spec.https).await
+}
+
+/// The value at `key` in etcd, if there is one (without the newline
+/// `etcdctl` adds).
+async fn etcd_value(etcd: &TestEtcd, key: &str) -> Option<String> {
+    let out = etcd.etcdctl(&["get", "--print-value-only", key]).await;
+    let value = out.strip_suffix('\n').unwrap_or(&out);
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// The keys under `prefix` in etcd.
+async fn etcd_keys(etcd: &TestEtcd, prefix: &str) -> Vec<String> {
+    etcd.etcdctl(&["get", "--prefix", "--keys-only", prefix])
+        .await
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Puts `value` at `key` in etcd behind the instances' backs.
+async fn etcd_put(etcd: &TestEtcd, key: &str, value: &str) {
+    // `--`: a value may start with `-` (a PEM block).
+    etcd.etcdctl(&["put", "--", key, value]).await;
+}
+
+/// Waits until etcd holds a certificate for `SHOP` that loads and is
+/// ACME-issued: its leaf's SHA-256 and the whole value.
+async fn stored_in_etcd(etcd: &TestEtcd, context: &dyn Fn() -> String) -> (String, String) {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = etcd_value(etcd, &certificate_key()).await
+            && let Ok(parsed) = sniwalk::pem::parse_certificate_pem(&value)
+        {
+            assert!(
+                parsed.markers.is_acme_issued(),
+                "stored by ACME\n{value}\n{}",
+                context()
+            );
+            return (parsed.leaf.sha256, value);
+        }
+        assert!(
+            started.elapsed() < ORDER_LIMIT,
+            "no certificate in etcd at {} within {ORDER_LIMIT:?}\n{}",
+            certificate_key(),
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until no order lock and no challenge answer is left in etcd.
+async fn wait_order_keys_gone(etcd: &TestEtcd, context: &dyn Fn() -> String) {
+    let started = Instant::now();
+    loop {
+        let left: Vec<String> = etcd_keys(etcd, PREFIX)
+            .await
+            .into_iter()
+            .filter(|key| {
+                ["locks/", "http-01/", "tls-alpn-01/"]
+                    .iter()
+                    .any(|kind| key.starts_with(&format!("{PREFIX}{kind}")))
+            })
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < CLEANUP_LIMIT,
+            "order keys left in etcd {CLEANUP_LIMIT:?} after the order: {left:?}\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The orders placed by `instances`, all together.
+fn orders(instances: &[&Instance]) -> usize {
+    instances
+        .iter()
+        .map(|i| i.count("ACME: order placed"))
+        .sum()
+}
+
+/// Instances' logs, Pebble's and etcd's, for failure messages.
+fn logs(instances: &[&Instance], env: &PebbleEnv, etcd: &TestEtcd) -> String {
+    format!(
+        "{}---- etcd ----\n{}",
+        all_logs(instances, env),
+        etcd.logs()
+    )
+}
+
+/// Pebble validates HTTP-01 only on A's `http` port (every name resolves
+/// to 127.0.0.1, where only A listens); A has `SHOP` without ACME, so it
+/// never orders it. B and C (127.0.0.2 and 127.0.0.3) both want it: one
+/// of them orders, the other waits for the lock and then finds the stored
+/// certificate. A answers the challenge from the answer in etcd, and all
+/// three serve the certificate stored in etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_one_order_http01_answered_by_one_that_did_not_order() {
+    within(TEST_LIMIT, "three instances, one HTTP-01 order", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let etcd = TestEtcd::start().await;
+        let validated = free_port("127.0.0.1");
+        let env = PebbleEnv::start_with(
+            &tmp.path().join("pebble"),
+            PebbleOptions {
+                http_port: Some(validated),
+                ..PebbleOptions::default()
+            },
+        )
+        .await;
+        let client = common::pebble::client_trusting(&env.root_pem().await);
+        let spec = |acme: bool, http: SocketAddr, https: SocketAddr| Spec {
+            env: &env,
+            etcd: &etcd,
+            state: Path::new(""),
+            acme,
+            challenge: "http-01",
+            lease: "15s",
+            http,
+            https,
+        };
+        let a_https = addr("127.0.0.1", free_port("127.0.0.1"));
+        let a = start(
+            "A",
+            tmp.path(),
+            spec(false, addr("127.0.0.1", validated), a_https),
+        )
+        .await;
+        let b_https = addr("127.0.0.2", free_port("127.0.0.2"));
+        let c_https = addr("127.0.0.3", free_port("127.0.0.3"));
+        let (b, c) = tokio::join!(
+            start(
+                "B",
+                tmp.path(),
+                spec(true, addr("127.0.0.2", free_port("127.0.0.2")), b_https),
+            ),
+            start(
+                "C",
+                tmp.path(),
+                spec(true, addr("127.0.0.3", free_port("127.0.0.3")), c_https),
+            ),
+        );
+        let context = || logs(&[&a, &b, &c], &env, &etcd);
+
+        let (stored, _) = stored_in_etcd(&etcd, &context).await;
+        for instance in [&a, &b, &c] {
+            wait_served(instance, SHOP, &client, &stored, &context).await;
+        }
+        wait_order_keys_gone(&etcd, &context).await;
+        // Everyone serves it and nothing is held: a stray second order would
+        // have been placed by now; give its log line a moment all the same.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            orders(&[&a, &b, &c]),
+            1,
+            "exactly one order across all three\n{}",
+            context()
+        );
+        assert_eq!(a.count("ACME: order placed"), 0, "{}", context());
+        assert!(
+            a.count("answered an ACME HTTP-01 challenge") >= 1,
+            "A answered the challenge of the instance that ordered\n{}",
+            context()
+        );
+        for instance in [&b, &c] {
+            assert_eq!(
+                instance.count("answered an ACME HTTP-01 challenge"),
+                0,
+                "the CA never reached {}\n{}",
+                instance.name,
+                context()
+            );
+        }
+        assert_eq!(
+            etcd_keys(&etcd, &format!("{PREFIX}certificates/")).await,
+            vec![certificate_key()],
+            "one certificate stored"
+        );
+        for instance in [&a, &b, &c] {
+            assert_eq!(
+                verified_leaf(instance.https, SHOP, &client)
+                    .await
+                    .as_deref(),
+                Ok(stored.as_str()),
+                "{} still serves the stored certificate",
+                instance.name
+            );
+        }
+    })
+    .await;
+}
+
+/// TLS-ALPN-01: Pebble validates on A's `https` listener only (127.0.0.1,
+/// its `tls_port`); A has `SHOP` without ACME. B (127.0.0.2) orders: A
+/// makes the validation certificate from the digest B put in etcd and
+/// presents it; both serve the certificate stored in etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn01_answered_by_an_instance_that_did_not_order() {
+    within(
+        TEST_LIMIT,
+        "TLS-ALPN-01 answered by another instance",
+        async {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let etcd = TestEtcd::start().await;
+            let validated = free_port("127.0.0.1");
+            let env = PebbleEnv::start_with(
+                &tmp.path().join("pebble"),
+                PebbleOptions {
+                    tls_port: Some(validated),
+                    ..PebbleOptions::default()
+                },
+            )
+            .await;
+            let client = common::pebble::client_trusting(&env.root_pem().await);
+            let spec = |acme: bool, http: SocketAddr, https: SocketAddr| Spec {
+                env: &env,
+                etcd: &etcd,
+                state: Path::new(""),
+                acme,
+                challenge: "tls-alpn-01",
+                lease: "15s",
+                http,
+                https,
+            };
+            let a_https = addr("127.0.0.1", validated);
+            let a = start(
+                "A",
+                tmp.path(),
+                spec(false, addr("127.0.0.1", free_port("127.0.0.1")), a_https),
+            )
+            .await;
+            let b_https = addr("127.0.0.2", free_port("127.0.0.2"));
+            let b = start(
+                "B",
+                tmp.path(),
+                spec(true, addr("127.0.0.2", free_port("127.0.0.2")), b_https),
+            )
+            .await;
+            let context = || logs(&[&a, &b], &env, &etcd);
+
+            let (stored, _) = stored_in_etcd(&etcd, &context).await;
+            wait_served(&b, SHOP, &client, &stored, &context).await;
+            wait_served(&a, SHOP, &client, &stored, &context).await;
+            wait_order_keys_gone(&etcd, &context).await;
+            assert_eq!(b.count("ACME: order placed"), 1, "{}", context());
+            assert_eq!(a.count("ACME: order placed"), 0, "{}", context());
+            assert!(
+                a.count("tls-alpn-01 challenge certificate chosen") >= 1,
+                "A presented the validation certificate for B's order\n{}",
+                context()
+            );
+            assert_eq!(
+                b.count("tls-alpn-01 challenge certificate chosen"),
+                0,
+                "the CA never reached B\n{}",
+                context()
+            );
+        },
+    )
+    .await;
+}
+
+/// Where the CA's HTTP-01 validations go in the lock-holder tests, and
+/// after how long.
+#[derive(Clone, Debug)]
+struct Route {
+    /// How long a new validation connection is held before it is passed on.
+    hold: Duration,
+    /// Tried in turn; the first that accepts gets the connection.
+    targets: Vec<SocketAddr>,
+}
+
+/// A TCP relay standing where Pebble validates HTTP-01 (127.0.0.1, its
+/// `http_port`), passing each connection on to the instances' `http`
+/// listeners after [`Route::hold`]. It keeps the first order deterministically
+/// mid-order for the hold, so the test can kill or pause the lock holder
+/// before it stores anything (see [`two_ordering_instances`]), and lets
+/// the test send the CA to the survivor only.
+struct Relay {
+    route: Arc<Mutex<Route>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(listen: SocketAddr, route: Route) -> Relay {
+        let listener = TcpListener::bind(listen).await.expect("bind the relay");
+        let route = Arc::new(Mutex::new(route));
+        let shared = route.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                tokio::spawn(pass_on(inbound, shared.clone()));
+            }
+        });
+        Relay { route, task }
+    }
+
+    /// From now on: hold new connections `hold`, pass them on to `targets`.
+    fn set(&self, hold: Duration, targets: Vec<SocketAddr>) {
+        *self.route.lock().expect("relay route") = Route { hold, targets };
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Holds `inbound` for the route's hold (as it was when the connection
+/// came), then copies it both ways to the first target that accepts.
+async fn pass_on(mut inbound: TcpStream, route: Arc<Mutex<Route>>) {
+    let hold = route.lock().expect("relay route").hold;
+    tokio::time::sleep(hold).await;
+    let targets = route.lock().expect("relay route").targets.clone();
+    for target in targets {
+        if let Ok(Ok(mut outbound)) =
+            tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(target)).await
+        {
+            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            return;
+        }
+    }
+}
+
+/// How long the relay holds the CA's validations of the first order. The
+/// lock holder's order cannot become ready, let alone be stored, before
+/// this much time has passed since it asked the CA to validate: far longer
+/// than the test needs to see the lock in etcd and kill or pause its
+/// holder (in practice the holder is then still registering its account
+/// or placing the order). Without the hold, a whole order takes well under
+/// a second against Pebble, and the test would race it.
+///
+/// Why not Pebble's own random validation delay (`PEBBLE_VA_NOSLEEP`
+/// unset, `PEBBLE_VA_SLEEPTIME`): it sleeps a random whole number of
+/// seconds from 0 up, so some runs would not be slowed at all, and it
+/// would slow the survivor's order as well. Pebble keeps
+/// `PEBBLE_VA_NOSLEEP=1` (tests/common/pebble.rs) and the hold is ours.
+const FIRST_ORDER_HOLD: Duration = Duration::from_secs(4);
+
+/// Pebble, its issuing root as a client config, the relay on 127.0.0.1
+/// where Pebble validates HTTP-01, and two instances that both want `SHOP`
+/// (`storage.lease: 3s`): A on 127.0.0.2, B on 127.0.0.3, each with its
+/// own `http` listener behind the relay. Returns also each one's `http`
+/// address.
+async fn two_ordering_instances(
+    dir: &Path,
+    etcd: &TestEtcd,
+) -> (
+    PebbleEnv,
+    Arc<rustls::ClientConfig>,
+    Relay,
+    [(Instance, SocketAddr); 2],
+) {
+    let validated = free_port("127.0.0.1");
+    let env = PebbleEnv::start_with(
+        &dir.join("pebble"),
+        PebbleOptions {
+            http_port: Some(validated),
+            ..PebbleOptions::default()
+        },
+    )
+    .await;
+    let client = common::pebble::client_trusting(&env.root_pem().await);
+    let a_http = addr("127.0.0.2", free_port("127.0.0.2"));
+    let b_http = addr("127.0.0.3", free_port("127.0.0.3"));
+    let relay = Relay::start(
+        addr("127.0.0.1", validated),
+        Route {
+            hold: FIRST_ORDER_HOLD,
+            targets: vec![a_http, b_http],
+        },
+    )
+    .await;
+    let spec = |http: SocketAddr, https: SocketAddr| Spec {
+        env: &env,
+        etcd,
+        state: Path::new(""),
+        acme: true,
+        challenge: "http-01",
+        lease: "3s",
+        http,
+        https,
+    };
+    let a_https = addr("127.0.0.2", free_port("127.0.0.2"));
+    let b_https = addr("127.0.0.3", free_port("127.0.0.3"));
+    let (a, b) = tokio::join!(
+        start("A", dir, spec(a_http, a_https)),
+        start("B", dir, spec(b_http, b_https)),
+    );
+    (env, client, relay, [(a, a_http), (b, b_http)])
+}
+
+/// The pid in a lock holder's name (`<host> pid <pid>`).
+fn holder_pid(holder: &str) -> Option<u32> {
+    holder.rsplit_once(" pid ")?.1.trim().parse().ok()
+}
+
+/// Waits until `SHOP`'s order lock is in etcd, held by one of `instances`:
+/// that one's index.
+async fn lock_holder(etcd: &TestEtcd, instances: &[Instance], env: &PebbleEnv) -> usize {
+    let started = Instant::now();
+    loop {
+        if let Some(holder) = etcd_value(etcd, &lock_key()).await {
+            let pid = holder_pid(&holder);
+            return instances
+                .iter()
+                .position(|i| pid.is_some() && i.pid() == pid)
+                .unwrap_or_else(|| panic!("the lock names none of the instances: {holder:?}"));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no order lock in etcd at {}\n{}",
+            lock_key(),
+            logs(&instances.iter().collect::<Vec<_>>(), env, etcd)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The instance holding the order lock is killed (SIGKILL) mid-order: its
+/// lease (3 s) runs out in etcd, the other instance takes the lock over,
+/// orders, stores the one certificate in etcd and serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_lock_holder_is_taken_over_after_its_lease() {
+    within(TEST_LIMIT, "takeover after a kill", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let etcd = TestEtcd::start().await;
+        let (env, client, relay, [(a, a_http), (b, b_http)]) =
+            two_ordering_instances(tmp.path(), &etcd).await;
+        let mut instances = [a, b];
+        let https = [a_http, b_http];
+
+        let held = lock_holder(&etcd, &instances, &env).await;
+        let other = 1 - held;
+        instances[held].kill();
+        let killed_at = Instant::now();
+        // The CA now reaches the survivor only, at once.
+        relay.set(Duration::ZERO, vec![https[other]]);
+        let [a, b] = &instances;
+        let (holder, survivor) = if held == 0 { (a, b) } else { (b, a) };
+        let context = || logs(&[a, b], &env, &etcd);
+        assert_eq!(
+            etcd_value(&etcd, &certificate_key()).await,
+            None,
+            "{} stored before it could be killed: the test did not interrupt an order\n{}",
+            holder.name,
+            context()
+        );
+
+        // The survivor takes the lock over once the dead holder's lease has
+        // run out (renewed every second, 3 s long: at least 2 s after the
+        // kill).
+        let survivor_pid = survivor.pid().expect("the survivor runs");
+        loop {
+            let value = etcd_value(&etcd, &lock_key()).await;
+            if value.as_deref().and_then(holder_pid) == Some(survivor_pid) {
+                break;
+            }
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(30),
+                "{} never took the lock over (lock: {value:?})\n{}",
+                survivor.name,
+                context()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let waited = killed_at.elapsed();
+        eprintln!(
+            "measured: lease 3s; {} took the lock over {:.2}s after {} was killed",
+            survivor.name,
+            waited.as_secs_f64(),
+            holder.name
+        );
+        assert!(
+            waited >= Duration::from_secs(1),
+            "taken over {waited:?} after the kill: before the lease could have run out\n{}",
+            context()
+        );
+
+        let (stored, _) = stored_in_etcd(&etcd, &context).await;
+        wait_served(survivor, SHOP, &client, &stored, &context).await;
+        wait_order_keys_gone(&etcd, &context).await;
+        assert_eq!(
+            etcd_keys(&etcd, &format!("{PREFIX}certificates/")).await,
+            vec![certificate_key()],
+            "exactly one certificate stored\n{}",
+            context()
+        );
+        assert_eq!(survivor.count("ACME: order placed"), 1, "{}", context());
+        assert!(
+            survivor.count("another instance is ordering this domain; waiting for it") >= 1,
+            "{}",
+            context()
+        );
+    })
+    .await;
+}
+
+/// The instance holding the order lock is paused (SIGSTOP) mid-order,
+/// past its lease: the other takes the lock over and stores its
+/// certificate. Resumed (SIGCONT), the paused one must notice it lost the
+/// lock — abandoning its order, or having its late write refused by the
+/// fence — and the certificate in etcd stays the survivor's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_lock_holder_cannot_replace_the_certificate_after_its_lease() {
+    within(TEST_LIMIT, "a lock holder paused past its lease", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let etcd = TestEtcd::start().await;
+        let (env, client, relay, [(a, a_http), (b, b_http)]) =
+            two_ordering_instances(tmp.path(), &etcd).await;
+        let instances = [a, b];
+        let https = [a_http, b_http];
+        let context = || logs(&[&instances[0], &instances[1]], &env, &etcd);
+
+        let held = lock_holder(&etcd, &instances, &env).await;
+        let (holder, survivor) = (&instances[held], &instances[1 - held]);
+        holder.pause();
+        let paused_at = Instant::now();
+        // The CA now reaches the survivor only, at once (a paused process's
+        // socket still accepts, and never answers).
+        relay.set(Duration::ZERO, vec![https[1 - held]]);
+        assert_eq!(
+            etcd_value(&etcd, &certificate_key()).await,
+            None,
+            "{} stored before it could be paused: the test did not interrupt an order\n{}",
+            holder.name,
+            context()
+        );
+
+        let (stored, pem) = stored_in_etcd(&etcd, &context).await;
+        eprintln!(
+            "measured: lease 3s; {} stored its certificate {:.2}s after {} was paused",
+            survivor.name,
+            paused_at.elapsed().as_secs_f64(),
+            holder.name
+        );
+        wait_served(survivor, SHOP, &client, &stored, &context).await;
+
+        holder.resume();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let now = etcd_value(&etcd, &certificate_key())
+            .await
+            .expect("a certificate stays in etcd");
+        let now_sha = sniwalk::pem::parse_certificate_pem(&now)
+            .expect("the certificate in etcd loads")
+            .leaf
+            .sha256;
+        assert_eq!(
+            now_sha,
+            stored,
+            "the certificate in etcd is still {}'s\n{}",
+            survivor.name,
+            context()
+        );
+        assert_eq!(now, pem, "the value in etcd is unchanged");
+        let noticed = holder.count("was lost") + holder.count("the late certificate is not stored");
+        assert!(
+            noticed >= 1,
+            "{} resumed without noticing it lost the order lock\n{}",
+            holder.name,
+            context()
+        );
+        // Resumed, it follows the storage again and serves the survivor's.
+        wait_served(holder, SHOP, &client, &stored, &context).await;
+        assert_eq!(
+            etcd_keys(&etcd, &format!("{PREFIX}certificates/")).await,
+            vec![certificate_key()],
+            "{}",
+            context()
+        );
+        assert_eq!(survivor.count("ACME: order placed"), 1, "{}", context());
+    })
+    .await;
+}
+
+/// One instance serves the certificate it ordered and stored in etcd.
+/// Then etcd gets garbage at that key, then a certificate cut short: each
+/// time the instance logs an error naming the key and keeps serving the
+/// last good certificate (its cache is not overwritten), also after a
+/// restart, which lists the bad value again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_value_in_etcd_leaves_the_last_good_certificate_served() {
+    within(TEST_LIMIT, "a bad value in etcd", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let etcd = TestEtcd::start().await;
+        let validated = free_port("127.0.0.1");
+        let env = PebbleEnv::start_with(
+            &tmp.path().join("pebble"),
+            PebbleOptions {
+                http_port: Some(validated),
+                ..PebbleOptions::default()
+            },
+        )
+        .await;
+        let client = common::pebble::client_trusting(&env.root_pem().await);
+        let https = addr("127.0.0.1", free_port("127.0.0.1"));
+        let mut a = start(
+            "A",
+            tmp.path(),
+            Spec {
+                env: &env,
+                etcd: &etcd,
+                state: Path::new(""),
+                acme: true,
+                challenge: "http-01",
+                lease: "15s",
+                http: addr("127.0.0.1", validated),
+                https,
+            },
+        )
+        .await;
+        let cache = StateLayout::new(tmp.path().join("A").join("state")).stored_certificate(SHOP);
+
+        let (good, good_pem) = stored_in_etcd(&etcd, &|| logs(&[&a], &env, &etcd)).await;
+        wait_served(&a, SHOP, &client, &good, &|| logs(&[&a], &env, &etcd)).await;
+
+        let leaf_at = good_pem
+            .find("-----BEGIN CERTIFICATE-----")
+            .expect("the stored value has a certificate");
+        let truncated = &good_pem[..leaf_at + 100];
+        for (n, (what, bad)) in [
+            ("garbage", "garbage"),
+            ("a truncated certificate", truncated),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            etcd_put(&etcd, &certificate_key(), bad).await;
+            wait_refused(&a, n + 1, what, &|| logs(&[&a], &env, &etcd)).await;
+            assert_eq!(
+                verified_leaf(a.https, SHOP, &client).await.as_deref(),
+                Ok(good.as_str()),
+                "after {what}, the last good certificate is served\n{}",
+                logs(&[&a], &env, &etcd)
+            );
+            let cached = std::fs::read_to_string(&cache).expect("the cache file stays");
+            assert_eq!(cached, good_pem, "after {what}, the cache is untouched");
+        }
+
+        // A restart lists the truncated value again: refused again, and
+        // the cache still serves.
+        a.restart().await;
+        wait_refused(&a, 3, "the truncated certificate at restart", &|| {
+            logs(&[&a], &env, &etcd)
+        })
+        .await;
+        wait_served(&a, SHOP, &client, &good, &|| logs(&[&a], &env, &etcd)).await;
+        assert_eq!(
+            a.count("ACME: order placed"),
+            1,
+            "no new order over a bad stored value\n{}",
+            logs(&[&a], &env, &etcd)
+        );
+    })
+    .await;
+}
+
+/// Waits until `instance` has logged `n` refusals of the value at
+/// `SHOP`'s certificate key, each naming the key.
+async fn wait_refused(instance: &Instance, n: usize, what: &str, context: &dyn Fn() -> String) {
+    let key = format!("certificates/{SHOP}");
+    let started = Instant::now();
+    loop {
+        let logs = instance.logs();
+        let refusals: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("does not load"))
+            .collect();
+        if refusals.len() >= n {
+            for line in refusals {
+                assert!(line.contains(&key), "the error names the key {key}: {line}");
+                assert!(line.contains("ERROR"), "logged as an error: {line}");
+            }
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{} did not refuse {what} within 10 s\n{}",
+            instance.name,
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
