@@ -157,6 +157,9 @@ const AREAS: [(&str, &[&str], &str); 4] = [
     ("locks", &["acme", "locks"], ".lock"),
 ];
 
+/// The storage key of the domain store (`domains.json`).
+pub const DOMAINS_KEY: &str = "domains";
+
 /// The folder under `state_dir` of every storage key without an area.
 const SHARED: &str = "shared";
 
@@ -166,8 +169,12 @@ impl StateLayout {
     /// `certificates/<domain>` is `certificates/<domain>.pem`,
     /// `accounts/<name>` is `acme/accounts/<name>`, `http-01/<token>` is
     /// `acme/http-01/<token>`, `locks/orders/<domain>` (an order lock) is
-    /// `acme/locks/<domain>.lock`; any other key is `shared/<key>`.
+    /// `acme/locks/<domain>.lock`, `domains` is `domains.json`; any other
+    /// key is `shared/<key>`.
     pub fn key_path(&self, key: &str) -> PathBuf {
+        if key == DOMAINS_KEY {
+            return self.domain_store();
+        }
         if let Some(rest) = key.strip_prefix("locks/orders/")
             && !rest.contains('/')
         {
@@ -199,9 +206,12 @@ impl StateLayout {
                     dir,
                     key_prefix,
                     ending,
+                    nested: false,
                 });
             }
         };
+        // The root's own files: only `domains.json` is a key there.
+        area(DOMAINS_KEY.to_string(), self.root.clone(), ".json");
         for (name, dir, ending) in AREAS {
             if name == "locks" {
                 area("locks/orders/".into(), self.locks_dir(), ending);
@@ -216,6 +226,7 @@ impl StateLayout {
             dir: self.root.join(SHARED),
             key_prefix: String::new(),
             ending: "",
+            nested: true,
         });
         folders
     }
@@ -230,6 +241,7 @@ impl StateLayout {
             return None;
         }
         let key = match segments.as_slice() {
+            ["domains.json"] => DOMAINS_KEY.to_string(),
             [SHARED, rest @ ..] if !rest.is_empty() => rest.join("/"),
             ["acme", "locks", file] => format!("locks/orders/{}", file.strip_suffix(".lock")?),
             [first @ .., file] => {
@@ -250,11 +262,14 @@ impl StateLayout {
 pub struct KeyFolder {
     /// The folder.
     pub dir: PathBuf,
-    /// The key prefix of its files (`certificates/`); empty for `shared/`,
-    /// whose files are keys by their path below it.
+    /// The key prefix of its files (`certificates/`, `domains` for the
+    /// root's `domains.json`); empty for `shared/`, whose files are keys by
+    /// their path below it.
     pub key_prefix: String,
     /// How its file names end (`.pem`).
     pub ending: &'static str,
+    /// Whether keys sit in folders below it too (`shared/`).
+    pub nested: bool,
 }
 
 #[cfg(test)]
@@ -317,6 +332,7 @@ mod tests {
             ("jobs/abc", "shared/jobs/abc"),
             ("ticket-keys", "shared/ticket-keys"),
             ("certificates/a/b", "shared/certificates/a/b"),
+            ("domains", "domains.json"),
         ];
         for (key, file) in cases {
             let path = state.key_path(key);
@@ -325,7 +341,6 @@ mod tests {
         }
         for not_a_key in [
             "/var/lib/sniwalk/default.pem",
-            "/var/lib/sniwalk/domains.json",
             "/var/lib/sniwalk/certificates/.a.test.pem.tmp.1.2",
             "/var/lib/sniwalk/certificates/a.test.key",
             "/var/lib/sniwalk/acme/locks/a.test.lock.takeover",
@@ -337,6 +352,6 @@ mod tests {
         let folders = state.key_folders("certificates/");
         assert_eq!(folders.len(), 2, "{folders:?}");
         assert_eq!(folders[0].dir, state.certificates_dir());
-        assert_eq!(state.key_folders("").len(), 5);
+        assert_eq!(state.key_folders("").len(), 6);
     }
 }

@@ -163,7 +163,8 @@ async fn stored_in_etcd(etcd: &TestEtcd, context: &dyn Fn() -> String) -> (Strin
     }
 }
 
-/// Waits until no order lock and no challenge answer is left in etcd.
+/// Waits until no order lock and no challenge answer is left in etcd (the
+/// instances' liveness keys, `locks/instances/`, stay).
 async fn wait_order_keys_gone(etcd: &TestEtcd, context: &dyn Fn() -> String) {
     let started = Instant::now();
     loop {
@@ -171,7 +172,7 @@ async fn wait_order_keys_gone(etcd: &TestEtcd, context: &dyn Fn() -> String) {
             .await
             .into_iter()
             .filter(|key| {
-                ["locks/", "http-01/", "tls-alpn-01/"]
+                ["locks/orders/", "http-01/", "tls-alpn-01/"]
                     .iter()
                     .any(|kind| key.starts_with(&format!("{PREFIX}{kind}")))
             })

@@ -1,30 +1,28 @@
-//! The ACME account: created once per (directory, contact e-mail), its
-//! credentials (key included) kept at
-//! `state_dir/acme/accounts/<id>.json` with mode 0600, and restored from
-//! there on every later start, so no new account is registered.
-
-use std::path::PathBuf;
+//! The ACME account: created once per (directory, contact e-mail) by
+//! whichever instance needs it first, its credentials (key included)
+//! stored at `accounts/<id>.json` (with `storage: dir`,
+//! `state_dir/acme/accounts/<id>.json`, mode 0600) and restored from there
+//! by every instance on every later start, so no new account is
+//! registered.
 
 use instant_acme::{Account, AccountCredentials, HttpClient, NewAccount};
 
 use super::{AcmeError, problem_of};
-use crate::fsio;
-use crate::state_layout::StateLayout;
+use crate::storage::{Condition, Storage};
 
-/// Where the credentials for `directory` and `email` are stored: the first
-/// 16 hex digits of SHA-256 over `directory`, a newline and `email`.
-pub fn credentials_path(state: &StateLayout, directory: &str, email: Option<&str>) -> PathBuf {
+/// The storage key of the credentials for `directory` and `email`: the
+/// first 16 hex digits of SHA-256 over `directory`, a newline and `email`.
+pub fn credentials_key(directory: &str, email: Option<&str>) -> String {
     let input = format!("{directory}\n{}", email.unwrap_or(""));
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
-    let name = format!("{}.json", crate::ids::hex(&digest.as_ref()[..8]));
-    state.account(&name)
+    format!("accounts/{}.json", crate::ids::hex(&digest.as_ref()[..8]))
 }
 
 /// Restores the account stored for `directory` and `email`, or registers
 /// a new one (agreeing to the terms of service) and stores its credentials.
 /// `http` is the client to reach the CA with (see [`super::client`]).
 pub async fn load_or_create(
-    state: &StateLayout,
+    storage: &dyn Storage,
     directory: &str,
     email: Option<&str>,
     http: Box<dyn HttpClient>,
@@ -46,27 +44,28 @@ pub async fn load_or_create(
             }
         }
     };
-    let path = credentials_path(state, directory, email);
+    let key = credentials_key(directory, email);
 
     // 1. Stored credentials: restore them (no request to the CA beyond the
     //    directory).
-    match fsio::read_cert_text(&path) {
-        Ok(json) => {
-            let credentials: AccountCredentials = serde_json::from_str(&json).map_err(|e| {
-                fail(
-                    "reading stored credentials",
-                    format!(
-                        "{}: {e}; move the file away to register a new account",
-                        path.display()
-                    ),
-                )
-            })?;
+    match storage.get(&key).await {
+        Ok(Some(stored)) => {
+            let credentials: AccountCredentials =
+                serde_json::from_slice(&stored.value).map_err(|e| {
+                    fail(
+                        "reading stored credentials",
+                        format!(
+                            "{} key {key}: {e}; delete it to register a new account",
+                            storage.describe()
+                        ),
+                    )
+                })?;
             return Account::builder_with_http(http)
                 .from_credentials(credentials)
                 .await
                 .map_err(acme("restoring the account"));
         }
-        Err(e) if e.is_not_found() => {}
+        Ok(None) => {}
         Err(e) => return Err(fail("reading stored credentials", e.to_string())),
     }
 
@@ -86,16 +85,29 @@ pub async fn load_or_create(
         .await
         .map_err(acme("registering the account"))?;
 
-    // 3. Keep the credentials (they hold the private key: 0600, private dir).
+    // 3. Keep the credentials (they hold the private key: 0600 in the
+    //    state directory). Create-only: should another instance have
+    //    registered at the same moment, its account is the one kept.
     let json = serde_json::to_vec_pretty(&credentials)
         .map_err(|e| fail("encoding credentials", e.to_string()))?;
-    if let Some(parent) = path.parent() {
-        fsio::create_private_dir(parent).map_err(|e| fail("storing credentials", e.to_string()))?;
+    match storage.put(&key, json, Condition::Absent).await {
+        Ok(Some(_)) => {
+            tracing::info!(directory, email = email.unwrap_or("-"), key, storage = %storage.describe(), "ACME account registered");
+            Ok(account)
+        }
+        // This order goes on with the account just registered (valid too);
+        // from the next one on, the stored one is used.
+        Ok(None) => {
+            tracing::info!(
+                directory,
+                key,
+                "another instance registered an account at the same moment; its account is used \
+                 from the next order on"
+            );
+            Ok(account)
+        }
+        Err(e) => Err(fail("storing credentials", e.to_string())),
     }
-    fsio::write_atomic(&path, &json, true)
-        .map_err(|e| fail("storing credentials", e.to_string()))?;
-    tracing::info!(directory, email = email.unwrap_or("-"), file = %path.display(), "ACME account registered");
-    Ok(account)
 }
 
 #[cfg(test)]
@@ -103,19 +115,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_path_depends_on_directory_and_email() {
-        let dir = &StateLayout::new("/state");
-        let a = credentials_path(dir, "https://ca/dir", Some("a@example.com"));
-        let b = credentials_path(dir, "https://ca/dir", Some("b@example.com"));
-        let c = credentials_path(dir, "https://other/dir", Some("a@example.com"));
+    fn credentials_key_depends_on_directory_and_email() {
+        let a = credentials_key("https://ca/dir", Some("a@example.com"));
+        let b = credentials_key("https://ca/dir", Some("b@example.com"));
+        let c = credentials_key("https://other/dir", Some("a@example.com"));
         assert_ne!(a, b);
         assert_ne!(a, c);
-        assert_eq!(
-            a,
-            credentials_path(dir, "https://ca/dir", Some("a@example.com"))
-        );
-        assert!(a.starts_with("/state/acme/accounts"));
-        let name = a.file_name().unwrap().to_str().unwrap();
-        assert_eq!(name.len(), 16 + ".json".len());
+        assert_eq!(a, credentials_key("https://ca/dir", Some("a@example.com")));
+        assert!(a.starts_with("accounts/"));
+        assert_eq!(a.len(), "accounts/".len() + 16 + ".json".len());
+        // The file existing state directories hold (no migration).
+        let state = crate::state_layout::StateLayout::new("/state");
+        assert!(state.key_path(&a).starts_with("/state/acme/accounts"));
     }
 }

@@ -17,7 +17,6 @@ use crate::config::AcmeConfig;
 use crate::reload::{Reload, ReloadHandle};
 use crate::snapshot::Place;
 use crate::snapshot::SnapshotReader;
-use crate::state_layout::StateLayout;
 use crate::storage::{HeldLock, Shared, StorageError, StoreError, keys};
 
 /// How often a lock held by another instance is looked at again.
@@ -101,8 +100,8 @@ impl CaIssuer {
     }
 
     async fn account(
+        &self,
         settings: &AcmeConfig,
-        state: &StateLayout,
         email: Option<&str>,
     ) -> Result<(instant_acme::Account, client::RetryAfter), AcmeError> {
         let (http, retry_after) =
@@ -112,7 +111,8 @@ impl CaIssuer {
                 problem: e.to_string(),
                 problem_type: None,
             })?;
-        let account = account::load_or_create(state, &settings.directory, email, http).await?;
+        let account =
+            account::load_or_create(self.shared.engine(), &settings.directory, email, http).await?;
         Ok((account, retry_after))
     }
 
@@ -197,7 +197,6 @@ impl CaIssuer {
         domain: &str,
         email: Option<&str>,
         settings: &AcmeConfig,
-        state: &StateLayout,
         lock: &HeldLock,
         progress: &(dyn Fn(Step) + Send + Sync),
     ) -> Result<crate::pem::CertificateFacts, Failure> {
@@ -206,7 +205,7 @@ impl CaIssuer {
             retry_after: None,
         };
         progress(Step::Account);
-        let (account, retry_after) = Self::account(settings, state, email).await.map_err(fail)?;
+        let (account, retry_after) = self.account(settings, email).await.map_err(fail)?;
         let pem = order::issue(
             &account,
             order::Issue {
@@ -313,7 +312,7 @@ impl Issuer for CaIssuer {
                     domain,
                     email,
                     settings,
-                    state,
+                    state: _,
                 },
             progress,
         } = job;
@@ -360,7 +359,7 @@ impl Issuer for CaIssuer {
         // alive): another instance may be ordering by now.
         let ordered = tokio::select! {
             ordered = self.order_and_store(
-                &domain, email.as_deref(), &settings, &state, &lock, &*progress,
+                &domain, email.as_deref(), &settings, &lock, &*progress,
             ) => ordered,
             () = lock.lost() => Err(fail(self.lost_lock(&domain))),
         };
@@ -375,8 +374,9 @@ impl Issuer for CaIssuer {
 
     async fn renewal_info(&self, query: AriQuery) -> AriAnswer {
         let target = &query.target;
-        let Ok((account, _)) =
-            Self::account(&target.settings, &target.state, target.email.as_deref()).await
+        let Ok((account, _)) = self
+            .account(&target.settings, target.email.as_deref())
+            .await
         else {
             return AriAnswer::Failed;
         };

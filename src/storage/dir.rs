@@ -280,7 +280,7 @@ fn list_files(state: &StateLayout, prefix: &str) -> Result<Vec<(String, Stored)>
                 };
                 if kind.is_dir() {
                     // Only `shared/` nests keys in folders.
-                    if folder.key_prefix.is_empty() {
+                    if folder.nested {
                         pending.push(path);
                     }
                     continue;

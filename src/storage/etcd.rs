@@ -482,7 +482,7 @@ impl Storage for EtcdStorage {
     }
 
     fn describe(&self) -> String {
-        format!("etcd {}", self.endpoints)
+        format!("etcd {} prefix {}", self.endpoints, self.prefix)
     }
 }
 

@@ -115,6 +115,6 @@ impl Storage for LazyEtcd {
     }
 
     fn describe(&self) -> String {
-        format!("etcd {}", self.endpoints)
+        format!("etcd {} prefix {}", self.endpoints, self.options.prefix)
     }
 }
