@@ -250,7 +250,7 @@ pub async fn run_with(
     )
     .with_metrics(metrics.clone());
     let acme_handle = manager.handle();
-    let storage_health = shared.health().clone();
+    let admin_storage = shared.clone();
     let liveness_task = tokio::spawn(storage::liveness::keep_alive(
         shared.clone(),
         stop_reloads.clone(),
@@ -271,7 +271,7 @@ pub async fn run_with(
             token,
         )
         .with_draining(draining.clone())
-        .with_storage_health(storage_health)
+        .with_storage(admin_storage)
         .with_writer(writer);
         tokio::spawn(admin::serve(socket, Arc::new(state), stop_reloads.clone()))
     });
@@ -297,12 +297,16 @@ pub async fn run_with(
     // with a remote storage the certificates (into the local cache).
     let follow_task = {
         let reloads = follow_reloads;
+        let all = reloads.clone();
         let changed: storage::follow::OnCertificate =
             Arc::new(move |domain: &str| reloads.send(reload::Reload::Domain(domain.to_string())));
+        let domains_changed: storage::follow::OnDomains =
+            Arc::new(move || all.send(reload::Reload::All));
         tokio::spawn(storage::follow::follow(
             shared,
             challenges.clone(),
             changed,
+            domains_changed,
             stop_reloads.clone(),
         ))
     };

@@ -158,7 +158,7 @@ const AREAS: [(&str, &[&str], &str); 4] = [
 ];
 
 /// The storage key of the domain store (`domains.json`).
-pub const DOMAINS_KEY: &str = "domains";
+pub const DOMAINS_KEY: &str = "config/domains";
 
 /// The folder under `state_dir` of every storage key without an area.
 const SHARED: &str = "shared";
@@ -169,7 +169,7 @@ impl StateLayout {
     /// `certificates/<domain>` is `certificates/<domain>.pem`,
     /// `accounts/<name>` is `acme/accounts/<name>`, `http-01/<token>` is
     /// `acme/http-01/<token>`, `locks/orders/<domain>` (an order lock) is
-    /// `acme/locks/<domain>.lock`, `domains` is `domains.json`; any other
+    /// `acme/locks/<domain>.lock`, `config/domains` is `domains.json`; any other
     /// key is `shared/<key>`.
     pub fn key_path(&self, key: &str) -> PathBuf {
         if key == DOMAINS_KEY {
@@ -262,7 +262,7 @@ impl StateLayout {
 pub struct KeyFolder {
     /// The folder.
     pub dir: PathBuf,
-    /// The key prefix of its files (`certificates/`, `domains` for the
+    /// The key prefix of its files (`certificates/`, `config/domains` for the
     /// root's `domains.json`); empty for `shared/`, whose files are keys by
     /// their path below it.
     pub key_prefix: String,
@@ -332,7 +332,7 @@ mod tests {
             ("jobs/abc", "shared/jobs/abc"),
             ("ticket-keys", "shared/ticket-keys"),
             ("certificates/a/b", "shared/certificates/a/b"),
-            ("domains", "domains.json"),
+            ("config/domains", "domains.json"),
         ];
         for (key, file) in cases {
             let path = state.key_path(key);

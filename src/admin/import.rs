@@ -133,23 +133,38 @@ pub(super) async fn import(
             ),
         );
     }
-    let layout = state.config.state_layout();
     if report.is_none()
-        && let Err(e) = add_to_store(&layout, std::slice::from_ref(&name), false)
+        && let Err(e) = add_to_store(&state.storage, std::slice::from_ref(&name), false).await
     {
         tracing::error!(domain = %name, "admin: {e}");
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        return error(e.status(), e.to_string());
     }
-    let path = layout.stored_certificate(&name);
-    let written = path
-        .parent()
-        .map_or(Ok(()), crate::fsio::create_private_dir)
-        .and_then(|()| crate::fsio::write_atomic(&path, text.as_bytes(), true));
+    // Stored (shared with the other instances) before the answer: a 2xx is
+    // durable.
+    let path = state.config.state_layout().stored_certificate(&name);
+    let key = crate::storage::keys::certificate(&name);
+    let written = state
+        .storage
+        .put_cached(
+            &key,
+            text.as_bytes().to_vec(),
+            crate::storage::Condition::Always,
+        )
+        .await;
     if let Err(e) = written {
-        tracing::error!(domain = %name, file = %path.display(), "admin: import failed: {e}");
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        tracing::error!(domain = %name, key, storage = %state.storage.engine().describe(), "admin: import failed: {e}");
+        let status = match e {
+            crate::storage::StoreError::Storage(crate::storage::StorageError::Unreachable {
+                ..
+            }) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        return error(
+            status,
+            format!("certificate for {name} not stored, nothing changed: {e}"),
+        );
     }
-    tracing::info!(domain = %name, file = %path.display(), sha256 = %parsed.leaf.sha256, "admin: certificate imported");
+    tracing::info!(domain = %name, key, file = %path.display(), sha256 = %parsed.leaf.sha256, "admin: certificate imported");
     state.reloads.send(if report.is_none() {
         Reload::All
     } else {

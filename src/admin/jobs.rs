@@ -127,9 +127,9 @@ pub(super) async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply
         .collect();
     if !new.is_empty() {
         let _writer = state.writer.lock().await;
-        if let Err(e) = add_to_store(&state.config.state_layout(), &new, true) {
+        if let Err(e) = add_to_store(&state.storage, &new, true).await {
             tracing::error!(domains = %new.join(","), "admin: {e}");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            return error(e.status(), e.to_string());
         }
         tracing::info!(domains = %new.join(","), "admin: domains added to the domain store for ACME");
         state.reloads.send(Reload::All);

@@ -219,7 +219,7 @@ fn status(state: &AdminState) -> Reply {
         #[serde(skip_serializing_if = "Option::is_none")]
         storage: Option<crate::storage::health::HealthView>,
     }
-    let storage = state.storage.as_ref().map(|health| health.view());
+    let storage = Some(state.storage.health().view());
     json(
         StatusCode::OK,
         &Status {

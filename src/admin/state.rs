@@ -14,7 +14,7 @@ use crate::config::{Config, DomainStore, StoredDomain};
 use crate::metrics::Metrics;
 use crate::reload::ReloadHandle;
 use crate::snapshot::SnapshotReader;
-use crate::state_layout::StateLayout;
+use crate::storage::{Condition, Shared};
 
 /// How long an import or a new domain may take to be served.
 pub(super) const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,8 +81,9 @@ pub struct AdminState {
     /// Cancelled once shutdown has begun: `/healthz` answers 503 from then
     /// on, while connections drain, so load balancers stop sending.
     pub(super) draining: CancellationToken,
-    /// Whether the storage can be reached (`/status`).
-    pub(super) storage: Option<Arc<crate::storage::health::StorageHealth>>,
+    /// Where imports and added domains are stored (shared with the other
+    /// instances), and whether it can be reached (`/status`).
+    pub(super) storage: Shared,
 }
 
 impl AdminState {
@@ -95,6 +96,7 @@ impl AdminState {
         acme: ManagerHandle,
         token: Option<String>,
     ) -> Self {
+        let storage = Shared::in_state_dir(&config.state_layout());
         AdminState {
             config,
             store,
@@ -105,7 +107,7 @@ impl AdminState {
             jobs: Arc::new(Mutex::new(Jobs::default())),
             writer: crate::fsio::StateWriter::default(),
             draining: CancellationToken::new(),
-            storage: None,
+            storage,
         }
     }
 
@@ -116,12 +118,11 @@ impl AdminState {
         self
     }
 
-    /// Shows whether the storage can be reached in `/status`.
-    pub fn with_storage_health(
-        mut self,
-        health: Arc<crate::storage::health::StorageHealth>,
-    ) -> Self {
-        self.storage = Some(health);
+    /// Stores imports and added domains in `storage` (the configured one;
+    /// the state directory otherwise) and shows in `/status` whether it can
+    /// be reached.
+    pub fn with_storage(mut self, storage: Shared) -> Self {
+        self.storage = storage;
         self
     }
 
@@ -133,35 +134,80 @@ impl AdminState {
     }
 }
 
-/// Why the domain store could not be updated (a 500 answer).
+/// Why the domain store could not be updated (a 500 answer, or 503 while
+/// the storage cannot be reached).
 #[derive(Debug, thiserror::Error)]
 pub(super) enum StoreError {
-    /// The store cannot be read.
+    /// The stored domain store is not one sniwalk can read.
     #[error("{0}")]
     Read(crate::config::ConfigError),
-    /// The store cannot be written.
+    /// The storage failed.
     #[error("writing the domain store: {0}")]
-    Write(crate::fsio::FsError),
+    Write(crate::storage::StoreError),
+    /// Others kept changing it.
+    #[error("the domain store kept changing while being written; try again")]
+    Busy,
 }
 
+impl StoreError {
+    /// The answer's status: 503 while the storage cannot be reached.
+    pub(super) fn status(&self) -> hyper::StatusCode {
+        match self {
+            StoreError::Write(crate::storage::StoreError::Storage(
+                crate::storage::StorageError::Unreachable { .. },
+            )) => hyper::StatusCode::SERVICE_UNAVAILABLE,
+            _ => hyper::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// How often a read-modify-write of the domain store is tried when other
+/// instances change it meanwhile.
+const STORE_ATTEMPTS: usize = 5;
+
 /// Adds `names` to the domain store (ACME-managed when `acme`): a
-/// read-modify-write, so the caller holds [`AdminState::writer`]. Names
-/// already there keep their entry; nothing is written when all are.
-pub(super) fn add_to_store(
-    state: &StateLayout,
+/// read-modify-write made safe between instances by writing only if the
+/// store is still the one read (compare and swap); within this instance
+/// the caller holds [`AdminState::writer`]. Names already there keep
+/// their entry; nothing is written when all are.
+pub(super) async fn add_to_store(
+    storage: &Shared,
     names: &[String],
     acme: bool,
 ) -> Result<(), StoreError> {
-    let mut store = DomainStore::read(state).map_err(StoreError::Read)?;
-    let before = store.domains.len();
-    for name in names {
-        store
-            .domains
-            .entry(name.clone())
-            .or_insert(StoredDomain { acme });
+    let key = crate::storage::keys::DOMAINS;
+    let origin = std::path::PathBuf::from(format!("{} key {key}", storage.engine().describe()));
+    for _ in 0..STORE_ATTEMPTS {
+        let current = storage
+            .engine()
+            .get(key)
+            .await
+            .map_err(|e| StoreError::Write(e.into()))?;
+        let mut store = match &current {
+            Some(stored) => DomainStore::parse(&stored.value, &origin).map_err(StoreError::Read)?,
+            None => DomainStore::default(),
+        };
+        let before = store.domains.len();
+        for name in names {
+            store
+                .domains
+                .entry(name.clone())
+                .or_insert(StoredDomain { acme });
+        }
+        if store.domains.len() == before {
+            return Ok(());
+        }
+        let condition = match &current {
+            Some(stored) => Condition::ModifiedAt(stored.modified),
+            None => Condition::Absent,
+        };
+        let written = storage
+            .put_cached(key, store.to_json(), condition)
+            .await
+            .map_err(StoreError::Write)?;
+        if written.is_some() {
+            return Ok(());
+        }
     }
-    if store.domains.len() == before {
-        return Ok(());
-    }
-    store.write(state).map_err(StoreError::Write)
+    Err(StoreError::Busy)
 }

@@ -1,7 +1,9 @@
-//! The domain store: `state_dir/domains.json`, the domains added at run
-//! time through the admin API.
+//! The domain store: the domains added at run time through the admin API,
+//! the storage key `config/domains`, which is `state_dir/domains.json`
+//! (with a remote storage, its local copy).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Deserialize;
 
@@ -32,18 +34,24 @@ impl DomainStore {
     /// Reads the store (missing file: empty).
     pub fn read(state: &StateLayout) -> Result<Self, ConfigError> {
         let path = state.domain_store();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(source) => return Err(ConfigError::Read { file: path, source }),
-        };
-        let store: DomainStore = serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
-            file: path.clone(),
-            problem: Box::new(ConfigProblem::StoreJson(e)),
-        })?;
+        match std::fs::read(&path) {
+            Ok(bytes) => Self::parse(&bytes, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read { file: path, source }),
+        }
+    }
+
+    /// The store in `bytes` (JSON), each name checked; errors name
+    /// `origin` (the file, or the storage key).
+    pub fn parse(bytes: &[u8], origin: &Path) -> Result<Self, ConfigError> {
+        let store: DomainStore =
+            serde_json::from_slice(bytes).map_err(|e| ConfigError::Invalid {
+                file: origin.to_path_buf(),
+                problem: Box::new(ConfigProblem::StoreJson(e)),
+            })?;
         for name in store.domains.keys() {
             normalize_domain_name(name).map_err(|error| ConfigError::Invalid {
-                file: path.clone(),
+                file: origin.to_path_buf(),
                 problem: Box::new(ConfigProblem::StoreDomain {
                     name: name.clone(),
                     error,
@@ -51,6 +59,11 @@ impl DomainStore {
             })?;
         }
         Ok(store)
+    }
+
+    /// The store as written (pretty JSON).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
     /// Writes the store atomically, mode 0600 like every state file. A

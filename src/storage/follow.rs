@@ -7,6 +7,9 @@
 //!   loads as a `certificate_pem`; a value that does not is logged with
 //!   its key and the last good one stays. A deleted key removes the
 //!   cached file.
+//! - `config/domains` (remote engines only): the domain store, copied to
+//!   `state_dir/domains.json` once it reads as one, then everything is
+//!   reloaded (the list of domains changed).
 //! - `http-01/<token>` (remote engines; the state directory's answers are
 //!   files the `http` listeners read) and `tls-alpn-01/<domain>`: another
 //!   instance's pending challenge, answered here too, so the CA may reach
@@ -43,6 +46,10 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// re-reads it at once instead of waiting for its file watch).
 pub type OnCertificate = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Told that the cached domain store changed (the reload task reloads
+/// everything: the list of domains changed).
+pub type OnDomains = Arc<dyn Fn() + Send + Sync>;
+
 /// Follows `shared`'s engine until `stop`: challenge answers into
 /// `challenges`, and (with a remote engine) certificates into the cache,
 /// calling `changed` for each domain whose cached file changed.
@@ -50,6 +57,7 @@ pub async fn follow(
     shared: Shared,
     challenges: Arc<ChallengeStore>,
     changed: OnCertificate,
+    domains_changed: OnDomains,
     stop: CancellationToken,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
@@ -68,6 +76,11 @@ pub async fn follow(
             cache: cache.clone(),
             changed,
             known: HashMap::new(),
+        }));
+        appliers.push(Box::new(DomainStoreCopy {
+            cache: cache.clone(),
+            changed: domains_changed,
+            known: None,
         }));
     }
     for applier in appliers {
@@ -390,5 +403,68 @@ impl Applier for Certificates {
         // watch: a listing without it may come from a storage that was
         // never filled (`sniwalk storage migrate`), and nothing served is
         // dropped on a guess.
+    }
+}
+
+/// The domain store of a remote engine, copied to the local cache.
+struct DomainStoreCopy {
+    cache: crate::state_layout::StateLayout,
+    changed: OnDomains,
+    /// What the cache holds (written or found equal).
+    known: Option<Vec<u8>>,
+}
+
+#[async_trait::async_trait]
+impl Applier for DomainStoreCopy {
+    fn prefix(&self) -> &'static str {
+        keys::CONFIG
+    }
+
+    async fn put(&mut self, key: &str, value: &[u8]) {
+        if key != keys::DOMAINS || self.known.as_deref() == Some(value) {
+            return;
+        }
+        let origin = std::path::PathBuf::from(format!("storage key {key}"));
+        if let Err(e) = crate::config::DomainStore::parse(value, &origin) {
+            tracing::error!(
+                key,
+                "the stored domain store does not read ({e}); the last good copy stays"
+            );
+            return;
+        }
+        let path = self.cache.domain_store();
+        let cached = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || std::fs::read(path).ok())
+                .await
+                .ok()
+                .flatten()
+        };
+        if cached.as_deref() != Some(value) {
+            if let Err(e) = super::shared::write_cache_key(&self.cache, key, value).await {
+                tracing::error!(key, "{e}");
+                return;
+            }
+            tracing::info!(key, file = %path.display(), "stored domain store cached");
+            (self.changed)();
+        }
+        self.known = Some(value.to_vec());
+    }
+
+    async fn delete(&mut self, key: &str) {
+        if key != keys::DOMAINS {
+            return;
+        }
+        self.known = None;
+        let path = self.cache.domain_store();
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
+        if matches!(removed, Ok(Ok(()))) {
+            tracing::info!(key, "stored domain store deleted; local copy removed");
+            (self.changed)();
+        }
+    }
+
+    async fn forget_except(&mut self, _listed: &HashSet<String>) {
+        // As with certificates: only a seen delete removes the copy.
     }
 }

@@ -34,3 +34,10 @@ pub fn http01(token: &str) -> String {
 pub fn tls_alpn01(domain: &str) -> String {
     format!("{TLS_ALPN01}{domain}")
 }
+
+/// Shared configuration: `config/domains` is the domain store (domains
+/// added through the admin API), JSON.
+pub const CONFIG: &str = "config/";
+
+/// The key of the domain store.
+pub const DOMAINS: &str = crate::state_layout::DOMAINS_KEY;

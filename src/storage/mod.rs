@@ -37,4 +37,4 @@ pub use dir::{DirStorage, MAX_VALUE_BYTES};
 #[cfg(feature = "etcd")]
 pub use etcd::{ClientIdentity, EtcdOptions, EtcdStorage};
 pub use open::open;
-pub use shared::{Shared, StoreError, instance_name, write_cache};
+pub use shared::{Shared, StoreError, instance_name, write_cache, write_cache_key};

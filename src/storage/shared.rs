@@ -262,6 +262,28 @@ impl Shared {
         }
     }
 
+    /// Writes `value` at `key` when `condition` holds; with a remote
+    /// engine the local copy too, so this instance serves it at once. The
+    /// revision, or `None` when the condition did not hold.
+    pub async fn put_cached(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        condition: Condition<'_>,
+    ) -> Result<Option<super::api::Revision>, StoreError> {
+        let written = self.engine.put(key, value.clone(), condition).await;
+        if let Err(StorageError::Unreachable { detail, .. }) = &written {
+            self.health.set_down(detail);
+        }
+        let revision = written?;
+        if revision.is_some()
+            && let Some(cache) = &self.cache
+        {
+            write_cache_key(cache, key, &value).await?;
+        }
+        Ok(revision)
+    }
+
     /// Where `domain`'s certificate is stored, for messages.
     pub fn describe_certificate(&self, domain: &str) -> String {
         format!(
@@ -275,31 +297,29 @@ impl Shared {
 /// Writes `pem` as `domain`'s cached certificate (0600, atomically), where
 /// the snapshot loads stored certificates from.
 pub async fn write_cache(state: &StateLayout, domain: &str, pem: &[u8]) -> Result<(), StoreError> {
-    let path = state.stored_certificate(domain);
-    let (target, bytes) = (path.clone(), pem.to_vec());
-    let written = tokio::task::spawn_blocking(move || {
-        if let Some(parent) = target.parent() {
-            crate::fsio::create_private_dir(parent)?;
-        }
-        crate::fsio::write_atomic(&target, &bytes, true)
-    })
-    .await;
-    let problem = match written {
-        Ok(Ok(())) => return Ok(()),
-        Ok(Err(e)) => e.to_string(),
-        Err(e) => e.to_string(),
-    };
-    Err(StoreError::Cache {
-        path: path.display().to_string(),
-        problem,
-    })
+    write_private(state.stored_certificate(domain), pem).await
+}
+
+/// Writes the local copy of `key` (its file in the state directory:
+/// [`StateLayout::key_path`]).
+pub async fn write_cache_key(
+    state: &StateLayout,
+    key: &str,
+    value: &[u8],
+) -> Result<(), StoreError> {
+    write_private(state.key_path(key), value).await
 }
 
 /// Keeps `pem` as `domain`'s certificate to store once a remote storage is
-/// back (0600, atomically).
+/// back.
 async fn write_pending(state: &StateLayout, domain: &str, pem: &[u8]) -> Result<(), StoreError> {
-    let path = state.pending_certificate(domain);
-    let (target, bytes) = (path.clone(), pem.to_vec());
+    write_private(state.pending_certificate(domain), pem).await
+}
+
+/// Writes `bytes` at `path` atomically, mode 0600, its folder created
+/// owner-only.
+async fn write_private(path: std::path::PathBuf, bytes: &[u8]) -> Result<(), StoreError> {
+    let (target, bytes) = (path.clone(), bytes.to_vec());
     let written = tokio::task::spawn_blocking(move || {
         if let Some(parent) = target.parent() {
             crate::fsio::create_private_dir(parent)?;

@@ -1,0 +1,134 @@
+//! The admin API on etcd storage: a certificate imported on instance A for
+//! a domain no configuration names is stored in etcd (with the domain in
+//! the shared domain store) before A answers 200, and instance B serves it
+//! without being told; while etcd is down an import is refused with a 503
+//! and nothing changes.
+//!
+//! Real etcd (tests/common/etcd.rs), two in-process proxies with their
+//! admin APIs on free loopback ports, real handshakes.
+#![cfg(feature = "etcd")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::etcd::TestEtcd;
+use common::{TestProxy, cert, raw_exchange, try_served_leaf, within};
+use tokio::net::TcpStream;
+
+const NEW: &str = "new.example.com";
+
+/// The bound of one test.
+const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long a change may take to reach the other instance.
+const CHANGE_LIMIT: Duration = Duration::from_secs(10);
+
+fn free_admin() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+/// A proxy on etcd `endpoint` with only the master domain configured and
+/// the admin API on `admin`.
+fn yaml(endpoint: &str, admin: SocketAddr) -> String {
+    format!(
+        "master_domain: example.com\nstate_dir: state\n\
+         storage:\n  kind: etcd\n  endpoints: [\"{endpoint}\"]\n  prefix: /sniwalk/\n  lease: 2s\n\
+         admin: {{ bind: \"{admin}\" }}\n\
+         domains:\n  example.com: {{}}\n\
+         listeners:\n  - name: web\n    kind: https\n    bind: 127.0.0.1:0\n    access_log: false\n    \
+         routes:\n      - {{ host: \"*\", respond: {{ body: hello }} }}\n"
+    )
+}
+
+/// `PUT /domains/{domain}/certificate` with `pem`: status and body.
+async fn import(admin: SocketAddr, domain: &str, pem: &str) -> (u16, String) {
+    let mut tcp = TcpStream::connect(admin).await.expect("admin API");
+    let response = raw_exchange(
+        &mut tcp,
+        &format!(
+            "PUT /domains/{domain}/certificate HTTP/1.1\r\nHost: admin\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{pem}",
+            pem.len()
+        ),
+    )
+    .await;
+    (response.status, response.body)
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    within(CHANGE_LIMIT, what, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_on_one_instance_is_served_by_the_other() {
+    within(TEST_LIMIT, "import shared through etcd", async {
+        let mut etcd = TestEtcd::start().await;
+        let (dir_a, dir_b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let (admin_a, admin_b) = (free_admin(), free_admin());
+        let (a, _ra) =
+            TestProxy::start_with_metrics(dir_a.path(), &yaml(&etcd.endpoint(), admin_a)).await;
+        let (b, _rb) =
+            TestProxy::start_with_metrics(dir_b.path(), &yaml(&etcd.endpoint(), admin_b)).await;
+        let imported = cert(&[NEW]);
+        let (status, body) = import(admin_a, NEW, &imported.pem).await;
+        assert_eq!(status, 200, "{body}");
+        // Durable before the 200: in etcd, with the domain in the store.
+        let stored = etcd
+            .etcdctl(&[
+                "get",
+                "--print-value-only",
+                &format!("/sniwalk/certificates/{NEW}"),
+            ])
+            .await;
+        assert_eq!(stored.trim_end(), imported.pem.trim_end());
+        let domains = etcd
+            .etcdctl(&["get", "--print-value-only", "/sniwalk/config/domains"])
+            .await;
+        let domains: serde_json::Value = serde_json::from_str(&domains).expect("domain store");
+        assert_eq!(domains["domains"][NEW]["acme"], false, "{domains}");
+        assert_eq!(
+            try_served_leaf(a.addr(), Some(NEW)).await.as_deref(),
+            Ok(imported.sha256.as_str())
+        );
+        // B learns the new domain and its certificate by watching etcd.
+        eventually("B serves the import", || async {
+            try_served_leaf(b.addr(), Some(NEW)).await.ok().as_deref()
+                == Some(imported.sha256.as_str())
+        })
+        .await;
+        let copy = std::fs::read_to_string(dir_b.path().join("state/domains.json"))
+            .expect("B's copy of the domain store");
+        assert!(copy.contains(NEW), "{copy}");
+
+        // With etcd down, nothing is stored and the answer says so.
+        etcd.stop();
+        let second = cert(&[NEW]);
+        let (status, body) = import(admin_a, NEW, &second.pem).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("not stored"), "{body}");
+        assert_eq!(
+            try_served_leaf(a.addr(), Some(NEW)).await.as_deref(),
+            Ok(imported.sha256.as_str()),
+            "nothing changed"
+        );
+        a.stop().await;
+        b.stop().await;
+    })
+    .await;
+}
