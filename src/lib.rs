@@ -211,6 +211,20 @@ pub async fn run_with(
         }
         None => None,
     };
+    // Without a keys file, a remote storage shares the ticket keys (and
+    // rotates them): README, "Shared session tickets".
+    let storage_tickets = match (&tickets, shared.cache()) {
+        (None, Some(cache)) => {
+            let ticketer = storage::ticket_keys::initial_ticketer(cache, config.ticket_rotation)?;
+            tracing::info!(
+                storage = %shared.engine().describe(),
+                every_secs = config.ticket_rotation.as_secs(),
+                "TLS session tickets use keys shared and rotated through the storage"
+            );
+            Some(ticketer)
+        }
+        _ => None,
+    };
     let build_config = config.clone();
     let snapshot = tokio::task::spawn_blocking(move || {
         reload::build_snapshot(&build_config, None, Changes(None), clock::unix_now())
@@ -295,6 +309,7 @@ pub async fn run_with(
     );
     // What other instances share reaches this one: challenge answers, and
     // with a remote storage the certificates (into the local cache).
+    let follow_shared = shared.clone();
     let follow_task = {
         let reloads = follow_reloads;
         let all = reloads.clone();
@@ -310,6 +325,14 @@ pub async fn run_with(
             stop_reloads.clone(),
         ))
     };
+    let tickets_task = storage_tickets.clone().map(|ticketer| {
+        tokio::spawn(storage::ticket_keys::run(
+            follow_shared.clone(),
+            ticketer,
+            config.ticket_rotation,
+            stop_reloads.clone(),
+        ))
+    });
     let monitor_task = tokio::spawn(monitor::run(
         store.clone(),
         config.acme.warn_days,
@@ -321,7 +344,10 @@ pub async fn run_with(
         store,
         challenges,
         metrics,
-        tickets.map(|(_, t)| t as Arc<dyn rustls::server::ProducesTickets>),
+        tickets
+            .map(|(_, t)| t)
+            .or(storage_tickets)
+            .map(|t| t as Arc<dyn rustls::server::ProducesTickets>),
         shutdown,
     )
     .await;
@@ -331,6 +357,9 @@ pub async fn run_with(
     let _ = monitor_task.await;
     let _ = follow_task.await;
     let _ = liveness_task.await;
+    if let Some(task) = tickets_task {
+        let _ = task.await;
+    }
     if let Some(task) = admin_task {
         let _ = task.await;
     }

@@ -123,6 +123,17 @@ pub fn read_keys(path: &Path) -> Result<Vec<KeyLine>, TicketKeysError> {
     parse_keys(&text, &path.display().to_string())
 }
 
+/// A new random key.
+pub fn fresh_key() -> Result<KeyLine, TicketKeysError> {
+    let mut fresh = KeyLine {
+        name: [0; NAME_LEN],
+        key: [0; KEY_LEN],
+    };
+    aws_lc_rs::rand::fill(&mut fresh.name).map_err(|_| TicketKeysError::Empty("rng".into()))?;
+    aws_lc_rs::rand::fill(&mut fresh.key).map_err(|_| TicketKeysError::Empty("rng".into()))?;
+    Ok(fresh)
+}
+
 /// Adds a fresh random key in front of `path`'s keys (creating the file),
 /// keeps at most `keep` keys, writes atomically with mode 0600, and
 /// returns the keys now in the file.
@@ -132,13 +143,7 @@ pub fn rotate(path: &Path, keep: usize) -> Result<Vec<KeyLine>, TicketKeysError>
         Err(TicketKeysError::Fs(e)) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(e),
     };
-    let mut fresh = KeyLine {
-        name: [0; NAME_LEN],
-        key: [0; KEY_LEN],
-    };
-    aws_lc_rs::rand::fill(&mut fresh.name).map_err(|_| TicketKeysError::Empty("rng".into()))?;
-    aws_lc_rs::rand::fill(&mut fresh.key).map_err(|_| TicketKeysError::Empty("rng".into()))?;
-    keys.insert(0, fresh);
+    keys.insert(0, fresh_key()?);
     keys.truncate(keep.max(1));
     fsio::write_atomic(path, render_keys(&keys).as_bytes(), true)?;
     Ok(keys)
@@ -149,9 +154,11 @@ struct LoadedKey {
     key: LessSafeKey,
 }
 
-/// A [`ProducesTickets`] over keys shared through a file.
+/// A [`ProducesTickets`] over keys shared through a file or the storage.
 pub struct SharedTicketer {
     keys: ArcSwap<Vec<LoadedKey>>,
+    /// How long clients may keep a ticket (seconds).
+    lifetime: u32,
     /// What was loaded, to tell a changed file from a re-read one (only
     /// the reload path locks it).
     lines: std::sync::Mutex<Vec<KeyLine>>,
@@ -179,10 +186,31 @@ fn load(keys: &[KeyLine]) -> Vec<LoadedKey> {
 impl SharedTicketer {
     /// A ticketer with `keys` (the first encrypts).
     pub fn new(keys: &[KeyLine]) -> Self {
+        Self::with_lifetime(keys, TICKET_LIFETIME_SECS)
+    }
+
+    /// A ticketer with `keys` whose tickets clients keep `lifetime`
+    /// seconds (as long as the keys kept can open them).
+    pub fn with_lifetime(keys: &[KeyLine], lifetime: u32) -> Self {
         SharedTicketer {
             keys: ArcSwap::from_pointee(load(keys)),
+            lifetime,
             lines: std::sync::Mutex::new(keys.to_vec()),
         }
+    }
+
+    /// Uses `keys` from now on: `true` when they differ from the running
+    /// ones.
+    pub fn replace(&self, keys: &[KeyLine]) -> bool {
+        let Ok(mut lines) = self.lines.lock() else {
+            return false;
+        };
+        if lines.as_slice() == keys {
+            return false;
+        }
+        self.keys.store(std::sync::Arc::new(load(keys)));
+        *lines = keys.to_vec();
+        true
     }
 
     /// Reads `path` into a ticketer.
@@ -213,7 +241,7 @@ impl ProducesTickets for SharedTicketer {
     }
 
     fn lifetime(&self) -> u32 {
-        TICKET_LIFETIME_SECS
+        self.lifetime
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {

@@ -96,7 +96,7 @@ pub async fn follow(
 
 /// What a followed prefix does with its values.
 #[async_trait::async_trait]
-trait Applier: Send {
+pub(super) trait Applier: Send {
     /// The prefix (ends with `/`).
     fn prefix(&self) -> &'static str;
     /// `key` (under the prefix) holds `value`.
@@ -110,7 +110,7 @@ trait Applier: Send {
 }
 
 /// Lists and watches one prefix until `stop`.
-async fn follow_prefix(
+pub(super) async fn follow_prefix(
     engine: Arc<dyn Storage>,
     health: Arc<StorageHealth>,
     mut applier: Box<dyn Applier>,

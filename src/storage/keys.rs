@@ -41,3 +41,13 @@ pub const CONFIG: &str = "config/";
 
 /// The key of the domain store.
 pub const DOMAINS: &str = crate::state_layout::DOMAINS_KEY;
+
+/// Session ticket keys (with a remote storage): `tickets/keys`.
+pub const TICKETS: &str = "tickets/";
+
+/// The key of the session ticket keys: JSON `{rotated_at, keys}`, `keys`
+/// in the text of a `tls.ticket_keys_file`.
+pub const TICKET_KEYS: &str = "tickets/keys";
+
+/// The name of the lock under which one instance rotates them.
+pub const TICKET_ROTATION_LOCK: &str = "tickets";

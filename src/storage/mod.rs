@@ -7,7 +7,8 @@
 //!   handle on the engine (and the local cache of a remote one);
 //!   `follow`: list, then watch, and apply what other instances share;
 //!   `open`: the engine the configuration names; `health`: whether it
-//!   can be reached; `liveness`: this instance's key on a lease.
+//!   can be reached; `liveness`: this instance's key on a lease;
+//!   `ticket_keys`: session ticket keys rotated under a lock.
 //! - `etcd`: the etcd engine (cargo feature `etcd`); `etcd_tasks`: its
 //!   lease keep-alive and watch tasks, errors and keys read from etcd;
 //!   `etcd_lazy`: the same, connecting on first use (started while etcd
@@ -28,6 +29,7 @@ pub mod keys;
 pub mod liveness;
 mod open;
 mod shared;
+pub mod ticket_keys;
 
 pub use api::{
     Change, Condition, DEFAULT_LEASE, HeldLock, Listing, Revision, Storage, StorageError, Stored,
