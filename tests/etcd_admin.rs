@@ -34,19 +34,54 @@ fn free_admin() -> SocketAddr {
 /// A proxy on etcd `endpoint` with only the master domain configured and
 /// the admin API on `admin`.
 fn yaml(endpoint: &str, admin: SocketAddr) -> String {
+    yaml_with(endpoint, admin, "")
+}
+
+/// [`yaml`] with `extra` top-level settings.
+fn yaml_with(endpoint: &str, admin: SocketAddr, extra: &str) -> String {
     format!(
-        "master_domain: example.com\nstate_dir: state\n\
+        "master_domain: example.com\nstate_dir: state\n{extra}\
          storage:\n  kind: etcd\n  endpoints: [\"{endpoint}\"]\n  prefix: /sniwalk/\n  lease: 2s\n\
          admin: {{ bind: \"{admin}\" }}\n\
          domains:\n  example.com: {{}}\n\
          listeners:\n  - name: web\n    kind: https\n    bind: 127.0.0.1:0\n    access_log: false\n    \
-         routes:\n      - {{ host: \"*\", respond: {{ body: hello }} }}\n"
+         routes:\n      - {{ host: \"*\", respond: {{ body: hello }} }}\n  \
+         - name: plain\n    kind: http\n    bind: 127.0.0.1:1\n    access_log: false\n"
     )
+}
+
+/// A connection to the admin API, once it listens (it starts with the
+/// proxy, a moment after the test's call returns).
+async fn connect_admin(admin: SocketAddr) -> TcpStream {
+    within(CHANGE_LIMIT, "the admin API listening", async {
+        loop {
+            if let Ok(tcp) = TcpStream::connect(admin).await {
+                return tcp;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// `method path` with a JSON `body` on the admin API: status and body.
+async fn call(admin: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut tcp = connect_admin(admin).await;
+    let response = raw_exchange(
+        &mut tcp,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    (response.status, response.body)
 }
 
 /// `PUT /domains/{domain}/certificate` with `pem`: status and body.
 async fn import(admin: SocketAddr, domain: &str, pem: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(admin).await.expect("admin API");
+    let mut tcp = connect_admin(admin).await;
     let response = raw_exchange(
         &mut tcp,
         &format!(
@@ -127,6 +162,76 @@ async fn an_import_on_one_instance_is_served_by_the_other() {
             Ok(imported.sha256.as_str()),
             "nothing changed"
         );
+        a.stop().await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_started_on_one_instance_is_polled_on_the_other() {
+    within(TEST_LIMIT, "job shared through etcd", async {
+        let etcd = TestEtcd::start().await;
+        let (dir_a, dir_b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let (admin_a, admin_b) = (free_admin(), free_admin());
+        // Pre-flight fails before any request to a CA: the job ends soon,
+        // with a step and a code to compare.
+        let acme =
+            "acme:\n  directory: https://127.0.0.1:1/dir\n  expected_addresses: [192.0.2.1]\n";
+        let (a, _ra) = TestProxy::start_with_metrics(
+            dir_a.path(),
+            &yaml_with(&etcd.endpoint(), admin_a, acme),
+        )
+        .await;
+        let (b, _rb) = TestProxy::start_with_metrics(
+            dir_b.path(),
+            &yaml_with(&etcd.endpoint(), admin_b, acme),
+        )
+        .await;
+        let (status, accepted) = call(
+            admin_a,
+            "POST",
+            "/certificates",
+            r#"{"hostnames": [{"hostname": "shop.example.test"}]}"#,
+        )
+        .await;
+        assert_eq!(status, 202, "{accepted}");
+        let accepted: serde_json::Value = serde_json::from_str(&accepted).expect("JSON");
+        let id = accepted["id"].as_str().expect("id").to_string();
+        // B never saw the POST: it answers from what A shared, up to the
+        // job's end.
+        let job = within(CHANGE_LIMIT, "the job's end seen on B", async {
+            loop {
+                let (status, body) =
+                    call(admin_b, "GET", &format!("/certificates/jobs/{id}"), "").await;
+                if status == 200 {
+                    let job: serde_json::Value = serde_json::from_str(&body).expect("job JSON");
+                    if job["runtimeStatus"] == "Failed" {
+                        return job;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert_eq!(job["id"], id.as_str(), "{job}");
+        assert_eq!(
+            job["customStatus"]["error"], "HostnameNotResolvingToProxy",
+            "{job}"
+        );
+        assert_eq!(
+            job["hostnames"][0]["hostname"], "shop.example.test",
+            "{job}"
+        );
+        // Unknown ids stay 404 on both, and what is no job id is never
+        // looked up.
+        let (status, _) = call(admin_b, "GET", "/certificates/jobs/0123456789abcdef", "").await;
+        assert_eq!(status, 404);
+        let (status, _) = call(admin_b, "GET", "/certificates/jobs/..%2Flocks", "").await;
+        assert_eq!(status, 404);
         a.stop().await;
         b.stop().await;
     })

@@ -25,6 +25,10 @@ pub(super) struct Job {
     pub(super) last_updated_time: String,
     /// One entry per hostname, in the order of the request.
     pub(super) hostnames: Vec<HostJob>,
+    /// Where its states are shared with the other instances, until it
+    /// ends.
+    #[serde(skip)]
+    pub(super) copy: Option<super::job_share::JobCopy>,
 }
 
 /// A job's `customStatus`: the step (README, "Admin API": job steps), a
@@ -131,6 +135,15 @@ pub(super) fn summarize(job: &mut Job) {
     };
     job.runtime_status = runtime;
     job.custom_status = custom;
+    // The new state to the other instances; once it ended, the last one.
+    if let Some(copy) = &job.copy
+        && let Ok(json) = serde_json::to_vec(&*job)
+    {
+        copy.send_replace(json);
+    }
+    if matches!(job.runtime_status, "Completed" | "Failed") {
+        job.copy = None;
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +164,7 @@ mod tests {
             created_time: String::new(),
             last_updated_time: String::new(),
             hostnames: Vec::new(),
+            copy: None,
         };
         jobs.insert(job(0, "Running"));
         for i in 1..=MAX_JOBS + 5 {

@@ -7,6 +7,7 @@ use hyper::StatusCode;
 use serde::Deserialize;
 
 use super::job_list::{CustomStatus, HostJob, Job, Jobs, MAX_JOBS, summarize};
+use super::job_share;
 use super::reply::{Reply, error, json};
 use super::state::{APPLY_TIMEOUT, AdminState, add_to_store};
 use crate::acme::Step;
@@ -157,7 +158,14 @@ pub(super) async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply
                 done: false,
             })
             .collect(),
+        copy: None,
     };
+    // Shared from the first state on, so any instance can answer for it.
+    let mut job = job;
+    job.copy = serde_json::to_vec(&job)
+        .ok()
+        .map(|first| job_share::start_copy(state.storage.clone(), id.clone(), first));
+    tokio::spawn(job_share::sweep(state.storage.clone()));
     if let Ok(mut jobs) = state.jobs.lock() {
         jobs.insert(job);
     }
@@ -181,19 +189,37 @@ pub(super) async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply
     )
 }
 
-/// `GET /certificates/jobs/{id}`.
-pub(super) fn job(state: &AdminState, id: &str) -> Reply {
+/// `GET /certificates/jobs/{id}`: this instance's jobs, then those other
+/// instances shared.
+pub(super) async fn job(state: &AdminState, id: &str) -> Reply {
     let job = state
         .jobs
         .lock()
         .ok()
         .and_then(|jobs| jobs.by_id.get(id).cloned());
-    match job {
-        Some(job) => json(StatusCode::OK, &job),
-        None => error(
+    if let Some(job) = job {
+        return json(StatusCode::OK, &job);
+    }
+    let missing = || {
+        error(
             StatusCode::NOT_FOUND,
-            format!("no job `{id}` (jobs are kept for the last {MAX_JOBS})"),
-        ),
+            format!(
+                "no job `{id}` (jobs are kept for the last {MAX_JOBS} here, and for {} days in the \
+                 storage)",
+                job_share::JOB_KEEP.as_secs() / 86_400
+            ),
+        )
+    };
+    if !job_share::is_job_id(id) {
+        return missing();
+    }
+    match job_share::stored_job(&state.storage, id).await {
+        Ok(Some(job)) => json(StatusCode::OK, &job),
+        Ok(None) => missing(),
+        Err(e) => {
+            tracing::warn!(job = id, "admin: {e}");
+            error(StatusCode::SERVICE_UNAVAILABLE, format!("job `{id}`: {e}"))
+        }
     }
 }
 

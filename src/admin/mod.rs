@@ -17,6 +17,7 @@
 
 mod import;
 mod job_list;
+mod job_share;
 mod jobs;
 mod reply;
 mod state;
@@ -143,7 +144,7 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Reply {
             Ok((_, bytes)) => jobs::post_certificates(state, &bytes).await,
             Err(reply) => reply,
         },
-        (&Method::GET, ["certificates", "jobs", id]) => jobs::job(state, id),
+        (&Method::GET, ["certificates", "jobs", id]) => jobs::job(state, id).await,
         (&Method::PUT, ["domains", name, "certificate"]) => {
             let name = name.to_string();
             match body(request).await {
