@@ -262,7 +262,8 @@ pub async fn run_with(
         store.clone(),
         clock,
     )
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_shared_status(shared.clone());
     let acme_handle = manager.handle();
     let admin_storage = shared.clone();
     let liveness_task = tokio::spawn(storage::liveness::keep_alive(

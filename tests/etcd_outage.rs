@@ -129,6 +129,27 @@ async fn an_outage_keeps_serving_is_reported_and_ends_without_a_restart() {
             assert_eq!(mode & 0o777, 0o600, "the cache holds a private key");
         }
         assert_eq!(storage_up(admin).await, Some(1.0));
+        // Its status and liveness keys, on its lease.
+        let status = within(CHANGE_LIMIT, "the status key", async {
+            loop {
+                let keys = etcd
+                    .etcdctl(&["get", "--prefix", "--print-value-only", "/sniwalk/status/"])
+                    .await;
+                if !keys.trim().is_empty() {
+                    return keys;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        let status: serde_json::Value = serde_json::from_str(status.trim()).expect("status JSON");
+        assert!(
+            status["instance"]
+                .as_str()
+                .is_some_and(|i| i.contains("pid")),
+            "{status}"
+        );
+        assert!(status["acme"]["domains"].is_object(), "{status}");
 
         etcd.stop();
         eventually("the outage reported", || async {
@@ -170,6 +191,14 @@ async fn an_outage_keeps_serving_is_reported_and_ends_without_a_restart() {
         let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
         assert_eq!(status["storage"]["up"], true, "{status}");
         proxy.stop().await;
+        // A stopped instance leaves no status and no liveness key behind.
+        let left = etcd
+            .etcdctl(&["get", "--prefix", "--keys-only", "/sniwalk/"])
+            .await;
+        assert!(
+            !left.contains("/sniwalk/status/") && !left.contains("/sniwalk/locks/"),
+            "{left}"
+        );
     })
     .await;
 }

@@ -112,6 +112,8 @@ pub struct Manager<I: Issuer> {
     bound: Vec<BoundListener>,
     /// No plan has run yet (the start-up notes are logged in the first).
     first_plan: bool,
+    /// Where this instance's status is shared with the others.
+    shared_status: Option<crate::storage::Shared>,
 }
 
 impl<I: Issuer> Manager<I> {
@@ -173,6 +175,7 @@ impl<I: Issuer> Manager<I> {
             metrics: None,
             bound,
             first_plan: true,
+            shared_status: None,
         }
     }
 
@@ -198,6 +201,13 @@ impl<I: Issuer> Manager<I> {
         self
     }
 
+    /// Publishes every status written also through `shared` (its
+    /// `status/<instance>` key in a remote storage).
+    pub fn with_shared_status(mut self, shared: crate::storage::Shared) -> Self {
+        self.shared_status = Some(shared);
+        self
+    }
+
     /// Replaces the default [`Timing`] (tests on a paused clock).
     pub fn with_timing(mut self, timing: Timing) -> Self {
         self.timing = timing;
@@ -208,6 +218,10 @@ impl<I: Issuer> Manager<I> {
     /// (their answers are withdrawn as their futures drop).
     pub async fn run(mut self, stop: CancellationToken) {
         self.sweep_shared_answers();
+        // The other instances see this one's status from the start.
+        if self.shared_status.is_some() {
+            self.status_dirty = true;
+        }
         let mut poll = tokio::time::interval(self.timing.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let max_sleep = i64::try_from(self.timing.max_sleep.as_secs()).unwrap_or(i64::MAX);
@@ -766,6 +780,11 @@ impl<I: Issuer> Manager<I> {
         let state = self.config.borrow().state_layout();
         if let Err(e) = control::write_status(&state, &status) {
             tracing::warn!("cannot write the ACME status file: {e}");
+        }
+        if let Some(shared) = &self.shared_status
+            && let Ok(json) = serde_json::to_vec(&status)
+        {
+            shared.publish_status(json);
         }
     }
 }

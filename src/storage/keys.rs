@@ -51,3 +51,7 @@ pub const TICKET_KEYS: &str = "tickets/keys";
 
 /// The name of the lock under which one instance rotates them.
 pub const TICKET_ROTATION_LOCK: &str = "tickets";
+
+/// Each live instance's status, `status/<instance id>`: JSON
+/// `{instance, updated, acme}`, kept on the instance's liveness lease.
+pub const STATUS: &str = "status/";

@@ -3,12 +3,16 @@
 //! taken again whenever its lease ends: each answer or failure of the
 //! storage tells [`super::health::StorageHealth`] whether it can be
 //! reached; the others see which instances are alive by listing
-//! `locks/instances/`.
+//! `locks/instances/`. While it is held, the instance's status (its ACME
+//! state, published by the ACME task) is kept at `status/<id>` on the same
+//! lease, so it goes with the instance.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::api::{HeldLock, Storage};
+use super::keys;
 use super::shared::Shared;
 
 /// The first wait before trying again after a failure.
@@ -37,16 +41,30 @@ pub async fn keep_alive(shared: Shared, stop: CancellationToken) {
             Ok(Some(lock)) => {
                 health.set_up();
                 shared.store_pending().await;
-                retry = RETRY_FIRST;
-                tokio::select! {
-                    () = stop.cancelled() => {
-                        let _ = engine.unlock(lock).await;
-                        return;
+                let mut status = shared.subscribe_status();
+                let key = format!("{}{}", keys::STATUS, shared.instance_id());
+                status.mark_changed();
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => {
+                            let _ = engine.unlock(lock).await;
+                            return;
+                        }
+                        // Taken again below: whether that works says
+                        // whether the storage can be reached (a lease can
+                        // also end while it can: etcd restarted, a long
+                        // pause).
+                        () = lock.lost() => break,
+                        changed = status.changed() => {
+                            if changed.is_err() {
+                                break;
+                            }
+                            let json = status.borrow_and_update().clone();
+                            if let Some(json) = json {
+                                put_status(&*engine, &lock, &key, shared.instance(), json).await;
+                            }
+                        }
                     }
-                    // Taken again below: whether that works says whether
-                    // the storage can be reached (a lease can also end
-                    // while it can: etcd restarted, a long pause).
-                    () = lock.lost() => {}
                 }
             }
             // Ours from before a reconnect, until its lease ends: the
@@ -59,5 +77,28 @@ pub async fn keep_alive(shared: Shared, stop: CancellationToken) {
             () = tokio::time::sleep(retry) => {}
         }
         retry = (retry * 2).min(RETRY_MAX);
+    }
+}
+
+/// Writes this instance's status at `key` for as long as its liveness
+/// lock is held: `{instance, updated, acme}`.
+async fn put_status(
+    engine: &dyn Storage,
+    lock: &HeldLock,
+    key: &str,
+    instance: &str,
+    acme: Vec<u8>,
+) {
+    let acme: serde_json::Value = serde_json::from_slice(&acme).unwrap_or_default();
+    let value = serde_json::json!({
+        "instance": instance,
+        "updated": crate::clock::rfc3339(crate::clock::unix_now()),
+        "acme": acme,
+    });
+    let Ok(bytes) = serde_json::to_vec(&value) else {
+        return;
+    };
+    if let Err(e) = engine.put_while_held(key, bytes, lock).await {
+        tracing::debug!(key, "cannot share this instance's status: {e}");
     }
 }

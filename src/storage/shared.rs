@@ -20,6 +20,8 @@ pub struct Shared {
     lease: Option<Duration>,
     cache: Option<StateLayout>,
     health: Arc<StorageHealth>,
+    /// This instance's latest status (JSON), for its `status/<id>` key.
+    status: Arc<tokio::sync::watch::Sender<Option<Vec<u8>>>>,
 }
 
 /// Why an issued certificate was not stored.
@@ -66,7 +68,20 @@ impl Shared {
             lease,
             cache,
             health,
+            status: Arc::new(tokio::sync::watch::channel(None).0),
         }
+    }
+
+    /// Publishes this instance's status (JSON: its ACME state), which the
+    /// liveness task keeps at `status/<instance id>` in a remote storage
+    /// while the instance lives.
+    pub fn publish_status(&self, json: Vec<u8>) {
+        self.status.send_replace(Some(json));
+    }
+
+    /// The statuses published, newest first.
+    pub fn subscribe_status(&self) -> tokio::sync::watch::Receiver<Option<Vec<u8>>> {
+        self.status.subscribe()
     }
 
     /// Whether the storage can be reached, as last seen.
