@@ -1,5 +1,5 @@
 //! The `sniwalk` command line: run, check, resolve, renew, selfsigned, pem
-//! merge.
+//! merge, storage ls and migrate.
 //!
 //! This is the only place that prints to stdout and that uses `anyhow`.
 
@@ -107,6 +107,41 @@ enum Command {
         #[command(subcommand)]
         command: PemCommand,
     },
+    /// What sniwalk instances share (`storage:`): list it, or copy it into
+    /// another storage.
+    Storage {
+        #[command(subcommand)]
+        command: StorageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// List every key of the configured storage: size, revision, and for a
+    /// certificate its names, not-after, SHA-256 and whether it loads.
+    /// Never prints a value. Exits 1 when the storage cannot be reached.
+    Ls {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy what the configured storage holds into the storage of another
+    /// configuration (locks, challenge answers, jobs and status aside),
+    /// never overwriting a newer certificate or a value that differs.
+    /// Exits 1 when a key failed.
+    Migrate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The configuration whose storage receives the copy (e.g. one with
+        /// `storage: { kind: etcd, ... }`).
+        #[arg(long)]
+        to: PathBuf,
+        /// Decide and print, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -197,6 +232,7 @@ fn main() -> ExitCode {
         Some(Command::Pem {
             command: PemCommand::Merge { key, cert, chain },
         }) => pem_merge(&key, &cert, chain.as_deref()),
+        Some(Command::Storage { command }) => storage(command),
     };
     match result {
         Ok(code) => code,
@@ -207,9 +243,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `RUST_LOG` or else `default`.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -218,7 +255,7 @@ fn init_logging() {
 }
 
 fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
-    init_logging();
+    init_logging("info");
     let config = Config::load(config_path)?;
     raise_fd_limit(&config);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -340,6 +377,53 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `storage ls` and `storage migrate`: exit 1 when a storage cannot be
+/// opened or reached, both configurations name one, or a key failed.
+/// Warnings only in the log: the proxy's own message on an etcd that is
+/// unreachable at start (it would serve its cache) does not apply here.
+fn storage(command: StorageCommand) -> anyhow::Result<ExitCode> {
+    use sniwalk::storage;
+    init_logging("warn,sniwalk::storage::open=off");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let failed = |e: storage::MigrateError| {
+        eprintln!("sniwalk: {e}");
+        Ok(ExitCode::from(1))
+    };
+    match command {
+        StorageCommand::Ls { config, json } => {
+            let config = Config::load(&config.config)?;
+            let listed = match runtime.block_on(storage::inventory_of(&config)) {
+                Ok(listed) => listed,
+                Err(e) => return failed(e),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&listed)?);
+            } else {
+                print!("{}", listed.render_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StorageCommand::Migrate {
+            config,
+            to,
+            dry_run,
+        } => {
+            let (from, to) = (Config::load(&config.config)?, Config::load(&to)?);
+            let print = |key: &storage::KeyReport| println!("{}", key.line(dry_run));
+            match runtime.block_on(storage::migrate_configs(&from, &to, dry_run, print)) {
+                Ok(report) => {
+                    println!("{}", report.summary());
+                    Ok(ExitCode::from(u8::from(report.failed() > 0)))
+                }
+                Err(e) => failed(e),
+            }
+        }
     }
 }
 

@@ -467,6 +467,8 @@ fn help_everywhere() {
         &["selfsigned", "--help"],
         &["pem", "--help"],
         &["pem", "merge", "--help"],
+        &["storage", "ls", "--help"],
+        &["storage", "migrate", "--help"],
     ] {
         let out = sniwalk(args);
         assert_eq!(out.status.code(), Some(0), "{args:?}");

@@ -9,6 +9,8 @@
 //!   `open`: the engine the configuration names; `health`: whether it
 //!   can be reached; `liveness`: this instance's key on a lease;
 //!   `ticket_keys`: session ticket keys rotated under a lock.
+//! - `migrate`: `sniwalk storage ls` (what a storage holds, never a value)
+//!   and `sniwalk storage migrate` (one storage copied into another).
 //! - `etcd`: the etcd engine (cargo feature `etcd`); `etcd_tasks`: its
 //!   lease keep-alive and watch tasks, errors and keys read from etcd;
 //!   `etcd_lazy`: the same, connecting on first use (started while etcd
@@ -27,6 +29,7 @@ pub mod follow;
 pub mod health;
 pub mod keys;
 pub mod liveness;
+mod migrate;
 mod open;
 mod shared;
 pub mod ticket_keys;
@@ -38,5 +41,10 @@ pub use api::{
 pub use dir::{DirStorage, MAX_VALUE_BYTES};
 #[cfg(feature = "etcd")]
 pub use etcd::{ClientIdentity, EtcdOptions, EtcdStorage};
+pub use migrate::{
+    CertificateInfo, Decision, Inventory, KeyInfo, KeyReport, MigrateError, MigrationReport,
+    Reason, TRANSIENT, check_distinct, decide, inventory, inventory_of, is_transient, migrate,
+    migrate_configs,
+};
 pub use open::open;
 pub use shared::{Shared, StoreError, instance_name, write_cache, write_cache_key};
