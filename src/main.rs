@@ -445,12 +445,19 @@ fn check(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     };
     let acme_status = sniwalk::acme::control::read_status(&config.state_layout());
     let report = CheckReport::from_snapshot(&snapshot, unix_now()).with_acme_status(&acme_status);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let storage = runtime.block_on(sniwalk::storage::probe(&config));
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        value["storage"] = serde_json::to_value(&storage)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", report.render_text());
+        println!("{}", storage.line());
     }
-    Ok(if report.has_errors() {
+    Ok(if report.has_errors() || !storage.up {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

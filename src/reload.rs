@@ -551,6 +551,14 @@ fn keep_listeners(running: &Config, mut new: Config) -> Config {
         );
         new.admin = running.admin.clone();
     }
+    // The storage's connection, followers and locks are made at start.
+    if new.storage != running.storage || new.ticket_rotation != running.ticket_rotation {
+        tracing::warn!(
+            "storage: and tls.ticket_rotation change with a restart; keeping the running ones"
+        );
+        new.storage = running.storage.clone();
+        new.ticket_rotation = running.ticket_rotation;
+    }
     new
 }
 

@@ -289,3 +289,55 @@ async fn a_refused_password_stops_the_start_with_its_setting_named() {
     })
     .await;
 }
+
+/// Runs `sniwalk check` (text, then `--json`) on `config`: exit code,
+/// standard output of the text run and the JSON report.
+async fn check(config: &Path) -> (Option<i32>, String, serde_json::Value) {
+    let config = config.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let run = |json: bool| {
+            let mut command = std::process::Command::new(common::sniwalk_bin());
+            command.args(["check", "--config"]).arg(&config);
+            if json {
+                command.arg("--json");
+            }
+            command.output().expect("sniwalk check runs")
+        };
+        let text = run(false);
+        let json = run(true);
+        let report: serde_json::Value =
+            serde_json::from_slice(&json.stdout).expect("check --json prints JSON");
+        (
+            text.status.code(),
+            String::from_utf8_lossy(&text.stdout).into_owned(),
+            report,
+        )
+    })
+    .await
+    .expect("joined")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_says_whether_the_storage_answers() {
+    within(TEST_LIMIT, "check and the storage", async {
+        let mut etcd = TestEtcd::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let path = dir.path().join("proxy.yaml");
+        std::fs::write(&path, yaml(dir.path(), &etcd.endpoint(), admin, None)).expect("config");
+        let (code, text, report) = check(&path).await;
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.contains("storage: etcd") && text.contains("reachable, 0 instance(s) alive"),
+            "{text}"
+        );
+        assert_eq!(report["storage"]["up"], true, "{report}");
+        etcd.stop();
+        let (code, text, report) = check(&path).await;
+        assert_eq!(code, Some(1), "an unreachable storage is an error\n{text}");
+        assert!(text.contains("UNREACHABLE"), "{text}");
+        assert_eq!(report["storage"]["up"], false, "{report}");
+        assert!(report["storage"]["error"].is_string(), "{report}");
+    })
+    .await;
+}

@@ -165,7 +165,10 @@ async fn conditions_decide_puts_and_deletes() {
             .await
             .expect("put elsewhere");
         assert_eq!(storage.get(key).await.expect("get"), None);
-        assert_eq!(storage.describe(), format!("etcd {}", etcd.endpoint()));
+        assert_eq!(
+            storage.describe(),
+            format!("etcd {} prefix sniwalk/", etcd.endpoint())
+        );
     })
     .await;
 }

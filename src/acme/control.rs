@@ -195,6 +195,23 @@ pub fn read_status(state: &StateLayout) -> StatusFile {
     }
 }
 
+/// Writes `status` (a failure is logged) and publishes it through
+/// `shared` for the other instances (`status/<instance>`), if given.
+pub fn save_status(
+    state: &StateLayout,
+    status: &StatusFile,
+    shared: Option<&crate::storage::Shared>,
+) {
+    if let Err(e) = write_status(state, status) {
+        tracing::warn!("cannot write the ACME status file: {e}");
+    }
+    if let Some(shared) = shared
+        && let Ok(json) = serde_json::to_vec(status)
+    {
+        shared.publish_status(json);
+    }
+}
+
 /// Writes `status.json`.
 pub fn write_status(state: &StateLayout, status: &StatusFile) -> Result<(), FsError> {
     let path = state.acme_status();

@@ -778,14 +778,7 @@ impl<I: Issuer> Manager<I> {
                 .collect(),
         };
         let state = self.config.borrow().state_layout();
-        if let Err(e) = control::write_status(&state, &status) {
-            tracing::warn!("cannot write the ACME status file: {e}");
-        }
-        if let Some(shared) = &self.shared_status
-            && let Ok(json) = serde_json::to_vec(&status)
-        {
-            shared.publish_status(json);
-        }
+        control::save_status(&state, &status, self.shared_status.as_ref());
     }
 }
 

@@ -8,7 +8,8 @@
 //!   `follow`: list, then watch, and apply what other instances share;
 //!   `open`: the engine the configuration names; `health`: whether it
 //!   can be reached; `liveness`: this instance's key on a lease;
-//!   `ticket_keys`: session ticket keys rotated under a lock.
+//!   `ticket_keys`: session ticket keys rotated under a lock; `probe`:
+//!   `sniwalk check`'s look at it.
 //! - `migrate`: `sniwalk storage ls` (what a storage holds, never a value)
 //!   and `sniwalk storage migrate` (one storage copied into another).
 //! - `etcd`: the etcd engine (cargo feature `etcd`); `etcd_tasks`: its
@@ -31,6 +32,7 @@ pub mod keys;
 pub mod liveness;
 mod migrate;
 mod open;
+mod probe;
 mod shared;
 pub mod ticket_keys;
 
@@ -47,4 +49,5 @@ pub use migrate::{
     migrate_configs,
 };
 pub use open::open;
+pub use probe::{StorageProbe, probe};
 pub use shared::{Shared, StoreError, instance_name, write_cache, write_cache_key};

@@ -42,28 +42,30 @@ pub async fn open(config: &Config) -> Result<Shared, StorageError> {
                         .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
                 })
                 .transpose()?;
-            // Unreachable now: start anyway, serving the local cache, and
-            // connect once etcd answers. Anything else (a refused user, a
-            // bad prefix) stops the start with its message.
-            let engine: std::sync::Arc<dyn super::api::Storage> =
+            // Unreachable now: go on (`run` serves the local cache) and
+            // connect once etcd answers; the health says so. Anything else
+            // (a refused user, a bad prefix) stops here with its message.
+            let (engine, unreachable): (std::sync::Arc<dyn super::api::Storage>, _) =
                 match super::etcd::EtcdStorage::connect(options.clone()).await {
-                    Ok(engine) => std::sync::Arc::new(engine),
-                    Err(e @ StorageError::Unreachable { .. }) => {
-                        tracing::error!(
-                            "{e}; starting with the certificates cached in {} and connecting \
-                             when etcd answers",
-                            config.state_dir.display()
-                        );
-                        std::sync::Arc::new(super::etcd_lazy::LazyEtcd::new(options))
-                    }
+                    Ok(engine) => (std::sync::Arc::new(engine), None),
+                    Err(e @ StorageError::Unreachable { .. }) => (
+                        std::sync::Arc::new(super::etcd_lazy::LazyEtcd::new(options)),
+                        Some(e),
+                    ),
                     Err(e) => return Err(e),
                 };
-            Ok(Shared::new(
+            let shared = Shared::new(
                 engine,
                 super::shared::instance_name(),
                 Some(etcd.lease),
                 Some(config.state_layout()),
-            ))
+            );
+            if let Some(e) = unreachable {
+                shared
+                    .health()
+                    .set_down(&format!("{e}; connecting when etcd answers"));
+            }
+            Ok(shared)
         }
         #[cfg(not(feature = "etcd"))]
         StorageConfig::Etcd(_) => Err(StorageError::Setup {
