@@ -804,3 +804,68 @@ async fn wait_refused(instance: &Instance, n: usize, what: &str, context: &dyn F
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// etcd is down when the certificate is due: the instance starts, places
+/// no order and says why; once etcd is back the order is placed without a
+/// restart, the certificate stored in etcd and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_order_while_etcd_is_down_and_the_order_resumes_when_it_is_back() {
+    within(TEST_LIMIT, "orders wait for etcd", async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut etcd = TestEtcd::start().await;
+        let validated = free_port("127.0.0.1");
+        let env = PebbleEnv::start_with(
+            &tmp.path().join("pebble"),
+            PebbleOptions {
+                http_port: Some(validated),
+                ..PebbleOptions::default()
+            },
+        )
+        .await;
+        let client = common::pebble::client_trusting(&env.root_pem().await);
+        etcd.stop();
+        let https = addr("127.0.0.1", free_port("127.0.0.1"));
+        let a = start(
+            "A",
+            tmp.path(),
+            Spec {
+                env: &env,
+                etcd: &etcd,
+                state: Path::new(""),
+                acme: true,
+                challenge: "http-01",
+                lease: "2s",
+                http: addr("127.0.0.1", validated),
+                https,
+            },
+        )
+        .await;
+        let context = || all_logs(&[&a], &env);
+        // Handshakes are answered (the default certificate) and the order
+        // waits: no request to the CA while nothing could be stored.
+        within(Duration::from_secs(20), "the order held back", async {
+            while a.count("StorageUnavailable") == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        assert!(
+            verified_leaf(https, SHOP, &client).await.is_err(),
+            "no certificate yet"
+        );
+        assert_eq!(
+            orders(&[&a]),
+            0,
+            "no order while etcd is down\n{}",
+            context()
+        );
+        assert!(a.count("storage unreachable") >= 1, "{}", context());
+
+        etcd.restart().await;
+        let (stored, _) = stored_in_etcd(&etcd, &context).await;
+        wait_served(&a, SHOP, &client, &stored, &context).await;
+        assert_eq!(orders(&[&a]), 1, "{}", context());
+        assert!(a.count("storage reachable again") >= 1, "{}", context());
+    })
+    .await;
+}
