@@ -120,30 +120,7 @@ pub fn create_private_dir(path: &Path) -> Result<(), FsError> {
 /// directory, fsync, rename over the target, fsync the directory.
 /// `private` files (anything holding a key) get mode 0600.
 pub fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Result<(), FsError> {
-    let write_err = |source| FsError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| write_err(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?;
-    let (tmp, mut file) =
-        create_temporary(dir, &file_name.to_string_lossy(), private).map_err(write_err)?;
-    let result = (|| {
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // The rename is durable only once the directory entry is.
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(write_err)
+    with_temporary(path, contents, private, |tmp| fs::rename(tmp, path))
 }
 
 /// Writes `contents` to `path` only if there is no file there yet, whole
@@ -151,6 +128,25 @@ pub fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Result<(), F
 /// to `path` (a link, unlike a rename, never replaces an existing file).
 /// `false` when `path` already existed (nothing changed).
 pub fn create_atomic(path: &Path, contents: &[u8], private: bool) -> Result<bool, FsError> {
+    with_temporary(path, contents, private, |tmp| {
+        match fs::hard_link(tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// Writes `contents` (synced) to a new temporary file beside `path`, hands
+/// it to `publish` (which puts it in place), syncs the directory (the
+/// entry is durable only then) and removes whatever of the temporary file
+/// is left.
+fn with_temporary<T>(
+    path: &Path,
+    contents: &[u8],
+    private: bool,
+    publish: impl FnOnce(&Path) -> io::Result<T>,
+) -> Result<T, FsError> {
     let write_err = |source| FsError::Write {
         path: path.to_path_buf(),
         source,
@@ -167,14 +163,12 @@ pub fn create_atomic(path: &Path, contents: &[u8], private: bool) -> Result<bool
     let result = (|| {
         file.write_all(contents)?;
         file.sync_all()?;
-        let created = match fs::hard_link(&tmp, path) {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-            Err(e) => return Err(e),
-        };
+        let published = publish(&tmp)?;
         fs::File::open(dir)?.sync_all()?;
-        Ok(created)
+        Ok(published)
     })();
+    // After a rename there is nothing left; after a link, or a failure,
+    // the temporary name goes.
     let _ = fs::remove_file(&tmp);
     result.map_err(write_err)
 }

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::api::{Change, Storage, StorageError};
 use super::health::StorageHealth;
 use super::keys;
-use super::shared::{Shared, write_cache};
+use super::shared::{Shared, write_cache_key};
 use crate::challenge::{self, ChallengeStore};
 
 /// How often a prefix is listed again even when its watch is healthy.
@@ -309,6 +309,25 @@ impl Applier for TlsAlpn01 {
     }
 }
 
+/// Makes the local copy of `key` (its file: `StateLayout::key_path`) hold
+/// `value`: `true` when it was written, `false` when it already did.
+async fn refresh_copy(
+    cache: &crate::state_layout::StateLayout,
+    key: &str,
+    value: &[u8],
+) -> Result<bool, super::shared::StoreError> {
+    let path = cache.key_path(key);
+    let cached = tokio::task::spawn_blocking(move || std::fs::read(path).ok())
+        .await
+        .ok()
+        .flatten();
+    if cached.as_deref() == Some(value) {
+        return Ok(false);
+    }
+    write_cache_key(cache, key, value).await?;
+    Ok(true)
+}
+
 /// Certificates of a remote engine, written to the local cache.
 struct Certificates {
     cache: crate::state_layout::StateLayout,
@@ -356,21 +375,16 @@ impl Applier for Certificates {
             );
             return;
         }
-        let path = self.cache.stored_certificate(domain);
-        let cached = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || std::fs::read(path).ok())
-                .await
-                .ok()
-                .flatten()
-        };
-        if cached.as_deref() != Some(value) {
-            if let Err(e) = write_cache(&self.cache, domain, value).await {
+        match refresh_copy(&self.cache, key, value).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(key, domain, "stored certificate cached");
+                (self.changed)(domain);
+            }
+            Err(e) => {
                 tracing::error!(key, domain, "{e}");
                 return;
             }
-            tracing::info!(key, domain, file = %path.display(), "stored certificate cached");
-            (self.changed)(domain);
         }
         self.known.insert(domain.to_string(), value.to_vec());
     }
@@ -432,21 +446,16 @@ impl Applier for DomainStoreCopy {
             );
             return;
         }
-        let path = self.cache.domain_store();
-        let cached = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || std::fs::read(path).ok())
-                .await
-                .ok()
-                .flatten()
-        };
-        if cached.as_deref() != Some(value) {
-            if let Err(e) = super::shared::write_cache_key(&self.cache, key, value).await {
+        match refresh_copy(&self.cache, key, value).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(key, "stored domain store cached");
+                (self.changed)();
+            }
+            Err(e) => {
                 tracing::error!(key, "{e}");
                 return;
             }
-            tracing::info!(key, file = %path.display(), "stored domain store cached");
-            (self.changed)();
         }
         self.known = Some(value.to_vec());
     }
