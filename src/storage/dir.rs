@@ -361,16 +361,34 @@ fn take_attached(attached: &Attached, name: &str, fence: u64) -> Vec<String> {
 
 /// Deletes `keys` and the lock file at `path` if it is still `record`'s.
 fn release_files(state: &StateLayout, path: &Path, record: &LockRecord, keys: &[String]) {
+    if let Err(e) = release_holding(state, path, record.fence, keys) {
+        tracing::warn!(file = %path.display(), "cannot release the lock: {e}");
+    }
+}
+
+/// Releases the holding `fence` of the lock file at `path` and deletes the
+/// keys put while it was held, if the file still names that holding: a
+/// holding taken over meanwhile leaves both alone (the new holder may
+/// have written the same keys).
+fn release_holding(
+    state: &StateLayout,
+    path: &Path,
+    fence: u64,
+    keys: &[String],
+) -> io::Result<()> {
+    let owner = match dir_lock::read(path)? {
+        Some((_, Seen::Record(record))) if record.fence == fence => record.owner,
+        _ => return Ok(()),
+    };
     for key in keys {
         let file = state.key_path(key);
-        if let Err(e) = remove(key, &file) {
+        if let Err(e) = std::fs::remove_file(&file)
+            && e.kind() != io::ErrorKind::NotFound
+        {
             tracing::warn!(key, "cannot delete a value of a released lock: {e}");
         }
     }
-    match dir_lock::release(path, &record.owner) {
-        Ok(_) => {}
-        Err(e) => tracing::warn!(file = %path.display(), "cannot release the lock: {e}"),
-    }
+    dir_lock::release(path, &owner).map(|_| ())
 }
 
 #[async_trait::async_trait]
@@ -533,17 +551,7 @@ impl Storage for DirStorage {
         blocking(&key, {
             let key = key.clone();
             move || {
-                for attached in &keys {
-                    remove(attached, &state.key_path(attached))?;
-                }
-                match dir_lock::read(&path).map_err(|e| io_error(&key, &path, e))? {
-                    Some((_, Seen::Record(record))) if record.fence == fence => {
-                        dir_lock::release(&path, &record.owner)
-                            .map_err(|e| io_error(&key, &path, e))?;
-                    }
-                    _ => {}
-                }
-                Ok(())
+                release_holding(&state, &path, fence, &keys).map_err(|e| io_error(&key, &path, e))
             }
         })
         .await?;

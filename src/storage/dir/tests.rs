@@ -265,6 +265,10 @@ async fn a_holder_whose_lock_was_taken_over_is_fenced_out() {
         .expect("put")
         .is_some()
     );
+    one.put_while_held("tls-alpn-01/a.test", b"one's".to_vec(), &lock)
+        .await
+        .expect("put")
+        .expect("held");
     // As if `one` had been paused past its lease: the file says it ended.
     let file = dir.path().join("acme/locks/a.test.lock");
     let mut record: LockRecord =
@@ -306,9 +310,18 @@ async fn a_holder_whose_lock_was_taken_over_is_fenced_out() {
         std::fs::read(dir.path().join("certificates/a.test.pem")).expect("read"),
         b"newer"
     );
-    // Releasing the lost holding leaves the newer lock alone.
+    two.put_while_held("tls-alpn-01/a.test", b"two's".to_vec(), &newer)
+        .await
+        .expect("put")
+        .expect("held");
+    // Releasing the lost holding leaves the newer lock, and what its
+    // holder put under the same key, alone.
     one.unlock(lock).await.expect("unlock");
     assert!(file.exists());
+    assert_eq!(
+        std::fs::read(dir.path().join("shared/tls-alpn-01/a.test")).expect("read"),
+        b"two's"
+    );
     two.unlock(newer).await.expect("unlock");
     assert!(!file.exists());
 }
