@@ -1,5 +1,5 @@
 //! The real issuer: pre-flight, then the domain's order lock (shared with
-//! other instances on the same `state`), the order with the CA, storing
+//! other instances through the storage), the order with the CA, storing
 //! the certificate and waiting until the proxy serves it (lock → order →
 //! store → activate). The [`Issuer`] trait is the seam the ACME task's
 //! tests replace with a scripted CA.
@@ -52,6 +52,25 @@ fn listed_problems(problems: &[String]) -> String {
         format!(": {joined}")
     }
 }
+
+/// Test builds only: waits `SNIWALK_TEST_HOLD_BEFORE_STORE` milliseconds
+/// between receiving a certificate and storing it, after logging
+/// "test hold before store", so the fencing test can pause the process
+/// (SIGSTOP) exactly there. Release builds compile none of this.
+#[cfg(debug_assertions)]
+async fn hold_before_store(domain: &str) {
+    let Some(millis) = std::env::var("SNIWALK_TEST_HOLD_BEFORE_STORE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    tracing::warn!(domain, millis, "test hold before store");
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+}
+
+#[cfg(not(debug_assertions))]
+async fn hold_before_store(_domain: &str) {}
 
 /// Talks to the CA on the manager's behalf.
 pub trait Issuer: Send + Sync + 'static {
@@ -204,24 +223,35 @@ impl CaIssuer {
             error,
             retry_after: None,
         };
-        progress(Step::Account);
-        let (account, retry_after) = self.account(settings, email).await.map_err(fail)?;
-        let pem = order::issue(
-            &account,
-            order::Issue {
-                domain,
-                challenge: settings.challenge,
-                challenges: &self.challenges,
-                shared: Some((self.shared.engine(), lock)),
-                directory: &settings.directory,
-                progress,
-            },
-        )
-        .await
-        .map_err(|error| Failure {
-            error,
-            retry_after: retry_after.take_secs(SystemTime::now()),
-        })?;
+        // The order stops when the lock is lost (its lease could not be
+        // kept alive): another instance may be ordering by now. Once the
+        // certificate is in hand it is always offered to the storage: the
+        // fenced put decides (README, "Running several instances").
+        let ordered = async {
+            progress(Step::Account);
+            let (account, retry_after) = self.account(settings, email).await.map_err(fail)?;
+            order::issue(
+                &account,
+                order::Issue {
+                    domain,
+                    challenge: settings.challenge,
+                    challenges: &self.challenges,
+                    shared: Some((self.shared.engine(), lock)),
+                    directory: &settings.directory,
+                    progress,
+                },
+            )
+            .await
+            .map_err(|error| Failure {
+                error,
+                retry_after: retry_after.take_secs(SystemTime::now()),
+            })
+        };
+        let pem = tokio::select! {
+            pem = ordered => pem?,
+            () = lock.lost() => return Err(fail(self.lost_lock(domain))),
+        };
+        hold_before_store(domain).await;
         let facts = crate::pem::parse_certificate_pem(&pem)
             .map_err(|e| {
                 fail(AcmeError::Order {
@@ -355,14 +385,9 @@ impl Issuer for CaIssuer {
                 .await
                 .map_err(fail);
         }
-        // The order stops when the lock is lost (its lease could not be kept
-        // alive): another instance may be ordering by now.
-        let ordered = tokio::select! {
-            ordered = self.order_and_store(
-                &domain, email.as_deref(), &settings, &lock, &*progress,
-            ) => ordered,
-            () = lock.lost() => Err(fail(self.lost_lock(&domain))),
-        };
+        let ordered = self
+            .order_and_store(&domain, email.as_deref(), &settings, &lock, &*progress)
+            .await;
         // Stored (or failed): the next instance to take the lock finds the
         // result in the storage.
         self.release(&domain, lock).await;
