@@ -12,11 +12,10 @@
 //! with several instances sharing `state_dir` the one the CA happens to
 //! reach answers for the one that ordered. The files are public (the CA
 //! fetches them over plain HTTP) and removed when the challenge is over;
-//! leftovers of killed instances are swept at start ([`sweep_shared_http01`]).
+//! leftovers of killed instances are swept at start ([`sweep_shared_answers`]).
 
 use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -87,6 +86,21 @@ impl ChallengeStore {
             next
         });
     }
+
+    /// Withdraws `domain`'s TLS-ALPN-01 certificate only if it is still
+    /// `certificate` (another writer may have set a newer one since).
+    pub fn remove_tls_alpn01_if(&self, domain: &str, certificate: &Arc<CertifiedKey>) {
+        self.tls_alpn01.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            if next
+                .get(domain)
+                .is_some_and(|set| Arc::ptr_eq(set, certificate))
+            {
+                next.remove(domain);
+            }
+            next
+        });
+    }
 }
 
 /// Largest shared answer read: a key authorization is a token (43
@@ -96,27 +110,6 @@ pub const MAX_SHARED_ANSWER_BYTES: u64 = 4096;
 /// Shared answers older than this are leftovers of an instance killed
 /// mid-order (a challenge lasts minutes).
 pub const SHARED_ANSWER_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-
-/// Writes the answer for `token` where every instance sharing `state_dir`
-/// finds it (atomically, mode 0644: it is public).
-pub fn write_shared_http01(
-    state: &StateLayout,
-    token: &str,
-    key_authorization: &str,
-) -> Result<PathBuf, crate::fsio::FsError> {
-    let path = state.http01_answer(token);
-    crate::fsio::create_private_dir(&state.http01_dir())?;
-    crate::fsio::write_atomic(&path, key_authorization.as_bytes(), false)?;
-    Ok(path)
-}
-
-/// Removes the shared answer for `token`; a missing one is fine.
-pub fn remove_shared_http01(state: &StateLayout, token: &str) -> io::Result<()> {
-    match std::fs::remove_file(state.http01_answer(token)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
 
 /// Reads the shared answer for `token` ([`StateLayout::http01_answer`]):
 /// `None` if there is none, `token` is not a valid token, or the answer is
@@ -149,9 +142,23 @@ pub fn is_leftover_answer(modified: SystemTime, now: SystemTime) -> bool {
 }
 
 /// Deletes shared answers older than [`SHARED_ANSWER_MAX_AGE`] (left by
-/// instances killed mid-order); best effort. Returns how many went.
-pub fn sweep_shared_http01(state: &StateLayout, now: SystemTime) -> usize {
-    let Ok(entries) = std::fs::read_dir(state.http01_dir()) else {
+/// instances killed mid-order): HTTP-01 answers and, with `storage: dir`,
+/// TLS-ALPN-01 digests; best effort. Returns how many went.
+pub fn sweep_shared_answers(state: &StateLayout, now: SystemTime) -> usize {
+    let tls_alpn01 = state
+        .key_path(&crate::storage::keys::tls_alpn01("x"))
+        .parent()
+        .map(std::path::Path::to_path_buf);
+    [Some(state.http01_dir()), tls_alpn01]
+        .into_iter()
+        .flatten()
+        .map(|dir| sweep_old_files(&dir, now))
+        .sum()
+}
+
+/// Deletes the files in `dir` older than [`SHARED_ANSWER_MAX_AGE`].
+fn sweep_old_files(dir: &std::path::Path, now: SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     entries
@@ -236,6 +243,7 @@ pub fn is_token(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn answers_come_and_go() {
@@ -285,13 +293,21 @@ mod tests {
         assert_eq!(names, vec!["DNSName(a.example.com)".to_string()]);
     }
 
+    /// What the dir storage engine writes for an HTTP-01 answer.
+    fn write_shared_http01(state: &StateLayout, token: &str, answer: &str) -> PathBuf {
+        let path = state.http01_answer(token);
+        crate::fsio::create_private_dir(&state.http01_dir()).expect("folder");
+        crate::fsio::write_atomic(&path, answer.as_bytes(), false).expect("write");
+        path
+    }
+
     #[tokio::test]
-    async fn shared_answers_are_written_read_and_removed() {
+    async fn shared_answers_are_read_and_bounded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = &StateLayout::new(dir.path());
         let shared = state.http01_dir();
         assert_eq!(read_shared_http01(state, "tok").await.expect("io"), None);
-        let path = write_shared_http01(state, "tok", "tok.thumb").expect("write");
+        let path = write_shared_http01(state, "tok", "tok.thumb");
         assert_eq!(path, shared.join("tok"));
         assert_eq!(
             read_shared_http01(state, "tok")
@@ -308,8 +324,7 @@ mod tests {
         }
         // Not a token: never a path outside the folder.
         assert_eq!(read_shared_http01(state, "../tok").await.expect("io"), None);
-        remove_shared_http01(state, "tok").expect("remove");
-        remove_shared_http01(state, "tok").expect("removing twice is fine");
+        std::fs::remove_file(&path).expect("remove");
         assert_eq!(read_shared_http01(state, "tok").await.expect("io"), None);
         // Oversized files are not answered.
         std::fs::write(shared.join("big"), vec![b'a'; 5000]).expect("write");
@@ -326,12 +341,19 @@ mod tests {
         assert!(!is_leftover_answer(now + hour, now), "clock skew");
         let dir = tempfile::tempdir().expect("tempdir");
         let state = &StateLayout::new(dir.path());
-        write_shared_http01(state, "fresh", "x").expect("write");
-        assert_eq!(sweep_shared_http01(state, SystemTime::now()), 0);
-        assert_eq!(sweep_shared_http01(state, SystemTime::now() + 25 * hour), 1);
+        write_shared_http01(state, "fresh", "x");
+        let digest = state.key_path(&crate::storage::keys::tls_alpn01("a.test"));
+        std::fs::create_dir_all(digest.parent().expect("folder")).expect("mkdir");
+        std::fs::write(&digest, "00").expect("write");
+        assert_eq!(sweep_shared_answers(state, SystemTime::now()), 0);
+        assert_eq!(
+            sweep_shared_answers(state, SystemTime::now() + 25 * hour),
+            2
+        );
         assert!(!state.http01_answer("fresh").exists());
+        assert!(!digest.exists());
         let missing = StateLayout::new(dir.path().join("none"));
-        assert_eq!(sweep_shared_http01(&missing, now), 0);
+        assert_eq!(sweep_shared_answers(&missing, now), 0);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!   acme/requests/<domain>.json forced-renewal requests (`sniwalk renew`)
 //!   acme/results/<domain>.json  their outcomes
 //!   acme/status.json            per-domain ACME state (survives restarts)
-//!   pending/<domain>.pem        issued while a remote storage was down
+//!   pending/<domain>@<fence>.pem issued while a remote storage was down
 //!   shared/<key>                every other storage key (`storage: dir`)
 //! ```
 //!
@@ -135,9 +135,11 @@ impl StateLayout {
         self.root.join("pending")
     }
 
-    /// `domain`'s certificate waiting to be stored in a remote storage.
-    pub fn pending_certificate(&self, domain: &str) -> PathBuf {
-        self.pending_dir().join(format!("{domain}.pem"))
+    /// `domain`'s certificate waiting to be stored in a remote storage,
+    /// issued under the order lock whose fencing token was `fence`
+    /// (`<domain>@<fence>.pem`).
+    pub fn pending_certificate(&self, domain: &str, fence: u64) -> PathBuf {
+        self.pending_dir().join(format!("{domain}@{fence}.pem"))
     }
 
     /// The per-domain ACME status, written on every change and read back

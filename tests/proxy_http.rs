@@ -93,8 +93,9 @@ async fn acme_challenges_of_other_instances_are_answered_from_the_shared_state()
         assert_eq!(exchange(addr, &request(TOKEN)).await.status, 404);
 
         let state_dir = StateLayout::new(dir.path().join("state"));
-        sniwalk::challenge::write_shared_http01(&state_dir, TOKEN, KEY_AUTHORIZATION)
-            .expect("share the answer");
+        // Where another instance's dir storage engine puts its answer.
+        std::fs::create_dir_all(state_dir.http01_dir()).expect("folder");
+        std::fs::write(state_dir.http01_answer(TOKEN), KEY_AUTHORIZATION).expect("share the answer");
         let answer = exchange(addr, &request(TOKEN)).await;
         assert_eq!((answer.status, answer.body.as_str()), (200, KEY_AUTHORIZATION));
         assert_eq!(answer.header("content-type"), Some("text/plain"));
@@ -107,7 +108,7 @@ async fn acme_challenges_of_other_instances_are_answered_from_the_shared_state()
         .expect("write");
         assert_eq!(exchange(addr, &request(big)).await.status, 404, "size-capped");
 
-        sniwalk::challenge::remove_shared_http01(&state_dir, TOKEN).expect("withdraw");
+        std::fs::remove_file(state_dir.http01_answer(TOKEN)).expect("withdraw");
         assert_eq!(exchange(addr, &request(TOKEN)).await.status, 404, "withdrawn");
         proxy.stop().await;
     })

@@ -843,12 +843,15 @@ async fn no_order_while_etcd_is_down_and_the_order_resumes_when_it_is_back() {
         let context = || all_logs(&[&a], &env);
         // Handshakes are answered (the default certificate) and the order
         // waits: no request to the CA while nothing could be stored.
-        within(Duration::from_secs(20), "the order held back", async {
-            while a.count("StorageUnavailable") == 0 {
+        within(Duration::from_secs(20), "the outage seen", async {
+            while a.count("storage unreachable") == 0 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
         .await;
+        // Long enough for the ACME task to have tried (and held back) the
+        // order: it is due at once.
+        tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(
             verified_leaf(https, SHOP, &client).await.is_err(),
             "no certificate yet"

@@ -8,7 +8,7 @@
 use instant_acme::{Account, AccountCredentials, HttpClient, NewAccount};
 
 use super::{AcmeError, problem_of};
-use crate::storage::{Condition, Storage};
+use crate::storage::{Condition, Storage, StorageError};
 
 /// The storage key of the credentials for `directory` and `email`: the
 /// first 16 hex digits of SHA-256 over `directory`, a newline and `email`.
@@ -20,18 +20,29 @@ pub fn credentials_key(directory: &str, email: Option<&str>) -> String {
 
 /// Restores the account stored for `directory` and `email`, or registers
 /// a new one (agreeing to the terms of service) and stores its credentials.
-/// `http` is the client to reach the CA with (see [`super::client`]).
+/// `http` is the client to reach the CA with (see [`super::client`]);
+/// `domain` is the one the account is wanted for: an unreachable storage
+/// is [`AcmeError::StorageUnavailable`] for it (no order, no backoff), not
+/// an account failure.
 pub async fn load_or_create(
     storage: &dyn Storage,
     directory: &str,
     email: Option<&str>,
     http: Box<dyn HttpClient>,
+    domain: &str,
 ) -> Result<Account, AcmeError> {
     let fail = |step: &'static str, problem: String| AcmeError::Account {
         directory: directory.to_string(),
         step,
         problem,
         problem_type: None,
+    };
+    let storage_failed = |step: &'static str, e: StorageError| match e {
+        StorageError::Unreachable { .. } => AcmeError::StorageUnavailable {
+            domain: domain.to_string(),
+            detail: e.to_string(),
+        },
+        other => fail(step, other.to_string()),
     };
     let acme = |step: &'static str| {
         move |e: instant_acme::Error| {
@@ -66,7 +77,7 @@ pub async fn load_or_create(
                 .map_err(acme("restoring the account"));
         }
         Ok(None) => {}
-        Err(e) => return Err(fail("reading stored credentials", e.to_string())),
+        Err(e) => return Err(storage_failed("reading stored credentials", e)),
     }
 
     // 2. None yet: register a new account (newAccount, RFC 8555 §7.3).
@@ -86,7 +97,7 @@ pub async fn load_or_create(
         .map_err(acme("registering the account"))?;
 
     // 3. Keep the credentials (they hold the private key: 0600 in the
-    //    state directory). Create-only: should another instance have
+    //    state directory, or in etcd). Create-only: should another instance have
     //    registered at the same moment, its account is the one kept.
     let json = serde_json::to_vec_pretty(&credentials)
         .map_err(|e| fail("encoding credentials", e.to_string()))?;
@@ -106,7 +117,7 @@ pub async fn load_or_create(
             );
             Ok(account)
         }
-        Err(e) => Err(fail("storing credentials", e.to_string())),
+        Err(e) => Err(storage_failed("storing credentials", e)),
     }
 }
 

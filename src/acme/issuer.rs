@@ -122,6 +122,7 @@ impl CaIssuer {
         &self,
         settings: &AcmeConfig,
         email: Option<&str>,
+        domain: &str,
     ) -> Result<(instant_acme::Account, client::RetryAfter), AcmeError> {
         let (http, retry_after) =
             client::ca_client(&settings.ca_roots).map_err(|e| AcmeError::Account {
@@ -130,8 +131,14 @@ impl CaIssuer {
                 problem: e.to_string(),
                 problem_type: None,
             })?;
-        let account =
-            account::load_or_create(self.shared.engine(), &settings.directory, email, http).await?;
+        let account = account::load_or_create(
+            self.shared.engine(),
+            &settings.directory,
+            email,
+            http,
+            domain,
+        )
+        .await?;
         Ok((account, retry_after))
     }
 
@@ -229,7 +236,8 @@ impl CaIssuer {
         // fenced put decides (README, "Running several instances").
         let ordered = async {
             progress(Step::Account);
-            let (account, retry_after) = self.account(settings, email).await.map_err(fail)?;
+            let (account, retry_after) =
+                self.account(settings, email, domain).await.map_err(fail)?;
             order::issue(
                 &account,
                 order::Issue {
@@ -400,7 +408,7 @@ impl Issuer for CaIssuer {
     async fn renewal_info(&self, query: AriQuery) -> AriAnswer {
         let target = &query.target;
         let Ok((account, _)) = self
-            .account(&target.settings, target.email.as_deref())
+            .account(&target.settings, target.email.as_deref(), &target.domain)
             .await
         else {
             return AriAnswer::Failed;

@@ -308,19 +308,14 @@ impl<I: Issuer> Manager<I> {
         self.jobs.abort_all();
     }
 
-    /// Deletes shared HTTP-01 answers left by instances killed mid-order
-    /// (best effort: only files a day old, so no live order is touched).
-    /// Synchronous: one small folder, once, like reading the status file.
+    /// Deletes shared challenge answers left by instances killed mid-order
+    /// (day-old files only; synchronous: two small folders, once).
     fn sweep_shared_answers(&self) {
         let state = self.config.borrow().state_layout();
-        let dir = state.http01_dir();
-        let swept = crate::challenge::sweep_shared_http01(&state, SystemTime::now());
+        let swept = crate::challenge::sweep_shared_answers(&state, SystemTime::now());
         if swept > 0 {
-            tracing::info!(
-                folder = %dir.display(),
-                files = swept,
-                "ACME: removed day-old shared HTTP-01 answers"
-            );
+            let state_dir = state.root().display();
+            tracing::info!(%state_dir, files = swept, "ACME: removed day-old shared challenge answers");
         }
     }
 
@@ -693,6 +688,7 @@ impl<I: Issuer> Manager<I> {
                 entry.status.in_flight = None;
                 self.status_dirty = true;
                 let waiting = std::mem::take(&mut entry.waiting);
+                let placed = !matches!(&result, Err(f) if f.error.code() == "StorageUnavailable");
                 let outcome = match result {
                     Ok(issued) => {
                         entry.status.failures = 0;
@@ -717,10 +713,9 @@ impl<I: Issuer> Manager<I> {
                         }
                     }
                     Err(failure) => {
-                        // An unreachable storage is not the domain's
-                        // failure: no backoff, tried again soon.
-                        let delay = if matches!(failure.error, AcmeError::StorageUnavailable { .. })
-                        {
+                        // An unreachable storage is not the domain's failure:
+                        // no backoff, no line per try (README, "On etcd").
+                        let delay = if !placed {
                             STORAGE_RETRY
                         } else {
                             entry.status.failures = entry.status.failures.saturating_add(1);
@@ -732,21 +727,25 @@ impl<I: Issuer> Manager<I> {
                         };
                         entry.status.next_attempt = now.saturating_add(delay);
                         let message = failure.error.to_string();
-                        tracing::error!(
-                            domain,
-                            step = failure.error.step().as_str(),
-                            code = failure.error.code(),
-                            failures = entry.status.failures,
-                            retry_in_secs = delay,
-                            retry_at = %crate::clock::rfc3339(entry.status.next_attempt),
-                            "{message}; the current certificate (if any) keeps serving"
-                        );
-                        entry.status.last_error = Some(ErrorRecord {
-                            at: now,
-                            code: failure.error.code().to_string(),
-                            step: failure.error.step(),
-                            message: message.clone(),
-                        });
+                        if placed {
+                            tracing::error!(
+                                domain,
+                                step = failure.error.step().as_str(),
+                                code = failure.error.code(),
+                                failures = entry.status.failures,
+                                retry_in_secs = delay,
+                                retry_at = %crate::clock::rfc3339(entry.status.next_attempt),
+                                "{message}; the current certificate (if any) keeps serving"
+                            );
+                            entry.status.last_error = Some(ErrorRecord {
+                                at: now,
+                                code: failure.error.code().to_string(),
+                                step: failure.error.step(),
+                                message: message.clone(),
+                            });
+                        } else {
+                            tracing::debug!(domain, "{message}");
+                        }
                         OrderOutcome {
                             ok: false,
                             message,
@@ -755,7 +754,9 @@ impl<I: Issuer> Manager<I> {
                         }
                     }
                 };
-                if let Some(metrics) = &self.metrics {
+                if let Some(metrics) = &self.metrics
+                    && placed
+                {
                     metrics.acme_order(outcome.ok);
                 }
                 for waiter in waiting {

@@ -50,8 +50,9 @@ use serde::{Deserialize, Serialize};
 pub enum Step {
     /// Pre-flight: does the name resolve to one of `expected_addresses`?
     CheckDnsResolution,
-    /// Another instance sharing `state_dir` holds the domain's order lock:
-    /// waiting for it to finish (or for its lease to run out).
+    /// Another instance holds the domain's order lock: waiting for it to
+    /// finish (or for its lease to run out). Also the step of a failure to
+    /// take or keep that lock (the storage unreachable, the lease lost).
     WaitForOtherInstance,
     /// Restoring or registering the ACME account.
     Account,
@@ -65,7 +66,7 @@ pub enum Step {
     CheckOrder,
     /// New key, CSR, finalize and download.
     CreateCertificate,
-    /// Writing the result to `state_dir`.
+    /// Writing the result to the storage (fenced by the order lock).
     StoreCertificate,
     /// Waiting for the running proxy to serve it.
     Activate,

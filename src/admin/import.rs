@@ -133,12 +133,6 @@ pub(super) async fn import(
             ),
         );
     }
-    if report.is_none()
-        && let Err(e) = add_to_store(&state.storage, std::slice::from_ref(&name), false).await
-    {
-        tracing::error!(domain = %name, "admin: {e}");
-        return error(e.status(), e.to_string());
-    }
     // Stored (shared with the other instances) before the answer: a 2xx is
     // durable.
     let path = state.config.state_layout().stored_certificate(&name);
@@ -151,17 +145,39 @@ pub(super) async fn import(
             crate::storage::Condition::Always,
         )
         .await;
-    if let Err(e) = written {
-        tracing::error!(domain = %name, key, storage = %state.storage.engine().describe(), "admin: import failed: {e}");
-        let status = match e {
-            crate::storage::StoreError::Storage(crate::storage::StorageError::Unreachable {
-                ..
-            }) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+    match written {
+        Ok(_) => {}
+        // Stored: the local copy is written again when the storage's change
+        // comes back by watch; whether it is served is checked below.
+        Err(e @ crate::storage::StoreError::Cache { .. }) => {
+            tracing::warn!(domain = %name, key, "admin: {e}");
+        }
+        Err(e) => {
+            tracing::error!(domain = %name, key, storage = %state.storage.engine().describe(), "admin: import failed: {e}");
+            let status = match e {
+                crate::storage::StoreError::Storage(
+                    crate::storage::StorageError::Unreachable { .. },
+                ) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            return error(
+                status,
+                format!("certificate for {name} not stored, nothing changed: {e}"),
+            );
+        }
+    }
+    // A new name joins the domain store only once its certificate is
+    // stored: no instance ever has the domain without it.
+    if report.is_none()
+        && let Err(e) = add_to_store(&state.storage, std::slice::from_ref(&name), false).await
+    {
+        tracing::error!(domain = %name, "admin: {e}");
         return error(
-            status,
-            format!("certificate for {name} not stored, nothing changed: {e}"),
+            e.status(),
+            format!(
+                "the certificate for {name} is stored, but the domain could not be added to the \
+                 domain store ({e}); send the import again"
+            ),
         );
     }
     tracing::info!(domain = %name, key, file = %path.display(), sha256 = %parsed.leaf.sha256, "admin: certificate imported");

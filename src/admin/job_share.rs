@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::storage::{Condition, Shared};
+use crate::storage::{Condition, Shared, StorageError};
 
 /// How long a finished job stays in the storage.
 pub const JOB_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -33,36 +33,119 @@ pub(super) fn is_job_id(id: &str) -> bool {
 /// writer ends once the sender is dropped and the last state is written.
 pub(super) type JobCopy = Arc<watch::Sender<Vec<u8>>>;
 
-/// Starts the writer of job `id`'s copy in `storage`.
-pub(super) fn start_copy(storage: Shared, id: String, first: Vec<u8>) -> JobCopy {
-    let (sender, mut receiver) = watch::channel(first);
+/// The longest wait between two tries to write a state that failed.
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// How long a state that cannot be written is tried again (a final state
+/// included) before the writer gives up with an error line.
+const RETRY_FOR: Duration = Duration::from_secs(3600);
+
+/// Writes job `id`'s first state to `storage` (so the `202` that names
+/// the job is only sent once any instance can answer for it), then starts
+/// the writer of its later states.
+pub(super) async fn start_copy(
+    storage: Shared,
+    id: String,
+    first: Vec<u8>,
+) -> Result<JobCopy, StorageError> {
+    let key = job_key(&id);
+    storage
+        .engine()
+        .put(&key, first.clone(), Condition::Always)
+        .await?;
+    let (sender, mut receiver) = watch::channel(first.clone());
     tokio::spawn(async move {
-        let key = job_key(&id);
+        let mut written = first;
+        let mut closed = false;
+        // A newer state arrived while an older one was being tried again.
+        let mut fresh = false;
         loop {
-            let state = receiver.borrow_and_update().clone();
-            if let Err(e) = storage.engine().put(&key, state, Condition::Always).await {
-                tracing::warn!(job = %id, key, "cannot share the job's state: {e}");
+            if !fresh && !closed && receiver.changed().await.is_err() {
+                closed = true;
             }
-            if receiver.changed().await.is_err() {
+            fresh = false;
+            let state = receiver.borrow_and_update().clone();
+            if state != written {
+                // Tried again until written or replaced by a newer state;
+                // the last one (Completed or Failed) until written, or for
+                // RETRY_FOR: other instances would show the job running
+                // for days otherwise.
+                let mut wait = Duration::from_secs(1);
+                let started = tokio::time::Instant::now();
+                loop {
+                    match storage
+                        .engine()
+                        .put(&key, state.clone(), Condition::Always)
+                        .await
+                    {
+                        Ok(_) => {
+                            written = state;
+                            break;
+                        }
+                        Err(e) if started.elapsed() >= RETRY_FOR => {
+                            tracing::error!(job = %id, key, "cannot share the job's state; given up: {e}");
+                            written = state;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::debug!(job = %id, key, "cannot share the job's state yet: {e}");
+                        }
+                    }
+                    if closed {
+                        tokio::time::sleep(wait).await;
+                    } else {
+                        tokio::select! {
+                            changed = receiver.changed() => match changed {
+                                Ok(()) => {
+                                    fresh = true;
+                                    break;
+                                }
+                                Err(_) => closed = true,
+                            },
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+            }
+            if closed && !fresh {
                 return;
             }
         }
     });
-    Arc::new(sender)
+    Ok(Arc::new(sender))
+}
+
+/// Why a stored job could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StoredJobError {
+    /// The storage failed (unreachable, refused).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The stored value is not a job sniwalk wrote.
+    #[error("the stored job {key} is not JSON ({problem}); delete the key")]
+    NotJson {
+        /// The key.
+        key: String,
+        /// What the parser said.
+        problem: String,
+    },
 }
 
 /// The job `id` as another instance stored it, if any.
 pub(super) async fn stored_job(
     storage: &Shared,
     id: &str,
-) -> Result<Option<serde_json::Value>, String> {
+) -> Result<Option<serde_json::Value>, StoredJobError> {
     let key = job_key(id);
-    match storage.engine().get(&key).await {
-        Ok(Some(stored)) => serde_json::from_slice(&stored.value)
+    match storage.engine().get(&key).await? {
+        Some(stored) => serde_json::from_slice(&stored.value)
             .map(Some)
-            .map_err(|e| format!("the stored job {key} is not JSON ({e})")),
-        Ok(None) => Ok(None),
-        Err(e) => Err(e.to_string()),
+            .map_err(|e| StoredJobError::NotJson {
+                key,
+                problem: e.to_string(),
+            }),
+        None => Ok(None),
     }
 }
 

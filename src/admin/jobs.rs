@@ -16,6 +16,7 @@ use crate::config::{DomainNameError, ListenerKind, normalize_domain_name};
 use crate::reload::Reload;
 use crate::snapshot::Place;
 use crate::snapshot::SnapshotReader;
+use crate::storage::StorageError;
 
 /// Hostnames in one issuance job.
 pub const MAX_HOSTNAMES: usize = 100;
@@ -160,11 +161,27 @@ pub(super) async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply
             .collect(),
         copy: None,
     };
-    // Shared from the first state on, so any instance can answer for it.
+    // Shared from the first state on, so any instance can answer for it
+    // once the 202 is sent (README, "Admin API").
     let mut job = job;
-    job.copy = serde_json::to_vec(&job)
-        .ok()
-        .map(|first| job_share::start_copy(state.storage.clone(), id.clone(), first));
+    if let Ok(first) = serde_json::to_vec(&job) {
+        match job_share::start_copy(state.storage.clone(), id.clone(), first).await {
+            Ok(copy) => job.copy = Some(copy),
+            Err(e) => {
+                tracing::error!(job = %id, "admin: cannot share the new job: {e}");
+                let status = match e {
+                    StorageError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                return error(
+                    status,
+                    format!(
+                        "no job started: it could not be shared through the storage ({e}); try again"
+                    ),
+                );
+            }
+        }
+    }
     tokio::spawn(job_share::sweep(state.storage.clone()));
     if let Ok(mut jobs) = state.jobs.lock() {
         jobs.insert(job);
@@ -218,7 +235,13 @@ pub(super) async fn job(state: &AdminState, id: &str) -> Reply {
         Ok(None) => missing(),
         Err(e) => {
             tracing::warn!(job = id, "admin: {e}");
-            error(StatusCode::SERVICE_UNAVAILABLE, format!("job `{id}`: {e}"))
+            let status = match e {
+                job_share::StoredJobError::Storage(StorageError::Unreachable { .. }) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(status, format!("job `{id}`: {e}"))
         }
     }
 }

@@ -66,13 +66,13 @@ impl DomainStore {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
-    /// Writes the store atomically, mode 0600 like every state file. A
-    /// read-modify-write needs one writer at a time (the admin API
-    /// serializes its own).
+    /// Writes the store atomically, mode 0600 like every state file
+    /// (tests; the admin API writes it through the storage,
+    /// `config/domains`, with a compare-and-swap).
+    #[cfg(test)]
     pub fn write(&self, state: &StateLayout) -> Result<(), crate::fsio::FsError> {
-        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
         crate::fsio::create_private_dir(state.root())?;
-        crate::fsio::write_atomic(&state.domain_store(), &json, true)
+        crate::fsio::write_atomic(&state.domain_store(), &self.to_json(), true)
     }
 
     /// Adds the store's domains that the file does not configure.

@@ -319,6 +319,9 @@ async fn keep_alive(
     name: String,
 ) {
     let every = lease / 3;
+    // The end of the lease as last written: past it without a renewal
+    // (the disk full, the folder unwritable), the lock is as good as lost.
+    let mut expires = record.expires;
     loop {
         tokio::select! {
             _ = done.cancelled() => break,
@@ -330,13 +333,22 @@ async fn keep_alive(
         })
         .await;
         match renewed {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => {
+            Ok(Ok(Some(end))) => expires = end,
+            Ok(Ok(None)) => {
                 tracing::error!(
                     lock = %name,
                     file = %path.display(),
                     "lost the lock: another instance took it over (was this one stalled for \
                      longer than its lease?); what it protects stops"
+                );
+                lost.cancel();
+            }
+            Ok(Err(e)) if crate::clock::unix_now() >= expires => {
+                tracing::error!(
+                    lock = %name,
+                    file = %path.display(),
+                    "lost the lock: it could not be renewed before its lease ended ({e}); what \
+                     it protects stops"
                 );
                 lost.cancel();
             }

@@ -8,7 +8,7 @@
 //! `fence` is the holding's fencing token, its nanosecond start). It is created
 //! with `O_EXCL` (`create_new`), which shared filesystems honour, and holds
 //! a lease: the holder rewrites `expires` every third of the lease while it
-//! works ([`LockGuard`]), so a process that dies (killed, machine lost)
+//! works ([`renew`], from the dir engine's keep-alive task), so a process that dies (killed, machine lost)
 //! leaves a lock the others take over once `expires` has passed.
 //!
 //! Taking over a stale lock must not steal a live one that replaced it in
@@ -188,7 +188,7 @@ pub fn host_name() -> String {
 
 /// A lock file operation failed (not: the lock is held by another).
 #[derive(Debug, thiserror::Error)]
-#[error("order lock {}: {what}: {source}", path.display())]
+#[error("lock file {}: {what}: {source}", path.display())]
 pub struct LockError {
     /// The lock file.
     pub path: PathBuf,
@@ -262,7 +262,7 @@ fn create_new(path: &Path, record: &LockRecord) -> io::Result<bool> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o644);
+        options.mode(0o600);
     }
     let mut file = match options.open(path) {
         Ok(file) => file,
@@ -313,6 +313,11 @@ fn take_over_alone(
     let mutex = path.with_extension("lock.takeover");
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
     match options.open(&mutex) {
         Ok(mut file) => {
             let _ = file.write_all(who.owner.as_bytes());
@@ -378,16 +383,45 @@ fn take_over(path: &Path, stale: &[u8], who: &Holder) -> io::Result<bool> {
     Ok(!live)
 }
 
-/// Renews `record`'s lease at `now` if the file still names its owner;
-/// `false` if it does not (the lock was lost).
-pub fn renew(path: &Path, record: &LockRecord, now: i64, lease: Duration) -> io::Result<bool> {
-    match read(path)? {
-        Some((_, Seen::Record(current))) if current.owner == record.owner => {}
-        _ => return Ok(false),
+/// Renews `record`'s lease at `now` if the file still names its owner and
+/// its lease has not ended; the new end of the lease, or `None` when the
+/// lock was lost.
+///
+/// The file is rewritten in place, through the handle its content was
+/// checked through, never renamed over: a holder paused between the check
+/// and the write (beyond its lease) whose lock was taken over meanwhile
+/// writes into the file the taker moved aside, never over the taker's new
+/// lock (which a rename would replace, handing the lock back to the late
+/// holder and letting its fenced writes through). The new content is
+/// padded with spaces to the old length (JSON allows them), so a reader
+/// never sees a shorter file with the old tail.
+pub fn renew(
+    path: &Path,
+    record: &LockRecord,
+    now: i64,
+    lease: Duration,
+) -> io::Result<Option<i64>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut file = match fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    (&mut file).take(MAX_LOCK_BYTES).read_to_end(&mut bytes)?;
+    match Seen::parse(&bytes, None) {
+        Seen::Record(current) if current.owner == record.owner && now < current.expires => {}
+        _ => return Ok(None),
     }
-    let json = serde_json::to_vec(&record.renewed(now, lease)).map_err(io::Error::other)?;
-    fsio::write_atomic(path, &json, false).map_err(io::Error::other)?;
-    Ok(true)
+    let renewed = record.renewed(now, lease);
+    let mut json = serde_json::to_vec(&renewed).map_err(io::Error::other)?;
+    if json.len() < bytes.len() {
+        json.resize(bytes.len(), b' ');
+    }
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&json)?;
+    file.sync_data()?;
+    Ok(Some(renewed.expires))
 }
 
 /// Deletes the lock if it still names `owner`; whether it did.

@@ -127,7 +127,11 @@ pub(super) async fn follow_prefix(
         let listing = match listing {
             Ok(listing) => listing,
             Err(e) => {
-                health.set_down(&e.to_string());
+                // Only an outage is the storage's state; a refused prefix
+                // or an unreadable entry is this listing's problem.
+                if matches!(e, StorageError::Unreachable { .. }) {
+                    health.set_down(&e.to_string());
+                }
                 log_failure(&mut failing, prefix, &e);
                 tokio::select! {
                     () = stop.cancelled() => return,
@@ -142,7 +146,6 @@ pub(super) async fn follow_prefix(
             tracing::info!(prefix, storage = %engine.describe(), "following the storage again");
             failing = false;
         }
-        retry = RETRY_FIRST;
         let mut listed = HashSet::new();
         for (key, stored) in &listing.entries {
             applier.put(key, &stored.value).await;
@@ -150,8 +153,21 @@ pub(super) async fn follow_prefix(
         }
         applier.forget_except(&listed).await;
         let mut changes = engine.watch(prefix, listing.revision);
+        let watched = tokio::time::Instant::now();
         if !watch(&mut changes, &mut *applier, &stop).await {
             return;
+        }
+        // A watch that ends at once (its watcher cannot start, a clock
+        // stepped back) must not become a busy list-watch loop: wait as
+        // after a failure.
+        if watched.elapsed() >= RETRY_MAX {
+            retry = RETRY_FIRST;
+        } else {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(retry) => {}
+            }
+            retry = (retry * 2).min(RETRY_MAX);
         }
     }
 }
@@ -249,8 +265,11 @@ impl Applier for Http01 {
 /// validation certificate is made here.
 struct TlsAlpn01 {
     challenges: Arc<ChallengeStore>,
-    /// Digest by domain, so an unchanged one is not made again.
-    known: HashMap<String, Vec<u8>>,
+    /// Digest and the certificate made from it, by domain: an unchanged
+    /// digest is not made again, and only the answer this follower set is
+    /// withdrawn (a late delete of an earlier order must not withdraw the
+    /// answer of this instance's own new one).
+    known: HashMap<String, (Vec<u8>, Arc<rustls::sign::CertifiedKey>)>,
 }
 
 #[async_trait::async_trait]
@@ -274,14 +293,18 @@ impl Applier for TlsAlpn01 {
             );
             return;
         };
-        if self.known.get(domain) == Some(&digest) {
+        if self
+            .known
+            .get(domain)
+            .is_some_and(|(known, _)| *known == digest)
+        {
             return;
         }
         match challenge::tls_alpn01_certificate(domain, &digest) {
             Ok(certificate) => {
-                self.challenges
-                    .set_tls_alpn01(domain, Arc::new(certificate));
-                self.known.insert(domain.to_string(), digest);
+                let certificate = Arc::new(certificate);
+                self.challenges.set_tls_alpn01(domain, certificate.clone());
+                self.known.insert(domain.to_string(), (digest, certificate));
             }
             Err(e) => tracing::warn!(key, "cannot answer another instance's TLS-ALPN-01: {e}"),
         }
@@ -289,9 +312,9 @@ impl Applier for TlsAlpn01 {
 
     async fn delete(&mut self, key: &str) {
         if let Some(domain) = key.strip_prefix(keys::TLS_ALPN01)
-            && self.known.remove(domain).is_some()
+            && let Some((_, certificate)) = self.known.remove(domain)
         {
-            self.challenges.remove_tls_alpn01(domain);
+            self.challenges.remove_tls_alpn01_if(domain, &certificate);
         }
     }
 
@@ -303,8 +326,9 @@ impl Applier for TlsAlpn01 {
             .cloned()
             .collect();
         for domain in gone {
-            self.known.remove(&domain);
-            self.challenges.remove_tls_alpn01(&domain);
+            if let Some((_, certificate)) = self.known.remove(&domain) {
+                self.challenges.remove_tls_alpn01_if(&domain, &certificate);
+            }
         }
     }
 }

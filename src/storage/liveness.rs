@@ -44,11 +44,30 @@ pub async fn keep_alive(shared: Shared, stop: CancellationToken) {
                 let mut status = shared.subscribe_status();
                 let key = format!("{}{}", keys::STATUS, shared.instance_id());
                 status.mark_changed();
+                let mut look = tokio::time::interval(RETRY_MAX);
+                look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
                         () = stop.cancelled() => {
                             let _ = engine.unlock(lock).await;
                             return;
+                        }
+                        // Another call may have found the storage
+                        // unreachable while this lease lived on (a
+                        // timeout): whether it answers now decides, so one
+                        // slow answer does not stop orders until the lease
+                        // ends. Certificates kept while it was down are
+                        // stored as soon as it answers.
+                        _ = look.tick() => {
+                            if !health.is_up() {
+                                match engine.lock_holder(&name).await {
+                                    Ok(_) => health.set_up(),
+                                    Err(e) => health.set_down(&e.to_string()),
+                                }
+                            }
+                            if health.is_up() {
+                                shared.store_pending().await;
+                            }
                         }
                         // Taken again below: whether that works says
                         // whether the storage can be reached (a lease can

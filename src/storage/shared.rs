@@ -47,6 +47,18 @@ pub enum StoreError {
         /// What failed.
         problem: String,
     },
+    /// The storage could not be reached and the certificate could not be
+    /// kept locally for later either: it is stored nowhere.
+    #[error(
+        "the storage is unreachable and the certificate could not be kept in {path} for later \
+         either ({problem}); check that state_dir is writable"
+    )]
+    Pending {
+        /// The pending file.
+        path: String,
+        /// What failed.
+        problem: String,
+    },
 }
 
 impl Shared {
@@ -163,7 +175,7 @@ impl Shared {
                     return Err(e.into());
                 };
                 self.health.set_down(&e.to_string());
-                write_pending(cache, domain, pem.as_bytes()).await?;
+                write_pending(cache, domain, lock.fence, pem.as_bytes()).await?;
                 write_cache(cache, domain, pem.as_bytes()).await?;
                 tracing::warn!(
                     domain,
@@ -182,9 +194,11 @@ impl Shared {
     }
 
     /// Stores the certificates issued while the storage was unreachable
-    /// (`state_dir/pending/`), each unless the storage holds one valid
-    /// for as long or longer (issued meanwhile by another instance); the
-    /// pending file goes once decided. How many were stored.
+    /// (`state_dir/pending/<domain>@<fence>.pem`), each unless something
+    /// was stored for its domain after its order lock was taken (fencing:
+    /// the revision of the stored value is newer than the lock's) or the
+    /// storage holds one valid for as long or longer; the pending file goes
+    /// once decided. How many were stored.
     pub async fn store_pending(&self) -> usize {
         let Some(cache) = &self.cache else {
             return 0;
@@ -199,16 +213,17 @@ impl Shared {
         .unwrap_or_default();
         let mut stored = 0;
         for path in files {
-            let Some(domain) = path
+            let Some((domain, fence)) = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_suffix(".pem"))
                 .filter(|d| !d.starts_with('.'))
-                .map(str::to_string)
+                .and_then(|n| n.rsplit_once('@'))
+                .and_then(|(domain, fence)| Some((domain.to_string(), fence.parse::<u64>().ok()?)))
             else {
                 continue;
             };
-            match self.store_one_pending(&domain, &path).await {
+            match self.store_one_pending(&domain, fence, &path).await {
                 Ok(true) => stored += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -226,6 +241,7 @@ impl Shared {
     async fn store_one_pending(
         &self,
         domain: &str,
+        fence: u64,
         path: &std::path::Path,
     ) -> Result<bool, StorageError> {
         let key = keys::certificate(domain);
@@ -240,6 +256,17 @@ impl Shared {
         let current = self.engine.get(&key).await?;
         let condition = match &current {
             None => Condition::Absent,
+            Some(stored) if stored.modified.0 > fence => {
+                tracing::info!(
+                    domain,
+                    key,
+                    fence,
+                    stored_revision = stored.modified.0,
+                    "a certificate was stored after this instance's order lock was taken \
+                     (fencing); the pending one is dropped"
+                );
+                return Ok(false);
+            }
             Some(stored) => {
                 let stored_not_after = std::str::from_utf8(&stored.value)
                     .ok()
@@ -325,10 +352,20 @@ pub async fn write_cache_key(
     write_private(state.key_path(key), value).await
 }
 
-/// Keeps `pem` as `domain`'s certificate to store once a remote storage is
-/// back.
-async fn write_pending(state: &StateLayout, domain: &str, pem: &[u8]) -> Result<(), StoreError> {
-    write_private(state.pending_certificate(domain), pem).await
+/// Keeps `pem` as `domain`'s certificate, issued under the order lock
+/// `fence`, to store once a remote storage is back.
+async fn write_pending(
+    state: &StateLayout,
+    domain: &str,
+    fence: u64,
+    pem: &[u8],
+) -> Result<(), StoreError> {
+    write_private(state.pending_certificate(domain, fence), pem)
+        .await
+        .map_err(|e| match e {
+            StoreError::Cache { path, problem } => StoreError::Pending { path, problem },
+            other => other,
+        })
 }
 
 /// Writes `bytes` at `path` atomically, mode 0600, its folder created

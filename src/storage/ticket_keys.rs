@@ -69,9 +69,12 @@ fn decode(value: &[u8]) -> Result<(i64, Vec<KeyLine>), String> {
     Ok((stored.rotated_at, keys))
 }
 
-/// Whether keys made at `rotated_at` are due for rotation at `now`.
+/// Whether keys made at `rotated_at` are due for rotation at `now`. A
+/// time more than a minute ahead of `now` (a clock stepped back, a value
+/// sniwalk did not write) is due too: rotation would wait for it forever.
 fn due(rotated_at: i64, now: i64, rotation: Duration) -> bool {
-    now.saturating_sub(rotated_at) >= i64::try_from(rotation.as_secs()).unwrap_or(i64::MAX)
+    rotated_at > now.saturating_add(60)
+        || now.saturating_sub(rotated_at) >= i64::try_from(rotation.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// The ticketer to start with: the local copy of the stored keys, or one
@@ -286,5 +289,10 @@ mod tests {
         assert!(!due(1000, 1000, six_hours));
         assert!(!due(1000, 1000 + 6 * 3600 - 1, six_hours));
         assert!(due(1000, 1000 + 6 * 3600, six_hours));
+        assert!(
+            !due(1030, 1000, six_hours),
+            "seconds of skew between instances"
+        );
+        assert!(due(1000 + 3600, 1000, six_hours), "from the future: due");
     }
 }

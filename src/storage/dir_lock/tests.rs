@@ -177,12 +177,12 @@ fn renew_and_release_touch_only_our_own_lock() {
     else {
         panic!("acquire");
     };
-    assert!(renew(&path, &mine, 1020, LEASE).expect("io"));
+    assert_eq!(renew(&path, &mine, 1020, LEASE).expect("io"), Some(1080));
     assert_eq!(on_disk(&path).expires, 1080);
     // Someone took it over: neither renewal nor release may touch theirs.
     let theirs = LockRecord::new(&holder("b"), 1100, LEASE);
     write_record(&path, &theirs);
-    assert!(!renew(&path, &mine, 1101, LEASE).expect("io"));
+    assert_eq!(renew(&path, &mine, 1101, LEASE).expect("io"), None);
     assert!(!release(&path, &mine.owner).expect("io"));
     assert_eq!(on_disk(&path), theirs);
     assert!(release(&path, "b").expect("io"));
@@ -236,4 +236,70 @@ fn holders_of_one_process_have_distinct_owners() {
     assert_ne!(a.owner, b.owner);
     assert_eq!(a.pid, std::process::id());
     assert!(!a.host.is_empty());
+}
+
+#[test]
+fn a_lease_that_ended_is_not_renewed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = StateLayout::new(dir.path()).lock("a.test");
+    let Attempt::Acquired(mine, _) = try_acquire(&path, &holder("a"), 1000, LEASE).expect("io")
+    else {
+        panic!("acquire");
+    };
+    // Still ours on disk, but past its end: another may be taking it over.
+    assert_eq!(renew(&path, &mine, 1060, LEASE).expect("io"), None);
+    assert_eq!(on_disk(&path), mine, "left as it was");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn a_renewal_never_lands_on_the_lock_of_a_taker() {
+    use std::io::{Seek as _, SeekFrom, Write as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = StateLayout::new(dir.path()).lock("a.test");
+    let Attempt::Acquired(mine, _) = try_acquire(&path, &holder("a"), 1000, LEASE).expect("io")
+    else {
+        panic!("acquire");
+    };
+    // The holder's handle on its file (what renew writes through), then a
+    // taker moves that file aside and creates its own.
+    let mut late = fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    let aside = path.with_extension("lock.stale.b");
+    fs::rename(&path, &aside).expect("aside");
+    let theirs = LockRecord::new(&holder("b"), 1061, LEASE);
+    write_record(&path, &theirs);
+    // The late write through the old handle reaches the moved file only.
+    late.seek(SeekFrom::Start(0)).expect("seek");
+    late.write_all(&serde_json::to_vec(&mine.renewed(1062, LEASE)).expect("json"))
+        .expect("write");
+    assert_eq!(on_disk(&path), theirs);
+    // And a renewal that opens the path finds the taker's lock: lost.
+    assert_eq!(renew(&path, &mine, 1062, LEASE).expect("io"), None);
+    assert_eq!(on_disk(&path), theirs);
+}
+
+#[test]
+fn a_shorter_renewal_leaves_no_old_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = StateLayout::new(dir.path()).lock("a.test");
+    let Attempt::Acquired(mine, _) = try_acquire(&path, &holder("a"), 1000, LEASE).expect("io")
+    else {
+        panic!("acquire");
+    };
+    // A long holder label on disk, a shorter record renewing it.
+    let long = LockRecord {
+        holder: "x".repeat(200),
+        ..mine.clone()
+    };
+    write_record(&path, &long);
+    assert_eq!(renew(&path, &mine, 1010, LEASE).expect("io"), Some(1070));
+    assert_eq!(on_disk(&path), mine.renewed(1010, LEASE));
 }
