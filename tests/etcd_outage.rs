@@ -27,6 +27,10 @@ const TEST_LIMIT: Duration = Duration::from_secs(60);
 /// How long a change may take to show (push, reload, lease).
 const CHANGE_LIMIT: Duration = Duration::from_secs(10);
 
+/// How long one `sniwalk run` that must stop at once, or one
+/// `sniwalk check`, may take (check waits at most 5 s for the storage).
+const RUN_LIMIT: Duration = Duration::from_secs(20);
+
 /// A free TCP port on 127.0.0.1.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -271,15 +275,11 @@ async fn a_refused_password_stops_the_start_with_its_setting_named() {
         );
         let path = dir.path().join("proxy.yaml");
         std::fs::write(&path, &config).expect("config");
-        let output = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(common::sniwalk_bin())
-                .args(["run", "--config"])
-                .arg(&path)
-                .output()
-        })
-        .await
-        .expect("joined")
-        .expect("sniwalk runs");
+        let mut run = std::process::Command::new(common::sniwalk_bin());
+        run.args(["run", "--config"]).arg(&path);
+        // A start that does not stop (the refusal missed) is killed at the
+        // deadline and fails the test.
+        let output = common::run_bounded(run, RUN_LIMIT).await;
         assert!(!output.status.success(), "the start fails");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
@@ -293,28 +293,27 @@ async fn a_refused_password_stops_the_start_with_its_setting_named() {
 /// Runs `sniwalk check` (text, then `--json`) on `config`: exit code,
 /// standard output of the text run and the JSON report.
 async fn check(config: &Path) -> (Option<i32>, String, serde_json::Value) {
-    let config = config.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let run = |json: bool| {
-            let mut command = std::process::Command::new(common::sniwalk_bin());
-            command.args(["check", "--config"]).arg(&config);
-            if json {
-                command.arg("--json");
-            }
-            command.output().expect("sniwalk check runs")
-        };
-        let text = run(false);
-        let json = run(true);
-        let report: serde_json::Value =
-            serde_json::from_slice(&json.stdout).expect("check --json prints JSON");
-        (
-            text.status.code(),
-            String::from_utf8_lossy(&text.stdout).into_owned(),
-            report,
+    let run = |json: bool| {
+        let mut command = std::process::Command::new(common::sniwalk_bin());
+        command.args(["check", "--config"]).arg(config);
+        if json {
+            command.arg("--json");
+        }
+        common::run_bounded(command, RUN_LIMIT)
+    };
+    let text = run(false).await;
+    let json = run(true).await;
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --json prints JSON: {e}\n{}",
+            String::from_utf8_lossy(&json.stdout)
         )
-    })
-    .await
-    .expect("joined")
+    });
+    (
+        text.status.code(),
+        String::from_utf8_lossy(&text.stdout).into_owned(),
+        report,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
