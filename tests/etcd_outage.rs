@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::etcd::TestEtcd;
+use common::etcd::{EtcdTls, TestEtcd};
 use common::{TestProxy, cert, raw_exchange, try_served_leaf, within};
 use tokio::net::TcpStream;
 
@@ -51,9 +51,15 @@ fn yaml(dir: &Path, endpoint: &str, admin: SocketAddr, auth: Option<(&str, &str)
         }
         None => String::new(),
     };
+    yaml_with_storage(endpoint, admin, &auth)
+}
+
+/// [`yaml`] with `storage` lines (indented by two spaces) added to the
+/// `storage` section.
+fn yaml_with_storage(endpoint: &str, admin: SocketAddr, storage: &str) -> String {
     format!(
         "master_domain: example.com\nstate_dir: state\n\
-         storage:\n  kind: etcd\n  endpoints: [\"{endpoint}\"]\n  prefix: /sniwalk/\n  lease: 2s\n{auth}\
+         storage:\n  kind: etcd\n  endpoints: [\"{endpoint}\"]\n  prefix: /sniwalk/\n  lease: 2s\n{storage}\
          admin: {{ bind: \"{admin}\" }}\n\
          domains:\n  example.com: {{}}\n  {SHOP}: {{}}\n\
          listeners:\n  - name: web\n    kind: https\n    bind: 127.0.0.1:0\n    access_log: false\n    \
@@ -337,6 +343,68 @@ async fn check_says_whether_the_storage_answers() {
         assert!(text.contains("UNREACHABLE"), "{text}");
         assert_eq!(report["storage"]["up"], false, "{report}");
         assert!(report["storage"]["error"].is_string(), "{report}");
+    })
+    .await;
+}
+
+/// etcd serves TLS with a certificate the configured `storage.tls.ca_file`
+/// did not sign: `check` says the handshake failed on etcd's certificate,
+/// names `storage.tls.ca_file`, and exits 1 (text and JSON). The same
+/// configuration with the right CA answers, so the CA is what differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_the_ca_file_when_etcd_certificate_does_not_verify() {
+    within(TEST_LIMIT, "check with a wrong CA", async {
+        let (tls, client_cert, client_key) = EtcdTls::with_client();
+        let etcd = TestEtcd::start_tls(&tls).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        let right_ca = file("etcd-ca.pem", &tls.ca_pem);
+        let wrong_ca = file("other-ca.pem", &common::test_ca("another CA").0);
+        let client_cert = file("client.pem", &client_cert);
+        let client_key = file("client-key.pem", &client_key);
+        let config = |name: &str, ca: &Path| {
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let storage = format!(
+                "  tls: {{ ca_file: {}, client_certificate: {}, client_key: {} }}\n",
+                ca.display(),
+                client_cert.display(),
+                client_key.display()
+            );
+            file(name, &yaml_with_storage(&etcd.endpoint(), admin, &storage))
+        };
+
+        let (code, text, report) = check(&config("right.yaml", &right_ca)).await;
+        assert_eq!(
+            code,
+            Some(0),
+            "the right CA answers\n{text}\n{}",
+            etcd.logs()
+        );
+        assert_eq!(report["storage"]["up"], true, "{report}");
+
+        let (code, text, report) = check(&config("wrong.yaml", &wrong_ca)).await;
+        assert_eq!(
+            code,
+            Some(1),
+            "a CA that did not sign etcd's certificate is an error\n{text}"
+        );
+        for said in [
+            "UNREACHABLE",
+            "server certificate does not verify",
+            "storage.tls.ca_file",
+        ] {
+            assert!(text.contains(said), "{said:?} in\n{text}");
+        }
+        assert_eq!(report["storage"]["up"], false, "{report}");
+        let error = report["storage"]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("storage.tls.ca_file") && error.contains("does not verify"),
+            "{report}"
+        );
     })
     .await;
 }
