@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::etcd::TestEtcd;
+use common::etcd::{EtcdTls, TestEtcd};
 use common::{TestProxy, cert, raw_exchange, try_served_leaf, within};
 use tokio::net::TcpStream;
 
@@ -26,6 +26,10 @@ const TEST_LIMIT: Duration = Duration::from_secs(60);
 
 /// How long a change may take to show (push, reload, lease).
 const CHANGE_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long one `sniwalk run` that must stop at once, or one
+/// `sniwalk check`, may take (check waits at most 5 s for the storage).
+const RUN_LIMIT: Duration = Duration::from_secs(20);
 
 /// A free TCP port on 127.0.0.1.
 fn free_port() -> u16 {
@@ -47,9 +51,15 @@ fn yaml(dir: &Path, endpoint: &str, admin: SocketAddr, auth: Option<(&str, &str)
         }
         None => String::new(),
     };
+    yaml_with_storage(endpoint, admin, &auth)
+}
+
+/// [`yaml`] with `storage` lines (indented by two spaces) added to the
+/// `storage` section.
+fn yaml_with_storage(endpoint: &str, admin: SocketAddr, storage: &str) -> String {
     format!(
         "master_domain: example.com\nstate_dir: state\n\
-         storage:\n  kind: etcd\n  endpoints: [\"{endpoint}\"]\n  prefix: /sniwalk/\n  lease: 2s\n{auth}\
+         storage:\n  kind: etcd\n  endpoints: [\"{endpoint}\"]\n  prefix: /sniwalk/\n  lease: 2s\n{storage}\
          admin: {{ bind: \"{admin}\" }}\n\
          domains:\n  example.com: {{}}\n  {SHOP}: {{}}\n\
          listeners:\n  - name: web\n    kind: https\n    bind: 127.0.0.1:0\n    access_log: false\n    \
@@ -271,15 +281,11 @@ async fn a_refused_password_stops_the_start_with_its_setting_named() {
         );
         let path = dir.path().join("proxy.yaml");
         std::fs::write(&path, &config).expect("config");
-        let output = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(common::sniwalk_bin())
-                .args(["run", "--config"])
-                .arg(&path)
-                .output()
-        })
-        .await
-        .expect("joined")
-        .expect("sniwalk runs");
+        let mut run = std::process::Command::new(common::sniwalk_bin());
+        run.args(["run", "--config"]).arg(&path);
+        // A start that does not stop (the refusal missed) is killed at the
+        // deadline and fails the test.
+        let output = common::run_bounded(run, RUN_LIMIT).await;
         assert!(!output.status.success(), "the start fails");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
@@ -293,28 +299,27 @@ async fn a_refused_password_stops_the_start_with_its_setting_named() {
 /// Runs `sniwalk check` (text, then `--json`) on `config`: exit code,
 /// standard output of the text run and the JSON report.
 async fn check(config: &Path) -> (Option<i32>, String, serde_json::Value) {
-    let config = config.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let run = |json: bool| {
-            let mut command = std::process::Command::new(common::sniwalk_bin());
-            command.args(["check", "--config"]).arg(&config);
-            if json {
-                command.arg("--json");
-            }
-            command.output().expect("sniwalk check runs")
-        };
-        let text = run(false);
-        let json = run(true);
-        let report: serde_json::Value =
-            serde_json::from_slice(&json.stdout).expect("check --json prints JSON");
-        (
-            text.status.code(),
-            String::from_utf8_lossy(&text.stdout).into_owned(),
-            report,
+    let run = |json: bool| {
+        let mut command = std::process::Command::new(common::sniwalk_bin());
+        command.args(["check", "--config"]).arg(config);
+        if json {
+            command.arg("--json");
+        }
+        common::run_bounded(command, RUN_LIMIT)
+    };
+    let text = run(false).await;
+    let json = run(true).await;
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --json prints JSON: {e}\n{}",
+            String::from_utf8_lossy(&json.stdout)
         )
-    })
-    .await
-    .expect("joined")
+    });
+    (
+        text.status.code(),
+        String::from_utf8_lossy(&text.stdout).into_owned(),
+        report,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,6 +343,68 @@ async fn check_says_whether_the_storage_answers() {
         assert!(text.contains("UNREACHABLE"), "{text}");
         assert_eq!(report["storage"]["up"], false, "{report}");
         assert!(report["storage"]["error"].is_string(), "{report}");
+    })
+    .await;
+}
+
+/// etcd serves TLS with a certificate the configured `storage.tls.ca_file`
+/// did not sign: `check` says the handshake failed on etcd's certificate,
+/// names `storage.tls.ca_file`, and exits 1 (text and JSON). The same
+/// configuration with the right CA answers, so the CA is what differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_the_ca_file_when_etcd_certificate_does_not_verify() {
+    within(TEST_LIMIT, "check with a wrong CA", async {
+        let (tls, client_cert, client_key) = EtcdTls::with_client();
+        let etcd = TestEtcd::start_tls(&tls).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        let right_ca = file("etcd-ca.pem", &tls.ca_pem);
+        let wrong_ca = file("other-ca.pem", &common::test_ca("another CA").0);
+        let client_cert = file("client.pem", &client_cert);
+        let client_key = file("client-key.pem", &client_key);
+        let config = |name: &str, ca: &Path| {
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let storage = format!(
+                "  tls: {{ ca_file: {}, client_certificate: {}, client_key: {} }}\n",
+                ca.display(),
+                client_cert.display(),
+                client_key.display()
+            );
+            file(name, &yaml_with_storage(&etcd.endpoint(), admin, &storage))
+        };
+
+        let (code, text, report) = check(&config("right.yaml", &right_ca)).await;
+        assert_eq!(
+            code,
+            Some(0),
+            "the right CA answers\n{text}\n{}",
+            etcd.logs()
+        );
+        assert_eq!(report["storage"]["up"], true, "{report}");
+
+        let (code, text, report) = check(&config("wrong.yaml", &wrong_ca)).await;
+        assert_eq!(
+            code,
+            Some(1),
+            "a CA that did not sign etcd's certificate is an error\n{text}"
+        );
+        for said in [
+            "UNREACHABLE",
+            "server certificate does not verify",
+            "storage.tls.ca_file",
+        ] {
+            assert!(text.contains(said), "{said:?} in\n{text}");
+        }
+        assert_eq!(report["storage"]["up"], false, "{report}");
+        let error = report["storage"]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("storage.tls.ca_file") && error.contains("does not verify"),
+            "{report}"
+        );
     })
     .await;
 }

@@ -143,9 +143,29 @@ async fn keys_rotated_in_etcd_resume_sessions_across_instances() {
             key_lines(&first)[0],
             "the old key is kept, behind the new one"
         );
+        // Wait until both instances are on the rotated keys: a fresh
+        // session made on either resumes on the other both ways (the
+        // rotating instance seals with the new key, which the other opens
+        // only once its watch brought the new keys). Fresh clients leave
+        // `client`'s old ticket untouched.
+        within(
+            Duration::from_secs(15),
+            "both instances on the rotated keys",
+            async {
+                loop {
+                    let (from_a, from_b) = (resuming_client(), resuming_client());
+                    let _ = resumed(a.addr(), &from_a).await;
+                    let _ = resumed(b.addr(), &from_b).await;
+                    if resumed(b.addr(), &from_a).await && resumed(a.addr(), &from_b).await {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        )
+        .await;
         // The client's ticket, sealed with the old key, still resumes on
-        // both (give the follower a moment to take the new keys).
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // both.
         assert!(
             resumed(b.addr(), &client).await,
             "an older ticket still resumes"

@@ -5,17 +5,18 @@
 //!
 //! - one order for a domain several instances want, served by all, its
 //!   HTTP-01 or TLS-ALPN-01 challenge answered by an instance that did not
-//!   order (the only one the CA reaches);
+//!   order (the only one the CA reaches); a job started through one
+//!   instance's admin API polled on another until it completes;
 //! - the lock holder killed mid-order: the other takes over after the
 //!   lease and issues;
-//! - the lock holder paused (SIGSTOP) past its lease while the other
-//!   issues: once resumed it neither replaces the certificate (fencing)
-//!   nor goes on unaware;
+//! - the lock holder paused (SIGSTOP) with the issued certificate in hand,
+//!   past its lease, while the other issues: once resumed its late write
+//!   is refused by the fence and logged;
 //! - a value in etcd that is not a certificate: the last good one stays.
 //!
 //! Every instance is a real `sniwalk run` process (tests/common/instances.rs)
-//! killed by PID when its test ends; every test starts its own etcd and
-//! Pebble and is bounded in time. What is in etcd is read with `etcdctl`,
+//! on 127.0.0.1 with ports of its own, killed by PID when its test ends;
+//! every test starts its own etcd and Pebble and is bounded in time. What is in etcd is read with `etcdctl`,
 //! not with sniwalk's own client.
 #![cfg(feature = "etcd")]
 
@@ -51,7 +52,12 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(15);
 
 /// The etcd key of `SHOP`'s stored certificate.
 fn certificate_key() -> String {
-    format!("{PREFIX}certificates/{SHOP}")
+    certificate_key_of(SHOP)
+}
+
+/// The etcd key of `domain`'s stored certificate.
+fn certificate_key_of(domain: &str) -> String {
+    format!("{PREFIX}certificates/{domain}")
 }
 
 /// The etcd key of `SHOP`'s order lock.
@@ -73,18 +79,24 @@ struct Spec<'a> {
     lease: &'a str,
     http: SocketAddr,
     https: SocketAddr,
+    /// `admin.bind` (no admin API without it).
+    admin: Option<SocketAddr>,
 }
 
 /// The instance's `proxy.yaml`: the etcd storage under [`PREFIX`], an
-/// `http` and an `https` listener.
+/// `http` and an `https` listener, and the admin API if asked for.
 fn yaml(spec: &Spec) -> String {
     let shop = if spec.acme {
         "{ acme: { enabled: true } }"
     } else {
         "{}"
     };
+    let admin = spec
+        .admin
+        .map(|admin| format!("admin: {{ bind: \"{admin}\" }}\n"))
+        .unwrap_or_default();
     format!(
-        "master_domain: example.test\nstate_dir: {state}\ndomains:\n  example.test: {{}}\n  {SHOP}: {shop}\n\
+        "master_domain: example.test\nstate_dir: {state}\n{admin}domains:\n  example.test: {{}}\n  {SHOP}: {shop}\n\
          acme:\n  directory: {dir}\n  ca_roots: {roots}\n  account_email: ops@example.test\n  \
          challenge: {challenge}\n\
          storage:\n  kind: etcd\n  endpoints: [{endpoint}]\n  prefix: {PREFIX}\n  lease: {lease}\n\
@@ -105,13 +117,23 @@ fn yaml(spec: &Spec) -> String {
 /// Starts instance `name` on `spec`, in `dir/<name>` (its `state_dir`
 /// being `dir/<name>/state`).
 async fn start(name: &'static str, dir: &Path, spec: Spec<'_>) -> Instance {
+    start_with_env(name, dir, spec, &[]).await
+}
+
+/// [`start`] with extra environment variables for the process.
+async fn start_with_env(
+    name: &'static str,
+    dir: &Path,
+    spec: Spec<'_>,
+    env: &[(&str, &str)],
+) -> Instance {
     let home = dir.join(name);
     let state = home.join("state");
     let spec = Spec {
         state: &state,
         ..spec
     };
-    Instance::start(name, &home, &yaml(&spec), spec.https).await
+    Instance::start_with_env(name, &home, &yaml(&spec), spec.https, env).await
 }
 
 /// The value at `key` in etcd, if there is one (without the newline
@@ -138,12 +160,36 @@ async fn etcd_put(etcd: &TestEtcd, key: &str, value: &str) {
     etcd.etcdctl(&["put", "--", key, value]).await;
 }
 
+/// How many times `key` was written since it was created (etcd's
+/// `version`: 1 for a key put once); `None` when it does not exist.
+async fn etcd_version(etcd: &TestEtcd, key: &str) -> Option<u64> {
+    let out = etcd.etcdctl(&["get", "-w", "json", key]).await;
+    let answer: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("etcdctl get -w json {key}: {e}\n{out}"));
+    let version = &answer["kvs"][0]["version"];
+    (!version.is_null()).then(|| {
+        version
+            .as_u64()
+            .unwrap_or_else(|| panic!("no version for {key} in {answer}"))
+    })
+}
+
 /// Waits until etcd holds a certificate for `SHOP` that loads and is
 /// ACME-issued: its leaf's SHA-256 and the whole value.
 async fn stored_in_etcd(etcd: &TestEtcd, context: &dyn Fn() -> String) -> (String, String) {
+    stored_in_etcd_for(etcd, SHOP, context).await
+}
+
+/// [`stored_in_etcd`] for `domain`.
+async fn stored_in_etcd_for(
+    etcd: &TestEtcd,
+    domain: &str,
+    context: &dyn Fn() -> String,
+) -> (String, String) {
+    let key = certificate_key_of(domain);
     let started = Instant::now();
     loop {
-        if let Some(value) = etcd_value(etcd, &certificate_key()).await
+        if let Some(value) = etcd_value(etcd, &key).await
             && let Ok(parsed) = sniwalk::pem::parse_certificate_pem(&value)
         {
             assert!(
@@ -155,12 +201,24 @@ async fn stored_in_etcd(etcd: &TestEtcd, context: &dyn Fn() -> String) -> (Strin
         }
         assert!(
             started.elapsed() < ORDER_LIMIT,
-            "no certificate in etcd at {} within {ORDER_LIMIT:?}\n{}",
-            certificate_key(),
+            "no certificate in etcd at {key} within {ORDER_LIMIT:?}\n{}",
             context()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Asserts that `domain`'s certificate key in etcd was written exactly
+/// once (its etcd `version` is 1): one certificate stored, never
+/// replaced.
+async fn assert_written_once(etcd: &TestEtcd, domain: &str, context: &dyn Fn() -> String) {
+    let key = certificate_key_of(domain);
+    assert_eq!(
+        etcd_version(etcd, &key).await,
+        Some(1),
+        "{key} written exactly once (etcd version 1)\n{}",
+        context()
+    );
 }
 
 /// Waits until no order lock and no challenge answer is left in etcd (the
@@ -197,6 +255,15 @@ fn orders(instances: &[&Instance]) -> usize {
         .sum()
 }
 
+/// The orders `instance` placed for `domain`.
+fn orders_for(instance: &Instance, domain: &str) -> usize {
+    instance
+        .logs()
+        .lines()
+        .filter(|l| l.contains("ACME: order placed") && l.contains(domain))
+        .count()
+}
+
 /// Instances' logs, Pebble's and etcd's, for failure messages.
 fn logs(instances: &[&Instance], env: &PebbleEnv, etcd: &TestEtcd) -> String {
     format!(
@@ -206,12 +273,83 @@ fn logs(instances: &[&Instance], env: &PebbleEnv, etcd: &TestEtcd) -> String {
     )
 }
 
+/// Another domain, not configured anywhere: a job started through the
+/// admin API adds it and orders it.
+const JOB_DOMAIN: &str = "api.example.test";
+
+/// How long a request to the admin API may wait for it to listen (it
+/// starts next to the `https` listener the instance was waited for).
+const ADMIN_LIMIT: Duration = Duration::from_secs(20);
+
+/// `method path` with a JSON `body` on the admin API at `admin`: status
+/// and body.
+async fn admin_call(admin: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let started = Instant::now();
+    let mut tcp = loop {
+        match TcpStream::connect(admin).await {
+            Ok(tcp) => break tcp,
+            Err(e) => assert!(
+                started.elapsed() < ADMIN_LIMIT,
+                "the admin API on {admin} not listening within {ADMIN_LIMIT:?}: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let response = common::raw_exchange(
+        &mut tcp,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    (response.status, response.body)
+}
+
+/// Polls job `id` on the admin API at `admin` until it is `Completed`;
+/// panics when it fails or does not complete within [`ORDER_LIMIT`].
+async fn wait_job_completed(
+    admin: SocketAddr,
+    id: &str,
+    context: &dyn Fn() -> String,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) =
+            admin_call(admin, "GET", &format!("/certificates/jobs/{id}"), "").await;
+        // 404 until the job, shared through etcd, reached this instance.
+        if status == 200 {
+            let job: serde_json::Value =
+                serde_json::from_str(&body).unwrap_or_else(|e| panic!("job JSON: {e}\n{body}"));
+            match job["runtimeStatus"].as_str() {
+                Some("Completed") => return job,
+                Some("Failed") => panic!("job {id} failed: {job}\n{}", context()),
+                _ => {}
+            }
+        }
+        assert!(
+            started.elapsed() < ORDER_LIMIT,
+            "job {id} not completed on {admin} within {ORDER_LIMIT:?} (last answer: {status} \
+             {body})\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Pebble validates HTTP-01 only on A's `http` port (every name resolves
-/// to 127.0.0.1, where only A listens); A has `SHOP` without ACME, so it
-/// never orders it. B and C (127.0.0.2 and 127.0.0.3) both want it: one
-/// of them orders, the other waits for the lock and then finds the stored
-/// certificate. A answers the challenge from the answer in etcd, and all
-/// three serve the certificate stored in etcd.
+/// to 127.0.0.1, where Pebble goes to that port only); A has `SHOP`
+/// without ACME, so it never orders it. B and C (127.0.0.1 too, on ports
+/// of their own) both want it: one of them orders, the other waits for
+/// the lock and then finds the stored certificate. A answers the challenge
+/// from the answer in etcd, and all three serve the certificate stored in
+/// etcd, which was written once.
+///
+/// Then a job started through B's admin API for a domain no configuration
+/// names is polled on C's until it completes: C never saw the request,
+/// only what B shared through etcd; the job's certificate is served by
+/// all three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_one_order_http01_answered_by_one_that_did_not_order() {
     within(TEST_LIMIT, "three instances, one HTTP-01 order", async {
@@ -227,7 +365,7 @@ async fn three_instances_one_order_http01_answered_by_one_that_did_not_order() {
         )
         .await;
         let client = common::pebble::client_trusting(&env.root_pem().await);
-        let spec = |acme: bool, http: SocketAddr, https: SocketAddr| Spec {
+        let spec = |acme: bool, http: SocketAddr, https: SocketAddr, admin: SocketAddr| Spec {
             env: &env,
             etcd: &etcd,
             state: Path::new(""),
@@ -236,27 +374,19 @@ async fn three_instances_one_order_http01_answered_by_one_that_did_not_order() {
             lease: "15s",
             http,
             https,
+            admin: Some(admin),
         };
-        let a_https = addr("127.0.0.1", free_port("127.0.0.1"));
+        let local = || addr("127.0.0.1", free_port("127.0.0.1"));
         let a = start(
             "A",
             tmp.path(),
-            spec(false, addr("127.0.0.1", validated), a_https),
+            spec(false, addr("127.0.0.1", validated), local(), local()),
         )
         .await;
-        let b_https = addr("127.0.0.2", free_port("127.0.0.2"));
-        let c_https = addr("127.0.0.3", free_port("127.0.0.3"));
+        let (b_admin, c_admin) = (local(), local());
         let (b, c) = tokio::join!(
-            start(
-                "B",
-                tmp.path(),
-                spec(true, addr("127.0.0.2", free_port("127.0.0.2")), b_https),
-            ),
-            start(
-                "C",
-                tmp.path(),
-                spec(true, addr("127.0.0.3", free_port("127.0.0.3")), c_https),
-            ),
+            start("B", tmp.path(), spec(true, local(), local(), b_admin)),
+            start("C", tmp.path(), spec(true, local(), local(), c_admin)),
         );
         let context = || logs(&[&a, &b, &c], &env, &etcd);
 
@@ -289,11 +419,7 @@ async fn three_instances_one_order_http01_answered_by_one_that_did_not_order() {
                 context()
             );
         }
-        assert_eq!(
-            etcd_keys(&etcd, &format!("{PREFIX}certificates/")).await,
-            vec![certificate_key()],
-            "one certificate stored"
-        );
+        assert_written_once(&etcd, SHOP, &context).await;
         for instance in [&a, &b, &c] {
             assert_eq!(
                 verified_leaf(instance.https, SHOP, &client)
@@ -304,12 +430,50 @@ async fn three_instances_one_order_http01_answered_by_one_that_did_not_order() {
                 instance.name
             );
         }
+
+        // A job started on B, polled on C.
+        let (status, accepted) = admin_call(
+            b_admin,
+            "POST",
+            "/certificates",
+            &format!(r#"{{"hostnames": [{{"hostname": "{JOB_DOMAIN}"}}]}}"#),
+        )
+        .await;
+        assert_eq!(status, 202, "{accepted}\n{}", context());
+        let accepted: serde_json::Value = serde_json::from_str(&accepted)
+            .unwrap_or_else(|e| panic!("202 body JSON: {e}\n{accepted}"));
+        let id = accepted["id"].as_str().expect("a job id").to_string();
+        let job = wait_job_completed(c_admin, &id, &context).await;
+        assert_eq!(job["id"], id.as_str(), "{job}");
+        assert_eq!(job["hostnames"][0]["hostname"], JOB_DOMAIN, "{job}");
+        let (issued, _) = stored_in_etcd_for(&etcd, JOB_DOMAIN, &context).await;
+        for instance in [&a, &b, &c] {
+            wait_served(instance, JOB_DOMAIN, &client, &issued, &context).await;
+        }
+        wait_order_keys_gone(&etcd, &context).await;
+        assert_eq!(
+            [&a, &b, &c]
+                .iter()
+                .map(|i| orders_for(i, JOB_DOMAIN))
+                .sum::<usize>(),
+            1,
+            "one order for {JOB_DOMAIN}\n{}",
+            context()
+        );
+        assert_written_once(&etcd, JOB_DOMAIN, &context).await;
+        assert_eq!(
+            orders(&[&a, &b, &c]),
+            2,
+            "no other order for {SHOP} meanwhile\n{}",
+            context()
+        );
     })
     .await;
 }
 
 /// TLS-ALPN-01: Pebble validates on A's `https` listener only (127.0.0.1,
-/// its `tls_port`); A has `SHOP` without ACME. B (127.0.0.2) orders: A
+/// its `tls_port`); A has `SHOP` without ACME. B (127.0.0.1, on ports of
+/// its own) orders: A
 /// makes the validation certificate from the digest B put in etcd and
 /// presents it; both serve the certificate stored in etcd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,6 +503,7 @@ async fn tls_alpn01_answered_by_an_instance_that_did_not_order() {
                 lease: "15s",
                 http,
                 https,
+                admin: None,
             };
             let a_https = addr("127.0.0.1", validated);
             let a = start(
@@ -347,11 +512,11 @@ async fn tls_alpn01_answered_by_an_instance_that_did_not_order() {
                 spec(false, addr("127.0.0.1", free_port("127.0.0.1")), a_https),
             )
             .await;
-            let b_https = addr("127.0.0.2", free_port("127.0.0.2"));
+            let b_https = addr("127.0.0.1", free_port("127.0.0.1"));
             let b = start(
                 "B",
                 tmp.path(),
-                spec(true, addr("127.0.0.2", free_port("127.0.0.2")), b_https),
+                spec(true, addr("127.0.0.1", free_port("127.0.0.1")), b_https),
             )
             .await;
             let context = || logs(&[&a, &b], &env, &etcd);
@@ -444,7 +609,9 @@ async fn pass_on(mut inbound: TcpStream, route: Arc<Mutex<Route>>) {
     }
 }
 
-/// How long the relay holds the CA's validations of the first order. The
+/// How long the relay holds the CA's validations of the first order in
+/// the kill test ([`a_killed_lock_holder_is_taken_over_after_its_lease`]).
+/// The
 /// lock holder's order cannot become ready, let alone be stored, before
 /// this much time has passed since it asked the CA to validate: far longer
 /// than the test needs to see the lock in etcd and kill or pause its
@@ -460,13 +627,16 @@ async fn pass_on(mut inbound: TcpStream, route: Arc<Mutex<Route>>) {
 const FIRST_ORDER_HOLD: Duration = Duration::from_secs(4);
 
 /// Pebble, its issuing root as a client config, the relay on 127.0.0.1
-/// where Pebble validates HTTP-01, and two instances that both want `SHOP`
-/// (`storage.lease: 3s`): A on 127.0.0.2, B on 127.0.0.3, each with its
-/// own `http` listener behind the relay. Returns also each one's `http`
-/// address.
+/// where Pebble validates HTTP-01 (holding validations `hold`), and two
+/// instances that both want `SHOP` (`storage.lease: 3s`, extra
+/// environment `env`): A and B on 127.0.0.1 with ports of their own, each
+/// with its own `http` listener behind the relay. Returns also each one's
+/// `http` address.
 async fn two_ordering_instances(
     dir: &Path,
     etcd: &TestEtcd,
+    hold: Duration,
+    env_vars: &[(&str, &str)],
 ) -> (
     PebbleEnv,
     Arc<rustls::ClientConfig>,
@@ -483,12 +653,12 @@ async fn two_ordering_instances(
     )
     .await;
     let client = common::pebble::client_trusting(&env.root_pem().await);
-    let a_http = addr("127.0.0.2", free_port("127.0.0.2"));
-    let b_http = addr("127.0.0.3", free_port("127.0.0.3"));
+    let a_http = addr("127.0.0.1", free_port("127.0.0.1"));
+    let b_http = addr("127.0.0.1", free_port("127.0.0.1"));
     let relay = Relay::start(
         addr("127.0.0.1", validated),
         Route {
-            hold: FIRST_ORDER_HOLD,
+            hold,
             targets: vec![a_http, b_http],
         },
     )
@@ -502,12 +672,13 @@ async fn two_ordering_instances(
         lease: "3s",
         http,
         https,
+        admin: None,
     };
-    let a_https = addr("127.0.0.2", free_port("127.0.0.2"));
-    let b_https = addr("127.0.0.3", free_port("127.0.0.3"));
+    let a_https = addr("127.0.0.1", free_port("127.0.0.1"));
+    let b_https = addr("127.0.0.1", free_port("127.0.0.1"));
     let (a, b) = tokio::join!(
-        start("A", dir, spec(a_http, a_https)),
-        start("B", dir, spec(b_http, b_https)),
+        start_with_env("A", dir, spec(a_http, a_https), env_vars),
+        start_with_env("B", dir, spec(b_http, b_https), env_vars),
     );
     (env, client, relay, [(a, a_http), (b, b_http)])
 }
@@ -548,7 +719,7 @@ async fn a_killed_lock_holder_is_taken_over_after_its_lease() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let etcd = TestEtcd::start().await;
         let (env, client, relay, [(a, a_http), (b, b_http)]) =
-            two_ordering_instances(tmp.path(), &etcd).await;
+            two_ordering_instances(tmp.path(), &etcd, FIRST_ORDER_HOLD, &[]).await;
         let mut instances = [a, b];
         let https = [a_http, b_http];
 
@@ -602,12 +773,7 @@ async fn a_killed_lock_holder_is_taken_over_after_its_lease() {
         let (stored, _) = stored_in_etcd(&etcd, &context).await;
         wait_served(survivor, SHOP, &client, &stored, &context).await;
         wait_order_keys_gone(&etcd, &context).await;
-        assert_eq!(
-            etcd_keys(&etcd, &format!("{PREFIX}certificates/")).await,
-            vec![certificate_key()],
-            "exactly one certificate stored\n{}",
-            context()
-        );
+        assert_written_once(&etcd, SHOP, &context).await;
         assert_eq!(survivor.count("ACME: order placed"), 1, "{}", context());
         assert!(
             survivor.count("another instance is ordering this domain; waiting for it") >= 1,
@@ -618,78 +784,143 @@ async fn a_killed_lock_holder_is_taken_over_after_its_lease() {
     .await;
 }
 
-/// The instance holding the order lock is paused (SIGSTOP) mid-order,
-/// past its lease: the other takes the lock over and stores its
-/// certificate. Resumed (SIGCONT), the paused one must notice it lost the
-/// lock — abandoning its order, or having its late write refused by the
-/// fence — and the certificate in etcd stays the survivor's.
+/// How long an instance of the pause test waits between receiving its
+/// certificate from the CA and storing it (`SNIWALK_TEST_HOLD_BEFORE_STORE`,
+/// debug builds): the window in which the test sees the "test hold before
+/// store" line and pauses it. Far longer than reading a log file takes,
+/// even on a slow machine.
+const STORE_HOLD: Duration = Duration::from_secs(6);
+
+/// How long the paused holder may take, once resumed, to log the refusal.
+const REFUSAL_LIMIT: Duration = Duration::from_secs(30);
+
+/// Which of `instances` (if any) logged "test hold before store" for
+/// `SHOP`.
+fn holding_before_store(instances: &[Instance]) -> Option<usize> {
+    instances.iter().position(|i| {
+        i.logs()
+            .lines()
+            .any(|l| l.contains("test hold before store") && l.contains(SHOP))
+    })
+}
+
+/// The instance holding the order lock has its certificate from the CA in
+/// hand and is about to store it (`SNIWALK_TEST_HOLD_BEFORE_STORE`) when
+/// it is paused (SIGSTOP). Past its lease the other instance takes the
+/// lock over, orders, stores its own certificate and serves it. Resumed
+/// (SIGCONT), the paused one offers
+/// its late certificate to the fenced put: refused and logged, the value
+/// in etcd is still the other's (written once), and both instances serve
+/// it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_lock_holder_cannot_replace_the_certificate_after_its_lease() {
     within(TEST_LIMIT, "a lock holder paused past its lease", async {
         let tmp = tempfile::tempdir().expect("tempdir");
         let etcd = TestEtcd::start().await;
-        let (env, client, relay, [(a, a_http), (b, b_http)]) =
-            two_ordering_instances(tmp.path(), &etcd).await;
+        let hold = STORE_HOLD.as_millis().to_string();
+        let (env, client, relay, [(a, a_http), (b, b_http)]) = two_ordering_instances(
+            tmp.path(),
+            &etcd,
+            Duration::ZERO,
+            &[("SNIWALK_TEST_HOLD_BEFORE_STORE", &hold)],
+        )
+        .await;
         let instances = [a, b];
         let https = [a_http, b_http];
         let context = || logs(&[&instances[0], &instances[1]], &env, &etcd);
 
-        let held = lock_holder(&etcd, &instances, &env).await;
+        // Whoever got the lock orders at once and then holds its
+        // certificate: pause it there.
+        let started = Instant::now();
+        let held = loop {
+            if let Some(held) = holding_before_store(&instances) {
+                break held;
+            }
+            assert!(
+                started.elapsed() < ORDER_LIMIT,
+                "no instance received a certificate within {ORDER_LIMIT:?}\n{}",
+                context()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let (holder, survivor) = (&instances[held], &instances[1 - held]);
         holder.pause();
         let paused_at = Instant::now();
-        // The CA now reaches the survivor only, at once (a paused process's
-        // socket still accepts, and never answers).
+        // The CA now reaches the survivor only (a paused process's socket
+        // still accepts, and never answers).
         relay.set(Duration::ZERO, vec![https[1 - held]]);
         assert_eq!(
             etcd_value(&etcd, &certificate_key()).await,
             None,
-            "{} stored before it could be paused: the test did not interrupt an order\n{}",
+            "{} stored before it could be paused: the test did not pause it before the store\n{}",
             holder.name,
             context()
         );
+        assert_eq!(
+            holder.count("ACME: order placed"),
+            1,
+            "the paused instance had ordered\n{}",
+            context()
+        );
 
+        // The survivor takes the lock over after the holder's lease (3 s),
+        // orders, holds its own certificate the same while, and stores it.
         let (stored, pem) = stored_in_etcd(&etcd, &context).await;
         eprintln!(
-            "measured: lease 3s; {} stored its certificate {:.2}s after {} was paused",
+            "measured: lease 3s, hold {STORE_HOLD:?}; {} stored its certificate {:.2}s after {} \
+             was paused",
             survivor.name,
             paused_at.elapsed().as_secs_f64(),
             holder.name
         );
+        assert!(
+            survivor.count("test hold before store") >= 1,
+            "{} stored a certificate it ordered itself\n{}",
+            survivor.name,
+            context()
+        );
         wait_served(survivor, SHOP, &client, &stored, &context).await;
+        assert_eq!(
+            holder.count("the late certificate is not stored"),
+            0,
+            "nothing logged while paused\n{}",
+            context()
+        );
 
+        // Resumed, the holder's hold is over: it offers its certificate to
+        // the fenced put, which refuses it.
         holder.resume();
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        let resumed_at = Instant::now();
+        while holder.count("the late certificate is not stored") == 0 {
+            assert!(
+                resumed_at.elapsed() < REFUSAL_LIMIT,
+                "{} did not log the refusal of its late certificate within {REFUSAL_LIMIT:?}\n{}",
+                holder.name,
+                context()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let now = etcd_value(&etcd, &certificate_key())
             .await
             .expect("a certificate stays in etcd");
-        let now_sha = sniwalk::pem::parse_certificate_pem(&now)
+        let now_leaf = sniwalk::pem::parse_certificate_pem(&now)
             .expect("the certificate in etcd loads")
             .leaf
             .sha256;
         assert_eq!(
-            now_sha,
+            now_leaf,
             stored,
-            "the certificate in etcd is still {}'s\n{}",
+            "the leaf in etcd is still {}'s\n{}",
             survivor.name,
             context()
         );
         assert_eq!(now, pem, "the value in etcd is unchanged");
-        let noticed = holder.count("was lost") + holder.count("the late certificate is not stored");
-        assert!(
-            noticed >= 1,
-            "{} resumed without noticing it lost the order lock\n{}",
-            holder.name,
-            context()
-        );
-        // Resumed, it follows the storage again and serves the survivor's.
-        wait_served(holder, SHOP, &client, &stored, &context).await;
-        assert_eq!(
-            etcd_keys(&etcd, &format!("{PREFIX}certificates/")).await,
-            vec![certificate_key()],
-            "{}",
-            context()
-        );
+        assert_written_once(&etcd, SHOP, &context).await;
+        // Every instance serves the survivor's certificate, the resumed
+        // one too (it follows the storage again).
+        for instance in [survivor, holder] {
+            wait_served(instance, SHOP, &client, &stored, &context).await;
+        }
         assert_eq!(survivor.count("ACME: order placed"), 1, "{}", context());
     })
     .await;
@@ -728,6 +959,7 @@ async fn a_bad_value_in_etcd_leaves_the_last_good_certificate_served() {
                 lease: "15s",
                 http: addr("127.0.0.1", validated),
                 https,
+                admin: None,
             },
         )
         .await;
@@ -837,6 +1069,7 @@ async fn no_order_while_etcd_is_down_and_the_order_resumes_when_it_is_back() {
                 lease: "2s",
                 http: addr("127.0.0.1", validated),
                 https,
+                admin: None,
             },
         )
         .await;
@@ -852,9 +1085,25 @@ async fn no_order_while_etcd_is_down_and_the_order_resumes_when_it_is_back() {
         // Long enough for the ACME task to have tried (and held back) the
         // order: it is due at once.
         tokio::time::sleep(Duration::from_secs(3)).await;
+        // The handshake for SHOP succeeds with A's generated default
+        // certificate (which Pebble's root does not verify).
+        let default_pem = std::fs::read_to_string(
+            StateLayout::new(tmp.path().join("A").join("state")).generated_default(),
+        )
+        .expect("A generated its default certificate");
+        let default_leaf = sniwalk::pem::parse_certificate_pem(&default_pem)
+            .expect("the default certificate loads")
+            .leaf
+            .sha256;
+        assert_eq!(
+            common::try_served_leaf(https, Some(SHOP)).await,
+            Ok(default_leaf),
+            "the default certificate is served while nothing is stored\n{}",
+            context()
+        );
         assert!(
             verified_leaf(https, SHOP, &client).await.is_err(),
-            "no certificate yet"
+            "no certificate from the CA yet"
         );
         assert_eq!(
             orders(&[&a]),

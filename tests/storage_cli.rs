@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::etcd::TestEtcd;
-use common::{cert, cert_valid_for, sniwalk_bin, within};
+use common::{cert, cert_valid_for, run_bounded, sniwalk_bin, within};
 
 const SHOP: &str = "shop.example.com";
 const BLOG: &str = "blog.example.com";
@@ -25,18 +25,16 @@ const DOMAINS: &str = r#"{"version":1,"domains":{"extra.example.com":{}}}"#;
 /// The bound of one test.
 const TEST_LIMIT: Duration = Duration::from_secs(90);
 
-/// Runs `sniwalk args` to its end (off the async threads).
+/// How long one `sniwalk storage` or `check` run may take before it is
+/// killed and the test fails.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `sniwalk args` to its end (at most [`RUN_LIMIT`], then killed by
+/// its PID).
 async fn sniwalk(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(sniwalk_bin())
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("sniwalk runs")
-    })
-    .await
-    .expect("sniwalk task")
+    let mut command = Command::new(sniwalk_bin());
+    command.args(args).env("RUST_LOG", "warn");
+    run_bounded(command, RUN_LIMIT).await
 }
 
 fn stdout(output: &Output) -> String {

@@ -905,6 +905,12 @@ async fn tls_with_a_client_certificate() {
             matches!(error, StorageError::Unreachable { .. }),
             "{error:?}"
         );
+        assert!(
+            !error.to_string().contains("storage.tls.ca_file"),
+            "etcd refused the client, the CA is right: {error}"
+        );
+        // etcd's certificate does not verify against the CA given: said
+        // so, with the setting to fix.
         let mut other_ca = with_certificate;
         other_ca.ca_pem = Some(common::test_ca("another CA").0);
         let storage = EtcdStorage::connect(other_ca).await.expect("lazy");
@@ -912,6 +918,13 @@ async fn tls_with_a_client_certificate() {
         assert!(
             matches!(error, StorageError::Unreachable { .. }),
             "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("server certificate does not verify")
+                && message.contains("storage.tls.ca_file")
+                && message.contains(&etcd.endpoint()),
+            "{message}"
         );
     })
     .await;

@@ -181,7 +181,7 @@ impl EtcdStorage {
         }
         let client = Client::connect(&options.endpoints, Some(connect))
             .await
-            .map_err(|e| classify(&endpoints, &options.prefix, e))?;
+            .map_err(|e| classify_request(&endpoints, &options.prefix, e))?;
         Ok(EtcdStorage {
             kv: client
                 .kv_client()
@@ -209,7 +209,7 @@ impl EtcdStorage {
 
     /// The error for a failed request about `key`.
     fn error(&self, key: &str, error: etcd_client::Error) -> StorageError {
-        classify(&self.endpoints, key, error)
+        classify_request(&self.endpoints, key, error)
     }
 
     /// What must hold in etcd for `condition`; `None` for none.
@@ -486,6 +486,50 @@ impl Storage for EtcdStorage {
     }
 }
 
+/// [`classify`], saying what went wrong when the TLS handshake failed
+/// because etcd's server certificate did not verify: a wrong
+/// `storage.tls.ca_file` would otherwise read like an outage. It stays
+/// [`StorageError::Unreachable`] (no request reaches etcd, the instance
+/// keeps serving what it has and connects once the CA is right), with the
+/// setting named.
+fn classify_request(endpoints: &str, key: &str, error: etcd_client::Error) -> StorageError {
+    let untrusted = server_certificate_rejected(&error);
+    match classify(endpoints, key, error) {
+        StorageError::Unreachable { endpoint, detail } if untrusted => StorageError::Unreachable {
+            endpoint,
+            detail: format!(
+                "the TLS handshake failed: etcd's server certificate does not verify ({detail}); \
+                 storage.tls.ca_file must be the CA that signed it, for the host names in \
+                 storage.endpoints"
+            ),
+        },
+        other => other,
+    }
+}
+
+/// Whether `error` is, or wraps, this client's refusal of etcd's server
+/// certificate (rustls' `InvalidCertificate`: unknown issuer, wrong name,
+/// expired). A client certificate refused by etcd is not one.
+fn server_certificate_rejected(error: &etcd_client::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if matches!(
+            e.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(_))
+        ) {
+            return true;
+        }
+        // The gRPC layer passes the TLS error on as text
+        // (`Status::unavailable("invalid peer certificate: UnknownIssuer")`):
+        // rustls' own wording of `InvalidCertificate`.
+        if e.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// The key of the lock `name`.
 fn lock_key(name: &str) -> Result<String, StorageError> {
     let key = format!("locks/{name}");
@@ -558,6 +602,45 @@ mod tests {
         }
         for bad in ["certificates", "/", "//a/", "a//", "../", "a b/"] {
             assert!(check_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_refused_server_certificate_names_the_ca_file() {
+        let endpoint = "https://127.0.0.1:2379";
+        let cases: &[(tonic::Status, bool)] = &[
+            (
+                tonic::Status::unavailable("invalid peer certificate: UnknownIssuer"),
+                true,
+            ),
+            (
+                tonic::Status::unavailable("invalid peer certificate: NotValidForName"),
+                true,
+            ),
+            (tonic::Status::unavailable("operation was canceled"), false),
+            (
+                tonic::Status::unavailable("received fatal alert: CertificateRequired"),
+                false,
+            ),
+        ];
+        for (status, untrusted) in cases {
+            let error = classify_request(
+                endpoint,
+                "certificates/a",
+                etcd_client::Error::GRpcStatus(status.clone()),
+            );
+            let StorageError::Unreachable {
+                endpoint: named, ..
+            } = &error
+            else {
+                panic!("{status:?}: {error:?}");
+            };
+            assert_eq!(named, endpoint);
+            assert_eq!(
+                error.to_string().contains("storage.tls.ca_file"),
+                *untrusted,
+                "{status:?}: {error}"
+            );
         }
     }
 

@@ -45,6 +45,36 @@ pub struct EtcdTls {
     pub key_pem: String,
 }
 
+impl EtcdTls {
+    /// A fresh CA, etcd's server certificate for `localhost` and
+    /// 127.0.0.1 and a client certificate (`app`), both signed by it: the
+    /// server side, then the client's certificate and key (PEM).
+    pub fn with_client() -> (EtcdTls, String, String) {
+        let (ca_pem, issuer) = super::test_ca("sniwalk test etcd CA");
+        let leaf = |name: &str, usage| {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+            params.subject_alt_names.push(rcgen::SanType::IpAddress(
+                std::net::Ipv4Addr::LOCALHOST.into(),
+            ));
+            params.extended_key_usages = vec![usage];
+            let cert = params.signed_by(&key, &issuer).expect("signed");
+            (cert.pem(), key.serialize_pem())
+        };
+        let (cert_pem, key_pem) = leaf("localhost", rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        let (client_cert, client_key) = leaf("app", rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        (
+            EtcdTls {
+                ca_pem,
+                cert_pem,
+                key_pem,
+            },
+            client_cert,
+            client_key,
+        )
+    }
+}
+
 /// A single-member etcd; killed when this is dropped.
 pub struct TestEtcd {
     /// Holds `data/` and `etcd.log`; removed after the process is gone.

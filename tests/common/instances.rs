@@ -37,6 +37,8 @@ pub struct Instance {
     child: Option<Child>,
     config: PathBuf,
     log: PathBuf,
+    /// Extra environment variables of the process (kept across restarts).
+    env: Vec<(String, String)>,
     pub https: SocketAddr,
 }
 
@@ -45,6 +47,18 @@ impl Instance {
     /// (output to `dir/sniwalk.log`); returns once its `https` listener
     /// accepts.
     pub async fn start(name: &'static str, dir: &Path, yaml: &str, https: SocketAddr) -> Instance {
+        Instance::start_with_env(name, dir, yaml, https, &[]).await
+    }
+
+    /// [`Instance::start`] with extra environment variables `env` (e.g. a
+    /// test hook such as `SNIWALK_TEST_HOLD_BEFORE_STORE`).
+    pub async fn start_with_env(
+        name: &'static str,
+        dir: &Path,
+        yaml: &str,
+        https: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Instance {
         std::fs::create_dir_all(dir).expect("instance dir");
         let config = dir.join("proxy.yaml");
         std::fs::write(&config, yaml).expect("write config");
@@ -55,6 +69,10 @@ impl Instance {
             child: None,
             config,
             log,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             https,
         };
         instance.spawn().await;
@@ -72,6 +90,7 @@ impl Instance {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", RUST_LOG)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log file handle"))
             .stderr(out)

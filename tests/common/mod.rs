@@ -533,6 +533,62 @@ pub fn sniwalk_bin() -> &'static str {
     env!("CARGO_BIN_EXE_sniwalk")
 }
 
+/// Runs `command` to its end, for at most `limit`: its output. Standard
+/// output and error go to files (no pipe fills up while nobody reads); the
+/// exit is polled with `try_wait`, so no thread blocks on the process. On
+/// the deadline, or if the test stops waiting, the process is killed by
+/// its PID; on the deadline the test fails with what it printed.
+pub async fn run_bounded(
+    mut command: std::process::Command,
+    limit: Duration,
+) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("tempdir for the output");
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let out = std::fs::File::create(&out_path).expect("stdout file");
+    let err = std::fs::File::create(&err_path).expect("stderr file");
+    let shown = format!("{command:?}");
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{shown}: {e}"));
+    let mut running = KillOnDrop(child);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = running.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() >= limit {
+            drop(running);
+            panic!(
+                "{shown}: not done within {limit:?}; killed\nstdout:\n{}\nstderr:\n{}",
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    std::process::Output {
+        status,
+        stdout: std::fs::read(&out_path).expect("read stdout"),
+        stderr: std::fs::read(&err_path).expect("read stderr"),
+    }
+}
+
+/// A child process killed (SIGKILL, by its PID) and reaped when dropped,
+/// unless it has exited already.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 // ---- traffic helpers -------------------------------------------------------
 
 /// Awaits `future`, panicking with `what` if it takes longer than `limit`.
