@@ -19,7 +19,10 @@
 //!   was put while it was held.
 //! - A watch is a file-system watch of the state directory (`notify`); it
 //!   starts with [`Change::Resync`] when a file changed after the listing's
-//!   revision and before the watch began.
+//!   revision and before the watch began. A file deleted in that moment,
+//!   or written within one tick of the file system's clock, is not seen
+//!   that way: the follower's re-list every 5 minutes is the backstop
+//!   (this engine is for one machine; several use etcd).
 
 use std::collections::HashMap;
 use std::io;
