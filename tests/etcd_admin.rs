@@ -64,21 +64,6 @@ async fn connect_admin(admin: SocketAddr) -> TcpStream {
     .await
 }
 
-/// `method path` with a JSON `body` on the admin API: status and body.
-async fn call(admin: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut tcp = connect_admin(admin).await;
-    let response = raw_exchange(
-        &mut tcp,
-        &format!(
-            "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-    .await;
-    (response.status, response.body)
-}
-
 /// `PUT /domains/{domain}/certificate` with `pem`: status and body.
 async fn import(admin: SocketAddr, domain: &str, pem: &str) -> (u16, String) {
     let mut tcp = connect_admin(admin).await;
@@ -191,7 +176,7 @@ async fn a_job_started_on_one_instance_is_polled_on_the_other() {
             &yaml_with(&etcd.endpoint(), admin_b, acme),
         )
         .await;
-        let (status, accepted) = call(
+        let (status, accepted) = common::admin_call(
             admin_a,
             "POST",
             "/certificates",
@@ -206,7 +191,8 @@ async fn a_job_started_on_one_instance_is_polled_on_the_other() {
         let job = within(CHANGE_LIMIT, "the job's end seen on B", async {
             loop {
                 let (status, body) =
-                    call(admin_b, "GET", &format!("/certificates/jobs/{id}"), "").await;
+                    common::admin_call(admin_b, "GET", &format!("/certificates/jobs/{id}"), "")
+                        .await;
                 if status == 200 {
                     let job: serde_json::Value = serde_json::from_str(&body).expect("job JSON");
                     if job["runtimeStatus"] == "Failed" {
@@ -228,9 +214,11 @@ async fn a_job_started_on_one_instance_is_polled_on_the_other() {
         );
         // Unknown ids stay 404 on both, and what is no job id is never
         // looked up.
-        let (status, _) = call(admin_b, "GET", "/certificates/jobs/0123456789abcdef", "").await;
+        let (status, _) =
+            common::admin_call(admin_b, "GET", "/certificates/jobs/0123456789abcdef", "").await;
         assert_eq!(status, 404);
-        let (status, _) = call(admin_b, "GET", "/certificates/jobs/..%2Flocks", "").await;
+        let (status, _) =
+            common::admin_call(admin_b, "GET", "/certificates/jobs/..%2Flocks", "").await;
         assert_eq!(status, 404);
         a.stop().await;
         b.stop().await;

@@ -277,36 +277,6 @@ fn logs(instances: &[&Instance], env: &PebbleEnv, etcd: &TestEtcd) -> String {
 /// admin API adds it and orders it.
 const JOB_DOMAIN: &str = "api.example.test";
 
-/// How long a request to the admin API may wait for it to listen (it
-/// starts next to the `https` listener the instance was waited for).
-const ADMIN_LIMIT: Duration = Duration::from_secs(20);
-
-/// `method path` with a JSON `body` on the admin API at `admin`: status
-/// and body.
-async fn admin_call(admin: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let started = Instant::now();
-    let mut tcp = loop {
-        match TcpStream::connect(admin).await {
-            Ok(tcp) => break tcp,
-            Err(e) => assert!(
-                started.elapsed() < ADMIN_LIMIT,
-                "the admin API on {admin} not listening within {ADMIN_LIMIT:?}: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let response = common::raw_exchange(
-        &mut tcp,
-        &format!(
-            "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-    .await;
-    (response.status, response.body)
-}
-
 /// Polls job `id` on the admin API at `admin` until it is `Completed`;
 /// panics when it fails or does not complete within [`ORDER_LIMIT`].
 async fn wait_job_completed(
@@ -317,7 +287,7 @@ async fn wait_job_completed(
     let started = Instant::now();
     loop {
         let (status, body) =
-            admin_call(admin, "GET", &format!("/certificates/jobs/{id}"), "").await;
+            common::admin_call(admin, "GET", &format!("/certificates/jobs/{id}"), "").await;
         // 404 until the job, shared through etcd, reached this instance.
         if status == 200 {
             let job: serde_json::Value =
@@ -432,7 +402,7 @@ async fn three_instances_one_order_http01_answered_by_one_that_did_not_order() {
         }
 
         // A job started on B, polled on C.
-        let (status, accepted) = admin_call(
+        let (status, accepted) = common::admin_call(
             b_admin,
             "POST",
             "/certificates",

@@ -842,25 +842,9 @@ async fn refused_users_are_denied() {
 #[tokio::test]
 async fn tls_with_a_client_certificate() {
     within(TEST_LIMIT, "TLS", async {
-        let (ca_pem, issuer) = common::test_ca("sniwalk test etcd CA");
-        let leaf = |name: &str, usage| {
-            let key = rcgen::KeyPair::generate().expect("key");
-            let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
-            params.subject_alt_names.push(rcgen::SanType::IpAddress(
-                std::net::Ipv4Addr::LOCALHOST.into(),
-            ));
-            params.extended_key_usages = vec![usage];
-            let cert = params.signed_by(&key, &issuer).expect("signed");
-            (cert.pem(), key.serialize_pem())
-        };
-        let (cert_pem, key_pem) = leaf("localhost", rcgen::ExtendedKeyUsagePurpose::ServerAuth);
-        let (client_cert, client_key) = leaf("app", rcgen::ExtendedKeyUsagePurpose::ClientAuth);
-        let etcd = TestEtcd::start_tls(&EtcdTls {
-            ca_pem: ca_pem.clone(),
-            cert_pem,
-            key_pem,
-        })
-        .await;
+        let (tls, client_cert, client_key) = EtcdTls::with_client();
+        let ca_pem = tls.ca_pem.clone();
+        let etcd = TestEtcd::start_tls(&tls).await;
         assert!(etcd.endpoint().starts_with("https://"));
 
         let mut with_certificate = options(&etcd);

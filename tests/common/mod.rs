@@ -757,6 +757,30 @@ impl RawResponse {
     }
 }
 
+/// `method path` with a JSON `body` on the admin API at `admin` (waiting
+/// up to 20 s for it to listen): status and body.
+pub async fn admin_call(admin: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut tcp = within(Duration::from_secs(20), "the admin API listening", async {
+        loop {
+            if let Ok(tcp) = TcpStream::connect(admin).await {
+                return tcp;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let response = raw_exchange(
+        &mut tcp,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    (response.status, response.body)
+}
+
 /// Writes `request` as is and reads until the server closes (the request
 /// should say `Connection: close`), within 10 s.
 pub async fn raw_exchange<S>(stream: &mut S, request: &str) -> RawResponse
