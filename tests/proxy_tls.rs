@@ -135,7 +135,7 @@ async fn tls_listener_closes_the_client_when_the_backend_is_down() {
     within(Duration::from_secs(60), "test", async {
         let down = closed_port().await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let yaml = proxy_yaml("", &tls_listener(down, ""));
+        let yaml = proxy_yaml("", &tls_listener(down.addr(), ""));
         let proxy = TestProxy::start(dir.path(), &yaml).await;
 
         let mut stream = connect(proxy.addr(), Some("sip.example.com"), &[]).await;

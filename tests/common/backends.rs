@@ -367,12 +367,40 @@ fn websocket(request: &mut Request<Incoming>) -> Response<TestBody> {
     response
 }
 
-/// A port that refuses connections: bound, then closed again.
-pub async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
-    addr
+/// A loopback port that refuses connections for as long as the result lives.
+pub async fn closed_port() -> ClosedPort {
+    // Bound but never listening: a connection to it is refused, and while
+    // the socket lives no other test in this binary can be handed the same
+    // port (a dropped listener's port could go to the next echo server).
+    // `TcpSocket` sets no SO_REUSEADDR, so nothing can share it either.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    ClosedPort {
+        addr,
+        _held: socket,
+    }
+}
+
+/// A loopback port that refuses connections for as long as this lives.
+pub struct ClosedPort {
+    addr: SocketAddr,
+    _held: tokio::net::TcpSocket,
+}
+
+impl ClosedPort {
+    /// The refused address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl std::fmt::Display for ClosedPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
+    }
 }
 
 // ---- the TCP echo ----------------------------------------------------------
