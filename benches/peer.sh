@@ -19,7 +19,9 @@
 # example.test (names below it walk up to it), one domain with its own
 # certificate per name in CERT_DIR/names.txt, the harness's default
 # certificate, tokio worker threads = WORKERS, one https listener whose
-# only route forwards everything to BACKEND_ADDR, no access log.
+# only route forwards everything to BACKEND_ADDR, no access log. With
+# WS_BACKEND_ADDR (the harness's ws_* workloads) a first route sends /ws
+# there, as the nginx plug-in's `location /ws` does.
 # The harness's .pem files are leaf + PKCS#8 key, a valid certificate_pem.
 set -euo pipefail
 cmd=${1:-}; shift || true
@@ -54,7 +56,22 @@ listeners:
     bind: "${BIND_HOST:-127.0.0.1}:$PORT"
     access_log: false
     max_connections: 20000
+    # The harness: keep-alive idle timeout of at least 300 s; tunnels 1 h
+    # like nginx's proxy_read_timeout on /ws.
+    idle_timeout: 300s
+    tunnel_idle_timeout: 1h
     routes:
+CONF
+    # ws_* workloads only (the harness sets WS_BACKEND_ADDR): /ws goes to the
+    # WebSocket echo backend. Without it the routes are unchanged.
+    if [[ -n ${WS_BACKEND_ADDR:-} ]]; then
+      cat <<CONF
+      - host: "*"
+        path: /ws
+        backend: "http://$WS_BACKEND_ADDR"
+CONF
+    fi
+    cat <<CONF
       - host: "*"
         backend: "http://$BACKEND"
 CONF

@@ -8,22 +8,28 @@
 # 2. makes sure the harness is ready (its setup/install.sh and
 #    setup/gen_certs.sh, both idempotent, run only when something is missing);
 # 3. starts the harness's backend once, measures it alone (h1_plain), then
-#    runs every workload against nginx, then against sniwalk (plug-in
-#    benches/peer.sh, through a symlink named sniwalk.sh so the harness
-#    files its results as "sniwalk");
-# 4. writes the summary (the harness's tools/summarize.py) to
-#    benches/results/<date>.md, .csv and .json (<date>-2 etc. if taken);
-#    the raw runs (about 300 KB) go to benches/results/raw/<stamp>/.
+#    runs ROUNDS interleaved rounds: in each, every peer in PEERS runs every
+#    workload RUNS times (sniwalk through the plug-in benches/peer.sh, via a
+#    symlink named sniwalk.sh so the harness files its results as
+#    "sniwalk"). The machine drifts by up to 1.5x within minutes, so peers
+#    are compared within a round, never across rounds;
+# 4. writes the summary (the harness's tools/summarize.py, medians over all
+#    rounds) to benches/results/<date>.md, .csv and .json (<date>-2 etc. if
+#    taken), headed by benches/ratios.py's per-round ratios (sniwalk ÷ each
+#    peer, and their median); the raw runs go to
+#    benches/results/raw/<stamp>/round<k>/.
 #
-# Every load is bounded by the harness (DURATION=10 s per run, RUNS=3, 3 s
-# warm-up; before each run it waits at most QUIET_WAIT=120 s for the machine
-# to be idle and repeats a noisy run at most RETRIES=2 times). With the
-# defaults and a quiet machine it takes about 15 minutes.
+# Every load is bounded by the harness (DURATION=10 s per run, 3 s warm-up;
+# before each run it waits at most QUIET_WAIT=120 s for the machine to be
+# idle and repeats a noisy run at most RETRIES=2 times). With the defaults
+# (3 rounds x 3 peers x 8 workloads) and a quiet machine it takes about 30
+# minutes.
 #
 # Knobs (environment): WORKLOADS (default
-# hs_full,hs_resume,hs_sni_spread,h1_keepalive,h2_keepalive,mem_idle_conns),
-# PEERS (default "nginx sniwalk"), RUNS, DURATION, WARMUP, PIN and the other
-# knobs of the harness's run.sh; SNIWALK_PORT (8446); BASELINE=0 skips the
+# hs_full,hs_resume,hs_sni_spread,h1_keepalive,h2_keepalive,mem_idle_conns,ws_idle,ws_echo),
+# PEERS (default "nginx haproxy sniwalk"), ROUNDS (3), RUNS (per peer and
+# round, 1), DURATION, WARMUP, PIN, WS_CONNS and the other knobs of the
+# harness's run.sh; SNIWALK_PORT (8446); BASELINE=0 skips the
 # backend-alone run; BUILD=0 skips the build (uses SNIWALK_BIN or
 # target/release/sniwalk as it is); BENCH_DIR (the harness); RESULT_NAME
 # (file name of the summary, default the date); RESULTS_DIR (benches/results).
@@ -37,9 +43,10 @@ fail() { say "ERROR: $*"; exit 1; }
 BENCH=$(cd "${BENCH_DIR:-$REPO/../shared/bench}" 2>/dev/null && pwd) \
   || fail "no benchmark harness at ${BENCH_DIR:-$REPO/../shared/bench} (set BENCH_DIR)"
 [[ -x $BENCH/run.sh && -f $BENCH/lib/common.sh ]] || fail "$BENCH is not the benchmark harness (no run.sh)"
-WORKLOADS=${WORKLOADS:-hs_full,hs_resume,hs_sni_spread,h1_keepalive,h2_keepalive,mem_idle_conns}
-read -ra PEER_LIST <<< "${PEERS:-nginx sniwalk}"
-export RUNS=${RUNS:-3}
+WORKLOADS=${WORKLOADS:-hs_full,hs_resume,hs_sni_spread,h1_keepalive,h2_keepalive,mem_idle_conns,ws_idle,ws_echo}
+read -ra PEER_LIST <<< "${PEERS:-nginx haproxy sniwalk}"
+export RUNS=${RUNS:-1}
+ROUNDS=${ROUNDS:-3}
 SNIWALK_PORT=${SNIWALK_PORT:-8446}
 RESULTS=${RESULTS_DIR:-$REPO/benches/results}
 
@@ -72,7 +79,7 @@ if [[ $copy != "$BENCH" ]]; then
 fi
 missing=()
 for t in nginx wrk h2load openssl python3 taskset; do command -v "$t" >/dev/null || missing+=("$t"); done
-[[ -x $BENCH/tools/hsload && -x $BENCH/tools/hsload-rs/target/release/hsload-rs ]] || missing+=(hsload)
+[[ -x $BENCH/tools/hsload && -x $BENCH/tools/hsload-rs/target/release/hsload-rs && -x $BENCH/tools/wsload-rs/target/release/wsload-rs ]] || missing+=(hsload wsload-rs)
 if ((${#missing[@]})); then
   say "missing: ${missing[*]}: running $BENCH/setup/install.sh"
   bash "$BENCH/setup/install.sh" || fail "setup/install.sh failed"
@@ -86,7 +93,7 @@ for t in "${cert_types[@]}"; do
   fi
 done
 
-# ---- 3. one harness run: backend baseline, then each peer ---------------------
+# ---- 3. one harness run: backend baseline, then interleaved rounds ---------------------
 # shellcheck source=/dev/null
 source "$BENCH/lib/common.sh"    # BENCH, PIN/CPUs, WORKERS, backend_start/stop
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -119,27 +126,35 @@ say "raw results in $OUT"
 backend_start
 failed=()
 if [[ ${BASELINE:-1} != 0 ]]; then
-  env -u PORT "$BENCH/run.sh" backend h1_plain "$RUNS" || failed+=(backend)
+  env -u PORT OUT="$OUT/baseline" "$BENCH/run.sh" backend h1_plain "$RUNS" || failed+=(backend)
 fi
-# The memory workload runs apart with RETRIES=0: when run.sh retries a noisy
+# The memory workloads run apart with RETRIES=0: when run.sh retries a noisy
 # run it does not restart the peer first, so the retry's "idle" RSS would
-# include the previous attempt's 5,000 connections (a near-zero KB/conn).
-[[ $WORKLOADS == all ]] && WORKLOADS=hs_full,hs_resume,hs_sni_spread,hs_full_rsa,h1_keepalive,h2_keepalive,mem_idle_conns
+# include the previous attempt's connections (a near-zero KB/conn).
+[[ $WORKLOADS == all ]] && WORKLOADS=hs_full,hs_resume,hs_sni_spread,hs_full_rsa,h1_keepalive,h2_keepalive,mem_idle_conns,ws_idle,ws_echo
 IFS=, read -ra wl_all <<< "$WORKLOADS"
 cpu_wls=(); mem_wls=()
-for w in "${wl_all[@]}"; do if [[ $w == mem_* ]]; then mem_wls+=("$w"); else cpu_wls+=("$w"); fi; done
-for p in "${PEER_LIST[@]}"; do
-  say "peer $p: $WORKLOADS"
-  if [[ $p == sniwalk ]]; then plugin=$tmp/sniwalk.sh; penv=(env PORT="$SNIWALK_PORT")
-  else plugin=$p; penv=(env -u PORT); fi
-  ok=1
-  if ((${#cpu_wls[@]})); then
-    "${penv[@]}" "$BENCH/run.sh" "$plugin" "$(IFS=,; echo "${cpu_wls[*]}")" "$RUNS" || ok=0
-  fi
-  if ((${#mem_wls[@]})); then
-    "${penv[@]}" RETRIES=0 "$BENCH/run.sh" "$plugin" "$(IFS=,; echo "${mem_wls[*]}")" "$RUNS" || ok=0
-  fi
-  ((ok)) || failed+=("$p")
+for w in "${wl_all[@]}"; do
+  if [[ $w == mem_* || $w == ws_idle ]]; then mem_wls+=("$w"); else cpu_wls+=("$w"); fi
+done
+# Interleaved: ROUNDS rounds, each running every peer once (RUNS runs per
+# workload), so that peers are compared within a round while the machine
+# drifts between rounds (README, Performance). Round k goes to $OUT/round<k>.
+for ((round = 1; round <= ROUNDS; round++)); do
+  for p in "${PEER_LIST[@]}"; do
+    say "round $round/$ROUNDS, peer $p: $WORKLOADS"
+    if [[ $p == sniwalk ]]; then plugin=$tmp/sniwalk.sh; penv=(env PORT="$SNIWALK_PORT")
+    else plugin=$p; penv=(env -u PORT); fi
+    penv+=(OUT="$OUT/round$round")
+    ok=1
+    if ((${#cpu_wls[@]})); then
+      "${penv[@]}" "$BENCH/run.sh" "$plugin" "$(IFS=,; echo "${cpu_wls[*]}")" "$RUNS" || ok=0
+    fi
+    if ((${#mem_wls[@]})); then
+      "${penv[@]}" RETRIES=0 "$BENCH/run.sh" "$plugin" "$(IFS=,; echo "${mem_wls[*]}")" "$RUNS" || ok=0
+    fi
+    ((ok)) || failed+=("$p/round$round")
+  done
 done
 
 # ---- 4. summary -----------------------------------------------------------------
@@ -155,8 +170,10 @@ fi
   ((${#failed[@]})) && { echo; echo "**Incomplete: the harness failed for ${failed[*]}** (see the raw logs)."; }
   echo; echo '```'; cat "$OUT/env.txt"; echo '```'
 } > "$OUT/notes.md"
-if compgen -G "$OUT/*/*/run-*.json" > /dev/null; then
-  python3 "$BENCH/tools/summarize.py" "$OUT" --md "$RESULTS/$name.md" --csv "$RESULTS/$name.csv" \
+if compgen -G "$OUT/*/*/*/run-*.json" > /dev/null; then
+  python3 "$REPO/benches/ratios.py" "$BENCH" "$OUT" "${PEER_LIST[@]}" >> "$OUT/notes.md" \
+    || fail "benches/ratios.py failed on $OUT"
+  python3 "$BENCH/tools/summarize.py" "$OUT"/baseline "$OUT"/round* --md "$RESULTS/$name.md" --csv "$RESULTS/$name.csv" \
     --json "$RESULTS/$name.json" --title "$(echo "${PEER_LIST[*]}" | sed "s/ / vs /g") on loopback, $(date +%F)" --notes "$OUT/notes.md"
   say "summary: $RESULTS/$name.md (.csv, .json)"
 else

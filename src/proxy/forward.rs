@@ -20,7 +20,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::answers::{ProxyBody, plain};
 use super::conn::Lifecycle;
-use super::io::{Activity, TunnelEnd, copy_with_idle_timeout};
+use super::io::Activity;
+use super::tunnel::{TunnelEnd, copy_with_idle_timeout};
 use crate::config::{HttpBackend, Limits};
 use crate::metrics::{BackendError, HeldBackendConnection, ListenerMetrics};
 use crate::snapshot::backend_tls::{BackendTlsClient, BackendTlsError};

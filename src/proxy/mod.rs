@@ -36,6 +36,7 @@ pub mod https;
 pub mod io;
 mod routing;
 pub mod tls;
+pub mod tunnel;
 
 pub use conn::{Lifecycle, ListenerShared, PerLimits};
 

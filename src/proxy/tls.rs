@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::conn::{Lifecycle, ListenerShared};
-use super::io::{Transferred, TunnelEnd, copy_with_idle_timeout};
+use super::tunnel::{Transferred, TunnelEnd, copy_with_idle_timeout};
 use crate::config::TcpBackend;
 use crate::metrics::BackendError;
 use crate::snapshot::backend_tls::BackendTlsError;
