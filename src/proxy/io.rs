@@ -36,6 +36,8 @@ pub struct Activity {
     bodies_live: AtomicUsize,
     /// What [`SendClock`] times are measured from.
     epoch: Instant,
+    /// Set by [`Activity::pin_busy`]: the connection became a tunnel.
+    pinned: AtomicBool,
     /// Set when [`TimedIo`] failed the connection with a [`SendTimeout`]
     /// (HTTP/2 keeps only the text of an I/O error, so the connection's
     /// error cannot tell).
@@ -50,6 +52,7 @@ impl Default for Activity {
             bodies: Mutex::new(Vec::new()),
             bodies_live: AtomicUsize::new(0),
             epoch: Instant::now(),
+            pinned: AtomicBool::new(false),
             send_timed_out: AtomicBool::new(false),
         }
     }
@@ -68,6 +71,11 @@ impl Activity {
     /// which has its own idle timeout.
     pub fn pin_busy(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.pinned.store(true, Ordering::Release);
+    }
+
+    fn is_pinned(&self) -> bool {
+        self.pinned.load(Ordering::Acquire)
     }
 
     fn is_busy(&self) -> bool {
@@ -229,7 +237,9 @@ pub struct TimedIo<T> {
     phase: Phase,
     /// `Activity::begun` when this last looked.
     seen_begun: u64,
-    deadline: Pin<Box<Sleep>>,
+    /// The idle or header deadline; `None` once the connection became a
+    /// tunnel (see `poll_read`).
+    deadline: Option<Pin<Box<Sleep>>>,
     /// The send timeout, when set (see [`TimedIo::with_send_timeout`]).
     send: Option<SendTimers>,
 }
@@ -271,7 +281,7 @@ impl<T> TimedIo<T> {
             idle_timeout,
             phase: Phase::Idle,
             seen_begun: 0,
-            deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+            deadline: Some(Box::pin(tokio::time::sleep(idle_timeout))),
             send: None,
         }
     }
@@ -362,7 +372,7 @@ impl<T> TimedIo<T> {
             Phase::Head => self.header_timeout,
         };
         self.phase = phase;
-        self.deadline.as_mut().reset(Instant::now() + timeout);
+        arm(&mut self.deadline, Instant::now() + timeout);
     }
 }
 
@@ -382,6 +392,18 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
         if this.activity.is_busy() {
             this.seen_begun = begun;
             this.enter(Phase::Busy);
+            if this.activity.is_pinned() {
+                // A tunnel never reads these timers again. Dropped, they
+                // let go of the waker of the connection task that last
+                // polled them; kept, that waker would hold the finished
+                // task's memory (about 11 KB) for as long as the timer
+                // stays registered (README, Performance).
+                this.deadline = None;
+                if let Some(send) = this.send.as_mut() {
+                    send.stall_check = None;
+                    send.stall_armed = false;
+                }
+            }
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         // A request ran since the last read, possibly all of it between two
@@ -405,7 +427,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                ready!(this.deadline.as_mut().poll(cx));
+                let Some(deadline) = this.deadline.as_mut() else {
+                    return Poll::Pending;
+                };
+                ready!(deadline.as_mut().poll(cx));
                 let what = match this.phase {
                     Phase::Head => "request header timeout",
                     _ => "idle timeout",

@@ -1,4 +1,4 @@
-//! Unit tests of the connection timeouts and tunnels, on tokio's paused
+//! Unit tests of the connection timeouts, on tokio's paused
 //! clock.
 
 use super::*;
@@ -214,4 +214,50 @@ async fn bodies_waiting_for_their_backend_are_never_cut() {
     assert!(!activity.send_timed_out());
     reader.abort();
     drop((clock, request));
+}
+
+/// Counts the clones of a waker that are still alive.
+struct CountedWaker;
+
+impl std::task::Wake for CountedWaker {
+    fn wake(self: Arc<Self>) {}
+}
+
+/// Once a connection becomes a tunnel, its timers let go of the waker of
+/// the task that polled them before: that waker would otherwise hold the
+/// finished connection task's memory while the tunnel lives.
+#[tokio::test]
+async fn a_tunnel_lets_go_of_the_connection_tasks_waker() {
+    let (client, server) = tokio::io::duplex(64);
+    let activity = Arc::new(Activity::default());
+    let mut io = TimedIo::new(
+        server,
+        activity.clone(),
+        Protocol::Http1,
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+    )
+    .with_send_timeout(Duration::from_secs(60));
+    let connection_task = Arc::new(CountedWaker);
+    let waker = std::task::Waker::from(connection_task.clone());
+    let mut buf = [0u8; 8];
+    let mut read_buf = ReadBuf::new(&mut buf);
+    let polled = Pin::new(&mut io).poll_read(&mut Context::from_waker(&waker), &mut read_buf);
+    assert!(polled.is_pending());
+    drop(waker);
+    assert!(
+        Arc::strong_count(&connection_task) > 1,
+        "the idle timer holds the connection task's waker"
+    );
+
+    activity.pin_busy();
+    let tunnel_waker = std::task::Waker::noop();
+    let polled = Pin::new(&mut io).poll_read(&mut Context::from_waker(tunnel_waker), &mut read_buf);
+    assert!(polled.is_pending());
+    assert_eq!(
+        Arc::strong_count(&connection_task),
+        1,
+        "nothing holds the connection task's waker once it is a tunnel"
+    );
+    drop(client);
 }
