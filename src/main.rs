@@ -258,8 +258,14 @@ fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     init_logging("info");
     let config = Config::load(config_path)?;
     raise_fd_limit(&config);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = config.worker_threads {
+    // One worker: tokio's single-threaded scheduler, which skips the work
+    // stealing and cross-thread wake-ups of the multi-threaded one (README,
+    // Performance).
+    let mut runtime = match config.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(threads) = config.worker_threads.filter(|&n| n > 1) {
         runtime.worker_threads(threads);
     }
     let runtime = runtime

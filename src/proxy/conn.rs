@@ -3,7 +3,9 @@
 //! handshake with its bookkeeping, and driving an HTTP connection through
 //! graceful shutdown.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,22 +93,43 @@ pub struct Lifecycle {
 
 /// Drives an HTTP connection until it ends; once shutdown starts it is
 /// told to finish what is in flight and refuse new requests (GOAWAY on h2,
-/// `Connection: close` on h1), and at the hard stop it is dropped.
-pub(super) async fn drive_http<C>(connection: C, lifecycle: &Lifecycle) -> Result<(), C::Error>
+/// `Connection: close` on h1) through `graceful`, and at the hard stop it
+/// is dropped.
+///
+/// The connection comes boxed: the task that serves a connection lives as
+/// long as the connection, and a task is as large as its future's largest
+/// state. Boxed, the task holds a pointer and the heap holds exactly what
+/// the one protocol spoken needs (README, Performance).
+pub(super) async fn drive_http<C, E>(
+    mut connection: Pin<Box<C>>,
+    graceful: fn(Pin<&mut C>),
+    lifecycle: &Lifecycle,
+) -> Result<(), E>
 where
-    C: hyper_util::server::graceful::GracefulConnection,
+    C: Future<Output = Result<(), E>>,
 {
-    tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => result,
         () = lifecycle.shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
+            graceful(connection.as_mut());
             tokio::select! {
                 result = connection.as_mut() => result,
                 () = lifecycle.hard_stop.cancelled() => Ok(()),
             }
         }
     }
+}
+
+/// hyper's HTTP/1.1 server settings for some limits: its own timeouts need
+/// a timer or silently do nothing. Its header timer also runs on idle
+/// keep-alive connections, so it is set to the idle timeout; the (shorter)
+/// header timeout is [`super::io::TimedIo`]'s.
+pub(super) fn http1_builder(limits: &crate::config::Limits) -> hyper::server::conn::http1::Builder {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout.max(limits.header_timeout))
+        .max_buf_size(limits.max_header_bytes);
+    http
 }
 
 /// Runs the TLS handshake within the listener's handshake timeout, counts

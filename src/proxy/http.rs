@@ -11,8 +11,7 @@ use std::time::Instant;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue, LOCATION};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::access::{AccessLog, LoggedBody, RequestCount};
@@ -20,7 +19,6 @@ use super::answers::{ProxyBody, full, plain};
 use super::conn::{Lifecycle, ListenerShared, PerLimits};
 use super::io::{Activity, Protocol, TimedIo};
 use crate::challenge::{self, ChallengeStore};
-use crate::config::Limits;
 use crate::state_layout::StateLayout;
 
 /// Where ACME HTTP-01 answers live (RFC 8555 §8.3).
@@ -37,7 +35,7 @@ pub struct HttpListener {
     /// (`acme/http-01`).
     pub state: StateLayout,
     /// HTTP server settings, for the current limits.
-    pub http: PerLimits<auto::Builder<TokioExecutor>>,
+    pub http: PerLimits<hyper::server::conn::http1::Builder>,
 }
 
 impl HttpListener {
@@ -49,7 +47,7 @@ impl HttpListener {
         state: StateLayout,
     ) -> Self {
         HttpListener {
-            http: PerLimits::new(&shared.config.limits, http_builder),
+            http: PerLimits::new(&shared.config.limits, super::conn::http1_builder),
             shared,
             challenges,
             state,
@@ -91,16 +89,6 @@ impl HttpListener {
     }
 }
 
-/// hyper's HTTP/1 settings for some limits.
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut http = auto::Builder::new(TokioExecutor::new()).http1_only();
-    http.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.idle_timeout.max(limits.header_timeout))
-        .max_buf_size(limits.max_header_bytes);
-    http
-}
-
 /// Serves one plain-HTTP connection.
 pub async fn serve_connection(
     tcp: TcpStream,
@@ -127,8 +115,8 @@ pub async fn serve_connection(
         }
     });
     let http = listener.http.get(&limits);
-    let served = http.1.serve_connection(TokioIo::new(io), service);
-    let result = super::conn::drive_http(served, &lifecycle).await;
+    let served = Box::pin(http.1.serve_connection(TokioIo::new(io), service));
+    let result = super::conn::drive_http(served, |c| c.graceful_shutdown(), &lifecycle).await;
     if let Err(e) = result {
         tracing::debug!(listener = %listener.shared.config.name, %peer, error = %e, "connection ended with an error");
     }

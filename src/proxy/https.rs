@@ -11,7 +11,6 @@ use hyper::body::Incoming;
 use hyper::header::{ALLOW, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -38,7 +37,7 @@ pub struct HttpsListener {
     /// The pooled backend client, for the current limits.
     pub forwarder: PerLimits<Forwarder>,
     /// The HTTP server settings, for the current limits.
-    pub http: PerLimits<auto::Builder<TokioExecutor>>,
+    pub http: PerLimits<HttpServers>,
     /// Backend connections held by this listener's requests and tunnels.
     pub backend_slots: BackendSlots,
 }
@@ -49,30 +48,37 @@ impl HttpsListener {
         let limits = shared.config.limits;
         HttpsListener {
             forwarder: PerLimits::new(&limits, Forwarder::new),
-            http: PerLimits::new(&limits, http_builder),
+            http: PerLimits::new(&limits, HttpServers::new),
             backend_slots: BackendSlots::default(),
             shared,
         }
     }
 }
 
-/// hyper's server settings for some limits.
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    // hyper's timeouts need a timer or silently do nothing. Its header
-    // timer also runs on idle keep-alive connections, so it is set to the
-    // idle timeout; the (shorter) header timeout is TimedIo's.
-    http.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.idle_timeout.max(limits.header_timeout))
-        .max_buf_size(limits.max_header_bytes);
-    http.http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .max_concurrent_streams(limits.max_concurrent_streams);
-    http
+/// hyper's server settings for some limits, one per protocol: ALPN says
+/// which one a connection speaks (RFC 9113 §3.2: HTTP/2 over TLS is
+/// negotiated by ALPN; without it the connection is HTTP/1.1, as nginx
+/// does), so no connection carries the state of both or sniffs a preface.
+#[derive(Debug)]
+pub struct HttpServers {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+impl HttpServers {
+    fn new(limits: &Limits) -> Self {
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .max_header_list_size(limits.max_header_bytes as u32)
+            .max_concurrent_streams(limits.max_concurrent_streams);
+        HttpServers {
+            http1: super::conn::http1_builder(limits),
+            http2,
+        }
+    }
 }
 
 /// What is known about a connection once its handshake is done.
@@ -161,10 +167,17 @@ pub async fn serve_connection(
         }
     });
     let http = listener.http.get(&limits);
-    let served = http
-        .1
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
-    let result = super::conn::drive_http(served, &lifecycle).await;
+    let io = TokioIo::new(io);
+    let result = match protocol {
+        Protocol::Http1 => {
+            let served = Box::pin(http.1.http1.serve_connection(io, service).with_upgrades());
+            super::conn::drive_http(served, |c| c.graceful_shutdown(), &lifecycle).await
+        }
+        Protocol::Http2 => {
+            let served = Box::pin(http.1.http2.serve_connection(io, service));
+            super::conn::drive_http(served, |c| c.graceful_shutdown(), &lifecycle).await
+        }
+    };
     if let Err(e) = result {
         if send_clock.send_timed_out() {
             shared.metrics.send_timed_out();
@@ -238,8 +251,12 @@ async fn handle(
                                 }),
                             };
                             let forwarder = listener.forwarder.get(&settings.limits);
+                            // Boxed: hyper keeps a slot as large as this
+                            // future for every connection, idle or not, and
+                            // moves it whole into each HTTP/2 stream's task;
+                            // forwarding's state exists only per request.
                             let forwarded =
-                                forwarder.1.forward(request, target, taken, facts).await;
+                                Box::pin(forwarder.1.forward(request, target, taken, facts)).await;
                             if let Some(kind) = forwarded.error {
                                 shared.metrics.backend_error(&target.authority, kind);
                             }
