@@ -460,7 +460,7 @@ pub(super) fn listener_from_raw(
                     return Err(ListenerError::PlainBackendTls {
                         field: route_field,
                         backend,
-                        authority: parsed.authority,
+                        authority: parsed.authority.to_string(),
                     });
                 };
                 let default_name = default.server_name.clone();

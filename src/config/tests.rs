@@ -1806,7 +1806,7 @@ fn traffic_settings_parse_with_defaults() {
     assert_eq!(
         ws.routes[1].action,
         RouteAction::Backend(HttpBackend {
-            authority: "127.0.0.1:8080".into(),
+            authority: "127.0.0.1:8080".parse().expect("authority"),
             tls: None,
         })
     );

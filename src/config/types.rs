@@ -526,8 +526,9 @@ pub enum HttpBackendError {
 /// An `http://HOST:PORT` or `https://HOST:PORT` backend of a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpBackend {
-    /// `HOST:PORT`.
-    pub authority: String,
+    /// `HOST:PORT`, parsed once: each forwarded request's URI takes it as
+    /// it is (a shared slice, no copy).
+    pub authority: hyper::http::uri::Authority,
     /// TLS towards it (`https://`), with the route's `backend_tls:`.
     pub tls: Option<BackendTls>,
 }
@@ -570,7 +571,7 @@ impl HttpBackend {
             insecure_skip_verify: false,
         });
         Ok(HttpBackend {
-            authority: authority.to_string(),
+            authority: parsed,
             tls,
         })
     }

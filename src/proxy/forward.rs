@@ -13,6 +13,7 @@ use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilde
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::{PathAndQuery, Scheme};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -152,8 +153,11 @@ pub struct Forwarded {
 /// Per-request facts the forwarder uses.
 #[derive(Debug)]
 pub struct RequestFacts<'a> {
-    /// The client's address, appended to `X-Forwarded-For`.
+    /// The client's address, for logs.
     pub peer: SocketAddr,
+    /// The client's IP address as a header value, made once per connection
+    /// ([`client_ip_header`]) and appended to `X-Forwarded-For`.
+    pub forwarded_for: &'a HeaderValue,
     /// The host the client asked for, with its port if it gave one.
     pub host: &'a str,
     /// Requests in flight on the client connection (an upgrade pins it).
@@ -250,13 +254,20 @@ impl Forwarder {
                 );
             }
         };
-        let scheme = if tls_client.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        let uri: Uri = match format!("{scheme}://{}{path}", backend.authority).parse() {
+        let mut uri = hyper::http::uri::Parts::default();
+        uri.scheme = Some(match tls_client {
+            Some(_) => Scheme::HTTPS,
+            None => Scheme::HTTP,
+        });
+        uri.authority = Some(backend.authority.clone());
+        uri.path_and_query = Some(
+            request
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        let uri = match Uri::from_parts(uri) {
             Ok(uri) => uri,
             Err(_) => {
                 return failed(
@@ -280,7 +291,7 @@ impl Forwarder {
             headers.insert(header::HOST, host.clone());
             headers.insert(X_FORWARDED_HOST, host);
         }
-        append_forwarded_for(headers, facts.peer);
+        append_forwarded_for(headers, facts.forwarded_for);
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
 
         let sent = match &tls_client {
@@ -457,33 +468,46 @@ fn answers_upgrade(switched_to: &HeaderValue, asked: &HeaderValue) -> bool {
 /// Removes hop-by-hop headers, including those the `Connection` header
 /// names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+    // One pass over the names, which hashes nothing: most requests carry
+    // none of these, and then nothing is looked up or removed.
+    let mut found: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| *name == header::UPGRADE || HOP_BY_HOP.contains(name))
+        .cloned()
         .collect();
-    for name in named {
+    if found.is_empty() {
+        return;
+    }
+    if found.contains(&header::CONNECTION) {
+        found.extend(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok()),
+        );
+    }
+    for name in found {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(header::UPGRADE);
 }
 
 /// Appends the client address to `X-Forwarded-For` (keeping what earlier
 /// proxies put there, as the header's convention is).
-fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip().to_string();
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.trim().is_empty() => format!("{existing}, {ip}"),
-        _ => ip,
+fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
+    let joined = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{existing}, {}", ip.to_str().unwrap_or_default())).ok()
+        }
+        _ => None,
     };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
+    headers.insert(X_FORWARDED_FOR, joined.unwrap_or_else(|| ip.clone()));
+}
+
+/// A client's IP address as an `X-Forwarded-For` value.
+pub fn client_ip_header(peer: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// hyper-util's client settings shared by plain and TLS backends.
@@ -663,13 +687,15 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_appended() {
-        let peer: SocketAddr = "192.0.2.7:5555".parse().expect("addr");
+        let peer = client_ip_header("192.0.2.7:5555".parse().expect("addr"));
         let mut headers = HeaderMap::new();
-        append_forwarded_for(&mut headers, peer);
+        append_forwarded_for(&mut headers, &peer);
         assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.7");
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
-        append_forwarded_for(&mut headers, peer);
+        append_forwarded_for(&mut headers, &peer);
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.1, 192.0.2.7");
+        let v6 = client_ip_header("[2001:db8::1]:443".parse().expect("addr"));
+        assert_eq!(v6, "2001:db8::1");
     }
 
     /// An error with a cause, as hyper-util's `ConnectError` is.

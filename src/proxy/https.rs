@@ -20,7 +20,7 @@ use super::client_auth::{
     CLIENT_CERT_SHA256_HEADER, CLIENT_CERT_SUBJECT_HEADER, ClientCert, admit,
 };
 use super::conn::{Lifecycle, ListenerShared, PerLimits};
-use super::forward::{BackendSlots, Forwarder, RequestFacts};
+use super::forward::{BackendSlots, Forwarder, RequestFacts, client_ip_header};
 use super::io::{Activity, Protocol, TimedIo};
 use super::routing::{
     ALLOWED_METHODS, check_host_headers, find_route, is_misdirected, normalize_host, request_host,
@@ -85,6 +85,8 @@ impl HttpServers {
 #[derive(Debug)]
 struct Connection {
     peer: SocketAddr,
+    /// The peer's IP address as an `X-Forwarded-For` value.
+    forwarded_for: HeaderValue,
     sni: Option<String>,
     step: Step,
     domain: Option<String>,
@@ -138,6 +140,7 @@ pub async fn serve_connection(
     let limits = served.limits;
     let connection = Arc::new(Connection {
         peer,
+        forwarded_for: client_ip_header(peer),
         step: served.step,
         domain: served.domain,
         certificate: served.certificate,
@@ -205,8 +208,11 @@ async fn handle(
     let shared = &listener.shared;
     let host_with_port = request_host(&request);
     let host = normalize_host(&host_with_port);
-    let path = request.uri().path().to_owned();
-    let method = request.method().to_string();
+    // Kept for the logs without copying (the request moves on): a method
+    // is an enum for the standard ones, a path a shared slice of the head.
+    let target = request.uri().path_and_query().cloned();
+    let path = target.as_ref().map_or("/", |t| t.path());
+    let method = request.method().clone();
     let settings = shared.settings();
     let mut request = request;
     set_client_certificate_headers(request.headers_mut(), connection.client.as_ref());
@@ -217,7 +223,7 @@ async fn handle(
     {
         refused
     } else {
-        match find_route(&settings.routes, &host, &path) {
+        match find_route(&settings.routes, &host, path) {
             None => plain(StatusCode::NOT_FOUND, "no route for this host and path"),
             Some(route) => match &route.action {
                 RouteAction::Respond { status, body } => text(
@@ -240,6 +246,7 @@ async fn handle(
                         Some(taken) => {
                             let facts = RequestFacts {
                                 peer: connection.peer,
+                                forwarded_for: &connection.forwarded_for,
                                 host: &host_with_port,
                                 activity: &connection.activity,
                                 lifecycle,
@@ -258,7 +265,9 @@ async fn handle(
                             let forwarded =
                                 Box::pin(forwarder.1.forward(request, target, taken, facts)).await;
                             if let Some(kind) = forwarded.error {
-                                shared.metrics.backend_error(&target.authority, kind);
+                                shared
+                                    .metrics
+                                    .backend_error(target.authority.as_str(), kind);
                             }
                             if let Some(failure) = &forwarded.failure {
                                 tracing::warn!(
@@ -285,11 +294,11 @@ async fn handle(
         peer: connection.peer,
         sni: connection.sni.clone(),
         step: Some(connection.step),
-        method,
+        method: method.to_string(),
         host,
-        path,
+        path: path.to_owned(),
         status: response.status().as_u16(),
-        backend,
+        backend: backend.map(|b| b.to_string()),
         started,
     });
     let count = RequestCount {
