@@ -120,14 +120,13 @@ where
     }
 }
 
-/// hyper's HTTP/1.1 server settings for some limits: its own timeouts need
-/// a timer or silently do nothing. Its header timer also runs on idle
-/// keep-alive connections, so it is set to the idle timeout; the (shorter)
-/// header timeout is [`super::io::TimedIo`]'s.
+/// hyper's HTTP/1.1 server settings for some limits. hyper's own header
+/// timer is off: [`super::io::TimedIo`] already gives the idle and header
+/// timeouts apart, and hyper's would reset a timer on every request
+/// (README, Performance).
 pub(super) fn http1_builder(limits: &crate::config::Limits) -> hyper::server::conn::http1::Builder {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.idle_timeout.max(limits.header_timeout))
+    http.header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes);
     http
 }
