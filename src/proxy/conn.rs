@@ -94,7 +94,9 @@ pub struct Lifecycle {
 /// Drives an HTTP connection until it ends; once shutdown starts it is
 /// told to finish what is in flight and refuse new requests (GOAWAY on h2,
 /// `Connection: close` on h1) through `graceful`, and at the hard stop it
-/// is dropped.
+/// is dropped. A connection for which `unused()` holds when shutdown starts
+/// is closed at once: hyper would wait for an HTTP/2 client that never sent
+/// its preface until the hard stop.
 ///
 /// The connection comes boxed: the task that serves a connection lives as
 /// long as the connection, and a task is as large as its future's largest
@@ -103,6 +105,7 @@ pub struct Lifecycle {
 pub(super) async fn drive_http<C, E>(
     mut connection: Pin<Box<C>>,
     graceful: fn(Pin<&mut C>),
+    unused: impl Fn() -> bool,
     lifecycle: &Lifecycle,
 ) -> Result<(), E>
 where
@@ -111,6 +114,9 @@ where
     tokio::select! {
         result = connection.as_mut() => result,
         () = lifecycle.shutdown.cancelled() => {
+            if unused() {
+                return Ok(());
+            }
             graceful(connection.as_mut());
             tokio::select! {
                 result = connection.as_mut() => result,

@@ -116,7 +116,10 @@ pub async fn serve_connection(
     });
     let http = listener.http.get(&limits);
     let served = Box::pin(http.1.serve_connection(TokioIo::new(io), service));
-    let result = super::conn::drive_http(served, |c| c.graceful_shutdown(), &lifecycle).await;
+    // hyper closes an idle HTTP/1.1 connection itself.
+    let unused = || false;
+    let result =
+        super::conn::drive_http(served, |c| c.graceful_shutdown(), unused, &lifecycle).await;
     if let Err(e) = result {
         tracing::debug!(listener = %listener.shared.config.name, %peer, error = %e, "connection ended with an error");
     }

@@ -171,14 +171,18 @@ pub async fn serve_connection(
     });
     let http = listener.http.get(&limits);
     let io = TokioIo::new(io);
+    let requests = send_clock.clone();
     let result = match protocol {
         Protocol::Http1 => {
             let served = Box::pin(http.1.http1.serve_connection(io, service).with_upgrades());
-            super::conn::drive_http(served, |c| c.graceful_shutdown(), &lifecycle).await
+            // hyper closes an idle HTTP/1.1 connection itself.
+            let unused = || false;
+            super::conn::drive_http(served, |c| c.graceful_shutdown(), unused, &lifecycle).await
         }
         Protocol::Http2 => {
             let served = Box::pin(http.1.http2.serve_connection(io, service));
-            super::conn::drive_http(served, |c| c.graceful_shutdown(), &lifecycle).await
+            let unused = || !requests.has_begun_any();
+            super::conn::drive_http(served, |c| c.graceful_shutdown(), unused, &lifecycle).await
         }
     };
     if let Err(e) = result {

@@ -82,6 +82,11 @@ impl Activity {
         self.in_flight.load(Ordering::Acquire) > 0
     }
 
+    /// Whether any request ever started on this connection.
+    pub fn has_begun_any(&self) -> bool {
+        self.begun() > 0
+    }
+
     fn begun(&self) -> u64 {
         self.begun.load(Ordering::Acquire)
     }
