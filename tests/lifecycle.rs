@@ -132,6 +132,36 @@ async fn shutdown_timeout_cuts_what_is_still_open() {
     .await;
 }
 
+/// Connections with nothing in flight do not hold shutdown up: an HTTP/2
+/// connection whose client never sent its preface, and an HTTP/1.1 one
+/// that never sent a request, both close at once.
+#[tokio::test]
+async fn connections_without_requests_do_not_delay_shutdown() {
+    within(Duration::from_secs(60), "test", async {
+        let backend = HttpBackend::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = proxy_yaml("shutdown_timeout: 30s\n", &https_listener("", &backend));
+        let mut proxy = TestProxy::start(dir.path(), &yaml).await;
+        let silent_h2 = connect(proxy.addr(), Some("app.example.com"), &[b"h2"]).await;
+        assert_eq!(silent_h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let silent_h1 = connect(proxy.addr(), Some("app.example.com"), &[b"http/1.1"]).await;
+
+        let started = Instant::now();
+        proxy.begin_shutdown();
+        proxy
+            .finish(Duration::from_secs(10))
+            .await
+            .expect("run returns Ok");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "shutdown did not wait for the 30 s timeout, took {took:?}"
+        );
+        drop((silent_h2, silent_h1));
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn connections_beyond_max_connections_wait_for_a_free_slot() {
     within(Duration::from_secs(60), "test", async {
