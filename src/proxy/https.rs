@@ -171,7 +171,6 @@ pub async fn serve_connection(
     });
     let http = listener.http.get(&limits);
     let io = TokioIo::new(io);
-    let requests = send_clock.clone();
     let result = match protocol {
         Protocol::Http1 => {
             let served = Box::pin(http.1.http1.serve_connection(io, service).with_upgrades());
@@ -181,7 +180,7 @@ pub async fn serve_connection(
         }
         Protocol::Http2 => {
             let served = Box::pin(http.1.http2.serve_connection(io, service));
-            let unused = || !requests.has_begun_any();
+            let unused = || !send_clock.has_begun_any();
             super::conn::drive_http(served, |c| c.graceful_shutdown(), unused, &lifecycle).await
         }
     };

@@ -1,16 +1,22 @@
 use super::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::task::JoinHandle;
+
+/// A tunnel between two pipes with a 30 s idle timeout and no shutdown.
+fn spawn_tunnel(a: DuplexStream, b: DuplexStream) -> JoinHandle<(Transferred, TunnelEnd)> {
+    tokio::spawn(copy_with_idle_timeout(
+        a,
+        b,
+        Duration::from_secs(30),
+        std::future::pending(),
+    ))
+}
 
 #[tokio::test(start_paused = true)]
 async fn tunnel_idle_timeout_and_half_close() {
     let (mut a_outer, a_inner) = tokio::io::duplex(1024);
     let (b_inner, mut b_outer) = tokio::io::duplex(1024);
-    let tunnel = tokio::spawn(copy_with_idle_timeout(
-        a_inner,
-        b_inner,
-        Duration::from_secs(30),
-        std::future::pending(),
-    ));
+    let tunnel = spawn_tunnel(a_inner, b_inner);
     a_outer.write_all(b"ping").await.expect("write");
     let mut buf = [0u8; 4];
     b_outer.read_exact(&mut buf).await.expect("through");
@@ -42,12 +48,7 @@ async fn tunnel_idle_timeout_and_half_close() {
     // Bytes that moved before the idle timeout are counted.
     let (mut a_outer, a_inner) = tokio::io::duplex(1024);
     let (b_inner, mut b_outer) = tokio::io::duplex(1024);
-    let tunnel = tokio::spawn(copy_with_idle_timeout(
-        a_inner,
-        b_inner,
-        Duration::from_secs(30),
-        std::future::pending(),
-    ));
+    let tunnel = spawn_tunnel(a_inner, b_inner);
     a_outer.write_all(b"REGISTER").await.expect("write");
     let mut buf = [0u8; 8];
     b_outer.read_exact(&mut buf).await.expect("through");
@@ -68,12 +69,7 @@ async fn tunnel_idle_timeout_and_half_close() {
 async fn backpressure_keeps_every_byte_in_order() {
     let (mut a_outer, a_inner) = tokio::io::duplex(64);
     let (b_inner, mut b_outer) = tokio::io::duplex(64);
-    let tunnel = tokio::spawn(copy_with_idle_timeout(
-        a_inner,
-        b_inner,
-        Duration::from_secs(30),
-        std::future::pending(),
-    ));
+    let tunnel = spawn_tunnel(a_inner, b_inner);
     let up: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let down: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
     let (mut a_read, mut a_write) = tokio::io::split(a_outer);
