@@ -111,6 +111,38 @@ pub(super) async fn revoke_quietly(mut client: LeaseClient, lease: i64, lock: &s
     }
 }
 
+/// How long a lost lock's lease is still revoked once etcd answers again.
+const REVOKE_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Revokes the lease of a lock lost because etcd did not answer (a
+/// restart, a network cut), trying again until etcd answers or
+/// [`REVOKE_RETRY_FOR`] is over. etcd gives every lease its whole TTL again
+/// when it comes back, so a single try during the outage would leave the
+/// lost lock's keys (the liveness key, the status on it) in place for a TTL
+/// after the outage, where this instance could neither retake them nor
+/// remove them on stop.
+async fn revoke_once_answered(mut client: LeaseClient, lease: i64, lock: &str) {
+    let started = Instant::now();
+    loop {
+        match tokio::time::timeout(REVOKE_LIMIT, client.revoke(lease)).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) if is_not_found(&e) => return,
+            Ok(Err(e)) if started.elapsed() >= REVOKE_RETRY_FOR => {
+                tracing::debug!(lock, "cannot revoke the lost lock's lease: {e}");
+                return;
+            }
+            Err(_) if started.elapsed() >= REVOKE_RETRY_FOR => {
+                tracing::debug!(
+                    lock,
+                    "cannot revoke the lost lock's lease: no answer in time"
+                );
+                return;
+            }
+            Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
 /// What the keep-alive task of one lock needs.
 pub(super) struct KeepAlive {
     pub(super) lease: LeaseClient,
@@ -182,7 +214,7 @@ pub(super) async fn keep_alive(task: KeepAlive) {
         reason = renewing => {
             tracing::warn!(lock = name, "lost the lock: {reason}");
             lost.cancel();
-            revoke_quietly(lease, id, &name).await;
+            revoke_once_answered(lease, id, &name).await;
         }
     }
 }
