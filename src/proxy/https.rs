@@ -1,13 +1,13 @@
-//! `https` listeners: TLS with the resolver, then HTTP/1.1 or HTTP/2 on the
-//! same connection (hyper-util's auto builder, with upgrades), then routes
-//! matched by host and path prefix, first match wins.
+//! `https` listeners: TLS with the resolver, then HTTP/1.1 (parked between
+//! requests, [`super::park`]) or HTTP/2 as ALPN chose, then routes matched
+//! by host and path prefix, first match wins.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::HeaderMap;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{ALLOW, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -125,9 +125,16 @@ pub async fn serve_connection(
             .listener(index)
             .map_or(default_limits, |settings| settings.limits),
     });
-    let Some((stream, served)) = handshake.await else {
+    // Boxed, the handshake's state (rustls's and the timer's) and then the
+    // TLS stream live on the heap for exactly as long as they are needed,
+    // and the connection's task, which lives as long as the connection,
+    // holds pointers to them: a future is as large as its largest state,
+    // and every move of a stream held by value would take another copy's
+    // room in it (README, Performance).
+    let Some((stream, served)) = Box::pin(handshake).await else {
         return;
     };
+    let stream = Box::new(stream);
     let (_, tls_connection) = stream.get_ref();
     let sni = tls_connection.server_name().map(str::to_owned);
     let protocol = match tls_connection.alpn_protocol() {
@@ -157,6 +164,10 @@ pub async fn serve_connection(
         limits.idle_timeout,
     )
     .with_send_timeout(limits.send_timeout);
+    let io = match protocol {
+        Protocol::Http1 => io.with_parking(super::park::PARK_AFTER),
+        Protocol::Http2 => io,
+    };
     let service_listener = listener.clone();
     let service_lifecycle = lifecycle.clone();
     let service = hyper::service::service_fn(move |request| {
@@ -170,18 +181,18 @@ pub async fn serve_connection(
         }
     });
     let http = listener.http.get(&limits);
-    let io = TokioIo::new(io);
     let result = match protocol {
         Protocol::Http1 => {
-            let served = Box::pin(http.1.http1.serve_connection(io, service).with_upgrades());
-            // hyper closes an idle HTTP/1.1 connection itself.
-            let unused = || false;
-            super::conn::drive_http(served, |c| c.graceful_shutdown(), unused, &lifecycle).await
+            // Parked between requests: an idle connection holds no HTTP
+            // buffers (README, Performance).
+            super::park::serve_http1(io, service, &http.1.http1, &send_clock, &lifecycle).await
         }
         Protocol::Http2 => {
-            let served = Box::pin(http.1.http2.serve_connection(io, service));
+            let served = Box::pin(http.1.http2.serve_connection(TokioIo::new(io), service));
             let unused = || !send_clock.has_begun_any();
-            super::conn::drive_http(served, |c| c.graceful_shutdown(), unused, &lifecycle).await
+            super::conn::drive_http(served, |c| c.graceful_shutdown(), unused, &lifecycle)
+                .await
+                .map_err(Into::into)
         }
     };
     if let Err(e) = result {
@@ -207,6 +218,9 @@ async fn handle(
     lifecycle: &Lifecycle,
 ) -> Response<LoggedBody> {
     let in_flight = connection.activity.begin();
+    connection
+        .activity
+        .note_request_body(!request.body().is_end_stream());
     let started = Instant::now();
     let shared = &listener.shared;
     let host_with_port = request_host(&request);

@@ -42,6 +42,15 @@ pub struct Activity {
     /// (HTTP/2 keeps only the text of an I/O error, so the connection's
     /// error cannot tell).
     send_timed_out: AtomicBool,
+    /// What [`super::park`] reads to tell an HTTP/1.1 connection waiting
+    /// for its next request: the last read found nothing, every write was
+    /// flushed, and the last request had no body left to read.
+    reads_waiting: AtomicBool,
+    writes_unflushed: AtomicBool,
+    request_body_open: AtomicBool,
+    /// Set by [`TimedIo`] once the connection has waited for its next
+    /// request for the parking delay ([`TimedIo::with_parking`]).
+    park_due: AtomicBool,
 }
 
 impl Default for Activity {
@@ -54,6 +63,10 @@ impl Default for Activity {
             epoch: Instant::now(),
             pinned: AtomicBool::new(false),
             send_timed_out: AtomicBool::new(false),
+            reads_waiting: AtomicBool::new(false),
+            writes_unflushed: AtomicBool::new(false),
+            request_body_open: AtomicBool::new(false),
+            park_due: AtomicBool::new(false),
         }
     }
 }
@@ -105,6 +118,42 @@ impl Activity {
             clock,
             activity: self.clone(),
         }
+    }
+
+    /// Notes whether the request just begun has a body still to come
+    /// (HTTP/1.1 reads one request at a time, so the next request's
+    /// beginning means this one's body was read to its end).
+    pub fn note_request_body(&self, open: bool) {
+        self.request_body_open.store(open, Ordering::Relaxed);
+    }
+
+    /// Notes how a read of the connection's I/O ended.
+    pub(super) fn note_read(&self, pending: bool) {
+        self.reads_waiting.store(pending, Ordering::Relaxed);
+    }
+
+    /// Notes a write (`flushed: false`) or a completed flush (`true`).
+    pub(super) fn note_write(&self, flushed: bool) {
+        self.writes_unflushed.store(!flushed, Ordering::Relaxed);
+    }
+
+    /// Whether an HTTP/1.1 connection has sat between two requests for
+    /// the parking delay: nothing in flight, no request body left unread,
+    /// no response byte unflushed, and its last read found nothing to read.
+    /// Then hyper holds nothing but its buffers, and [`super::park`] may
+    /// take the connection back.
+    pub(super) fn waits_for_next_request(&self) -> bool {
+        self.park_due.load(Ordering::Relaxed)
+            && !self.is_busy()
+            && !self.has_bodies()
+            && self.reads_waiting.load(Ordering::Relaxed)
+            && !self.writes_unflushed.load(Ordering::Relaxed)
+            && !self.request_body_open.load(Ordering::Relaxed)
+    }
+
+    /// Forgets that parking was due (the connection was parked).
+    pub(super) fn parked(&self) {
+        self.park_due.store(false, Ordering::Relaxed);
     }
 
     /// Whether the connection was cut by the send timeout.
@@ -247,6 +296,11 @@ pub struct TimedIo<T> {
     deadline: Option<Pin<Box<Sleep>>>,
     /// The send timeout, when set (see [`TimedIo::with_send_timeout`]).
     send: Option<SendTimers>,
+    /// The parking delay, when set (see [`TimedIo::with_parking`]).
+    park_after: Option<Duration>,
+    /// Whether `deadline` is the parking delay's (which comes before the
+    /// idle timeout's).
+    parking: bool,
 }
 
 /// The two clocks of the send timeout, each made on first use (an idle
@@ -288,7 +342,19 @@ impl<T> TimedIo<T> {
             seen_begun: 0,
             deadline: Some(Box::pin(tokio::time::sleep(idle_timeout))),
             send: None,
+            park_after: None,
+            parking: false,
         }
+    }
+
+    /// Raises [`Activity`]'s `park_due` once the connection has waited
+    /// `after` for its next request, for [`super::park`]. The same timer
+    /// serves, reset once per request as it is anyway: a busy connection
+    /// pays nothing for parking, and only one idle for `after` is parked
+    /// (README, Performance).
+    pub fn with_parking(mut self, after: Duration) -> Self {
+        self.park_after = Some(after);
+        self
     }
 
     /// Also fails the connection when the client takes no response byte
@@ -367,15 +433,47 @@ impl<T> TimedIo<T> {
         }
     }
 
+    /// An HTTP/1.1 response was flushed: if that ended the request, the
+    /// idle clock (and the parking delay) starts now. hyper may not read
+    /// again before the next request arrives (it last read while the head
+    /// was still in), so waiting for its next read would leave the header
+    /// deadline running instead.
+    fn idle_after_response(&mut self, cx: &mut Context<'_>) {
+        if self.protocol != Protocol::Http1 || self.activity.is_busy() || self.deadline.is_none() {
+            return;
+        }
+        let begun = self.activity.begun();
+        if self.phase == Phase::Busy || begun != self.seen_begun {
+            self.seen_begun = begun;
+            self.enter(Phase::Idle);
+            if let Some(deadline) = self.deadline.as_mut() {
+                // Polled to be woken when it fires; it was just set ahead.
+                let _ = deadline.as_mut().poll(cx);
+            }
+        }
+    }
+
     fn enter(&mut self, phase: Phase) {
         let timeout = match phase {
             Phase::Busy => {
                 self.phase = phase;
                 return;
             }
-            Phase::Idle => self.idle_timeout,
+            Phase::Idle => {
+                self.activity.parked();
+                match self.park_after {
+                    Some(after) if after < self.idle_timeout => {
+                        self.parking = true;
+                        after
+                    }
+                    _ => self.idle_timeout,
+                }
+            }
             Phase::Head => self.header_timeout,
         };
+        if phase != Phase::Idle {
+            self.parking = false;
+        }
         self.phase = phase;
         arm(&mut self.deadline, Instant::now() + timeout);
     }
@@ -436,6 +534,19 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                     return Poll::Pending;
                 };
                 ready!(deadline.as_mut().poll(cx));
+                if this.parking {
+                    // The parking delay is over: say so, and wait out the
+                    // rest of the idle timeout.
+                    this.parking = false;
+                    this.activity.park_due.store(true, Ordering::Relaxed);
+                    let after = this.park_after.unwrap_or_default();
+                    deadline
+                        .as_mut()
+                        .reset(Instant::now() + this.idle_timeout.saturating_sub(after));
+                    if deadline.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
                 let what = match this.phase {
                     Phase::Head => "request header timeout",
                     _ => "idle timeout",
@@ -471,6 +582,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = Pin::new(&mut self.inner).poll_flush(cx);
+        if result.is_ready() {
+            self.idle_after_response(cx);
+        }
         self.time_write(cx, result)
     }
 

@@ -34,6 +34,7 @@ pub mod forward;
 pub mod http;
 pub mod https;
 pub mod io;
+pub mod park;
 mod routing;
 pub mod tls;
 pub mod tunnel;
@@ -279,6 +280,21 @@ pub async fn serve(
 
 /// Accepts connections until shutdown. At `max_connections`, accepting
 /// pauses: new connections wait in the kernel's accept queue.
+/// Runs one connection's future as its own task, holding its slot of
+/// `max_connections` and counted open until it ends, however it ends.
+fn spawn_connection(
+    tracker: &tokio_util::task::TaskTracker,
+    handler: Arc<Handler>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    served: impl Future<Output = ()> + Send + 'static,
+) {
+    tracker.spawn(async move {
+        let _permit = permit;
+        let _open = handler.shared().metrics.connection_opened();
+        served.await
+    });
+}
+
 async fn accept_loop(
     socket: TcpListener,
     name: String,
@@ -315,31 +331,32 @@ async fn accept_loop(
             () = lifecycle.shutdown.cancelled() => return,
         };
         let _ = tcp.set_nodelay(true);
-        let handler = handler.clone();
         let task_lifecycle = lifecycle.clone();
-        lifecycle.tracker.spawn(async move {
-            let _permit = permit;
-            // Counted open until this task ends, however it ends.
-            let _open = handler.shared().metrics.connection_opened();
-            match &*handler {
-                Handler::Https(tls, listener) => {
-                    https::serve_connection(
-                        tcp,
-                        peer,
-                        tls.clone(),
-                        listener.clone(),
-                        task_lifecycle,
-                    )
-                    .await
-                }
-                Handler::Tls(tls, listener) => {
-                    tls::serve_connection(tcp, peer, tls.clone(), listener.clone(), task_lifecycle)
-                        .await
-                }
-                Handler::Http(listener) => {
-                    http::serve_connection(tcp, peer, listener.clone(), task_lifecycle).await
-                }
+        // One spawn per kind: a task is as large as its future, and a match
+        // over the three inside one task would make every HTTPS
+        // connection's task as large as a `tls` tunnel's (README,
+        // Performance).
+        let tracker = &lifecycle.tracker;
+        match &*handler {
+            Handler::Https(tls, listener) => {
+                let served = https::serve_connection(
+                    tcp,
+                    peer,
+                    tls.clone(),
+                    listener.clone(),
+                    task_lifecycle,
+                );
+                spawn_connection(tracker, handler.clone(), permit, served);
             }
-        });
+            Handler::Tls(tls, listener) => {
+                let served =
+                    tls::serve_connection(tcp, peer, tls.clone(), listener.clone(), task_lifecycle);
+                spawn_connection(tracker, handler.clone(), permit, served);
+            }
+            Handler::Http(listener) => {
+                let served = http::serve_connection(tcp, peer, listener.clone(), task_lifecycle);
+                spawn_connection(tracker, handler.clone(), permit, served);
+            }
+        }
     }
 }
