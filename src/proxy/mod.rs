@@ -34,6 +34,7 @@ pub mod forward;
 pub mod http;
 pub mod https;
 pub mod io;
+mod pool;
 mod routing;
 pub mod tls;
 pub mod tunnel;
