@@ -7,21 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
-
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use super::answers::{ProxyBody, plain};
 use super::conn::Lifecycle;
 use super::io::Activity;
+use super::pool::{Pool, SendError};
 use super::tunnel::{TunnelEnd, copy_with_idle_timeout};
 use crate::config::{HttpBackend, Limits};
 use crate::metrics::{BackendError, HeldBackendConnection, ListenerMetrics};
@@ -45,26 +41,17 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// A pooled client for one TLS backend.
-type TlsClient = Client<HttpsConnector<HttpConnector>, Incoming>;
-
-/// The pooled HTTP/1.1 clients of one listener: one for plain backends,
-/// one per TLS backend configuration.
+/// The backend connections of one listener (kept alive between requests)
+/// and the timeouts of its limits.
 #[derive(Debug)]
 pub struct Forwarder {
     limits: Limits,
-    client: Client<HttpConnector, Incoming>,
-    /// Keyed by the snapshot's [`BackendTlsClient`]: a reload that changes
-    /// a backend's client certificate or CA makes a new key, so new
-    /// connections use the new settings while pooled ones age out.
-    tls_clients: ArcSwap<Vec<(Arc<BackendTlsClient>, TlsClient)>>,
+    /// Plain backends by authority, TLS ones also by the snapshot's
+    /// [`BackendTlsClient`] (see [`Pool`]).
+    pool: Pool<Incoming>,
     backend_timeout: Duration,
     tunnel_idle_timeout: Duration,
 }
-
-/// At most this many TLS backend clients are kept per listener; older ones
-/// no snapshot uses any more are dropped first.
-const MAX_TLS_CLIENTS: usize = 64;
 
 /// The backend connections one `https` listener's requests and tunnels
 /// hold now, bounded by `max_backend_connections` (README: Limits). A
@@ -176,51 +163,14 @@ pub struct RequestFacts<'a> {
 }
 
 impl Forwarder {
-    /// A client for one listener's limits.
+    /// A forwarder for one listener's limits (no connection is made yet).
     pub fn new(limits: &Limits) -> Self {
-        let client = client_builder().build(tcp_connector(limits, true));
         Forwarder {
             limits: *limits,
-            client,
-            tls_clients: ArcSwap::default(),
+            pool: Pool::new(limits.backend_connect_timeout),
             backend_timeout: limits.backend_timeout,
             tunnel_idle_timeout: limits.tunnel_idle_timeout,
         }
-    }
-
-    /// The pooled client for one TLS backend configuration, made on first
-    /// use.
-    fn tls_client(&self, tls: &Arc<BackendTlsClient>) -> TlsClient {
-        if let Some((_, client)) = self
-            .tls_clients
-            .load()
-            .iter()
-            .find(|(k, _)| Arc::ptr_eq(k, tls))
-        {
-            return client.clone();
-        }
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config((*tls.config).clone())
-            .https_only()
-            .with_server_name_resolver(FixedServerNameResolver::new(tls.server_name.clone()))
-            .enable_http1()
-            .wrap_connector(tcp_connector(&self.limits, false));
-        let client = client_builder().build(connector);
-        self.tls_clients.rcu(|current| {
-            // Clients whose settings no snapshot holds any more (only this
-            // cache does) go; their pooled connections close with them.
-            let mut next: Vec<_> = current
-                .iter()
-                .filter(|(k, _)| Arc::strong_count(k) > 1 && !Arc::ptr_eq(k, tls))
-                .cloned()
-                .collect();
-            if next.len() >= MAX_TLS_CLIENTS {
-                next.remove(0);
-            }
-            next.push((tls.clone(), client.clone()));
-            next
-        });
-        client
     }
 
     /// The limits this client was built for.
@@ -243,9 +193,9 @@ impl Forwarder {
         let upgrade = upgrade_protocol(&request, facts.upgrades);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
 
-        let tls_client = match facts.backend_tls {
+        let tls = match facts.backend_tls {
             None => None,
-            Some(Ok(tls)) => Some(self.tls_client(&tls)),
+            Some(Ok(tls)) => Some(tls),
             Some(Err(why)) => {
                 return failed(
                     StatusCode::BAD_GATEWAY,
@@ -254,30 +204,14 @@ impl Forwarder {
                 );
             }
         };
-        let mut uri = hyper::http::uri::Parts::default();
-        uri.scheme = Some(match tls_client {
-            Some(_) => Scheme::HTTPS,
-            None => Scheme::HTTP,
-        });
-        uri.authority = Some(backend.authority.clone());
-        uri.path_and_query = Some(
-            request
-                .uri()
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-        let uri = match Uri::from_parts(uri) {
-            Ok(uri) => uri,
-            Err(_) => {
-                return failed(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    "invalid request target".into(),
-                );
-            }
-        };
-        *request.uri_mut() = uri;
+        // Origin-form (RFC 9112 §3.2.1): the backend is no proxy, and the
+        // host goes in the Host header below.
+        let target = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(target);
         *request.version_mut() = Version::HTTP_11;
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
@@ -294,10 +228,7 @@ impl Forwarder {
         append_forwarded_for(headers, facts.forwarded_for);
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
 
-        let sent = match &tls_client {
-            Some(client) => client.request(request),
-            None => self.client.request(request),
-        };
+        let sent = self.pool.send(request, &backend.authority, tls.as_ref());
         let mut response = match tokio::time::timeout(self.backend_timeout, sent).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
@@ -510,29 +441,8 @@ pub fn client_ip_header(peer: SocketAddr) -> HeaderValue {
     HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// hyper-util's client settings shared by plain and TLS backends.
-fn client_builder() -> hyper_util::client::legacy::Builder {
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .set_host(false);
-    builder
-}
-
-/// The TCP side of backend connections; `plain_only` refuses `https://`
-/// URIs (those go through the TLS connector wrapping one of these).
-fn tcp_connector(limits: &Limits, plain_only: bool) -> HttpConnector {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(limits.backend_connect_timeout));
-    connector.enforce_http(plain_only);
-    connector
-}
-
 /// Whether the backend request failed in the TLS handshake.
-fn is_tls_failure(error: &hyper_util::client::legacy::Error) -> bool {
+fn is_tls_failure(error: &SendError) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
         if e.downcast_ref::<rustls::Error>().is_some() {
@@ -551,8 +461,8 @@ fn is_tls_failure(error: &hyper_util::client::legacy::Error) -> bool {
 }
 
 /// Whether the backend request failed on a timeout: the connect timeout
-/// (hyper-util's connector gives an `io::Error` of kind `TimedOut`, as does
-/// the kernel's own connect timeout) or one of hyper's (an HTTP/2
+/// (the pool gives an `io::Error` of kind `TimedOut`, as does the kernel's
+/// own connect timeout) or one of hyper's (an HTTP/2
 /// keep-alive that went unanswered).
 fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
@@ -572,7 +482,9 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn describe_client_error(error: &hyper_util::client::legacy::Error, timed_out: bool) -> String {
+/// The log text of a backend failure: what failed, then the chain of
+/// causes ("cannot connect: Connection refused (os error 111)").
+fn describe_client_error(error: &SendError, timed_out: bool) -> String {
     let mut text = if error.is_connect() {
         if timed_out {
             "connect timed out".to_string()
@@ -730,5 +642,16 @@ mod tests {
         ))));
         // The text alone says nothing.
         assert!(!is_timeout(&Wrapping(Error::other("timed out"))));
+        // The pool's connect timeout: 504, "connect timed out".
+        let pool_timeout =
+            SendError::Connect(Error::new(ErrorKind::TimedOut, "no connection within 5 s"));
+        assert!(is_timeout(&pool_timeout));
+        assert_eq!(
+            describe_client_error(&pool_timeout, true),
+            "connect timed out: no connection within 5 s"
+        );
+        let refused = SendError::Connect(Error::from(ErrorKind::ConnectionRefused));
+        assert!(!is_timeout(&refused) && !is_tls_failure(&refused));
+        assert!(describe_client_error(&refused, false).starts_with("cannot connect: "));
     }
 }

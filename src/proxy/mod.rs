@@ -35,6 +35,7 @@ pub mod http;
 pub mod https;
 pub mod io;
 pub mod park;
+mod pool;
 mod routing;
 pub mod tls;
 pub mod tunnel;
