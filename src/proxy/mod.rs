@@ -279,8 +279,6 @@ pub async fn serve(
     Ok(())
 }
 
-/// Accepts connections until shutdown. At `max_connections`, accepting
-/// pauses: new connections wait in the kernel's accept queue.
 /// Runs one connection's future as its own task, holding its slot of
 /// `max_connections` and counted open until it ends, however it ends.
 fn spawn_connection(
@@ -296,6 +294,8 @@ fn spawn_connection(
     });
 }
 
+/// Accepts connections until shutdown. At `max_connections`, accepting
+/// pauses: new connections wait in the kernel's accept queue.
 async fn accept_loop(
     socket: TcpListener,
     name: String,

@@ -10,8 +10,10 @@
 //! from hyper between requests:
 //!
 //! - While no request is under way ("parked"), the connection is only its
-//!   TLS stream and the service; one byte is read, as nginx reads one, to
-//!   learn that the next request starts.
+//!   TLS stream and the service; one byte is read to learn that the next
+//!   request starts (nginx waits for the socket to be readable instead,
+//!   but a TLS stream can only tell by giving bytes: a readable socket may
+//!   hold a partial record or a close_notify).
 //! - That byte (with anything hyper had read but not parsed) is handed
 //!   back through [`ParkingIo`] to a new hyper connection, which serves
 //!   requests until it has waited for the next one for [`PARK_AFTER`]

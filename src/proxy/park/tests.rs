@@ -106,6 +106,22 @@ fn serve() -> Served {
     }
 }
 
+impl Served {
+    /// Sends bytes as the client.
+    async fn send(&mut self, bytes: &[u8]) {
+        self.client.write_all(bytes).await.expect("write");
+    }
+
+    /// How the server's side ended, within 5 s (`what` says why it should
+    /// have by then).
+    async fn ended(&mut self, what: &str) -> Result<(), ConnectionError> {
+        tokio::time::timeout(Duration::from_secs(5), &mut self.server)
+            .await
+            .expect(what)
+            .expect("task")
+    }
+}
+
 /// Reads one response (head and a `Content-Length` body) from `client`.
 async fn read_response(client: &mut DuplexStream) -> String {
     let mut seen = Vec::new();
@@ -135,11 +151,7 @@ async fn keep_alive_requests_are_served_with_the_connection_parked_between_them(
     for path in ["/a", "/b", "/c"] {
         tokio::time::sleep(PARK_AFTER * 4).await;
         let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
-        served
-            .client
-            .write_all(request.as_bytes())
-            .await
-            .expect("write");
+        served.send(request.as_bytes()).await;
         let response = read_response(&mut served.client).await;
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
         assert!(response.ends_with(&format!("GET {path} 0")), "{response}");
@@ -163,11 +175,7 @@ async fn back_to_back_requests_are_served_without_parking() {
     let mut served = serve();
     for path in ["/a", "/b", "/c"] {
         let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
-        served
-            .client
-            .write_all(request.as_bytes())
-            .await
-            .expect("write");
+        served.send(request.as_bytes()).await;
         let response = read_response(&mut served.client).await;
         assert!(response.ends_with(&format!("GET {path} 0")), "{response}");
         tokio::time::sleep(PARK_AFTER / 5).await;
@@ -178,11 +186,7 @@ async fn back_to_back_requests_are_served_without_parking() {
         "only the new connection's first byte was read parked"
     );
     tokio::time::sleep(PARK_AFTER * 2).await;
-    served
-        .client
-        .write_all(b"GET /d HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .expect("write");
+    served.send(b"GET /d HTTP/1.1\r\nhost: x\r\n\r\n").await;
     read_response(&mut served.client).await;
     assert_eq!(
         served.parked_reads.load(Ordering::Relaxed),
@@ -194,11 +198,7 @@ async fn back_to_back_requests_are_served_without_parking() {
 #[tokio::test(start_paused = true)]
 async fn a_parked_connection_is_closed_at_its_idle_timeout() {
     let mut served = serve();
-    served
-        .client
-        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .expect("write");
+    served.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
     read_response(&mut served.client).await;
     let started = tokio::time::Instant::now();
     let mut rest = Vec::new();
@@ -220,11 +220,7 @@ async fn a_parked_connection_is_closed_at_its_idle_timeout() {
 async fn pipelined_requests_are_answered_in_order() {
     let mut served = serve();
     let two = "GET /one HTTP/1.1\r\nhost: x\r\n\r\nPOST /two HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc";
-    served
-        .client
-        .write_all(two.as_bytes())
-        .await
-        .expect("write");
+    served.send(two.as_bytes()).await;
     let first = read_response(&mut served.client).await;
     let second = read_response(&mut served.client).await;
     assert!(first.ends_with("GET /one 0"), "{first}");
@@ -245,17 +241,13 @@ async fn a_head_and_a_body_split_across_writes_are_put_back_together() {
     // read of a head must survive being parked (it is not parked while a
     // head is incomplete, but the pieces still cross new connections).
     for part in parts {
-        served.client.write_all(part).await.expect("write");
+        served.send(part).await;
         tokio::time::sleep(PARK_AFTER * 2).await;
     }
     let response = read_response(&mut served.client).await;
     assert!(response.ends_with("POST /split 6"), "{response}");
     // And the connection goes on.
-    served
-        .client
-        .write_all(b"GET /next HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .expect("write");
+    served.send(b"GET /next HTTP/1.1\r\nhost: x\r\n\r\n").await;
     let next = read_response(&mut served.client).await;
     assert!(next.ends_with("GET /next 0"), "{next}");
 }
@@ -263,19 +255,12 @@ async fn a_head_and_a_body_split_across_writes_are_put_back_together() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_closes_a_parked_connection_at_once() {
     let mut served = serve();
-    served
-        .client
-        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .expect("write");
+    served.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
     read_response(&mut served.client).await;
     tokio::time::sleep(PARK_AFTER * 2).await;
     assert_eq!(served.parked_reads.load(Ordering::Relaxed), 1);
     served.lifecycle.shutdown.cancel();
-    let ended = tokio::time::timeout(Duration::from_secs(5), served.server)
-        .await
-        .expect("closed at once")
-        .expect("task");
+    let ended = served.ended("closed at once").await;
     assert!(ended.is_ok(), "{ended:?}");
     let mut rest = Vec::new();
     served.client.read_to_end(&mut rest).await.expect("eof");
@@ -287,38 +272,25 @@ async fn shutdown_lets_a_request_under_way_finish_with_connection_close() {
     let mut served = serve();
     // The head is complete, the body is not: the request is under way.
     served
-        .client
-        .write_all(b"POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nab")
-        .await
-        .expect("write");
+        .send(b"POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nab")
+        .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     served.lifecycle.shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    served.client.write_all(b"cd").await.expect("write");
+    served.send(b"cd").await;
     let response = read_response(&mut served.client).await;
     assert!(response.contains("connection: close"), "{response}");
     assert!(response.ends_with("POST /slow 4"), "{response}");
-    let ended = tokio::time::timeout(Duration::from_secs(5), served.server)
-        .await
-        .expect("ends after the request")
-        .expect("task");
+    let ended = served.ended("ends after the request").await;
     assert!(ended.is_ok(), "{ended:?}");
 }
 
 #[tokio::test]
 async fn a_malformed_request_gets_hyper_s_400_after_parking() {
     let mut served = serve();
-    served
-        .client
-        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .expect("write");
+    served.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
     read_response(&mut served.client).await;
-    served
-        .client
-        .write_all(b"NOT A REQUEST\r\n\r\n")
-        .await
-        .expect("write");
+    served.send(b"NOT A REQUEST\r\n\r\n").await;
     let mut rest = Vec::new();
     served.client.read_to_end(&mut rest).await.expect("eof");
     let rest = String::from_utf8_lossy(&rest);
