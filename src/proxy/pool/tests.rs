@@ -178,12 +178,16 @@ async fn concurrent_requests_reuse_connections() {
     for task in running {
         task.await.expect("task");
     }
-    // At most one connection per concurrent request, give or take one
-    // whose end hyper's connection task had not reached yet.
+    // Usually exactly one connection per concurrent client (`tasks`). On
+    // a loaded machine a connection whose end hyper's connection task had
+    // not reached yet goes back a moment later, and its client's next
+    // request makes a new one meanwhile: the bound says connections are
+    // reused, not how the two threads were scheduled.
     let made = backend.connections();
     assert!(
-        made <= 2 * tasks,
-        "{made} connections for {tasks} concurrent clients"
+        made <= tasks * each / 10,
+        "{made} connections for {} requests from {tasks} concurrent clients",
+        tasks * each
     );
 }
 
