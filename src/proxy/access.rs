@@ -61,7 +61,9 @@ pub struct RequestCount {
 pub struct LoggedBody {
     inner: ProxyBody,
     bytes: u64,
-    log: Option<AccessLog>,
+    /// Boxed: off by default, and a response body is moved several times
+    /// on its way through hyper.
+    log: Option<Box<AccessLog>>,
     count: RequestCount,
     /// The send timeout's view of this body (see [`BodyClock`]); `None` on
     /// the plain `http` listener, whose answers are its own and small.
@@ -76,7 +78,7 @@ impl LoggedBody {
     /// Wraps a response body; `log` is `None` when the access log is off.
     pub fn new(
         inner: ProxyBody,
-        log: Option<AccessLog>,
+        log: Option<Box<AccessLog>>,
         count: RequestCount,
         in_flight: InFlight,
         clock: Option<BodyClock>,

@@ -17,14 +17,17 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
+use hyper::header::HeaderName;
+
 use crate::config::{ClientAuthConfig, ListenerKind};
 use crate::snapshot::SnapshotReader;
 
 /// Header carrying the verified client certificate's SHA-256 (lowercase
-/// hex of its DER) to the backend.
-pub const CLIENT_CERT_SHA256_HEADER: &str = "x-client-cert-sha256";
+/// hex of its DER) to the backend. A `HeaderName` made once: looking a
+/// header up by a string parses the name on every request.
+pub const CLIENT_CERT_SHA256_HEADER: HeaderName = HeaderName::from_static("x-client-cert-sha256");
 /// Header carrying the verified client certificate's subject.
-pub const CLIENT_CERT_SUBJECT_HEADER: &str = "x-client-cert-subject";
+pub const CLIENT_CERT_SUBJECT_HEADER: HeaderName = HeaderName::from_static("x-client-cert-subject");
 
 /// The client certificate verifier every TLS listener's `ServerConfig` is
 /// built with, once: each handshake asks the current snapshot whether to

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
@@ -22,19 +21,6 @@ use super::tunnel::{TunnelEnd, copy_with_idle_timeout};
 use crate::config::{HttpBackend, Limits};
 use crate::metrics::{BackendError, HeldBackendConnection, ListenerMetrics};
 use crate::snapshot::backend_tls::{BackendTlsClient, BackendTlsError};
-
-/// Headers that describe one hop and must not be forwarded (RFC 9110
-/// §7.6.1), plus the obsolete ones proxies are expected to drop.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
 
 /// `X-Forwarded-For` and friends.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -145,8 +131,9 @@ pub struct RequestFacts<'a> {
     /// The client's IP address as a header value, made once per connection
     /// ([`client_ip_header`]) and appended to `X-Forwarded-For`.
     pub forwarded_for: &'a HeaderValue,
-    /// The host the client asked for, with its port if it gave one.
-    pub host: &'a str,
+    /// The host the client asked for, with its port if it gave one (the
+    /// client's `Host` header itself when it sent one).
+    pub host: &'a HeaderValue,
     /// Requests in flight on the client connection (an upgrade pins it).
     pub activity: &'a std::sync::Arc<Activity>,
     /// Where tunnels are tracked for graceful shutdown.
@@ -221,10 +208,8 @@ impl Forwarder {
         }
         // HTTP/2 has no Host header (the authority is in the URI): give the
         // backend the name the client asked for, never the backend address.
-        if let Ok(host) = HeaderValue::from_str(facts.host) {
-            headers.insert(header::HOST, host.clone());
-            headers.insert(X_FORWARDED_HOST, host);
-        }
+        headers.insert(header::HOST, facts.host.clone());
+        headers.insert(X_FORWARDED_HOST, facts.host.clone());
         append_forwarded_for(headers, facts.forwarded_for);
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
 
@@ -324,7 +309,7 @@ impl Forwarder {
                 });
             }
             return Forwarded {
-                response: response.map(|body| body.boxed_unsync()),
+                response: response.map(ProxyBody::Backend),
                 slot: None,
                 failure: None,
                 error: None,
@@ -332,7 +317,7 @@ impl Forwarder {
         }
         strip_hop_by_hop(response.headers_mut());
         Forwarded {
-            response: response.map(|body| body.boxed_unsync()),
+            response: response.map(ProxyBody::Backend),
             slot: Some(slot),
             failure: None,
             error: None,
@@ -396,44 +381,100 @@ fn answers_upgrade(switched_to: &HeaderValue, asked: &HeaderValue) -> bool {
             .any(|token| protocol_name(token).eq_ignore_ascii_case(protocol_name(to)))
 }
 
+/// Whether a header describes one hop (RFC 9110 §7.6.1), is one of the
+/// obsolete ones proxies are expected to drop, or is `Upgrade` (which the
+/// caller passes on itself, and only when the route allows it).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    // One match on the (lowercase) name, which the compiler turns into a
+    // switch on its length: cheaper than comparing it with nine names, on
+    // every header of every request and response.
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header
 /// names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names, which hashes nothing: most requests carry
-    // none of these, and then nothing is looked up or removed.
-    let mut found: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| *name == header::UPGRADE || HOP_BY_HOP.contains(name))
-        .cloned()
-        .collect();
-    if found.is_empty() {
+    // none of these, and then nothing is looked up or removed; a response
+    // from nginx carries `Connection: keep-alive` alone, and then nothing
+    // is allocated either (a `Vec` of no names allocates nothing).
+    let mut present = headers.keys().filter(|name| is_hop_by_hop(name));
+    let Some(first) = present.next().cloned() else {
         return;
-    }
-    if found.contains(&header::CONNECTION) {
+    };
+    let mut found: Vec<HeaderName> = present.cloned().collect();
+    if (first == header::CONNECTION || found.contains(&header::CONNECTION))
+        && !names_no_header(headers)
+    {
         found.extend(
             headers
                 .get_all(header::CONNECTION)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
-                .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok()),
+                .map(str::trim)
+                // `keep-alive` was found above if present, and `Close` is
+                // a reserved field name (RFC 9110 §7.6.1), not a header to
+                // look for: neither is worth parsing into a name.
+                .filter(|token| {
+                    !token.eq_ignore_ascii_case("keep-alive")
+                        && !token.eq_ignore_ascii_case("close")
+                })
+                .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok()),
         );
     }
+    headers.remove(first);
     for name in found {
         headers.remove(name);
+    }
+}
+
+/// Whether the `Connection` header is the usual lone `keep-alive` or
+/// `close`, which names no header to remove (`keep-alive` is removed as a
+/// hop-by-hop header anyway).
+fn names_no_header(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    match (values.next(), values.next()) {
+        (Some(only), None) => {
+            let only = only.as_bytes();
+            only.eq_ignore_ascii_case(b"keep-alive") || only.eq_ignore_ascii_case(b"close")
+        }
+        _ => false,
     }
 }
 
 /// Appends the client address to `X-Forwarded-For` (keeping what earlier
 /// proxies put there, as the header's convention is).
 fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
-    let joined = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{existing}, {}", ip.to_str().unwrap_or_default())).ok()
+    // One lookup (the entry) rather than a `get` and an `insert`.
+    match headers.entry(X_FORWARDED_FOR) {
+        header::Entry::Vacant(vacant) => {
+            vacant.insert(ip.clone());
         }
-        _ => None,
-    };
-    headers.insert(X_FORWARDED_FOR, joined.unwrap_or_else(|| ip.clone()));
+        header::Entry::Occupied(mut occupied) => {
+            let joined = match occupied.get().to_str() {
+                Ok(existing) if !existing.trim().is_empty() => HeaderValue::from_str(&format!(
+                    "{existing}, {}",
+                    ip.to_str().unwrap_or_default()
+                ))
+                .ok(),
+                _ => None,
+            };
+            // `insert` replaces every value the client sent.
+            occupied.insert(joined.unwrap_or_else(|| ip.clone()));
+        }
+    }
 }
 
 /// A client's IP address as an `X-Forwarded-For` value.
@@ -513,145 +554,4 @@ fn failed(status: StatusCode, error: Option<BackendError>, failure: String) -> F
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_and_connection_named_ones_are_removed() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, x-secret"),
-        );
-        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert("x-secret", HeaderValue::from_static("1"));
-        headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert("x-kept", HeaderValue::from_static("yes"));
-        strip_hop_by_hop(&mut headers);
-        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["x-kept"]);
-    }
-
-    fn upgrade_request(connection: &str, upgrade: &str) -> Request<()> {
-        Request::builder()
-            .header(header::CONNECTION, connection)
-            .header(header::UPGRADE, upgrade)
-            .body(())
-            .expect("request")
-    }
-
-    #[test]
-    fn only_allowed_upgrades_are_passed_on() {
-        let websocket = ["websocket".to_string()];
-        let pass = |connection: &str, upgrade: &str, allowed: &[String]| {
-            upgrade_protocol(&upgrade_request(connection, upgrade), allowed)
-                .map(|v| v.to_str().expect("ascii").to_string())
-        };
-        assert_eq!(
-            pass("Upgrade", "websocket", &websocket).as_deref(),
-            Some("websocket")
-        );
-        assert_eq!(
-            pass("keep-alive, upgrade", "WebSocket/13", &websocket).as_deref(),
-            Some("WebSocket/13")
-        );
-        assert_eq!(
-            pass("Upgrade, HTTP2-Settings", "h2c", &websocket),
-            None,
-            "h2c is stripped"
-        );
-        assert_eq!(
-            pass("Upgrade", "h2c, websocket", &websocket).as_deref(),
-            Some("websocket"),
-            "only the allowed token is kept"
-        );
-        assert_eq!(
-            pass("keep-alive", "websocket", &websocket),
-            None,
-            "no Connection: upgrade"
-        );
-        assert_eq!(
-            pass("Upgrade", "websocket", &[]),
-            None,
-            "the route allows none"
-        );
-    }
-
-    #[test]
-    fn a_101_must_answer_the_upgrade_asked_for() {
-        let asked = HeaderValue::from_static("websocket");
-        assert!(answers_upgrade(
-            &HeaderValue::from_static("WebSocket"),
-            &asked
-        ));
-        assert!(!answers_upgrade(&HeaderValue::from_static("h2c"), &asked));
-        assert!(!answers_upgrade(&HeaderValue::from_static(""), &asked));
-        assert!(!answers_upgrade(
-            &HeaderValue::from_static("websocket, h2c"),
-            &asked
-        ));
-    }
-
-    #[test]
-    fn forwarded_for_is_appended() {
-        let peer = client_ip_header("192.0.2.7:5555".parse().expect("addr"));
-        let mut headers = HeaderMap::new();
-        append_forwarded_for(&mut headers, &peer);
-        assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.7");
-        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
-        append_forwarded_for(&mut headers, &peer);
-        assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.1, 192.0.2.7");
-        let v6 = client_ip_header("[2001:db8::1]:443".parse().expect("addr"));
-        assert_eq!(v6, "2001:db8::1");
-    }
-
-    /// An error with a cause, as hyper-util's `ConnectError` is.
-    #[derive(Debug)]
-    struct Wrapping(std::io::Error);
-
-    impl std::fmt::Display for Wrapping {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("tcp connect error")
-        }
-    }
-
-    impl std::error::Error for Wrapping {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[tokio::test]
-    async fn timeouts_are_told_by_type_anywhere_in_the_chain() {
-        use std::io::{Error, ErrorKind};
-        // What hyper-util's connector makes of its connect timeout.
-        let elapsed = tokio::time::timeout(Duration::ZERO, std::future::pending::<()>())
-            .await
-            .expect_err("elapsed");
-        let connect_timeout = Wrapping(Error::new(ErrorKind::TimedOut, elapsed));
-        assert!(is_timeout(&connect_timeout));
-        // The kernel's (ETIMEDOUT), reported directly.
-        assert!(is_timeout(&Error::from(ErrorKind::TimedOut)));
-        assert!(!is_timeout(&Wrapping(Error::from(
-            ErrorKind::ConnectionRefused
-        ))));
-        // The text alone says nothing.
-        assert!(!is_timeout(&Wrapping(Error::other("timed out"))));
-        // The pool's connect timeout: 504, "connect timed out".
-        let pool_timeout =
-            SendError::Connect(Error::new(ErrorKind::TimedOut, "no connection within 5 s"));
-        assert!(is_timeout(&pool_timeout));
-        assert_eq!(
-            describe_client_error(&pool_timeout, true),
-            "connect timed out: no connection within 5 s"
-        );
-        let refused = SendError::Connect(Error::from(ErrorKind::ConnectionRefused));
-        assert!(!is_timeout(&refused) && !is_tls_failure(&refused));
-        assert!(describe_client_error(&refused, false).starts_with("cannot connect: "));
-    }
-}
+mod tests;

@@ -162,17 +162,19 @@ async fn handle(
             None => redirect_to_https(&request, &host_header, settings.https_port),
         }
     };
-    let log = settings.access_log.then(|| AccessLog {
-        listener: listener.shared.config.name.clone(),
-        peer,
-        sni: None,
-        step: None,
-        method: request.method().to_string(),
-        host: host_header,
-        path,
-        status: response.status().as_u16(),
-        backend: None,
-        started,
+    let log = settings.access_log.then(|| {
+        Box::new(AccessLog {
+            listener: listener.shared.config.name.clone(),
+            peer,
+            sni: None,
+            step: None,
+            method: request.method().to_string(),
+            host: host_header,
+            path,
+            status: response.status().as_u16(),
+            backend: None,
+            started,
+        })
     });
     let count = RequestCount {
         metrics: listener.shared.metrics.clone(),

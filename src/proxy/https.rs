@@ -174,11 +174,16 @@ pub async fn serve_connection(
         let listener = service_listener.clone();
         let connection = connection.clone();
         let lifecycle = service_lifecycle.clone();
-        async move {
+        // Boxed, whole: hyper keeps a slot as large as this future on
+        // every HTTP/1.1 connection, idle or not, and moves it whole into
+        // each HTTP/2 stream's task (several copies per stream); one box
+        // per request holds the handler and forwarding state instead
+        // (README, Performance).
+        Box::pin(async move {
             Ok::<_, std::convert::Infallible>(
                 handle(request, &listener, &connection, &lifecycle).await,
             )
-        }
+        })
     });
     let http = listener.http.get(&limits);
     let result = match protocol {
@@ -223,8 +228,11 @@ async fn handle(
         .note_request_body(!request.body().is_end_stream());
     let started = Instant::now();
     let shared = &listener.shared;
-    let host_with_port = request_host(&request);
-    let host = normalize_host(&host_with_port);
+    let host_value = request_host(&request);
+    // Not text (bytes outside visible ASCII): refused below as a missing
+    // host, since the `Host` checks refuse it first.
+    let host_with_port = host_value.to_str().unwrap_or_default();
+    let host = normalize_host(host_with_port);
     // Kept for the logs without copying (the request moves on): a method
     // is an enum for the standard ones, a path a shared slice of the head.
     let target = request.uri().path_and_query().cloned();
@@ -264,7 +272,7 @@ async fn handle(
                             let facts = RequestFacts {
                                 peer: connection.peer,
                                 forwarded_for: &connection.forwarded_for,
-                                host: &host_with_port,
+                                host: &host_value,
                                 activity: &connection.activity,
                                 lifecycle,
                                 listener: &shared.config.name,
@@ -275,12 +283,8 @@ async fn handle(
                                 }),
                             };
                             let forwarder = listener.forwarder.get(&settings.limits);
-                            // Boxed: hyper keeps a slot as large as this
-                            // future for every connection, idle or not, and
-                            // moves it whole into each HTTP/2 stream's task;
-                            // forwarding's state exists only per request.
                             let forwarded =
-                                Box::pin(forwarder.1.forward(request, target, taken, facts)).await;
+                                forwarder.1.forward(request, target, taken, facts).await;
                             if let Some(kind) = forwarded.error {
                                 shared
                                     .metrics
@@ -306,17 +310,19 @@ async fn handle(
             },
         }
     };
-    let log = settings.access_log.then(|| AccessLog {
-        listener: shared.config.name.clone(),
-        peer: connection.peer,
-        sni: connection.sni.clone(),
-        step: Some(connection.step),
-        method: method.to_string(),
-        host,
-        path: path.to_owned(),
-        status: response.status().as_u16(),
-        backend: backend.map(|b| b.to_string()),
-        started,
+    let log = settings.access_log.then(|| {
+        Box::new(AccessLog {
+            listener: shared.config.name.clone(),
+            peer: connection.peer,
+            sni: connection.sni.clone(),
+            step: Some(connection.step),
+            method: method.to_string(),
+            host: host.into_owned(),
+            path: path.to_owned(),
+            status: response.status().as_u16(),
+            backend: backend.map(|b| b.to_string()),
+            started,
+        })
     });
     let count = RequestCount {
         metrics: shared.metrics.clone(),
@@ -333,8 +339,15 @@ async fn handle(
 /// verified, after removing any the client sent: never trusted from the
 /// client (README, "Client certificates").
 fn set_client_certificate_headers(headers: &mut HeaderMap, client: Option<&ClientCert>) {
-    headers.remove(CLIENT_CERT_SHA256_HEADER);
-    headers.remove(CLIENT_CERT_SUBJECT_HEADER);
+    // A pass over the names finds whether the client sent either (it hardly
+    // ever does), cheaper than looking both up by hash on every request.
+    if headers
+        .keys()
+        .any(|name| *name == CLIENT_CERT_SHA256_HEADER || *name == CLIENT_CERT_SUBJECT_HEADER)
+    {
+        headers.remove(CLIENT_CERT_SHA256_HEADER);
+        headers.remove(CLIENT_CERT_SUBJECT_HEADER);
+    }
     if let Some(client) = client {
         if let Ok(value) = HeaderValue::from_str(&client.sha256) {
             headers.insert(CLIENT_CERT_SHA256_HEADER, value);

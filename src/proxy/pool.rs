@@ -67,9 +67,12 @@ struct TlsBucket<B> {
 /// The lists, shared with the task that closes expired connections.
 #[derive(Debug)]
 struct Lists<B> {
-    /// Plain `http://` backends by authority; foldhash rather than the
-    /// standard SipHash, as this is looked up on every request.
-    plain: Mutex<HashMap<Authority, Arc<IdleList<B>>, foldhash::fast::RandomState>>,
+    /// Plain `http://` backends by authority as written; foldhash rather
+    /// than the standard SipHash, as this is looked up on every request,
+    /// and a string key rather than the `Authority`, whose hash feeds the
+    /// hasher one lowercased byte at a time (two spellings of one backend
+    /// get two lists, which costs nothing but a connection).
+    plain: Mutex<HashMap<Box<str>, Arc<IdleList<B>>, foldhash::fast::RandomState>>,
     /// TLS backends, oldest first (at most [`MAX_TLS_CLIENTS`]); few, and
     /// looked up by pointer.
     tls: Mutex<Vec<TlsBucket<B>>>,
@@ -175,10 +178,10 @@ where
     /// The idle list of a plain backend, made on first use.
     fn plain_list(&self, authority: &Authority) -> Arc<IdleList<B>> {
         let mut plain = lock(&self.lists.plain);
-        if let Some(idle) = plain.get(authority) {
+        if let Some(idle) = plain.get(authority.as_str()) {
             return idle.clone();
         }
-        plain.entry(authority.clone()).or_default().clone()
+        plain.entry(authority.as_str().into()).or_default().clone()
     }
 
     /// The idle list of a TLS backend with these settings, made on first
@@ -340,6 +343,18 @@ fn checkout<B>(idle: &IdleList<B>) -> Option<SendRequest<B>> {
 /// hyper decides it (RFC 9112 §9.3): HTTP/1.1 unless `Connection: close`,
 /// HTTP/1.0 only with `Connection: keep-alive`.
 fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    // The usual answers first: no `Connection` header, or nginx's
+    // `Connection: keep-alive` alone.
+    if version == Version::HTTP_11 {
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        match (values.next(), values.next()) {
+            (None, _) => return true,
+            (Some(only), None) if only.as_bytes().eq_ignore_ascii_case(b"keep-alive") => {
+                return true;
+            }
+            _ => {}
+        }
+    }
     let has = |wanted: &str| {
         headers
             .get_all(header::CONNECTION)

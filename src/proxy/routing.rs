@@ -4,10 +4,11 @@
 //! cover, and the first route matching host and path prefix (README,
 //! "Traffic"). Pure functions of the request and the listener's settings.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use hyper::Request;
-use hyper::header::HOST;
+use hyper::header::{HOST, HeaderValue};
 
 use crate::config::Route;
 use crate::pem::CertificateFacts;
@@ -101,24 +102,33 @@ pub(super) fn is_misdirected(served: &CertificateFacts, sni: Option<&str>, host:
 }
 
 /// The host asked for, with its port if given: the URI authority (HTTP/2,
-/// absolute-form) or the `Host` header.
+/// absolute-form) or the `Host` header; empty when there is neither.
 #[inline]
-pub(super) fn request_host<B>(request: &Request<B>) -> String {
+pub(super) fn request_host<B>(request: &Request<B>) -> HeaderValue {
     if let Some(authority) = request.uri().authority() {
-        return authority.as_str().to_owned();
+        // An authority holds only RFC 3986 characters, all valid in a
+        // header value.
+        return HeaderValue::from_str(authority.as_str()).unwrap_or(HeaderValue::from_static(""));
     }
+    // The client's own header, shared rather than copied: it is what the
+    // backend gets as `Host` and `X-Forwarded-Host`.
     request
         .headers()
         .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_default()
+        .cloned()
+        .unwrap_or(HeaderValue::from_static(""))
 }
 
-/// Lower-case host without port or trailing dot.
+/// Lower-case host without port or trailing dot; borrowed unless it had
+/// upper-case letters.
 #[inline]
-pub(super) fn normalize_host(host: &str) -> String {
-    strip_port(host).trim_end_matches('.').to_ascii_lowercase()
+pub(super) fn normalize_host(host: &str) -> Cow<'_, str> {
+    let bare = strip_port(host).trim_end_matches('.');
+    if bare.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(bare.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(bare)
+    }
 }
 
 /// `host` without its port (`[::1]:8443` → `::1`).

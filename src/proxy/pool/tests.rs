@@ -297,4 +297,12 @@ fn keep_alive_follows_the_version_and_connection_header() {
     assert!(!keeps_alive(Version::HTTP_11, &with("x-foo, close")));
     assert!(!keeps_alive(Version::HTTP_10, &HeaderMap::new()));
     assert!(keeps_alive(Version::HTTP_10, &with("Keep-Alive")));
+    // The fast path: a lone `keep-alive` on HTTP/1.1, in any case.
+    assert!(keeps_alive(Version::HTTP_11, &with("Keep-Alive")));
+    let mut two = with("keep-alive");
+    two.append(header::CONNECTION, "close".parse().expect("header value"));
+    assert!(
+        !keeps_alive(Version::HTTP_11, &two),
+        "a second value says close"
+    );
 }
