@@ -16,6 +16,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod balance;
 pub mod challenge;
 pub mod clock;
 pub mod config;
