@@ -11,13 +11,12 @@
 //! `required` makes the handshake itself fail. Pins are checked after the
 //! handshake on both kinds.
 
+use hyper::header::HeaderName;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
-
-use hyper::header::HeaderName;
 
 use crate::config::{ClientAuthConfig, ListenerKind};
 use crate::snapshot::SnapshotReader;

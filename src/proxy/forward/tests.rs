@@ -1,5 +1,11 @@
 use super::*;
 
+/// The names `strip_hop_by_hop` leaves, in order.
+fn left_after_strip(mut headers: HeaderMap) -> Vec<String> {
+    strip_hop_by_hop(&mut headers);
+    headers.keys().map(|k| k.as_str().to_owned()).collect()
+}
+
 #[test]
 fn hop_by_hop_headers_and_connection_named_ones_are_removed() {
     let mut headers = HeaderMap::new();
@@ -16,9 +22,7 @@ fn hop_by_hop_headers_and_connection_named_ones_are_removed() {
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert("x-kept", HeaderValue::from_static("yes"));
-    strip_hop_by_hop(&mut headers);
-    let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
-    assert_eq!(left, ["x-kept"]);
+    assert_eq!(left_after_strip(headers), ["x-kept"]);
 }
 
 #[test]
@@ -27,9 +31,11 @@ fn a_lone_keep_alive_or_close_is_removed_and_nothing_else() {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONNECTION, HeaderValue::from_static(value));
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
-        strip_hop_by_hop(&mut headers);
-        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["content-length"], "Connection: {value}");
+        assert_eq!(
+            left_after_strip(headers),
+            ["content-length"],
+            "Connection: {value}"
+        );
     }
 }
 
@@ -40,9 +46,7 @@ fn names_in_any_connection_header_are_removed() {
     headers.append(header::CONNECTION, HeaderValue::from_static("X-Hop"));
     headers.insert("x-hop", HeaderValue::from_static("1"));
     headers.insert("x-kept", HeaderValue::from_static("yes"));
-    strip_hop_by_hop(&mut headers);
-    let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
-    assert_eq!(left, ["x-kept"]);
+    assert_eq!(left_after_strip(headers), ["x-kept"]);
 }
 
 #[test]
