@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod expiry;
 pub mod fsio;
+pub mod health;
 pub mod ids;
 pub mod inspect;
 pub mod metrics;
@@ -335,6 +336,7 @@ pub async fn run_with(
             stop_reloads.clone(),
         ))
     });
+    let health_task = tokio::spawn(health::supervise(store.clone(), stop_reloads.clone()));
     let monitor_task = tokio::spawn(monitor::run(
         store.clone(),
         config.acme.warn_days,
@@ -357,6 +359,7 @@ pub async fn run_with(
     let _ = reload_task.await;
     let _ = acme_task.await;
     let _ = monitor_task.await;
+    let _ = health_task.await;
     let _ = follow_task.await;
     let _ = liveness_task.await;
     if let Some(task) = tickets_task {

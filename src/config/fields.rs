@@ -345,6 +345,7 @@ pub fn parse_bind(input: &str) -> Result<SocketAddr, FieldError> {
 }
 
 /// A duration written as `10s`, `500ms`, `5m`, `1h` or a number of seconds.
+#[derive(Debug)]
 pub(super) struct DurationField(pub(super) Duration);
 
 impl<'de> Deserialize<'de> for DurationField {

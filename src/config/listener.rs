@@ -1,14 +1,13 @@
 //! One listener of `proxy.yaml`, from its raw form to [`ListenerConfig`].
 
-use std::path::PathBuf;
-
+use super::backend_list::{BackendsError, http_backends_from_raw, tcp_backends_from_raw};
+use super::backend_raw::RawGroup;
 use super::field_error::FieldError;
-use super::fields::{normalize_pin, parse_tcp_backend};
+use super::fields::normalize_pin;
 use super::paths::{PathError, PathResolver};
-use super::raw::{RawBackendTls, RawListener};
+use super::raw::RawListener;
 use super::types::{
-    BackendTls, ClientAuthConfig, DEFAULT_UPGRADE, HttpBackend, HttpBackendError, Limits,
-    ListenerConfig, ListenerKind, Route, RouteAction, TcpBackend, host_of,
+    ClientAuthConfig, DEFAULT_UPGRADE, Limits, ListenerConfig, ListenerKind, Route, RouteAction,
 };
 
 /// Why one listener of `proxy.yaml` is refused. `field` is where the
@@ -60,14 +59,6 @@ pub enum ListenerError {
         /// The listener.
         field: String,
     },
-    /// A `tls` listener's `backend:` that is no `HOST:PORT`.
-    #[error("{field}.backend: {error}")]
-    Backend {
-        /// The listener.
-        field: String,
-        /// Why the backend is refused.
-        error: FieldError,
-    },
     /// A `proxy_protocol:` version other than `v2`.
     #[error("{field}.proxy_protocol: `{value}` is not supported; use `v2` or leave it out")]
     ProxyProtocol {
@@ -75,23 +66,6 @@ pub enum ListenerError {
         field: String,
         /// The value as written.
         value: String,
-    },
-    /// `backend_tls:` with both `insecure_skip_verify: true` and `ca_file`.
-    #[error(
-        "{field}: `insecure_skip_verify: true` ignores `ca_file`; keep one of them \
-         (a CA file is the safe choice)"
-    )]
-    InsecureWithCaFile {
-        /// The `backend_tls` block.
-        field: String,
-    },
-    /// A `backend_tls.server_name` that is neither a DNS name nor an IP.
-    #[error("{field}.server_name: `{name}` is neither a DNS name nor an IP address")]
-    ServerName {
-        /// The `backend_tls` block.
-        field: String,
-        /// The name as written.
-        name: String,
     },
     /// `client_auth:` on an `http` listener.
     #[error("{field}.client_auth: an `http` listener has no TLS; remove `client_auth`")]
@@ -136,33 +110,6 @@ pub enum ListenerError {
         field: String,
         /// The mode as written.
         mode: String,
-    },
-    /// A route's `backend:` that is no `http(s)://HOST:PORT`.
-    #[error("{field}.backend: {error}")]
-    RouteBackend {
-        /// The route.
-        field: String,
-        /// Why the backend is refused.
-        error: HttpBackendError,
-    },
-    /// `backend_tls:` on a route to a plain `http://` backend.
-    #[error(
-        "{field}.backend_tls: the backend `{backend}` is plain HTTP; write \
-         `backend: https://{authority}` to speak TLS to it"
-    )]
-    PlainBackendTls {
-        /// The route.
-        field: String,
-        /// The backend as written.
-        backend: String,
-        /// Its `HOST:PORT`.
-        authority: String,
-    },
-    /// `backend_tls:` on a route without a backend.
-    #[error("{field}.backend_tls: only a route with `backend: https://HOST:PORT` uses it")]
-    BackendTlsWithoutBackend {
-        /// The route.
-        field: String,
     },
     /// A redirect status that is no redirect.
     #[error("{field}.redirect.status: `{status}` is not a redirect; use 301, 302, 303, 307 or 308")]
@@ -263,48 +210,16 @@ pub enum ListenerError {
     /// A path of the listener that cannot be used.
     #[error(transparent)]
     Path(#[from] PathError),
+    /// A group's backends, `balance:`, `health:` or `backend_tls:` (boxed:
+    /// the largest of these errors).
+    #[error(transparent)]
+    Backends(Box<BackendsError>),
 }
 
-/// Validates a `backend_tls:` block for `backend` (whose host is the
-/// default server name).
-fn backend_tls_from_raw(
-    raw: RawBackendTls,
-    backend: &str,
-    default_server_name: &str,
-    field: &str,
-    paths: &PathResolver<'_>,
-) -> Result<BackendTls, ListenerError> {
-    if raw.insecure_skip_verify && raw.ca_file.is_some() {
-        return Err(ListenerError::InsecureWithCaFile {
-            field: field.to_string(),
-        });
+impl From<BackendsError> for ListenerError {
+    fn from(error: BackendsError) -> Self {
+        ListenerError::Backends(Box::new(error))
     }
-    let server_name = match raw.server_name {
-        Some(name) => {
-            let trimmed = name.trim().trim_end_matches('.').to_ascii_lowercase();
-            if rustls_pki_types::ServerName::try_from(trimmed.clone()).is_err() {
-                return Err(ListenerError::ServerName {
-                    field: field.to_string(),
-                    name,
-                });
-            }
-            trimmed
-        }
-        None => default_server_name.to_string(),
-    };
-    let resolve = |value: &Option<String>, what: &str| -> Result<Option<PathBuf>, PathError> {
-        value
-            .as_deref()
-            .map(|v| paths.resolve(v, &format!("{field}.{what}")))
-            .transpose()
-    };
-    Ok(BackendTls {
-        backend: backend.to_string(),
-        ca_file: resolve(&raw.ca_file, "ca_file")?,
-        client_certificate: resolve(&raw.client_certificate, "client_certificate")?,
-        server_name,
-        insecure_skip_verify: raw.insecure_skip_verify,
-    })
 }
 
 /// Validates one listener; errors are messages naming the field.
@@ -339,34 +254,25 @@ pub(super) fn listener_from_raw(
     if kind == ListenerKind::Http && raw.certdir.is_some() {
         return Err(ListenerError::HttpCertdir { field: listener() });
     }
-    let backend = match (kind, raw.backend) {
-        (ListenerKind::Tls, None) => {
-            return Err(ListenerError::NoBackend { field: listener() });
-        }
-        (_, Some(address)) => {
-            let address = parse_tcp_backend(&address).map_err(|error| ListenerError::Backend {
-                field: listener(),
-                error,
-            })?;
-            let tls = match raw.backend_tls {
-                Some(raw_tls) => {
-                    let host = address
-                        .rsplit_once(':')
-                        .map_or(address.as_str(), |(host, _)| host_of(host));
-                    Some(backend_tls_from_raw(
-                        raw_tls,
-                        &address,
-                        host,
-                        &format!("{field}.backend_tls"),
-                        paths,
-                    )?)
-                }
-                None => None,
-            };
-            Some(TcpBackend { address, tls })
-        }
-        (_, None) => None,
-    };
+    if kind != ListenerKind::Tls
+        && (raw.backends.is_some() || raw.balance.is_some() || raw.health.is_some())
+    {
+        return Err(ListenerError::BackendNotTls { field: listener() });
+    }
+    let backends = tcp_backends_from_raw(
+        RawGroup {
+            backend: raw.backend,
+            backends: raw.backends,
+            balance: raw.balance,
+            health: raw.health,
+            backend_tls: raw.backend_tls,
+        },
+        field,
+        paths,
+    )?;
+    if kind == ListenerKind::Tls && backends.is_none() {
+        return Err(ListenerError::NoBackend { field: listener() });
+    }
     let proxy_protocol = match raw.proxy_protocol.as_deref() {
         None | Some("off") | Some("none") => false,
         Some("v2") => true,
@@ -449,33 +355,15 @@ pub(super) fn listener_from_raw(
         if r.status_page {
             actions.push(RouteAction::StatusPage);
         }
-        if let Some(backend) = r.backend {
-            let mut parsed =
-                HttpBackend::parse(&backend).map_err(|error| ListenerError::RouteBackend {
-                    field: route_field.clone(),
-                    error,
-                })?;
-            if let Some(raw_tls) = r.backend_tls {
-                let Some(default) = &parsed.tls else {
-                    return Err(ListenerError::PlainBackendTls {
-                        field: route_field,
-                        backend,
-                        authority: parsed.authority.to_string(),
-                    });
-                };
-                let default_name = default.server_name.clone();
-                let backend_name = default.backend.clone();
-                parsed.tls = Some(backend_tls_from_raw(
-                    raw_tls,
-                    &backend_name,
-                    &default_name,
-                    &format!("{route_field}.backend_tls"),
-                    paths,
-                )?);
-            }
-            actions.push(RouteAction::Backend(parsed));
-        } else if r.backend_tls.is_some() {
-            return Err(ListenerError::BackendTlsWithoutBackend { field: route_field });
+        let group = RawGroup {
+            backend: r.backend,
+            backends: r.backends,
+            balance: r.balance,
+            health: r.health,
+            backend_tls: r.backend_tls,
+        };
+        if let Some(backends) = http_backends_from_raw(group, &route_field, paths)? {
+            actions.push(RouteAction::Backend(backends));
         }
         if let Some(redirect) = r.redirect {
             if !matches!(redirect.status, 301 | 302 | 303 | 307 | 308) {
@@ -564,7 +452,7 @@ pub(super) fn listener_from_raw(
         certdir,
         routes,
         access_log: raw.access_log.unwrap_or(true),
-        backend,
+        backends,
         proxy_protocol,
         https_port: raw.https_port,
         limits,

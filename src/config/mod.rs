@@ -24,6 +24,9 @@
 //! - `domain_store`: `state_dir/domains.json`, the domains added at run time;
 //! - `build`: `Config::load` and `Config::parse`, the whole file.
 
+mod backend_list;
+mod backend_raw;
+mod backends;
 mod build;
 mod domain_store;
 mod error;
@@ -36,6 +39,11 @@ mod raw;
 mod storage;
 mod types;
 
+pub use backend_list::BackendsError;
+pub use backends::{
+    Backends, Balance, DEFAULT_FALL, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT, DEFAULT_RISE,
+    HealthCheck, MAX_WEIGHT, Member, Probe,
+};
 pub use domain_store::{DomainStore, StoredDomain};
 pub use error::{ConfigError, ConfigProblem};
 pub use field_error::{DomainNameError, FieldError};

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
+use super::backend_raw::{RawBackendEntry, RawBackendTls, RawHealth};
 use super::fields::{
     AddressField, Bind, CheckedStr, DirectoryField, DomainName, DurationField, PathList,
     RenewAtField, StatusCodeField, UniqueMap, ValueError, WarnDaysField, account_email_field,
@@ -138,6 +139,12 @@ pub(super) struct RawListener {
     #[serde(default)]
     pub(super) backend: Option<String>,
     #[serde(default)]
+    pub(super) backends: Option<Vec<RawBackendEntry>>,
+    #[serde(default)]
+    pub(super) balance: Option<String>,
+    #[serde(default)]
+    pub(super) health: Option<RawHealth>,
+    #[serde(default)]
     pub(super) proxy_protocol: Option<String>,
     #[serde(default)]
     pub(super) https_port: Option<u16>,
@@ -171,19 +178,6 @@ pub(super) struct RawListener {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawBackendTls {
-    #[serde(default)]
-    pub(super) ca_file: Option<String>,
-    #[serde(default)]
-    pub(super) client_certificate: Option<String>,
-    #[serde(default)]
-    pub(super) server_name: Option<String>,
-    #[serde(default)]
-    pub(super) insecure_skip_verify: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawClientAuth {
     pub(super) mode: String,
     #[serde(default)]
@@ -206,6 +200,12 @@ pub(super) struct RawRoute {
     pub(super) status_page: bool,
     #[serde(default)]
     pub(super) backend: Option<String>,
+    #[serde(default)]
+    pub(super) backends: Option<Vec<RawBackendEntry>>,
+    #[serde(default)]
+    pub(super) balance: Option<String>,
+    #[serde(default)]
+    pub(super) health: Option<RawHealth>,
     #[serde(default)]
     pub(super) backend_tls: Option<RawBackendTls>,
     #[serde(default)]

@@ -241,7 +241,7 @@ fn full_configuration_parses() {
                     },
                 ],
                 access_log: false,
-                backend: None,
+                backends: None,
                 proxy_protocol: false,
                 https_port: None,
                 limits: Limits::default(),
@@ -254,7 +254,7 @@ fn full_configuration_parses() {
                 certdir: Some("/etc/ssl/public".into()),
                 routes: vec![],
                 access_log: true,
-                backend: None,
+                backends: None,
                 proxy_protocol: false,
                 https_port: None,
                 limits: Limits::default(),
@@ -267,7 +267,7 @@ fn full_configuration_parses() {
                 certdir: None,
                 routes: vec![],
                 access_log: true,
-                backend: None,
+                backends: None,
                 proxy_protocol: false,
                 https_port: None,
                 limits: Limits::default(),
@@ -1805,17 +1805,29 @@ fn traffic_settings_parse_with_defaults() {
     );
     assert_eq!(
         ws.routes[1].action,
-        RouteAction::Backend(HttpBackend {
-            authority: "127.0.0.1:8080".parse().expect("authority"),
-            tls: None,
+        RouteAction::Backend(Backends {
+            members: vec![HttpBackend {
+                authority: "127.0.0.1:8080".parse().expect("authority"),
+                tls: None,
+                weight: 1,
+                drain: false,
+            }],
+            balance: Balance::RoundRobin,
+            health: None,
         })
     );
     let sip = config.listener("sip").expect("sip");
     assert_eq!(
-        sip.backend,
-        Some(TcpBackend {
-            address: "localhost:5060".into(),
-            tls: None,
+        sip.backends,
+        Some(Backends {
+            members: vec![TcpBackend {
+                address: "localhost:5060".into(),
+                tls: None,
+                weight: 1,
+                drain: false,
+            }],
+            balance: Balance::RoundRobin,
+            health: None,
         })
     );
     assert!(sip.proxy_protocol);
@@ -1963,9 +1975,10 @@ fn backend_tls_on_routes_and_tls_listeners() {
     };
     // https:// alone: system roots, the host as server name.
     let config = ok(&route("https://api.internal:9443", ""));
-    let RouteAction::Backend(backend) = &config.listeners[0].routes[0].action else {
+    let RouteAction::Backend(group) = &config.listeners[0].routes[0].action else {
         panic!("a backend route");
     };
+    let backend = &group.members[0];
     assert_eq!(backend.authority, "api.internal:9443");
     let tls = backend.tls.clone().expect("TLS");
     assert_eq!(tls.backend, "https://api.internal:9443");
@@ -1997,8 +2010,8 @@ fn backend_tls_on_routes_and_tls_listeners() {
          backend_tls: {{ insecure_skip_verify: true }}\n"
     );
     let config = ok(&yaml);
-    let backend = config.listeners[0].backend.clone().expect("backend");
-    let tls = backend.tls.expect("TLS");
+    let group = config.listeners[0].backends.clone().expect("backend");
+    let tls = group.members[0].tls.clone().expect("TLS");
     assert_eq!(tls.server_name, "sbc.internal");
     assert!(tls.insecure_skip_verify);
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::backends::{Backends, Member};
 use super::field_error::{DomainNameError, FieldError};
 use super::fields::{
     CheckedStr, DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, account_email_field,
@@ -304,8 +305,8 @@ pub struct ListenerConfig {
     pub routes: Vec<Route>,
     /// Whether each request is logged.
     pub access_log: bool,
-    /// The one backend of a `tls` listener.
-    pub backend: Option<TcpBackend>,
+    /// The backends of a `tls` listener (`backend:` or `backends:`).
+    pub backends: Option<Backends<TcpBackend>>,
     /// Whether a `tls` listener sends a PROXY protocol v2 header first.
     pub proxy_protocol: bool,
     /// Port put into the redirects of an `http` listener (default: none,
@@ -347,6 +348,10 @@ pub struct TcpBackend {
     pub address: String,
     /// TLS towards the backend (`backend_tls:` on the listener), if any.
     pub tls: Option<BackendTls>,
+    /// Its share of new tunnels in its group (1 to 256).
+    pub weight: u32,
+    /// `drain: true`: no new tunnels.
+    pub drain: bool,
 }
 
 /// `backend_tls:` — how sniwalk speaks TLS to a backend: an `https://`
@@ -483,8 +488,8 @@ pub enum RouteAction {
     /// Answer with a small HTML page about the proxy and the certificate
     /// served on this connection.
     StatusPage,
-    /// Forward to an HTTP backend.
-    Backend(HttpBackend),
+    /// Forward to one of a group of HTTP backends.
+    Backend(Backends<HttpBackend>),
     /// Redirect elsewhere.
     Redirect {
         /// Target; when it has no path, the request's path and query are
@@ -531,6 +536,10 @@ pub struct HttpBackend {
     pub authority: hyper::http::uri::Authority,
     /// TLS towards it (`https://`), with the route's `backend_tls:`.
     pub tls: Option<BackendTls>,
+    /// Its share of new requests in its group (1 to 256).
+    pub weight: u32,
+    /// `drain: true`: no new requests or tunnels.
+    pub drain: bool,
 }
 
 impl HttpBackend {
@@ -573,7 +582,33 @@ impl HttpBackend {
         Ok(HttpBackend {
             authority: parsed,
             tls,
+            weight: 1,
+            drain: false,
         })
+    }
+}
+
+impl Member for HttpBackend {
+    fn address(&self) -> &str {
+        self.authority.as_str()
+    }
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    fn drain(&self) -> bool {
+        self.drain
+    }
+}
+
+impl Member for TcpBackend {
+    fn address(&self) -> &str {
+        &self.address
+    }
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    fn drain(&self) -> bool {
+        self.drain
     }
 }
 
@@ -587,15 +622,13 @@ pub(super) fn host_of(host: &str) -> &str {
 impl ListenerConfig {
     /// Every backend this listener speaks TLS to, in configuration order.
     pub fn backend_tls(&self) -> impl Iterator<Item = &BackendTls> {
-        let routes = self.routes.iter().filter_map(|r| match &r.action {
-            RouteAction::Backend(backend) => backend.tls.as_ref(),
-            _ => None,
+        let routes = self.routes.iter().flat_map(|r| match &r.action {
+            RouteAction::Backend(group) => group.members.as_slice(),
+            _ => &[],
         });
-        self.backend
-            .as_ref()
-            .and_then(|b| b.tls.as_ref())
-            .into_iter()
-            .chain(routes)
+        let tcp = self.backends.iter().flat_map(|g| g.members.iter());
+        tcp.filter_map(|b| b.tls.as_ref())
+            .chain(routes.filter_map(|b| b.tls.as_ref()))
     }
 }
 

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::answers::ProxyBody;
-use super::forward::BackendSlot;
 use super::io::{BodyClock, InFlight};
+use super::slots::BackendSlot;
 use crate::metrics::ListenerMetrics;
 use crate::tree::Step;
 

@@ -24,7 +24,7 @@ pub enum ProxyBody {
     /// Made here: errors, `respond` routes, redirects, the status page.
     Own(Full<Bytes>),
     /// Relayed from a backend connection of the pool.
-    Backend(PooledBody<Incoming>),
+    Backend(PooledBody<super::request_body::ForwardBody>),
 }
 
 impl Body for ProxyBody {

@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::balance::ListenerBackends;
 use crate::challenge::ACME_TLS_ALPN;
 use crate::config::ListenerConfig;
 use crate::metrics::{FailureReason, ListenerMetrics};
@@ -48,6 +49,20 @@ impl ListenerShared {
             .listener(self.index)
             .cloned()
             .unwrap_or_else(|| Arc::new(self.config.clone()))
+    }
+
+    /// [`ListenerShared::settings`] and the backend groups built from them,
+    /// from one snapshot (a route's position finds its group).
+    pub fn settings_and_backends(&self) -> (Arc<ListenerConfig>, Arc<ListenerBackends>) {
+        let snapshot = self.store.load();
+        match (snapshot.listener(self.index), snapshot.backends(self.index)) {
+            (Some(settings), Some(backends)) => (settings.clone(), backends.clone()),
+            // Only a snapshot built without listeners (never the proxy's).
+            _ => (
+                Arc::new(self.config.clone()),
+                Arc::new(ListenerBackends::build(&self.config, None)),
+            ),
+        }
     }
 }
 

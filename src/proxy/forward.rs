@@ -4,28 +4,32 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::PathAndQuery;
+use hyper::body::{Body, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 
+pub use self::headers::client_ip_header;
+use self::headers::{
+    X_FORWARDED_HOST, X_FORWARDED_PROTO, answers_upgrade, append_forwarded_for, strip_hop_by_hop,
+    upgrade_protocol,
+};
 use super::answers::{ProxyBody, plain};
 use super::conn::Lifecycle;
 use super::io::Activity;
-use super::pool::{Pool, SendError};
+use super::pool::{Pool, PooledBody, SendError, SendFailure};
+use super::request_body::ForwardBody;
+use super::slots::BackendSlot;
 use super::tunnel::{TunnelEnd, copy_with_idle_timeout};
-use crate::config::{HttpBackend, Limits};
-use crate::metrics::{BackendError, HeldBackendConnection, ListenerMetrics};
-use crate::snapshot::backend_tls::{BackendTlsClient, BackendTlsError};
+use crate::balance::{Group, note};
+use crate::config::{Backends, HttpBackend, Limits};
+use crate::metrics::{BackendError, ListenerMetrics};
+use crate::snapshot::SnapshotReader;
 
-/// `X-Forwarded-For` and friends.
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+mod headers;
 
 /// The backend connections of one listener (kept alive between requests)
 /// and the timeouts of its limits.
@@ -34,78 +38,9 @@ pub struct Forwarder {
     limits: Limits,
     /// Plain backends by authority, TLS ones also by the snapshot's
     /// [`BackendTlsClient`] (see [`Pool`]).
-    pool: Pool<Incoming>,
+    pool: Pool<ForwardBody>,
     backend_timeout: Duration,
     tunnel_idle_timeout: Duration,
-}
-
-/// The backend connections one `https` listener's requests and tunnels
-/// hold now, bounded by `max_backend_connections` (README: Limits). A
-/// plain counter rather than a semaphore: the limit comes from the current
-/// snapshot, so a reload changes it without rebuilding anything.
-#[derive(Debug, Default)]
-pub struct BackendSlots {
-    in_use: Arc<AtomicUsize>,
-    /// Refusals not logged yet, and when the last line was written
-    /// (seconds on the process clock): one line per 10 s at most, so a
-    /// flood does not become a flood of log lines.
-    refused_unlogged: AtomicU64,
-    last_logged: AtomicU64,
-}
-
-/// One backend connection held by a request (until its response body is
-/// done) or a tunnel (until it ends).
-#[derive(Debug)]
-pub struct BackendSlot {
-    in_use: Arc<AtomicUsize>,
-    _counted: HeldBackendConnection,
-}
-
-impl BackendSlots {
-    /// A slot, unless `limit` are in use (the refusal is counted).
-    pub fn try_take(&self, limit: usize, metrics: &ListenerMetrics) -> Option<BackendSlot> {
-        if self.in_use.fetch_add(1, Ordering::AcqRel) >= limit {
-            self.in_use.fetch_sub(1, Ordering::AcqRel);
-            metrics.backend_limit_rejected();
-            return None;
-        }
-        Some(BackendSlot {
-            in_use: self.in_use.clone(),
-            _counted: metrics.backend_connection_taken(),
-        })
-    }
-
-    /// Logs a refusal: the first at once, then one line per 10 s with the
-    /// number refused meanwhile.
-    pub fn log_refusal(&self, listener: &str, limit: usize) {
-        let refused = self.refused_unlogged.fetch_add(1, Ordering::AcqRel) + 1;
-        let now = crate::clock::unix_now().max(0) as u64;
-        let last = self.last_logged.load(Ordering::Acquire);
-        if last != 0 && now < last + 10 {
-            return;
-        }
-        if self
-            .last_logged
-            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
-        }
-        self.refused_unlogged.fetch_sub(refused, Ordering::AcqRel);
-        tracing::warn!(
-            %listener,
-            max_backend_connections = limit,
-            refused,
-            "backend connection limit reached: requests answered 503 (raise max_backend_connections, \
-             or lower max_concurrent_streams / send_timeout if slow clients hold them)"
-        );
-    }
-}
-
-impl Drop for BackendSlot {
-    fn drop(&mut self) {
-        self.in_use.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// What the caller needs to know about a forwarded request.
@@ -118,9 +53,8 @@ pub struct Forwarded {
     pub slot: Option<BackendSlot>,
     /// A failure worth a log line (the response is then 400, 502 or 504).
     pub failure: Option<String>,
-    /// How the backend failed, for `sniwalk_backend_errors_total` (`None`
-    /// when it did not: success, or a request refused before it was sent).
-    pub error: Option<BackendError>,
+    /// The member the request went to last (`None`: none was available).
+    pub backend: Option<Authority>,
 }
 
 /// Per-request facts the forwarder uses.
@@ -144,9 +78,8 @@ pub struct RequestFacts<'a> {
     pub metrics: &'a Arc<ListenerMetrics>,
     /// The `Upgrade` protocols the route passes on (lower case).
     pub upgrades: &'a [String],
-    /// For an `https://` backend: its TLS client from the current snapshot,
-    /// or why there is none; `None` for a plain `http://` backend.
-    pub backend_tls: Option<Result<Arc<BackendTlsClient>, BackendTlsError>>,
+    /// The snapshot's reader, for the TLS client of an `https://` member.
+    pub store: &'a SnapshotReader,
 }
 
 impl Forwarder {
@@ -165,13 +98,17 @@ impl Forwarder {
         &self.limits
     }
 
-    /// Sends `request` to `backend` over the connection `slot` stands for
-    /// and returns the response to relay.
+    /// Sends `request` to a member of `group` (the route's `config`) over
+    /// the connection `slot` stands for and returns the response to relay.
+    /// A request that failed before anything was sent, or an idempotent
+    /// one without a body, goes once more to another member (README:
+    /// Redundant backends).
     pub async fn forward(
         &self,
         mut request: Request<Incoming>,
-        backend: &HttpBackend,
-        slot: BackendSlot,
+        config: &Backends<HttpBackend>,
+        group: &Group,
+        mut slot: BackendSlot,
         facts: RequestFacts<'_>,
     ) -> Forwarded {
         // Only the upgrades the route allows are passed on; any other
@@ -180,17 +117,6 @@ impl Forwarder {
         let upgrade = upgrade_protocol(&request, facts.upgrades);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
 
-        let tls = match facts.backend_tls {
-            None => None,
-            Some(Ok(tls)) => Some(tls),
-            Some(Err(why)) => {
-                return failed(
-                    StatusCode::BAD_GATEWAY,
-                    Some(BackendError::Tls),
-                    why.to_string(),
-                );
-            }
-        };
         // Origin-form (RFC 9112 §3.2.1): the backend is no proxy, and the
         // host goes in the Host header below.
         let target = request
@@ -213,41 +139,78 @@ impl Forwarder {
         append_forwarded_for(headers, facts.forwarded_for);
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
 
-        let sent = self.pool.send(request, &backend.authority, tls.as_ref());
-        let mut response = match tokio::time::timeout(self.backend_timeout, sent).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                let timed_out = is_timeout(&e);
-                let (status, kind) = if timed_out {
-                    (StatusCode::GATEWAY_TIMEOUT, BackendError::Timeout)
-                } else if is_tls_failure(&e) {
-                    (StatusCode::BAD_GATEWAY, BackendError::Tls)
-                } else if e.is_connect() {
-                    (StatusCode::BAD_GATEWAY, BackendError::Connect)
-                } else {
-                    (StatusCode::BAD_GATEWAY, BackendError::Other)
-                };
-                return failed(status, Some(kind), describe_client_error(&e, timed_out));
-            }
-            Err(_) => {
-                return failed(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    Some(BackendError::Timeout),
-                    format!(
-                        "no response headers within {} s",
-                        self.backend_timeout.as_secs()
-                    ),
-                );
-            }
+        let (parts, body) = request.into_parts();
+        // A request that was sent may go again only if it is idempotent
+        // and had no body (RFC 9110 §9.2.2): its head is kept for that,
+        // and only when there is another member to send it to.
+        let mut resend =
+            (config.members.len() > 1 && parts.method.is_idempotent() && body.is_end_stream())
+                .then(|| parts.clone());
+        let mut request = Request::from_parts(parts, ForwardBody::Client(body));
+        let client = facts.peer.ip();
+        let Some(mut chosen) = group.choose(client, None) else {
+            return all_down();
         };
-
+        let mut retried = false;
+        let response = loop {
+            let member = &config.members[chosen.index];
+            let state = chosen.session.backend().clone();
+            let attempt = self.send_to(request, member, &facts).await;
+            let failure = match attempt {
+                Ok(response) => break response,
+                Err(failure) => failure,
+            };
+            facts
+                .metrics
+                .backend_error(member.authority.as_str(), failure.kind);
+            note(&state, state.failed(group.can_go_down()), &failure.text);
+            let again = if retried {
+                None
+            } else {
+                failure.unsent.or_else(|| {
+                    resend
+                        .take()
+                        .map(|head| Request::from_parts(head, ForwardBody::Empty))
+                })
+            };
+            let next = again.and_then(|r| Some((r, group.choose(client, Some(chosen.index))?)));
+            let Some((again, next)) = next else {
+                return failed(failure.status, failure.text, member);
+            };
+            tracing::info!(
+                listener = %facts.listener, peer = %facts.peer,
+                backend = %member.authority, next = %config.members[next.index].authority,
+                failure = %failure.text,
+                "backend failed before answering; the request goes to another backend"
+            );
+            request = again;
+            chosen = next;
+            retried = true;
+        };
+        let member = &config.members[chosen.index];
+        let state = chosen.session.backend();
+        if response.status().is_server_error() {
+            note(
+                state,
+                state.failed(group.can_go_down()),
+                &format!("answered {}", response.status()),
+            );
+        } else {
+            note(state, state.passed(), "answered");
+        }
+        slot.hold(chosen.session);
+        let mut response = response;
+        let backend = member.authority.clone();
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let (Some(client_upgrade), Some(asked)) = (client_upgrade, &upgrade) else {
                 // A 101 nobody asked for cannot be relayed.
+                facts
+                    .metrics
+                    .backend_error(member.authority.as_str(), BackendError::Other);
                 return failed(
                     StatusCode::BAD_GATEWAY,
-                    Some(BackendError::Other),
                     "unexpected 101 from the backend".into(),
+                    member,
                 );
             };
             // RFC 9110 §15.2.2: the 101's `Upgrade` names the protocol
@@ -257,13 +220,16 @@ impl Forwarder {
                 let to = switched_to
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("(no Upgrade header)");
+                facts
+                    .metrics
+                    .backend_error(member.authority.as_str(), BackendError::Other);
                 return failed(
                     StatusCode::BAD_GATEWAY,
-                    Some(BackendError::Other),
                     format!(
                         "the backend's 101 switches to `{to}`, not to the `{}` asked for",
                         asked.to_str().unwrap_or("?")
                     ),
+                    member,
                 );
             }
             {
@@ -272,7 +238,7 @@ impl Forwarder {
                 let idle = self.tunnel_idle_timeout;
                 let listener = facts.listener.to_string();
                 let peer = facts.peer;
-                let authority = backend.authority.clone();
+                let authority = backend.clone();
                 let hard_stop = facts.lifecycle.hard_stop.clone();
                 let metrics = facts.metrics.clone();
                 facts.lifecycle.tracker.spawn(async move {
@@ -312,7 +278,7 @@ impl Forwarder {
                 response: response.map(ProxyBody::Backend),
                 slot: None,
                 failure: None,
-                error: None,
+                backend: Some(backend),
             };
         }
         strip_hop_by_hop(response.headers_mut());
@@ -320,166 +286,85 @@ impl Forwarder {
             response: response.map(ProxyBody::Backend),
             slot: Some(slot),
             failure: None,
-            error: None,
+            backend: Some(backend),
         }
     }
-}
 
-/// The `Upgrade` value to pass on for an HTTP/1.1 upgrade request
-/// (`Connection: upgrade` plus `Upgrade: ...`): the tokens whose protocol
-/// name is in `allowed`, in the client's order; `None` when it is no
-/// upgrade request or none is allowed.
-fn upgrade_protocol<B>(request: &Request<B>, allowed: &[String]) -> Option<HeaderValue> {
-    if request.version() != Version::HTTP_11 {
-        return None;
-    }
-    let asks = request
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    if !asks {
-        return None;
-    }
-    let kept: Vec<&str> = request
-        .headers()
-        .get_all(header::UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|token| {
-            allowed
-                .iter()
-                .any(|name| protocol_name(token).eq_ignore_ascii_case(name))
-        })
-        .collect();
-    if kept.is_empty() {
-        return None;
-    }
-    HeaderValue::from_str(&kept.join(", ")).ok()
-}
-
-/// `websocket` of `websocket` or `websocket/13` (RFC 9110 §7.8:
-/// protocol-name ["/" protocol-version]).
-fn protocol_name(token: &str) -> &str {
-    token.split('/').next().unwrap_or(token).trim()
-}
-
-/// Whether a 101's `Upgrade` value names a protocol of the `asked` list.
-fn answers_upgrade(switched_to: &HeaderValue, asked: &HeaderValue) -> bool {
-    let (Ok(to), Ok(asked)) = (switched_to.to_str(), asked.to_str()) else {
-        return false;
-    };
-    let to = to.trim();
-    !to.is_empty()
-        && !to.contains(',')
-        && asked
-            .split(',')
-            .any(|token| protocol_name(token).eq_ignore_ascii_case(protocol_name(to)))
-}
-
-/// Whether a header describes one hop (RFC 9110 §7.6.1), is one of the
-/// obsolete ones proxies are expected to drop, or is `Upgrade` (which the
-/// caller passes on itself, and only when the route allows it).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    // One match on the (lowercase) name, which the compiler turns into a
-    // switch on its length: cheaper than comparing it with nine names, on
-    // every header of every request and response.
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
-/// Removes hop-by-hop headers, including those the `Connection` header
-/// names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names, which hashes nothing: most requests carry
-    // none of these, and then nothing is looked up or removed; a response
-    // from nginx carries `Connection: keep-alive` alone, and then nothing
-    // is allocated either (a `Vec` of no names allocates nothing).
-    let mut present = headers.keys().filter(|name| is_hop_by_hop(name));
-    let Some(first) = present.next().cloned() else {
-        return;
-    };
-    let mut found: Vec<HeaderName> = present.cloned().collect();
-    if (first == header::CONNECTION || found.contains(&header::CONNECTION))
-        && !names_no_header(headers)
-    {
-        found.extend(
-            headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .map(str::trim)
-                // `keep-alive` was found above if present, and `Close` is
-                // a reserved field name (RFC 9110 §7.6.1), not a header to
-                // look for: neither is worth parsing into a name.
-                .filter(|token| {
-                    !token.eq_ignore_ascii_case("keep-alive")
-                        && !token.eq_ignore_ascii_case("close")
+    /// One attempt: `request` to `member`, its response headers within
+    /// `backend_timeout`.
+    async fn send_to(
+        &self,
+        request: Request<ForwardBody>,
+        member: &HttpBackend,
+        facts: &RequestFacts<'_>,
+    ) -> Result<Response<PooledBody<ForwardBody>>, Attempt> {
+        let tls = match &member.tls {
+            None => None,
+            Some(tls) => match facts.store.load().backend_tls_client(&tls.backend) {
+                Ok(client) => Some(client),
+                Err(why) => {
+                    return Err(Attempt {
+                        status: StatusCode::BAD_GATEWAY,
+                        kind: BackendError::Tls,
+                        text: why.to_string(),
+                        unsent: Some(request),
+                    });
+                }
+            },
+        };
+        let sent = self.pool.send(request, &member.authority, tls.as_ref());
+        match tokio::time::timeout(self.backend_timeout, sent).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(SendFailure { error, unsent })) => {
+                let timed_out = is_timeout(&error);
+                let (status, kind) = if timed_out {
+                    (StatusCode::GATEWAY_TIMEOUT, BackendError::Timeout)
+                } else if is_tls_failure(&error) {
+                    (StatusCode::BAD_GATEWAY, BackendError::Tls)
+                } else if error.is_connect() {
+                    (StatusCode::BAD_GATEWAY, BackendError::Connect)
+                } else {
+                    (StatusCode::BAD_GATEWAY, BackendError::Other)
+                };
+                Err(Attempt {
+                    status,
+                    kind,
+                    text: describe_client_error(&error, timed_out),
+                    unsent,
                 })
-                .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok()),
-        );
-    }
-    headers.remove(first);
-    for name in found {
-        headers.remove(name);
-    }
-}
-
-/// Whether the `Connection` header is the usual lone `keep-alive` or
-/// `close`, which names no header to remove (`keep-alive` is removed as a
-/// hop-by-hop header anyway).
-fn names_no_header(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(header::CONNECTION).iter();
-    match (values.next(), values.next()) {
-        (Some(only), None) => {
-            let only = only.as_bytes();
-            only.eq_ignore_ascii_case(b"keep-alive") || only.eq_ignore_ascii_case(b"close")
-        }
-        _ => false,
-    }
-}
-
-/// Appends the client address to `X-Forwarded-For` (keeping what earlier
-/// proxies put there, as the header's convention is).
-fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
-    // One lookup (the entry) rather than a `get` and an `insert`.
-    match headers.entry(X_FORWARDED_FOR) {
-        header::Entry::Vacant(vacant) => {
-            vacant.insert(ip.clone());
-        }
-        header::Entry::Occupied(mut occupied) => {
-            let joined = match occupied.get().to_str() {
-                Ok(existing) if !existing.trim().is_empty() => HeaderValue::from_str(&format!(
-                    "{existing}, {}",
-                    ip.to_str().unwrap_or_default()
-                ))
-                .ok(),
-                _ => None,
-            };
-            // `insert` replaces every value the client sent.
-            occupied.insert(joined.unwrap_or_else(|| ip.clone()));
+            }
+            // Never sent again: it may have been acted on, and a second
+            // wait would double the client's.
+            Err(_) => Err(Attempt {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                kind: BackendError::Timeout,
+                text: format!(
+                    "no response headers within {} s",
+                    self.backend_timeout.as_secs()
+                ),
+                unsent: None,
+            }),
         }
     }
 }
 
-/// A client's IP address as an `X-Forwarded-For` value.
-pub fn client_ip_header(peer: SocketAddr) -> HeaderValue {
-    HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+/// A failed attempt: the answer it would give, and the request when it was
+/// never sent.
+struct Attempt {
+    status: StatusCode,
+    kind: BackendError,
+    text: String,
+    unsent: Option<Request<ForwardBody>>,
+}
+
+/// Every member of the group is down or draining.
+fn all_down() -> Forwarded {
+    Forwarded {
+        response: unavailable(),
+        slot: None,
+        failure: None,
+        backend: None,
+    }
 }
 
 /// Whether the backend request failed in the TLS handshake.
@@ -544,13 +429,27 @@ fn describe_client_error(error: &SendError, timed_out: bool) -> String {
     text
 }
 
-fn failed(status: StatusCode, error: Option<BackendError>, failure: String) -> Forwarded {
+fn failed(status: StatusCode, failure: String, member: &HttpBackend) -> Forwarded {
     Forwarded {
         response: plain(status, status.canonical_reason().unwrap_or("error")),
         slot: None,
         failure: Some(failure),
-        error,
+        backend: Some(member.authority.clone()),
     }
+}
+
+/// The answer when no member of a group takes requests: 503 with a body
+/// that says so and `Retry-After`, never a hang (README: Redundant
+/// backends).
+pub fn unavailable() -> Response<ProxyBody> {
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no backend is available: every backend of this route is down or draining; try again shortly",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }
 
 #[cfg(test)]

@@ -20,11 +20,13 @@ use super::client_auth::{
     CLIENT_CERT_SHA256_HEADER, CLIENT_CERT_SUBJECT_HEADER, ClientCert, admit,
 };
 use super::conn::{Lifecycle, ListenerShared, PerLimits};
-use super::forward::{BackendSlots, Forwarder, RequestFacts, client_ip_header};
+use super::forward::{Forwarder, RequestFacts, client_ip_header};
 use super::io::{Activity, Protocol, TimedIo};
+use super::log_limit::LogLimit;
 use super::routing::{
     ALLOWED_METHODS, check_host_headers, find_route, is_misdirected, normalize_host, request_host,
 };
+use super::slots::BackendSlots;
 use crate::config::{Limits, ListenerConfig, RouteAction};
 use crate::snapshot::LoadedCertificate;
 use crate::tree::Step;
@@ -40,6 +42,9 @@ pub struct HttpsListener {
     pub http: PerLimits<HttpServers>,
     /// Backend connections held by this listener's requests and tunnels.
     pub backend_slots: BackendSlots,
+    /// Requests answered 503 because a route had no backend up: logged at
+    /// most once per 10 s.
+    pub all_down: LogLimit,
 }
 
 impl HttpsListener {
@@ -50,6 +55,7 @@ impl HttpsListener {
             forwarder: PerLimits::new(&limits, Forwarder::new),
             http: PerLimits::new(&limits, HttpServers::new),
             backend_slots: BackendSlots::default(),
+            all_down: LogLimit::default(),
             shared,
         }
     }
@@ -238,7 +244,7 @@ async fn handle(
     let target = request.uri().path_and_query().cloned();
     let path = target.as_ref().map_or("/", |t| t.path());
     let method = request.method().clone();
-    let settings = shared.settings();
+    let (settings, backends) = shared.settings_and_backends();
     let mut request = request;
     set_client_certificate_headers(request.headers_mut(), connection.client.as_ref());
 
@@ -250,21 +256,20 @@ async fn handle(
     } else {
         match find_route(&settings.routes, &host, path) {
             None => plain(StatusCode::NOT_FOUND, "no route for this host and path"),
-            Some(route) => match &route.action {
-                RouteAction::Respond { status, body } => text(
+            Some((index, route)) => match (&route.action, backends.route(index)) {
+                (RouteAction::Respond { status, body }, _) => text(
                     StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
                     body.clone(),
                 ),
-                RouteAction::StatusPage => status_page(
+                (RouteAction::StatusPage, _) => status_page(
                     &host,
                     connection.sni.as_deref(),
                     connection.step,
                     connection.domain.as_deref(),
                     &connection.certificate,
                 ),
-                RouteAction::Redirect { to, status } => redirect(to, *status, &request),
-                RouteAction::Backend(target) => {
-                    backend = Some(target.authority.clone());
+                (RouteAction::Redirect { to, status }, _) => redirect(to, *status, &request),
+                (RouteAction::Backend(config), Some(group)) => {
                     let limit = settings.limits.max_backend_connections;
                     match listener.backend_slots.try_take(limit, &shared.metrics) {
                         None => backend_limit_refusal(listener, limit),
@@ -278,34 +283,36 @@ async fn handle(
                                 listener: &shared.config.name,
                                 metrics: &shared.metrics,
                                 upgrades: &route.upgrades,
-                                backend_tls: target.tls.as_ref().map(|tls| {
-                                    shared.store.load().backend_tls_client(&tls.backend)
-                                }),
+                                store: &shared.store,
                             };
                             let forwarder = listener.forwarder.get(&settings.limits);
-                            let forwarded =
-                                forwarder.1.forward(request, target, taken, facts).await;
-                            if let Some(kind) = forwarded.error {
-                                shared
-                                    .metrics
-                                    .backend_error(target.authority.as_str(), kind);
-                            }
+                            let forwarded = forwarder
+                                .1
+                                .forward(request, config, group, taken, facts)
+                                .await;
+                            backend = forwarded.backend;
                             if let Some(failure) = &forwarded.failure {
                                 tracing::warn!(
                                     listener = %shared.config.name,
                                     peer = %connection.peer,
                                     host = %host,
                                     path = %path,
-                                    backend = %target.authority,
+                                    backend = backend.as_ref().map_or("-", |b| b.as_str()),
                                     status = forwarded.response.status().as_u16(),
                                     failure = %failure,
                                     "backend failed"
                                 );
+                            } else if backend.is_none() {
+                                all_down_refusal(listener, &host, path);
                             }
                             slot = forwarded.slot;
                             forwarded.response
                         }
                     }
+                }
+                // The snapshot builds a group for every backend route.
+                (RouteAction::Backend(_), None) => {
+                    plain(StatusCode::BAD_GATEWAY, "no backend group for this route")
                 }
             },
         }
@@ -412,6 +419,21 @@ fn refusal<B>(
 /// The 503 (`Retry-After: 1`) for a request over the listener's
 /// `max_backend_connections`; logged at most every 10 s, not per request
 /// like a backend failure: a flood is worth no flood of lines.
+/// Logs requests answered 503 because every member of their route's group
+/// is down or draining: the first at once, then one line per 10 s.
+fn all_down_refusal(listener: &HttpsListener, host: &str, path: &str) {
+    if let Some(refused) = listener.all_down.admit() {
+        tracing::warn!(
+            listener = %listener.shared.config.name,
+            host,
+            path,
+            refused,
+            "no backend available: every backend of the route is down or draining; requests \
+             answered 503"
+        );
+    }
+}
+
 fn backend_limit_refusal(listener: &HttpsListener, limit: usize) -> Response<ProxyBody> {
     listener
         .backend_slots

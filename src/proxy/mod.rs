@@ -34,9 +34,12 @@ pub mod forward;
 pub mod http;
 pub mod https;
 pub mod io;
+pub mod log_limit;
 pub mod park;
 mod pool;
+mod request_body;
 mod routing;
+pub mod slots;
 pub mod tls;
 pub mod tunnel;
 
@@ -233,7 +236,10 @@ pub async fn serve(
                     &challenges,
                     tickets.as_ref(),
                 )?),
-                Arc::new(tls::TlsListener { shared }),
+                Arc::new(tls::TlsListener {
+                    shared,
+                    all_down: Default::default(),
+                }),
             ),
             ListenerKind::Http => Handler::Http(Arc::new(http::HttpListener::new(
                 shared,

@@ -106,6 +106,16 @@ pub enum SendError {
     Request(#[source] hyper::Error),
 }
 
+/// A request that got no response headers: why, and the request itself
+/// when it never left (so that it may go to another backend).
+#[derive(Debug)]
+pub struct SendFailure<B> {
+    /// Why.
+    pub error: SendError,
+    /// The request, when nothing of it was sent.
+    pub unsent: Option<Request<B>>,
+}
+
 impl SendError {
     /// Whether no connection could be made (TCP or TLS).
     pub fn is_connect(&self) -> bool {
@@ -143,14 +153,22 @@ where
         request: Request<B>,
         authority: &Authority,
         tls: Option<&Arc<BackendTlsClient>>,
-    ) -> Result<Response<PooledBody<B>>, SendError> {
+    ) -> Result<Response<PooledBody<B>>, SendFailure<B>> {
         let idle = match tls {
             None => self.plain_list(authority),
             Some(tls) => self.tls_list(authority, tls),
         };
         let (mut sender, reused) = match checkout(&idle) {
             Some(sender) => (sender, true),
-            None => (self.connect(authority, tls).await?, false),
+            None => match self.connect(authority, tls).await {
+                Ok(sender) => (sender, false),
+                Err(error) => {
+                    return Err(SendFailure {
+                        error,
+                        unsent: Some(request),
+                    });
+                }
+            },
         };
         let response = match sender.try_send_request(request).await {
             Ok(response) => response,
@@ -160,13 +178,32 @@ where
                 // connection is safe (a request that was sent never is).
                 Some(request) if reused => {
                     tracing::debug!(backend = %authority, error = %e.error(), "idle backend connection closed before the request was sent; using a new one");
-                    sender = self.connect(authority, tls).await?;
-                    sender
-                        .try_send_request(request)
-                        .await
-                        .map_err(|e| SendError::Request(e.into_error()))?
+                    sender = match self.connect(authority, tls).await {
+                        Ok(sender) => sender,
+                        Err(error) => {
+                            return Err(SendFailure {
+                                error,
+                                unsent: Some(request),
+                            });
+                        }
+                    };
+                    match sender.try_send_request(request).await {
+                        Ok(response) => response,
+                        Err(mut e) => {
+                            let request = e.take_message();
+                            return Err(SendFailure {
+                                error: SendError::Request(e.into_error()),
+                                unsent: request,
+                            });
+                        }
+                    }
                 }
-                _ => return Err(SendError::Request(e.into_error())),
+                request => {
+                    return Err(SendFailure {
+                        error: SendError::Request(e.into_error()),
+                        unsent: request,
+                    });
+                }
             },
         };
         let back = (response.status() != StatusCode::SWITCHING_PROTOCOLS

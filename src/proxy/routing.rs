@@ -14,10 +14,15 @@ use crate::config::Route;
 use crate::pem::CertificateFacts;
 
 /// The first route of `routes` whose host pattern matches `host` and whose
-/// path prefix, if any, starts `path`: first match wins.
+/// path prefix, if any, starts `path`: first match wins. Its position
+/// finds its backend group in the snapshot.
 #[inline]
-pub(super) fn find_route<'a>(routes: &'a [Route], host: &str, path: &str) -> Option<&'a Route> {
-    routes.iter().find(|route| {
+pub(super) fn find_route<'a>(
+    routes: &'a [Route],
+    host: &str,
+    path: &str,
+) -> Option<(usize, &'a Route)> {
+    routes.iter().enumerate().find(|(_, route)| {
         route.host.matches(host)
             && route
                 .path_prefix

@@ -11,8 +11,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::conn::{Lifecycle, ListenerShared};
+use super::log_limit::LogLimit;
 use super::tunnel::{Transferred, TunnelEnd, copy_with_idle_timeout};
-use crate::config::TcpBackend;
+use crate::config::{ListenerConfig, TcpBackend};
 use crate::metrics::BackendError;
 use crate::snapshot::backend_tls::BackendTlsError;
 
@@ -22,6 +23,9 @@ pub struct TlsListener {
     /// Name, index, store, events; backend, PROXY header and limits come
     /// from its current settings.
     pub shared: ListenerShared,
+    /// Connections closed because no backend was available: logged at
+    /// most once per 10 s.
+    pub all_down: LogLimit,
 }
 
 /// Serves one accepted TCP connection: handshake, backend, tunnel.
@@ -60,95 +64,63 @@ pub async fn serve_connection(
         );
         return;
     }
-    let Some(TcpBackend { address, tls }) = &settings.backend else {
+    let (_, backends) = shared.settings_and_backends();
+    let (Some(config), Some(group)) = (&settings.backends, &backends.tcp) else {
         // Configuration validation requires a backend on `tls` listeners.
         return;
     };
-    let connected = tokio::time::timeout(
-        limits.backend_connect_timeout,
-        TcpStream::connect(address.as_str()),
-    )
-    .await;
-    let mut backend = match connected {
-        Ok(Ok(backend)) => backend,
-        failed => {
-            let (kind, failure) = match failed {
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    (BackendError::Timeout, e.to_string())
-                }
-                Ok(Err(e)) => (BackendError::Connect, e.to_string()),
-                _ => (
-                    BackendError::Timeout,
-                    format!(
-                        "connect timed out after {} s",
-                        limits.backend_connect_timeout.as_secs()
-                    ),
-                ),
-            };
-            shared.metrics.backend_error(address, kind);
-            tracing::warn!(
-                listener = %shared.config.name, %peer, sni = sni.as_deref().unwrap_or("-"),
-                backend = %address, failure = %failure,
-                "backend unreachable; closing the client connection"
-            );
-            let _ = client.shutdown().await;
-            return;
-        }
-    };
-    let _ = backend.set_nodelay(true);
-    if settings.proxy_protocol {
-        let destination = local.unwrap_or(peer);
-        if let Err(e) = backend.write_all(&proxy_v2_header(peer, destination)).await {
-            shared.metrics.backend_error(address, BackendError::Other);
-            tracing::warn!(listener = %shared.config.name, %peer, backend = %address, error = %e, "cannot send the PROXY header");
-            return;
-        }
-    }
-    let end = match tls {
-        None => {
-            Box::pin(tunnel(
-                client,
-                backend,
-                limits.tunnel_idle_timeout,
-                &lifecycle,
-            ))
-            .await
-        }
-        Some(spec) => {
-            let connected = Box::pin(tokio::time::timeout(
-                limits.backend_connect_timeout,
-                connect_tls(shared, &spec.backend, backend),
-            ))
-            .await
-            .unwrap_or_else(|_| {
-                Err(ConnectTlsError::Timeout {
-                    after: limits.backend_connect_timeout,
-                })
-            });
-            match connected {
-                Ok(backend) => {
-                    let backend = Box::new(backend);
-                    Box::pin(tunnel(
-                        client,
-                        backend,
-                        limits.tunnel_idle_timeout,
-                        &lifecycle,
-                    ))
-                    .await
-                }
-                Err(failure) => {
-                    shared.metrics.backend_error(address, BackendError::Tls);
-                    tracing::warn!(
-                        listener = %shared.config.name, %peer, sni = sni.as_deref().unwrap_or("-"),
-                        backend = %address, failure = %failure,
-                        "TLS to the backend failed; closing the client connection"
-                    );
-                    let _ = client.shutdown().await;
-                    return;
-                }
+    let destination = local.unwrap_or(peer);
+    let mut chosen = None;
+    let mut exclude = None;
+    // Nothing of the client's has been sent when connecting fails, so one
+    // other member may always be tried (README: Redundant backends).
+    for _ in 0..2 {
+        let Some(choice) = group.choose(peer.ip(), exclude) else {
+            break;
+        };
+        let member = &config.members[choice.index];
+        let state = choice.session.backend().clone();
+        match connect_member(shared, member, &settings, peer, destination).await {
+            Ok(stream) => {
+                crate::balance::note(&state, state.passed(), "connected");
+                chosen = Some((choice, stream));
+                break;
+            }
+            Err((kind, failure)) => {
+                shared.metrics.backend_error(&member.address, kind);
+                crate::balance::note(&state, state.failed(group.can_go_down()), &failure);
+                tracing::warn!(
+                    listener = %shared.config.name, %peer, sni = sni.as_deref().unwrap_or("-"),
+                    backend = %member.address, failure = %failure,
+                    "backend unreachable"
+                );
+                exclude = Some(choice.index);
             }
         }
+    }
+    let Some((choice, backend)) = chosen else {
+        if exclude.is_none()
+            && let Some(refused) = listener.all_down.admit()
+        {
+            tracing::warn!(
+                listener = %shared.config.name, %peer, sni = sni.as_deref().unwrap_or("-"),
+                refused,
+                "no backend available: every backend is down or draining; connections closed"
+            );
+        }
+        let _ = client.shutdown().await;
+        return;
     };
+    let address = &config.members[choice.index].address;
+    // The session stays counted on its backend for the tunnel's whole life.
+    let _session = choice.session;
+    let end = Box::pin(tunnel(
+        client,
+        backend,
+        limits.tunnel_idle_timeout,
+        &lifecycle,
+    ))
+    .await;
     let (transferred, end) = end;
     shared.metrics.tunnel_done(transferred.up, transferred.down);
     if let TunnelEnd::Closed {
@@ -176,6 +148,70 @@ pub async fn serve_connection(
         end = %end.describe(),
         "tunnel"
     );
+}
+
+/// A connection to a backend of a `tls` listener, plain or TLS.
+trait BackendStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> BackendStream for T {}
+
+/// Connects to `member`: TCP, the PROXY header if the listener sends one,
+/// then TLS if the member wants it, all within `backend_connect_timeout`.
+/// An error carries the kind for metrics and the text for the log.
+async fn connect_member(
+    shared: &ListenerShared,
+    member: &TcpBackend,
+    settings: &ListenerConfig,
+    peer: SocketAddr,
+    destination: SocketAddr,
+) -> Result<Box<dyn BackendStream>, (BackendError, String)> {
+    let limits = &settings.limits;
+    let connected = tokio::time::timeout(
+        limits.backend_connect_timeout,
+        TcpStream::connect(member.address.as_str()),
+    )
+    .await;
+    let mut backend = match connected {
+        Ok(Ok(backend)) => backend,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return Err((BackendError::Timeout, e.to_string()));
+        }
+        Ok(Err(e)) => return Err((BackendError::Connect, e.to_string())),
+        Err(_) => {
+            return Err((
+                BackendError::Timeout,
+                format!(
+                    "connect timed out after {} s",
+                    limits.backend_connect_timeout.as_secs()
+                ),
+            ));
+        }
+    };
+    let _ = backend.set_nodelay(true);
+    if settings.proxy_protocol
+        && let Err(e) = backend.write_all(&proxy_v2_header(peer, destination)).await
+    {
+        return Err((
+            BackendError::Other,
+            format!("cannot send the PROXY header: {e}"),
+        ));
+    }
+    let Some(spec) = &member.tls else {
+        return Ok(Box::new(backend));
+    };
+    let connected = Box::pin(tokio::time::timeout(
+        limits.backend_connect_timeout,
+        connect_tls(shared, &spec.backend, backend),
+    ))
+    .await
+    .unwrap_or_else(|_| {
+        Err(ConnectTlsError::Timeout {
+            after: limits.backend_connect_timeout,
+        })
+    });
+    match connected {
+        Ok(stream) => Ok(Box::new(stream)),
+        Err(failure) => Err((BackendError::Tls, failure.to_string())),
+    }
 }
 
 /// Copies both ways until either side closes, the tunnel idles out or the
@@ -235,6 +271,17 @@ async fn connect_tls(
             server_name: client.spec.server_name.clone(),
             error,
         })
+}
+
+/// A PROXY protocol v2 header with the LOCAL command: a connection the
+/// proxy makes on its own (a health check), with no client to name, which
+/// a backend that requires the header accepts (HAProxy's checks send it).
+pub fn proxy_v2_local_header() -> [u8; 16] {
+    let mut header = [0u8; 16];
+    header[..12].copy_from_slice(&PROXY_V2_SIGNATURE);
+    header[12] = 0x20; // version 2, LOCAL
+    header[13] = 0x00; // UNSPEC; the length (bytes 14-15) is 0
+    header
 }
 
 /// The PROXY protocol v2 signature.

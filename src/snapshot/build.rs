@@ -15,7 +15,8 @@ use super::loaders::{
 use super::model::{Snapshot, SnapshotError};
 use super::report::{Place, Problem, SourceReport, check_key, check_validity, names_or_none};
 use super::trust;
-use crate::config::{CertificateSource, Config};
+use crate::balance::ListenerBackends;
+use crate::config::{CertificateSource, Config, ListenerConfig};
 use crate::state_layout::StateLayout;
 use crate::tree::{DomainSpec, DomainTree};
 
@@ -139,6 +140,11 @@ impl Snapshot {
             domain_certificates,
             certdirs,
             listener_names,
+            backends: config
+                .listeners
+                .iter()
+                .map(|listener| listener_backends(listener, previous))
+                .collect(),
             listeners: config.listeners.iter().cloned().map(Arc::new).collect(),
             client_cas,
             backend_tls,
@@ -147,6 +153,26 @@ impl Snapshot {
             reports,
             master_domain: config.master_domain.clone(),
         })
+    }
+}
+
+/// The backend groups of `listener`: the previous snapshot's when the
+/// listener did not change (a certificate reload touches no backend), else
+/// new groups that keep the state of every backend they share with it.
+fn listener_backends(
+    listener: &ListenerConfig,
+    previous: Option<&Snapshot>,
+) -> Arc<ListenerBackends> {
+    let before = previous.and_then(|p| {
+        let index = p.listener_names.iter().position(|n| n == &listener.name)?;
+        Some((p.listeners.get(index)?, p.backends.get(index)?))
+    });
+    match before {
+        Some((config, backends)) if **config == *listener => backends.clone(),
+        _ => Arc::new(ListenerBackends::build(
+            listener,
+            before.map(|(_, backends)| &**backends),
+        )),
     }
 }
 

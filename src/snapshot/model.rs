@@ -11,6 +11,7 @@ use rustls::server::danger::ClientCertVerifier;
 use super::backend_tls::{BackendTlsClient, BackendTlsError};
 use super::certificate::{LoadedCertificate, SourceStamp};
 use super::report::{Place, Severity, SourceReport};
+use crate::balance::ListenerBackends;
 use crate::config::{ListenerConfig, Route};
 use crate::tree::{DomainId, DomainSpec, DomainTree, Step, TreeError};
 
@@ -72,6 +73,7 @@ pub struct Snapshot {
     pub(super) certdirs: Vec<Option<Arc<LoadedCertificate>>>,
     pub(super) listener_names: Vec<String>,
     pub(super) listeners: Vec<Arc<ListenerConfig>>,
+    pub(super) backends: Vec<Arc<ListenerBackends>>,
     pub(super) client_cas: Vec<Option<Arc<ClientCa>>>,
     pub(super) backend_tls: Vec<BackendTlsEntry>,
     pub(super) default: Arc<LoadedCertificate>,
@@ -128,6 +130,17 @@ impl Snapshot {
     /// (limits, routes, backends: what a configuration reload may change).
     pub fn listener(&self, listener: usize) -> Option<&Arc<ListenerConfig>> {
         self.listeners.get(listener)
+    }
+
+    /// The backend groups of listener number `listener`, with their health
+    /// and open sessions (README: Redundant backends).
+    pub fn backends(&self, listener: usize) -> Option<&Arc<ListenerBackends>> {
+        self.backends.get(listener)
+    }
+
+    /// Every listener's backend groups, in configuration order.
+    pub fn all_backends(&self) -> &[Arc<ListenerBackends>] {
+        &self.backends
     }
 
     /// Listener names in configuration order.
@@ -210,6 +223,7 @@ impl Snapshot {
             certdirs,
             listener_names,
             listeners: Vec::new(),
+            backends: Vec::new(),
             client_cas: Vec::new(),
             backend_tls: Vec::new(),
             default,

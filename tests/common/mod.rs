@@ -4,6 +4,7 @@
 
 pub mod backends;
 pub mod etcd;
+pub mod farm;
 pub mod instances;
 pub mod pebble;
 pub mod scrape;

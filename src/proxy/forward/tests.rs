@@ -1,4 +1,6 @@
+use super::headers::*;
 use super::*;
+use hyper::header::{HeaderMap, HeaderName};
 
 /// The names `strip_hop_by_hop` leaves, in order.
 fn left_after_strip(mut headers: HeaderMap) -> Vec<String> {

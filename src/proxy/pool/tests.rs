@@ -274,10 +274,16 @@ async fn a_refused_connect_is_a_connect_error() {
         .parse()
         .expect("authority");
     drop(listener);
-    let error = pool()
+    let failure = pool()
         .send(get("/"), &closed, None)
         .await
         .expect_err("refused");
+    // Nothing was sent: the request comes back, for another backend.
+    assert!(
+        failure.unsent.is_some(),
+        "a refused connection sent nothing"
+    );
+    let error = failure.error;
     assert!(error.is_connect(), "{error:?}");
     assert!(
         matches!(&error, SendError::Connect(e) if e.kind() == io::ErrorKind::ConnectionRefused),

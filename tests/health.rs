@@ -1,0 +1,213 @@
+//! Active health checks (README: Redundant backends): a backend whose
+//! check is slow, failing or never answered takes no traffic, and comes
+//! back when its checks pass; a `tls` listener's backends are checked
+//! with send/expect, fail over, and keep a client on its backend.
+//! Real backends on 127.0.0.1 (tests/common/farm.rs), real TLS clients.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::backends::empty;
+use common::farm::{Blackhole, FarmBackend, NamedEcho};
+use common::{TestProxy, h1_client, proxy_yaml, send_h1, within};
+use hyper::Request;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const HOST: &str = "app.example.com";
+
+/// Answers to `count` GETs of `path` over one connection, by backend name
+/// (`status NNN` for anything but a 200).
+async fn tally(addr: SocketAddr, path: &str, count: usize) -> HashMap<String, usize> {
+    let mut send = h1_client(addr, HOST).await;
+    let mut seen = HashMap::new();
+    for _ in 0..count {
+        let request = Request::get(path)
+            .header("host", HOST)
+            .body(empty())
+            .expect("request");
+        let response = send_h1(&mut send, request).await;
+        let key = match response.header("x-backend") {
+            Some(name) if response.status == 200 => name.to_string(),
+            _ => format!("status {}", response.status),
+        };
+        *seen.entry(key).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Waits (up to 10 s) until `count` requests all reach exactly `names`.
+async fn until_served_by(addr: SocketAddr, names: &[&str]) -> HashMap<String, usize> {
+    within(
+        Duration::from_secs(10),
+        "the expected backends serving",
+        async {
+            loop {
+                let seen = tally(addr, "/", 30).await;
+                let mut got: Vec<&str> = seen.keys().map(String::as_str).collect();
+                got.sort_unstable();
+                if got == names {
+                    return seen;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_failing_and_silent_backends_are_taken_out_by_their_checks() {
+    within(Duration::from_secs(90), "test", async {
+        let good = FarmBackend::start("good").await;
+        let slow = FarmBackend::start("slow").await;
+        let sick = FarmBackend::start("sick").await;
+        let silent = Blackhole::start().await;
+        slow.set_health_delay(Duration::from_millis(600));
+        sick.set_healthy(false);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let routes = format!(
+            "      - host: \"*\"\n        path: /silent-only\n        backend: \"http://{silent}\"\n\
+             \x20     - host: \"*\"\n        backends: [\"{}\", \"{}\", \"{}\", \"http://{silent}\"]\n        \
+             health: {{ path: /health, interval: 200ms, timeout: 150ms, fall: 1, rise: 2 }}\n",
+            good.url(),
+            slow.url(),
+            sick.url(),
+            silent = silent.addr,
+        );
+        let listener = format!(
+            "  - name: web\n    kind: https\n    bind: 127.0.0.1:1\n    access_log: false\n    backend_timeout: 1s\n    routes:\n{routes}"
+        );
+        let proxy = TestProxy::start(dir.path(), &proxy_yaml("", &listener)).await;
+        let addr = proxy.addr();
+
+        // Only `good` passes its checks: a 200 too slow, a 503 and a
+        // connection that never answers all fail theirs.
+        let seen = until_served_by(addr, &["good"]).await;
+        assert_eq!(seen.get("good"), Some(&30));
+        let seen = tally(addr, "/", 200).await;
+        assert_eq!(seen.get("good"), Some(&200), "{seen:?}");
+        assert_eq!(slow.requests() + sick.requests(), 0);
+
+        // Fixed, they come back after `rise` good checks.
+        slow.set_health_delay(Duration::ZERO);
+        sick.set_healthy(true);
+        let seen = until_served_by(addr, &["good", "sick", "slow"]).await;
+        assert!(seen.values().all(|n| *n >= 5), "{seen:?}");
+
+        // A backend that accepts and never answers, alone on its route: a
+        // 504 after `backend_timeout`, not a hang.
+        let started = Instant::now();
+        let response = common::get(addr, HOST, "/silent-only").await;
+        assert_eq!(response.status, 504, "{response:?}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// Opens a SIP-over-TLS connection through the proxy and returns it with
+/// the name its backend greeted with.
+async fn sip_connect(
+    addr: SocketAddr,
+) -> (
+    BufReader<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    String,
+) {
+    let stream = common::connect(addr, Some("sip.example.com"), &[]).await;
+    let mut reader = BufReader::new(stream);
+    let mut name = String::new();
+    within(
+        Duration::from_secs(5),
+        "the backend's greeting",
+        reader.read_line(&mut name),
+    )
+    .await
+    .expect("greeting");
+    (reader, name.trim().to_string())
+}
+
+/// Sends a SIP OPTIONS on `stream` and reads its echo.
+async fn sip_ping(
+    stream: &mut BufReader<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    n: usize,
+) {
+    let line = format!("OPTIONS sip:alice@example.com SIP/2.0 CSeq: {n}\r\n");
+    stream
+        .get_mut()
+        .write_all(line.as_bytes())
+        .await
+        .expect("send");
+    let mut echoed = String::new();
+    within(
+        Duration::from_secs(5),
+        "the echo",
+        stream.read_line(&mut echoed),
+    )
+    .await
+    .expect("echo");
+    assert_eq!(echoed, line.trim_end_matches('\n').to_string() + "\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_listener_fails_over_and_keeps_a_client_on_its_backend() {
+    within(Duration::from_secs(90), "test", async {
+        let mut a = NamedEcho::start("a").await;
+        let mut b = NamedEcho::start("b").await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = format!(
+            "  - name: sip\n    kind: tls\n    bind: 127.0.0.1:1\n    access_log: false\n    \
+             backends: [\"{}\", \"{}\"]\n    balance: client_ip\n    \
+             health: {{ send: \"PING\\r\\n\", expect: PING, interval: 200ms, timeout: 150ms, fall: 1, rise: 2 }}\n",
+            a.addr, b.addr
+        );
+        let proxy = TestProxy::start(dir.path(), &proxy_yaml("", &listener)).await;
+        let addr = proxy.addr();
+
+        // One client address: every connection on the same backend.
+        let (mut first, home) = sip_connect(addr).await;
+        for _ in 0..5 {
+            assert_eq!(sip_connect(addr).await.1, home);
+        }
+        sip_ping(&mut first, 1).await;
+        let (home_echo, other_echo) = if home == "a" {
+            (&mut a, &mut b)
+        } else {
+            (&mut b, &mut a)
+        };
+        let other = if home == "a" { "b" } else { "a" };
+
+        // The other backend dies: the open call goes on, new ones stay home.
+        other_echo.kill();
+        sip_ping(&mut first, 2).await;
+        assert_eq!(sip_connect(addr).await.1, home);
+        other_echo.restart().await;
+
+        // Home dies: its calls end (they were on it), new ones go to the
+        // other at once, even before its checks notice.
+        home_echo.kill();
+        for _ in 0..5 {
+            let (mut moved, name) = sip_connect(addr).await;
+            assert_eq!(name, other);
+            sip_ping(&mut moved, 3).await;
+        }
+        drop(first);
+
+        // Home is back: after `rise` good checks its client returns to it.
+        home_echo.restart().await;
+        within(Duration::from_secs(10), "the client back home", async {
+            while sip_connect(addr).await.1 != home {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        proxy.stop().await;
+    })
+    .await;
+}
