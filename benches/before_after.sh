@@ -19,6 +19,8 @@
 # Knobs (environment, defaults):
 #   SNIWALK_BEFORE_BIN (/tmp/sniwalk-before)   SNIWALK_AFTER_BIN (/tmp/sniwalk-after)
 #   SNIWALK_PEER_SH (benches/peer.sh of this repository)  the sniwalk plug-in both wrappers exec
+#   SNIWALK_BEFORE_BACKENDS / SNIWALK_AFTER_BACKENDS (1): BACKENDS for each peer (2: each
+#   route balanced over two members, see peer.sh), e.g. the same binary with 1 and 2
 #   WORKLOADS (hs_full,h1_keepalive)  ROUNDS (= RUNS, 3)  DURATION (10)  WARMUP (3)
 #   and the harness's other knobs (PIN, QUIET_WAIT, NOISE_MAX, RETRIES, ...)
 #   SNIWALK_BEFORE_COMMIT / SNIWALK_AFTER_COMMIT: recorded in env.txt (default: the file
@@ -70,6 +72,7 @@ for w in before after; do
 # Harness peer "sniwalk_$w" (the harness names a peer after its script file):
 # the project's plug-in with SNIWALK_BIN = \${SNIWALK_${W}_BIN:-/tmp/sniwalk-$w}.
 export SNIWALK_BIN=\${SNIWALK_${W}_BIN:-/tmp/sniwalk-$w}
+export BACKENDS=\${SNIWALK_${W}_BACKENDS:-1}
 exec "\${SNIWALK_PEER_SH}" "\$@"
 EOF
   chmod +x "$PEERS_DIR/sniwalk_$w.sh"

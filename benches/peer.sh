@@ -22,6 +22,11 @@
 # only route forwards everything to BACKEND_ADDR, no access log. With
 # WS_BACKEND_ADDR (the harness's ws_* workloads) a first route sends /ws
 # there, as the nginx plug-in's `location /ws` does.
+# With BACKENDS=2 each route has two members behind `balance: least_conn`:
+# the backend by its address and by the name d0000.example.test (which the
+# harness's /etc/hosts line points at 127.0.0.1). The same backend process
+# either way, so a run measures what balancing costs sniwalk, not a second
+# backend's capacity.
 # The harness's .pem files are leaf + PKCS#8 key, a valid certificate_pem.
 set -euo pipefail
 cmd=${1:-}; shift || true
@@ -64,17 +69,19 @@ listeners:
 CONF
     # ws_* workloads only (the harness sets WS_BACKEND_ADDR): /ws goes to the
     # WebSocket echo backend. Without it the routes are unchanged.
+    target() {   # the route's backend lines for ADDR
+      if [[ ${BACKENDS:-1} == 2 ]]; then
+        printf '        backends: ["http://%s", "http://d0000.example.test:%s"]\n        balance: least_conn\n' "$1" "${1##*:}"
+      else
+        printf '        backend: "http://%s"\n' "$1"
+      fi
+    }
     if [[ -n ${WS_BACKEND_ADDR:-} ]]; then
-      cat <<CONF
-      - host: "*"
-        path: /ws
-        backend: "http://$WS_BACKEND_ADDR"
-CONF
+      printf '      - host: "*"\n        path: /ws\n'
+      target "$WS_BACKEND_ADDR"
     fi
-    cat <<CONF
-      - host: "*"
-        backend: "http://$BACKEND"
-CONF
+    printf '      - host: "*"\n'
+    target "$BACKEND"
   } > "$RUN/proxy.yaml"
   RUST_LOG=warn "$SNIWALK_BIN" run --config "$RUN/proxy.yaml" > "$RUN/stdout.log" 2>&1 &
   pid=$!

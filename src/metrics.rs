@@ -225,6 +225,7 @@ impl Metrics {
             "1 while the storage (storage:) can be reached, 0 while it cannot (no orders then)",
             self.storage_up.clone(),
         );
+        backends::register(&mut registry, snapshot);
         let (not_after, expiry) = certificate_gauges(snapshot, now);
         registry.register_with_unit(
             "certificate_not_after",
@@ -743,6 +744,7 @@ struct CertificateLabels {
     name: String,
 }
 
+mod backends;
 mod histogram;
 
 use histogram::DurationHistogram;

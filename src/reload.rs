@@ -122,6 +122,9 @@ impl WatchSet {
         }
         // Domains added through the admin API: part of the configuration.
         set.files.insert(state.domain_store());
+        // Backends drained through the admin API, likewise (another
+        // instance on this state directory may drain one).
+        set.files.insert(crate::config::DrainStore::path(&state));
         set.dirs.insert(state.certificates_dir());
         for listener in &config.listeners {
             if let Some(dir) = &listener.certdir {
@@ -352,7 +355,10 @@ impl ReloadTask {
         let mut config_loaded = true;
         let config_changed = all
             || files.contains(&self.config.file)
-            || files.contains(&self.config.state_layout().domain_store());
+            || files.contains(&self.config.state_layout().domain_store())
+            || files.contains(&crate::config::DrainStore::path(
+                &self.config.state_layout(),
+            ));
         if config_changed {
             match Config::load(&self.config.file) {
                 Ok(new) => {

@@ -162,6 +162,10 @@ const AREAS: [(&str, &[&str], &str); 4] = [
 /// The storage key of the domain store (`domains.json`).
 pub const DOMAINS_KEY: &str = "config/domains";
 
+/// The storage key of the drain store (README: Redundant backends); its
+/// file is `shared/config/drains`, as for any key without an area.
+pub const DRAINS_KEY: &str = "config/drains";
+
 /// The folder under `state_dir` of every storage key without an area.
 const SHARED: &str = "shared";
 

@@ -2,7 +2,8 @@
 //! a domain no configuration names is stored in etcd (with the domain in
 //! the shared domain store) before A answers 200, and instance B serves it
 //! without being told; while etcd is down an import is refused with a 503
-//! and nothing changes.
+//! and nothing changes. A backend drained on one instance is drained on
+//! the other.
 //!
 //! Real etcd (tests/common/etcd.rs), two in-process proxies with their
 //! admin APIs on free loopback ports, real handshakes.
@@ -220,6 +221,71 @@ async fn a_job_started_on_one_instance_is_polled_on_the_other() {
         let (status, _) =
             common::admin_call(admin_b, "GET", "/certificates/jobs/..%2Flocks", "").await;
         assert_eq!(status, 404);
+        a.stop().await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_on_one_instance_drains_the_backend_on_the_other() {
+    within(TEST_LIMIT, "drain shared through etcd", async {
+        let etcd = TestEtcd::start().await;
+        let a_backend = common::farm::FarmBackend::start("a").await;
+        let b_backend = common::farm::FarmBackend::start("b").await;
+        let (dir_a, dir_b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let (admin_a, admin_b) = (free_admin(), free_admin());
+        let with_group = |admin| {
+            yaml(&etcd.endpoint(), admin).replace(
+                "respond: { body: hello }",
+                &format!(
+                    "backends: [\"{}\", \"{}\"]",
+                    a_backend.url(),
+                    b_backend.url()
+                ),
+            )
+        };
+        let (a, _ra) = TestProxy::start_with_metrics(dir_a.path(), &with_group(admin_a)).await;
+        let (b, _rb) = TestProxy::start_with_metrics(dir_b.path(), &with_group(admin_b)).await;
+        let path = format!("/backends/web/{}/drain", a_backend.addr);
+        let (status, body) = common::admin_call(admin_a, "POST", &path, "").await;
+        assert_eq!(status, 200, "{body}");
+        // Durable before the 200: in etcd.
+        let stored = etcd
+            .etcdctl(&["get", "--print-value-only", "/sniwalk/config/drains"])
+            .await;
+        assert!(stored.contains(&a_backend.addr.to_string()), "{stored}");
+        // B follows: its /status shows the drain, and it sends a nothing.
+        let drained_on_b = || async {
+            let (_, body) = common::admin_call(admin_b, "GET", "/status", "").await;
+            let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            json["backends"].as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|x| x["backend"] == a_backend.addr.to_string() && x["drain"] == "admin")
+            })
+        };
+        eventually("the drain on instance B", drained_on_b).await;
+        let before = a_backend.requests();
+        for _ in 0..20 {
+            let response = common::get(b.addr(), "www.example.com", "/").await;
+            assert_eq!(response.header("x-backend"), Some("b"));
+        }
+        assert_eq!(a_backend.requests(), before);
+        // Ended on B, it ends on A.
+        let (status, body) = common::admin_call(admin_b, "DELETE", &path, "").await;
+        assert_eq!(status, 200, "{body}");
+        let undrained_on_a = || async {
+            let (_, body) = common::admin_call(admin_a, "GET", "/status", "").await;
+            let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            json["backends"].as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|x| x["backend"] == a_backend.addr.to_string() && x["drain"].is_null())
+            })
+        };
+        eventually("the drain ended on instance A", undrained_on_a).await;
         a.stop().await;
         b.stop().await;
     })

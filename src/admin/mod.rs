@@ -10,11 +10,13 @@
 //! | `POST /certificates` | yes | issuance job for hostnames (README, "Admin API") → 202 |
 //! | `GET /certificates/jobs/{id}` | yes | the job's status and step |
 //! | `PUT /domains/{name}/certificate` | yes | import a certificate (by hand) |
+//! | `POST`, `DELETE /backends/{listener}/{address}/drain` | yes | drain a backend, or end its drain |
 //!
 //! Auth is `Authorization: Bearer <token>`, the token being the content of
 //! `admin.token_file` (whitespace trimmed). Errors are JSON
 //! `{"error": "..."}` saying what to do.
 
+mod backends;
 mod import;
 mod job_list;
 mod job_share;
@@ -154,7 +156,14 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Reply {
                 Err(reply) => reply,
             }
         }
+        (&Method::POST, ["backends", listener, address, "drain"]) => {
+            backends::drain(state, listener, address, true).await
+        }
+        (&Method::DELETE, ["backends", listener, address, "drain"]) => {
+            backends::drain(state, listener, address, false).await
+        }
         (_, ["healthz" | "metrics" | "status" | "resolve" | "certificates"])
+        | (_, ["backends", _, _, "drain"])
         | (_, ["certificates", "jobs", _])
         | (_, ["domains", _, "certificate"]) => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -164,7 +173,7 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Reply {
             StatusCode::NOT_FOUND,
             format!(
                 "no endpoint {path}; see /healthz, /metrics, /status, /resolve, /certificates, \
-                 /certificates/jobs/ID, /domains/NAME/certificate"
+                 /certificates/jobs/ID, /domains/NAME/certificate, /backends/LISTENER/ADDRESS/drain"
             ),
         ),
     }
@@ -219,6 +228,8 @@ fn status(state: &AdminState) -> Reply {
         report: &'a CheckReport,
         #[serde(skip_serializing_if = "Option::is_none")]
         storage: Option<crate::storage::health::HealthView>,
+        /// Every backend: health, drain, open sessions, failures.
+        backends: Vec<crate::balance::BackendView>,
     }
     let storage = Some(state.storage.health().view());
     json(
@@ -226,6 +237,7 @@ fn status(state: &AdminState) -> Reply {
         &Status {
             report: &report,
             storage,
+            backends: backends::views(&snapshot),
         },
     )
 }

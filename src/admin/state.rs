@@ -138,14 +138,14 @@ impl AdminState {
 /// the storage cannot be reached).
 #[derive(Debug, thiserror::Error)]
 pub(super) enum StoreError {
-    /// The stored domain store is not one sniwalk can read.
+    /// The stored domain or drain store is not one sniwalk can read.
     #[error("{0}")]
     Read(crate::config::ConfigError),
     /// The storage failed.
-    #[error("writing the domain store: {0}")]
+    #[error("writing to the storage: {0}")]
     Write(crate::storage::StoreError),
     /// Others kept changing it.
-    #[error("the domain store kept changing while being written; try again")]
+    #[error("the stored value kept changing while being written (other instances); try again")]
     Busy,
 }
 

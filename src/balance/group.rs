@@ -270,6 +270,84 @@ impl ListenerBackends {
     pub fn route(&self, index: usize) -> Option<&Group> {
         self.routes.get(index).and_then(Option::as_ref)
     }
+
+    /// Whether `drain: true` in the configuration drains `state` (in any
+    /// group that has it).
+    pub fn drained_by_config(&self, state: &Arc<BackendState>) -> bool {
+        self.routes
+            .iter()
+            .flatten()
+            .chain(self.tcp.iter())
+            .flat_map(Group::members)
+            .any(|m| m.drain && Arc::ptr_eq(&m.state, state))
+    }
+
+    /// What `/status` and the metrics show of every backend of the
+    /// listener named `listener`, removed ones still carrying sessions
+    /// last.
+    pub fn views(&self, listener: &str) -> Vec<BackendView> {
+        let current = self.states.iter().map(|state| {
+            let drain = if state.admin_drained() {
+                Some(DrainedBy::Admin)
+            } else if self.drained_by_config(state) {
+                Some(DrainedBy::Config)
+            } else {
+                None
+            };
+            BackendView::of(listener, state, drain)
+        });
+        let removed = self
+            .retired
+            .iter()
+            .filter(|s| s.in_flight() > 0)
+            .map(|state| BackendView::of(listener, state, Some(DrainedBy::Removed)));
+        current.chain(removed).collect()
+    }
+}
+
+/// Why a backend takes no new sessions although it may be up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrainedBy {
+    /// `drain: true` in the configuration.
+    Config,
+    /// `POST /backends/{listener}/{address}/drain` on the admin API.
+    Admin,
+    /// A reload removed it; its open sessions run to their end.
+    Removed,
+}
+
+/// One backend as `/status` and the metrics show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackendView {
+    /// The listener.
+    pub listener: String,
+    /// `HOST:PORT`.
+    pub backend: String,
+    /// `up`, `down` or `pending`.
+    pub health: &'static str,
+    /// Why it drains, if it does.
+    pub drain: Option<DrainedBy>,
+    /// Requests and tunnels open on it now.
+    pub open_sessions: usize,
+    /// Requests and tunnels it was given since it was first seen.
+    pub sessions: u64,
+    /// Failures counted against it (refused, timed out, 5xx).
+    pub failures: u64,
+}
+
+impl BackendView {
+    fn of(listener: &str, state: &BackendState, drain: Option<DrainedBy>) -> Self {
+        BackendView {
+            listener: listener.to_string(),
+            backend: state.address().to_string(),
+            health: state.health().as_str(),
+            drain,
+            open_sessions: state.in_flight(),
+            sessions: state.sessions(),
+            failures: state.failures(),
+        }
+    }
 }
 
 /// The name a member's TLS client has in the snapshot.

@@ -12,7 +12,7 @@ pub mod group;
 pub mod pick;
 pub mod state;
 
-pub use group::{Chosen, Group, GroupMember, ListenerBackends};
+pub use group::{BackendView, Chosen, DrainedBy, Group, GroupMember, ListenerBackends};
 pub use state::{BackendKey, BackendState, Health, Session, Transition};
 
 /// Logs a backend's change of health if there was one.

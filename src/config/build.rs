@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::domain_store::DomainStore;
+use super::drain_store::DrainStore;
 use super::error::{ConfigError, ConfigProblem};
 use super::fields::PathList;
 use super::listener::listener_from_raw;
@@ -30,6 +31,7 @@ impl Config {
         })?;
         let mut config = Self::parse(&text, path)?;
         DomainStore::read(&config.state_layout())?.merge_into(&mut config.domains);
+        config.drains = DrainStore::read(&config.state_layout())?;
         Ok(config)
     }
 
@@ -202,6 +204,7 @@ impl Config {
             ticket_keys_file,
             ticket_rotation,
             storage,
+            drains: DrainStore::default(),
         })
     }
 }

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::drain_store::DrainStoreError;
 use super::field_error::DomainNameError;
 use super::listener::ListenerError;
 use super::paths::PathError;
@@ -33,6 +34,10 @@ pub enum ConfigError {
         /// field are in it, and `Result<Config, ConfigError>` stays small).
         problem: Box<ConfigProblem>,
     },
+    /// The drain store (backends drained through the admin API) does not
+    /// read.
+    #[error(transparent)]
+    Drains(#[from] DrainStoreError),
 }
 
 /// What is wrong in a configuration file (or in `state_dir/domains.json`):

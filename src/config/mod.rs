@@ -29,6 +29,7 @@ mod backend_raw;
 mod backends;
 mod build;
 mod domain_store;
+mod drain_store;
 mod error;
 mod field_error;
 mod fields;
@@ -45,6 +46,7 @@ pub use backends::{
     HealthCheck, MAX_WEIGHT, Member, Probe,
 };
 pub use domain_store::{DomainStore, StoredDomain};
+pub use drain_store::{DrainStore, DrainStoreError};
 pub use error::{ConfigError, ConfigProblem};
 pub use field_error::{DomainNameError, FieldError};
 pub use fields::{

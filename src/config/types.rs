@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::backends::{Backends, Member};
+use super::drain_store::DrainStore;
 use super::field_error::{DomainNameError, FieldError};
 use super::fields::{
     CheckedStr, DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, account_email_field,
@@ -55,6 +56,9 @@ pub struct Config {
     pub ticket_rotation: Duration,
     /// Where instances keep what they share (`storage:`).
     pub storage: StorageConfig,
+    /// Backends drained through the admin API (`config/drains`), read with
+    /// the file by [`Config::load`].
+    pub drains: DrainStore,
 }
 
 /// Default `tls.ticket_rotation`.

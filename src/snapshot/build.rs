@@ -135,16 +135,23 @@ impl Snapshot {
             _ => Arc::new(index_reports(&reports)),
         };
 
+        let backends: Vec<Arc<ListenerBackends>> = config
+            .listeners
+            .iter()
+            .map(|listener| listener_backends(listener, previous))
+            .collect();
+        for (listener, groups) in config.listeners.iter().zip(&backends) {
+            for state in &groups.states {
+                state.set_admin_drain(config.drains.drains(&listener.name, state.address()));
+            }
+        }
+
         Ok(Snapshot {
             tree,
             domain_certificates,
             certdirs,
             listener_names,
-            backends: config
-                .listeners
-                .iter()
-                .map(|listener| listener_backends(listener, previous))
-                .collect(),
+            backends,
             listeners: config.listeners.iter().cloned().map(Arc::new).collect(),
             client_cas,
             backend_tls,

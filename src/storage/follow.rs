@@ -77,10 +77,10 @@ pub async fn follow(
             changed,
             known: HashMap::new(),
         }));
-        appliers.push(Box::new(DomainStoreCopy {
+        appliers.push(Box::new(ConfigCopy {
             cache: cache.clone(),
             changed: domains_changed,
-            known: None,
+            known: HashMap::new(),
         }));
     }
     for applier in appliers {
@@ -444,36 +444,54 @@ impl Applier for Certificates {
     }
 }
 
-/// The domain store of a remote engine, copied to the local cache.
-struct DomainStoreCopy {
+/// The domain store and the drain store of a remote engine, copied to
+/// the local cache; either change reloads the configuration.
+struct ConfigCopy {
     cache: crate::state_layout::StateLayout,
     changed: OnDomains,
-    /// What the cache holds (written or found equal).
-    known: Option<Vec<u8>>,
+    /// What the cache holds, by key (written or found equal).
+    known: HashMap<String, Vec<u8>>,
+}
+
+impl ConfigCopy {
+    /// Whether `value` reads as the store `key` names (an error says why).
+    fn check(key: &str, value: &[u8]) -> Result<(), String> {
+        let origin = std::path::PathBuf::from(format!("storage key {key}"));
+        if key == keys::DOMAINS {
+            crate::config::DomainStore::parse(value, &origin)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else {
+            crate::config::DrainStore::parse(value, &origin)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 #[async_trait::async_trait]
-impl Applier for DomainStoreCopy {
+impl Applier for ConfigCopy {
     fn prefix(&self) -> &'static str {
         keys::CONFIG
     }
 
     async fn put(&mut self, key: &str, value: &[u8]) {
-        if key != keys::DOMAINS || self.known.as_deref() == Some(value) {
+        if !(key == keys::DOMAINS || key == keys::DRAINS)
+            || self.known.get(key).map(Vec::as_slice) == Some(value)
+        {
             return;
         }
-        let origin = std::path::PathBuf::from(format!("storage key {key}"));
-        if let Err(e) = crate::config::DomainStore::parse(value, &origin) {
+        if let Err(e) = Self::check(key, value) {
             tracing::error!(
                 key,
-                "the stored domain store does not read ({e}); the last good copy stays"
+                "the stored value does not read ({e}); the last good copy stays"
             );
             return;
         }
         match refresh_copy(&self.cache, key, value).await {
             Ok(false) => {}
             Ok(true) => {
-                tracing::info!(key, "stored domain store cached");
+                tracing::info!(key, "stored configuration store cached");
                 (self.changed)();
             }
             Err(e) => {
@@ -481,18 +499,21 @@ impl Applier for DomainStoreCopy {
                 return;
             }
         }
-        self.known = Some(value.to_vec());
+        self.known.insert(key.to_string(), value.to_vec());
     }
 
     async fn delete(&mut self, key: &str) {
-        if key != keys::DOMAINS {
+        if !(key == keys::DOMAINS || key == keys::DRAINS) {
             return;
         }
-        self.known = None;
-        let path = self.cache.domain_store();
+        self.known.remove(key);
+        let path = self.cache.key_path(key);
         let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
         if matches!(removed, Ok(Ok(()))) {
-            tracing::info!(key, "stored domain store deleted; local copy removed");
+            tracing::info!(
+                key,
+                "stored configuration store deleted; local copy removed"
+            );
             (self.changed)();
         }
     }

@@ -42,6 +42,9 @@ pub const CONFIG: &str = "config/";
 /// The key of the domain store.
 pub const DOMAINS: &str = crate::state_layout::DOMAINS_KEY;
 
+/// The key of the drain store (backends drained through the admin API).
+pub const DRAINS: &str = crate::state_layout::DRAINS_KEY;
+
 /// Session ticket keys (with a remote storage): `tickets/keys`.
 pub const TICKETS: &str = "tickets/";
 
