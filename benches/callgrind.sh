@@ -78,7 +78,8 @@
 # CONNS (8), H2_STREAMS (10), WS_CONNS (8), WS_SIZE (512), WS_RATE (1500),
 # WS_DURATION (10), WARMUP_N (1000 requests), WS_WARMUP (2 s), IDLE (10 s), TOP (15),
 # PROXY_CPUS (0), CLIENT_CPUS (1), CG_LIMIT (900), READY_WAIT (300 s for the
-# proxy to answer under valgrind), SNI (d0000.example.test).
+# proxy to answer under valgrind), SNI (d0000.example.test), BACKENDS (1; 2
+# balances each route over two members, see benches/peer.sh).
 set -euo pipefail
 
 # The whole run under one deadline (the trap below still cleans up on TERM).

@@ -165,8 +165,12 @@ pub enum BackendsError {
         /// What to write instead.
         why: &'static str,
     },
-    /// `health.path` not starting with `/`.
-    #[error("{field}.health.path: `{path}` must start with `/`")]
+    /// `health.path` not starting with `/`, or with characters a request
+    /// target cannot carry.
+    #[error(
+        "{field}.health.path: `{path}` must start with `/` and be a valid request path \
+         (percent-encode spaces and the like)"
+    )]
     HealthPath {
         /// The route.
         field: String,
@@ -472,7 +476,7 @@ fn health_check(raw: &RawHealth, field: &str, kind: Kind) -> Result<HealthCheck,
                 ));
             }
             let path = raw.path.clone().unwrap_or_else(|| "/".to_string());
-            if !path.starts_with('/') {
+            if !path.starts_with('/') || path.parse::<hyper::http::uri::PathAndQuery>().is_err() {
                 return Err(BackendsError::HealthPath {
                     field: field.to_string(),
                     path,

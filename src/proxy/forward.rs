@@ -154,7 +154,6 @@ impl Forwarder {
         let mut retried = false;
         let response = loop {
             let member = &config.members[chosen.index];
-            let state = chosen.session.backend().clone();
             let attempt = self.send_to(request, member, &facts).await;
             let failure = match attempt {
                 Ok(response) => break response,
@@ -163,7 +162,8 @@ impl Forwarder {
             facts
                 .metrics
                 .backend_error(member.authority.as_str(), failure.kind);
-            note(&state, state.failed(group.can_go_down()), &failure.text);
+            let state = chosen.session.backend();
+            note(state, state.failed(group.can_go_down()), &failure.text);
             let again = if retried {
                 None
             } else {

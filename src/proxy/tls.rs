@@ -64,8 +64,10 @@ pub async fn serve_connection(
         );
         return;
     }
-    let (_, backends) = shared.settings_and_backends();
-    let (Some(config), Some(group)) = (&settings.backends, &backends.tcp) else {
+    // The groups and the settings they were built from, from one snapshot
+    // (a reload during the handshake may have changed both).
+    let (current, backends) = shared.settings_and_backends();
+    let (Some(config), Some(group)) = (&current.backends, &backends.tcp) else {
         // Configuration validation requires a backend on `tls` listeners.
         return;
     };
@@ -80,7 +82,7 @@ pub async fn serve_connection(
         };
         let member = &config.members[choice.index];
         let state = choice.session.backend().clone();
-        match connect_member(shared, member, &settings, peer, destination).await {
+        match connect_member(shared, member, &current, peer, destination).await {
             Ok(stream) => {
                 crate::balance::note(&state, state.passed(), "connected");
                 chosen = Some((choice, stream));

@@ -222,6 +222,10 @@ fn bad_groups_are_refused_with_the_field_named() {
         &[r, "health.path", "must start with `/`"],
     );
     refused(
+        &https("backend: http://a:1\nhealth: { path: \"/he alth\" }"),
+        &[r, "health.path", "valid request path"],
+    );
+    refused(
         &https("backend: http://a:1\nhealth: { interval: 2s, timeout: 2s }"),
         &[r, "health.timeout", "not shorter than the interval"],
     );
