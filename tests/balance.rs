@@ -323,3 +323,57 @@ async fn every_backend_down_is_a_503_that_says_so() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_is_not_sent_again_and_a_stalled_upload_is_not_the_backends_fault() {
+    within(Duration::from_secs(60), "test", async {
+        let silent = common::farm::Blackhole::start().await;
+        let first = FarmBackend::start("first").await;
+        let good = FarmBackend::start("good").await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The first member's weight makes it the first choice.
+        let routes = format!(
+            "      - host: \"*\"\n        path: /silent\n        backends: [{{ url: \"http://{}\", weight: 256 }}, \"{}\"]\n\
+             \x20     - host: \"*\"\n        backends: [{{ url: \"{}\", weight: 256 }}, \"{}\"]\n",
+            silent.addr,
+            good.url(),
+            first.url(),
+            good.url(),
+        );
+        let extra = "    backend_timeout: 1s\n";
+        let proxy = TestProxy::start(dir.path(), &proxy_yaml("", &listener(extra, &routes))).await;
+
+        // A GET that got no answer in time is not sent to the other
+        // member: the client would wait twice, the slow one may act on it.
+        let response = common::get(proxy.addr(), HOST, "/silent/report").await;
+        assert_eq!(response.status, 504, "{response:?}");
+        assert_eq!(good.requests(), 0, "the timed-out GET went nowhere else");
+
+        // Clients that stall their uploads make the backend time out, but
+        // that is theirs to answer for: the backend stays in the group.
+        let mut uploads = Vec::new();
+        for _ in 0..4 {
+            let addr = proxy.addr();
+            uploads.push(tokio::spawn(async move {
+                let mut stream = common::connect(addr, Some(HOST), &[b"http/1.1"]).await;
+                common::raw_exchange(
+                    &mut stream,
+                    &format!(
+                        "POST /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100\r\n\
+                         Connection: close\r\n\r\nten bytes."
+                    ),
+                )
+                .await
+                .status
+            }));
+        }
+        for upload in uploads {
+            assert_eq!(upload.await.expect("upload"), 504);
+        }
+        assert_eq!(first.requests(), 4, "the uploads reached the first member");
+        let seen = tally(proxy.addr(), "/", 20).await;
+        assert!(share(&seen, "first") >= 15, "still in the group: {seen:?}");
+        proxy.stop().await;
+    })
+    .await;
+}

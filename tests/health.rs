@@ -65,17 +65,21 @@ async fn slow_failing_and_silent_backends_are_taken_out_by_their_checks() {
         let slow = FarmBackend::start("slow").await;
         let sick = FarmBackend::start("sick").await;
         let silent = Blackhole::start().await;
+        // Another one alone on its own route: a backend has one health
+        // state, so it cannot be checked on one route and not on another.
+        let lone = Blackhole::start().await;
         slow.set_health_delay(Duration::from_millis(600));
         sick.set_healthy(false);
         let dir = tempfile::tempdir().expect("tempdir");
         let routes = format!(
-            "      - host: \"*\"\n        path: /silent-only\n        backend: \"http://{silent}\"\n\
+            "      - host: \"*\"\n        path: /silent-only\n        backend: \"http://{lone}\"\n\
              \x20     - host: \"*\"\n        backends: [\"{}\", \"{}\", \"{}\", \"http://{silent}\"]\n        \
              health: {{ path: /health, interval: 200ms, timeout: 150ms, fall: 1, rise: 2 }}\n",
             good.url(),
             slow.url(),
             sick.url(),
             silent = silent.addr,
+            lone = lone.addr,
         );
         let listener = format!(
             "  - name: web\n    kind: https\n    bind: 127.0.0.1:1\n    access_log: false\n    backend_timeout: 1s\n    routes:\n{routes}"
@@ -169,6 +173,10 @@ async fn a_tls_listener_fails_over_and_keeps_a_client_on_its_backend() {
         );
         let proxy = TestProxy::start(dir.path(), &proxy_yaml("", &listener)).await;
         let addr = proxy.addr();
+        // Until its first good check a backend takes connections only
+        // while no other is up: let both be checked (the first check runs
+        // within 250 ms of the start) before relying on the hash.
+        tokio::time::sleep(Duration::from_millis(600)).await;
 
         // One client address: every connection on the same backend.
         let (mut first, home) = sip_connect(addr).await;
@@ -207,6 +215,35 @@ async fn a_tls_listener_fails_over_and_keeps_a_client_on_its_backend() {
             }
         })
         .await;
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_failing_its_check_leaves_though_it_still_serves_requests() {
+    within(Duration::from_secs(60), "test", async {
+        let a = FarmBackend::start("a").await;
+        let b = FarmBackend::start("b").await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = format!(
+            "  - name: web\n    kind: https\n    bind: 127.0.0.1:1\n    access_log: false\n    routes:\n      \
+             - host: \"*\"\n        backends: [\"{}\", \"{}\"]\n        \
+             health: {{ path: /health, interval: 200ms, timeout: 150ms, fall: 3, rise: 2 }}\n",
+            a.url(),
+            b.url()
+        );
+        let proxy = TestProxy::start(dir.path(), &proxy_yaml("", &listener)).await;
+        until_served_by(proxy.addr(), &["a", "b"]).await;
+        // The operator fails a's check to take it out; a still answers
+        // every request it gets meanwhile (which must not undo the
+        // failed checks), and it leaves after `fall` (3) of them.
+        a.set_healthy(false);
+        let started = Instant::now();
+        until_served_by(proxy.addr(), &["b"]).await;
+        assert!(started.elapsed() >= Duration::from_millis(350), "not before 3 checks");
+        let seen = tally(proxy.addr(), "/", 100).await;
+        assert_eq!(seen.get("b"), Some(&100), "{seen:?}");
         proxy.stop().await;
     })
     .await;

@@ -179,10 +179,17 @@ async fn store(
             Some(stored) => Condition::ModifiedAt(stored.modified),
             None => Condition::Absent,
         };
-        let written = storage
-            .put_cached(key, store.to_json(), condition)
-            .await
-            .map_err(StoreError::Write)?;
+        let written = match storage.put_cached(key, store.to_json(), condition).await {
+            Ok(written) => written,
+            // In the storage, only the local copy failed: the drain is
+            // durable, and the reload (which reads the copy) says whether
+            // it applies here.
+            Err(e @ crate::storage::StoreError::Cache { .. }) => {
+                tracing::warn!(%listener, backend = %address, "admin: {e}");
+                return Ok(());
+            }
+            Err(e) => return Err(StoreError::Write(e)),
+        };
         if written.is_some() {
             return Ok(());
         }

@@ -60,12 +60,16 @@ impl Group {
                     address: member.address().to_string(),
                     tls: tls(member),
                     proxy_protocol,
-                    check: config.health.clone(),
                 };
                 let state = known
                     .entry(key.clone())
-                    .or_insert_with(|| Arc::new(BackendState::new(listener, key)))
+                    .or_insert_with(|| {
+                        Arc::new(BackendState::new(listener, key, config.health.clone()))
+                    })
                     .clone();
+                // A kept backend takes its group's checks as they are now
+                // (the configuration allows one `health:` per backend).
+                state.set_check(config.health.clone());
                 GroupMember {
                     state,
                     weight: member.weight(),
@@ -89,7 +93,7 @@ impl Group {
     /// one and nothing checks it actively (it would only turn errors into
     /// 503s; nginx ignores `max_fails` for a single server too).
     pub fn can_go_down(&self) -> bool {
-        self.members.len() > 1 || self.members.iter().any(|m| m.state.key.check.is_some())
+        self.members.len() > 1 || self.members.iter().any(|m| m.state.is_checked())
     }
 
     /// Chooses the member for a new request or tunnel from `client`,
@@ -211,10 +215,13 @@ impl ListenerBackends {
     /// same listener's groups in the snapshot before) for backends it
     /// keeps.
     pub fn build(listener: &ListenerConfig, previous: Option<&ListenerBackends>) -> Self {
+        // Removed backends still carrying sessions too: one that comes back
+        // keeps counting them.
         let mut known: HashMap<BackendKey, Arc<BackendState>> = previous
             .map(|p| {
                 p.states
                     .iter()
+                    .chain(p.retired.iter())
                     .map(|s| (s.key.clone(), s.clone()))
                     .collect()
             })

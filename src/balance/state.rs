@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
+
 use crate::config::{DEFAULT_FALL, HealthCheck};
 
 /// How long a backend without active checks stays out after `fall`
@@ -56,8 +58,9 @@ impl Health {
     }
 }
 
-/// What identifies one backend's state across reloads: the same address,
-/// protocol and checks keep their state (open sessions, health, drain).
+/// What identifies one backend's state across reloads: the same address
+/// and protocol keep their state (open sessions, health, drain, counters),
+/// whatever else a reload changes (its checks are updated in place).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BackendKey {
     /// `HOST:PORT`.
@@ -68,8 +71,6 @@ pub struct BackendKey {
     /// A PROXY protocol v2 header goes first on every connection (a `tls`
     /// listener's `proxy_protocol: v2`; health checks send a LOCAL one).
     pub proxy_protocol: bool,
-    /// Its active checks, if any.
-    pub check: Option<HealthCheck>,
 }
 
 /// One backend's run-time state.
@@ -79,8 +80,16 @@ pub struct BackendState {
     pub listener: Box<str>,
     /// What it is.
     pub key: BackendKey,
+    /// Its active checks (`health:` of its group), replaced by a reload.
+    check: ArcSwapOption<HealthCheck>,
     health: AtomicU8,
+    /// Requests and tunnels that failed in a row (passive checks).
     failures_in_row: AtomicU32,
+    /// Active checks that failed in a row: apart from the passive count,
+    /// so that traffic a backend still serves does not hide a failing
+    /// health check (an operator failing it on purpose to drain it).
+    check_failures_in_row: AtomicU32,
+    /// Active checks that passed in a row.
     passes_in_row: AtomicU32,
     /// Milliseconds after [`BackendState::epoch`] until which a backend
     /// without active checks stays out.
@@ -104,8 +113,8 @@ pub struct Transition {
 impl BackendState {
     /// A backend first seen: pending when it has active checks (it waits
     /// for the first good one), else up.
-    pub fn new(listener: &str, key: BackendKey) -> Self {
-        let health = if key.check.is_some() {
+    pub fn new(listener: &str, key: BackendKey, check: Option<HealthCheck>) -> Self {
+        let health = if check.is_some() {
             Health::Pending
         } else {
             Health::Up
@@ -113,8 +122,10 @@ impl BackendState {
         BackendState {
             listener: listener.into(),
             key,
+            check: ArcSwapOption::from(check.map(Arc::new)),
             health: AtomicU8::new(health.as_u8()),
             failures_in_row: AtomicU32::new(0),
+            check_failures_in_row: AtomicU32::new(0),
             passes_in_row: AtomicU32::new(0),
             down_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -130,6 +141,29 @@ impl BackendState {
         &self.key.address
     }
 
+    /// Its active checks now.
+    pub fn check(&self) -> Option<Arc<HealthCheck>> {
+        self.check.load_full()
+    }
+
+    /// Whether it is checked actively.
+    pub fn is_checked(&self) -> bool {
+        self.check.load().is_some()
+    }
+
+    /// Replaces its checks (a reload changed its group's `health:`). A
+    /// backend no longer checked and not yet checked is up; one that
+    /// becomes checked keeps its health until the first check.
+    pub fn set_check(&self, check: Option<HealthCheck>) {
+        if self.check.load().as_deref() == check.as_ref() {
+            return;
+        }
+        if check.is_none() && self.health() == Health::Pending {
+            self.set(Health::Up);
+        }
+        self.check.store(check.map(Arc::new));
+    }
+
     /// Its health now.
     pub fn health(&self) -> Health {
         Health::from_u8(self.health.load(Ordering::Relaxed))
@@ -138,7 +172,7 @@ impl BackendState {
     /// Whether a backend that is down without active checks has sat out
     /// its cooldown, so that the next session may try it again.
     pub fn cooled_down(&self) -> bool {
-        self.key.check.is_none() && self.millis_now() >= self.down_until_ms.load(Ordering::Relaxed)
+        !self.is_checked() && self.millis_now() >= self.down_until_ms.load(Ordering::Relaxed)
     }
 
     /// Requests and tunnels open on it now.
@@ -172,8 +206,9 @@ impl BackendState {
             self.failures_in_row.store(0, Ordering::Relaxed);
         }
         // Without active checks a success after the cooldown is what brings
-        // it back; with them, only `rise` good checks do.
-        if self.key.check.is_none() && self.health() == Health::Down {
+        // it back (one that began before it went down does not); with
+        // them, only `rise` good checks do.
+        if self.health() == Health::Down && self.cooled_down() {
             return self.set(Health::Up);
         }
         None
@@ -185,13 +220,16 @@ impl BackendState {
     /// (there is nothing to fail over to; nginx does the same).
     pub fn failed(&self, can_go_down: bool) -> Option<Transition> {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        self.passes_in_row.store(0, Ordering::Relaxed);
         let in_row = self.failures_in_row.fetch_add(1, Ordering::Relaxed) + 1;
-        let fall = self.key.check.as_ref().map_or(DEFAULT_FALL, |c| c.fall);
+        let check = self.check.load();
+        let fall = check.as_ref().map_or(DEFAULT_FALL, |c| c.fall);
         if !can_go_down || in_row < fall {
             return None;
         }
-        if self.key.check.is_none() {
+        if check.is_some() {
+            // Back only through `rise` good checks from now on.
+            self.passes_in_row.store(0, Ordering::Relaxed);
+        } else {
             let until = self.millis_now() + PASSIVE_COOLDOWN.as_millis() as u64;
             self.down_until_ms.store(until, Ordering::Relaxed);
         }
@@ -200,22 +238,26 @@ impl BackendState {
 
     /// The outcome of one active check.
     pub fn checked(&self, good: bool) -> Option<Transition> {
-        let Some(check) = &self.key.check else {
-            return None;
-        };
+        let check = self.check.load();
+        let check = check.as_ref()?;
         if good {
-            self.failures_in_row.store(0, Ordering::Relaxed);
+            self.check_failures_in_row.store(0, Ordering::Relaxed);
             let passes = self.passes_in_row.fetch_add(1, Ordering::Relaxed) + 1;
-            match self.health() {
-                Health::Up => None,
+            let up = match self.health() {
+                Health::Up => false,
                 // A new backend is up at its first good check (README).
-                Health::Pending => self.set(Health::Up),
-                Health::Down if passes >= check.rise => self.set(Health::Up),
-                Health::Down => None,
+                Health::Pending => true,
+                Health::Down => passes >= check.rise,
+            };
+            if !up {
+                return None;
             }
+            // What requests failed before it went down is history now.
+            self.failures_in_row.store(0, Ordering::Relaxed);
+            self.set(Health::Up)
         } else {
             self.passes_in_row.store(0, Ordering::Relaxed);
-            let in_row = self.failures_in_row.fetch_add(1, Ordering::Relaxed) + 1;
+            let in_row = self.check_failures_in_row.fetch_add(1, Ordering::Relaxed) + 1;
             if in_row >= check.fall {
                 self.set(Health::Down)
             } else {

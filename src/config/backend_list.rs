@@ -185,6 +185,16 @@ pub enum BackendsError {
         /// The key.
         key: &'static str,
     },
+    /// An `interval` or `timeout` over an hour.
+    #[error("{field}.health.{key}: {value:?} is too long; at most 1h")]
+    HealthTooLong {
+        /// The route or listener.
+        field: String,
+        /// The key.
+        key: &'static str,
+        /// The value.
+        value: Duration,
+    },
     /// `health.timeout` not shorter than `health.interval`.
     #[error(
         "{field}.health.timeout: {timeout:?} is not shorter than the interval {interval:?}; \
@@ -199,6 +209,10 @@ pub enum BackendsError {
         interval: Duration,
     },
 }
+
+/// The longest `health.interval` and `health.timeout`: longer is no check
+/// at all (and tokio's timers would overflow far beyond).
+const MAX_HEALTH_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Whether the group is a route's (HTTP) or a `tls` listener's (TCP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -533,6 +547,15 @@ fn health_check(raw: &RawHealth, field: &str, kind: Kind) -> Result<HealthCheck,
     }
     if rise == 0 {
         return Err(zero("rise"));
+    }
+    for (key, value) in [("interval", interval), ("timeout", timeout)] {
+        if value > MAX_HEALTH_INTERVAL {
+            return Err(BackendsError::HealthTooLong {
+                field: field.to_string(),
+                key,
+                value,
+            });
+        }
     }
     if timeout >= interval {
         return Err(BackendsError::HealthTimeout {

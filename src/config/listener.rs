@@ -2,6 +2,7 @@
 
 use super::backend_list::{BackendsError, http_backends_from_raw, tcp_backends_from_raw};
 use super::backend_raw::RawGroup;
+use super::backends::{HealthCheck, Member};
 use super::field_error::FieldError;
 use super::fields::normalize_pin;
 use super::paths::{PathError, PathResolver};
@@ -176,6 +177,19 @@ pub enum ListenerError {
         field: String,
         /// The entry as written.
         token: String,
+    },
+    /// One backend on several routes with different `health:` settings.
+    #[error(
+        "{field}.health: backend `{backend}` is also on {other}, with other `health:` \
+         settings; a backend has one health state, so give it the same `health:` everywhere"
+    )]
+    HealthDiffers {
+        /// The later route.
+        field: String,
+        /// The backend.
+        backend: String,
+        /// The earlier route.
+        other: String,
     },
     /// `max_header_bytes` below 8192.
     #[error("{field}.max_header_bytes: at least 8192 (browsers send several KiB of cookies)")]
@@ -404,6 +418,7 @@ pub(super) fn listener_from_raw(
             upgrades,
         });
     }
+    check_one_health_per_backend(&routes, field)?;
     let defaults = Limits::default();
     let limits = Limits {
         handshake_timeout: raw
@@ -458,6 +473,32 @@ pub(super) fn listener_from_raw(
         limits,
         client_auth,
     })
+}
+
+/// Refuses a backend that two routes check differently: its health is one
+/// state, shared by every route that names it.
+fn check_one_health_per_backend(routes: &[Route], field: &str) -> Result<(), ListenerError> {
+    let mut seen: Vec<(&str, usize, &Option<HealthCheck>)> = Vec::new();
+    for (index, route) in routes.iter().enumerate() {
+        let RouteAction::Backend(group) = &route.action else {
+            continue;
+        };
+        for member in &group.members {
+            let address = member.address();
+            match seen.iter().find(|(a, ..)| *a == address) {
+                Some((_, first, health)) if *health != &group.health => {
+                    return Err(ListenerError::HealthDiffers {
+                        field: format!("{field}.routes[{index}]"),
+                        backend: address.to_string(),
+                        other: format!("{field}.routes[{first}]"),
+                    });
+                }
+                Some(_) => {}
+                None => seen.push((address, index, &group.health)),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The `Upgrade` protocols a route passes on: `websocket` by default.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::{BackendState, log_transition};
+use crate::config::HealthCheck;
 use crate::snapshot::SnapshotReader;
 
 /// How often the supervisor looks for backends added or removed by a
@@ -23,8 +24,9 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 /// Runs the checks of every checked backend of the current snapshot until
 /// `stop`.
 pub async fn supervise(store: SnapshotReader, stop: CancellationToken) {
-    // Few enough (one per checked backend) for a list.
-    let mut running: Vec<(Arc<BackendState>, CancellationToken)> = Vec::new();
+    // Few enough (one per checked backend) for a list: each backend, the
+    // checks its task runs, and how to stop it.
+    let mut running: Vec<(Arc<BackendState>, Arc<HealthCheck>, CancellationToken)> = Vec::new();
     let mut seen: Vec<Arc<crate::balance::ListenerBackends>> = Vec::new();
     loop {
         let snapshot = store.load_full();
@@ -33,25 +35,34 @@ pub async fn supervise(store: SnapshotReader, stop: CancellationToken) {
             || current.iter().zip(&seen).any(|(a, b)| !Arc::ptr_eq(a, b));
         if changed {
             seen = current.to_vec();
-            let wanted: Vec<&Arc<BackendState>> = current
+            let wanted: Vec<(&Arc<BackendState>, Arc<HealthCheck>)> = current
                 .iter()
                 .flat_map(|l| l.states.iter())
-                .filter(|s| s.key.check.is_some())
+                .filter_map(|s| Some((s, s.check()?)))
                 .collect();
-            running.retain(|(state, cancel)| {
-                let keep = wanted.iter().any(|s| Arc::ptr_eq(s, state));
+            // A task whose backend left, or whose checks a reload changed,
+            // stops; the changed ones start again below.
+            running.retain(|(state, check, cancel)| {
+                let keep = wanted
+                    .iter()
+                    .any(|(s, c)| Arc::ptr_eq(s, state) && c == check);
                 if !keep {
                     cancel.cancel();
                 }
                 keep
             });
-            for state in wanted {
-                if running.iter().any(|(s, _)| Arc::ptr_eq(s, state)) {
+            for (state, check) in wanted {
+                if running.iter().any(|(s, ..)| Arc::ptr_eq(s, state)) {
                     continue;
                 }
                 let cancel = stop.child_token();
-                tokio::spawn(check_forever(state.clone(), store.clone(), cancel.clone()));
-                running.push((state.clone(), cancel));
+                tokio::spawn(check_forever(
+                    state.clone(),
+                    check.clone(),
+                    store.clone(),
+                    cancel.clone(),
+                ));
+                running.push((state.clone(), check, cancel));
             }
         }
         tokio::select! {
@@ -59,17 +70,19 @@ pub async fn supervise(store: SnapshotReader, stop: CancellationToken) {
             () = tokio::time::sleep(FOLLOW_EVERY) => {}
         }
     }
-    for (_, cancel) in running {
+    for (_, _, cancel) in running {
         cancel.cancel();
     }
 }
 
 /// Checks one backend every `interval`, the first time at once, until
 /// `stop`.
-async fn check_forever(state: Arc<BackendState>, store: SnapshotReader, stop: CancellationToken) {
-    let Some(check) = state.key.check.clone() else {
-        return;
-    };
+async fn check_forever(
+    state: Arc<BackendState>,
+    check: Arc<HealthCheck>,
+    store: SnapshotReader,
+    stop: CancellationToken,
+) {
     let mut ticks = tokio::time::interval(check.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

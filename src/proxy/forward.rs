@@ -146,7 +146,8 @@ impl Forwarder {
         let mut resend =
             (config.members.len() > 1 && parts.method.is_idempotent() && body.is_end_stream())
                 .then(|| parts.clone());
-        let mut request = Request::from_parts(parts, ForwardBody::Client(body));
+        let (body, body_sent) = ForwardBody::client(body);
+        let mut request = Request::from_parts(parts, body);
         let client = facts.peer.ip();
         let Some(mut chosen) = group.choose(client, None) else {
             return all_down();
@@ -162,14 +163,28 @@ impl Forwarder {
             facts
                 .metrics
                 .backend_error(member.authority.as_str(), failure.kind);
-            let state = chosen.session.backend();
-            note(state, state.failed(group.can_go_down()), &failure.text);
+            // Not the backend's fault: the client's body failed, or the
+            // client was still sending it when time ran out.
+            let blame = match failure.cause {
+                Cause::Backend => true,
+                Cause::Client => false,
+                Cause::Timeout => body_sent
+                    .as_ref()
+                    .is_none_or(|sent| sent.load(std::sync::atomic::Ordering::Relaxed)),
+            };
+            if blame {
+                let state = chosen.session.backend();
+                note(state, state.failed(group.can_go_down()), &failure.text);
+            }
+            // Never again after a timeout (the client would wait twice, and
+            // the slow backend may still act on it) or the client's fault.
             let again = if retried {
                 None
             } else {
                 failure.unsent.or_else(|| {
-                    resend
-                        .take()
+                    (failure.cause == Cause::Backend)
+                        .then(|| resend.take())
+                        .flatten()
                         .map(|head| Request::from_parts(head, ForwardBody::Empty))
                 })
             };
@@ -308,6 +323,7 @@ impl Forwarder {
                         kind: BackendError::Tls,
                         text: why.to_string(),
                         unsent: Some(request),
+                        cause: Cause::Backend,
                     });
                 }
             },
@@ -317,6 +333,12 @@ impl Forwarder {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(SendFailure { error, unsent })) => {
                 let timed_out = is_timeout(&error);
+                let cause = match &error {
+                    SendError::Request(e) if e.is_user() => Cause::Client,
+                    // Connecting in time is the backend's part alone.
+                    _ if timed_out && !error.is_connect() => Cause::Timeout,
+                    _ => Cause::Backend,
+                };
                 let (status, kind) = if timed_out {
                     (StatusCode::GATEWAY_TIMEOUT, BackendError::Timeout)
                 } else if is_tls_failure(&error) {
@@ -331,6 +353,7 @@ impl Forwarder {
                     kind,
                     text: describe_client_error(&error, timed_out),
                     unsent,
+                    cause,
                 })
             }
             // Never sent again: it may have been acted on, and a second
@@ -343,18 +366,32 @@ impl Forwarder {
                     self.backend_timeout.as_secs()
                 ),
                 unsent: None,
+                cause: Cause::Timeout,
             }),
         }
     }
 }
 
-/// A failed attempt: the answer it would give, and the request when it was
-/// never sent.
+/// A failed attempt: the answer it would give, the request when it was
+/// never sent, and whose fault it was.
 struct Attempt {
     status: StatusCode,
     kind: BackendError,
     text: String,
     unsent: Option<Request<ForwardBody>>,
+    cause: Cause,
+}
+
+/// Why an attempt failed, for the backend's health and for a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// The backend: refused, unreachable, TLS, a broken connection.
+    Backend,
+    /// No answer in time (the backend's fault only if the client's body
+    /// was all sent); never sent again.
+    Timeout,
+    /// The client's body failed (reset, malformed): not the backend's.
+    Client,
 }
 
 /// Every member of the group is down or draining.

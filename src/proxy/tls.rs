@@ -343,6 +343,15 @@ mod tests {
     }
 
     #[test]
+    fn proxy_v2_local_has_no_addresses() {
+        let header = proxy_v2_local_header();
+        assert_eq!(&header[..12], &PROXY_V2_SIGNATURE);
+        assert_eq!(header[12], 0x20, "version 2, LOCAL");
+        assert_eq!(header[13], 0x00, "UNSPEC");
+        assert_eq!(u16::from_be_bytes([header[14], header[15]]), 0);
+    }
+
+    #[test]
     fn proxy_v2_ipv6_and_mixed() {
         let header = proxy_v2_header(
             "[::1]:1".parse().expect("addr"),

@@ -237,3 +237,83 @@ fn a_reload_keeps_the_state_of_kept_backends_and_retires_the_busy_removed_ones()
     );
     assert!(later.retired.is_empty(), "b's last session ended");
 }
+
+#[test]
+fn traffic_does_not_hide_a_failing_health_check() {
+    let mut three = check();
+    three.fall = 3;
+    let group = group(
+        vec![member("a:1", 1, false), member("b:1", 1, false)],
+        Balance::RoundRobin,
+        Some(three),
+    );
+    let a = &group.members()[0].state;
+    a.checked(true);
+    // Its checks fail while requests still succeed between them (an
+    // operator failing the check to drain it): out at the third.
+    for _ in 0..2 {
+        assert_eq!(a.checked(false), None);
+        assert_eq!(a.passed(), None);
+    }
+    let down = a.checked(false).expect("down");
+    assert_eq!(down.to, Health::Down);
+}
+
+#[test]
+fn a_success_during_the_cooldown_does_not_end_it() {
+    let group = group(
+        vec![member("a:1", 1, false), member("b:1", 1, false)],
+        Balance::RoundRobin,
+        None,
+    );
+    let a = &group.members()[0].state;
+    for _ in 0..crate::config::DEFAULT_FALL {
+        a.failed(group.can_go_down());
+    }
+    // A request sent before it went down answers well afterwards.
+    assert_eq!(a.passed(), None);
+    assert_eq!(a.health(), Health::Down, "sits out the 10 s");
+}
+
+#[test]
+fn a_reload_that_changes_the_checks_keeps_the_state() {
+    use crate::config::{Limits, ListenerConfig, ListenerKind};
+    let listener = |health: Option<HealthCheck>| ListenerConfig {
+        name: "sip".into(),
+        kind: ListenerKind::Tls,
+        bind: "127.0.0.1:5061".parse().expect("bind"),
+        certdir: None,
+        routes: Vec::new(),
+        access_log: true,
+        backends: Some(Backends {
+            members: vec![member("a:1", 1, false), member("b:1", 1, false)],
+            balance: Balance::LeastConn,
+            health,
+        }),
+        proxy_protocol: false,
+        https_port: None,
+        limits: Limits::default(),
+        client_auth: None,
+    };
+    let before = ListenerBackends::build(&listener(Some(check())), None);
+    let state = before.tcp.as_ref().expect("group").members()[0]
+        .state
+        .clone();
+    state.checked(true);
+    let session = Session::open(&state);
+    let mut slower = check();
+    slower.interval = Duration::from_secs(30);
+    let after = ListenerBackends::build(&listener(Some(slower.clone())), Some(&before));
+    let kept = &after.tcp.as_ref().expect("group").members()[0].state;
+    assert!(Arc::ptr_eq(kept, &state));
+    assert_eq!(kept.check().as_deref(), Some(&slower));
+    assert_eq!(kept.health(), Health::Up);
+    assert_eq!(kept.in_flight(), 1);
+    assert!(after.retired.is_empty());
+    // Checks removed: a pending backend becomes up.
+    let unchecked = ListenerBackends::build(&listener(None), Some(&after));
+    let b = &unchecked.tcp.as_ref().expect("group").members()[1].state;
+    assert!(!b.is_checked());
+    assert_eq!(b.health(), Health::Up);
+    drop(session);
+}

@@ -230,6 +230,21 @@ fn bad_groups_are_refused_with_the_field_named() {
         &[r, "health.timeout", "not shorter than the interval"],
     );
     refused(
+        &https("backend: http://a:1\nhealth: { interval: 18446744073709551615 }"),
+        &[r, "health.interval", "at most 1h"],
+    );
+    refused(
+        &format!(
+            "{HEAD}  - name: ws\n    kind: https\n    bind: 127.0.0.1:8443\n    routes:\n      \
+             - {{ host: a.example.com, backends: [\"http://a:1\"] }}\n      \
+             - {{ host: b.example.com, backends: [\"http://a:1\"], health: {{}} }}\n"
+        ),
+        &[
+            "listeners.ws.routes[1].health",
+            "`a:1` is also on listeners.ws.routes[0]",
+        ],
+    );
+    refused(
         &https("backend: http://a:1\nhealth: { fall: 0 }"),
         &[r, "health.fall: must be more than 0"],
     );
