@@ -24,24 +24,9 @@ fn listener(extra: &str, routes: &str) -> String {
     )
 }
 
-/// GETs `path` `count` times over one keep-alive connection; the number
-/// of answers by backend name (`x-backend`), failures as `status NNN`.
+/// `farm::tally` with this file's host.
 async fn tally(addr: SocketAddr, path: &str, count: usize) -> HashMap<String, usize> {
-    let mut send = h1_client(addr, HOST).await;
-    let mut seen = HashMap::new();
-    for _ in 0..count {
-        let request = Request::get(path)
-            .header("host", HOST)
-            .body(empty())
-            .expect("request");
-        let response = send_h1(&mut send, request).await;
-        let key = match response.header("x-backend") {
-            Some(name) if response.status == 200 => name.to_string(),
-            _ => format!("status {}", response.status),
-        };
-        *seen.entry(key).or_insert(0) += 1;
-    }
-    seen
+    common::farm::tally(addr, HOST, path, count).await
 }
 
 fn share(seen: &HashMap<String, usize>, name: &str) -> usize {

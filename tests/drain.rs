@@ -11,10 +11,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::backends::empty;
 use common::farm::FarmBackend;
-use common::{admin_call, h1_client, send_h1, within, ws};
-use hyper::Request;
+use common::{admin_call, within, ws};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -129,22 +127,9 @@ async fn exchange(sockets: &mut [(Tls, String)], round: usize) {
     }
 }
 
+/// `farm::tally` of `/` with this file's host.
 async fn tally(addr: SocketAddr, count: usize) -> HashMap<String, usize> {
-    let mut send = h1_client(addr, HOST).await;
-    let mut seen = HashMap::new();
-    for _ in 0..count {
-        let request = Request::get("/")
-            .header("host", HOST)
-            .body(empty())
-            .expect("request");
-        let response = send_h1(&mut send, request).await;
-        let key = match response.header("x-backend") {
-            Some(name) if response.status == 200 => name.to_string(),
-            _ => format!("status {}", response.status),
-        };
-        *seen.entry(key).or_insert(0) += 1;
-    }
-    seen
+    common::farm::tally(addr, HOST, "/", count).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

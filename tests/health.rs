@@ -10,32 +10,15 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::backends::empty;
 use common::farm::{Blackhole, FarmBackend, NamedEcho};
-use common::{TestProxy, h1_client, proxy_yaml, send_h1, within};
-use hyper::Request;
+use common::{TestProxy, proxy_yaml, within};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const HOST: &str = "app.example.com";
 
-/// Answers to `count` GETs of `path` over one connection, by backend name
-/// (`status NNN` for anything but a 200).
+/// `farm::tally` with this file's host.
 async fn tally(addr: SocketAddr, path: &str, count: usize) -> HashMap<String, usize> {
-    let mut send = h1_client(addr, HOST).await;
-    let mut seen = HashMap::new();
-    for _ in 0..count {
-        let request = Request::get(path)
-            .header("host", HOST)
-            .body(empty())
-            .expect("request");
-        let response = send_h1(&mut send, request).await;
-        let key = match response.header("x-backend") {
-            Some(name) if response.status == 200 => name.to_string(),
-            _ => format!("status {}", response.status),
-        };
-        *seen.entry(key).or_insert(0) += 1;
-    }
-    seen
+    common::farm::tally(addr, HOST, path, count).await
 }
 
 /// Waits (up to 10 s) until `count` requests all reach exactly `names`.

@@ -10,16 +10,12 @@ use hyper::StatusCode;
 use percent_encoding::percent_decode_str;
 
 use super::reply::{Reply, error, json};
-use super::state::{APPLY_TIMEOUT, AdminState, StoreError};
+use super::state::{APPLY_TIMEOUT, AdminState, StoreError, update_stored};
 use crate::balance::{BackendState, BackendView};
 use crate::config::DrainStore;
 use crate::reload::Reload;
 use crate::snapshot::Snapshot;
-use crate::storage::{Condition, Shared, keys};
-
-/// How often the read-modify-write of the drain store is tried when other
-/// instances change it meanwhile.
-const STORE_ATTEMPTS: usize = 5;
+use crate::storage::{Shared, keys};
 
 /// Drains (`drain`) or undrains `address` of `listener`.
 pub(super) async fn drain(state: &AdminState, listener: &str, address: &str, drain: bool) -> Reply {
@@ -149,50 +145,19 @@ pub(super) fn views(snapshot: &Snapshot) -> Vec<BackendView> {
         .collect()
 }
 
-/// Sets the drain in the drain store: a read-modify-write made safe
-/// between instances by a compare and swap (within this instance the
-/// caller holds [`AdminState::writer`]).
+/// Sets the drain in the drain store (see [`update_stored`]).
 async fn store(
     storage: &Shared,
     listener: &str,
     address: &str,
     drain: bool,
 ) -> Result<(), StoreError> {
-    let key = keys::DRAINS;
-    let origin = std::path::PathBuf::from(format!("{} key {key}", storage.engine().describe()));
-    for _ in 0..STORE_ATTEMPTS {
-        let current = storage
-            .engine()
-            .get(key)
-            .await
-            .map_err(|e| StoreError::Write(e.into()))?;
-        let mut store = match &current {
-            Some(stored) => {
-                DrainStore::parse(&stored.value, &origin).map_err(|e| StoreError::Read(e.into()))?
-            }
-            None => DrainStore::default(),
-        };
-        if !store.set(listener, address, drain) {
-            return Ok(());
-        }
-        let condition = match &current {
-            Some(stored) => Condition::ModifiedAt(stored.modified),
-            None => Condition::Absent,
-        };
-        let written = match storage.put_cached(key, store.to_json(), condition).await {
-            Ok(written) => written,
-            // In the storage, only the local copy failed: the drain is
-            // durable, and the reload (which reads the copy) says whether
-            // it applies here.
-            Err(e @ crate::storage::StoreError::Cache { .. }) => {
-                tracing::warn!(%listener, backend = %address, "admin: {e}");
-                return Ok(());
-            }
-            Err(e) => return Err(StoreError::Write(e)),
-        };
-        if written.is_some() {
-            return Ok(());
-        }
-    }
-    Err(StoreError::Busy)
+    update_stored(
+        storage,
+        keys::DRAINS,
+        |bytes, origin| DrainStore::parse(bytes, origin).map_err(Into::into),
+        |store: &mut DrainStore| store.set(listener, address, drain),
+        DrainStore::to_json,
+    )
+    .await
 }

@@ -161,21 +161,51 @@ impl StoreError {
     }
 }
 
-/// How often a read-modify-write of the domain store is tried when other
-/// instances change it meanwhile.
+/// How often a read-modify-write of a stored JSON document is tried when
+/// other instances change it meanwhile.
 const STORE_ATTEMPTS: usize = 5;
 
-/// Adds `names` to the domain store (ACME-managed when `acme`): a
-/// read-modify-write made safe between instances by writing only if the
-/// store is still the one read (compare and swap); within this instance
-/// the caller holds [`AdminState::writer`]. Names already there keep
-/// their entry; nothing is written when all are.
+/// Adds `names` to the domain store (ACME-managed when `acme`). Names
+/// already there keep their entry; nothing is written when all are.
 pub(super) async fn add_to_store(
     storage: &Shared,
     names: &[String],
     acme: bool,
 ) -> Result<(), StoreError> {
-    let key = crate::storage::keys::DOMAINS;
+    update_stored(
+        storage,
+        crate::storage::keys::DOMAINS,
+        DomainStore::parse,
+        |store: &mut DomainStore| {
+            let before = store.domains.len();
+            for name in names {
+                store
+                    .domains
+                    .entry(name.clone())
+                    .or_insert(StoredDomain { acme });
+            }
+            store.domains.len() != before
+        },
+        DomainStore::to_json,
+    )
+    .await
+}
+
+/// A read-modify-write of the JSON document at `key` (the domain store,
+/// the drain store): `modify` changes what was read (or the default) and
+/// says whether it did; it is written only if the stored value is still
+/// the one read (compare and swap), so instances never lose each other's
+/// changes; within this instance the caller holds [`AdminState::writer`].
+/// When the storage took the value and only the local copy failed, the
+/// change is durable: logged, and the caller's reload tells whether it
+/// applies here.
+pub(super) async fn update_stored<T: Default>(
+    storage: &Shared,
+    key: &str,
+    parse: impl Fn(&[u8], &Path) -> Result<T, crate::config::ConfigError>,
+    mut modify: impl FnMut(&mut T) -> bool,
+    to_json: impl Fn(&T) -> Vec<u8>,
+) -> Result<(), StoreError> {
     let origin = std::path::PathBuf::from(format!("{} key {key}", storage.engine().describe()));
     for _ in 0..STORE_ATTEMPTS {
         let current = storage
@@ -183,30 +213,25 @@ pub(super) async fn add_to_store(
             .get(key)
             .await
             .map_err(|e| StoreError::Write(e.into()))?;
-        let mut store = match &current {
-            Some(stored) => DomainStore::parse(&stored.value, &origin).map_err(StoreError::Read)?,
-            None => DomainStore::default(),
+        let mut value = match &current {
+            Some(stored) => parse(&stored.value, &origin).map_err(StoreError::Read)?,
+            None => T::default(),
         };
-        let before = store.domains.len();
-        for name in names {
-            store
-                .domains
-                .entry(name.clone())
-                .or_insert(StoredDomain { acme });
-        }
-        if store.domains.len() == before {
+        if !modify(&mut value) {
             return Ok(());
         }
         let condition = match &current {
             Some(stored) => Condition::ModifiedAt(stored.modified),
             None => Condition::Absent,
         };
-        let written = storage
-            .put_cached(key, store.to_json(), condition)
-            .await
-            .map_err(StoreError::Write)?;
-        if written.is_some() {
-            return Ok(());
+        match storage.put_cached(key, to_json(&value), condition).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(e @ crate::storage::StoreError::Cache { .. }) => {
+                tracing::warn!(key, "admin: {e}");
+                return Ok(());
+            }
+            Err(e) => return Err(StoreError::Write(e)),
         }
     }
     Err(StoreError::Busy)

@@ -332,6 +332,32 @@ impl Drop for Dropper {
     }
 }
 
+/// GETs `path` `count` times over one keep-alive HTTP/1.1 connection to
+/// the proxy at `addr` (SNI and Host `host`): how many answers came from
+/// each backend (`x-backend`), anything but a 200 as `status NNN`.
+pub async fn tally(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    count: usize,
+) -> std::collections::HashMap<String, usize> {
+    let mut send = super::h1_client(addr, host).await;
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..count {
+        let request = Request::get(path)
+            .header("host", host)
+            .body(super::backends::empty())
+            .expect("request");
+        let response = super::send_h1(&mut send, request).await;
+        let key = match response.header("x-backend") {
+            Some(name) if response.status == 200 => name.to_string(),
+            _ => format!("status {}", response.status),
+        };
+        *seen.entry(key).or_insert(0) += 1;
+    }
+    seen
+}
+
 /// A named TCP backend for `tls` listeners: says its name and a newline
 /// on every connection, then echoes every byte; can be killed and brought
 /// back on the same port.

@@ -37,6 +37,31 @@ fn group(members: Vec<TcpBackend>, balance: Balance, health: Option<HealthCheck>
     Group::build("sip", &config, |_| None, false, &mut HashMap::new())
 }
 
+/// A `tls` listener `sip` balancing over `members` by least connections.
+fn tls_listener(
+    members: Vec<TcpBackend>,
+    health: Option<HealthCheck>,
+) -> crate::config::ListenerConfig {
+    use crate::config::{Limits, ListenerConfig, ListenerKind};
+    ListenerConfig {
+        name: "sip".into(),
+        kind: ListenerKind::Tls,
+        bind: "127.0.0.1:5061".parse().expect("bind"),
+        certdir: None,
+        routes: Vec::new(),
+        access_log: true,
+        backends: Some(Backends {
+            members,
+            balance: Balance::LeastConn,
+            health,
+        }),
+        proxy_protocol: false,
+        https_port: None,
+        limits: Limits::default(),
+        client_auth: None,
+    }
+}
+
 /// Who gets `count` sessions opened one after the other (each closed at
 /// once), by member position.
 fn shares(group: &Group, count: usize) -> Vec<usize> {
@@ -196,24 +221,7 @@ fn the_only_member_without_checks_is_never_taken_out() {
 
 #[test]
 fn a_reload_keeps_the_state_of_kept_backends_and_retires_the_busy_removed_ones() {
-    use crate::config::{Limits, ListenerConfig, ListenerKind};
-    let listener = |members: Vec<TcpBackend>| ListenerConfig {
-        name: "sip".into(),
-        kind: ListenerKind::Tls,
-        bind: "127.0.0.1:5061".parse().expect("bind"),
-        certdir: None,
-        routes: Vec::new(),
-        access_log: true,
-        backends: Some(Backends {
-            members,
-            balance: Balance::LeastConn,
-            health: None,
-        }),
-        proxy_protocol: false,
-        https_port: None,
-        limits: Limits::default(),
-        client_auth: None,
-    };
+    let listener = |members: Vec<TcpBackend>| tls_listener(members, None);
     let before = ListenerBackends::build(
         &listener(vec![member("a:1", 1, false), member("b:1", 1, false)]),
         None,
@@ -277,23 +285,11 @@ fn a_success_during_the_cooldown_does_not_end_it() {
 
 #[test]
 fn a_reload_that_changes_the_checks_keeps_the_state() {
-    use crate::config::{Limits, ListenerConfig, ListenerKind};
-    let listener = |health: Option<HealthCheck>| ListenerConfig {
-        name: "sip".into(),
-        kind: ListenerKind::Tls,
-        bind: "127.0.0.1:5061".parse().expect("bind"),
-        certdir: None,
-        routes: Vec::new(),
-        access_log: true,
-        backends: Some(Backends {
-            members: vec![member("a:1", 1, false), member("b:1", 1, false)],
-            balance: Balance::LeastConn,
+    let listener = |health: Option<HealthCheck>| {
+        tls_listener(
+            vec![member("a:1", 1, false), member("b:1", 1, false)],
             health,
-        }),
-        proxy_protocol: false,
-        https_port: None,
-        limits: Limits::default(),
-        client_auth: None,
+        )
     };
     let before = ListenerBackends::build(&listener(Some(check())), None);
     let state = before.tcp.as_ref().expect("group").members()[0]
