@@ -163,10 +163,11 @@ impl Group {
                 self.round_robin(candidates)
             }
             Balance::ClientIp => {
-                let ids: Vec<&str> = self.members.iter().map(|m| m.state.address()).collect();
+                // The addresses, read in place: no list is built per choice.
+                let ids = self.members.iter().map(|m| m.state.address());
                 match client {
-                    IpAddr::V4(v4) => client_hash(candidates, &ids, &v4.octets()),
-                    IpAddr::V6(v6) => client_hash(candidates, &ids, &v6.octets()),
+                    IpAddr::V4(v4) => client_hash(candidates, ids, &v4.octets()),
+                    IpAddr::V6(v6) => client_hash(candidates, ids, &v6.octets()),
                 }
             }
         }

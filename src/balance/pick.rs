@@ -89,13 +89,17 @@ pub fn least_conn(candidates: &[Candidate], start: usize) -> Option<usize> {
 /// fixed seed); when one leaves, only its own clients move, spread over
 /// the others in proportion to their weights, and they come back when it
 /// returns. `ids` names the candidates (their addresses), in the same order.
-pub fn client_hash(candidates: &[Candidate], ids: &[&str], key: &[u8]) -> Option<usize> {
+pub fn client_hash<S: AsRef<str>>(
+    candidates: &[Candidate],
+    ids: impl IntoIterator<Item = S>,
+    key: &[u8],
+) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
     for (index, (candidate, id)) in candidates.iter().zip(ids).enumerate() {
         if !candidate.eligible {
             continue;
         }
-        let score = weighted_score(key, id, candidate.weight.max(1));
+        let score = weighted_score(key, id.as_ref(), candidate.weight.max(1));
         if best.is_none_or(|(_, top)| score > top) {
             best = Some((index, score));
         }

@@ -10,12 +10,12 @@ use http_body_util::Empty;
 use hyper::header::{CONNECTION, HOST, HeaderValue, USER_AGENT};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::balance::BackendState;
 use crate::config::{HealthCheck, Probe};
-use crate::proxy::tls::proxy_v2_local_header;
+use crate::proxy::tls::{BackendStream, proxy_v2_local_header};
 use crate::snapshot::SnapshotReader;
 use crate::snapshot::backend_tls::BackendTlsError;
 
@@ -52,10 +52,6 @@ pub enum ProbeError {
     Expect(String),
 }
 
-/// A connection to a backend, plain or TLS.
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
 /// Runs one check of `backend` within `check.timeout`.
 pub async fn run(
     backend: &BackendState,
@@ -82,7 +78,7 @@ async fn exchange(
             .await
             .map_err(ProbeError::Io)?;
     }
-    let mut stream: Box<dyn Stream> = match &backend.key.tls {
+    let mut stream: Box<dyn BackendStream> = match &backend.key.tls {
         None => Box::new(tcp),
         Some(name) => {
             let client = store.load().backend_tls_client(name)?;
@@ -113,7 +109,11 @@ async fn exchange(
 
 /// `GET path` over `stream` with hyper's HTTP/1.1 client; 2xx and 3xx are
 /// good.
-async fn http_get(stream: Box<dyn Stream>, address: &str, path: &str) -> Result<(), ProbeError> {
+async fn http_get(
+    stream: Box<dyn BackendStream>,
+    address: &str,
+    path: &str,
+) -> Result<(), ProbeError> {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(ProbeError::Http)?;
@@ -139,7 +139,7 @@ async fn http_get(stream: Box<dyn Stream>, address: &str, path: &str) -> Result<
 }
 
 /// Reads until `expected` appears in what the backend sent.
-async fn read_until(stream: &mut Box<dyn Stream>, expected: &str) -> Result<(), ProbeError> {
+async fn read_until(stream: &mut Box<dyn BackendStream>, expected: &str) -> Result<(), ProbeError> {
     let mut seen: Vec<u8> = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {

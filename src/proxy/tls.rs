@@ -152,8 +152,8 @@ pub async fn serve_connection(
     );
 }
 
-/// A connection to a backend of a `tls` listener, plain or TLS.
-trait BackendStream: AsyncRead + AsyncWrite + Unpin + Send {}
+/// A connection to a backend, plain or TLS (also the health checks').
+pub trait BackendStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> BackendStream for T {}
 
 /// Connects to `member`: TCP, the PROXY header if the listener sends one,

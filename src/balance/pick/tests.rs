@@ -96,9 +96,9 @@ fn client_hash_keeps_a_client_where_it_is_and_moves_only_the_leaving_one_s() {
     let without_second = [up(1), down(1), up(1)];
     let mut moved = 0;
     for n in 0..3000 {
-        let before = client_hash(&all, &ids, &key(n)).expect("eligible");
-        assert_eq!(client_hash(&all, &ids, &key(n)), Some(before), "stable");
-        let after = client_hash(&without_second, &ids, &key(n)).expect("eligible");
+        let before = client_hash(&all, ids, &key(n)).expect("eligible");
+        assert_eq!(client_hash(&all, ids, &key(n)), Some(before), "stable");
+        let after = client_hash(&without_second, ids, &key(n)).expect("eligible");
         if before == 1 {
             assert_ne!(after, 1);
             moved += 1;
@@ -117,7 +117,7 @@ fn client_hash_shares_clients_by_weight() {
     let group = [up(1), up(2), up(1)];
     let mut counts = [0usize; 3];
     for n in 0..10_000 {
-        counts[client_hash(&group, &ids, &key(n)).expect("eligible")] += 1;
+        counts[client_hash(&group, ids, &key(n)).expect("eligible")] += 1;
     }
     // Shares 1/4, 2/4, 1/4 within 10 %.
     for (count, expected) in counts.iter().zip([2500.0, 5000.0, 2500.0]) {
