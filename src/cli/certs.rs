@@ -1,0 +1,154 @@
+//! The commands that work on certificates without a running proxy:
+//! `check`, `resolve`, `selfsigned` and `pem merge`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use sniwalk::config::{Config, normalize_domain_name};
+use sniwalk::inspect::{CheckReport, Resolution};
+use sniwalk::snapshot::{
+    CERTDIR_CERT, CERTDIR_KEY, DefaultPolicy, Snapshot, generate_self_signed_pem,
+};
+use sniwalk::{fsio, pem, unix_now};
+
+/// Loads the snapshot as `run` would, without writing anything.
+pub(crate) fn load_snapshot(config_path: &Path) -> anyhow::Result<(Config, Snapshot)> {
+    let config = Config::load(config_path)?;
+    let snapshot = Snapshot::build(&config, None, DefaultPolicy::InMemory, unix_now())?;
+    Ok((config, snapshot))
+}
+
+pub(crate) fn check(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    // A configuration that does not load is an error like any other: exit 1.
+    let (config, snapshot) = match load_snapshot(config_path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("sniwalk: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let acme_status = sniwalk::acme::control::read_status(&config.state_layout());
+    let report = CheckReport::from_snapshot(&snapshot, unix_now()).with_acme_status(&acme_status);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let storage = runtime.block_on(sniwalk::storage::probe(&config));
+    if json {
+        let mut value = serde_json::to_value(&report)?;
+        value["storage"] = serde_json::to_value(&storage)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", report.render_text());
+        println!("{}", storage.line());
+    }
+    Ok(if report.has_errors() || !storage.up {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(crate) fn resolve(
+    config_path: &Path,
+    listener: Option<&str>,
+    name: Option<&str>,
+    no_sni: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (config, snapshot) = load_snapshot(config_path)?;
+    if name.is_none() && !no_sni {
+        bail!("give a NAME to resolve, or --no-sni for a client that sends none");
+    }
+    let index = match listener {
+        Some(wanted) => Some(snapshot.listener_index(wanted).with_context(|| {
+            let known: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+            format!(
+                "no listener named `{wanted}` (configured: {})",
+                known.join(", ")
+            )
+        })?),
+        None => config
+            .listeners
+            .iter()
+            .position(|l| l.kind.terminates_tls()),
+    };
+    let resolution = Resolution::explain(&snapshot, index, name);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&resolution)?);
+    } else {
+        print!("{}", resolution.render_text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn selfsigned(
+    names: &[String],
+    days: u32,
+    rsa: bool,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    if days == 0 {
+        bail!("--days must be at least 1");
+    }
+    let names = names
+        .iter()
+        .map(|n| normalize_domain_name(n).map_err(|e| anyhow::anyhow!("--name: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let text = generate_self_signed_pem(&names, days, rsa).map_err(anyhow::Error::msg)?;
+    let (key_pem, cert_pem) = split_key_and_cert(&text)?;
+    fsio::create_private_dir(out)?;
+    let key_path = out.join(CERTDIR_KEY);
+    let cert_path = out.join(CERTDIR_CERT);
+    fsio::write_atomic(&key_path, key_pem.as_bytes(), true)?;
+    fsio::write_atomic(&cert_path, cert_pem.as_bytes(), false)?;
+    let parsed = pem::parse_key_and_chain(key_pem, cert_pem)?;
+    println!(
+        "wrote {} (0600) and {}",
+        key_path.display(),
+        cert_path.display()
+    );
+    println!("names:     {}", parsed.leaf.dns_names.join(", "));
+    println!(
+        "not after: {}",
+        sniwalk::inspect::rfc3339(parsed.leaf.not_after)
+    );
+    println!("sha256:    {}", parsed.leaf.sha256);
+    println!(
+        "point a listener's `certdir:` at {} to serve it",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Splits our own generated text (key block first) into key and certificate.
+pub(crate) fn split_key_and_cert(text: &str) -> anyhow::Result<(&str, &str)> {
+    let at = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .context("generated text has no certificate")?;
+    Ok(text.split_at(at))
+}
+
+pub(crate) fn pem_merge(key: &Path, cert: &Path, chain: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let key_text = fsio::read_cert_text(key)?;
+    let mut cert_text = fsio::read_cert_text(cert)?;
+    if let Some(chain) = chain {
+        cert_text.push('\n');
+        cert_text.push_str(&fsio::read_cert_text(chain)?);
+    }
+    let parsed = pem::parse_key_and_chain(&key_text, &cert_text)
+        .with_context(|| format!("{} + {}", key.display(), cert.display()))?;
+    let key_der =
+        pem::private_key_as_pkcs8(&key_text).with_context(|| key.display().to_string())?;
+    let text =
+        pem::render_certificate_pem(&Default::default(), &key_der, &parsed.certified_key.cert);
+    print!("{text}");
+    eprintln!(
+        "merged: {} (names: {}; not after {}; chain of {})",
+        parsed.leaf.subject,
+        parsed.leaf.dns_names.join(", "),
+        sniwalk::inspect::rfc3339(parsed.leaf.not_after),
+        parsed.certified_key.cert.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
