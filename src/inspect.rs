@@ -122,10 +122,55 @@ impl CheckReport {
                 }
             })
             .collect();
-        CheckReport {
+        let mut report = CheckReport {
             system_state: state_label(worst),
             master_domain: snapshot.master_domain().to_string(),
             certificates,
+        };
+        report.warn_when_only_the_generated_default_serves();
+        report
+    }
+
+    /// A configuration where no domain and no certdir has a certificate
+    /// serves the generated self-signed default for every name, which no
+    /// client trusts: legal (a first start must work), but worth a warning
+    /// on the `default` row. A configured `default_certificate` is a choice
+    /// and gets none.
+    fn warn_when_only_the_generated_default_serves(&mut self) {
+        let any_served = self
+            .certificates
+            .iter()
+            .any(|row| row.place != "default" && row.subject.is_some());
+        let acme_pending = self.certificates.iter().any(|row| row.acme_enabled);
+        let Some(default) = self
+            .certificates
+            .iter_mut()
+            .find(|row| row.place == "default" && row.source == "generated")
+        else {
+            return;
+        };
+        if any_served {
+            return;
+        }
+        let until = if acme_pending {
+            " until ACME issues the enabled domains' certificates"
+        } else {
+            ""
+        };
+        default.problems.push(ProblemRow {
+            severity: Severity::Warning.as_str(),
+            message: format!(
+                "no domain and no certdir has a certificate: every name gets the generated \
+                 self-signed default certificate{until}, which browsers and phones do not trust; \
+                 give a domain `certificate_file:`, point a listener's `certdir:` at certificates \
+                 (`sniwalk selfsigned` makes one for testing) or enable `acme:`"
+            ),
+        });
+        if default.state == "ok" {
+            default.state = "warning";
+        }
+        if self.system_state == "ok" {
+            self.system_state = "warning";
         }
     }
 

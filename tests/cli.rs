@@ -388,7 +388,8 @@ async fn selfsigned_output_loads_and_serves() {
         let out_str = out_dir.to_string_lossy().into_owned();
         args.push(&out_str);
         if rsa {
-            args.push("--rsa");
+            // The second round replaces the first one's key.
+            args.extend(["--rsa", "--force"]);
         }
         let out = sniwalk(&args);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -6,18 +6,26 @@ use clap::{Args, Parser, Subcommand};
 
 /// TLS-terminating reverse proxy that picks the certificate for every
 /// handshake by walking a domain tree.
-///
-/// With no command, runs `sniwalk run --config proxy.yaml`.
 #[derive(Parser)]
-#[command(name = "sniwalk", version, about, long_about = None)]
+#[command(
+    name = "sniwalk",
+    version,
+    about,
+    after_help = "With no command, runs `sniwalk run`: a bare `sniwalk` serves ./proxy.yaml.\n\
+        Without --config, commands read ./proxy.yaml when it exists, else the file named by\n\
+        $SNIWALK_CONFIG, else /etc/sniwalk/proxy.yaml."
+)]
 pub(crate) struct Cli {
+    /// The configuration file for a bare `sniwalk` (as `run --config`).
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Run the proxy.
+    /// Run the proxy (also what a bare `sniwalk` does).
     Run(ConfigArg),
     /// Load every certificate as `run` would and print their state;
     /// exits 1 when any has an error.
@@ -87,6 +95,10 @@ pub(crate) enum Command {
         /// The directory to write into (created if missing).
         #[arg(long)]
         out: PathBuf,
+        /// Replace a server.key or server.crt that is already there (without
+        /// it, an existing key is never overwritten).
+        #[arg(long)]
+        force: bool,
     },
     /// Work with certificate_pem texts.
     Pem {
@@ -99,6 +111,15 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: StorageCommand,
     },
+    /// Print a shell completion script (bash: save it as
+    /// /usr/share/bash-completion/completions/sniwalk; zsh: as `_sniwalk`
+    /// in a directory of $fpath; fish: in ~/.config/fish/completions/).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; `sniwalk man | man -l -`).
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -158,12 +179,18 @@ pub(crate) enum PemCommand {
         /// Chain (intermediate certificates) file.
         #[arg(long)]
         chain: Option<PathBuf>,
+        /// Write the result to this file (atomically, mode 0600: it holds
+        /// the private key) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
+/// The `--config` of the commands that read the configuration.
 #[derive(Args)]
 pub(crate) struct ConfigArg {
-    /// The configuration file.
-    #[arg(long, short, default_value = "proxy.yaml")]
-    pub(crate) config: PathBuf,
+    /// The configuration file [default: ./proxy.yaml if it exists, else
+    /// $SNIWALK_CONFIG, else /etc/sniwalk/proxy.yaml].
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
 }

@@ -1,7 +1,7 @@
 //! The commands that work on certificates without a running proxy:
 //! `check`, `resolve`, `selfsigned` and `pem merge`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
@@ -12,6 +12,8 @@ use sniwalk::snapshot::{
 };
 use sniwalk::{fsio, pem, unix_now};
 
+use crate::cli::output::{describe, out, outln};
+
 /// Loads the snapshot as `run` would, without writing anything.
 pub(crate) fn load_snapshot(config_path: &Path) -> anyhow::Result<(Config, Snapshot)> {
     let config = Config::load(config_path)?;
@@ -19,12 +21,21 @@ pub(crate) fn load_snapshot(config_path: &Path) -> anyhow::Result<(Config, Snaps
     Ok((config, snapshot))
 }
 
-pub(crate) fn check(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    // A configuration that does not load is an error like any other: exit 1.
-    let (config, snapshot) = match load_snapshot(config_path) {
+/// `check`: exit 0 when every source loads (warnings allowed), 1 on any
+/// error, including a configuration that does not load (with `--json`,
+/// reported as `{"system_state": "error", "error": ...}` so a script reads
+/// one format).
+pub(crate) fn check(config_path: anyhow::Result<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    let loaded = config_path.and_then(|path| load_snapshot(&path));
+    let (config, snapshot) = match loaded {
         Ok(loaded) => loaded,
+        Err(e) if json => {
+            let value = serde_json::json!({ "system_state": "error", "error": describe(&e) });
+            outln!("{}", serde_json::to_string_pretty(&value)?)?;
+            return Ok(ExitCode::from(1));
+        }
         Err(e) => {
-            eprintln!("sniwalk: {e:#}");
+            crate::cli::output::print_error(&e);
             return Ok(ExitCode::from(1));
         }
     };
@@ -37,10 +48,10 @@ pub(crate) fn check(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> 
     if json {
         let mut value = serde_json::to_value(&report)?;
         value["storage"] = serde_json::to_value(&storage)?;
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
-        print!("{}", report.render_text());
-        println!("{}", storage.line());
+        out(format_args!("{}", report.render_text()))?;
+        outln!("{}", storage.line())?;
     }
     Ok(if report.has_errors() || !storage.up {
         ExitCode::from(1)
@@ -56,10 +67,18 @@ pub(crate) fn resolve(
     no_sni: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (config, snapshot) = load_snapshot(config_path)?;
     if name.is_none() && !no_sni {
         bail!("give a NAME to resolve, or --no-sni for a client that sends none");
     }
+    // The name a client could send as SNI (RFC 6066 §3: a DNS host name),
+    // checked before the configuration is read.
+    let name = name
+        .map(|n| {
+            normalize_domain_name(n).map_err(|e| anyhow::anyhow!("NAME: {e}; or pass --no-sni"))
+        })
+        .transpose()?;
+    let name = name.as_deref();
+    let (config, snapshot) = load_snapshot(config_path)?;
     let index = match listener {
         Some(wanted) => Some(snapshot.listener_index(wanted).with_context(|| {
             let known: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
@@ -75,9 +94,9 @@ pub(crate) fn resolve(
     };
     let resolution = Resolution::explain(&snapshot, index, name);
     if json {
-        println!("{}", serde_json::to_string_pretty(&resolution)?);
+        outln!("{}", serde_json::to_string_pretty(&resolution)?)?;
     } else {
-        print!("{}", resolution.render_text());
+        out(format_args!("{}", resolution.render_text()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -86,7 +105,8 @@ pub(crate) fn selfsigned(
     names: &[String],
     days: u32,
     rsa: bool,
-    out: &Path,
+    dir: &Path,
+    force: bool,
 ) -> anyhow::Result<ExitCode> {
     if days == 0 {
         bail!("--days must be at least 1");
@@ -97,27 +117,35 @@ pub(crate) fn selfsigned(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let text = generate_self_signed_pem(&names, days, rsa).map_err(anyhow::Error::msg)?;
     let (key_pem, cert_pem) = split_key_and_cert(&text)?;
-    fsio::create_private_dir(out)?;
-    let key_path = out.join(CERTDIR_KEY);
-    let cert_path = out.join(CERTDIR_CERT);
+    let key_path = dir.join(CERTDIR_KEY);
+    let cert_path = dir.join(CERTDIR_CERT);
+    // A key that is there may be the one a listener serves (or the only
+    // copy of it): replaced only when asked.
+    if !force && let Some(existing) = [&key_path, &cert_path].into_iter().find(|p| p.exists()) {
+        bail!(
+            "{} already exists; pass --force to replace it, or choose another --out",
+            existing.display()
+        );
+    }
+    fsio::create_private_dir(dir)?;
     fsio::write_atomic(&key_path, key_pem.as_bytes(), true)?;
     fsio::write_atomic(&cert_path, cert_pem.as_bytes(), false)?;
     let parsed = pem::parse_key_and_chain(key_pem, cert_pem)?;
-    println!(
+    outln!(
         "wrote {} (0600) and {}",
         key_path.display(),
         cert_path.display()
-    );
-    println!("names:     {}", parsed.leaf.dns_names.join(", "));
-    println!(
+    )?;
+    outln!("names:     {}", parsed.leaf.dns_names.join(", "))?;
+    outln!(
         "not after: {}",
         sniwalk::inspect::rfc3339(parsed.leaf.not_after)
-    );
-    println!("sha256:    {}", parsed.leaf.sha256);
-    println!(
+    )?;
+    outln!("sha256:    {}", parsed.leaf.sha256)?;
+    outln!(
         "point a listener's `certdir:` at {} to serve it",
-        out.display()
-    );
+        dir.display()
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -129,7 +157,14 @@ pub(crate) fn split_key_and_cert(text: &str) -> anyhow::Result<(&str, &str)> {
     Ok(text.split_at(at))
 }
 
-pub(crate) fn pem_merge(key: &Path, cert: &Path, chain: Option<&Path>) -> anyhow::Result<ExitCode> {
+/// `pem merge`: the certificate_pem to stdout, or with `--out` to a file
+/// written atomically with mode 0600 (it holds the private key).
+pub(crate) fn pem_merge(
+    key: &Path,
+    cert: &Path,
+    chain: Option<&Path>,
+    to: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let key_text = fsio::read_cert_text(key)?;
     let mut cert_text = fsio::read_cert_text(cert)?;
     if let Some(chain) = chain {
@@ -142,7 +177,14 @@ pub(crate) fn pem_merge(key: &Path, cert: &Path, chain: Option<&Path>) -> anyhow
         pem::private_key_as_pkcs8(&key_text).with_context(|| key.display().to_string())?;
     let text =
         pem::render_certificate_pem(&Default::default(), &key_der, &parsed.certified_key.cert);
-    print!("{text}");
+    match to {
+        Some(file) => {
+            fsio::write_atomic(file, text.as_bytes(), true)
+                .with_context(|| format!("--out {}", file.display()))?;
+            outln!("wrote {} (0600)", file.display())?;
+        }
+        None => out(format_args!("{text}"))?,
+    }
     eprintln!(
         "merged: {} (names: {}; not after {}; chain of {})",
         parsed.leaf.subject,

@@ -3,6 +3,8 @@
 
 pub(crate) mod args;
 pub(crate) mod certs;
+pub(crate) mod config_path;
+pub(crate) mod output;
 pub(crate) mod run;
 pub(crate) mod status;
 pub(crate) mod storage;

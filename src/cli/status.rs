@@ -8,6 +8,11 @@ use anyhow::{Context as _, bail};
 use sniwalk::config::{Config, normalize_domain_name};
 use sniwalk::{fsio, pem, unix_now};
 
+use crate::cli::output::{found_problem, out, outln};
+
+/// `status`: exit 1 when `system_state` is `error` or the admin API cannot
+/// be reached or answers with an error; 2 for a configuration or argument
+/// that cannot work.
 pub(crate) fn status(
     config_path: &Path,
     admin: Option<&str>,
@@ -35,17 +40,26 @@ pub(crate) fn status(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let (code, body) = runtime.block_on(admin_get(&authority, "/status", token.as_deref()))?;
+    let (code, body) = match runtime.block_on(admin_get(&authority, "/status", token.as_deref())) {
+        Ok(answer) => answer,
+        Err(e) => return found_problem(e),
+    };
     if code != 200 {
-        bail!("{base}/status answered {code}: {body}");
+        return found_problem(anyhow::anyhow!("{base}/status answered {code}: {body}"));
     }
     if json {
-        println!("{body}");
+        outln!("{body}")?;
         return Ok(ExitCode::SUCCESS);
     }
-    let report: serde_json::Value =
-        serde_json::from_str(&body).context("the admin API sent no JSON")?;
-    print!("{}", render_status(&report));
+    let report: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(report) => report,
+        Err(e) => {
+            return found_problem(
+                anyhow::Error::new(e).context(format!("{base}/status sent no JSON")),
+            );
+        }
+    };
+    out(format_args!("{}", render_status(&report)))?;
     Ok(if report["system_state"] == "error" {
         ExitCode::from(1)
     } else {
@@ -152,6 +166,9 @@ pub(crate) fn render_status(report: &serde_json::Value) -> String {
 /// How long `renew` waits for a running proxy to pick its request up.
 const RENEW_PICKUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// `renew`: exit 0 when the new certificate serves, 1 when the renewal
+/// failed, no running proxy took the request, or the domain is not one ACME
+/// manages; 2 when the arguments or the configuration are wrong.
 pub(crate) fn renew(config_path: &Path, domain: &str, timeout: &str) -> anyhow::Result<ExitCode> {
     use sniwalk::acme::control;
     use sniwalk::config::CertificateSource;
@@ -159,46 +176,46 @@ pub(crate) fn renew(config_path: &Path, domain: &str, timeout: &str) -> anyhow::
     let timeout =
         sniwalk::config::parse_duration(timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
     let config = Config::load(config_path)?;
-    let domain = normalize_domain_name(domain).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let domain = normalize_domain_name(domain).map_err(|e| anyhow::anyhow!("DOMAIN: {e}"))?;
     let Some(configured) = config.domains.iter().find(|d| d.name == domain) else {
-        bail!(
+        return found_problem(anyhow::anyhow!(
             "{domain} is not under `domains` in {}; add it with `acme: {{ enabled: true }}`",
             config.file.display()
-        );
+        ));
     };
     if !configured.acme.as_ref().is_some_and(|a| a.enabled) {
-        bail!(
+        return found_problem(anyhow::anyhow!(
             "{domain} does not have `acme: {{ enabled: true }}` in {}; nothing to renew",
             config.file.display()
-        );
+        ));
     }
     if configured.certificate != CertificateSource::None {
-        bail!(
+        return found_problem(anyhow::anyhow!(
             "{domain}'s certificate is set by hand in {} (certificate_pem or certificate_file); \
             ACME leaves it alone; remove it to let ACME manage the domain",
             config.file.display()
-        );
+        ));
     }
     let stored = config.state_layout().stored_certificate(&domain);
     if let Ok(text) = fsio::read_cert_text(&stored)
         && !text.contains(&format!("{}=", pem::ACME_ISSUED_MARKER))
     {
-        bail!(
+        return found_problem(anyhow::anyhow!(
             "{} has no `acme_issued` marker: it is managed by hand and ACME leaves it alone; \
             remove it to let ACME issue one",
             stored.display()
-        );
+        ));
     }
 
     let state = config.state_layout();
     let id = control::request_renewal(&state, &domain, unix_now())
         .with_context(|| format!("asking the running proxy to renew {domain}"))?;
-    println!("renewal of {domain} requested; waiting for the running sniwalk");
+    outln!("renewal of {domain} requested; waiting for the running sniwalk")?;
     let started = std::time::Instant::now();
     let mut last_step = None;
     loop {
         if let Some(result) = control::read_result(&state, &domain).filter(|r| r.id == id) {
-            println!("{}", result.message);
+            outln!("{}", result.message)?;
             return Ok(if result.ok {
                 ExitCode::SUCCESS
             } else {
@@ -208,12 +225,12 @@ pub(crate) fn renew(config_path: &Path, domain: &str, timeout: &str) -> anyhow::
         if control::request_pending(&state, &domain) {
             if started.elapsed() > RENEW_PICKUP_LIMIT {
                 control::withdraw_request(&state, &domain);
-                bail!(
+                return found_problem(anyhow::anyhow!(
                     "no running sniwalk picked the request up within {}s: start it with \
                     `sniwalk run --config {}` (only the running proxy can answer the CA's challenge)",
                     RENEW_PICKUP_LIMIT.as_secs(),
                     config.file.display()
-                );
+                ));
             }
         } else {
             let step = control::read_status(&state)
@@ -222,17 +239,17 @@ pub(crate) fn renew(config_path: &Path, domain: &str, timeout: &str) -> anyhow::
                 .and_then(|s| s.in_flight);
             if step.is_some() && step != last_step {
                 if let Some(step) = step {
-                    println!("  {}", step.describe());
+                    outln!("  {}", step.describe())?;
                 }
                 last_step = step;
             }
         }
         if started.elapsed() > timeout {
-            bail!(
+            return found_problem(anyhow::anyhow!(
                 "{domain}: no outcome within {}s; the renewal may still be running: see the \
                 proxy's log and `sniwalk check`",
                 timeout.as_secs()
-            );
+            ));
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
