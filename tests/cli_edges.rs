@@ -319,3 +319,22 @@ fn status_and_renew_exit_1_when_they_find_a_problem() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn yaml_errors_speak_of_the_file_not_of_our_types() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |text: &str| std::fs::write(dir.path().join("proxy.yaml"), text).expect("write");
+    write("master_domain: example.com\ndomains:\n  example.com: \"x\"\n");
+    let out = sniwalk_in(dir.path(), &[], &["check"]);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!message.contains("Raw"), "no type names: {message}");
+    assert!(message.contains("a domain's settings"), "{message}");
+
+    write("master_domain: example.com\ndomains:\n\texample.com: {}\n");
+    let message = stderr(&sniwalk_in(dir.path(), &[], &["check"]));
+    assert!(
+        message.contains("line 3 is indented with a tab"),
+        "{message}"
+    );
+}

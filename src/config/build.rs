@@ -18,6 +18,7 @@ use super::types::{
     DEFAULT_RESCAN_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_TICKET_ROTATION,
     DomainConfig, ListenerConfig, MAX_TICKET_ROTATION, MIN_LOCK_LEASE, MIN_TICKET_ROTATION,
 };
+use super::yaml_hints::explain;
 
 impl Config {
     /// Reads and validates a configuration file.
@@ -43,8 +44,8 @@ impl Config {
             problem: Box::new(problem),
         };
         let bad_path = |error: PathError| invalid(error.into());
-        let raw: RawConfig =
-            serde_yaml::from_str(text).map_err(|e| invalid(ConfigProblem::Yaml(e)))?;
+        let raw: RawConfig = serde_yaml::from_str(text)
+            .map_err(|e| invalid(ConfigProblem::Yaml(explain(&e, text))))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let paths = PathResolver {
             base: &base,

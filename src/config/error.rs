@@ -47,9 +47,10 @@ pub enum ConfigError {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigProblem {
     /// The YAML is malformed, or a value was refused while it was read (the
-    /// message names the field and the position).
+    /// message names the field and the position, and hints at tabs and
+    /// indentation: `yaml_hints.rs`).
     #[error("{0}")]
-    Yaml(serde_yaml::Error),
+    Yaml(String),
     /// A listener is refused.
     #[error(transparent)]
     Listener(#[from] ListenerError),

@@ -39,6 +39,7 @@ mod positions;
 mod raw;
 mod storage;
 mod types;
+mod yaml_hints;
 
 pub use backend_list::BackendsError;
 pub use backends::{

@@ -715,7 +715,7 @@ fn acme_expected_addresses() {
         ),
         (
             "203.0.113.7",
-            &["acme.expected_addresses", "invalid type", "sequence"],
+            &["acme.expected_addresses", "invalid type", "expected a list"],
         ),
     ];
     for (value, needles) in cases {
@@ -1600,7 +1600,12 @@ fn invalid_configurations_are_refused_with_field_and_position() {
         ),
         (
             "master_domain: example.com\ndomains:\n  example.com: {}\nlisteners: 5\n",
-            &["listeners", "invalid type", "sequence", "line 4 column 12"],
+            &[
+                "listeners",
+                "invalid type",
+                "expected a list",
+                "line 4 column 12",
+            ],
         ),
         (
             "master_domain: example.com\ndomains:\n  - example.com\n",
