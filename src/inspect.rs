@@ -52,7 +52,7 @@ pub struct CheckRow {
     pub problems: Vec<ProblemRow>,
     /// The ACME task's state for this domain (from `state_dir/acme/status.json`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub acme: Option<crate::acme::control::DomainStatus>,
+    pub acme: Option<crate::acme::control::DomainStatusView>,
 }
 
 /// One problem of a [`CheckRow`].
@@ -243,7 +243,7 @@ impl CheckReport {
                         .sort_by_key(|p| std::cmp::Reverse(p.severity == "error"));
                     row.state = state_label(Some(severity).max(state_severity(row.state)));
                 }
-                row.acme = Some(acme.clone());
+                row.acme = Some(acme.into());
             }
             worst = worst.max(state_severity(row.state));
         }

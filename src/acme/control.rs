@@ -99,6 +99,82 @@ pub struct ErrorRecord {
     pub message: String,
 }
 
+/// One domain's ACME state as `/status` and `check --json` show it: the
+/// persisted [`DomainStatus`] with every time in RFC 3339 (people and
+/// log shippers read these; `status.json` keeps Unix seconds, its own
+/// format) and only snake_case names, like the rest of `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainStatusView {
+    /// The step of the order in flight, if one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<Step>,
+    /// Failed attempts since the last success.
+    pub failures: u32,
+    /// When the next attempt may start; `None` when it may start whenever
+    /// it is due.
+    pub next_attempt: Option<String>,
+    /// When the current certificate is to be renewed, if one is served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<String>,
+    /// When a certificate was last issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_issued: Option<String>,
+    /// The last failure, until a success clears it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<ErrorView>,
+    /// Why no order is placed although one is due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitingView>,
+}
+
+/// [`ErrorRecord`] with its time in RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorView {
+    /// When.
+    pub at: String,
+    /// `AcmeError::code`.
+    pub code: String,
+    /// The step that failed.
+    pub step: Step,
+    /// The full message, with the CA's problem document.
+    pub message: String,
+}
+
+/// [`Waiting`] with its time in RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaitingView {
+    /// A stable code (`ChallengeListenerNotBound`).
+    pub code: String,
+    /// Since when.
+    pub since: String,
+    /// Why, and what to do.
+    pub message: String,
+}
+
+impl From<&DomainStatus> for DomainStatusView {
+    fn from(status: &DomainStatus) -> Self {
+        let time = crate::clock::rfc3339;
+        DomainStatusView {
+            in_flight: status.in_flight,
+            failures: status.failures,
+            next_attempt: (status.next_attempt > 0).then(|| time(status.next_attempt)),
+            renew_at: status.renew_at.map(time),
+            last_issued: status.last_issued.map(time),
+            last_error: status.last_error.as_ref().map(|e| ErrorView {
+                at: time(e.at),
+                code: e.code.clone(),
+                step: e.step,
+                message: e.message.clone(),
+            }),
+            waiting: status.waiting.as_ref().map(|w| WaitingView {
+                code: w.code.clone(),
+                since: time(w.since),
+                message: w.message.clone(),
+            }),
+        }
+    }
+}
+
 /// Everything in `status.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusFile {

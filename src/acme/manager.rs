@@ -329,14 +329,13 @@ impl<I: Issuer> Manager<I> {
 
     /// Asks for an order for `domain` on behalf of `waiter`.
     fn request(&mut self, config: &Config, domain: &str, waiter: Waiter) {
-        let managed = config
-            .domains
-            .iter()
-            .find(|d| d.name == domain)
-            .filter(|d| d.acme.as_ref().is_some_and(|a| a.enabled));
-        let refusal = match managed {
+        let refusal = match config.domains.iter().find(|d| d.name == domain) {
             None => Some(format!(
-                "{domain} is not a configured domain with `acme: {{ enabled: true }}`"
+                "{domain} is not a configured domain; add it under `domains:` \
+                with `acme: {{ enabled: true }}`"
+            )),
+            Some(d) if !d.acme.as_ref().is_some_and(|a| a.enabled) => Some(format!(
+                "{domain} is managed by hand (ACME is not enabled for it); ACME leaves it alone"
             )),
             Some(d) if d.certificate != CertificateSource::None => Some(format!(
                 "{domain}'s certificate is set by hand in the configuration; ACME leaves it alone"

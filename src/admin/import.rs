@@ -196,7 +196,7 @@ pub(super) async fn import(
                 .is_some_and(|l| l.facts.sha256 == parsed.leaf.sha256)
         })
         .await;
-    if served.is_err() {
+    let Ok(snapshot) = served else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!(
@@ -205,11 +205,28 @@ pub(super) async fn import(
                 APPLY_TIMEOUT.as_secs()
             ),
         );
+    };
+    // Served, and durable: still 200. What `check` would say about it (a
+    // certificate that does not cover the domain, expiry soon) is in the
+    // answer, so a script sees it without a second call.
+    let problems: Vec<_> = snapshot
+        .report(&place)
+        .map(|report| {
+            report
+                .problems
+                .iter()
+                .map(|p| serde_json::json!({"severity": p.severity.as_str(), "message": p.message}))
+                .collect()
+        })
+        .unwrap_or_default();
+    for problem in &problems {
+        tracing::warn!(domain = %name, problem = %problem["message"], "admin: imported certificate has a problem");
     }
     json(
         StatusCode::OK,
         &serde_json::json!({
             "domain": name,
+            "problems": problems,
             "managed": "hand",
             "file": path.display().to_string(),
             "subject": parsed.leaf.subject,

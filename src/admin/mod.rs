@@ -17,6 +17,7 @@
 //! `{"error": "..."}` saying what to do.
 
 mod backends;
+mod domains;
 mod import;
 mod job_list;
 mod job_share;
@@ -156,6 +157,7 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Reply {
                 Err(reply) => reply,
             }
         }
+        (&Method::DELETE, ["domains", name]) => domains::delete(state, name).await,
         (&Method::POST, ["backends", listener, address, "drain"]) => {
             backends::drain(state, listener, address, true).await
         }
@@ -165,7 +167,8 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Reply {
         (_, ["healthz" | "metrics" | "status" | "resolve" | "certificates"])
         | (_, ["backends", _, _, "drain"])
         | (_, ["certificates", "jobs", _])
-        | (_, ["domains", _, "certificate"]) => error(
+        | (_, ["domains", _, "certificate"])
+        | (_, ["domains", _]) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {path}"),
         ),
@@ -173,7 +176,8 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Reply {
             StatusCode::NOT_FOUND,
             format!(
                 "no endpoint {path}; see /healthz, /metrics, /status, /resolve, /certificates, \
-                 /certificates/jobs/ID, /domains/NAME/certificate, /backends/LISTENER/ADDRESS/drain"
+                 /certificates/jobs/ID, /domains/NAME, /domains/NAME/certificate, \
+                 /backends/LISTENER/ADDRESS/drain"
             ),
         ),
     }

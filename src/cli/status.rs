@@ -117,10 +117,7 @@ pub(crate) fn render_status(report: &serde_json::Value) -> String {
     let mut problems = Vec::new();
     for row in report["certificates"].as_array().into_iter().flatten() {
         let managed = row["managed"].as_str().unwrap_or("-");
-        let renews = row["acme"]["renew_at"]
-            .as_i64()
-            .map(sniwalk::inspect::rfc3339)
-            .unwrap_or_else(|| "-".into());
+        let renews = row["acme"]["renew_at"].as_str().unwrap_or("-").to_string();
         rows.push(vec![
             text(&row["place"]),
             text(&row["name"]),
