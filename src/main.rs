@@ -107,5 +107,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::output::out(format_args!("{}", String::from_utf8_lossy(&roff)))?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Schema) => {
+            let schema = sniwalk::config::json_schema();
+            outln!("{}", serde_json::to_string_pretty(&schema)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

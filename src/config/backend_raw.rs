@@ -10,8 +10,9 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use super::fields::DurationField;
 
 /// `backend_tls:` as written.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BackendTls")]
 pub(super) struct RawBackendTls {
     #[serde(default)]
     pub(super) ca_file: Option<String>,
@@ -35,8 +36,9 @@ pub(super) struct RawBackendEntry {
     pub(super) bare: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BackendMap")]
 struct RawBackendMap {
     #[serde(default)]
     url: Option<String>,
@@ -84,8 +86,9 @@ impl<'de> Deserialize<'de> for RawBackendEntry {
 }
 
 /// `health:` as written.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, schemars::JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Health")]
 pub(super) struct RawHealth {
     #[serde(default)]
     pub(super) path: Option<String>,

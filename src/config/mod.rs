@@ -37,6 +37,7 @@ mod listener;
 mod paths;
 mod positions;
 mod raw;
+mod schema;
 mod storage;
 mod types;
 mod yaml_hints;
@@ -57,6 +58,7 @@ pub use fields::{
 };
 pub use listener::ListenerError;
 pub use paths::PathError;
+pub use schema::json_schema;
 pub use storage::StorageConfigError;
 pub use types::{
     ALIAS_PREFIX, AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind,

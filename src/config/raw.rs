@@ -14,8 +14,9 @@ use super::fields::{
 };
 use super::types::{ChallengeKind, DomainAcme, HostPattern, ListenerKind, parse_host_pattern};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Config")]
 pub(super) struct RawConfig {
     pub(super) master_domain: DomainName,
     #[serde(default)]
@@ -43,8 +44,9 @@ pub(super) struct RawConfig {
     pub(super) storage: Option<RawStorage>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, schemars::JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Tls")]
 pub(super) struct RawTls {
     #[serde(default)]
     pub(super) ticket_keys_file: Option<String>,
@@ -54,8 +56,9 @@ pub(super) struct RawTls {
 
 /// `storage:` as written: every field of every kind, checked against
 /// `kind` in `storage`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Storage")]
 pub(super) struct RawStorage {
     #[serde(default)]
     pub(super) kind: Option<String>,
@@ -73,8 +76,9 @@ pub(super) struct RawStorage {
     pub(super) lease: Option<DurationField>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "StorageTls")]
 pub(super) struct RawStorageTls {
     #[serde(default)]
     pub(super) ca_file: Option<String>,
@@ -84,16 +88,18 @@ pub(super) struct RawStorageTls {
     pub(super) client_key: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Admin")]
 pub(super) struct RawAdmin {
     pub(super) bind: Bind,
     #[serde(default)]
     pub(super) token_file: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, schemars::JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Domain")]
 pub(super) struct RawDomain {
     #[serde(default)]
     pub(super) certificate_pem: Option<String>,
@@ -103,14 +109,16 @@ pub(super) struct RawDomain {
     pub(super) acme: Option<DomainAcme>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, schemars::JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Acme")]
 pub(super) struct RawAcme {
     #[serde(default)]
     pub(super) directory: Option<DirectoryField>,
     #[serde(default)]
     pub(super) ca_roots: Option<PathList>,
     #[serde(default, deserialize_with = "account_email_field")]
+    #[schemars(with = "Option<String>", extend("format" = "email"))]
     pub(super) account_email: Option<String>,
     #[serde(default)]
     pub(super) challenge: Option<ChallengeKind>,
@@ -124,8 +132,9 @@ pub(super) struct RawAcme {
     pub(super) lock_lease: Option<DurationField>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Listener")]
 pub(super) struct RawListener {
     pub(super) name: String,
     pub(super) kind: ListenerKind,
@@ -176,8 +185,9 @@ pub(super) struct RawListener {
     pub(super) backend_tls: Option<RawBackendTls>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ClientAuth")]
 pub(super) struct RawClientAuth {
     pub(super) mode: String,
     #[serde(default)]
@@ -188,8 +198,9 @@ pub(super) struct RawClientAuth {
     pub(super) pinned_sha1: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Route")]
 pub(super) struct RawRoute {
     pub(super) host: HostPatternField,
     #[serde(default)]
@@ -214,8 +225,9 @@ pub(super) struct RawRoute {
     pub(super) upgrades: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Redirect")]
 pub(super) struct RawRedirect {
     pub(super) to: String,
     #[serde(default = "default_redirect_status")]
@@ -226,8 +238,9 @@ fn default_redirect_status() -> u16 {
     308
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Respond")]
 pub(super) struct RawRespond {
     #[serde(default = "default_respond_status")]
     pub(super) status: StatusCodeField,

@@ -159,7 +159,7 @@ pub enum CertificateSource {
 }
 
 /// Per-domain ACME switch (`domains.NAME.acme`; README: Configuration).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainAcme {
     /// Whether sniwalk should obtain and renew this domain's certificate.
@@ -168,6 +168,7 @@ pub struct DomainAcme {
     /// Contact address for the ACME account (checked like
     /// `acme.account_email`).
     #[serde(default, deserialize_with = "account_email_field")]
+    #[schemars(with = "Option<String>", extend("format" = "email"))]
     pub account_email: Option<String>,
 }
 
@@ -266,7 +267,7 @@ impl<'de> Deserialize<'de> for ChallengeKind {
 }
 
 /// The kinds of listener (README: Traffic).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
     /// TLS, then HTTP/1.1 or HTTP/2 routed by host.
