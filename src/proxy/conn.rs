@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::balance::ListenerBackends;
 use crate::challenge::ACME_TLS_ALPN;
-use crate::config::ListenerConfig;
+use crate::config::{AcceptProxyProtocol, ListenerConfig};
 use crate::metrics::{FailureReason, ListenerMetrics};
 use crate::resolver::HandshakeEvents;
 use crate::snapshot::SnapshotReader;
@@ -49,6 +49,17 @@ impl ListenerShared {
             .listener(self.index)
             .cloned()
             .unwrap_or_else(|| Arc::new(self.config.clone()))
+    }
+
+    /// The current `accept_proxy_protocol:` (a reload may change it), for
+    /// each accepted connection: a snapshot look-up (no lock, no
+    /// allocation, no read on the socket) and, only when it is set, a
+    /// reference count.
+    pub fn accept_proxy_protocol(&self) -> Option<Arc<AcceptProxyProtocol>> {
+        match self.store.load().listener(self.index) {
+            Some(settings) => settings.accept_proxy_protocol.clone(),
+            None => self.config.accept_proxy_protocol.clone(),
+        }
     }
 
     /// [`ListenerShared::settings`] and the backend groups built from them,
