@@ -74,18 +74,26 @@ pub async fn read_client_address(
     };
     let reason = failure.reason();
     shared.metrics.proxy_header_rejected(reason);
-    // A load balancer's plain TCP health check opens and closes without a
-    // byte, every few seconds: not worth an info line each time.
-    if matches!(reason, ProxyRejection::Timeout | ProxyRejection::Eof) {
-        tracing::debug!(
-            listener = %shared.config.name, %peer, trusted, reason = reason.as_str(), failure = %failure,
-            "connection closed: no PROXY protocol header"
-        );
+    // One line per refusal: `info` at most every 10 s per listener, since
+    // anyone who can connect can send a bad header, `debug` otherwise. A
+    // load balancer's plain TCP check opens and closes without a byte every
+    // few seconds: always `debug`.
+    let quiet = matches!(reason, ProxyRejection::Timeout | ProxyRejection::Eof);
+    let admitted = if quiet {
+        None
     } else {
-        tracing::info!(
+        shared.proxy_refusals.admit()
+    };
+    match admitted {
+        Some(refused) => tracing::info!(
+            listener = %shared.config.name, %peer, trusted, reason = reason.as_str(), failure = %failure,
+            refused,
+            "connection closed: PROXY protocol header refused (one line per 10 s; `refused` counts them)"
+        ),
+        None => tracing::debug!(
             listener = %shared.config.name, %peer, trusted, reason = reason.as_str(), failure = %failure,
             "connection closed: PROXY protocol header refused"
-        );
+        ),
     }
     None
 }

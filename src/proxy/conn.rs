@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::log_limit::LogLimit;
 use crate::balance::ListenerBackends;
 use crate::challenge::ACME_TLS_ALPN;
 use crate::config::{AcceptProxyProtocol, ListenerConfig};
@@ -37,6 +38,10 @@ pub struct ListenerShared {
     /// The listener's counters, looked up once so counting is an atomic
     /// increment.
     pub metrics: Arc<ListenerMetrics>,
+    /// Connections refused for their PROXY protocol header: at most one
+    /// `info` line per 10 s (anyone can send a bad header), the others at
+    /// `debug`.
+    pub proxy_refusals: LogLimit,
 }
 
 impl ListenerShared {

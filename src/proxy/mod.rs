@@ -217,6 +217,7 @@ pub async fn serve(
             store: store.clone(),
             events: events.clone(),
             metrics: metrics.listener(index, listener),
+            proxy_refusals: Default::default(),
         };
         let handler = match listener.kind {
             ListenerKind::Https => Handler::Https(
