@@ -556,3 +556,71 @@ async fn headers_that_cannot_be_trusted_are_refused_logged_and_counted() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_reload_turns_it_on_from_the_next_connection() {
+    captured();
+    within(Duration::from_secs(60), "test", async {
+        let backend = HttpBackend::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let without = proxy_yaml("", &https_listener("reloaded_lb", &backend, ""));
+        let (proxy, reload) = TestProxy::start_with_metrics(dir.path(), &without).await;
+        let addr = proxy.addr();
+        let header = b"PROXY TCP4 192.0.2.77 198.51.100.2 40000 443\r\n";
+
+        // Without `accept_proxy_protocol` a header is just bytes before the
+        // ClientHello: the handshake fails.
+        let mut tcp = tcp_from(BALANCER_IP, addr).await;
+        tcp.write_all(header).await.expect("send");
+        assert!(tls_over(tcp, "example.com").await.is_err());
+
+        let with = proxy_yaml(
+            "",
+            &https_listener(
+                "reloaded_lb",
+                &backend,
+                &format!("    accept_proxy_protocol: {{ from: [{BALANCER_IP}/32] }}\n"),
+            ),
+        );
+        std::fs::write(dir.path().join("proxy.yaml"), &with).expect("write");
+        reload.send(sniwalk::reload::Reload::All);
+        let served = within(Duration::from_secs(10), "the reload applies", async {
+            loop {
+                let mut tcp = tcp_from(BALANCER_IP, addr).await;
+                tcp.write_all(header).await.expect("send");
+                if let Ok(mut tls) = tls_over(tcp, "example.com").await {
+                    break get_over(&mut tls, "example.com").await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert_eq!(
+            (served.0, forwarded_for(&served.1)),
+            (200, vec!["192.0.2.77".to_string()])
+        );
+
+        // Its refusals are counted, though the listener started without it.
+        let mut tcp = tcp_from(CLIENT_IP, addr).await;
+        tcp.write_all(header).await.expect("send");
+        closed_by_server(&mut tcp).await;
+        let metrics = proxy.metrics.clone().expect("metrics");
+        let config = Config::load(&dir.path().join("proxy.yaml")).expect("config");
+        let snapshot = Snapshot::build(&config, None, DefaultPolicy::InMemory, sniwalk::unix_now())
+            .expect("snapshot");
+        let labels = [("listener", "reloaded_lb"), ("reason", "untrusted")];
+        within(Duration::from_secs(10), "the refusal counted", async {
+            while value(
+                &parse(&metrics.render(&snapshot)),
+                "sniwalk_proxy_protocol_rejected_total",
+                &labels,
+            ) != Some(1.0)
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        proxy.stop().await;
+    })
+    .await;
+}
