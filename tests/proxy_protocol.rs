@@ -375,6 +375,24 @@ async fn http_listener_behind_haproxy_v1_serves_the_request_untouched() {
             "the request line came through whole: {answer}"
         );
         logged(&["listener=plain_lb", &format!("peer={client}"), "status=308"]).await;
+
+        // A direct client outside `from` whose first bytes could begin
+        // `PROXY `: looked at, not taken, then served whole.
+        let mut tcp = tcp_from(CLIENT_IP, proxy.addr()).await;
+        let direct = tcp.local_addr().expect("client address");
+        tcp.write_all(b"PRO").await.expect("send");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tcp.write_all(
+            b"PFIND /form HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("send");
+        let answer = String::from_utf8_lossy(&closed_by_server(&mut tcp).await).into_owned();
+        assert!(
+            answer.starts_with("HTTP/1.1 308") && answer.contains("https://www.example.com/form"),
+            "{answer}"
+        );
+        logged(&[&format!("peer={direct}"), "method=PROPFIND", "path=/form"]).await;
         drop(haproxy);
         proxy.stop().await;
     })

@@ -38,8 +38,14 @@ pub struct ClientAddress {
 
 /// How long to wait before looking again when the first bytes that came
 /// begin a signature but are too few to tell (a header split over
-/// segments; nothing is consumed, so the socket stays readable).
-const UNDECIDED_RETRY: Duration = Duration::from_millis(5);
+/// segments): nothing is consumed (they may be a direct client's), so the
+/// socket stays readable and cannot be waited on. The wait doubles up to
+/// [`UNDECIDED_MAX_WAIT`], so a peer that sends `P` and stalls costs a few
+/// wake-ups a second until `handshake_timeout`, not hundreds.
+const UNDECIDED_FIRST_WAIT: Duration = Duration::from_millis(5);
+
+/// The longest wait between two looks at undecided first bytes.
+const UNDECIDED_MAX_WAIT: Duration = Duration::from_millis(160);
 
 /// Reads the PROXY header `policy` asks of `peer`, within the listener's
 /// `handshake_timeout`. Returns the client's address, or `None` when the
@@ -107,13 +113,17 @@ async fn read_header(
     policy: &AcceptProxyProtocol,
 ) -> Result<Option<Said>, HeaderError> {
     let mut first = [0u8; V2_SIGNATURE.len()];
+    let mut wait = UNDECIDED_FIRST_WAIT;
     let (start, first_byte) = loop {
         let peeked = tcp.peek(&mut first).await.map_err(HeaderError::Ended)?;
         if peeked == 0 {
             return Err(ended("the peer closed"));
         }
         match recognise(&first[..peeked]) {
-            Start::Undecided => tokio::time::sleep(UNDECIDED_RETRY).await,
+            Start::Undecided => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(UNDECIDED_MAX_WAIT);
+            }
             start => break (start, first[0]),
         }
     };
