@@ -59,6 +59,7 @@ pub struct Metrics {
     backend_limit_rejections: Family<ListenerLabel, Counter>,
     send_timeouts: Family<ListenerLabel, Counter>,
     tunnel_bytes: Family<DirectionLabels, Counter>,
+    proxy_rejections: Family<proxy_protocol::RejectionLabels, Counter>,
     storage_up: Gauge,
 }
 
@@ -88,6 +89,7 @@ impl Metrics {
             backend_limit_rejections: Family::default(),
             send_timeouts: Family::default(),
             tunnel_bytes: Family::default(),
+            proxy_rejections: Family::default(),
         };
         metrics.listeners = config
             .listeners
@@ -225,6 +227,7 @@ impl Metrics {
             "1 while the storage (storage:) can be reached, 0 while it cannot (no orders then)",
             self.storage_up.clone(),
         );
+        proxy_protocol::register(&mut registry, &self.proxy_rejections);
         backends::register(&mut registry, snapshot);
         let (not_after, expiry) = certificate_gauges(snapshot, now);
         registry.register_with_unit(
@@ -354,6 +357,7 @@ impl Metrics {
             requests,
             duration,
             backend_errors: self.backend_errors.clone(),
+            proxy_rejections: ListenerRejections::new(&self.proxy_rejections, listener),
             name,
             kind: listener.kind,
         }
@@ -382,6 +386,8 @@ pub struct ListenerMetrics {
     /// The shared family (an `Arc`): backend errors are labelled by
     /// backend, known only when one fails.
     backend_errors: Family<BackendLabels, Counter>,
+    /// Connections closed for their PROXY protocol header.
+    proxy_rejections: ListenerRejections,
     name: String,
     kind: ListenerKind,
 }
@@ -395,6 +401,12 @@ impl ListenerMetrics {
     /// Counts a completed TLS-ALPN-01 validation handshake.
     pub fn acme_challenge_handshake(&self) {
         self.handshakes_ok[ACME_CHALLENGE_INDEX].inc();
+    }
+
+    /// Counts a connection closed for its PROXY protocol header (or the
+    /// lack of one) before TLS or HTTP.
+    pub fn proxy_header_rejected(&self, reason: ProxyRejection) {
+        self.proxy_rejections.count(reason);
     }
 
     /// Counts a failed handshake.
@@ -746,10 +758,13 @@ struct CertificateLabels {
 
 mod backends;
 mod histogram;
+mod proxy_protocol;
 
 use histogram::DurationHistogram;
 #[cfg(test)]
 use histogram::{DURATION_BOUNDS_NS, DURATION_BUCKETS};
+use proxy_protocol::ListenerRejections;
+pub use proxy_protocol::ProxyRejection;
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! One listener of `proxy.yaml`, from its raw form to [`ListenerConfig`].
 
+use super::accept_proxy::{AcceptProxyError, accept_proxy_from_raw};
 use super::backend_list::{BackendsError, http_backends_from_raw, tcp_backends_from_raw};
 use super::backend_raw::RawGroup;
 use super::backends::{HealthCheck, Member};
@@ -224,6 +225,9 @@ pub enum ListenerError {
     /// A path of the listener that cannot be used.
     #[error(transparent)]
     Path(#[from] PathError),
+    /// `accept_proxy_protocol:` that cannot be used.
+    #[error(transparent)]
+    AcceptProxy(#[from] AcceptProxyError),
     /// A group's backends, `balance:`, `health:` or `backend_tls:` (boxed:
     /// the largest of these errors).
     #[error(transparent)]
@@ -296,6 +300,12 @@ pub(super) fn listener_from_raw(
                 value: other.to_string(),
             });
         }
+    };
+    let accept_proxy_protocol = match raw.accept_proxy_protocol {
+        Some(raw_accept) => Some(std::sync::Arc::new(accept_proxy_from_raw(
+            raw_accept, field,
+        )?)),
+        None => None,
     };
     let client_auth = match raw.client_auth {
         None => None,
@@ -469,6 +479,7 @@ pub(super) fn listener_from_raw(
         access_log: raw.access_log.unwrap_or(true),
         backends,
         proxy_protocol,
+        accept_proxy_protocol,
         https_port: raw.https_port,
         limits,
         client_auth,

@@ -156,6 +156,8 @@ pub(super) struct RawListener {
     #[serde(default)]
     pub(super) proxy_protocol: Option<String>,
     #[serde(default)]
+    pub(super) accept_proxy_protocol: Option<RawAcceptProxy>,
+    #[serde(default)]
     pub(super) https_port: Option<u16>,
     #[serde(default)]
     pub(super) handshake_timeout: Option<DurationField>,
@@ -183,6 +185,17 @@ pub(super) struct RawListener {
     pub(super) client_auth: Option<RawClientAuth>,
     #[serde(default)]
     pub(super) backend_tls: Option<RawBackendTls>,
+}
+
+/// `accept_proxy_protocol:` as written; checked in `accept_proxy.rs`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "AcceptProxyProtocol")]
+pub(super) struct RawAcceptProxy {
+    #[serde(default)]
+    pub(super) versions: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) from: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

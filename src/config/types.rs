@@ -3,10 +3,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::address_range::AddressRange;
 use super::backends::{Backends, Member};
 use super::drain_store::DrainStore;
 use super::field_error::{DomainNameError, FieldError};
@@ -312,8 +314,13 @@ pub struct ListenerConfig {
     pub access_log: bool,
     /// The backends of a `tls` listener (`backend:` or `backends:`).
     pub backends: Option<Backends<TcpBackend>>,
-    /// Whether a `tls` listener sends a PROXY protocol v2 header first.
+    /// Whether a `tls` listener sends a PROXY protocol v2 header first
+    /// (to its backends).
     pub proxy_protocol: bool,
+    /// PROXY protocol headers expected from load balancers in front
+    /// (`accept_proxy_protocol:`); shared, since each connection of such a
+    /// listener takes a reference.
+    pub accept_proxy_protocol: Option<Arc<AcceptProxyProtocol>>,
     /// Port put into the redirects of an `http` listener (default: none,
     /// i.e. 443).
     pub https_port: Option<u16>,
@@ -321,6 +328,26 @@ pub struct ListenerConfig {
     pub limits: Limits,
     /// Client certificates asked of callers (`https` and `tls` only).
     pub client_auth: Option<ClientAuthConfig>,
+}
+
+/// `accept_proxy_protocol:` of a listener (README: Behind a load balancer):
+/// which PROXY protocol versions are read, and from which peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptProxyProtocol {
+    /// Whether the text header (v1, `PROXY TCP4 ...\r\n`) is accepted.
+    pub v1: bool,
+    /// Whether the binary header (v2) is accepted.
+    pub v2: bool,
+    /// The load balancers: a peer in one of these ranges must start with
+    /// a header, and one outside them must not send any.
+    pub from: Vec<AddressRange>,
+}
+
+impl AcceptProxyProtocol {
+    /// Whether `peer` is one of the load balancers (`from`).
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.from.iter().any(|range| range.contains(peer))
+    }
 }
 
 /// `client_auth:` of a TLS listener (README: Client certificates).

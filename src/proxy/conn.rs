@@ -14,9 +14,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::log_limit::LogLimit;
 use crate::balance::ListenerBackends;
 use crate::challenge::ACME_TLS_ALPN;
-use crate::config::ListenerConfig;
+use crate::config::{AcceptProxyProtocol, ListenerConfig};
 use crate::metrics::{FailureReason, ListenerMetrics};
 use crate::resolver::HandshakeEvents;
 use crate::snapshot::SnapshotReader;
@@ -37,6 +38,10 @@ pub struct ListenerShared {
     /// The listener's counters, looked up once so counting is an atomic
     /// increment.
     pub metrics: Arc<ListenerMetrics>,
+    /// Connections refused for their PROXY protocol header: at most one
+    /// `info` line per 10 s (anyone can send a bad header), the others at
+    /// `debug`.
+    pub proxy_refusals: LogLimit,
 }
 
 impl ListenerShared {
@@ -49,6 +54,17 @@ impl ListenerShared {
             .listener(self.index)
             .cloned()
             .unwrap_or_else(|| Arc::new(self.config.clone()))
+    }
+
+    /// The current `accept_proxy_protocol:` (a reload may change it), for
+    /// each accepted connection: a snapshot look-up (no lock, no
+    /// allocation, no read on the socket) and, only when it is set, a
+    /// reference count.
+    pub fn accept_proxy_protocol(&self) -> Option<Arc<AcceptProxyProtocol>> {
+        match self.store.load().listener(self.index) {
+            Some(settings) => settings.accept_proxy_protocol.clone(),
+            None => self.config.accept_proxy_protocol.clone(),
+        }
     }
 
     /// [`ListenerShared::settings`] and the backend groups built from them,

@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::accept_proxy::ClientAddress;
 use super::conn::{Lifecycle, ListenerShared};
 use super::log_limit::LogLimit;
 use super::tunnel::{Transferred, TunnelEnd, copy_with_idle_timeout};
@@ -29,18 +30,23 @@ pub struct TlsListener {
 }
 
 /// Serves one accepted TCP connection: handshake, backend, tunnel.
+/// `client` is the TCP peer, or the client a load balancer's PROXY header
+/// named (then its destination goes into the header sent on).
 pub async fn serve_connection(
     tcp: TcpStream,
-    peer: SocketAddr,
+    client: ClientAddress,
     tls: TlsAcceptor,
     listener: Arc<TlsListener>,
     lifecycle: Lifecycle,
 ) {
     let started = Instant::now();
+    let peer = client.source;
     let shared = &listener.shared;
     let settings = shared.settings();
     let limits = settings.limits;
-    let local = tcp.local_addr().ok();
+    // The client connected to the load balancer's address when a header
+    // said so (as HAProxy's `send-proxy` chains pass it on), else to ours.
+    let local = client.destination.or_else(|| tcp.local_addr().ok());
     let handshake = super::conn::handshake(tcp, peer, &tls, shared, |_, choice| choice.step);
     // Boxed, as on `https` listeners: the task lives as long as the
     // tunnel, and a future is as large as its largest state, so the

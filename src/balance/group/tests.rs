@@ -56,6 +56,7 @@ fn tls_listener(
             health,
         }),
         proxy_protocol: false,
+        accept_proxy_protocol: None,
         https_port: None,
         limits: Limits::default(),
         client_auth: None,
