@@ -14,9 +14,11 @@
 //!   pins, ACME settings) and the serde wrappers that run them while the
 //!   YAML is read;
 //! - `positions`: ` at line L column C` for text found in the file;
+//! - `log_settings`: the settings of `log:` and `access_log:`;
 //! - `types`: the validated configuration the rest of the crate reads;
 //! - `raw`: the serde structures as written in `proxy.yaml`;
 //! - `paths`: `alias://` expansion and relative paths;
+//! - `logs`: `log:` and `access_log:` (top level and per listener) checked;
 //! - `listener`: one raw listener to a validated one;
 //! - `storage`: the raw `storage:` section to a validated one;
 //! - `error`: `ConfigError` and `ConfigProblem`, which name the errors of
@@ -34,6 +36,8 @@ mod error;
 mod field_error;
 mod fields;
 mod listener;
+mod log_settings;
+mod logs;
 mod paths;
 mod positions;
 mod raw;
@@ -55,6 +59,8 @@ pub use fields::{
     parse_duration, parse_renew_at,
 };
 pub use listener::ListenerError;
+pub use log_settings::{AccessLogConfig, AccessLogFormat, DEFAULT_LOG_LEVEL, LogConfig, LogFormat};
+pub use logs::LogsConfigError;
 pub use paths::PathError;
 pub use storage::StorageConfigError;
 pub use types::{

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::balance::ListenerBackends;
 use crate::challenge::ACME_TLS_ALPN;
 use crate::config::ListenerConfig;
+use crate::logging::access::{AccessLog, AccessLogSlot};
 use crate::metrics::{FailureReason, ListenerMetrics};
 use crate::resolver::HandshakeEvents;
 use crate::snapshot::SnapshotReader;
@@ -37,6 +38,8 @@ pub struct ListenerShared {
     /// The listener's counters, looked up once so counting is an atomic
     /// increment.
     pub metrics: Arc<ListenerMetrics>,
+    /// The access log for the current settings (read only while it is on).
+    pub access_logs: AccessLogSlot,
 }
 
 impl ListenerShared {
@@ -49,6 +52,15 @@ impl ListenerShared {
             .listener(self.index)
             .cloned()
             .unwrap_or_else(|| Arc::new(self.config.clone()))
+    }
+
+    /// The access log `settings` (the listener's current ones) ask for;
+    /// `None` when it is off, and then nothing is looked up.
+    pub fn access_log(&self, settings: &ListenerConfig) -> Option<Arc<AccessLog>> {
+        settings
+            .access_log
+            .as_ref()
+            .map(|config| self.access_logs.get(config))
     }
 
     /// [`ListenerShared::settings`] and the backend groups built from them,

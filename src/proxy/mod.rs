@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::challenge::{ACME_TLS_ALPN, ChallengeStore};
 use crate::config::{Config, ListenerConfig, ListenerKind};
+use crate::logging::access::AccessLogSlot;
 use crate::metrics::Metrics;
 use crate::resolver::{HandshakeEvents, SniResolver};
 use crate::snapshot::SnapshotReader;
@@ -38,6 +39,7 @@ pub mod log_limit;
 pub mod park;
 mod pool;
 mod request_body;
+pub mod request_id;
 mod routing;
 pub mod slots;
 pub mod tls;
@@ -214,6 +216,7 @@ pub async fn serve(
             store: store.clone(),
             events: events.clone(),
             metrics: metrics.listener(index, listener),
+            access_logs: AccessLogSlot::new(listener.access_log.as_ref()),
         };
         let handler = match listener.kind {
             ListenerKind::Https => Handler::Https(
