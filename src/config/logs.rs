@@ -123,11 +123,16 @@ pub(super) fn log_from_raw(raw: Option<RawLog>) -> Result<LogConfig, LogsConfigE
         .level
         .map(|l| l.trim().to_string())
         .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string());
-    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
-        return Err(LogsConfigError::Level {
-            level,
-            error: e.to_string(),
-        });
+    // An empty filter parses, and would silence everything but errors.
+    let parsed = match level.as_str() {
+        "" => Err("it is empty".to_string()),
+        text => tracing_subscriber::EnvFilter::builder()
+            .parse(text)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    };
+    if let Err(error) = parsed {
+        return Err(LogsConfigError::Level { level, error });
     }
     Ok(LogConfig {
         format: raw.format.unwrap_or(LogFormat::Text),

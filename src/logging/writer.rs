@@ -155,7 +155,12 @@ impl AccessWriter {
             .name("sniwalk-access-log".into())
             .spawn(move || write_lines(receiver, Output::new(thread_destination), &thread_state));
         match started {
-            Ok(thread) => lock(&THREADS).push(thread),
+            Ok(thread) => {
+                let mut threads = lock(&THREADS);
+                // Finished threads need no joining: their handles go.
+                threads.retain(|t| !t.is_finished());
+                threads.push(thread);
+            }
             // The receiver is gone with the closure: every line is then
             // dropped, and this says why.
             Err(e) => tracing::error!(

@@ -210,6 +210,7 @@ fn bad_values_are_refused_with_their_position() {
             "log: { level: \"info,=\" }\n",
             &["log.level", "not a log filter"],
         ),
+        ("log: { level: \" \" }\n", &["log.level", "it is empty"]),
         (
             "access_log: { format: clf }\n",
             &["access_log.format", "unknown variant", "combined"],
