@@ -88,6 +88,31 @@ async fn logged(needles: &[&str]) -> String {
     }
 }
 
+/// `access_log:` of a listener writing text lines to `dir/access.log`.
+fn access_log_in(dir: &std::path::Path) -> String {
+    format!(
+        "    access_log: {{ format: text, file: \"{}\" }}\n",
+        dir.join("access.log").display()
+    )
+}
+
+/// Waits (up to 10 s) for a line of `dir/access.log` with every one of
+/// `needles`.
+async fn access_logged(dir: &std::path::Path, needles: &[&str]) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+            return line.to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no access log line with {needles:?} within 10 s:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 // ---- clients -----------------------------------------------------------------
 
 /// A TCP connection to `to` from `ip` (a loopback address).
@@ -220,7 +245,10 @@ async fn https_behind_haproxy_v1_and_v2_forwards_the_client_address() {
             https_listener(
                 "web_lb",
                 &backend,
-                &format!("    accept_proxy_protocol: {{ from: [{BALANCER_IP}/32] }}\n"),
+                &format!(
+                    "    accept_proxy_protocol: {{ from: [{BALANCER_IP}/32] }}\n{}",
+                    access_log_in(dir.path())
+                ),
             )
         );
         let proxy = TestProxy::start(dir.path(), &yaml).await;
@@ -256,7 +284,11 @@ async fn https_behind_haproxy_v1_and_v2_forwards_the_client_address() {
                 "{version}: the client HAProxy saw, not HAProxy"
             );
             // The access log names the client, port included.
-            logged(&["listener=web_lb", &format!("peer={client}"), "status=200"]).await;
+            access_logged(
+                dir.path(),
+                &["listener=web_lb", &format!("peer={client}"), "status=200"],
+            )
+            .await;
         }
         drop(haproxy);
         proxy.stop().await;
@@ -353,7 +385,8 @@ async fn http_listener_behind_haproxy_v1_serves_the_request_untouched() {
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = format!(
             "  - name: plain_lb\n    kind: http\n    bind: 127.0.0.1:1\n    \
-             accept_proxy_protocol: {{ versions: [v1], from: [{BALANCER_IP}/32] }}\n"
+             accept_proxy_protocol: {{ versions: [v1], from: [{BALANCER_IP}/32] }}\n{}",
+            access_log_in(dir.path())
         );
         let proxy = TestProxy::start(dir.path(), &proxy_yaml("", &listener)).await;
         let haproxy = HaProxy::start(&[Route {
@@ -374,7 +407,11 @@ async fn http_listener_behind_haproxy_v1_serves_the_request_untouched() {
             answer.contains("location: https://www.example.com/a/b?c=d"),
             "the request line came through whole: {answer}"
         );
-        logged(&["listener=plain_lb", &format!("peer={client}"), "status=308"]).await;
+        access_logged(
+            dir.path(),
+            &["listener=plain_lb", &format!("peer={client}"), "status=308"],
+        )
+        .await;
 
         // A direct client outside `from` whose first bytes could begin
         // `PROXY `: looked at, not taken, then served whole.
@@ -392,7 +429,11 @@ async fn http_listener_behind_haproxy_v1_serves_the_request_untouched() {
             answer.starts_with("HTTP/1.1 308") && answer.contains("https://www.example.com/form"),
             "{answer}"
         );
-        logged(&[&format!("peer={direct}"), "method=PROPFIND", "path=/form"]).await;
+        access_logged(
+            dir.path(),
+            &[&format!("peer={direct}"), "method=PROPFIND", "path=/form"],
+        )
+        .await;
         drop(haproxy);
         proxy.stop().await;
     })

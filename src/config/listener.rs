@@ -6,6 +6,7 @@ use super::backend_raw::RawGroup;
 use super::backends::{HealthCheck, Member};
 use super::field_error::FieldError;
 use super::fields::normalize_pin;
+use super::log_settings::AccessLogConfig;
 use super::paths::{PathError, PathResolver};
 use super::raw::RawListener;
 use super::types::{
@@ -240,11 +241,14 @@ impl From<BackendsError> for ListenerError {
     }
 }
 
-/// Validates one listener; errors are messages naming the field.
+/// Validates one listener; errors are messages naming the field. Its
+/// access log comes checked (`logs::listener_access_log`, which needs the
+/// top-level settings); `raw.access_log` is not read here.
 pub(super) fn listener_from_raw(
     raw: RawListener,
     field: &str,
     paths: &PathResolver<'_>,
+    access_log: Option<AccessLogConfig>,
 ) -> Result<ListenerConfig, ListenerError> {
     let kind = raw.kind;
     let listener = || field.to_string();
@@ -476,7 +480,7 @@ pub(super) fn listener_from_raw(
         bind: raw.bind.0,
         certdir,
         routes,
-        access_log: raw.access_log.unwrap_or(true),
+        access_log,
         backends,
         proxy_protocol,
         accept_proxy_protocol,

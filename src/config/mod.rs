@@ -19,6 +19,8 @@
 //! - `raw`: the serde structures as written in `proxy.yaml`;
 //! - `paths`: `alias://` expansion and relative paths;
 //! - `accept_proxy`: a listener's `accept_proxy_protocol:` validated;
+//! - `log_settings`: the settings of `log:` and `access_log:`;
+//! - `logs`: `log:` and `access_log:` (top level and per listener) checked;
 //! - `listener`: one raw listener to a validated one;
 //! - `storage`: the raw `storage:` section to a validated one;
 //! - `error`: `ConfigError` and `ConfigProblem`, which name the errors of
@@ -38,6 +40,8 @@ mod error;
 mod field_error;
 mod fields;
 mod listener;
+mod log_settings;
+mod logs;
 mod paths;
 mod positions;
 mod raw;
@@ -63,6 +67,8 @@ pub use fields::{
     parse_duration, parse_renew_at,
 };
 pub use listener::ListenerError;
+pub use log_settings::{AccessLogConfig, AccessLogFormat, DEFAULT_LOG_LEVEL, LogConfig, LogFormat};
+pub use logs::LogsConfigError;
 pub use paths::PathError;
 pub use schema::json_schema;
 pub use storage::StorageConfigError;

@@ -12,6 +12,7 @@ use super::fields::{
     RenewAtField, StatusCodeField, UniqueMap, ValueError, WarnDaysField, account_email_field,
     normalize_domain_name,
 };
+use super::logs::{RawAccessLog, RawLog};
 use super::types::{ChallengeKind, DomainAcme, HostPattern, ListenerKind, parse_host_pattern};
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -42,6 +43,10 @@ pub(super) struct RawConfig {
     pub(super) tls: Option<RawTls>,
     #[serde(default)]
     pub(super) storage: Option<RawStorage>,
+    #[serde(default)]
+    pub(super) log: Option<RawLog>,
+    #[serde(default)]
+    pub(super) access_log: Option<RawAccessLog>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema, Default)]
@@ -144,7 +149,7 @@ pub(super) struct RawListener {
     #[serde(default)]
     pub(super) routes: Vec<RawRoute>,
     #[serde(default)]
-    pub(super) access_log: Option<bool>,
+    pub(super) access_log: Option<RawAccessLog>,
     #[serde(default)]
     pub(super) backend: Option<String>,
     #[serde(default)]

@@ -15,6 +15,7 @@ use super::fields::{
     AddressField, Bind, DirectoryField, DomainName, DurationField, PathList, RenewAtField,
     StatusCodeField, UniqueMap, WarnDaysField,
 };
+use super::logs::{RawAccessLog, RawAccessLogSettings};
 use super::raw::{DomainMap, HostPatternField, RawConfig, RawDomain};
 use super::types::ChallengeKind;
 
@@ -230,5 +231,19 @@ impl JsonSchema for ChallengeKind {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({ "description": "The ACME challenge sniwalk answers",
                        "enum": ["http-01", "tls-alpn-01"] })
+    }
+}
+
+impl JsonSchema for RawAccessLog {
+    fn schema_name() -> Cow<'static, str> {
+        "AccessLog".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let settings = generator.subschema_for::<RawAccessLogSettings>();
+        json_schema!({
+            "description": "The access log: `true` (on, the defaults), `false` (off), or \
+                            `{ format: text | combined | json, file: PATH }`",
+            "oneOf": [ { "type": "boolean" }, settings ]
+        })
     }
 }

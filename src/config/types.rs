@@ -16,6 +16,7 @@ use super::fields::{
     CheckedStr, DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, account_email_field,
     normalize_domain_name,
 };
+use super::log_settings::{AccessLogConfig, LogConfig};
 
 /// Where `state_dir` is when the configuration does not say.
 pub const DEFAULT_STATE_DIR: &str = "state";
@@ -61,6 +62,8 @@ pub struct Config {
     /// Backends drained through the admin API (`config/drains`), read with
     /// the file by [`Config::load`].
     pub drains: DrainStore,
+    /// How sniwalk's own events are logged (`log:`).
+    pub log: LogConfig,
 }
 
 /// Default `tls.ticket_rotation`.
@@ -310,8 +313,9 @@ pub struct ListenerConfig {
     pub certdir: Option<PathBuf>,
     /// Routes of an `https` listener, first match wins.
     pub routes: Vec<Route>,
-    /// Whether each request is logged.
-    pub access_log: bool,
+    /// Where and how each request and tunnel is logged (`access_log:`, or
+    /// the top-level one); `None`: not at all.
+    pub access_log: Option<AccessLogConfig>,
     /// The backends of a `tls` listener (`backend:` or `backends:`).
     pub backends: Option<Backends<TcpBackend>>,
     /// Whether a `tls` listener sends a PROXY protocol v2 header first

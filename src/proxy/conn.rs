@@ -18,6 +18,7 @@ use super::log_limit::LogLimit;
 use crate::balance::ListenerBackends;
 use crate::challenge::ACME_TLS_ALPN;
 use crate::config::{AcceptProxyProtocol, ListenerConfig};
+use crate::logging::access::{AccessLog, AccessLogSlot};
 use crate::metrics::{FailureReason, ListenerMetrics};
 use crate::resolver::HandshakeEvents;
 use crate::snapshot::SnapshotReader;
@@ -42,6 +43,8 @@ pub struct ListenerShared {
     /// `info` line per 10 s (anyone can send a bad header), the others at
     /// `debug`.
     pub proxy_refusals: LogLimit,
+    /// The access log for the current settings (read only while it is on).
+    pub access_logs: AccessLogSlot,
 }
 
 impl ListenerShared {
@@ -65,6 +68,15 @@ impl ListenerShared {
             Some(settings) => settings.accept_proxy_protocol.clone(),
             None => self.config.accept_proxy_protocol.clone(),
         }
+    }
+
+    /// The access log `settings` (the listener's current ones) ask for;
+    /// `None` when it is off, and then nothing is looked up.
+    pub fn access_log(&self, settings: &ListenerConfig) -> Option<Arc<AccessLog>> {
+        settings
+            .access_log
+            .as_ref()
+            .map(|config| self.access_logs.get(config))
     }
 
     /// [`ListenerShared::settings`] and the backend groups built from them,

@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::challenge::{ACME_TLS_ALPN, ChallengeStore};
 use crate::config::{AcceptProxyProtocol, Config, ListenerConfig, ListenerKind};
+use crate::logging::access::AccessLogSlot;
 use crate::metrics::Metrics;
 use crate::resolver::{HandshakeEvents, SniResolver};
 use crate::snapshot::SnapshotReader;
@@ -40,6 +41,7 @@ pub mod park;
 mod pool;
 pub mod proxy_header;
 mod request_body;
+pub mod request_id;
 mod routing;
 pub mod slots;
 pub mod tls;
@@ -218,6 +220,7 @@ pub async fn serve(
             events: events.clone(),
             metrics: metrics.listener(index, listener),
             proxy_refusals: Default::default(),
+            access_logs: AccessLogSlot::new(listener.access_log.as_ref()),
         };
         let handler = match listener.kind {
             ListenerKind::Https => Handler::Https(

@@ -15,6 +15,7 @@ use super::conn::{Lifecycle, ListenerShared};
 use super::log_limit::LogLimit;
 use super::tunnel::{Transferred, TunnelEnd, copy_with_idle_timeout};
 use crate::config::{ListenerConfig, TcpBackend};
+use crate::logging::record::{TlsTunnelRecord, TunnelOutcome};
 use crate::metrics::BackendError;
 use crate::snapshot::backend_tls::BackendTlsError;
 
@@ -133,6 +134,7 @@ pub async fn serve_connection(
     shared.metrics.tunnel_done(transferred.up, transferred.down);
     if let TunnelEnd::Closed {
         without_close_notify: true,
+        ..
     } = end
     {
         tracing::debug!(
@@ -140,22 +142,22 @@ pub async fn serve_connection(
             "a TLS peer closed without close_notify (usual for SIP phones): an ordinary end"
         );
     }
-    if !settings.access_log {
-        return;
+    if let Some(log) = shared.access_log(&settings) {
+        let record = TlsTunnelRecord {
+            listener: shared.config.name.clone(),
+            peer,
+            sni,
+            cert: step,
+            backend: address.clone(),
+            started,
+        };
+        let outcome = TunnelOutcome {
+            up: transferred.up,
+            down: transferred.down,
+            end: end.describe(),
+        };
+        log.tls_tunnel(&record, &outcome);
     }
-    tracing::info!(
-        target: "sniwalk::access",
-        listener = %shared.config.name,
-        %peer,
-        sni = sni.as_deref().unwrap_or("-"),
-        cert = step.as_str(),
-        backend = %address,
-        up = transferred.up,
-        down = transferred.down,
-        duration_ms = started.elapsed().as_millis() as u64,
-        end = %end.describe(),
-        "tunnel"
-    );
 }
 
 /// A connection to a backend, plain or TLS (also the health checks').

@@ -49,7 +49,7 @@ fn tls_listener(
         bind: "127.0.0.1:5061".parse().expect("bind"),
         certdir: None,
         routes: Vec::new(),
-        access_log: true,
+        access_log: None,
         backends: Some(Backends {
             members,
             balance: Balance::LeastConn,
