@@ -71,8 +71,10 @@ pub enum LogsConfigError {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Log")]
 pub(super) struct RawLog {
+    /// `text` (default) or `json` (one object per line: ts, level, msg, target, fields).
     #[serde(default)]
     pub(super) format: Option<LogFormat>,
+    /// A filter like RUST_LOG (`info`, `warn,sniwalk=debug`); RUST_LOG wins when set.
     #[serde(default)]
     pub(super) level: Option<String>,
 }
@@ -90,8 +92,10 @@ pub(super) enum RawAccessLog {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "AccessLogSettings")]
 pub(super) struct RawAccessLogSettings {
+    /// `text`, `combined` (Apache/nginx) or `json`; default: like `log.format`.
     #[serde(default)]
     pub(super) format: Option<AccessLogFormat>,
+    /// Write to this file (created 0640, reopened on SIGUSR1) instead of standard error.
     #[serde(default)]
     pub(super) file: Option<String>,
 }
