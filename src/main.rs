@@ -23,8 +23,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
-        // The reader went away (`| head`): nothing more to say.
-        Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
+        // The reader went away (`| head`): nothing more to say, and the
+        // status a shell gives a process ended by SIGPIPE (128 + 13), as
+        // `cat` would end; never 0, which could hide a problem the command
+        // found before it could print it.
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::from(141),
         Err(e) => {
             print_error(&e);
             ExitCode::from(2)

@@ -170,3 +170,36 @@ async fn a_renewal_is_served_through_a_certdir() {
     );
     proxy.stop().await;
 }
+
+#[test]
+fn the_hook_makes_private_folders_and_refuses_open_ones() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let letsencrypt = tmp.path().join("letsencrypt");
+    let lineage = certbot_issues(&letsencrypt, "example.test", 1, &cert(&["example.test"]));
+    // Made by the hook: 0750.
+    let certs = tmp.path().join("made");
+    run_hook(&lineage, &certs, "certdir");
+    assert_eq!(mode(&certs), 0o750);
+    assert_eq!(mode(&certs.join("example.test")), 0o750);
+
+    // A folder others may write to: refused, nothing written.
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let out = Command::new("sh")
+        .arg(HOOK)
+        .env("RENEWED_LINEAGE", &lineage)
+        .env("SNIWALK_CERTS", &open)
+        .env("SNIWALK_USER", "no-such-user-sniwalk-test")
+        .env("SNIWALK_BIN", common::sniwalk_bin())
+        .output()
+        .expect("hook");
+    assert!(!out.status.success());
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(message.contains("writable by nobody else"), "{message}");
+    assert_eq!(
+        std::fs::read_dir(&open).expect("dir").count(),
+        0,
+        "nothing written"
+    );
+}

@@ -19,7 +19,13 @@ DNS_ADMIN_PORT=${DNS_ADMIN_PORT:-8055}
 work=${WORK:-$(mktemp -d)}
 cd "$work"
 pids=""
-trap 'kill $pids 2>/dev/null; wait 2>/dev/null; echo "stopped; files kept in $work"' EXIT INT TERM
+stop() {
+    kill $pids 2>/dev/null || true
+    wait 2>/dev/null || true
+    pids=""
+}
+trap 'stop; echo "stopped; files kept in $work"' EXIT
+trap 'exit 130' INT TERM
 
 # 1. Pebble serves its API over HTTPS: give it a certificate for localhost.
 "$SNIWALK" selfsigned --name localhost --days 30 --out pebble-tls >/dev/null

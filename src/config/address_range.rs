@@ -118,6 +118,18 @@ impl AddressRange {
                 full: max,
             });
         }
+        // An IPv4-mapped range (`::ffff:10.0.0.0/104`) is the IPv4 range it
+        // maps: peers are compared as IPv4 (see `contains`), so kept as
+        // IPv6 it would never match.
+        if let IpAddr::V6(v6) = network
+            && let Some(v4) = v6.to_ipv4_mapped()
+            && prefix >= 96
+        {
+            return Ok(AddressRange {
+                network: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            });
+        }
         Ok(AddressRange { network, prefix })
     }
 
@@ -176,6 +188,11 @@ mod tests {
         ("2001:db8::/32", "2001:db9::1", false),
         ("::/0", "2001:db8::1", true),
         ("fd00::/8", "fdff::1", true),
+        // IPv4-mapped ranges are the IPv4 ranges they map.
+        ("::ffff:10.0.0.0/104", "10.1.2.3", true),
+        ("::ffff:10.0.0.0/104", "::ffff:10.1.2.3", true),
+        ("::ffff:192.0.2.10", "192.0.2.10", true),
+        ("::ffff:192.0.2.10", "192.0.2.11", false),
     ];
 
     #[test]

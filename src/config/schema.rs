@@ -132,8 +132,8 @@ impl JsonSchema for DomainName {
 /// A DNS name as `domains:` and `master_domain:` take it.
 fn domain_name() -> Schema {
     string(
-        "^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\\.?$",
-        "A domain name: letters, digits and `-` between dots (IDNs in their xn-- form)",
+        "^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\\.?$",
+        "A domain name: letters, digits, `-` and `_` between dots (IDNs in their xn-- form)",
     )
 }
 
