@@ -66,8 +66,8 @@ install -D -m 0755 "$binary" "$root/usr/bin/sniwalk"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/usr/bin/sniwalk"
 install -D -m 0644 "$packaging/proxy.yaml" "$root/etc/sniwalk/proxy.yaml"
 install -D -m 0644 "$packaging/sniwalk.service" "$root/lib/systemd/system/sniwalk.service"
-# Owned by the package; postinst gives it to the sniwalk user (0750).
-install -d -m 0755 "$root/var/lib/sniwalk"
+# Owned by the package; postinst gives them to the sniwalk user (0750).
+install -d -m 0755 "$root/var/lib/sniwalk" "$root/var/log/sniwalk"
 install -d -m 0755 "$doc"
 # The copyright file, with every crate linked into the binary.
 first_year=$(git log --max-parents=0 --format=%ad --date=format:%Y 2>/dev/null | sort | sed -n 1p || true)

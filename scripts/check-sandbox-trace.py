@@ -12,7 +12,8 @@ SIGTERM) and this script checks that nothing it did would be refused by:
 - RestrictAddressFamilies=,
 - MemoryDenyWriteExecute= (no writable and executable mapping, no
   mprotect to executable),
-- ProtectSystem=strict with ReadWritePaths=/StateDirectory= and
+- ProtectSystem=strict with ReadWritePaths=, StateDirectory=,
+  LogsDirectory= and
   PrivateTmp= (writes only there, /tmp, and the /dev, /proc, /sys API
   trees),
 - ProtectHome= (nothing under /home, /root, /run/user),
@@ -125,6 +126,8 @@ def writable_trees(settings):
             trees += [p.lstrip("-").rstrip("/") + "/" for p in value.split()]
         elif key == "StateDirectory":
             trees += ["/var/lib/" + p.rstrip("/") + "/" for p in value.split()]
+        elif key == "LogsDirectory":
+            trees += ["/var/log/" + p.rstrip("/") + "/" for p in value.split()]
     return trees
 
 

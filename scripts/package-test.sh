@@ -126,6 +126,7 @@ contents_ok() {
 -rw-r--r-- etc/sniwalk/proxy.yaml
 -rw-r--r-- lib/systemd/system/sniwalk.service
 drwxr-xr-x var/lib/sniwalk/
+drwxr-xr-x var/log/sniwalk/
 -rw-r--r-- usr/share/doc/sniwalk/copyright
 -rw-r--r-- usr/share/doc/sniwalk/changelog.Debian.gz
 -rw-r--r-- usr/share/doc/sniwalk/README.md.gz
@@ -201,8 +202,10 @@ user_ok() {
   [ "$home" = "$STATE" ] || { echo "home $home, want $STATE"; return 1; }
   [ "$shell" = /usr/sbin/nologin ] || { echo "shell $shell, want /usr/sbin/nologin"; return 1; }
   getent group sniwalk >/dev/null || { echo "no sniwalk group"; return 1; }
-  [ "$(stat -c '%U:%G %a' "$STATE")" = "sniwalk:sniwalk 750" ] ||
-    { echo "$STATE: $(stat -c '%U:%G %a' "$STATE"), want sniwalk:sniwalk 750"; return 1; }
+  for dir in "$STATE" /var/log/sniwalk; do
+    [ "$(stat -c '%U:%G %a' "$dir")" = "sniwalk:sniwalk 750" ] ||
+      { echo "$dir: $(stat -c '%U:%G %a' "$dir"), want sniwalk:sniwalk 750"; return 1; }
+  done
   [ "$(stat -c '%U:%G %a' /etc/sniwalk/admin.token)" = "root:sniwalk 640" ] ||
     { echo "admin.token: $(stat -c '%U:%G %a' /etc/sniwalk/admin.token), want root:sniwalk 640"; return 1; }
   [ "$(tr -d '\n' </etc/sniwalk/admin.token | wc -c)" = 64 ] || { echo "admin.token is not 32 bytes in hex"; return 1; }
@@ -377,12 +380,12 @@ check remove "dpkg --remove keeps configuration and state" remove_ok
 purge_ok() {
   dpkg --purge sniwalk >/dev/null || return 1
   local left
-  for left in "$STATE" "$CONFIG" /etc/sniwalk/admin.token /etc/sniwalk "$UNIT"; do
+  for left in "$STATE" /var/log/sniwalk "$CONFIG" /etc/sniwalk/admin.token /etc/sniwalk "$UNIT"; do
     [ ! -e "$left" ] || { echo "$left left after purge"; return 1; }
   done
   getent passwd sniwalk >/dev/null || { echo "the sniwalk user was removed (Debian keeps it)"; return 1; }
 }
-check purge "dpkg --purge removes state, conffile and token" purge_ok
+check purge "dpkg --purge removes state, logs, conffile and token" purge_ok
 
 echo "package: $(($(date +%s) - started)) s in all"
 finish

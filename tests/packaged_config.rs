@@ -87,7 +87,9 @@ fn the_unit_runs_the_packaged_configuration_and_outlasts_its_drain() {
         "TimeoutStopSec={stop:?} must be longer than shutdown_timeout {:?}",
         config.shutdown_timeout
     );
-    // The one writable place is the state directory.
+    // The writable places: the state directory, and /var/log/sniwalk
+    // for access log files.
     assert_eq!(unit_values("ReadWritePaths"), ["/var/lib/sniwalk"]);
+    assert_eq!(unit_values("LogsDirectory"), ["sniwalk"]);
     assert_eq!(unit_values("ProtectSystem"), ["strict"]);
 }
