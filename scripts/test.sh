@@ -26,6 +26,19 @@ command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 # The `etcd` feature's etcd-client crate compiles etcd's protobuf files.
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+# The package test (scripts/package-test.sh): build the .deb (dpkg-deb,
+# dpkg-shlibdeps, strip), lint it, check the unit (systemd-analyze), run
+# the installed binary as the service does (setpriv, under strace) and
+# talk to it (curl, python3 for the notification socket, ss).
+command -v dpkg-shlibdeps >/dev/null 2>&1 || missing+=(dpkg-dev)
+command -v strip >/dev/null 2>&1 || missing+=(binutils)
+command -v lintian >/dev/null 2>&1 || missing+=(lintian)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -67,6 +80,24 @@ if [ "$fuzz_seconds" != 0 ]; then
   passed=$((passed + fuzz_ok))
   failed=$((failed + fuzz_failed))
 fi
+# The Debian package, built (the suite's one release build, about 5 min)
+# and installed on this machine (README, "Install (Debian package)"); each
+# check counts as one test. PACKAGE_TEST=0 skips it (it needs root and
+# ports 80, 443 and 9901).
+package_status=0
+if [ "${PACKAGE_TEST:-1}" != 0 ]; then
+  echo "== package (scripts/package-test.sh)"
+  package_log=$(mktemp)
+  trap 'rm -f "$log" "${fuzz_log:-}" "$package_log"' EXIT
+  bash scripts/package-test.sh 2>&1 | tee "$package_log" || package_status=1
+  package_ok=$(grep -Ec '^package [a-z_]+: ok' "$package_log" || true)
+  package_failed=$(grep -Ec '^package [a-z_]+: FAILED' "$package_log" || true)
+  if [ "$package_status" != 0 ] && [ "$package_failed" = 0 ]; then package_failed=1; fi
+  passed=$((passed + package_ok))
+  failed=$((failed + package_failed))
+else
+  echo "== package: skipped (PACKAGE_TEST=0)"
+fi
 echo "== done"
 echo "total: $passed passed, $failed failed"
-exit "$fuzz_status"
+[ "$fuzz_status" = 0 ] && [ "$package_status" = 0 ]

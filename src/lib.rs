@@ -32,6 +32,7 @@ pub mod pem;
 pub mod proxy;
 pub mod reload;
 pub mod resolver;
+pub mod service;
 pub mod snapshot;
 pub mod state_layout;
 pub mod storage;
@@ -293,11 +294,26 @@ pub async fn run_with(
         .with_writer(writer);
         tokio::spawn(admin::serve(socket, Arc::new(state), stop_reloads.clone()))
     });
+    let serving = service::serving_status(
+        &config.listeners,
+        &sockets
+            .iter()
+            .map(|s| s.local_addr().ok())
+            .collect::<Vec<_>>(),
+    );
     let shutdown = {
         let draining = draining.clone();
         let admin_bind = config.admin.as_ref().map(|a| a.bind);
+        let shutdown_secs = config.shutdown_timeout.as_secs();
         async move {
+            // `proxy::serve` awaits this future once every listener's
+            // accept loop runs and its TLS configuration is built; the
+            // snapshot is in force since before: the proxy serves, which
+            // is what `READY=1` tells systemd (README, "Install (Debian
+            // package)").
+            service::ready(&serving);
             shutdown.await;
+            service::stopping(shutdown_secs);
             draining.cancel();
             if let Some(bind) = admin_bind {
                 tracing::info!(%bind, "admin /healthz answers 503 until the drain is over");

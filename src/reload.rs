@@ -41,9 +41,14 @@ pub const DEBOUNCE: Duration = Duration::from_millis(250);
 /// What to reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reload {
-    /// Everything: the configuration file and every source (SIGHUP,
-    /// re-scan).
+    /// Everything: the configuration file and every source (re-scan,
+    /// the admin API).
     All,
+    /// Everything, as [`Reload::All`], asked for by SIGHUP: once it is
+    /// applied or refused, the service manager hears `READY=1` and how it
+    /// went ([`crate::service::reloaded`]; the SIGHUP handler has sent
+    /// `RELOADING=1`).
+    Hangup,
     /// These files changed (file events).
     Files(Vec<PathBuf>),
     /// This domain's certificate changed (ACME results, imports): its
@@ -291,11 +296,16 @@ impl ReloadTask {
             };
             // Coalesce whatever else is already queued into one rebuild.
             let mut all = false;
+            let mut hangup = false;
             let mut files: HashSet<PathBuf> = HashSet::new();
             let mut next = Some(first);
             while let Some(message) = next {
                 match message {
                     Reload::All => all = true,
+                    Reload::Hangup => {
+                        all = true;
+                        hangup = true;
+                    }
                     Reload::Files(paths) => files.extend(paths),
                     Reload::Domain(name) => files.extend(self.domain_sources(&name)),
                 }
@@ -324,21 +334,26 @@ impl ReloadTask {
                 source
             });
             if all || !files.is_empty() {
-                self.reload(all, files).await;
+                let outcome = self.reload(all, files).await;
+                if hangup {
+                    crate::service::reloaded(outcome.as_ref().copied().map_err(String::as_str));
+                }
             }
         }
     }
 
-    async fn reload(&mut self, all: bool, files: HashSet<PathBuf>) {
-        let ok = self.rebuild(all, files).await;
+    async fn reload(&mut self, all: bool, files: HashSet<PathBuf>) -> Result<(), String> {
+        let outcome = self.rebuild(all, files).await;
         if let Some(metrics) = &self.metrics {
-            metrics.reload(ok);
+            metrics.reload(outcome.is_ok());
         }
+        outcome
     }
 
     /// Re-reads the configuration (if asked) and rebuilds the snapshot;
-    /// false if the configuration file or the rebuild failed.
-    async fn rebuild(&mut self, all: bool, files: HashSet<PathBuf>) -> bool {
+    /// `Err` says why the configuration file or the rebuild failed (the
+    /// running ones stay).
+    async fn rebuild(&mut self, all: bool, files: HashSet<PathBuf>) -> Result<(), String> {
         if let Some((path, ticketer)) = &self.tickets
             && (all || files.contains(path))
         {
@@ -352,7 +367,7 @@ impl ReloadTask {
                 }
             }
         }
-        let mut config_loaded = true;
+        let mut config_loaded = Ok(());
         let config_changed = all
             || files.contains(&self.config.file)
             || files.contains(&self.config.state_layout().domain_store())
@@ -382,11 +397,11 @@ impl ReloadTask {
                     }
                 }
                 Err(e) => {
-                    config_loaded = false;
                     tracing::error!(
                         file = %self.config.file.display(),
                         "{e}; keeping the running configuration until the file is fixed"
                     );
+                    config_loaded = Err(e.to_string());
                 }
             }
             let watch = WatchSet::of(&self.config);
@@ -416,11 +431,11 @@ impl ReloadTask {
             Ok((previous, Ok(next))) => (previous, next),
             Ok((_, Err(e))) => {
                 tracing::error!("reload failed: {e}; the running certificates stay");
-                return false;
+                return Err(e.to_string());
             }
             Err(e) => {
                 tracing::error!("reload task failed: {e}; the running certificates stay");
-                return false;
+                return Err(e.to_string());
             }
         };
         let found = differences(&previous, &next);

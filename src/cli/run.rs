@@ -121,7 +121,10 @@ pub(crate) fn forward_sighup(reload: sniwalk::reload::ReloadHandle) {
                         tracing::info!(
                             "SIGHUP received: reloading the configuration and certificates"
                         );
-                        reload.send(sniwalk::reload::Reload::All);
+                        // systemd (Type=notify) shows the unit reloading
+                        // until the reload task says READY=1 again.
+                        sniwalk::service::reloading();
+                        reload.send(sniwalk::reload::Reload::Hangup);
                     }
                 });
             }

@@ -162,13 +162,21 @@ async fn reloads_are_counted_by_result() {
             .unwrap_or_else(|| panic!("no {line} in {text}"))
     };
 
-    task.reload(true, HashSet::new()).await;
+    assert_eq!(task.reload(true, HashSet::new()).await, Ok(()));
     assert_eq!((count("ok"), count("failed")), (1, 0));
     std::fs::write(&file, "master_domain: [").expect("break the file");
-    task.reload(true, HashSet::new()).await;
+    // The refusal names the file: it becomes systemd's STATUS= line.
+    let refused = task
+        .reload(true, HashSet::new())
+        .await
+        .expect_err("a broken file is refused");
+    assert!(refused.contains("proxy.yaml"), "{refused}");
     assert_eq!((count("ok"), count("failed")), (1, 1));
     std::fs::write(&file, &yaml).expect("fix the file");
-    task.reload(false, HashSet::from([file.clone()])).await;
+    assert_eq!(
+        task.reload(false, HashSet::from([file.clone()])).await,
+        Ok(())
+    );
     assert_eq!((count("ok"), count("failed")), (2, 1));
 }
 
