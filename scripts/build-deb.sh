@@ -99,6 +99,9 @@ install -d -m 0755 "$root/usr/share/man/man1" "$root/usr/share/bash-completion/c
 "$binary" completions bash >"$root/usr/share/bash-completion/completions/sniwalk"
 "$binary" completions zsh >"$root/usr/share/zsh/vendor-completions/_sniwalk"
 "$binary" completions fish >"$root/usr/share/fish/vendor_completions.d/sniwalk.fish"
+# The JSON Schema of proxy.yaml, for editors (README, Command line).
+install -d -m 0755 "$root/usr/share/sniwalk"
+"$binary" schema >"$root/usr/share/sniwalk/proxy.schema.json"
 # Lintian tags overridden on purpose, each with its reason (if any).
 if [ -f "$packaging/lintian-overrides" ]; then
   install -D -m 0644 "$packaging/lintian-overrides" "$root/usr/share/lintian/overrides/sniwalk"

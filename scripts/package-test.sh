@@ -134,6 +134,7 @@ drwxr-xr-x var/log/sniwalk/
 -rw-r--r-- usr/share/bash-completion/completions/sniwalk
 -rw-r--r-- usr/share/zsh/vendor-completions/_sniwalk
 -rw-r--r-- usr/share/fish/vendor_completions.d/sniwalk.fish
+-rw-r--r-- usr/share/sniwalk/proxy.schema.json
 EOF
   [ -z "$missing" ] || { echo "$missing"; echo "$contents"; return 1; }
 }
