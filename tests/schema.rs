@@ -1,4 +1,4 @@
-//! `sniwalk schema` against what users write: the shipped `proxy.yaml` and
+//! `sniwalk schema` against what users write: the shipped `proxy.yaml` files and
 //! every ```yaml example of the README validate against the JSON Schema,
 //! and the schema refuses what sniwalk refuses (unknown keys, wrong types).
 //!
@@ -98,17 +98,20 @@ fn check_example(value: &Value, candidates: &[(String, Vec<String>, Value)]) -> 
 }
 
 #[test]
-fn the_shipped_proxy_yaml_is_valid() {
+fn the_shipped_proxy_yaml_files_are_valid() {
     let schema = schema();
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.yaml"))
-        .expect("proxy.yaml");
-    let config = yaml_as_json(&text).expect("proxy.yaml is YAML");
     let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(&config)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "proxy.yaml: {errors:#?}");
+    // The repository's (localhost) and the Debian package's.
+    for file in ["proxy.yaml", "packaging/debian/proxy.yaml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let text = std::fs::read_to_string(&path).expect("a shipped proxy.yaml");
+        let config = yaml_as_json(&text).expect("YAML");
+        let errors: Vec<String> = validator
+            .iter_errors(&config)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{file}: {errors:#?}");
+    }
 }
 
 #[test]
