@@ -19,7 +19,7 @@ shift || true
 case $seconds in
   '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a number, got \`$seconds\`" >&2; exit 2 ;;
 esac
-all=(pem config names admin_body)
+all=(pem config names admin_body proxy_header)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all[@]}")
 for t in "${targets[@]}"; do

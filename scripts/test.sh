@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 # Tools the tests call: openssl (s_client, key conversions); pebble and
 # pebble-challtestsrv (the ACME test CA, tests/common/pebble.rs); etcd and
 # etcdctl (the etcd storage tests start their own on free ports,
-# tests/common/etcd.rs; Debian's package starts no service here); promtool
-# (the alert rules, below).
+# tests/common/etcd.rs; Debian's package starts no service here); haproxy;
+# promtool (the alert rules, below).
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets.
@@ -20,6 +20,10 @@ if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev
   missing+=(pebble)
 fi
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+# haproxy: the load balancer in front of sniwalk in the PROXY protocol tests
+# (tests/common/haproxy.rs runs its own; Debian's package starts no service
+# here, and the tests never use one).
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 # The `etcd` feature's etcd-client crate compiles etcd's protobuf files.
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)

@@ -25,6 +25,7 @@ pub mod fsio;
 pub mod health;
 pub mod ids;
 pub mod inspect;
+pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod pem;

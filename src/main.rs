@@ -23,8 +23,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
-        // The reader went away (`| head`): nothing more to say.
-        Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
+        // The reader went away (`| head`): nothing more to say, and the
+        // status a shell gives a process ended by SIGPIPE (128 + 13), as
+        // `cat` would end; never 0, which could hide a problem the command
+        // found before it could print it.
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::from(141),
         Err(e) => {
             print_error(&e);
             ExitCode::from(2)
@@ -105,6 +108,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut roff = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut roff)?;
             cli::output::out(format_args!("{}", String::from_utf8_lossy(&roff)))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Schema) => {
+            let schema = sniwalk::config::json_schema();
+            outln!("{}", serde_json::to_string_pretty(&schema)?)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -68,6 +68,7 @@ pub struct Metrics {
     send_timeouts: Family<ListenerLabel, Counter>,
     tunnel_bytes: Family<DirectionLabels, Counter>,
     tunnels_active: Family<TunnelLabels, Gauge>,
+    proxy_rejections: Family<proxy_protocol::RejectionLabels, Counter>,
     storage_up: Gauge,
 }
 
@@ -98,6 +99,7 @@ impl Metrics {
             send_timeouts: Family::default(),
             tunnel_bytes: Family::default(),
             tunnels_active: Family::default(),
+            proxy_rejections: Family::default(),
         };
         metrics.listeners = config
             .listeners
@@ -252,6 +254,7 @@ impl Metrics {
             "1 while the storage (storage:) can be reached, 0 while it cannot (no orders then)",
             self.storage_up.clone(),
         );
+        proxy_protocol::register(registry, &self.proxy_rejections);
         backends::register(registry, snapshot);
         let (not_after, expiry) = certificate_gauges(snapshot, now);
         registry.register_with_unit(
@@ -390,6 +393,7 @@ impl Metrics {
             requests,
             duration,
             backend_errors: self.backend_errors.clone(),
+            proxy_rejections: ListenerRejections::new(&self.proxy_rejections, listener),
             name,
             kind: listener.kind,
         }
@@ -419,6 +423,8 @@ pub struct ListenerMetrics {
     /// The shared family (an `Arc`): backend errors are labelled by
     /// backend, known only when one fails.
     backend_errors: Family<BackendLabels, Counter>,
+    /// Connections closed for their PROXY protocol header.
+    proxy_rejections: ListenerRejections,
     name: String,
     kind: ListenerKind,
 }
@@ -432,6 +438,12 @@ impl ListenerMetrics {
     /// Counts a completed TLS-ALPN-01 validation handshake.
     pub fn acme_challenge_handshake(&self) {
         self.handshakes_ok[ACME_CHALLENGE_INDEX].inc();
+    }
+
+    /// Counts a connection closed for its PROXY protocol header (or the
+    /// lack of one) before TLS or HTTP.
+    pub fn proxy_header_rejected(&self, reason: ProxyRejection) {
+        self.proxy_rejections.count(reason);
     }
 
     /// Counts a failed handshake.
@@ -680,11 +692,14 @@ struct CertificateLabels {
 mod backends;
 pub mod histogram;
 mod process;
+mod proxy_protocol;
 mod reasons;
 mod status_codes;
 
 #[cfg(test)]
 use histogram::{DURATION_BOUNDS_NS, DURATION_BUCKETS};
+use proxy_protocol::ListenerRejections;
+pub use proxy_protocol::ProxyRejection;
 #[cfg(test)]
 use status_codes::{STATUS_CLASSES, status_class_index};
 

@@ -63,11 +63,12 @@ fn without_config_the_local_file_then_the_environment_is_read() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("env.test"), "{}", stdout(&out));
 
-    // ./proxy.yaml exists: it is read.
+    // ./proxy.yaml exists: it is read, and a note says the variable is not.
     write_config(dir.path(), "proxy.yaml", "local.test");
     let out = sniwalk_in(dir.path(), &[("SNIWALK_CONFIG", &env_file)], &["check"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("local.test"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("SNIWALK_CONFIG="), "{}", stderr(&out));
 
     // `-c FILE` before the command, and after it, beat both.
     for args in [
@@ -165,7 +166,7 @@ fn a_closed_stdout_ends_the_command_quietly() {
         .expect("sniwalk runs");
     let message = stderr(&out);
     assert!(!message.contains("panicked"), "{message}");
-    assert_eq!(out.status.code(), Some(0), "{message}");
+    assert_eq!(out.status.code(), Some(141), "as SIGPIPE would: {message}");
     assert!(message.is_empty(), "nothing to say: {message}");
 }
 

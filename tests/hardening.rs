@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,60 +18,31 @@ use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-// ---- log capture -------------------------------------------------------
+// ---- the access log ---------------------------------------------------
 
-/// Everything logged by this test binary (one subscriber for all tests;
-/// each test looks for its own listener's lines).
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = buffer.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || SharedWriter(writer.clone()))
-            .try_init();
-        buffer
-    })
+/// `access_log:` of a listener writing text lines to `dir/access.log`.
+fn access_log_in(dir: &std::path::Path) -> String {
+    format!(
+        "    access_log: {{ format: text, file: \"{}\" }}\n",
+        dir.join("access.log").display()
+    )
 }
 
-struct SharedWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for SharedWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The captured log lines that contain every one of `needles`.
-fn log_lines(needles: &[&str]) -> Vec<String> {
-    let text =
-        String::from_utf8_lossy(&logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-    text.lines()
-        .filter(|line| needles.iter().all(|n| line.contains(n)))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits (up to 10 s) for a log line with every one of `needles`.
-async fn log_line(needles: &[&str]) -> String {
+/// Waits (up to 10 s) for a line of `dir/access.log` with every one of
+/// `needles`.
+async fn access_line(dir: &std::path::Path, needles: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(line) = log_lines(needles).pop() {
-            return line;
+        let text = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .rfind(|line| needles.iter().all(|n| line.contains(n)))
+        {
+            return line.to_string();
         }
         assert!(
             Instant::now() < deadline,
-            "no log line with {needles:?} within 10 s"
+            "no access log line with {needles:?} within 10 s:\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -542,10 +512,12 @@ const REGISTER: &[u8] =
 #[tokio::test]
 async fn a_tunnel_closed_without_close_notify_counts_its_bytes_and_ends_closed() {
     within(Duration::from_secs(60), "test", async {
-        logs();
         let echo = TcpEcho::start(false).await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let yaml = proxy_yaml("", &tls_listener("sip-no-notify", echo.addr, ""));
+        let yaml = proxy_yaml(
+            "",
+            &tls_listener("sip-no-notify", echo.addr, &access_log_in(dir.path())),
+        );
         let (proxy, _reload) = TestProxy::start_with_metrics(dir.path(), &yaml).await;
 
         let mut tls = connect(proxy.addr(), Some("sip.example.com"), &[]).await;
@@ -562,10 +534,13 @@ async fn a_tunnel_closed_without_close_notify_counts_its_bytes_and_ends_closed()
         )
         .await;
 
-        let line = log_line(&["listener=sip-no-notify", "tunnel"]).await;
+        let line = access_line(dir.path(), &["listener=sip-no-notify", "tunnel"]).await;
         let up = 2 * REGISTER.len();
         assert!(line.contains(&format!("up={up} ")), "{line}");
-        assert!(line.contains("end=closed"), "an ordinary end: {line}");
+        assert!(
+            line.contains("end=client_closed"),
+            "an ordinary end: {line}"
+        );
         let report = echo.next_report().await;
         assert!(
             report.saw_eof,
@@ -592,13 +567,10 @@ async fn a_tunnel_closed_without_close_notify_counts_its_bytes_and_ends_closed()
 #[tokio::test]
 async fn a_tunnel_ended_by_the_idle_timeout_counts_its_bytes() {
     within(Duration::from_secs(60), "test", async {
-        logs();
         let echo = TcpEcho::start(false).await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let yaml = proxy_yaml(
-            "",
-            &tls_listener("sip-idle", echo.addr, "    tunnel_idle_timeout: 1s\n"),
-        );
+        let extra = format!("    tunnel_idle_timeout: 1s\n{}", access_log_in(dir.path()));
+        let yaml = proxy_yaml("", &tls_listener("sip-idle", echo.addr, &extra));
         let proxy = TestProxy::start(dir.path(), &yaml).await;
 
         let mut tls = connect(proxy.addr(), Some("sip.example.com"), &[]).await;
@@ -611,21 +583,12 @@ async fn a_tunnel_ended_by_the_idle_timeout_counts_its_bytes() {
             tls.read_to_end(&mut rest),
         )
         .await;
-        let line = log_line(&["listener=sip-idle", "tunnel"]).await;
+        let line = access_line(dir.path(), &["listener=sip-idle", "tunnel"]).await;
         let n = REGISTER.len();
         assert!(line.contains(&format!("up={n} ")), "{line}");
         assert!(line.contains(&format!("down={n} ")), "{line}");
-        assert!(line.contains("end=idle timeout"), "{line}");
+        assert!(line.contains("end=idle_timeout"), "{line}");
         proxy.stop().await;
     })
     .await;
-}
-
-/// Keeps `std::io::Write` in use for the log writer on every platform.
-#[test]
-fn shared_writer_keeps_what_is_written() {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let mut writer = SharedWriter(buffer.clone());
-    writer.write_all(b"line\n").expect("write");
-    assert_eq!(&*buffer.lock().expect("lock"), b"line\n");
 }

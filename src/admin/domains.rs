@@ -19,8 +19,17 @@ pub(super) async fn delete(state: &AdminState, name: &str) -> Reply {
         Ok(name) => name,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("domain `{name}`: {e}")),
     };
-    let file = &state.config.file;
-    if configured_in_file(file).is_some_and(|c| c.domains.iter().any(|d| d.name == name)) {
+    let file = state.config.file.clone();
+    // Reading and checking the file is blocking work: off the runtime.
+    let in_file = {
+        let (file, name) = (file.clone(), name.clone());
+        tokio::task::spawn_blocking(move || {
+            configured_in_file(&file).is_some_and(|c| c.domains.iter().any(|d| d.name == name))
+        })
+        .await
+        .unwrap_or(false)
+    };
+    if in_file {
         return error(
             StatusCode::CONFLICT,
             format!(

@@ -120,6 +120,10 @@ pub(crate) enum Command {
     },
     /// Print the man page (roff; `sniwalk man | man -l -`).
     Man,
+    /// Print the JSON Schema of proxy.yaml, for editors (a YAML language
+    /// server reads it from a `# yaml-language-server: $schema=FILE` line)
+    /// and CI.
+    Schema,
 }
 
 #[derive(Subcommand)]

@@ -3,6 +3,7 @@
 //! `$SNIWALK_CONFIG`, else `/etc/sniwalk/proxy.yaml` (the Debian
 //! package's).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The configuration file in the working directory.
@@ -17,7 +18,21 @@ pub(crate) const SYSTEM_CONFIG: &str = "/etc/sniwalk/proxy.yaml";
 /// tried and how to choose.
 pub(crate) fn choose(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     let env = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty());
-    choose_from(explicit, env.as_deref().map(Path::new), |p| p.exists())
+    let chosen = choose_from(explicit, env.as_deref().map(Path::new), |p| p.exists())?;
+    // Working in a folder with a proxy.yaml (a checkout of sniwalk ships
+    // one) while $SNIWALK_CONFIG names another file: say which one is read.
+    if explicit.is_none()
+        && let Some(env) = &env
+        && chosen != Path::new(env)
+    {
+        let _ = writeln!(
+            std::io::stderr(),
+            "sniwalk: reading ./{LOCAL_CONFIG}, which is here; {CONFIG_ENV}={} applies only \
+             where there is none (pass --config to choose)",
+            Path::new(env).display()
+        );
+    }
+    Ok(chosen)
 }
 
 /// [`choose`] with the environment and the file system passed in.

@@ -3,14 +3,14 @@
 //! `println!` panics when stdout is a pipe that was closed
 //! (`sniwalk resolve --json x | head -1`); everything here writes through
 //! [`out`] instead, which turns a closed pipe into [`StdoutClosed`], and
-//! `main` ends quietly on that. Errors are printed with one line per cause,
+//! `main` ends quietly on that, with 141 (128 + SIGPIPE). Errors are printed with one line per cause,
 //! never the same cause twice ([`describe`]).
 
 use std::fmt;
 use std::io::Write as _;
 
 /// The reader of our stdout went away (EPIPE): stop printing and exit
-/// without a message, as `cat` and `grep` do.
+/// 141 without a message, as `cat` and `grep` do when SIGPIPE ends them.
 #[derive(Debug)]
 pub(crate) struct StdoutClosed;
 

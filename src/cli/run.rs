@@ -1,27 +1,24 @@
 //! `sniwalk run`: logging, the runtime, the open file limit, and the
-//! signals (SIGHUP reloads, SIGTERM and SIGINT stop).
+//! signals (SIGHUP reloads, SIGUSR1 reopens the access logs, SIGTERM and
+//! SIGINT stop).
 
-use std::io::IsTerminal as _;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sniwalk::config::{Config, ListenerKind};
+use sniwalk::config::{Config, ListenerKind, LogFormat};
 
-/// Logs to stderr, filtered by `RUST_LOG` or else `default`.
+/// Logs text lines to stderr, filtered by `RUST_LOG` or else `default`
+/// (the commands other than `run`, which follows `log:`).
 pub(crate) fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    sniwalk::logging::events::install(LogFormat::Text, default);
 }
 
 pub(crate) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
-    init_logging("info");
+    // The configuration first: its `log:` says how to log. Its errors are
+    // printed by the command line's own error path.
     let config = Config::load(config_path)?;
+    sniwalk::logging::events::install(config.log.format, &config.log.level);
     raise_fd_limit(&config);
     // One worker: tokio's single-threaded scheduler, which skips the work
     // stealing and cross-thread wake-ups of the multi-threaded one (README,
@@ -37,14 +34,24 @@ pub(crate) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let sockets = sniwalk::proxy::bind_all(&config).await?;
         let (options, reload) = sniwalk::RunOptions::new();
         forward_sighup(reload);
+        forward_sigusr1();
         sniwalk::run_with(config, sockets, options, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // The access logs' last lines, queued by the connections that just
+    // ended, are written before the process exits.
+    drop(runtime);
+    if !sniwalk::logging::writer::finish(sniwalk::logging::writer::FINISH_LIMIT) {
+        tracing::warn!(
+            "the access log writers did not finish in time; their last lines may be lost"
+        );
+    }
+    result
 }
 
 /// Raises the soft limit on open files to the hard limit (nginx's
@@ -125,6 +132,28 @@ pub(crate) fn forward_sighup(reload: sniwalk::reload::ReloadHandle) {
     }
     #[cfg(not(unix))]
     drop(reload);
+}
+
+/// Turns every SIGUSR1 into a reopening of the access-log files (after
+/// logrotate renamed them: README, Logs).
+pub(crate) fn forward_sigusr1() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::user_defined1()) {
+            Ok(mut usr1) => {
+                tokio::spawn(async move {
+                    while usr1.recv().await.is_some() {
+                        let files = sniwalk::logging::writer::reopen_files();
+                        tracing::info!(files, "SIGUSR1 received: reopening the access log files");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGUSR1; access log files are not reopened")
+            }
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

@@ -10,15 +10,20 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use super::fields::DurationField;
 
 /// `backend_tls:` as written.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BackendTls")]
 pub(super) struct RawBackendTls {
+    /// PEM file of the CA(s) the backend's certificate must chain to (default: the system's).
     #[serde(default)]
     pub(super) ca_file: Option<String>,
+    /// A certificate_pem file presented when the backend asks for a client certificate.
     #[serde(default)]
     pub(super) client_certificate: Option<String>,
+    /// The name sent as SNI and required in the backend's certificate (default: the backend's host).
     #[serde(default)]
     pub(super) server_name: Option<String>,
+    /// Accept any backend certificate (encrypted, not authenticated).
     #[serde(default)]
     pub(super) insecure_skip_verify: bool,
 }
@@ -35,8 +40,9 @@ pub(super) struct RawBackendEntry {
     pub(super) bare: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BackendMap")]
 struct RawBackendMap {
     #[serde(default)]
     url: Option<String>,
@@ -84,21 +90,29 @@ impl<'de> Deserialize<'de> for RawBackendEntry {
 }
 
 /// `health:` as written.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, schemars::JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Health")]
 pub(super) struct RawHealth {
+    /// Routes: the path of the health check GET (default `/`).
     #[serde(default)]
     pub(super) path: Option<String>,
+    /// `tls` listeners: bytes to send.
     #[serde(default)]
     pub(super) send: Option<String>,
+    /// `tls` listeners: bytes the answer must contain.
     #[serde(default)]
     pub(super) expect: Option<String>,
+    /// Time between checks (default 5s).
     #[serde(default)]
     pub(super) interval: Option<DurationField>,
+    /// Limit for one check (default 2s).
     #[serde(default)]
     pub(super) timeout: Option<DurationField>,
+    /// Failed checks in a row that take a backend down (default 3).
     #[serde(default)]
     pub(super) fall: Option<u32>,
+    /// Good checks in a row that bring it back (default 2).
     #[serde(default)]
     pub(super) rise: Option<u32>,
 }

@@ -9,6 +9,7 @@ use super::drain_store::DrainStore;
 use super::error::{ConfigError, ConfigProblem};
 use super::fields::PathList;
 use super::listener::listener_from_raw;
+use super::logs::{default_access_log, listener_access_log, log_from_raw};
 use super::paths::{PathError, PathResolver};
 use super::positions::{locate, locate_entry};
 use super::raw::{RawAcme, RawConfig};
@@ -87,9 +88,12 @@ impl Config {
             });
         }
 
+        let log = log_from_raw(raw.log).map_err(|e| invalid(e.into()))?;
+        let default_access =
+            default_access_log(raw.access_log, &log, &paths).map_err(|e| invalid(e.into()))?;
         let mut listeners: Vec<ListenerConfig> = Vec::with_capacity(raw.listeners.len());
         let mut raw_binds: Vec<String> = Vec::with_capacity(raw.listeners.len());
-        for raw_listener in raw.listeners {
+        for mut raw_listener in raw.listeners {
             let field = format!("listeners.{}", raw_listener.name);
             if raw_listener.name.is_empty() {
                 return Err(invalid(ConfigProblem::ListenerWithoutName));
@@ -113,8 +117,18 @@ impl Config {
                 }));
             }
             raw_binds.push(raw_listener.bind.1.clone());
+            let access_log = listener_access_log(
+                raw_listener.access_log.take(),
+                default_access.as_ref(),
+                &log,
+                raw_listener.kind,
+                &field,
+                &paths,
+            )
+            .map_err(|e| invalid(e.into()))?;
             listeners.push(
-                listener_from_raw(raw_listener, &field, &paths).map_err(|e| invalid(e.into()))?,
+                listener_from_raw(raw_listener, &field, &paths, access_log)
+                    .map_err(|e| invalid(e.into()))?,
             );
         }
         check_backend_tls(&listeners).map_err(invalid)?;
@@ -206,6 +220,7 @@ impl Config {
             ticket_rotation,
             storage,
             drains: DrainStore::default(),
+            log,
         })
     }
 }

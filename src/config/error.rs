@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use super::drain_store::DrainStoreError;
 use super::field_error::DomainNameError;
 use super::listener::ListenerError;
+use super::logs::LogsConfigError;
 use super::paths::PathError;
 use super::storage::StorageConfigError;
 use super::types::{ChallengeKind, MAX_TICKET_ROTATION, MIN_LOCK_LEASE, MIN_TICKET_ROTATION};
@@ -60,6 +61,9 @@ pub enum ConfigProblem {
     /// The `storage:` section is refused.
     #[error(transparent)]
     Storage(#[from] StorageConfigError),
+    /// `log:` or an `access_log:` is refused.
+    #[error(transparent)]
+    Logs(#[from] LogsConfigError),
     /// `master_domain` is not configured under `domains`.
     #[error(
         "master_domain: `{master}` is not among `domains`; add `{master}: {{}}` under `domains`{at}"

@@ -1,10 +1,12 @@
 //! One listener of `proxy.yaml`, from its raw form to [`ListenerConfig`].
 
+use super::accept_proxy::{AcceptProxyError, accept_proxy_from_raw};
 use super::backend_list::{BackendsError, http_backends_from_raw, tcp_backends_from_raw};
 use super::backend_raw::RawGroup;
 use super::backends::{HealthCheck, Member};
 use super::field_error::FieldError;
 use super::fields::normalize_pin;
+use super::log_settings::AccessLogConfig;
 use super::paths::{PathError, PathResolver};
 use super::raw::RawListener;
 use super::types::{
@@ -224,6 +226,9 @@ pub enum ListenerError {
     /// A path of the listener that cannot be used.
     #[error(transparent)]
     Path(#[from] PathError),
+    /// `accept_proxy_protocol:` that cannot be used.
+    #[error(transparent)]
+    AcceptProxy(#[from] AcceptProxyError),
     /// A group's backends, `balance:`, `health:` or `backend_tls:` (boxed:
     /// the largest of these errors).
     #[error(transparent)]
@@ -236,11 +241,14 @@ impl From<BackendsError> for ListenerError {
     }
 }
 
-/// Validates one listener; errors are messages naming the field.
+/// Validates one listener; errors are messages naming the field. Its
+/// access log comes checked (`logs::listener_access_log`, which needs the
+/// top-level settings); `raw.access_log` is not read here.
 pub(super) fn listener_from_raw(
     raw: RawListener,
     field: &str,
     paths: &PathResolver<'_>,
+    access_log: Option<AccessLogConfig>,
 ) -> Result<ListenerConfig, ListenerError> {
     let kind = raw.kind;
     let listener = || field.to_string();
@@ -296,6 +304,12 @@ pub(super) fn listener_from_raw(
                 value: other.to_string(),
             });
         }
+    };
+    let accept_proxy_protocol = match raw.accept_proxy_protocol {
+        Some(raw_accept) => Some(std::sync::Arc::new(accept_proxy_from_raw(
+            raw_accept, field,
+        )?)),
+        None => None,
     };
     let client_auth = match raw.client_auth {
         None => None,
@@ -466,9 +480,10 @@ pub(super) fn listener_from_raw(
         bind: raw.bind.0,
         certdir,
         routes,
-        access_log: raw.access_log.unwrap_or(true),
+        access_log,
         backends,
         proxy_protocol,
+        accept_proxy_protocol,
         https_port: raw.https_port,
         limits,
         client_auth,

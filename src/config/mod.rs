@@ -14,9 +14,13 @@
 //!   pins, ACME settings) and the serde wrappers that run them while the
 //!   YAML is read;
 //! - `positions`: ` at line L column C` for text found in the file;
+//! - `address_range`: an IP address range of `accept_proxy_protocol.from`;
 //! - `types`: the validated configuration the rest of the crate reads;
 //! - `raw`: the serde structures as written in `proxy.yaml`;
 //! - `paths`: `alias://` expansion and relative paths;
+//! - `accept_proxy`: a listener's `accept_proxy_protocol:` validated;
+//! - `log_settings`: the settings of `log:` and `access_log:`;
+//! - `logs`: `log:` and `access_log:` (top level and per listener) checked;
 //! - `listener`: one raw listener to a validated one;
 //! - `storage`: the raw `storage:` section to a validated one;
 //! - `error`: `ConfigError` and `ConfigProblem`, which name the errors of
@@ -24,6 +28,8 @@
 //! - `domain_store`: `state_dir/domains.json`, the domains added at run time;
 //! - `build`: `Config::load` and `Config::parse`, the whole file.
 
+mod accept_proxy;
+mod address_range;
 mod backend_list;
 mod backend_raw;
 mod backends;
@@ -34,13 +40,18 @@ mod error;
 mod field_error;
 mod fields;
 mod listener;
+mod log_settings;
+mod logs;
 mod paths;
 mod positions;
 mod raw;
+mod schema;
 mod storage;
 mod types;
 mod yaml_hints;
 
+pub use accept_proxy::AcceptProxyError;
+pub use address_range::{AddressRange, AddressRangeError};
 pub use backend_list::BackendsError;
 pub use backends::{
     Backends, Balance, DEFAULT_FALL, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT, DEFAULT_RISE,
@@ -56,11 +67,14 @@ pub use fields::{
     parse_duration, parse_renew_at,
 };
 pub use listener::ListenerError;
+pub use log_settings::{AccessLogConfig, AccessLogFormat, DEFAULT_LOG_LEVEL, LogConfig, LogFormat};
+pub use logs::LogsConfigError;
 pub use paths::PathError;
+pub use schema::json_schema;
 pub use storage::StorageConfigError;
 pub use types::{
-    ALIAS_PREFIX, AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind,
-    ClientAuthConfig, Config, DEFAULT_LOCK_LEASE, DEFAULT_RESCAN_INTERVAL,
+    ALIAS_PREFIX, AcceptProxyProtocol, AcmeConfig, AdminConfig, BackendTls, CertificateSource,
+    ChallengeKind, ClientAuthConfig, Config, DEFAULT_LOCK_LEASE, DEFAULT_RESCAN_INTERVAL,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_STORAGE_LEASE, DEFAULT_STORAGE_PREFIX,
     DEFAULT_TICKET_ROTATION, DEFAULT_UPGRADE, DomainAcme, DomainConfig, EtcdStorageConfig,
     HostPattern, HttpBackend, HttpBackendError, Limits, ListenerConfig, ListenerKind,

@@ -80,7 +80,7 @@ fn shipped_proxy_yaml_loads() {
     assert_eq!(ws.kind, ListenerKind::Https);
     assert_eq!(ws.bind, "127.0.0.1:8443".parse::<SocketAddr>().unwrap());
     assert_eq!(ws.certdir, None);
-    assert!(ws.access_log);
+    assert!(ws.access_log.is_some());
     assert_eq!(
         ws.routes,
         vec![Route {
@@ -240,9 +240,10 @@ fn full_configuration_parses() {
                         upgrades: vec![],
                     },
                 ],
-                access_log: false,
+                access_log: None,
                 backends: None,
                 proxy_protocol: false,
+                accept_proxy_protocol: None,
                 https_port: None,
                 limits: Limits::default(),
                 client_auth: None,
@@ -253,9 +254,13 @@ fn full_configuration_parses() {
                 bind: "[::]:443".parse().unwrap(),
                 certdir: Some("/etc/ssl/public".into()),
                 routes: vec![],
-                access_log: true,
+                access_log: Some(AccessLogConfig {
+                    format: AccessLogFormat::Text,
+                    file: None,
+                }),
                 backends: None,
                 proxy_protocol: false,
+                accept_proxy_protocol: None,
                 https_port: None,
                 limits: Limits::default(),
                 client_auth: None,
@@ -266,9 +271,13 @@ fn full_configuration_parses() {
                 bind: "127.0.0.1:8080".parse().unwrap(),
                 certdir: None,
                 routes: vec![],
-                access_log: true,
+                access_log: Some(AccessLogConfig {
+                    format: AccessLogFormat::Text,
+                    file: None,
+                }),
                 backends: None,
                 proxy_protocol: false,
+                accept_proxy_protocol: None,
                 https_port: None,
                 limits: Limits::default(),
                 client_auth: None,
@@ -827,7 +836,7 @@ fn listener_and_route_defaults() {
     );
     let config = ok(&yaml);
     let a = config.listener("a").unwrap();
-    assert!(a.access_log);
+    assert!(a.access_log.is_some());
     assert_eq!(a.certdir, None);
     assert_eq!(
         a.routes[0].action,
@@ -837,7 +846,7 @@ fn listener_and_route_defaults() {
         }
     );
     assert_eq!(a.routes[0].path_prefix, None);
-    assert!(!config.listener("b").unwrap().access_log);
+    assert!(config.listener("b").unwrap().access_log.is_none());
 }
 
 /// Status codes at both ends of the valid range are accepted.

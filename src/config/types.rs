@@ -3,10 +3,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::address_range::AddressRange;
 use super::backends::{Backends, Member};
 use super::drain_store::DrainStore;
 use super::field_error::{DomainNameError, FieldError};
@@ -14,6 +16,7 @@ use super::fields::{
     CheckedStr, DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, account_email_field,
     normalize_domain_name,
 };
+use super::log_settings::{AccessLogConfig, LogConfig};
 
 /// Where `state_dir` is when the configuration does not say.
 pub const DEFAULT_STATE_DIR: &str = "state";
@@ -59,6 +62,8 @@ pub struct Config {
     /// Backends drained through the admin API (`config/drains`), read with
     /// the file by [`Config::load`].
     pub drains: DrainStore,
+    /// How sniwalk's own events are logged (`log:`).
+    pub log: LogConfig,
 }
 
 /// Default `tls.ticket_rotation`.
@@ -159,7 +164,7 @@ pub enum CertificateSource {
 }
 
 /// Per-domain ACME switch (`domains.NAME.acme`; README: Configuration).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainAcme {
     /// Whether sniwalk should obtain and renew this domain's certificate.
@@ -168,6 +173,7 @@ pub struct DomainAcme {
     /// Contact address for the ACME account (checked like
     /// `acme.account_email`).
     #[serde(default, deserialize_with = "account_email_field")]
+    #[schemars(with = "Option<String>", extend("format" = "email"))]
     pub account_email: Option<String>,
 }
 
@@ -266,7 +272,7 @@ impl<'de> Deserialize<'de> for ChallengeKind {
 }
 
 /// The kinds of listener (README: Traffic).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
     /// TLS, then HTTP/1.1 or HTTP/2 routed by host.
@@ -307,12 +313,18 @@ pub struct ListenerConfig {
     pub certdir: Option<PathBuf>,
     /// Routes of an `https` listener, first match wins.
     pub routes: Vec<Route>,
-    /// Whether each request is logged.
-    pub access_log: bool,
+    /// Where and how each request and tunnel is logged (`access_log:`, or
+    /// the top-level one); `None`: not at all.
+    pub access_log: Option<AccessLogConfig>,
     /// The backends of a `tls` listener (`backend:` or `backends:`).
     pub backends: Option<Backends<TcpBackend>>,
-    /// Whether a `tls` listener sends a PROXY protocol v2 header first.
+    /// Whether a `tls` listener sends a PROXY protocol v2 header first
+    /// (to its backends).
     pub proxy_protocol: bool,
+    /// PROXY protocol headers expected from load balancers in front
+    /// (`accept_proxy_protocol:`); shared, since each connection of such a
+    /// listener takes a reference.
+    pub accept_proxy_protocol: Option<Arc<AcceptProxyProtocol>>,
     /// Port put into the redirects of an `http` listener (default: none,
     /// i.e. 443).
     pub https_port: Option<u16>,
@@ -320,6 +332,26 @@ pub struct ListenerConfig {
     pub limits: Limits,
     /// Client certificates asked of callers (`https` and `tls` only).
     pub client_auth: Option<ClientAuthConfig>,
+}
+
+/// `accept_proxy_protocol:` of a listener (README: Behind a load balancer):
+/// which PROXY protocol versions are read, and from which peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptProxyProtocol {
+    /// Whether the text header (v1, `PROXY TCP4 ...\r\n`) is accepted.
+    pub v1: bool,
+    /// Whether the binary header (v2) is accepted.
+    pub v2: bool,
+    /// The load balancers: a peer in one of these ranges must start with
+    /// a header, and one outside them must not send any.
+    pub from: Vec<AddressRange>,
+}
+
+impl AcceptProxyProtocol {
+    /// Whether `peer` is one of the load balancers (`from`).
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.from.iter().any(|range| range.contains(peer))
+    }
 }
 
 /// `client_auth:` of a TLS listener (README: Client certificates).

@@ -9,7 +9,7 @@
 pub(super) fn explain(error: &serde_yaml::Error, text: &str) -> String {
     let mut message = plain_types(&error.to_string());
     let line = error.location().map(|l| l.line());
-    if let Some(tab_line) = first_tab_indented_line(text) {
+    if let Some(tab_line) = line.and_then(|line| tab_indented_near(text, line)) {
         message.push_str(&format!(
             "; line {tab_line} is indented with a tab: YAML indents with spaces only, \
              so replace the tab with spaces"
@@ -59,15 +59,20 @@ fn what_it_holds(type_name: &str) -> &'static str {
     }
 }
 
-/// The first line whose indentation holds a tab (1-based).
-fn first_tab_indented_line(text: &str) -> Option<usize> {
-    text.lines()
-        .position(|line| {
-            line.chars()
-                .take_while(|c| c.is_whitespace())
-                .any(|c| c == '\t')
+/// The error's line, or the one above it (the parser often stops on the
+/// line after the culprit), when its indentation holds a tab (1-based).
+fn tab_indented_near(text: &str, line: usize) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    [line, line.saturating_sub(1)]
+        .into_iter()
+        .filter(|&n| n >= 1)
+        .find(|&n| {
+            lines.get(n - 1).is_some_and(|l| {
+                l.chars()
+                    .take_while(|c| c.is_whitespace())
+                    .any(|c| c == '\t')
+            })
         })
-        .map(|index| index + 1)
 }
 
 /// The parser's messages for a line that does not line up with its map.
@@ -98,6 +103,17 @@ mod tests {
         let message = error_of("domains:\n\texample.com: {}\n");
         assert!(
             message.contains("line 2 is indented with a tab"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_tab_elsewhere_is_not_blamed() {
+        // A tab inside a value on line 1; the error is on line 4.
+        let message = error_of("note: \"a\tb\"\ndomains:\n  a.com: {}\n   b.com: {}\n");
+        assert!(!message.contains("with a tab"), "{message}");
+        assert!(
+            message.contains("check the indentation of line 4"),
             "{message}"
         );
     }

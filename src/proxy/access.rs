@@ -1,7 +1,7 @@
-//! The access log: one line per request, written when the response body
-//! is done so streamed bodies are logged with their real size and duration.
+//! The access log on the request path: a request's line is written when
+//! its response body is done, so streamed bodies are logged with their real
+//! size and duration (the lines themselves: [`crate::logging`]).
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,32 +13,19 @@ use hyper::body::{Body, Frame, SizeHint};
 use super::answers::ProxyBody;
 use super::io::{BodyClock, InFlight};
 use super::slots::BackendSlot;
+use crate::logging::access::AccessLog;
+use crate::logging::record::RequestRecord;
 use crate::metrics::ListenerMetrics;
-use crate::tree::Step;
 
-/// One access-log line, written when the response body is done.
+/// A request's access-log line in the making: where it goes, and what is
+/// known of the request (status and backend are filled in once known).
+/// Made only while the listener's access log is on.
 #[derive(Debug)]
-pub struct AccessLog {
-    /// The listener.
-    pub listener: String,
-    /// The client.
-    pub peer: SocketAddr,
-    /// SNI of the connection, if TLS and sent.
-    pub sni: Option<String>,
-    /// How the connection's certificate was chosen, if TLS.
-    pub step: Option<Step>,
-    /// Request method.
-    pub method: String,
-    /// Host asked for.
-    pub host: String,
-    /// Path asked for (no query: it may carry secrets).
-    pub path: String,
-    /// Response status.
-    pub status: u16,
-    /// Backend the request went to.
-    pub backend: Option<String>,
-    /// When the request arrived.
-    pub started: Instant,
+pub struct AccessEntry {
+    /// The listener's access log.
+    pub log: Arc<AccessLog>,
+    /// The request.
+    pub record: RequestRecord,
 }
 
 /// What the request metrics need when the response body is done (counted
@@ -61,9 +48,9 @@ pub struct RequestCount {
 pub struct LoggedBody {
     inner: ProxyBody,
     bytes: u64,
-    /// Boxed: off by default, and a response body is moved several times
-    /// on its way through hyper.
-    log: Option<Box<AccessLog>>,
+    /// Boxed: a response body is moved several times on its way through
+    /// hyper, and the entry is `None` when the access log is off.
+    log: Option<Box<AccessEntry>>,
     count: RequestCount,
     /// The send timeout's view of this body (see [`BodyClock`]); `None` on
     /// the plain `http` listener, whose answers are its own and small.
@@ -78,7 +65,7 @@ impl LoggedBody {
     /// Wraps a response body; `log` is `None` when the access log is off.
     pub fn new(
         inner: ProxyBody,
-        log: Option<Box<AccessLog>>,
+        log: Option<Box<AccessEntry>>,
         count: RequestCount,
         in_flight: InFlight,
         clock: Option<BodyClock>,
@@ -134,22 +121,8 @@ impl Drop for LoggedBody {
         count
             .metrics
             .request_done(count.status, count.started.elapsed());
-        if let Some(log) = self.log.take() {
-            tracing::info!(
-                target: "sniwalk::access",
-                listener = %log.listener,
-                peer = %log.peer,
-                sni = log.sni.as_deref().unwrap_or("-"),
-                cert = log.step.map_or("-", Step::as_str),
-                method = %log.method,
-                host = %log.host,
-                path = %log.path,
-                status = log.status,
-                bytes = self.bytes,
-                duration_us = log.started.elapsed().as_micros() as u64,
-                backend = log.backend.as_deref().unwrap_or("-"),
-                "request"
-            );
+        if let Some(entry) = self.log.take() {
+            entry.log.request(&entry.record, self.bytes, None);
         }
     }
 }

@@ -14,9 +14,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::log_limit::LogLimit;
 use crate::balance::ListenerBackends;
 use crate::challenge::ACME_TLS_ALPN;
-use crate::config::ListenerConfig;
+use crate::config::{AcceptProxyProtocol, ListenerConfig};
+use crate::logging::access::{AccessLog, AccessLogSlot};
 use crate::metrics::{FailureReason, ListenerMetrics};
 use crate::resolver::HandshakeEvents;
 use crate::snapshot::SnapshotReader;
@@ -37,6 +39,12 @@ pub struct ListenerShared {
     /// The listener's counters, looked up once so counting is an atomic
     /// increment.
     pub metrics: Arc<ListenerMetrics>,
+    /// Connections refused for their PROXY protocol header: at most one
+    /// `info` line per 10 s (anyone can send a bad header), the others at
+    /// `debug`.
+    pub proxy_refusals: LogLimit,
+    /// The access log for the current settings (read only while it is on).
+    pub access_logs: AccessLogSlot,
 }
 
 impl ListenerShared {
@@ -49,6 +57,26 @@ impl ListenerShared {
             .listener(self.index)
             .cloned()
             .unwrap_or_else(|| Arc::new(self.config.clone()))
+    }
+
+    /// The current `accept_proxy_protocol:` (a reload may change it), for
+    /// each accepted connection: a snapshot look-up (no lock, no
+    /// allocation, no read on the socket) and, only when it is set, a
+    /// reference count.
+    pub fn accept_proxy_protocol(&self) -> Option<Arc<AcceptProxyProtocol>> {
+        match self.store.load().listener(self.index) {
+            Some(settings) => settings.accept_proxy_protocol.clone(),
+            None => self.config.accept_proxy_protocol.clone(),
+        }
+    }
+
+    /// The access log `settings` (the listener's current ones) ask for;
+    /// `None` when it is off, and then nothing is looked up.
+    pub fn access_log(&self, settings: &ListenerConfig) -> Option<Arc<AccessLog>> {
+        settings
+            .access_log
+            .as_ref()
+            .map(|config| self.access_logs.get(config))
     }
 
     /// [`ListenerShared::settings`] and the backend groups built from them,

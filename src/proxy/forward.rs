@@ -17,6 +17,7 @@ use self::headers::{
     X_FORWARDED_HOST, X_FORWARDED_PROTO, answers_upgrade, append_forwarded_for, strip_hop_by_hop,
     upgrade_protocol,
 };
+use super::access::AccessEntry;
 use super::answers::{ProxyBody, plain};
 use super::conn::Lifecycle;
 use super::io::Activity;
@@ -26,6 +27,7 @@ use super::slots::BackendSlot;
 use super::tunnel::{TunnelEnd, copy_with_idle_timeout};
 use crate::balance::{Group, note};
 use crate::config::{Backends, HttpBackend, Limits};
+use crate::logging::record::TunnelOutcome;
 use crate::metrics::{BackendError, ListenerMetrics};
 use crate::snapshot::SnapshotReader;
 
@@ -80,6 +82,9 @@ pub struct RequestFacts<'a> {
     pub upgrades: &'a [String],
     /// The snapshot's reader, for the TLS client of an `https://` member.
     pub store: &'a SnapshotReader,
+    /// The request's access-log entry (`None` when the log is off): an
+    /// upgrade takes it, to write the one line of its tunnel when it ends.
+    pub access: &'a mut Option<Box<AccessEntry>>,
 }
 
 impl Forwarder {
@@ -263,6 +268,11 @@ impl Forwarder {
                 let authority = backend.clone();
                 let hard_stop = facts.lifecycle.hard_stop.clone();
                 let metrics = facts.metrics.clone();
+                let entry = facts.access.take().map(|mut entry| {
+                    entry.record.status = StatusCode::SWITCHING_PROTOCOLS.as_u16();
+                    entry.record.backend = Some(authority.to_string());
+                    entry
+                });
                 facts.lifecycle.tracker.spawn(async move {
                     // The tunnel holds the backend connection to its end.
                     let _slot = slot;
@@ -270,6 +280,8 @@ impl Forwarder {
                         Ok(both) => both,
                         Err(e) => {
                             tracing::debug!(%listener, %peer, error = %e, "upgrade did not complete");
+                            let end = format!("error: the upgrade did not complete: {e}");
+                            log_tunnel(entry, 0, 0, end);
                             return;
                         }
                     };
@@ -282,6 +294,7 @@ impl Forwarder {
                     )
                     .await;
                     metrics.tunnel_done(t.up, t.down);
+                    log_tunnel(entry, t.up, t.down, end.describe());
                     match end {
                         TunnelEnd::Closed { .. } => tracing::debug!(
                             %listener, %peer, backend = %authority, up = t.up, down = t.down, "tunnel closed"
@@ -293,6 +306,10 @@ impl Forwarder {
                         TunnelEnd::Failed(e) => tracing::debug!(
                             %listener, %peer, backend = %authority, up = t.up, down = t.down, error = %e,
                             "tunnel ended with an error"
+                        ),
+                        TunnelEnd::Shutdown => tracing::debug!(
+                            %listener, %peer, backend = %authority, up = t.up, down = t.down,
+                            "tunnel cut by the shutdown timeout"
                         ),
                     }
                 });
@@ -377,6 +394,15 @@ impl Forwarder {
                 cause: Cause::Timeout,
             }),
         }
+    }
+}
+
+/// Writes an upgraded request's one access-log line, when its tunnel ended
+/// (`bytes`, as for any response, is what the client was sent).
+fn log_tunnel(entry: Option<Box<AccessEntry>>, up: u64, down: u64, end: String) {
+    if let Some(entry) = entry {
+        let outcome = TunnelOutcome { up, down, end };
+        entry.log.request(&entry.record, down, Some(&outcome));
     }
 }
 

@@ -9,16 +9,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HOST, HeaderValue, LOCATION};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue, LOCATION, REFERER, USER_AGENT};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::access::{AccessLog, LoggedBody, RequestCount};
+use super::access::{AccessEntry, LoggedBody, RequestCount};
 use super::answers::{ProxyBody, full, plain};
 use super::conn::{Lifecycle, ListenerShared, PerLimits};
 use super::io::{Activity, Protocol, TimedIo};
+use super::request_id::{X_REQUEST_ID, take_or_make};
 use crate::challenge::{self, ChallengeStore};
+use crate::logging::record::RequestRecord;
 use crate::state_layout::StateLayout;
 
 /// Where ACME HTTP-01 answers live (RFC 8555 §8.3).
@@ -126,7 +128,7 @@ pub async fn serve_connection(
 }
 
 async fn handle(
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     peer: SocketAddr,
     listener: &HttpListener,
     activity: &Arc<Activity>,
@@ -142,6 +144,12 @@ async fn handle(
         .or_else(|| request.uri().authority().map(|a| a.as_str()))
         .unwrap_or("")
         .to_owned();
+    // With the access log on, the request gets an id (the client's, when
+    // sane), returned with the answer and logged.
+    let access = listener
+        .shared
+        .access_log(&settings)
+        .map(|log| (log, take_or_make(request.headers_mut())));
     let response = if let Err(problem) = super::routing::check_host_headers(&request) {
         plain(StatusCode::BAD_REQUEST, problem)
     } else {
@@ -162,18 +170,30 @@ async fn handle(
             None => redirect_to_https(&request, &host_header, settings.https_port),
         }
     };
-    let log = settings.access_log.then(|| {
-        Box::new(AccessLog {
-            listener: listener.shared.config.name.clone(),
-            peer,
-            sni: None,
-            step: None,
-            method: request.method().to_string(),
-            host: host_header,
-            path,
-            status: response.status().as_u16(),
-            backend: None,
-            started,
+    let mut response = response;
+    let log = access.map(|(log, request_id)| {
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID, request_id.clone());
+        let headers = request.headers();
+        Box::new(AccessEntry {
+            log,
+            record: RequestRecord {
+                listener: listener.shared.config.name.clone(),
+                peer,
+                sni: None,
+                cert: None,
+                request_id,
+                method: request.method().clone(),
+                host: super::routing::normalize_host(&host_header).into_owned(),
+                path,
+                protocol: request.version(),
+                user_agent: headers.get(USER_AGENT).cloned(),
+                referer: headers.get(REFERER).cloned(),
+                status: response.status().as_u16(),
+                backend: None,
+                started,
+            },
         })
     });
     let count = RequestCount {

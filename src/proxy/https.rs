@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use hyper::HeaderMap;
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{ALLOW, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, HeaderValue, REFERER, RETRY_AFTER, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::access::{AccessLog, LoggedBody, RequestCount};
+use super::access::{AccessEntry, LoggedBody, RequestCount};
 use super::answers::{ProxyBody, plain, redirect, status_page, text};
 use super::client_auth::{
     CLIENT_CERT_SHA256_HEADER, CLIENT_CERT_SUBJECT_HEADER, ClientCert, admit,
@@ -23,11 +23,14 @@ use super::conn::{Lifecycle, ListenerShared, PerLimits};
 use super::forward::{Forwarder, RequestFacts, client_ip_header};
 use super::io::{Activity, Protocol, TimedIo};
 use super::log_limit::LogLimit;
+use super::request_id::{X_REQUEST_ID, take_or_make};
 use super::routing::{
     ALLOWED_METHODS, check_host_headers, find_route, is_misdirected, normalize_host, request_host,
 };
 use super::slots::BackendSlots;
 use crate::config::{Limits, ListenerConfig, RouteAction};
+use crate::logging::access::AccessLog;
+use crate::logging::record::RequestRecord;
 use crate::snapshot::LoadedCertificate;
 use crate::tree::Step;
 
@@ -239,14 +242,20 @@ async fn handle(
     // host, since the `Host` checks refuse it first.
     let host_with_port = host_value.to_str().unwrap_or_default();
     let host = normalize_host(host_with_port);
-    // Kept for the logs without copying (the request moves on): a method
-    // is an enum for the standard ones, a path a shared slice of the head.
+    // Kept for routing and the logs without copying (the request moves
+    // on): a path is a shared slice of the head.
     let target = request.uri().path_and_query().cloned();
     let path = target.as_ref().map_or("/", |t| t.path());
-    let method = request.method().clone();
     let (settings, backends) = shared.settings_and_backends();
     let mut request = request;
     set_client_certificate_headers(request.headers_mut(), connection.client.as_ref());
+    // The access log's entry, begun while the request is at hand (with its
+    // id, which the backend gets too); nothing is made when the log is off.
+    let mut access = shared.access_log(&settings).map(|log| {
+        let name = &shared.config.name;
+        begin_entry(log, &mut request, connection, name, &host, path, started)
+    });
+    let request_id = access.as_ref().map(|e| e.record.request_id.clone());
 
     let mut backend = None;
     let mut slot = None;
@@ -284,6 +293,7 @@ async fn handle(
                                 metrics: &shared.metrics,
                                 upgrades: &route.upgrades,
                                 store: &shared.store,
+                                access: &mut access,
                             };
                             let forwarder = listener.forwarder.get(&settings.limits);
                             let forwarded = forwarder
@@ -317,19 +327,16 @@ async fn handle(
             },
         }
     };
-    let log = settings.access_log.then(|| {
-        Box::new(AccessLog {
-            listener: shared.config.name.clone(),
-            peer: connection.peer,
-            sni: connection.sni.clone(),
-            step: Some(connection.step),
-            method: method.to_string(),
-            host: host.into_owned(),
-            path: path.to_owned(),
-            status: response.status().as_u16(),
-            backend: backend.map(|b| b.to_string()),
-            started,
-        })
+    let mut response = response;
+    if let Some(id) = request_id {
+        response.headers_mut().insert(X_REQUEST_ID, id);
+    }
+    // `None` also when a WebSocket's tunnel took the entry: its one line
+    // is written when it ends.
+    let log = access.map(|mut entry| {
+        entry.record.status = response.status().as_u16();
+        entry.record.backend = backend.map(|b| b.to_string());
+        entry
     });
     let count = RequestCount {
         metrics: shared.metrics.clone(),
@@ -340,6 +347,40 @@ async fn handle(
     // HTTP/2 by its preface without asking for it by ALPN.
     let clock = Some(connection.activity.track_body());
     response.map(|body| LoggedBody::new(body, log, count, in_flight, clock, slot))
+}
+
+/// The access-log entry of a request, begun before it is routed: the id
+/// taken from the client or made, set in the request for the backend.
+fn begin_entry(
+    log: Arc<AccessLog>,
+    request: &mut Request<Incoming>,
+    connection: &Connection,
+    listener: &str,
+    host: &str,
+    path: &str,
+    started: Instant,
+) -> Box<AccessEntry> {
+    let request_id = take_or_make(request.headers_mut());
+    let headers = request.headers();
+    Box::new(AccessEntry {
+        log,
+        record: RequestRecord {
+            listener: listener.to_string(),
+            peer: connection.peer,
+            sni: connection.sni.clone(),
+            cert: Some(connection.step),
+            request_id,
+            method: request.method().clone(),
+            host: host.to_string(),
+            path: path.to_string(),
+            protocol: request.version(),
+            user_agent: headers.get(USER_AGENT).cloned(),
+            referer: headers.get(REFERER).cloned(),
+            status: 0,
+            backend: None,
+            started,
+        },
+    })
 }
 
 /// Sets the client-certificate headers from the certificate rustls

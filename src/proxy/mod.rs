@@ -16,16 +16,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::challenge::{ACME_TLS_ALPN, ChallengeStore};
-use crate::config::{Config, ListenerConfig, ListenerKind};
+use crate::config::{AcceptProxyProtocol, Config, ListenerConfig, ListenerKind};
+use crate::logging::access::AccessLogSlot;
 use crate::metrics::Metrics;
 use crate::resolver::{HandshakeEvents, SniResolver};
 use crate::snapshot::SnapshotReader;
 
+pub mod accept_proxy;
 pub mod access;
 pub mod answers;
 pub mod client_auth;
@@ -37,12 +39,15 @@ pub mod io;
 pub mod log_limit;
 pub mod park;
 mod pool;
+pub mod proxy_header;
 mod request_body;
+pub mod request_id;
 mod routing;
 pub mod slots;
 pub mod tls;
 pub mod tunnel;
 
+use accept_proxy::ClientAddress;
 pub use conn::{Lifecycle, ListenerShared, PerLimits};
 
 /// ALPN protocols offered, in the server's order of preference.
@@ -214,6 +219,8 @@ pub async fn serve(
             store: store.clone(),
             events: events.clone(),
             metrics: metrics.listener(index, listener),
+            proxy_refusals: Default::default(),
+            access_logs: AccessLogSlot::new(listener.access_log.as_ref()),
         };
         let handler = match listener.kind {
             ListenerKind::Https => Handler::Https(
@@ -300,6 +307,44 @@ fn spawn_connection(
     });
 }
 
+/// Spawns `serve` for one accepted connection. With `accept_proxy`, the
+/// task first reads the load balancer's PROXY header
+/// ([`accept_proxy::read_client_address`]) and serves the client it names,
+/// or closes the connection; without, `serve` is the task as it is.
+fn spawn_served<S, F>(
+    tracker: &tokio_util::task::TaskTracker,
+    handler: &Arc<Handler>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    accept_proxy: Option<Arc<AcceptProxyProtocol>>,
+    serve: S,
+) where
+    S: FnOnce(TcpStream, ClientAddress) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let Some(policy) = accept_proxy else {
+        let direct = ClientAddress {
+            source: peer,
+            destination: None,
+        };
+        spawn_connection(tracker, handler.clone(), permit, serve(tcp, direct));
+        return;
+    };
+    let reader = handler.clone();
+    let served = async move {
+        // Boxed: the header's buffers live only while it is read, not for
+        // the connection's whole life (README, Performance).
+        let read = accept_proxy::read_client_address(&mut tcp, peer, &policy, reader.shared());
+        let Some(client) = Box::pin(read).await else {
+            return;
+        };
+        drop((policy, reader));
+        serve(tcp, client).await
+    };
+    spawn_connection(tracker, handler.clone(), permit, served);
+}
+
 /// Accepts connections until shutdown. At `max_connections`, accepting
 /// pauses: new connections wait in the kernel's accept queue.
 async fn accept_loop(
@@ -339,6 +384,9 @@ async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let task_lifecycle = lifecycle.clone();
+        // Read per connection, so a reload that changes it applies to the
+        // next one; `None` (the usual case) costs no read and no allocation.
+        let accept_proxy = handler.shared().accept_proxy_protocol();
         // One spawn per kind: a task is as large as its future, and a match
         // over the three inside one task would make every HTTPS
         // connection's task as large as a `tls` tunnel's (README,
@@ -346,23 +394,46 @@ async fn accept_loop(
         let tracker = &lifecycle.tracker;
         match &*handler {
             Handler::Https(tls, listener) => {
-                let served = https::serve_connection(
+                let (tls, listener) = (tls.clone(), listener.clone());
+                spawn_served(
+                    tracker,
+                    &handler,
+                    permit,
                     tcp,
                     peer,
-                    tls.clone(),
-                    listener.clone(),
-                    task_lifecycle,
+                    accept_proxy,
+                    move |tcp, client| {
+                        https::serve_connection(tcp, client.source, tls, listener, task_lifecycle)
+                    },
                 );
-                spawn_connection(tracker, handler.clone(), permit, served);
             }
             Handler::Tls(tls, listener) => {
-                let served =
-                    tls::serve_connection(tcp, peer, tls.clone(), listener.clone(), task_lifecycle);
-                spawn_connection(tracker, handler.clone(), permit, served);
+                let (tls, listener) = (tls.clone(), listener.clone());
+                spawn_served(
+                    tracker,
+                    &handler,
+                    permit,
+                    tcp,
+                    peer,
+                    accept_proxy,
+                    move |tcp, client| {
+                        tls::serve_connection(tcp, client, tls, listener, task_lifecycle)
+                    },
+                );
             }
             Handler::Http(listener) => {
-                let served = http::serve_connection(tcp, peer, listener.clone(), task_lifecycle);
-                spawn_connection(tracker, handler.clone(), permit, served);
+                let listener = listener.clone();
+                spawn_served(
+                    tracker,
+                    &handler,
+                    permit,
+                    tcp,
+                    peer,
+                    accept_proxy,
+                    move |tcp, client| {
+                        http::serve_connection(tcp, client.source, listener, task_lifecycle)
+                    },
+                );
             }
         }
     }

@@ -10,10 +10,12 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::accept_proxy::ClientAddress;
 use super::conn::{Lifecycle, ListenerShared};
 use super::log_limit::LogLimit;
 use super::tunnel::{Transferred, TunnelEnd, copy_with_idle_timeout};
 use crate::config::{ListenerConfig, TcpBackend};
+use crate::logging::record::{TlsTunnelRecord, TunnelOutcome};
 use crate::metrics::BackendError;
 use crate::snapshot::backend_tls::BackendTlsError;
 
@@ -29,18 +31,23 @@ pub struct TlsListener {
 }
 
 /// Serves one accepted TCP connection: handshake, backend, tunnel.
+/// `client` is the TCP peer, or the client a load balancer's PROXY header
+/// named (then its destination goes into the header sent on).
 pub async fn serve_connection(
     tcp: TcpStream,
-    peer: SocketAddr,
+    client: ClientAddress,
     tls: TlsAcceptor,
     listener: Arc<TlsListener>,
     lifecycle: Lifecycle,
 ) {
     let started = Instant::now();
+    let peer = client.source;
     let shared = &listener.shared;
     let settings = shared.settings();
     let limits = settings.limits;
-    let local = tcp.local_addr().ok();
+    // The client connected to the load balancer's address when a header
+    // said so (as HAProxy's `send-proxy` chains pass it on), else to ours.
+    let local = client.destination.or_else(|| tcp.local_addr().ok());
     let handshake = super::conn::handshake(tcp, peer, &tls, shared, |_, choice| choice.step);
     // Boxed, as on `https` listeners: the task lives as long as the
     // tunnel, and a future is as large as its largest state, so the
@@ -130,6 +137,7 @@ pub async fn serve_connection(
     shared.metrics.tunnel_done(transferred.up, transferred.down);
     if let TunnelEnd::Closed {
         without_close_notify: true,
+        ..
     } = end
     {
         tracing::debug!(
@@ -137,22 +145,22 @@ pub async fn serve_connection(
             "a TLS peer closed without close_notify (usual for SIP phones): an ordinary end"
         );
     }
-    if !settings.access_log {
-        return;
+    if let Some(log) = shared.access_log(&settings) {
+        let record = TlsTunnelRecord {
+            listener: shared.config.name.clone(),
+            peer,
+            sni,
+            cert: step,
+            backend: address.clone(),
+            started,
+        };
+        let outcome = TunnelOutcome {
+            up: transferred.up,
+            down: transferred.down,
+            end: end.describe(),
+        };
+        log.tls_tunnel(&record, &outcome);
     }
-    tracing::info!(
-        target: "sniwalk::access",
-        listener = %shared.config.name,
-        %peer,
-        sni = sni.as_deref().unwrap_or("-"),
-        cert = step.as_str(),
-        backend = %address,
-        up = transferred.up,
-        down = transferred.down,
-        duration_ms = started.elapsed().as_millis() as u64,
-        end = %end.describe(),
-        "tunnel"
-    );
 }
 
 /// A connection to a backend, plain or TLS (also the health checks').

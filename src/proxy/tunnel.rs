@@ -44,19 +44,42 @@ pub enum TunnelEnd {
     Closed {
         /// A TLS peer ended without close_notify.
         without_close_notify: bool,
+        /// The side that closed first (its end of stream was passed on,
+        /// then the other side closed too).
+        first: Side,
     },
     /// Nothing moved for the idle timeout.
     IdleTimeout,
+    /// Cut by the shutdown timeout (`shutdown_timeout` after SIGTERM).
+    Shutdown,
     /// A read or write failed (reset, broken TLS...).
     Failed(io::Error),
 }
 
+/// One side of a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client (browser, phone).
+    Client,
+    /// The backend.
+    Backend,
+}
+
 impl TunnelEnd {
-    /// The access log's `end` value.
+    /// The access log's `end` value (README: Logs): `client_closed`,
+    /// `backend_closed`, `idle_timeout`, `shutdown` or `error: ...`.
     pub fn describe(&self) -> String {
         match self {
-            TunnelEnd::Closed { .. } => "closed".to_string(),
-            TunnelEnd::IdleTimeout => "idle timeout".to_string(),
+            TunnelEnd::Closed {
+                first: Side::Client,
+                ..
+            } => "client_closed".to_string(),
+            TunnelEnd::Closed {
+                first: Side::Backend,
+                ..
+            } => "backend_closed".to_string(),
+            TunnelEnd::IdleTimeout => "idle_timeout".to_string(),
+            TunnelEnd::Shutdown => "shutdown".to_string(),
             TunnelEnd::Failed(e) => format!("error: {e}"),
         }
     }
@@ -93,13 +116,14 @@ where
     };
     let end = tokio::select! {
         result = copy => match result {
-            Ok(()) => TunnelEnd::Closed {
+            Ok(first) => TunnelEnd::Closed {
                 without_close_notify: client.without_close_notify || backend.without_close_notify,
+                first,
             },
             Err(e) => TunnelEnd::Failed(e),
         },
         () = watch => TunnelEnd::IdleTimeout,
-        () = stop => TunnelEnd::Failed(io::Error::other("shutdown timeout")),
+        () = stop => TunnelEnd::Shutdown,
     };
     let transferred = Transferred {
         up: backend.written,
@@ -108,19 +132,28 @@ where
     (transferred, end)
 }
 
-/// Both directions until both are done; the first error ends both.
-async fn copy_both_ways<A, B>(a: &mut A, b: &mut B) -> io::Result<()>
+/// Both directions until both are done; the first error ends both. The
+/// answer is the side whose end of stream came first (`a` is the client).
+async fn copy_both_ways<A, B>(a: &mut A, b: &mut B) -> io::Result<Side>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let mut up = Direction::default();
     let mut down = Direction::default();
+    let mut first = None;
     std::future::poll_fn(|cx| {
         let up_done = up.poll_copy(cx, &mut *a, &mut *b)?.is_ready();
         let down_done = down.poll_copy(cx, &mut *b, &mut *a)?.is_ready();
+        if first.is_none() {
+            if up.read_done {
+                first = Some(Side::Client);
+            } else if down.read_done {
+                first = Some(Side::Backend);
+            }
+        }
         if up_done && down_done {
-            Poll::Ready(Ok(()))
+            Poll::Ready(Ok(first.unwrap_or(Side::Client)))
         } else {
             Poll::Pending
         }

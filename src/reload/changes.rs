@@ -125,7 +125,7 @@ pub fn log_sources(snapshot: &Snapshot) {
                 source,
                 file = %file,
                 subject = %loaded.facts.subject,
-                not_after = loaded.facts.not_after,
+                not_after = %crate::clock::rfc3339(loaded.facts.not_after),
                 "certificate loaded"
             );
         }

@@ -5,6 +5,7 @@
 pub mod backends;
 pub mod etcd;
 pub mod farm;
+pub mod haproxy;
 pub mod instances;
 pub mod pebble;
 pub mod scrape;

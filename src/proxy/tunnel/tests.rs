@@ -29,7 +29,17 @@ async fn tunnel_idle_timeout_and_half_close() {
     assert_eq!(&buf, b"pong");
     drop(b_outer);
     let (transferred, end) = tunnel.await.expect("join");
-    assert!(matches!(end, TunnelEnd::Closed { .. }), "{end:?}");
+    assert!(
+        matches!(
+            end,
+            TunnelEnd::Closed {
+                first: Side::Client,
+                ..
+            }
+        ),
+        "the client closed first: {end:?}"
+    );
+    assert_eq!(end.describe(), "client_closed");
     assert_eq!(transferred, Transferred { up: 4, down: 4 });
 
     let (_a_outer, a_inner) = tokio::io::duplex(1024);
@@ -43,6 +53,7 @@ async fn tunnel_idle_timeout_and_half_close() {
     )
     .await;
     assert!(matches!(end, TunnelEnd::IdleTimeout), "{end:?}");
+    assert_eq!(end.describe(), "idle_timeout");
     assert_eq!(started.elapsed().as_secs(), 30);
 
     // Bytes that moved before the idle timeout are counted.
@@ -178,4 +189,37 @@ async fn a_direction_holds_a_buffer_only_while_its_writer_pushes_back() {
         direction.poll_copy(&mut cx, &mut inner, &mut writer),
         Poll::Ready(Ok(()))
     ));
+}
+
+/// The backend closing first is told apart from the client closing first,
+/// and the shutdown timeout from an error (the access log's `end`).
+#[tokio::test(start_paused = true)]
+async fn the_end_names_who_closed_first_and_the_shutdown() {
+    let (mut a_outer, a_inner) = tokio::io::duplex(1024);
+    let (b_inner, mut b_outer) = tokio::io::duplex(1024);
+    let tunnel = spawn_tunnel(a_inner, b_inner);
+    b_outer.write_all(b"bye").await.expect("write");
+    b_outer.shutdown().await.expect("backend closes");
+    let mut got = Vec::new();
+    a_outer
+        .read_to_end(&mut got)
+        .await
+        .expect("the client sees the end");
+    assert_eq!(got, b"bye");
+    a_outer.shutdown().await.expect("client closes too");
+    let (transferred, end) = tunnel.await.expect("join");
+    assert_eq!(end.describe(), "backend_closed", "{end:?}");
+    assert_eq!(transferred, Transferred { up: 0, down: 3 });
+
+    let (_a_outer, a_inner) = tokio::io::duplex(1024);
+    let (b_inner, _b_outer) = tokio::io::duplex(1024);
+    let (_, end) = copy_with_idle_timeout(
+        a_inner,
+        b_inner,
+        Duration::from_secs(30),
+        tokio::time::sleep(Duration::from_secs(1)),
+    )
+    .await;
+    assert!(matches!(end, TunnelEnd::Shutdown), "{end:?}");
+    assert_eq!(end.describe(), "shutdown");
 }
