@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # Tools the tests call: openssl (s_client, key conversions); pebble and
 # pebble-challtestsrv (the ACME test CA, tests/common/pebble.rs); etcd and
 # etcdctl (the etcd storage tests start their own on free ports,
-# tests/common/etcd.rs; Debian's package starts no service here); haproxy.
+# tests/common/etcd.rs; Debian's package starts no service here); haproxy;
+# promtool (the alert rules, below).
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets.
@@ -39,11 +40,33 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+# promtool checks and unit tests the alert rules (deploy/prometheus); Debian
+# ships it in the prometheus package, whose server is not wanted running.
+want_promtool=""
+command -v promtool >/dev/null 2>&1 || want_promtool=1
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if ((${#missing[@]})) || [ -n "$want_promtool" ]; then
+  $SUDO apt-get update -qq
+fi
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}" >&2
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+if [ -n "$want_promtool" ]; then
+  echo "test.sh: installing prometheus (for promtool; its server is not started)" >&2
+  # policy-rc.d answering 101 keeps the install from starting the server (and
+  # its recommended exporters are not installed): Docker images carry one
+  # already; one added here is removed again. With systemd running, the
+  # service the package enables is disabled.
+  added_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    added_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
+  if [ -n "$added_policy" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+  if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now prometheus || true; fi
 fi
 
 echo "== cargo fmt --check"
@@ -64,6 +87,20 @@ cargo test --all-targets --features etcd --no-fail-fast 2>&1 | tee "$log"
 # and the last of those (a binary without tests) would read as "0 passed".
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+# The alert rules (README: Metrics, "Alert rules"): promtool checks them and
+# runs their unit tests; each of the two counts as one test.
+echo "== promtool check rules, promtool test rules"
+rules_status=0
+if promtool check rules deploy/prometheus/sniwalk-rules.yml; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1)); rules_status=1
+fi
+if (cd deploy/prometheus && promtool test rules sniwalk-rules.test.yml); then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1)); rules_status=1
+fi
 # Each fuzz target runs a few seconds on its seed corpus (README,
 # "Fuzzing"); each counts as one test. FUZZ_SECONDS=0 skips them.
 fuzz_seconds=${FUZZ_SECONDS:-8}
@@ -100,4 +137,4 @@ else
 fi
 echo "== done"
 echo "total: $passed passed, $failed failed"
-[ "$fuzz_status" = 0 ] && [ "$package_status" = 0 ]
+[ "$fuzz_status" = 0 ] && [ "$package_status" = 0 ] && [ "$rules_status" = 0 ]

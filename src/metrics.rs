@@ -10,18 +10,23 @@
 //! handshake then costs one relaxed `fetch_add`; a request one per counter
 //! and two for the duration histogram, which is our own atomic one
 //! (`DurationHistogram`) because prometheus-client's takes a mutex per
-//! observation. Only error paths (backend errors) and rare events (reloads,
-//! ACME orders) go through a `Family` lookup.
+//! observation. Requests by status code are one `fetch_add` into an array
+//! indexed by the status (`metrics/status_codes.rs`), and a backend's
+//! response and connect times go to histograms its state holds
+//! (`balance/state.rs`): no lookup per request either. Only error paths
+//! (backend errors) and rare events (reloads, ACME orders, tunnels) go
+//! through a `Family` lookup or an `Arc` clone.
 //!
 //! The certificate gauges are not stored at all: [`Metrics::render`] reads
 //! them from the snapshot it is given, so a removed certificate disappears
 //! from the next scrape.
 //!
-//! All names start with `sniwalk_` (`Registry::with_prefix`); counters get
-//! their `_total` suffix and seconds their `_seconds` suffix from
-//! prometheus-client, as OpenMetrics wants.
+//! All names start with `sniwalk_` (a sub-registry with that prefix), but
+//! the standard process metrics (`metrics/process.rs`), which every
+//! Prometheus client exports unprefixed; counters get their `_total`
+//! suffix and seconds their `_seconds` suffix from prometheus-client, as
+//! OpenMetrics wants.
 
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +36,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use self::histogram::DurationHistogram;
+pub use self::reasons::{BackendError, FailureReason};
+use self::status_codes::{StatusCodeFamily, StatusCounts};
 use crate::config::{Config, ListenerConfig, ListenerKind};
 use crate::expiry::ExpiryState;
 use crate::snapshot::Snapshot;
@@ -50,7 +58,7 @@ pub struct Metrics {
     handshake_failures: Family<FailureLabels, Counter>,
     connections_active: Family<ListenerLabel, Gauge>,
     connections: Family<ListenerLabel, Counter>,
-    requests: Family<RequestLabels, Counter>,
+    requests: StatusCodeFamily,
     request_duration: Family<ListenerLabel, DurationHistogram>,
     backend_errors: Family<BackendLabels, Counter>,
     reloads: Family<ResultLabel, Counter>,
@@ -59,6 +67,7 @@ pub struct Metrics {
     backend_limit_rejections: Family<ListenerLabel, Counter>,
     send_timeouts: Family<ListenerLabel, Counter>,
     tunnel_bytes: Family<DirectionLabels, Counter>,
+    tunnels_active: Family<TunnelLabels, Gauge>,
     proxy_rejections: Family<proxy_protocol::RejectionLabels, Counter>,
     storage_up: Gauge,
 }
@@ -74,7 +83,7 @@ impl Metrics {
             handshake_failures: Family::default(),
             connections_active: Family::default(),
             connections: Family::default(),
-            requests: Family::default(),
+            requests: StatusCodeFamily::default(),
             request_duration: Family::default(),
             backend_errors: Family::default(),
             reloads: Family::default(),
@@ -89,6 +98,7 @@ impl Metrics {
             backend_limit_rejections: Family::default(),
             send_timeouts: Family::default(),
             tunnel_bytes: Family::default(),
+            tunnels_active: Family::default(),
             proxy_rejections: Family::default(),
         };
         metrics.listeners = config
@@ -147,10 +157,20 @@ impl Metrics {
     /// whether a certificate counts as expired.
     fn render_at(&self, snapshot: &Snapshot, now: i64) -> String {
         // A registry per scrape: it holds clones of the families (an `Arc`
-        // each), plus certificate gauges made from this snapshot, so the
-        // output is one exposition with one `# EOF`. About a dozen
-        // registrations, nothing next to encoding the text.
-        let mut registry = Registry::with_prefix("sniwalk");
+        // each), plus certificate gauges made from this snapshot and the
+        // process metrics read now, so the output is one exposition with
+        // one `# EOF`. A few dozen registrations, nothing next to encoding
+        // the text. The process metrics go in the root, unprefixed; ours in
+        // its `sniwalk` sub-registry.
+        let mut root = Registry::default();
+        process::register(&mut root);
+        let registry = root.sub_registry_with_prefix("sniwalk");
+        registry.register(
+            "build_info",
+            "Always 1: the version of sniwalk running and the optional cargo features it \
+             was built with (comma-separated; default when none)",
+            build_info(),
+        );
         registry.register(
             "tls_handshakes",
             "TLS handshakes by outcome (ok, failed) and how the certificate was chosen \
@@ -174,7 +194,8 @@ impl Metrics {
         );
         registry.register(
             "http_requests",
-            "HTTP requests answered, by status class",
+            "HTTP requests answered, by status code and class (a class with no code seen yet: \
+             one series without code, at 0)",
             self.requests.clone(),
         );
         registry.register_with_unit(
@@ -213,6 +234,12 @@ impl Metrics {
             self.tunnel_bytes.clone(),
         );
         registry.register(
+            "tunnels_active",
+            "Tunnels open now: WebSocket tunnels of https listeners (kind websocket), tls \
+             listener connections relaying to their backend (kind tls)",
+            self.tunnels_active.clone(),
+        );
+        registry.register(
             "reloads",
             "Reloads: snapshot rebuilt (ok), or rebuild or configuration file failed",
             self.reloads.clone(),
@@ -227,8 +254,8 @@ impl Metrics {
             "1 while the storage (storage:) can be reached, 0 while it cannot (no orders then)",
             self.storage_up.clone(),
         );
-        proxy_protocol::register(&mut registry, &self.proxy_rejections);
-        backends::register(&mut registry, snapshot);
+        proxy_protocol::register(registry, &self.proxy_rejections);
+        backends::register(registry, snapshot);
         let (not_after, expiry) = certificate_gauges(snapshot, now);
         registry.register_with_unit(
             "certificate_not_after",
@@ -242,7 +269,7 @@ impl Metrics {
             expiry,
         );
         let mut text = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &root) {
             // Writing into a String cannot fail; should the encoder refuse
             // anyway, a scrape gets a valid empty exposition, not half a one.
             tracing::error!(error = %e, "encoding the metrics failed");
@@ -298,18 +325,11 @@ impl Metrics {
                 Counter::default()
             }
         });
-        let requests = STATUS_CLASSES.map(|class| {
-            if http {
-                self.requests
-                    .get_or_create(&RequestLabels {
-                        listener: name.clone(),
-                        class,
-                    })
-                    .clone()
-            } else {
-                Counter::default()
-            }
-        });
+        let requests = if http {
+            self.requests.listener(&name)
+        } else {
+            Arc::new(StatusCounts::new(&name))
+        };
         let by_listener = ListenerLabel {
             listener: name.clone(),
         };
@@ -331,6 +351,21 @@ impl Metrics {
                 Counter::default()
             }
         });
+        let tunnel_kind = match listener.kind {
+            ListenerKind::Https => Some("websocket"),
+            ListenerKind::Tls => Some("tls"),
+            ListenerKind::Http => None,
+        };
+        let tunnels_active = match tunnel_kind {
+            Some(kind) => self
+                .tunnels_active
+                .get_or_create(&TunnelLabels {
+                    listener: name.clone(),
+                    kind,
+                })
+                .clone(),
+            None => Gauge::default(),
+        };
         let (backend_connections_active, backend_limit_rejections, send_timeouts) = if https {
             (
                 self.backend_connections_active
@@ -349,6 +384,7 @@ impl Metrics {
             backend_limit_rejections,
             send_timeouts,
             tunnel_bytes,
+            tunnels_active,
             handshakes_ok,
             handshakes_failed,
             failures,
@@ -375,14 +411,15 @@ pub struct ListenerMetrics {
     failures: [Counter; FailureReason::ALL.len()],
     connections_active: Gauge,
     connections: Counter,
-    /// Requests by status class, 1xx first.
-    requests: [Counter; STATUS_CLASSES.len()],
+    /// Requests by status code.
+    requests: Arc<StatusCounts>,
     duration: DurationHistogram,
     backend_connections_active: Gauge,
     backend_limit_rejections: Counter,
     send_timeouts: Counter,
     /// Tunnel bytes, up then down.
     tunnel_bytes: [Counter; 2],
+    tunnels_active: Gauge,
     /// The shared family (an `Arc`): backend errors are labelled by
     /// backend, known only when one fails.
     backend_errors: Family<BackendLabels, Counter>,
@@ -426,7 +463,7 @@ impl ListenerMetrics {
     /// Counts an answered request with its status and duration (arrival to
     /// end of the response body).
     pub fn request_done(&self, status: u16, duration: Duration) {
-        self.requests[status_class_index(status)].inc();
+        self.requests.count(status);
         self.duration.observe(duration);
     }
 
@@ -445,6 +482,14 @@ impl ListenerMetrics {
     /// Counts a client connection cut by `send_timeout`.
     pub fn send_timed_out(&self) {
         self.send_timeouts.inc();
+    }
+
+    /// Counts a tunnel that starts copying (a WebSocket on `https`
+    /// listeners, the relay to the backend on `tls` ones); the returned
+    /// guard counts it ended when dropped.
+    pub fn tunnel_opened(&self) -> OpenTunnel {
+        self.tunnels_active.inc();
+        OpenTunnel(self.tunnels_active.clone())
     }
 
     /// Counts the bytes an ended tunnel copied each way.
@@ -476,6 +521,18 @@ impl Drop for HeldBackendConnection {
     }
 }
 
+/// An open tunnel, counted in `sniwalk_tunnels_active` until dropped.
+/// It owns its gauge (an `Arc`): a WebSocket tunnel runs in a task of its
+/// own.
+#[derive(Debug)]
+pub struct OpenTunnel(Gauge);
+
+impl Drop for OpenTunnel {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// An open connection, counted in `sniwalk_connections_active` until
 /// dropped.
 #[derive(Debug)]
@@ -486,148 +543,6 @@ pub struct OpenConnection<'a> {
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
         self.metrics.connections_active.dec();
-    }
-}
-
-/// Why a TLS handshake failed: a small fixed set, so label values stay
-/// bounded (never the error text).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureReason {
-    /// Not done within the listener's handshake timeout.
-    Timeout,
-    /// The client closed or reset the connection mid-handshake (port
-    /// scanners and health checks that only connect end here too).
-    Eof,
-    /// Another I/O error.
-    Io,
-    /// No protocol version, cipher suite, key exchange group or signature
-    /// scheme in common.
-    PeerIncompatible,
-    /// The client offered ALPN protocols and none of ours.
-    NoApplicationProtocol,
-    /// The client sent an alert refusing our certificate (unknown CA,
-    /// expired, bad or unsupported certificate, wrong name).
-    CertificateRejected,
-    /// The client sent another fatal alert.
-    AlertReceived,
-    /// What arrived is not TLS or not valid at that point (plain HTTP on a
-    /// TLS port lands here).
-    InvalidMessage,
-    /// The client broke the protocol in another way.
-    PeerMisbehaved,
-    /// A client certificate was missing or invalid.
-    BadCertificate,
-    /// Anything else.
-    Other,
-}
-
-impl FailureReason {
-    /// Every reason, in the order of the enum (indexes the counters).
-    pub const ALL: [FailureReason; 11] = [
-        FailureReason::Timeout,
-        FailureReason::Eof,
-        FailureReason::Io,
-        FailureReason::PeerIncompatible,
-        FailureReason::NoApplicationProtocol,
-        FailureReason::CertificateRejected,
-        FailureReason::AlertReceived,
-        FailureReason::InvalidMessage,
-        FailureReason::PeerMisbehaved,
-        FailureReason::BadCertificate,
-        FailureReason::Other,
-    ];
-
-    /// The `reason` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::Timeout => "timeout",
-            FailureReason::Eof => "eof",
-            FailureReason::Io => "io",
-            FailureReason::PeerIncompatible => "peer_incompatible",
-            FailureReason::NoApplicationProtocol => "no_application_protocol",
-            FailureReason::CertificateRejected => "certificate_rejected",
-            FailureReason::AlertReceived => "alert_received",
-            FailureReason::InvalidMessage => "invalid_message",
-            FailureReason::PeerMisbehaved => "peer_misbehaved",
-            FailureReason::BadCertificate => "bad_certificate",
-            FailureReason::Other => "other",
-        }
-    }
-
-    /// The reason for an error from tokio-rustls's `accept`, which wraps
-    /// rustls's errors in an `io::Error` of kind `InvalidData`.
-    pub fn of_io(error: &io::Error) -> FailureReason {
-        if let Some(tls) = error
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return FailureReason::of_tls(tls);
-        }
-        match error.kind() {
-            io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe => FailureReason::Eof,
-            io::ErrorKind::TimedOut => FailureReason::Timeout,
-            _ => FailureReason::Io,
-        }
-    }
-
-    /// The reason for a rustls error.
-    pub fn of_tls(error: &rustls::Error) -> FailureReason {
-        use rustls::AlertDescription as Alert;
-        match error {
-            rustls::Error::PeerIncompatible(_) => FailureReason::PeerIncompatible,
-            rustls::Error::NoApplicationProtocol => FailureReason::NoApplicationProtocol,
-            rustls::Error::AlertReceived(
-                Alert::BadCertificate
-                | Alert::UnsupportedCertificate
-                | Alert::CertificateRevoked
-                | Alert::CertificateExpired
-                | Alert::CertificateUnknown
-                | Alert::UnknownCA,
-            ) => FailureReason::CertificateRejected,
-            rustls::Error::AlertReceived(_) => FailureReason::AlertReceived,
-            rustls::Error::InvalidMessage(_)
-            | rustls::Error::InappropriateMessage { .. }
-            | rustls::Error::InappropriateHandshakeMessage { .. }
-            | rustls::Error::PeerSentOversizedRecord
-            | rustls::Error::UnsupportedNameType => FailureReason::InvalidMessage,
-            rustls::Error::PeerMisbehaved(_) | rustls::Error::DecryptError => {
-                FailureReason::PeerMisbehaved
-            }
-            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
-                FailureReason::BadCertificate
-            }
-            _ => FailureReason::Other,
-        }
-    }
-}
-
-/// How a backend failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendError {
-    /// It could not be connected: refused, unreachable.
-    Connect,
-    /// Connecting or waiting for its response headers took too long (the
-    /// client got 504 on `https` listeners).
-    Timeout,
-    /// The TLS handshake with it failed (`backend_tls`): untrusted or
-    /// wrong-name certificate, client certificate refused.
-    Tls,
-    /// Anything else: the connection broke, the response was invalid.
-    Other,
-}
-
-impl BackendError {
-    /// The `kind` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendError::Connect => "connect",
-            BackendError::Timeout => "timeout",
-            BackendError::Tls => "tls",
-            BackendError::Other => "other",
-        }
     }
 }
 
@@ -646,9 +561,6 @@ const HANDSHAKE_STEPS: [&str; 6] = [
 const ACME_CHALLENGE_STEP: &str = "acme-challenge";
 const ACME_CHALLENGE_INDEX: usize = 5;
 
-/// The `class` label values of requests.
-const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
 const RELOAD_OK: &str = "ok";
 const RELOAD_FAILED: &str = "failed";
 const ORDER_ISSUED: &str = "issued";
@@ -665,11 +577,26 @@ fn step_index(step: Step) -> usize {
     }
 }
 
-/// Where a status's counter sits in [`STATUS_CLASSES`]. hyper lets a
-/// backend send 600–999; such a broken answer is relayed and counted with
-/// the server errors.
-fn status_class_index(status: u16) -> usize {
-    usize::from(status / 100).clamp(1, STATUS_CLASSES.len()) - 1
+/// `sniwalk_build_info`: one series at 1 whose labels tell the version
+/// and the optional cargo features of this build (Prometheus's `_info`
+/// convention: join it on `instance` to label other series).
+fn build_info() -> Family<BuildLabels, Gauge> {
+    let features: &[&str] = &[
+        #[cfg(feature = "etcd")]
+        "etcd",
+    ];
+    let features = if features.is_empty() {
+        "default".to_owned()
+    } else {
+        features.join(",")
+    };
+    let info = Family::<BuildLabels, Gauge>::default();
+    info.get_or_create(&BuildLabels {
+        version: env!("CARGO_PKG_VERSION"),
+        features,
+    })
+    .set(1);
+    info
 }
 
 /// The certificate gauges for every certificate in use in `snapshot`.
@@ -734,9 +661,15 @@ struct FailureLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
+struct TunnelLabels {
     listener: String,
-    class: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    features: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -757,14 +690,18 @@ struct CertificateLabels {
 }
 
 mod backends;
-mod histogram;
+pub mod histogram;
+mod process;
 mod proxy_protocol;
+mod reasons;
+mod status_codes;
 
-use histogram::DurationHistogram;
 #[cfg(test)]
 use histogram::{DURATION_BOUNDS_NS, DURATION_BUCKETS};
 use proxy_protocol::ListenerRejections;
 pub use proxy_protocol::ProxyRejection;
+#[cfg(test)]
+use status_codes::{STATUS_CLASSES, status_class_index};
 
 #[cfg(test)]
 mod tests;

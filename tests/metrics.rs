@@ -154,10 +154,11 @@ async fn handshakes_requests_and_backend_errors_are_counted() {
             (fail, vec![("listener", "web"), ("reason", "invalid_message")], 1.0),
             (fail, vec![("listener", "web"), ("reason", "no_application_protocol")], 1.0),
             (fail, vec![("listener", "web"), ("reason", "timeout")], 0.0),
-            (requests, vec![("listener", "web"), ("class", "2xx")], 1.0),
-            (requests, vec![("listener", "web"), ("class", "4xx")], 1.0),
-            (requests, vec![("listener", "web"), ("class", "5xx")], 1.0),
-            (requests, vec![("listener", "plain"), ("class", "3xx")], 1.0),
+            (requests, vec![("listener", "web"), ("class", "2xx"), ("code", "200")], 1.0),
+            (requests, vec![("listener", "web"), ("class", "4xx"), ("code", "404")], 1.0),
+            (requests, vec![("listener", "web"), ("class", "5xx"), ("code", "502")], 1.0),
+            (requests, vec![("listener", "web"), ("class", "3xx")], 0.0),
+            (requests, vec![("listener", "plain"), ("class", "3xx"), ("code", "308")], 1.0),
             ("sniwalk_http_request_duration_seconds", vec![("listener", "web")], 3.0),
             ("sniwalk_http_request_duration_seconds_count", vec![("listener", "web")], 3.0),
             ("sniwalk_http_request_duration_seconds_count", vec![("listener", "plain")], 1.0),
@@ -174,7 +175,11 @@ async fn handshakes_requests_and_backend_errors_are_counted() {
         ];
         let scrape = eventually(&metrics, &snapshot, &expected).await;
         for sample in &scrape.samples {
-            assert!(sample.metric.starts_with("sniwalk_"), "{}", sample.metric);
+            assert!(
+                sample.metric.starts_with("sniwalk_") || sample.metric.starts_with("process_"),
+                "{}",
+                sample.metric
+            );
         }
         let not_after = sniwalk::pem::parse_certificate_pem(&app.pem)
             .expect("parses")

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 
 use crate::config::{DEFAULT_FALL, HealthCheck};
+use crate::metrics::histogram::DurationHistogram;
 
 /// How long a backend without active checks stays out after `fall`
 /// failures before it is tried again (nginx's `fail_timeout`).
@@ -99,6 +100,11 @@ pub struct BackendState {
     in_flight: AtomicUsize,
     sessions: AtomicU64,
     failures: AtomicU64,
+    /// Request sent to response headers received (`https` routes), held
+    /// here so that recording one is no lookup (README: Metrics).
+    response_time: DurationHistogram,
+    /// Connecting, PROXY header and TLS included (`tls` listeners).
+    connect_time: DurationHistogram,
 }
 
 /// A change of health, for the caller to log.
@@ -133,6 +139,8 @@ impl BackendState {
             in_flight: AtomicUsize::new(0),
             sessions: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            response_time: DurationHistogram::default(),
+            connect_time: DurationHistogram::default(),
         }
     }
 
@@ -188,6 +196,29 @@ impl BackendState {
     /// Failures (refused, timed out, 5xx) counted against it.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Records how long it took from sending a request to it (connecting
+    /// first when no kept-alive connection was free) to its response
+    /// headers.
+    pub fn record_response_time(&self, elapsed: Duration) {
+        self.response_time.observe(elapsed);
+    }
+
+    /// Records how long connecting to it took, until the tunnel could
+    /// start (TCP, the PROXY header, TLS to it).
+    pub fn record_connect_time(&self, elapsed: Duration) {
+        self.connect_time.observe(elapsed);
+    }
+
+    /// What [`BackendState::record_response_time`] recorded.
+    pub fn response_times(&self) -> &DurationHistogram {
+        &self.response_time
+    }
+
+    /// What [`BackendState::record_connect_time`] recorded.
+    pub fn connect_times(&self) -> &DurationHistogram {
+        &self.connect_time
     }
 
     /// Whether an operator drains it through the admin API.

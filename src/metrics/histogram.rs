@@ -1,5 +1,6 @@
-//! The request-duration histogram: atomic buckets, no lock per
-//! observation. A leaf of `metrics`.
+//! The duration histogram of requests and backends: atomic buckets, no
+//! lock per observation. A leaf of `metrics` (no `use` of the crate), so
+//! that a backend's state (`balance/state.rs`) can hold one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +9,7 @@ use std::time::Duration;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-/// Request-duration bucket bounds: 0.5 ms doubling to 32.768 s.
+/// Duration bucket bounds: 0.5 ms doubling to 32.768 s.
 pub(super) const DURATION_BUCKETS: usize = 17;
 pub(super) const DURATION_BOUNDS_NS: [u64; DURATION_BUCKETS] = {
     let mut bounds = [0; DURATION_BUCKETS];
@@ -20,9 +21,9 @@ pub(super) const DURATION_BOUNDS_NS: [u64; DURATION_BUCKETS] = {
     bounds
 };
 
-/// A request-duration histogram with atomic buckets: prometheus-client's
+/// A duration histogram with atomic buckets: prometheus-client's
 /// `Histogram` takes a mutex per observation, which every request of a
-/// listener would contend on.
+/// listener (or of a backend) would contend on.
 ///
 /// Buckets double from 0.5 ms to 32.768 s (17 bounds plus `+Inf`). The sum
 /// is kept in nanoseconds, so an observation is two `fetch_add`s and no
@@ -31,7 +32,7 @@ pub(super) const DURATION_BOUNDS_NS: [u64; DURATION_BUCKETS] = {
 /// which Prometheus's rate functions shrug off. The count is the sum of the
 /// buckets, so `_count` always equals the `+Inf` bucket.
 #[derive(Debug, Clone, Default)]
-pub(super) struct DurationHistogram {
+pub struct DurationHistogram {
     pub(super) inner: Arc<HistogramCells>,
 }
 
@@ -44,7 +45,7 @@ pub(super) struct HistogramCells {
 
 impl DurationHistogram {
     /// Records one duration.
-    pub(super) fn observe(&self, duration: Duration) {
+    pub fn observe(&self, duration: Duration) {
         let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         let bucket = DURATION_BOUNDS_NS
             .iter()
@@ -52,6 +53,16 @@ impl DurationHistogram {
             .unwrap_or(DURATION_BUCKETS);
         self.inner.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.inner.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Adds what `other` recorded to this one: the series of two backend
+    /// states that show under the same labels are rendered as one.
+    pub(super) fn absorb(&self, other: &DurationHistogram) {
+        for (mine, theirs) in self.inner.buckets.iter().zip(&other.inner.buckets) {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        let sum = other.inner.sum_ns.load(Ordering::Relaxed);
+        self.inner.sum_ns.fetch_add(sum, Ordering::Relaxed);
     }
 
     /// How many durations were recorded.

@@ -1,3 +1,4 @@
+use std::io;
 use std::path::Path;
 
 use prometheus_parse::{Scrape, Value};
@@ -120,8 +121,8 @@ fn render_is_one_valid_exposition_with_every_series() {
     let scrape = parse(&text);
     for sample in &scrape.samples {
         assert!(
-            sample.metric.starts_with("sniwalk_"),
-            "{} has the prefix",
+            sample.metric.starts_with("sniwalk_") || sample.metric.starts_with("process_"),
+            "{} has the prefix (or is a standard process metric)",
             sample.metric
         );
     }
@@ -169,13 +170,18 @@ fn render_is_one_valid_exposition_with_every_series() {
         Some(0.0)
     );
     let requests = "sniwalk_http_requests_total";
+    let coded = |listener, class, code| [("listener", listener), ("class", class), ("code", code)];
+    assert_eq!(get(requests, &coded("web", "2xx", "200")), Some(1.0));
+    assert_eq!(get(requests, &coded("web", "4xx", "404")), Some(1.0));
     assert_eq!(
         get(requests, &[("listener", "web"), ("class", "2xx")]),
-        Some(1.0)
+        None,
+        "a class with a code seen has no code-less series"
     );
     assert_eq!(
-        get(requests, &[("listener", "web"), ("class", "4xx")]),
-        Some(1.0)
+        get(requests, &[("listener", "web"), ("class", "5xx")]),
+        Some(0.0),
+        "a class without any code seen shows at zero"
     );
     assert_eq!(
         get(requests, &[("listener", "plain"), ("class", "3xx")]),
@@ -185,6 +191,37 @@ fn render_is_one_valid_exposition_with_every_series() {
         get(requests, &[("listener", "sip"), ("class", "2xx")]),
         None,
         "no requests on tls listeners"
+    );
+    let tunnels = "sniwalk_tunnels_active";
+    assert_eq!(
+        get(tunnels, &[("listener", "web"), ("kind", "websocket")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        get(tunnels, &[("listener", "sip"), ("kind", "tls")]),
+        Some(0.0)
+    );
+    assert!(
+        !scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == tunnels && s.labels.get("listener") == Some("plain")),
+        "no tunnels on http listeners"
+    );
+    let features = if cfg!(feature = "etcd") {
+        "etcd"
+    } else {
+        "default"
+    };
+    assert_eq!(
+        get(
+            "sniwalk_build_info",
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("features", features)
+            ]
+        ),
+        Some(1.0)
     );
     let duration = "sniwalk_http_request_duration_seconds";
     assert_eq!(get(duration, &[("listener", "web")]), Some(2.0));
@@ -468,6 +505,176 @@ fn handshake_errors_map_to_a_few_reasons() {
     for (error, expected) in table {
         assert_eq!(FailureReason::of_io(&error), expected, "{error:?}");
     }
+}
+
+#[test]
+fn requests_count_by_code_into_one_cell_each() {
+    let counts = status_codes::StatusCounts::new("web");
+    for status in [200, 200, 204, 599, 999, 100, 42, 1000] {
+        counts.count(status);
+    }
+    assert_eq!(counts.get(200), 2);
+    assert_eq!(counts.get(204), 1);
+    assert_eq!(counts.get(201), 0);
+    assert_eq!(counts.get(999), 1);
+    assert_eq!(counts.get(100), 1);
+    assert_eq!(counts.get(42), 2, "outside 100-999: one cell for all");
+
+    let family = status_codes::StatusCodeFamily::default();
+    let web = family.listener("web");
+    assert!(Arc::ptr_eq(&web, &family.listener("web")), "made once");
+    for status in [200, 301, 301, 502, 600, 42] {
+        web.count(status);
+    }
+    let mut registry = Registry::with_prefix("sniwalk");
+    registry.register("http_requests", "test", family);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+    let scrape = parse(&text);
+    let get = |labels: &[(&str, &str)]| value(&scrape, "sniwalk_http_requests_total", labels);
+    let coded = |class, code| [("listener", "web"), ("class", class), ("code", code)];
+    assert_eq!(get(&coded("2xx", "200")), Some(1.0));
+    assert_eq!(get(&coded("3xx", "301")), Some(2.0));
+    assert_eq!(get(&coded("5xx", "502")), Some(1.0));
+    assert_eq!(get(&coded("5xx", "600")), Some(1.0), "600-999 are 5xx");
+    assert_eq!(get(&coded("5xx", "other")), Some(1.0));
+    assert_eq!(get(&[("listener", "web"), ("class", "1xx")]), Some(0.0));
+    assert_eq!(get(&[("listener", "web"), ("class", "4xx")]), Some(0.0));
+    assert_eq!(get(&[("listener", "web"), ("class", "2xx")]), None);
+    assert_eq!(
+        scrape.samples.len(),
+        7,
+        "five codes, two empty classes: {text}"
+    );
+}
+
+#[test]
+fn open_tunnels_are_counted_until_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&dir.path().join("web-certs"));
+    let metrics = Metrics::new(&config);
+    let web = metrics.listener(0, &config.listeners[0]);
+    let sip = metrics.listener(1, &config.listeners[1]);
+    let first = web.tunnel_opened();
+    let second = web.tunnel_opened();
+    let relay = sip.tunnel_opened();
+    let active = |listener: &str, kind: &str| {
+        value(
+            &parse(&metrics.render_at(&snapshot(&config), T0)),
+            "sniwalk_tunnels_active",
+            &[("listener", listener), ("kind", kind)],
+        )
+    };
+    assert_eq!(active("web", "websocket"), Some(2.0));
+    assert_eq!(active("sip", "tls"), Some(1.0));
+    drop(first);
+    drop(relay);
+    assert_eq!(active("web", "websocket"), Some(1.0));
+    assert_eq!(active("sip", "tls"), Some(0.0));
+    drop(second);
+    assert_eq!(active("web", "websocket"), Some(0.0));
+}
+
+#[test]
+fn backend_times_are_rendered_from_the_states() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&dir.path().join("web-certs"));
+    let snapshot = snapshot(&config);
+    let metrics = Metrics::new(&config);
+    // `sip` (a tls listener) has one backend.
+    let sip = &snapshot.all_backends()[1];
+    let state = &sip.states[0];
+    state.record_connect_time(Duration::from_millis(2));
+    state.record_connect_time(Duration::from_millis(40));
+    // Recorded on the state, but a tls listener's backends only connect.
+    state.record_response_time(Duration::from_millis(1));
+    let scrape = parse(&metrics.render_at(&snapshot, T0));
+    let labels = [("listener", "sip"), ("backend", "127.0.0.1:5060")];
+    let connect = "sniwalk_backend_connect_duration_seconds";
+    assert_eq!(value(&scrape, connect, &labels), Some(2.0));
+    let sum = value(&scrape, &format!("{connect}_sum"), &labels).expect("sum");
+    assert!((sum - 0.042).abs() < 1e-9, "sum {sum}");
+    assert_eq!(
+        value(
+            &scrape,
+            "sniwalk_backend_response_duration_seconds",
+            &labels
+        ),
+        None
+    );
+}
+
+#[test]
+fn process_stat_is_read_after_the_command_name() {
+    // `comm` with a space and a parenthesis; utime 150, stime 50 and
+    // starttime 1234 ticks.
+    let line = "4242 (a b) c) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 50 0 0 20 0 9 0 \
+                1234 1000000 500 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+    let stat = process::parse_stat(line).expect("parses");
+    assert_eq!(stat.cpu_seconds, 2.0);
+    assert_eq!(stat.started_after_boot, 12.34);
+    for broken in [
+        "",
+        "4242 (sniwalk",
+        "4242 (sniwalk) S 1 2 3",
+        "4242 (sniwalk) S 1 4242 4242 0 -1 4194560 1000 0 0 0 x 50 0 0 20 0 9 0 1234",
+        "4242 (sniwalk) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 50 0 0 20 0 9 0 -5",
+    ] {
+        assert_eq!(process::parse_stat(broken), None, "{broken:?}");
+    }
+}
+
+#[test]
+fn process_memory_is_read_from_vm_lines_in_kib() {
+    let status =
+        "Name:\tsniwalk\nVmPeak:\t  9000 kB\nVmSize:\t  8192 kB\nVmRSS:\t   1024 kB\nThreads:\t3\n";
+    let memory = process::parse_status(status);
+    assert_eq!(memory.resident_bytes, Some(1024.0 * 1024.0));
+    assert_eq!(memory.virtual_bytes, Some(8192.0 * 1024.0));
+    for broken in [
+        "",
+        "VmRSS: many kB\nVmSize: 12 MB\n",
+        "VmRSS:\nVmSize: 12 kB trailing\n",
+        "VmRSS -> 12 kB",
+    ] {
+        assert_eq!(
+            process::parse_status(broken),
+            process::Memory::default(),
+            "{broken:?}"
+        );
+    }
+    let half = process::parse_status("VmRSS: 4 kB\nVmSize: x kB\n");
+    assert_eq!(half.resident_bytes, Some(4096.0));
+    assert_eq!(half.virtual_bytes, None);
+}
+
+#[test]
+fn boot_time_is_the_btime_line() {
+    let stat = "cpu  1 2 3 4\nintr 5 6\nbtime 1767225600\nprocesses 9\n";
+    assert_eq!(process::parse_boot_time(stat), Some(T0 as f64));
+    for broken in ["", "btime\n", "btime soon\n", "cpu 1 2\n", "xbtime 12\n"] {
+        assert_eq!(process::parse_boot_time(broken), None, "{broken:?}");
+    }
+}
+
+#[test]
+fn process_metrics_are_unprefixed_and_sane() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&dir.path().join("web-certs"));
+    let metrics = Metrics::new(&config);
+    let text = metrics.render_at(&snapshot(&config), T0);
+    let scrape = parse(&text);
+    let get = |name: &str| value(&scrape, name, &[]).unwrap_or_else(|| panic!("{name}: {text}"));
+    assert!(get("process_cpu_seconds_total") >= 0.0);
+    assert!(get("process_resident_memory_bytes") > 0.0);
+    assert!(get("process_virtual_memory_bytes") >= get("process_resident_memory_bytes"));
+    assert!(get("process_open_fds") >= 3.0);
+    assert!(get("process_max_fds") >= get("process_open_fds"));
+    let now = crate::clock::unix_now() as f64;
+    let started = get("process_start_time_seconds");
+    assert!(started <= now + 1.0 && started > now - 3600.0, "{started}");
+    assert!(text.contains("# TYPE process_cpu_seconds counter"));
+    assert!(text.contains("# UNIT process_resident_memory_bytes bytes"));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -160,9 +160,16 @@ impl Forwarder {
         let mut retried = false;
         let response = loop {
             let member = &config.members[chosen.index];
+            let sent_at = Instant::now();
             let attempt = self.send_to(request, member, &facts).await;
             let failure = match attempt {
-                Ok(response) => break response,
+                Ok(response) => {
+                    chosen
+                        .session
+                        .backend()
+                        .record_response_time(sent_at.elapsed());
+                    break response;
+                }
                 Err(failure) => failure,
             };
             facts
@@ -278,6 +285,7 @@ impl Forwarder {
                             return;
                         }
                     };
+                    let _open = metrics.tunnel_opened();
                     let (t, end) = copy_with_idle_timeout(
                         TokioIo::new(client),
                         TokioIo::new(backend),

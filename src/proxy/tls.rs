@@ -89,8 +89,10 @@ pub async fn serve_connection(
         };
         let member = &config.members[choice.index];
         let state = choice.session.backend().clone();
+        let connecting = Instant::now();
         match connect_member(shared, member, &current, peer, destination).await {
             Ok(stream) => {
+                state.record_connect_time(connecting.elapsed());
                 crate::balance::note(&state, state.passed(), "connected");
                 chosen = Some((choice, stream));
                 break;
@@ -123,6 +125,7 @@ pub async fn serve_connection(
     let address = &config.members[choice.index].address;
     // The session stays counted on its backend for the tunnel's whole life.
     let _session = choice.session;
+    let _open_tunnel = shared.metrics.tunnel_opened();
     let end = Box::pin(tunnel(
         client,
         backend,
