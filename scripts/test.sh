@@ -82,11 +82,16 @@ echo "== cargo test --features etcd"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Benchmarks and examples are built by `--all-targets` too (not timed).
-cargo test --all-targets --features etcd --no-fail-fast 2>&1 | tee "$log"
+# A failure is counted below and fails the script at the end (not here, so
+# that the rules are checked and the closing line printed all the same).
+test_status=0
+cargo test --all-targets --features etcd --no-fail-fast 2>&1 | tee "$log" || test_status=1
 # One closing line for the whole suite: cargo prints one per test binary,
 # and the last of those (a binary without tests) would read as "0 passed".
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+# A build failure fails no test: count it once.
+if [ "$test_status" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
 # The alert rules (README: Metrics, "Alert rules"): promtool checks them and
 # runs their unit tests; each of the two counts as one test.
 echo "== promtool check rules, promtool test rules"
@@ -137,4 +142,4 @@ else
 fi
 echo "== done"
 echo "total: $passed passed, $failed failed"
-[ "$fuzz_status" = 0 ] && [ "$package_status" = 0 ] && [ "$rules_status" = 0 ]
+[ "$test_status" = 0 ] && [ "$fuzz_status" = 0 ] && [ "$package_status" = 0 ] && [ "$rules_status" = 0 ]
