@@ -23,6 +23,8 @@
 //!   one order per domain, retries, forced renewals, the status file.
 //! - `control` is how `sniwalk renew` reaches a running proxy: request and
 //!   result files under `state_dir/acme/`.
+//! - `rfc2136` adds and removes DNS-01 TXT records at a zone's primary
+//!   server with RFC 2136 updates signed with TSIG.
 
 pub mod account;
 pub mod client;
@@ -36,6 +38,7 @@ pub mod listeners;
 pub mod manager;
 pub mod order;
 pub mod preflight;
+pub mod rfc2136;
 pub mod schedule;
 
 use std::fmt;
