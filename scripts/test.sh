@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 # pebble-challtestsrv (the ACME test CA, tests/common/pebble.rs); etcd and
 # etcdctl (the etcd storage tests start their own on free ports,
 # tests/common/etcd.rs; Debian's package starts no service here); haproxy;
-# promtool (the alert rules, below).
+# named, tsig-keygen and dig (BIND 9, the RFC 2136 tests); promtool (the
+# alert rules, below).
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets.
@@ -25,6 +26,16 @@ command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 # here, and the tests never use one).
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+# BIND 9: the RFC 2136 tests start their own `named` on a free port with a
+# TSIG key from `tsig-keygen` and check what it serves with `dig`
+# (tests/common/bind.rs; Debian's bind9 package starts no service here).
+# (/usr/sbin, which a user's PATH may lack: the tests look there too).
+if ! [ -x /usr/sbin/named ] && ! command -v named >/dev/null 2>&1; then
+  missing+=(bind9 bind9-utils)
+elif ! [ -x /usr/sbin/tsig-keygen ] && ! command -v tsig-keygen >/dev/null 2>&1; then
+  missing+=(bind9 bind9-utils)
+fi
+command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 # The `etcd` feature's etcd-client crate compiles etcd's protobuf files.
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 # The package test (scripts/package-test.sh): build the .deb (dpkg-deb,

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod backends;
+pub mod bind;
 pub mod etcd;
 pub mod farm;
 pub mod haproxy;
