@@ -28,8 +28,9 @@ command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 # BIND 9: the RFC 2136 tests start their own `named` on a free port with a
 # TSIG key from `tsig-keygen` and check what it serves with `dig`
-# (tests/common/bind.rs; Debian's bind9 package starts no service here).
-# (/usr/sbin, which a user's PATH may lack: the tests look there too).
+# (tests/common/bind.rs; a system named, if the package starts one, is
+# never used). Both are in /usr/sbin, which a user's PATH may lack: the
+# tests look there too.
 if ! [ -x /usr/sbin/named ] && ! command -v named >/dev/null 2>&1; then
   missing+=(bind9 bind9-utils)
 elif ! [ -x /usr/sbin/tsig-keygen ] && ! command -v tsig-keygen >/dev/null 2>&1; then
