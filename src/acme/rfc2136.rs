@@ -13,12 +13,12 @@
 mod error;
 mod wire;
 
-pub use error::Rfc2136Error;
+pub use error::{Action, Rfc2136Error};
+pub use wire::OPERATION_TIMEOUT;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use hickory_proto::op::{Message, OpCode, Query, ResponseCode, update_message};
@@ -27,9 +27,6 @@ use hickory_proto::rr::rdata::tsig::TsigAlgorithm as HickoryAlgorithm;
 use hickory_proto::rr::{Name, RData, Record, RecordSet, RecordType, TSigner};
 
 use wire::WireError;
-
-/// How long one operation (zone discovery included) may take.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The clock skew the server may allow our signatures, in seconds (RFC
 /// 8945 §10 recommends 300).
@@ -206,11 +203,6 @@ impl fmt::Debug for DnsUpdater {
     }
 }
 
-/// What a request is, for the messages.
-const UPDATE: &str = "update";
-const TXT_QUERY: &str = "TXT query";
-const SOA_QUERY: &str = "SOA query";
-
 impl DnsUpdater {
     /// An updater for `settings`: checks the key name, secret and zone.
     pub fn new(settings: Rfc2136Settings) -> Result<Self, Rfc2136Error> {
@@ -256,7 +248,7 @@ impl DnsUpdater {
     /// without the trailing dot, e.g. `_acme-challenge.tenant.example`.
     pub async fn add_txt(&self, name: &str, value: &str, ttl: u32) -> Result<(), Rfc2136Error> {
         let owner = record_name(name)?;
-        self.bounded(UPDATE, name, async {
+        self.bounded(Action::Update, name, async {
             let zone = self.zone_name(&owner, name).await?;
             let record = Record::from_rdata(owner.clone(), ttl, RData::TXT(txt(value)));
             let message =
@@ -270,7 +262,7 @@ impl DnsUpdater {
     /// other values at `name` stay; an absent one is no error).
     pub async fn remove_txt(&self, name: &str, value: &str) -> Result<(), Rfc2136Error> {
         let owner = record_name(name)?;
-        self.bounded(UPDATE, name, async {
+        self.bounded(Action::Update, name, async {
             let zone = self.zone_name(&owner, name).await?;
             let record = Record::from_rdata(owner.clone(), 0, RData::TXT(txt(value)));
             let message =
@@ -284,11 +276,13 @@ impl DnsUpdater {
     /// the rrset does not exist): whether an update is visible yet.
     pub async fn txt_values(&self, name: &str) -> Result<Vec<String>, Rfc2136Error> {
         let owner = record_name(name)?;
-        self.bounded(TXT_QUERY, name, async {
-            let answer = self.query(&owner, RecordType::TXT, TXT_QUERY, name).await?;
+        self.bounded(Action::TxtQuery, name, async {
+            let answer = self
+                .query(&owner, RecordType::TXT, Action::TxtQuery, name)
+                .await?;
             match answer.metadata.response_code {
                 ResponseCode::NoError | ResponseCode::NXDomain => Ok(txt_of(&answer, &owner)),
-                code => Err(self.rcode_error(TXT_QUERY, name, String::new(), code)),
+                code => Err(self.rcode_error(Action::TxtQuery, name, String::new(), code)),
             }
         })
         .await
@@ -299,7 +293,7 @@ impl DnsUpdater {
     /// owner of the SOA record the server answers for `name`.
     pub async fn zone_of(&self, name: &str) -> Result<String, Rfc2136Error> {
         let owner = record_name(name)?;
-        self.bounded(SOA_QUERY, name, self.zone_name(&owner, name))
+        self.bounded(Action::SoaQuery, name, self.zone_name(&owner, name))
             .await
             .map(|zone| shown(&zone))
     }
@@ -307,7 +301,7 @@ impl DnsUpdater {
     /// Runs `operation` within [`OPERATION_TIMEOUT`].
     async fn bounded<T>(
         &self,
-        action: &'static str,
+        action: Action,
         name: &str,
         operation: impl Future<Output = Result<T, Rfc2136Error>>,
     ) -> Result<T, Rfc2136Error> {
@@ -333,7 +327,9 @@ impl DnsUpdater {
     /// in the answer (at the apex) or authority section (below it, RFC
     /// 2308 §3) is the zone.
     async fn discover_zone(&self, owner: &Name, name: &str) -> Result<Name, Rfc2136Error> {
-        let answer = self.query(owner, RecordType::SOA, SOA_QUERY, name).await?;
+        let answer = self
+            .query(owner, RecordType::SOA, Action::SoaQuery, name)
+            .await?;
         let no_zone = |detail: String| Rfc2136Error::NoZone {
             server: self.inner.server,
             name: name.to_string(),
@@ -367,7 +363,7 @@ impl DnsUpdater {
     /// (RFC 2136 §3.8, §2.2 response codes).
     async fn update(&self, message: Message, name: &str, zone: &Name) -> Result<(), Rfc2136Error> {
         tracing::debug!(server = %self.inner.server, name, zone = %shown(zone), "RFC 2136 update");
-        let answer = self.send(message, UPDATE, name).await?;
+        let answer = self.send(message, Action::Update, name).await?;
         let server = self.inner.server;
         match answer.metadata.response_code {
             ResponseCode::NoError => Ok(()),
@@ -387,7 +383,12 @@ impl DnsUpdater {
                 name: name.to_string(),
                 zone: shown(zone),
             }),
-            code => Err(self.rcode_error(UPDATE, name, format!(" in zone {}", shown(zone)), code)),
+            code => Err(self.rcode_error(
+                Action::Update,
+                name,
+                format!(" in zone {}", shown(zone)),
+                code,
+            )),
         }
     }
 
@@ -396,7 +397,7 @@ impl DnsUpdater {
         &self,
         owner: &Name,
         kind: RecordType,
-        action: &'static str,
+        action: Action,
         name: &str,
     ) -> Result<Message, Rfc2136Error> {
         let mut message = Message::query();
@@ -410,7 +411,7 @@ impl DnsUpdater {
     async fn send(
         &self,
         message: Message,
-        action: &'static str,
+        action: Action,
         name: &str,
     ) -> Result<Message, Rfc2136Error> {
         wire::exchange(self.inner.server, &self.inner.signer, message)
@@ -419,28 +420,21 @@ impl DnsUpdater {
     }
 
     /// A [`WireError`] as the operator reads it.
-    fn wire_error(&self, error: WireError, action: &'static str, name: &str) -> Rfc2136Error {
+    fn wire_error(&self, error: WireError, action: Action, name: &str) -> Rfc2136Error {
         let server = self.inner.server;
-        let tsig = |code: &str, hint: String, clock: &'static str| Rfc2136Error::TsigRejected {
+        let tsig = |reason: String| Rfc2136Error::TsigRejected {
             server,
             key: self.inner.key_name.clone(),
             action,
             name: name.to_string(),
-            code: code.to_string(),
-            hint,
-            clock,
+            reason,
         };
         match error {
             WireError::Io(reason) => self.unreachable(action, name, reason),
-            WireError::Tsig("BADTIME", hint) => {
-                tsig("BADTIME", hint, ", and the clocks of both machines")
-            }
-            WireError::Tsig(code, hint) => tsig(code, hint, ""),
-            WireError::Unverified(detail) => tsig(
-                "unverified answer",
-                format!("the answer's signature did not verify with this key: {detail}"),
-                "",
-            ),
+            WireError::Tsig(code, hint) => tsig(format!("{code}: {hint}")),
+            WireError::Unverified(detail) => tsig(format!(
+                "the answer's signature did not verify with this key: {detail}"
+            )),
             WireError::Request(detail) | WireError::Malformed(detail) => Rfc2136Error::BadAnswer {
                 server,
                 action,
@@ -451,12 +445,11 @@ impl DnsUpdater {
     }
 
     /// The server did not answer `action` for `name`.
-    fn unreachable(&self, action: &'static str, name: &str, reason: String) -> Rfc2136Error {
+    fn unreachable(&self, action: Action, name: &str, reason: String) -> Rfc2136Error {
         Rfc2136Error::Unreachable {
             server: self.inner.server,
             action,
             name: name.to_string(),
-            limit_secs: OPERATION_TIMEOUT.as_secs(),
             reason,
         }
     }
@@ -464,7 +457,7 @@ impl DnsUpdater {
     /// Any other response code.
     fn rcode_error(
         &self,
-        action: &'static str,
+        action: Action,
         name: &str,
         zone: String,
         code: ResponseCode,

@@ -2,6 +2,7 @@
 //! operator: every message names the server, and the key, record or zone
 //! concerned, and says which setting to look at.
 
+use std::fmt;
 use std::net::SocketAddr;
 
 /// The settings key prefix the messages point at.
@@ -30,17 +31,16 @@ pub enum Rfc2136Error {
     /// timeout. Worth retrying later ([`Rfc2136Error::is_unreachable`]).
     #[error(
         "DNS server {server} did not answer the {action} for {name} within {limit_secs}s \
-         ({reason}): check {SETTINGS}.server"
+         ({reason}): check {SETTINGS}.server",
+        limit_secs = super::wire::OPERATION_TIMEOUT.as_secs()
     )]
     Unreachable {
         /// The server asked.
         server: SocketAddr,
-        /// `update`, `TXT query` or `SOA query`.
-        action: &'static str,
+        /// What was asked.
+        action: Action,
         /// The record name concerned.
         name: String,
-        /// The timeout of one operation, in seconds.
-        limit_secs: u64,
         /// What happened: `connection refused`, `no answer`, ...
         reason: String,
     },
@@ -50,24 +50,22 @@ pub enum Rfc2136Error {
     /// answer), or its answer's signature did not verify.
     #[error(
         "DNS server {server} did not accept TSIG key {key} for the {action} of {name} \
-         ({code}: {hint}): check {SETTINGS}.tsig_key_name, tsig_algorithm and \
-         tsig_secret_file against the key the server has{clock}"
+         ({reason}): check {SETTINGS}.tsig_key_name, tsig_algorithm and tsig_secret_file \
+         against the key the server has"
     )]
     TsigRejected {
         /// The server asked.
         server: SocketAddr,
         /// The TSIG key name used.
         key: String,
-        /// `update`, `TXT query` or `SOA query`.
-        action: &'static str,
+        /// What was asked.
+        action: Action,
         /// The record name concerned.
         name: String,
-        /// `BADSIG`, `BADKEY`, `BADTIME`, `NOTAUTH`, or `unverified answer`.
-        code: String,
-        /// What the code means.
-        hint: String,
-        /// `, and the clocks of both machines` for BADTIME, else empty.
-        clock: &'static str,
+        /// The TSIG error (`BADSIG`, `BADKEY`, `BADTIME`, `NOTAUTH`, or an
+        /// answer that did not verify) and what it means; for BADTIME, to
+        /// check the clocks.
+        reason: String,
     },
 
     /// REFUSED to a signed update: the key is known but may not change
@@ -138,8 +136,8 @@ pub enum Rfc2136Error {
     Rcode {
         /// The server asked.
         server: SocketAddr,
-        /// `update`, `TXT query` or `SOA query`.
-        action: &'static str,
+        /// What was asked.
+        action: Action,
         /// The record name concerned.
         name: String,
         /// ` in zone Z` for an update, else empty.
@@ -154,13 +152,34 @@ pub enum Rfc2136Error {
     BadAnswer {
         /// The server asked.
         server: SocketAddr,
-        /// `update`, `TXT query` or `SOA query`.
-        action: &'static str,
+        /// What was asked.
+        action: Action,
         /// The record name concerned.
         name: String,
         /// What was wrong with it.
         detail: String,
     },
+}
+
+/// What a request asked, for the messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// An update (RFC 2136).
+    Update,
+    /// A query for the TXT rrset.
+    TxtQuery,
+    /// A query for the SOA, to discover the zone.
+    SoaQuery,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Update => "update",
+            Action::TxtQuery => "TXT query",
+            Action::SoaQuery => "SOA query",
+        })
+    }
 }
 
 impl Rfc2136Error {

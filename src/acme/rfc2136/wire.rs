@@ -10,13 +10,17 @@
 //! which of key name, secret or clock is wrong.
 
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{DnsResponse, Message, MessageType, ResponseCode};
 use hickory_proto::rr::TSigner;
 use hickory_proto::rr::rdata::tsig::TsigError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// How long one operation of the updater (zone discovery included) may
+/// take.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an exchange failed, before the caller adds its context.
 #[derive(Debug)]
@@ -138,7 +142,8 @@ fn tsig_error(error: TsigError) -> WireError {
         TsigError::BadKey => ("BADKEY", "the server has no key of that name and algorithm"),
         TsigError::BadTime => (
             "BADTIME",
-            "the clocks of this machine and the server differ by more than the allowed fudge",
+            "the clocks of this machine and the server differ by more than the allowed fudge: \
+             check the clocks of both",
         ),
         TsigError::BadTrunc => ("BADTRUNC", "the server rejected the MAC length"),
         TsigError::Unknown(_) => ("TSIG error", "the server rejected the signature"),
