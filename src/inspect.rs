@@ -432,7 +432,7 @@ impl Resolution {
         let mut chain = Vec::new();
         if let Some(name) = &normalized {
             let explained = tree.explain(name);
-            let start = explained.iter().find_map(|(_, id)| *id);
+            let start = tree.start(name);
             tried = explained
                 .into_iter()
                 .map(|(name, id)| TriedName {
@@ -440,7 +440,6 @@ impl Resolution {
                     configured: id.is_some(),
                 })
                 .collect();
-            let start = start.unwrap_or_else(|| tree.master());
             if tried.iter().all(|t| !t.configured) {
                 tried.push(TriedName {
                     name: tree.name(tree.master()).to_string(),
@@ -460,6 +459,9 @@ impl Resolution {
         let choice = snapshot.choose(index, normalized.as_deref());
         let why = match (choice.step, choice.domain) {
             (Step::Exact, Some(d)) => format!("`{d}` is configured and has a certificate"),
+            (Step::Listed, Some(d)) => format!(
+                "`{d}` lists this name (or a wildcard one label above it) in its `names` and has a certificate"
+            ),
             (Step::Ancestor, Some(d)) => {
                 format!("`{d}` is the nearest domain on the chain with a certificate")
             }

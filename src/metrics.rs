@@ -174,7 +174,7 @@ impl Metrics {
         registry.register(
             "tls_handshakes",
             "TLS handshakes by outcome (ok, failed) and how the certificate was chosen \
-             (exact, ancestor, master, certdir, default, acme-challenge; none when failed)",
+             (exact, listed, ancestor, master, certdir, default, acme-challenge; none when failed)",
             self.handshakes.clone(),
         );
         registry.register(
@@ -548,18 +548,19 @@ impl Drop for OpenConnection<'_> {
 
 /// The `step` label values of successful handshakes: the tree steps in
 /// [`Step`]'s order (see [`step_index`]), then TLS-ALPN-01 validations.
-const HANDSHAKE_STEPS: [&str; 6] = [
+const HANDSHAKE_STEPS: [&str; 7] = [
     "exact",
     "ancestor",
     "master",
     "certdir",
     "default",
+    "listed",
     ACME_CHALLENGE_STEP,
 ];
 
 /// The `step` label of TLS-ALPN-01 validation handshakes.
 const ACME_CHALLENGE_STEP: &str = "acme-challenge";
-const ACME_CHALLENGE_INDEX: usize = 5;
+const ACME_CHALLENGE_INDEX: usize = 6;
 
 const RELOAD_OK: &str = "ok";
 const RELOAD_FAILED: &str = "failed";
@@ -574,6 +575,7 @@ fn step_index(step: Step) -> usize {
         Step::Master => 2,
         Step::Certdir => 3,
         Step::Default => 4,
+        Step::Listed => 5,
     }
 }
 

@@ -14,6 +14,15 @@
 //! 3. answers nothing when no domain on the chain has a certificate; the
 //!    caller then falls back to the listener's certdir and the default.
 //!
+//! A domain that lists `names` (README, "Several names and wildcards")
+//! also answers each listed name, and each name one label below a listed
+//! wildcard `*.x`; it answers no other name below it: for those, the walk
+//! starts at its parent instead (a wildcard covers one label, RFC 6125
+//! §6.4.3, so `x.y.tenant.example` is not given `*.tenant.example`). An
+//! exact configured domain comes first, then a listed name, then a
+//! wildcard, then the walk up. The extra probes happen only when some
+//! domain lists names.
+//!
 //! Pure: no I/O, no locks, and [`DomainTree::walk`] does not allocate.
 
 use std::collections::HashMap;
@@ -36,6 +45,9 @@ pub struct DomainSpec<'a> {
     pub name: &'a str,
     /// Whether the domain has a certificate of its own that loaded.
     pub has_certificate: bool,
+    /// The names its certificate covers (`names`), wildcards `*.x`
+    /// included; empty for a domain that answers every name below it.
+    pub names: &'a [String],
 }
 
 /// How a lookup reached the domain whose certificate it answers, named as in
@@ -48,6 +60,9 @@ pub enum Step {
     Ancestor,
     /// The master domain's certificate.
     Master,
+    /// The name is one of a domain's listed `names`, or one label below a
+    /// listed wildcard, and that domain has the certificate.
+    Listed,
     /// No domain on the chain has one: the listener's certdir.
     Certdir,
     /// Neither: the default certificate.
@@ -61,6 +76,7 @@ impl Step {
             Step::Exact => "exact",
             Step::Ancestor => "ancestor",
             Step::Master => "master",
+            Step::Listed => "listed",
             Step::Certdir => "certdir",
             Step::Default => "default",
         }
@@ -82,6 +98,10 @@ pub struct Walk {
 struct Node {
     parent: Option<DomainId>,
     effective: Option<DomainId>,
+    /// Where a walk for a name below this domain that it does not list
+    /// starts: itself, or for a domain with `names`, its nearest ancestor
+    /// without them (the master at the latest).
+    below: DomainId,
 }
 
 /// The immutable tree of configured domains.
@@ -92,6 +112,10 @@ pub struct DomainTree {
     names: Vec<Box<str>>,
     nodes: Vec<Node>,
     master: DomainId,
+    /// Listed names that are not a configured domain's own name.
+    listed: HashMap<Box<str>, DomainId, NameHasher>,
+    /// Listed wildcards `*.x`, keyed by `x`.
+    wildcards: HashMap<Box<str>, DomainId, NameHasher>,
 }
 
 /// Why a tree could not be built; the configuration layer prevents both, so
@@ -104,6 +128,9 @@ pub enum TreeError {
     /// The same name appears twice.
     #[error("the domain `{0}` is configured twice")]
     Duplicate(String),
+    /// A listed name belongs to two domains.
+    #[error("the name `{0}` is listed by two domains")]
+    ListedTwice(String),
     /// More domains than a `DomainId` can count.
     #[error("too many domains ({0})")]
     TooMany(usize),
@@ -143,9 +170,18 @@ impl DomainTree {
                 Node {
                     parent,
                     effective: None,
+                    below: id,
                 }
             })
             .collect();
+        let (listed, wildcards) = listed_names(domains, &index)?;
+        for i in 0..count {
+            let mut below = i as DomainId;
+            while below != master_id && !domains[below as usize].names.is_empty() {
+                below = nodes[below as usize].parent.unwrap_or(master_id);
+            }
+            nodes[i].below = below;
+        }
         // Parents before children: resolve each chain once, upward until a
         // known answer, then fill the answer back down the path.
         let mut resolved = vec![false; count];
@@ -178,6 +214,8 @@ impl DomainTree {
             names,
             nodes,
             master: master_id,
+            listed,
+            wildcards,
         })
     }
 
@@ -212,14 +250,53 @@ impl DomainTree {
         } else {
             lookup
         };
-        let from = self.nearest(lookup).unwrap_or(self.master);
         // A shortened name is never an exact match: compare the whole one.
         let whole = if lookup.len() == name.len() {
             lookup
         } else {
             name
         };
+        let ancestor = if lookup.len() == name.len() {
+            if let Some(&id) = self.index.get(lookup) {
+                return self.answer(id, whole);
+            }
+            if let Some(id) = self.listed_owner(lookup) {
+                return self.answer_listed(id);
+            }
+            self.nearest_above(lookup)
+        } else {
+            // `lookup` is already a parent name of `name`.
+            self.index
+                .get(lookup)
+                .copied()
+                .or_else(|| self.nearest_above(lookup))
+        };
+        let from = ancestor.map_or(self.master, |id| self.nodes[id as usize].below);
         self.answer(from, whole)
+    }
+
+    /// The domain that lists `name`, or a wildcard one label above it.
+    fn listed_owner(&self, name: &str) -> Option<DomainId> {
+        if self.listed.is_empty() && self.wildcards.is_empty() {
+            return None;
+        }
+        if let Some(&id) = self.listed.get(name) {
+            return Some(id);
+        }
+        let parent = &name[name.find('.')? + 1..];
+        self.wildcards.get(parent).copied()
+    }
+
+    /// The answer for a name that domain `id` lists: its certificate when
+    /// it has one (`Listed`), else what its parents give.
+    fn answer_listed(&self, id: DomainId) -> Walk {
+        match self.nodes[id as usize].effective {
+            Some(owner) if owner == id => Walk {
+                owner: Some(owner),
+                step: Step::Listed,
+            },
+            _ => self.answer(id, ""),
+        }
     }
 
     /// The answer for `name` once the walk starts at the configured domain
@@ -241,9 +318,10 @@ impl DomainTree {
         Walk { owner, step }
     }
 
-    /// The first configured domain among `name` and its parent names.
-    fn nearest(&self, name: &str) -> Option<DomainId> {
-        let mut suffix = name;
+    /// The first configured domain among the parent names of `name`
+    /// (`name` itself was looked up already).
+    fn nearest_above(&self, name: &str) -> Option<DomainId> {
+        let mut suffix = &name[name.find('.')? + 1..];
         loop {
             if let Some(&id) = self.index.get(suffix) {
                 return Some(id);
@@ -256,6 +334,11 @@ impl DomainTree {
     /// ones marked: for `sniwalk resolve`, not for the handshake path.
     pub fn explain(&self, name: &str) -> Vec<(String, Option<DomainId>)> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if !self.index.contains_key(name.as_str())
+            && let Some(id) = self.listed_owner(&name)
+        {
+            return vec![(name, Some(id))];
+        }
         let mut tried = Vec::new();
         let mut suffix = name.as_str();
         loop {
@@ -270,6 +353,19 @@ impl DomainTree {
             }
         }
         tried
+    }
+
+    /// The domain whose chain a lookup of `name` walks up (lower-cased,
+    /// without a trailing dot): for `sniwalk resolve`, not for handshakes.
+    pub fn start(&self, name: &str) -> DomainId {
+        if let Some(&id) = self.index.get(name) {
+            return id;
+        }
+        if let Some(id) = self.listed_owner(name) {
+            return id;
+        }
+        self.nearest_above(name)
+            .map_or(self.master, |id| self.nodes[id as usize].below)
     }
 
     /// The chain from `id` up to the master, `id` first.
@@ -315,6 +411,41 @@ impl DomainTree {
     }
 }
 
+/// The listed names (other than the domains' own) and the wildcards'
+/// bases, each with the domain that lists it.
+#[allow(clippy::type_complexity)]
+fn listed_names(
+    domains: &[DomainSpec<'_>],
+    index: &HashMap<Box<str>, DomainId, NameHasher>,
+) -> Result<
+    (
+        HashMap<Box<str>, DomainId, NameHasher>,
+        HashMap<Box<str>, DomainId, NameHasher>,
+    ),
+    TreeError,
+> {
+    let mut listed: HashMap<Box<str>, DomainId, NameHasher> = HashMap::default();
+    let mut wildcards: HashMap<Box<str>, DomainId, NameHasher> = HashMap::default();
+    for (i, spec) in domains.iter().enumerate() {
+        let id = i as DomainId;
+        for name in spec.names {
+            let (map, key) = match name.strip_prefix("*.") {
+                Some(base) => (&mut wildcards, base),
+                None if index.get(name.as_str()) == Some(&id) => continue,
+                None if index.contains_key(name.as_str()) => {
+                    return Err(TreeError::ListedTwice(name.clone()));
+                }
+                None => (&mut listed, name.as_str()),
+            };
+            match map.insert(key.into(), id) {
+                Some(other) if other != id => return Err(TreeError::ListedTwice(name.clone())),
+                _ => {}
+            }
+        }
+    }
+    Ok((listed, wildcards))
+}
+
 /// The nearest strict DNS ancestor of `name` that is configured.
 fn nearest_configured_ancestor(
     index: &HashMap<Box<str>, DomainId, NameHasher>,
@@ -353,6 +484,7 @@ mod tests {
             .map(|&(name, has_certificate)| DomainSpec {
                 name,
                 has_certificate,
+                names: &[],
             })
             .collect();
         DomainTree::build(&specs, master).expect("test tree builds")

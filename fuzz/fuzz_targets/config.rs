@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
             .map(|d| DomainSpec {
                 name: &d.name,
                 has_certificate: false,
+                names: &d.names,
             })
             .collect();
         if let Err(e) = DomainTree::build(&specs, &config.master_domain) {

@@ -56,6 +56,21 @@ pub struct ServedView<'a> {
     pub acme_issued: bool,
     /// Its `acme_directory=` marker.
     pub directory: Option<&'a str>,
+    /// Whether it covers exactly the names to order for (the domain's
+    /// `names`, else its own name).
+    pub names_match: bool,
+}
+
+/// Whether a certificate for `dns_names` is what an order for `wanted`
+/// gives: the same names, in any order and case.
+pub fn names_match(dns_names: &[String], wanted: &[String]) -> bool {
+    let mut have: Vec<String> = dns_names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    let mut want: Vec<String> = wanted.iter().map(|n| n.to_ascii_lowercase()).collect();
+    have.sort();
+    have.dedup();
+    want.sort();
+    want.dedup();
+    have == want
 }
 
 /// The stored certificate file of an ACME domain.
@@ -80,6 +95,8 @@ pub enum Reason {
     Renewal(RenewalBasis),
     /// It was issued by another ACME directory (e.g. staging → production).
     DirectoryChanged,
+    /// The configured `names` are not the ones it covers.
+    NamesChanged,
     /// `sniwalk renew`.
     Forced,
 }
@@ -94,6 +111,7 @@ impl Reason {
             Reason::Renewal(RenewalBasis::Lifetime) => "renewal point of its lifetime",
             Reason::Renewal(RenewalBasis::InvalidValidity) => "nonsense validity period",
             Reason::DirectoryChanged => "issued by another ACME directory",
+            Reason::NamesChanged => "issued for other names than `names` lists",
             Reason::Forced => "renewal requested",
         }
     }
@@ -152,6 +170,9 @@ pub fn decide(
     }
     if served.directory.is_some_and(|d| d != directory) {
         return Decision::Issue(Reason::DirectoryChanged);
+    }
+    if !served.names_match {
+        return Decision::Issue(Reason::NamesChanged);
     }
     let renewal = schedule::renewal(
         served.not_before,

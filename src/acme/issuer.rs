@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime};
 use super::decide::{ServedView, usable_instead_of_ordering};
 use super::job::{ARI_MAX_REFRESH, AriAnswer, AriQuery, Failure, Issued, Job, Target};
 use super::schedule::RenewalWindow;
+use super::dns01::Dns01;
 use super::{AcmeError, Step, account, client, order, preflight};
 use crate::challenge::ChallengeStore;
-use crate::config::AcmeConfig;
+use crate::config::{AcmeConfig, ChallengeKind};
 use crate::reload::{Reload, ReloadHandle};
 use crate::snapshot::Place;
 use crate::snapshot::SnapshotReader;
@@ -220,12 +221,12 @@ impl CaIssuer {
     /// lock; the stored certificate's facts.
     async fn order_and_store(
         &self,
-        domain: &str,
-        email: Option<&str>,
-        settings: &AcmeConfig,
+        target: &Target,
         lock: &HeldLock,
         progress: &(dyn Fn(Step) + Send + Sync),
     ) -> Result<crate::pem::CertificateFacts, Failure> {
+        let domain = target.domain.as_str();
+        let settings = &*target.settings;
         let fail = |error: AcmeError| Failure {
             error,
             retry_after: None,
@@ -236,14 +237,19 @@ impl CaIssuer {
         // fenced put decides (README, "Running several instances").
         let ordered = async {
             progress(Step::Account);
-            let (account, retry_after) =
-                self.account(settings, email, domain).await.map_err(fail)?;
+            let (account, retry_after) = self
+                .account(settings, target.email.as_deref(), domain)
+                .await
+                .map_err(fail)?;
+            let dns = self.dns01(target).await.map_err(fail)?;
             order::issue(
                 &account,
                 order::Issue {
                     domain,
-                    challenge: settings.challenge,
+                    names: &target.names,
+                    challenge: target.challenge,
                     challenges: &self.challenges,
+                    dns: dns.as_ref(),
                     shared: Some((self.shared.engine(), lock)),
                     directory: &settings.directory,
                     progress,
@@ -344,16 +350,9 @@ impl CaIssuer {
 
 impl Issuer for CaIssuer {
     async fn issue(&self, job: Job) -> Result<Issued, Failure> {
-        let Job {
-            target:
-                Target {
-                    domain,
-                    email,
-                    settings,
-                    state: _,
-                },
-            progress,
-        } = job;
+        let Job { target, progress } = job;
+        let domain = target.domain.clone();
+        let settings = target.settings.clone();
         let fail = |error: AcmeError| Failure {
             error,
             retry_after: None,
@@ -368,9 +367,13 @@ impl Issuer for CaIssuer {
             }));
         }
         progress(Step::CheckDnsResolution);
-        preflight::check(&domain, &settings.expected_addresses)
-            .await
-            .map_err(fail)?;
+        // A wildcard has no address of its own; its base name is checked.
+        for name in &target.names {
+            let name = name.strip_prefix("*.").unwrap_or(name);
+            preflight::check(name, &settings.expected_addresses)
+                .await
+                .map_err(fail)?;
+        }
         // What this instance serves now: what the decision to order was
         // based on. A different certificate stored once we hold the lock
         // was issued by another instance meanwhile.
@@ -378,7 +381,7 @@ impl Issuer for CaIssuer {
         let lease = self.shared.lease_or(settings.lock_lease);
         let lock = self.lock(&domain, lease, &*progress).await.map_err(fail)?;
         if let Some(facts) = self
-            .renewed_elsewhere(&domain, baseline.as_deref(), &settings)
+            .renewed_elsewhere(&domain, baseline.as_deref(), &settings, &target.names)
             .await
         {
             self.release(&domain, lock).await;
@@ -393,9 +396,7 @@ impl Issuer for CaIssuer {
                 .await
                 .map_err(fail);
         }
-        let ordered = self
-            .order_and_store(&domain, email.as_deref(), &settings, &lock, &*progress)
-            .await;
+        let ordered = self.order_and_store(&target, &lock, &*progress).await;
         // Stored (or failed): the next instance to take the lock finds the
         // result in the storage.
         self.release(&domain, lock).await;
@@ -435,6 +436,26 @@ impl Issuer for CaIssuer {
 }
 
 impl CaIssuer {
+    /// The dns-01 publisher of `target`, when it uses dns-01: the secret
+    /// file is read for each order, so a rotated one is picked up.
+    async fn dns01(&self, target: &Target) -> Result<Option<Dns01>, AcmeError> {
+        if target.challenge != ChallengeKind::Dns01 {
+            return Ok(None);
+        }
+        let fail = |problem: String| AcmeError::Order {
+            domain: target.domain.clone(),
+            step: Step::AnswerChallenge,
+            problem,
+            problem_type: None,
+        };
+        let config = target
+            .settings
+            .rfc2136
+            .as_ref()
+            .ok_or_else(|| fail("dns-01 needs acme.rfc2136 (the DNS server to publish in)".into()))?;
+        Dns01::from_config(config).await.map(Some).map_err(fail)
+    }
+
     /// The error of an order whose lock was lost: the storage is
     /// unreachable, or the lease ended another way.
     fn lost_lock(&self, domain: &str) -> AcmeError {
@@ -478,6 +499,7 @@ impl CaIssuer {
         domain: &str,
         baseline: Option<&str>,
         settings: &AcmeConfig,
+        names: &[String],
     ) -> Option<crate::pem::CertificateFacts> {
         let stored = self
             .shared
@@ -492,6 +514,7 @@ impl CaIssuer {
             not_after: parsed.leaf.not_after,
             acme_issued: parsed.markers.is_acme_issued(),
             directory: parsed.markers.value(crate::pem::ACME_DIRECTORY_MARKER),
+            names_match: super::decide::names_match(&parsed.leaf.dns_names, names),
         };
         if !usable_instead_of_ordering(
             view,

@@ -31,6 +31,10 @@ pub fn system_clock() -> Clock {
 pub struct Target {
     /// The domain.
     pub domain: String,
+    /// The names to order for (the domain's `names`, else its own name).
+    pub names: Vec<String>,
+    /// The challenge its orders use (its own, else `acme.challenge`).
+    pub challenge: crate::config::ChallengeKind,
     /// The account contact: the domain's, else `acme.account_email`.
     pub email: Option<String>,
     /// The global ACME settings at the time.

@@ -72,7 +72,7 @@ impl fmt::Display for NoListener {
         if self.pending.is_empty() {
             let other = match self.challenge {
                 ChallengeKind::Http01 => "tls-alpn-01",
-                ChallengeKind::TlsAlpn01 => "http-01",
+                ChallengeKind::TlsAlpn01 | ChallengeKind::Dns01 => "http-01",
             };
             return write!(
                 f,
@@ -101,7 +101,10 @@ pub fn challenge_listener(
     bound: &[BoundListener],
     configured: &[ListenerConfig],
 ) -> Result<(), NoListener> {
-    let needed = challenge.listener_kind();
+    // dns-01 is checked by the CA in the DNS: no listener takes part.
+    let Some(needed) = challenge.listener_kind() else {
+        return Ok(());
+    };
     if bound.iter().any(|l| l.kind == needed) {
         return Ok(());
     }
@@ -121,6 +124,45 @@ pub fn challenge_listener(
             })
             .collect(),
     })
+}
+
+/// Whether each challenge can be answered by the bound listeners, worked
+/// out once per plan: domains may each use their own challenge.
+pub struct Answerable([Result<(), NoListener>; 3]);
+
+impl Answerable {
+    /// The answer for every challenge kind.
+    pub fn new(bound: &[BoundListener], configured: &[ListenerConfig]) -> Self {
+        Answerable(
+            [
+                ChallengeKind::Http01,
+                ChallengeKind::TlsAlpn01,
+                ChallengeKind::Dns01,
+            ]
+            .map(|c| challenge_listener(c, bound, configured)),
+        )
+    }
+
+    /// Whether `challenge` can be answered; if not, why.
+    pub fn get(&self, challenge: ChallengeKind) -> &Result<(), NoListener> {
+        match challenge {
+            ChallengeKind::Http01 => &self.0[0],
+            ChallengeKind::TlsAlpn01 => &self.0[1],
+            ChallengeKind::Dns01 => &self.0[2],
+        }
+    }
+}
+
+/// The challenge `domain` is ordered with in `config` (its own, else the
+/// global one; the global one for a domain not configured).
+pub fn challenge_of(config: &crate::config::Config, domain: &str) -> ChallengeKind {
+    config
+        .domains
+        .iter()
+        .find(|d| d.name == domain)
+        .map_or(config.acme.challenge, |d| {
+            crate::config::effective_challenge(d, &config.acme)
+        })
 }
 
 #[cfg(test)]

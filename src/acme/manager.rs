@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::control::{self, DomainStatus, ErrorRecord, StatusFile, Waiting};
 pub use super::decide::{
-    Decision, DomainView, Reason, ServedView, StoredFile, decide, usable_instead_of_ordering,
+    Decision, DomainView, Reason, ServedView, StoredFile, decide, names_match,
+    usable_instead_of_ordering,
 };
 pub use super::handle::{ManagerHandle, OrderEvent, OrderOutcome};
 use super::handle::{Waiter, answer, not_answerable, not_managed};
@@ -352,8 +353,9 @@ impl<I: Issuer> Manager<I> {
             );
             return;
         }
+        let challenge = listeners::challenge_of(config, domain);
         if let Err(no_listener) =
-            listeners::challenge_listener(config.acme.challenge, &self.bound, &config.listeners)
+            listeners::challenge_listener(challenge, &self.bound, &config.listeners)
         {
             tracing::warn!(
                 domain,
@@ -401,10 +403,7 @@ impl<I: Issuer> Manager<I> {
         let mut answers = Vec::new();
         let mut refusals = Vec::new();
         let known = self.entries.len();
-        // One answer for every domain: the challenge and the bound
-        // listeners are global.
-        let answerable =
-            listeners::challenge_listener(settings.challenge, &self.bound, &config.listeners);
+        let answerable = listeners::Answerable::new(&self.bound, &config.listeners);
         let first_plan = std::mem::replace(&mut self.first_plan, false);
         for domain in &config.domains {
             let Some(acme) = domain.acme.as_ref().filter(|a| a.enabled) else {
@@ -418,6 +417,7 @@ impl<I: Issuer> Manager<I> {
             } else {
                 StoredFile::Missing
             };
+            let names = crate::config::order_names(domain);
             let view = DomainView {
                 configured_by_hand: domain.certificate != CertificateSource::None,
                 served: served.map(|l| ServedView {
@@ -425,12 +425,15 @@ impl<I: Issuer> Manager<I> {
                     not_after: l.facts.not_after,
                     acme_issued: l.acme_issued,
                     directory: l.acme_directory.as_deref(),
+                    names_match: names_match(&l.facts.dns_names, &names),
                 }),
                 stored,
                 broken: report.is_some_and(|r| r.worst() == Some(Severity::Error)),
             };
             let target = Target {
                 domain: domain.name.clone(),
+                names,
+                challenge: crate::config::effective_challenge(domain, &settings),
                 email: acme
                     .account_email
                     .clone()
@@ -518,7 +521,7 @@ impl<I: Issuer> Manager<I> {
                     }
                 }
                 Decision::Issue(reason) => {
-                    if let Err(no_listener) = &answerable {
+                    if let Err(no_listener) = answerable.get(target.challenge) {
                         let message = format!("waiting: {no_listener}");
                         if entry.status.waiting.as_ref().map(|w| &w.message) != Some(&message) {
                             tracing::warn!(
@@ -548,7 +551,7 @@ impl<I: Issuer> Manager<I> {
                     if entry.status.waiting.take().is_some() {
                         tracing::info!(
                             domain = %domain.name,
-                            challenge = settings.challenge.as_str(),
+                            challenge = target.challenge.as_str(),
                             "ACME: a bound listener can answer the challenge now; ordering proceeds"
                         );
                         self.status_dirty = true;
@@ -581,7 +584,7 @@ impl<I: Issuer> Manager<I> {
                         reason = reason.as_str(),
                         attempt = entry.status.failures + 1,
                         directory = %settings.directory,
-                        challenge = settings.challenge.as_str(),
+                        challenge = target.challenge.as_str(),
                         "ACME: order starting"
                     );
                     let progress_tx = self.progress_tx.clone();

@@ -7,6 +7,8 @@
 //! - `account` keeps the ACME account: created once, then restored from its
 //!   stored credentials.
 //! - `preflight` checks, before any order, that a name resolves to us.
+//! - `dns01` publishes and withdraws dns-01 answers (TXT records) through
+//!   `acme.rfc2136`.
 //! - `listeners` decides whether a bound listener can answer the
 //!   challenge; no order is placed while none can.
 //! - `order` runs one issuance, the RFC 8555 checklist, and stores it.
@@ -30,6 +32,7 @@ pub mod account;
 pub mod client;
 pub mod control;
 pub mod decide;
+pub mod dns01;
 pub mod handle;
 pub mod issuer;
 pub mod job;

@@ -11,6 +11,7 @@ use instant_acme::{
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
+use super::dns01::Dns01;
 use super::{AcmeError, Step, problem_of};
 use crate::challenge::{ChallengeStore, tls_alpn01_certificate};
 use crate::config::ChallengeKind;
@@ -26,12 +27,17 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(60);
 /// What one issuance needs besides the account.
 #[derive(Clone, Copy)]
 pub struct Issue<'a> {
-    /// The name to issue for.
+    /// The domain issued for: its name is where the result is stored.
     pub domain: &'a str,
+    /// The names the certificate covers (the domain's `names`, else its
+    /// own name); wildcards `*.x` need dns-01.
+    pub names: &'a [String],
     /// How to prove control of it.
     pub challenge: ChallengeKind,
     /// Where answers are published for the listeners to serve.
     pub challenges: &'a ChallengeStore,
+    /// Where dns-01 answers are published (`acme.rfc2136`).
+    pub dns: Option<&'a Dns01>,
     /// The storage that shares the answers with the other instances, and
     /// the order lock they are put under (they go when it is released);
     /// `None` keeps them in this process.
@@ -42,7 +48,7 @@ pub struct Issue<'a> {
     pub progress: &'a (dyn Fn(Step) + Send + Sync),
 }
 
-/// Issues a certificate for `issue.domain` from the CA `account` belongs
+/// Issues a certificate for `issue.names` from the CA `account` belongs
 /// to. Returns the `certificate_pem` text: markers
 /// `acme_issued=<RFC 3339 now>` and `acme_directory=<directory>`, a new
 /// ECDSA P-256 key, the leaf and the chain.
@@ -52,11 +58,15 @@ pub struct Issue<'a> {
 pub async fn issue(account: &Account, issue: Issue<'_>) -> Result<String, AcmeError> {
     let mut published = Published {
         challenges: issue.challenges,
-        domain: issue.domain,
         http01: Vec::new(),
-        tls_alpn01: false,
+        tls_alpn01: Vec::new(),
+        dns01: Vec::new(),
+        dns: issue.dns.cloned(),
     };
-    issue_inner(account, issue, &mut published).await
+    let issued = issue_inner(account, issue, &mut published).await;
+    // Also on failure (RFC 8555 §8.4 leaves the record to us).
+    published.withdraw_dns01().await;
+    issued
 }
 
 /// [`issue`] by HTTP-01 without progress reports or shared answers.
@@ -66,12 +76,15 @@ pub async fn issue_http01(
     challenges: &ChallengeStore,
     directory: &str,
 ) -> Result<String, AcmeError> {
+    let names = [domain.to_string()];
     issue(
         account,
         Issue {
             domain,
+            names: &names,
             challenge: ChallengeKind::Http01,
             challenges,
+            dns: None,
             shared: None,
             directory,
             progress: &|_| {},
@@ -80,14 +93,30 @@ pub async fn issue_http01(
     .await
 }
 
-/// Answers published in this process during one issuance; withdrawn when
-/// dropped, so an order that fails, or whose task is cancelled, leaves
-/// none behind. (The shared copies go with the order lock.)
+/// Answers published during one issuance; withdrawn when dropped, so an
+/// order that fails, or whose task is cancelled, leaves none behind. (The
+/// shared copies go with the order lock; DNS records are withdrawn by
+/// [`Published::withdraw_dns01`], or by a task spawned on drop.)
 struct Published<'a> {
     challenges: &'a ChallengeStore,
-    domain: &'a str,
     http01: Vec<String>,
-    tls_alpn01: bool,
+    tls_alpn01: Vec<String>,
+    dns01: Vec<(String, String)>,
+    dns: Option<Dns01>,
+}
+
+impl Published<'_> {
+    /// Removes the TXT records this order published, once validation is
+    /// over (README, "DNS-01 and wildcards"); a failure is logged: the
+    /// record holds no secret and a later order adds its own.
+    async fn withdraw_dns01(&mut self) {
+        let Some(dns) = self.dns.clone() else {
+            return;
+        };
+        for (name, value) in std::mem::take(&mut self.dns01) {
+            dns.withdraw(&name, &value).await;
+        }
+    }
 }
 
 impl Drop for Published<'_> {
@@ -95,8 +124,20 @@ impl Drop for Published<'_> {
         for token in &self.http01 {
             self.challenges.remove_http01(token);
         }
-        if self.tls_alpn01 {
-            self.challenges.remove_tls_alpn01(self.domain);
+        for name in &self.tls_alpn01 {
+            self.challenges.remove_tls_alpn01(name);
+        }
+        // Dropped half-way (the task was cancelled): withdraw in the
+        // background.
+        let records = std::mem::take(&mut self.dns01);
+        if let (Some(dns), false) = (self.dns.clone(), records.is_empty())
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                for (name, value) in records {
+                    dns.withdraw(&name, &value).await;
+                }
+            });
         }
     }
 }
@@ -108,8 +149,10 @@ async fn issue_inner(
 ) -> Result<String, AcmeError> {
     let Issue {
         domain,
+        names,
         challenge: kind,
         challenges,
+        dns,
         shared,
         directory,
         progress,
@@ -138,16 +181,18 @@ async fn issue_inner(
     let challenge_type = match kind {
         ChallengeKind::Http01 => ChallengeType::Http01,
         ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        ChallengeKind::Dns01 => ChallengeType::Dns01,
     };
 
-    // 1. New order for the one name (newOrder, §7.4).
+    // 1. New order for all the names (newOrder, §7.4; a wildcard is the
+    //    identifier `*.x`, §7.1.3).
     progress(Step::CreateOrder);
-    let identifiers = [Identifier::Dns(domain.to_string())];
+    let identifiers: Vec<Identifier> = names.iter().cloned().map(Identifier::Dns).collect();
     let mut order = account
         .new_order(&NewOrder::new(&identifiers))
         .await
         .map_err(acme(Step::CreateOrder))?;
-    tracing::info!(domain, order = order.url(), "ACME: order placed");
+    tracing::info!(domain, names = %names.join(" "), order = order.url(), "ACME: order placed");
 
     // 2. Authorizations (§7.5): skip those already valid (the CA may reuse
     //    an earlier one); for the rest, publish the answer and tell the CA
@@ -181,6 +226,14 @@ async fn issue_inner(
                     })?;
             progress(Step::AnswerChallenge);
             let key_authorization = challenge.key_authorization();
+            // The name validated: a wildcard's authorization is for the
+            // name below `*.` (§7.1.4).
+            let Identifier::Dns(name) = challenge.identifier().identifier.clone() else {
+                return Err(fail(
+                    Step::GetChallenge,
+                    "the CA sent an authorization for an identifier that is not a DNS name".into(),
+                ));
+            };
             match kind {
                 ChallengeKind::Http01 => {
                     challenges.set_http01(&challenge.token, key_authorization.as_str());
@@ -192,14 +245,30 @@ async fn issue_inner(
                 }
                 ChallengeKind::TlsAlpn01 => {
                     let digest = key_authorization.digest();
-                    let certificate = tls_alpn01_certificate(domain, digest.as_ref())
+                    let certificate = tls_alpn01_certificate(&name, digest.as_ref())
                         .map_err(|e| fail(Step::AnswerChallenge, e.to_string()))?;
-                    challenges.set_tls_alpn01(domain, Arc::new(certificate));
-                    published.tls_alpn01 = true;
+                    challenges.set_tls_alpn01(&name, Arc::new(certificate));
+                    published.tls_alpn01.push(name.clone());
                     if let Some((storage, lock)) = shared {
-                        let key = keys::tls_alpn01(domain);
+                        let key = keys::tls_alpn01(&name);
                         share(storage, lock, domain, &key, &hex(digest.as_ref())).await;
                     }
+                }
+                ChallengeKind::Dns01 => {
+                    let Some(dns) = dns else {
+                        return Err(fail(
+                            Step::AnswerChallenge,
+                            "dns-01 needs acme.rfc2136 (the DNS server to publish in)".into(),
+                        ));
+                    };
+                    // RFC 8555 §8.4: TXT `_acme-challenge.NAME`, the
+                    // base64url SHA-256 of the key authorization.
+                    let record = format!("_acme-challenge.{name}");
+                    let value = key_authorization.dns_value();
+                    dns.publish(&record, &value)
+                        .await
+                        .map_err(|e| fail(Step::AnswerChallenge, e))?;
+                    published.dns01.push((record, value));
                 }
             }
             challenge
@@ -212,10 +281,10 @@ async fn issue_inner(
     // 3. Wait for the CA to validate: the order becomes ready (or invalid,
     //    with the reason in the failed challenge).
     progress(Step::CheckOrder);
-    let status = order
-        .poll_ready(&retry)
-        .await
-        .map_err(acme(Step::CheckOrder))?;
+    let status = order.poll_ready(&retry).await;
+    // Validation is over either way: the TXT records have served.
+    published.withdraw_dns01().await;
+    let status = status.map_err(acme(Step::CheckOrder))?;
     if status != OrderStatus::Ready {
         let reason = challenge_problems(&mut order).await;
         return Err(fail(
@@ -227,11 +296,11 @@ async fn issue_inner(
         ));
     }
 
-    // 4. A new ECDSA P-256 key and a CSR for the name (§7.4 finalize).
+    // 4. A new ECDSA P-256 key and a CSR for the names (§7.4 finalize).
     progress(Step::CreateCertificate);
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| fail(Step::CreateCertificate, format!("generating the key: {e}")))?;
-    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()])
+    let mut params = rcgen::CertificateParams::new(names.to_vec())
         .map_err(|e| fail(Step::CreateCertificate, format!("building the CSR: {e}")))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr = params

@@ -12,7 +12,7 @@ use super::reply::{Reply, error, json};
 use super::state::{APPLY_TIMEOUT, AdminState, add_to_store};
 use crate::acme::Step;
 use crate::acme::manager::{ManagerHandle, OrderEvent};
-use crate::config::{DomainNameError, ListenerKind, normalize_domain_name};
+use crate::config::{DomainNameError, normalize_domain_name};
 use crate::reload::Reload;
 use crate::snapshot::Place;
 use crate::snapshot::SnapshotReader;
@@ -99,11 +99,18 @@ pub(super) async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply
         Ok(names) => names,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let needed = match state.config.acme.challenge {
-        crate::config::ChallengeKind::Http01 => ListenerKind::Http,
-        crate::config::ChallengeKind::TlsAlpn01 => ListenerKind::Https,
-    };
-    if !state.config.listeners.iter().any(|l| l.kind == needed) {
+    let challenge = state.config.acme.challenge;
+    if challenge == crate::config::ChallengeKind::Dns01 && state.config.acme.rfc2136.is_none() {
+        return error(
+            StatusCode::CONFLICT,
+            "acme.challenge is dns-01 but acme.rfc2136 is not set: add the DNS server that \
+             takes the TXT records (README, \"DNS-01 and wildcards\")"
+                .to_string(),
+        );
+    }
+    if let Some(needed) = challenge.listener_kind()
+        && !state.config.listeners.iter().any(|l| l.kind == needed)
+    {
         return error(
             StatusCode::CONFLICT,
             format!(

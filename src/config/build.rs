@@ -19,6 +19,8 @@ use super::types::{
     DEFAULT_RESCAN_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_TICKET_ROTATION,
     DomainConfig, ListenerConfig, MAX_TICKET_ROTATION, MIN_LOCK_LEASE, MIN_TICKET_ROTATION,
 };
+use super::names::{check_names, effective_challenge};
+use super::rfc2136::{Rfc2136ConfigError, rfc2136_from_raw};
 use super::yaml_hints::explain;
 
 impl Config {
@@ -85,6 +87,12 @@ impl Config {
                 name: name.0,
                 certificate,
                 acme: raw_domain.acme,
+                names: raw_domain
+                    .names
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|n| n.0)
+                    .collect(),
             });
         }
 
@@ -147,13 +155,17 @@ impl Config {
             ),
             None => None,
         };
-        let acme = acme_from_raw(raw.acme.unwrap_or_default(), &paths).map_err(bad_path)?;
+        let acme = acme_from_raw(raw.acme.unwrap_or_default(), &paths).map_err(|e| match e {
+            Rfc2136ConfigError::Path(e) => bad_path(e),
+            other => invalid(other.into()),
+        })?;
         if acme.lock_lease < MIN_LOCK_LEASE {
             return Err(invalid(ConfigProblem::LockLease {
                 at: locate(text, "lock_lease:"),
             }));
         }
-        check_acme_listeners(&domains, &listeners, acme.challenge, text).map_err(invalid)?;
+        check_names(&domains, &acme, text).map_err(|e| invalid(e.into()))?;
+        check_acme_listeners(&domains, &listeners, &acme, text).map_err(invalid)?;
         let rescan_interval = raw.rescan_interval.map_or(DEFAULT_RESCAN_INTERVAL, |d| d.0);
         if rescan_interval < Duration::from_secs(1) {
             return Err(invalid(ConfigProblem::RescanInterval {
@@ -245,7 +257,10 @@ fn check_backend_tls(listeners: &[ListenerConfig]) -> Result<(), ConfigProblem> 
 
 /// Validates the global `acme:` block; the values were checked while being
 /// read, what is left is defaults and paths.
-fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, PathError> {
+fn acme_from_raw(
+    raw: RawAcme,
+    paths: &PathResolver<'_>,
+) -> Result<AcmeConfig, Rfc2136ConfigError> {
     let defaults = AcmeConfig::default();
     let ca_roots = match raw.ca_roots {
         None => Vec::new(),
@@ -270,33 +285,43 @@ fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, P
             .map(|a| a.0)
             .collect(),
         lock_lease: raw.lock_lease.map_or(defaults.lock_lease, |d| d.0),
+        rfc2136: raw
+            .rfc2136
+            .map(|r| rfc2136_from_raw(r, paths))
+            .transpose()?,
     })
 }
 
-/// The CA validates a domain by connecting to a listener of the challenge's
-/// kind. Without one every order would fail at validation, long after the
-/// start and far from the cause, so it is refused here.
+/// The CA validates a domain by connecting to a listener of its challenge's
+/// kind (dns-01 needs none). Without one every order would fail at
+/// validation, long after the start and far from the cause, so it is
+/// refused here.
 fn check_acme_listeners(
     domains: &[DomainConfig],
     listeners: &[ListenerConfig],
-    challenge: ChallengeKind,
+    acme: &AcmeConfig,
     text: &str,
 ) -> Result<(), ConfigProblem> {
-    let needed = challenge.listener_kind();
-    if listeners.iter().any(|l| l.kind == needed) {
-        return Ok(());
+    for challenge in [ChallengeKind::Http01, ChallengeKind::TlsAlpn01] {
+        let Some(needed) = challenge.listener_kind() else {
+            continue;
+        };
+        if listeners.iter().any(|l| l.kind == needed) {
+            continue;
+        }
+        let enabled: Vec<String> = domains
+            .iter()
+            .filter(|d| d.acme.as_ref().is_some_and(|a| a.enabled))
+            .filter(|d| effective_challenge(d, acme) == challenge)
+            .map(|d| d.name.clone())
+            .collect();
+        if let Some(first) = enabled.first() {
+            return Err(ConfigProblem::NoChallengeListener {
+                at: locate_entry(text, first, "", 0),
+                domains: enabled,
+                challenge,
+            });
+        }
     }
-    let enabled: Vec<String> = domains
-        .iter()
-        .filter(|d| d.acme.as_ref().is_some_and(|a| a.enabled))
-        .map(|d| d.name.clone())
-        .collect();
-    let Some(first) = enabled.first() else {
-        return Ok(());
-    };
-    Err(ConfigProblem::NoChallengeListener {
-        at: locate_entry(text, first, "", 0),
-        domains: enabled,
-        challenge,
-    })
+    Ok(())
 }

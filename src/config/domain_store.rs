@@ -87,7 +87,9 @@ impl DomainStore {
                 acme: stored.acme.then_some(DomainAcme {
                     enabled: true,
                     account_email: None,
+                    challenge: None,
                 }),
+                names: Vec::new(),
             });
         }
     }

@@ -11,6 +11,8 @@ use super::field_error::DomainNameError;
 use super::listener::ListenerError;
 use super::logs::LogsConfigError;
 use super::paths::PathError;
+use super::names::NamesError;
+use super::rfc2136::Rfc2136ConfigError;
 use super::storage::StorageConfigError;
 use super::types::{ChallengeKind, MAX_TICKET_ROTATION, MIN_LOCK_LEASE, MIN_TICKET_ROTATION};
 
@@ -61,6 +63,12 @@ pub enum ConfigProblem {
     /// The `storage:` section is refused.
     #[error(transparent)]
     Storage(#[from] StorageConfigError),
+    /// `acme.rfc2136` is refused.
+    #[error(transparent)]
+    Rfc2136(#[from] Rfc2136ConfigError),
+    /// The names or challenges of the domains do not fit together.
+    #[error(transparent)]
+    Names(#[from] NamesError),
     /// `log:` or an `access_log:` is refused.
     #[error(transparent)]
     Logs(#[from] LogsConfigError),
@@ -132,7 +140,7 @@ pub enum ConfigProblem {
         domains.first().map_or("", String::as_str),
         listed(domains),
         challenge.as_str(),
-        challenge.listener_kind().as_str(),
+        challenge.listener_kind().map_or("none", |k| k.as_str()),
         missing_listener_fix(*challenge)
     )]
     NoChallengeListener {
@@ -217,5 +225,6 @@ fn missing_listener_fix(challenge: ChallengeKind) -> &'static str {
         ChallengeKind::TlsAlpn01 => {
             "add a listener with `kind: https` on port 443, or set `acme.challenge: http-01`"
         }
+        ChallengeKind::Dns01 => "dns-01 needs no listener",
     }
 }

@@ -69,6 +69,9 @@ pub enum FieldError {
     /// Not a domain name.
     #[error(transparent)]
     DomainName(#[from] DomainNameError),
+    /// Not a name nor a wildcard of `names`.
+    #[error(transparent)]
+    ListedName(#[from] ListedNameError),
     /// A fingerprint pin of the wrong length or with non-hex digits.
     #[error("`{pin}` is not a fingerprint of {hex_len} hex digits (colons allowed)")]
     Pin {
@@ -210,7 +213,8 @@ pub enum FieldError {
     /// A challenge type sniwalk does not answer.
     #[error(
         "`{input}` is not a challenge sniwalk answers; use `http-01` (answered on a `kind: http` \
-         listener, port 80) or `tls-alpn-01` (answered on a `kind: https` listener, port 443)"
+         listener, port 80), `tls-alpn-01` (answered on a `kind: https` listener, port 443) or \
+         `dns-01` (a TXT record published through `acme.rfc2136`)"
     )]
     Challenge {
         /// The challenge as written.
@@ -226,3 +230,21 @@ fn describe_email_character(bad: char) -> String {
         format!("`{bad}`")
     }
 }
+
+/// Why a listed name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListedNameError {
+    /// The part after `*.` (or the whole name) is no DNS name.
+    #[error(transparent)]
+    Name(#[from] DomainNameError),
+    /// `*.com`: a wildcard over a single label.
+    #[error(
+        "`{input}` is a wildcard over a top-level domain; a wildcard needs a name with a dot \
+         after `*.`, e.g. `*.tenant.example`"
+    )]
+    WildcardTooWide {
+        /// As written.
+        input: String,
+    },
+}
+

@@ -42,9 +42,11 @@ mod fields;
 mod listener;
 mod log_settings;
 mod logs;
+mod names;
 mod paths;
 mod positions;
 mod raw;
+mod rfc2136;
 mod schema;
 mod storage;
 mod types;
@@ -69,7 +71,12 @@ pub use fields::{
 pub use listener::ListenerError;
 pub use log_settings::{AccessLogConfig, AccessLogFormat, DEFAULT_LOG_LEVEL, LogConfig, LogFormat};
 pub use logs::LogsConfigError;
+pub use field_error::ListedNameError;
+pub use names::{NamesError, effective_challenge, normalize_listed_name, order_names};
 pub use paths::PathError;
+pub use rfc2136::{
+    DEFAULT_PROPAGATION_TIMEOUT, Rfc2136Config, Rfc2136ConfigError, TsigAlgorithm,
+};
 pub use schema::json_schema;
 pub use storage::StorageConfigError;
 pub use types::{

@@ -13,6 +13,8 @@ use super::fields::{
     normalize_domain_name,
 };
 use super::logs::{RawAccessLog, RawLog};
+use super::names::NameField;
+use super::rfc2136::RawRfc2136;
 use super::types::{ChallengeKind, DomainAcme, HostPattern, ListenerKind, parse_host_pattern};
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -144,6 +146,9 @@ pub(super) struct RawDomain {
     /// `{ enabled: true }`: sniwalk obtains and renews this domain's certificate.
     #[serde(default)]
     pub(super) acme: Option<DomainAcme>,
+    /// The names this domain's certificate covers, e.g. `[tenant.example, "*.tenant.example"]`: each is answered with it, and one ACME order covers them all (wildcards need dns-01).
+    #[serde(default)]
+    pub(super) names: Option<Vec<NameField>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema, Default)]
@@ -160,7 +165,7 @@ pub(super) struct RawAcme {
     #[serde(default, deserialize_with = "account_email_field")]
     #[schemars(with = "Option<String>", extend("format" = "email"))]
     pub(super) account_email: Option<String>,
-    /// `http-01` (a `kind: http` listener on port 80, default) or `tls-alpn-01` (a `kind: https` listener on 443).
+    /// `http-01` (a `kind: http` listener on port 80, default), `tls-alpn-01` (a `kind: https` listener on 443) or `dns-01` (TXT records through `rfc2136`; needed for wildcards).
     #[serde(default)]
     pub(super) challenge: Option<ChallengeKind>,
     /// When to renew, as the share of the lifetime passed (default 2/3).
@@ -175,6 +180,9 @@ pub(super) struct RawAcme {
     /// The lease of an order lock (several instances).
     #[serde(default)]
     pub(super) lock_lease: Option<DurationField>,
+    /// dns-01: the DNS server that takes RFC 2136 dynamic updates signed with TSIG.
+    #[serde(default)]
+    pub(super) rfc2136: Option<RawRfc2136>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -604,12 +604,16 @@ fn acme_challenge_kinds() {
     }
     assert_eq!(ChallengeKind::Http01.as_str(), "http-01");
     assert_eq!(ChallengeKind::TlsAlpn01.as_str(), "tls-alpn-01");
-    assert_eq!(ChallengeKind::Http01.listener_kind(), ListenerKind::Http);
+    assert_eq!(
+        ChallengeKind::Http01.listener_kind(),
+        Some(ListenerKind::Http)
+    );
+    assert_eq!(ChallengeKind::Dns01.listener_kind(), None);
     assert_eq!(
         ChallengeKind::TlsAlpn01.listener_kind(),
-        ListenerKind::Https
+        Some(ListenerKind::Https)
     );
-    for value in ["dns-01", "http01", "\"\"", "5"] {
+    for value in ["dns01", "http01", "\"\"", "5"] {
         let yaml = with_acme(&format!("  challenge: {value}\n"));
         assert_contains_all(
             &err(&yaml),

@@ -150,6 +150,10 @@ pub struct DomainConfig {
     pub certificate: CertificateSource,
     /// Per-domain ACME settings.
     pub acme: Option<DomainAcme>,
+    /// The names its certificate covers (`names`, wildcards `*.x`
+    /// included), lower case; empty when only its own name (and every name
+    /// below it) is meant. An ACME order covers them all.
+    pub names: Vec<String>,
 }
 
 /// Where a domain's certificate comes from.
@@ -175,6 +179,10 @@ pub struct DomainAcme {
     #[serde(default, deserialize_with = "account_email_field")]
     #[schemars(with = "Option<String>", extend("format" = "email"))]
     pub account_email: Option<String>,
+    /// This domain's challenge, instead of `acme.challenge`: `http-01`, `tls-alpn-01` or `dns-01`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub challenge: Option<ChallengeKind>,
 }
 
 /// Global ACME settings.
@@ -200,6 +208,8 @@ pub struct AcmeConfig {
     /// renewed every third of it while an order runs, taken over by
     /// another instance once it has run out.
     pub lock_lease: Duration,
+    /// The DNS server DNS-01 answers are published in (`acme.rfc2136`).
+    pub rfc2136: Option<super::rfc2136::Rfc2136Config>,
 }
 
 /// Default `acme.lock_lease`.
@@ -220,6 +230,7 @@ impl Default for AcmeConfig {
             warn_days: crate::expiry::DEFAULT_WARN_DAYS,
             expected_addresses: Vec::new(),
             lock_lease: DEFAULT_LOCK_LEASE,
+            rfc2136: None,
         }
     }
 }
@@ -233,6 +244,9 @@ pub enum ChallengeKind {
     /// TLS-ALPN-01: a special certificate for ALPN `acme-tls/1` on an
     /// `https` listener (port 443).
     TlsAlpn01,
+    /// DNS-01: a TXT record `_acme-challenge.NAME` published through
+    /// `acme.rfc2136`; the only one that proves a wildcard.
+    Dns01,
 }
 
 impl ChallengeKind {
@@ -241,23 +255,27 @@ impl ChallengeKind {
         match self {
             ChallengeKind::Http01 => "http-01",
             ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+            ChallengeKind::Dns01 => "dns-01",
         }
     }
 
     /// The kind of listener the CA's validation request arrives on, which
-    /// must therefore exist when a domain has ACME enabled.
-    pub fn listener_kind(self) -> ListenerKind {
+    /// must therefore exist when a domain has ACME enabled; none for
+    /// dns-01, which the CA checks in the DNS.
+    pub fn listener_kind(self) -> Option<ListenerKind> {
         match self {
-            ChallengeKind::Http01 => ListenerKind::Http,
-            ChallengeKind::TlsAlpn01 => ListenerKind::Https,
+            ChallengeKind::Http01 => Some(ListenerKind::Http),
+            ChallengeKind::TlsAlpn01 => Some(ListenerKind::Https),
+            ChallengeKind::Dns01 => None,
         }
     }
 
-    /// Parses the configuration name (`http-01`, `tls-alpn-01`).
+    /// Parses the configuration name (`http-01`, `tls-alpn-01`, `dns-01`).
     pub fn parse(input: &str) -> Result<Self, FieldError> {
         match input.trim().to_ascii_lowercase().as_str() {
             "http-01" => Ok(ChallengeKind::Http01),
             "tls-alpn-01" => Ok(ChallengeKind::TlsAlpn01),
+            "dns-01" => Ok(ChallengeKind::Dns01),
             _ => Err(FieldError::Challenge {
                 input: input.to_string(),
             }),

@@ -114,6 +114,10 @@ pub(super) fn status_page(
             "the domain <code>{}</code> has its own certificate",
             escape_html(d)
         ),
+        (Step::Listed, Some(d)) => format!(
+            "the domain <code>{}</code> lists this name in its <code>names</code>",
+            escape_html(d)
+        ),
         (Step::Ancestor, Some(d)) => format!(
             "the nearest configured domain with a certificate is <code>{}</code>",
             escape_html(d)

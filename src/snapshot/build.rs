@@ -86,6 +86,7 @@ impl Snapshot {
             .map(|(d, c)| DomainSpec {
                 name: &d.name,
                 has_certificate: c.is_some(),
+                names: &d.names,
             })
             .collect();
         let tree = match previous {

@@ -212,6 +212,7 @@ impl Snapshot {
             .map(|(name, cert)| DomainSpec {
                 name,
                 has_certificate: cert.is_some(),
+                names: &[],
             })
             .collect();
         let tree = DomainTree::build(&specs, master)?;

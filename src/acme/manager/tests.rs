@@ -455,6 +455,7 @@ fn decisions() {
         not_after: T0 + 90 * DAY,
         acme_issued,
         directory,
+        names_match: true,
     };
     let view = |served, stored| DomainView {
         configured_by_hand: false,
@@ -485,6 +486,23 @@ fn decisions() {
         StoredFile::Missing,
     );
     assert_eq!(d(elsewhere, false, T0), Issue(Reason::DirectoryChanged));
+    let renamed = view(
+        Some(ServedView {
+            names_match: false,
+            ..served(true, Some(DIRECTORY))
+        }),
+        StoredFile::Missing,
+    );
+    assert_eq!(d(renamed, false, T0), Issue(Reason::NamesChanged));
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert!(names_match(
+        &names(&["*.t.example", "t.example"]),
+        &names(&["t.example", "*.T.example"])
+    ));
+    assert!(!names_match(
+        &names(&["t.example"]),
+        &names(&["t.example", "*.t.example"])
+    ));
     let by_hand = view(Some(served(false, None)), StoredFile::Missing);
     assert_eq!(d(by_hand, true, T0 + 89 * DAY), LeaveAlone);
     let configured = DomainView {
@@ -520,6 +538,7 @@ fn another_instances_certificate_is_used_only_when_new_and_fresh() {
         not_after: now + 90 * DAY,
         acme_issued: true,
         directory: Some(DIR),
+        names_match: true,
     };
     let usable =
         |view, baseline| usable_instead_of_ordering(view, "NEW", baseline, DIR, now, 2.0 / 3.0);
