@@ -80,6 +80,25 @@ pub trait Issuer: Send + Sync + 'static {
 
     /// Asks the CA when to renew `query.leaf`.
     fn renewal_info(&self, query: AriQuery) -> impl Future<Output = AriAnswer> + Send;
+
+    /// Runs one check order for `target.domain` against the staging
+    /// `directory` (`acme.fallback_to_staging`): account, order,
+    /// validation and download, and drops the certificate (never stored,
+    /// never served). Issuers that cannot say no.
+    fn staging_check(
+        &self,
+        target: Target,
+        directory: String,
+    ) -> impl Future<Output = Result<(), AcmeError>> + Send {
+        async move {
+            Err(AcmeError::Order {
+                domain: target.domain,
+                step: Step::CreateOrder,
+                problem: format!("this issuer runs no check order against {directory}"),
+                problem_type: None,
+            })
+        }
+    }
 }
 
 /// The real [`Issuer`]: pre-flight, account, order, store, reload.
@@ -136,6 +155,7 @@ impl CaIssuer {
             &settings.directory,
             email,
             http,
+            settings.eab.as_ref(),
             domain,
         )
         .await?;
@@ -432,9 +452,50 @@ impl Issuer for CaIssuer {
             }
         }
     }
+
+    async fn staging_check(&self, target: Target, directory: String) -> Result<(), AcmeError> {
+        self.check_staging(target, directory).await
+    }
 }
 
 impl CaIssuer {
+    /// [`Issuer::staging_check`]: under the domain's order lock (the
+    /// challenge answers are shared like a real order's), with an account
+    /// of its own at the staging directory (stored like any account,
+    /// registered without `acme.eab`: staging CAs do not bind accounts).
+    async fn check_staging(&self, target: Target, directory: String) -> Result<(), AcmeError> {
+        let domain = target.domain.as_str();
+        let mut settings = (*target.settings).clone();
+        settings.directory = directory;
+        settings.eab = None;
+        let lease = self.shared.lease_or(settings.lock_lease);
+        let lock = self.lock(domain, lease, &|_| {}).await?;
+        let checked = async {
+            let (account, _) = self
+                .account(&settings, target.email.as_deref(), domain)
+                .await?;
+            order::issue(
+                &account,
+                order::Issue {
+                    domain,
+                    challenge: settings.challenge,
+                    challenges: &self.challenges,
+                    shared: Some((self.shared.engine(), &lock)),
+                    directory: &settings.directory,
+                    progress: &|_| {},
+                },
+            )
+            .await
+        };
+        // The certificate is dropped here: staging's are for the check only.
+        let result = tokio::select! {
+            checked = checked => checked.map(drop),
+            () = lock.lost() => Err(self.lost_lock(domain)),
+        };
+        self.release(domain, lock).await;
+        result
+    }
+
     /// The error of an order whose lock was lost: the storage is
     /// unreachable, or the lease ended another way.
     fn lost_lock(&self, domain: &str) -> AcmeError {

@@ -19,6 +19,8 @@
 //!   job, issued, failure, renewal information, the clock).
 //! - `handle` is how the admin API and `sniwalk renew` ask for an order
 //!   and hear how it ended.
+//! - `staging_check` is `acme.fallback_to_staging`: after failures in a
+//!   row, one check order against the staging directory, never stored.
 //! - `manager` is the task that runs it all: which domain is due, at most
 //!   one order per domain, retries, forced renewals, the status file.
 //! - `control` is how `sniwalk renew` reaches a running proxy: request and
@@ -37,6 +39,7 @@ pub mod manager;
 pub mod order;
 pub mod preflight;
 pub mod schedule;
+pub mod staging_check;
 
 use std::fmt;
 use std::net::IpAddr;

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::acme_settings::{AcmeSettingsError, eab_from_raw, staging_from_raw};
 use super::domain_store::DomainStore;
 use super::drain_store::DrainStore;
 use super::error::{ConfigError, ConfigProblem};
@@ -147,7 +148,8 @@ impl Config {
             ),
             None => None,
         };
-        let acme = acme_from_raw(raw.acme.unwrap_or_default(), &paths).map_err(bad_path)?;
+        let acme =
+            acme_from_raw(raw.acme.unwrap_or_default(), &paths).map_err(|e| invalid(e.into()))?;
         if acme.lock_lease < MIN_LOCK_LEASE {
             return Err(invalid(ConfigProblem::LockLease {
                 at: locate(text, "lock_lease:"),
@@ -245,7 +247,7 @@ fn check_backend_tls(listeners: &[ListenerConfig]) -> Result<(), ConfigProblem> 
 
 /// Validates the global `acme:` block; the values were checked while being
 /// read, what is left is defaults and paths.
-fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, PathError> {
+fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, AcmeSettingsError> {
     let defaults = AcmeConfig::default();
     let ca_roots = match raw.ca_roots {
         None => Vec::new(),
@@ -256,8 +258,19 @@ fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, P
             .map(|(i, path)| paths.resolve(path, &format!("acme.ca_roots[{i}]")))
             .collect::<Result<_, _>>()?,
     };
+    let directory = raw.directory.map_or(defaults.directory, |d| d.0);
+    let eab = match raw.eab {
+        Some(eab) => Some(eab_from_raw(eab, paths)?),
+        None => None,
+    };
+    let staging_check_directory = staging_from_raw(
+        raw.fallback_to_staging.unwrap_or(false),
+        raw.staging_directory,
+        &directory,
+        paths.text,
+    )?;
     Ok(AcmeConfig {
-        directory: raw.directory.map_or(defaults.directory, |d| d.0),
+        directory,
         ca_roots,
         account_email: raw.account_email,
         challenge: raw.challenge.unwrap_or(defaults.challenge),
@@ -270,6 +283,8 @@ fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, P
             .map(|a| a.0)
             .collect(),
         lock_lease: raw.lock_lease.map_or(defaults.lock_lease, |d| d.0),
+        eab,
+        staging_check_directory,
     })
 }
 

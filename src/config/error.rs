@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::acme_settings::AcmeSettingsError;
 use super::drain_store::DrainStoreError;
 use super::field_error::DomainNameError;
 use super::listener::ListenerError;
@@ -58,6 +59,10 @@ pub enum ConfigProblem {
     /// A path cannot be used.
     #[error(transparent)]
     Path(#[from] PathError),
+    /// `acme.eab`, `acme.fallback_to_staging` or `acme.staging_directory`
+    /// is refused.
+    #[error(transparent)]
+    AcmeSettings(#[from] AcmeSettingsError),
     /// The `storage:` section is refused.
     #[error(transparent)]
     Storage(#[from] StorageConfigError),

@@ -29,6 +29,7 @@
 //! - `build`: `Config::load` and `Config::parse`, the whole file.
 
 mod accept_proxy;
+mod acme_settings;
 mod address_range;
 mod backend_list;
 mod backend_raw;
@@ -51,6 +52,7 @@ mod types;
 mod yaml_hints;
 
 pub use accept_proxy::AcceptProxyError;
+pub use acme_settings::{AcmeSettingsError, EabConfig, decode_mac_key};
 pub use address_range::{AddressRange, AddressRangeError};
 pub use backend_list::BackendsError;
 pub use backends::{

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::acme_settings::EabConfig;
 use super::address_range::AddressRange;
 use super::backends::{Backends, Member};
 use super::drain_store::DrainStore;
@@ -200,6 +201,12 @@ pub struct AcmeConfig {
     /// renewed every third of it while an order runs, taken over by
     /// another instance once it has run out.
     pub lock_lease: Duration,
+    /// External Account Binding for new accounts (`acme.eab`), its key
+    /// read when the configuration loads.
+    pub eab: Option<EabConfig>,
+    /// Where the staging check runs (`acme.fallback_to_staging`, with
+    /// `acme.staging_directory` or its default); `None`: no staging check.
+    pub staging_check_directory: Option<String>,
 }
 
 /// Default `acme.lock_lease`.
@@ -220,6 +227,8 @@ impl Default for AcmeConfig {
             warn_days: crate::expiry::DEFAULT_WARN_DAYS,
             expected_addresses: Vec::new(),
             lock_lease: DEFAULT_LOCK_LEASE,
+            eab: None,
+            staging_check_directory: None,
         }
     }
 }
