@@ -158,6 +158,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refused_registrations_say_what_to_set() {
+        let hint = registration_hint(Some(EXTERNAL_ACCOUNT_REQUIRED), None);
+        assert!(hint.contains("acme.eab"), "{hint}");
+        assert!(hint.contains("hmac_key_file"), "{hint}");
+        let eab = EabConfig {
+            kid: "k".into(),
+            hmac_key_file: "/k".into(),
+            hmac_key: vec![1],
+        };
+        let hint = registration_hint(Some("urn:ietf:params:acme:error:unauthorized"), Some(&eab));
+        assert!(hint.contains("acme.eab"), "{hint}");
+        assert_eq!(registration_hint(Some(crate::acme::RATE_LIMITED), None), "");
+        assert_eq!(registration_hint(None, Some(&eab)), "");
+    }
+
+    #[test]
     fn credentials_key_depends_on_directory_and_email() {
         let a = credentials_key("https://ca/dir", Some("a@example.com"));
         let b = credentials_key("https://ca/dir", Some("b@example.com"));
