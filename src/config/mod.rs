@@ -37,6 +37,7 @@ mod backends;
 mod build;
 mod domain_store;
 mod drain_store;
+mod eab;
 mod error;
 mod field_error;
 mod fields;
@@ -52,7 +53,7 @@ mod types;
 mod yaml_hints;
 
 pub use accept_proxy::AcceptProxyError;
-pub use acme_settings::{AcmeSettingsError, EabConfig, decode_mac_key};
+pub use acme_settings::AcmeSettingsError;
 pub use address_range::{AddressRange, AddressRangeError};
 pub use backend_list::BackendsError;
 pub use backends::{
@@ -61,6 +62,7 @@ pub use backends::{
 };
 pub use domain_store::{DomainStore, StoredDomain};
 pub use drain_store::{DrainStore, DrainStoreError};
+pub use eab::{EabConfig, decode_mac_key};
 pub use error::{ConfigError, ConfigProblem};
 pub use field_error::{DomainNameError, FieldError};
 pub use fields::{

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::acme_settings::EabConfig;
 use super::address_range::AddressRange;
 use super::backends::{Backends, Member};
 use super::drain_store::DrainStore;
+use super::eab::EabConfig;
 use super::field_error::{DomainNameError, FieldError};
 use super::fields::{
     CheckedStr, DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, account_email_field,
