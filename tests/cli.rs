@@ -591,3 +591,48 @@ async fn check_warns_about_ed25519_keys_which_are_still_served() {
     );
     proxy.stop().await;
 }
+
+/// An ACME domain never issued, with Let's Encrypt production as the
+/// directory (the default, or written out): `check` warns, naming the
+/// domain and the rate limit, and suggests staging first; with staging, or
+/// once a certificate is stored, it does not. No CA is contacted.
+#[test]
+fn check_warns_before_the_first_order_goes_to_production() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    cert(&["example.com"]).write_pem(&dir.path().join("certs/example.com.pem"));
+    cert(&["ws.example.com"]).write_certdir(&dir.path().join("certs/ws"));
+    let shop = "  shop.example.com:\n    acme: { enabled: true, account_email: ops@example.com }\n";
+    for (top, warns) in [
+        ("", true),
+        ("acme: { directory: production }\n", true),
+        ("acme: { directory: staging }\n", false),
+    ] {
+        let config = write_config(dir.path(), shop, top);
+        add_http_listener(&config);
+        let out = sniwalk(&["check", "--config", &config]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{top}: {text}");
+        let warning = "shop.example.com has never been issued and acme.directory is Let's \
+                       Encrypt production";
+        assert_eq!(text.contains(warning), warns, "{top}: {text}");
+        if warns {
+            assert!(
+                text.contains("5 failed validations per account per hostname per hour"),
+                "{text}"
+            );
+            assert!(text.contains("`acme.directory: staging` first"), "{text}");
+        }
+    }
+    // Issued once (a stored certificate with the marker): no warning.
+    let issued = format!(
+        "acme_issued=2026-01-01T00:00:00Z\n{}",
+        std::fs::read_to_string(dir.path().join("certs/example.com.pem")).expect("pem")
+    );
+    let stored = dir.path().join("state/certificates/shop.example.com.pem");
+    std::fs::create_dir_all(stored.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&stored, issued).expect("stored");
+    let config = write_config(dir.path(), shop, "");
+    add_http_listener(&config);
+    let text = stdout(&sniwalk(&["check", "--config", &config]));
+    assert!(!text.contains("has never been issued"), "{text}");
+}

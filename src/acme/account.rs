@@ -5,9 +5,10 @@
 //! by every instance on every later start, so no new account is
 //! registered.
 
-use instant_acme::{Account, AccountCredentials, HttpClient, NewAccount};
+use instant_acme::{Account, AccountCredentials, ExternalAccountKey, HttpClient, NewAccount};
 
 use super::{AcmeError, problem_of};
+use crate::config::EabConfig;
 use crate::storage::{Condition, Storage, StorageError};
 
 /// The storage key of the credentials for `directory` and `email`: the
@@ -18,8 +19,28 @@ pub fn credentials_key(directory: &str, email: Option<&str>) -> String {
     format!("accounts/{}.json", crate::ids::hex(&digest.as_ref()[..8]))
 }
 
+/// The problem type of a CA that requires External Account Binding
+/// (RFC 8555 §7.3.4).
+pub const EXTERNAL_ACCOUNT_REQUIRED: &str = "urn:ietf:params:acme:error:externalAccountRequired";
+
+/// What to do about a refused registration, for the CA's problem type.
+fn registration_hint(problem_type: Option<&str>, eab: Option<&EabConfig>) -> &'static str {
+    match (problem_type, eab) {
+        (Some(EXTERNAL_ACCOUNT_REQUIRED), None) => {
+            "; this CA requires External Account Binding: set `acme.eab: { kid, hmac_key_file }` \
+             with the key identifier and MAC key from the CA's dashboard"
+        }
+        (Some(t), Some(_)) if t.contains("unauthorized") || t.contains("malformed") => {
+            "; check `acme.eab`: the kid and the MAC key in hmac_key_file must be the pair the \
+             CA's dashboard shows (a new pair once the old one was used)"
+        }
+        _ => "",
+    }
+}
+
 /// Restores the account stored for `directory` and `email`, or registers
-/// a new one (agreeing to the terms of service) and stores its credentials.
+/// a new one (agreeing to the terms of service, bound to `eab` when set)
+/// and stores its credentials.
 /// `http` is the client to reach the CA with (see [`super::client`]);
 /// `domain` is the one the account is wanted for: an unreachable storage
 /// is [`AcmeError::StorageUnavailable`] for it (no order, no backoff), not
@@ -29,6 +50,7 @@ pub async fn load_or_create(
     directory: &str,
     email: Option<&str>,
     http: Box<dyn HttpClient>,
+    eab: Option<&EabConfig>,
     domain: &str,
 ) -> Result<Account, AcmeError> {
     let fail = |step: &'static str, problem: String| AcmeError::Account {
@@ -83,6 +105,7 @@ pub async fn load_or_create(
     // 2. None yet: register a new account (newAccount, RFC 8555 §7.3).
     let contact = email.map(|e| format!("mailto:{e}"));
     let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+    let binding = eab.map(|e| ExternalAccountKey::new(e.kid.clone(), &e.hmac_key));
     let (account, credentials) = Account::builder_with_http(http)
         .create(
             &NewAccount {
@@ -91,10 +114,19 @@ pub async fn load_or_create(
                 only_return_existing: false,
             },
             directory.to_string(),
-            None,
+            binding.as_ref(),
         )
         .await
-        .map_err(acme("registering the account"))?;
+        .map_err(|e| {
+            let (problem, problem_type) = problem_of(&e);
+            let hint = registration_hint(problem_type.as_deref(), eab);
+            AcmeError::Account {
+                directory: directory.to_string(),
+                step: "registering the account",
+                problem: format!("{problem}{hint}"),
+                problem_type,
+            }
+        })?;
 
     // 3. Keep the credentials (they hold the private key: 0600 in the
     //    state directory, or in etcd). Create-only: should another instance have
@@ -124,6 +156,22 @@ pub async fn load_or_create(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_registrations_say_what_to_set() {
+        let hint = registration_hint(Some(EXTERNAL_ACCOUNT_REQUIRED), None);
+        assert!(hint.contains("acme.eab"), "{hint}");
+        assert!(hint.contains("hmac_key_file"), "{hint}");
+        let eab = EabConfig {
+            kid: "k".into(),
+            hmac_key_file: "/k".into(),
+            hmac_key: vec![1],
+        };
+        let hint = registration_hint(Some("urn:ietf:params:acme:error:unauthorized"), Some(&eab));
+        assert!(hint.contains("acme.eab"), "{hint}");
+        assert_eq!(registration_hint(Some(crate::acme::RATE_LIMITED), None), "");
+        assert_eq!(registration_hint(None, Some(&eab)), "");
+    }
 
     #[test]
     fn credentials_key_depends_on_directory_and_email() {

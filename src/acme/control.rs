@@ -72,6 +72,27 @@ pub struct DomainStatus {
     /// answer the challenge), until that changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
+    /// The last check order against the staging directory
+    /// (`acme.fallback_to_staging`), if one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_check: Option<StagingCheckRecord>,
+}
+
+/// The outcome of a check order against the staging directory, as
+/// persisted (its certificate is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagingCheckRecord {
+    /// When it ended (Unix seconds).
+    pub at: i64,
+    /// Whether staging issued a certificate: the set-up works.
+    pub ok: bool,
+    /// The staging directory URL.
+    pub directory: String,
+    /// Failures in a row against the configured directory when it ran.
+    pub failures: u32,
+    /// Why staging failed too, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// An order held back by something only the operator can change, as
@@ -125,6 +146,25 @@ pub struct DomainStatusView {
     /// Why no order is placed although one is due.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<WaitingView>,
+    /// The last check order against the staging directory, if one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staging_check: Option<StagingCheckView>,
+}
+
+/// [`StagingCheckRecord`] with its time in RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StagingCheckView {
+    /// When it ended.
+    pub at: String,
+    /// Whether staging issued a certificate: the set-up works.
+    pub ok: bool,
+    /// The staging directory URL.
+    pub directory: String,
+    /// Failures in a row against the configured directory when it ran.
+    pub failures: u32,
+    /// Why staging failed too, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// [`ErrorRecord`] with its time in RFC 3339.
@@ -170,6 +210,13 @@ impl From<&DomainStatus> for DomainStatusView {
                 code: w.code.clone(),
                 since: time(w.since),
                 message: w.message.clone(),
+            }),
+            staging_check: status.staging_check.as_ref().map(|c| StagingCheckView {
+                at: time(c.at),
+                ok: c.ok,
+                directory: c.directory.clone(),
+                failures: c.failures,
+                error: c.error.clone(),
             }),
         }
     }

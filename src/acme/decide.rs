@@ -1,6 +1,7 @@
 //! The pure decision for one ACME domain: leave it alone, wait until its
-//! renewal point, or order now, and why. No I/O and no clock of its own,
-//! so every case is a plain unit test.
+//! renewal point, or order now, and why. No I/O (but
+//! [`StoredFile::read`], which the caller runs first) and no clock of its
+//! own, so every case is a plain unit test.
 
 use super::schedule::{self, RenewalBasis, RenewalWindow};
 
@@ -82,6 +83,21 @@ pub enum StoredFile {
     Ours,
     /// There, without our marker: placed by hand.
     NotOurs,
+}
+
+impl StoredFile {
+    /// Whether the stored file at `path` is there and ours.
+    pub fn read(path: &std::path::Path) -> StoredFile {
+        match crate::fsio::read_cert_text(path) {
+            Ok(text) if text.contains(&format!("{}=", crate::pem::ACME_ISSUED_MARKER)) => {
+                StoredFile::Ours
+            }
+            Ok(_) => StoredFile::NotOurs,
+            Err(e) if e.is_not_found() => StoredFile::Missing,
+            // Unreadable (permissions, a folder): not ours to overwrite.
+            Err(_) => StoredFile::NotOurs,
+        }
+    }
 }
 
 /// Why a domain gets an order.

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::decide::{ServedView, usable_instead_of_ordering};
+use super::dns01::Dns01;
 use super::job::{ARI_MAX_REFRESH, AriAnswer, AriQuery, Failure, Issued, Job, Target};
 use super::schedule::RenewalWindow;
-use super::dns01::Dns01;
 use super::{AcmeError, Step, account, client, order, preflight};
 use crate::challenge::ChallengeStore;
 use crate::config::{AcmeConfig, ChallengeKind};
@@ -81,6 +81,25 @@ pub trait Issuer: Send + Sync + 'static {
 
     /// Asks the CA when to renew `query.leaf`.
     fn renewal_info(&self, query: AriQuery) -> impl Future<Output = AriAnswer> + Send;
+
+    /// Runs one check order for `target.domain` against the staging
+    /// `directory` (`acme.fallback_to_staging`): account, order,
+    /// validation and download, and drops the certificate (never stored,
+    /// never served). Issuers that cannot say no.
+    fn staging_check(
+        &self,
+        target: Target,
+        directory: String,
+    ) -> impl Future<Output = Result<(), AcmeError>> + Send {
+        async move {
+            Err(AcmeError::Order {
+                domain: target.domain,
+                step: Step::CreateOrder,
+                problem: format!("this issuer runs no check order against {directory}"),
+                problem_type: None,
+            })
+        }
+    }
 }
 
 /// The real [`Issuer`]: pre-flight, account, order, store, reload.
@@ -137,6 +156,7 @@ impl CaIssuer {
             &settings.directory,
             email,
             http,
+            settings.eab.as_ref(),
             domain,
         )
         .await?;
@@ -433,6 +453,10 @@ impl Issuer for CaIssuer {
             }
         }
     }
+
+    async fn staging_check(&self, target: Target, directory: String) -> Result<(), AcmeError> {
+        self.check_staging(target, directory).await
+    }
 }
 
 impl CaIssuer {
@@ -448,12 +472,50 @@ impl CaIssuer {
             problem,
             problem_type: None,
         };
-        let config = target
-            .settings
-            .rfc2136
-            .as_ref()
-            .ok_or_else(|| fail("dns-01 needs acme.rfc2136 (the DNS server to publish in)".into()))?;
+        let config = target.settings.rfc2136.as_ref().ok_or_else(|| {
+            fail("dns-01 needs acme.rfc2136 (the DNS server to publish in)".into())
+        })?;
         Dns01::from_config(config).await.map(Some).map_err(fail)
+    }
+
+    /// [`Issuer::staging_check`]: under the domain's order lock (the
+    /// challenge answers are shared like a real order's), with an account
+    /// of its own at the staging directory (stored like any account,
+    /// registered without `acme.eab`: staging CAs do not bind accounts).
+    async fn check_staging(&self, target: Target, directory: String) -> Result<(), AcmeError> {
+        let domain = target.domain.as_str();
+        let mut settings = (*target.settings).clone();
+        settings.directory = directory;
+        settings.eab = None;
+        let lease = self.shared.lease_or(settings.lock_lease);
+        let lock = self.lock(domain, lease, &|_| {}).await?;
+        let checked = async {
+            let (account, _) = self
+                .account(&settings, target.email.as_deref(), domain)
+                .await?;
+            let dns = self.dns01(&target).await?;
+            order::issue(
+                &account,
+                order::Issue {
+                    domain,
+                    names: &target.names,
+                    challenge: target.challenge,
+                    challenges: &self.challenges,
+                    dns: dns.as_ref(),
+                    shared: Some((self.shared.engine(), &lock)),
+                    directory: &settings.directory,
+                    progress: &|_| {},
+                },
+            )
+            .await
+        };
+        // The certificate is dropped here: staging's are for the check only.
+        let result = tokio::select! {
+            checked = checked => checked.map(drop),
+            () = lock.lost() => Err(self.lost_lock(domain)),
+        };
+        self.release(domain, lock).await;
+        result
     }
 
     /// The error of an order whose lock was lost: the storage is

@@ -17,7 +17,6 @@
 //! stay reachable here.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -40,13 +39,12 @@ pub use super::job::{
 };
 use super::listeners::{self, BoundListener, NO_LISTENER_CODE};
 use super::schedule::{self, RenewalWindow};
-use super::{AcmeError, Step};
+use super::{AcmeError, Step, staging_check};
 
 /// When an order that found the storage unreachable is tried again
 /// (seconds).
 const STORAGE_RETRY: i64 = 15;
 use crate::config::{CertificateSource, Config};
-use crate::pem::ACME_ISSUED_MARKER;
 use crate::snapshot::SnapshotReader;
 use crate::snapshot::{Place, Severity, Snapshot};
 
@@ -56,6 +54,7 @@ enum Done {
         domain: String,
         result: Result<Issued, Failure>,
         started: i64,
+        staging: Option<control::StagingCheckRecord>,
     },
     Ari {
         domain: String,
@@ -291,6 +290,7 @@ impl<I: Issuer> Manager<I> {
                                     domain,
                                     result: Err(Failure { error, retry_after: None }),
                                     started,
+                                    staging: None,
                                 });
                             }
                         }
@@ -413,7 +413,7 @@ impl<I: Issuer> Manager<I> {
             let report = snapshot.report(&Place::Domain(domain.name.clone()));
             let served = report.and_then(|r| r.loaded.as_deref());
             let stored = if served.is_none() && domain.certificate == CertificateSource::None {
-                stored_file(&config.state_layout().stored_certificate(&domain.name))
+                StoredFile::read(&config.state_layout().stored_certificate(&domain.name))
             } else {
                 StoredFile::Missing
             };
@@ -587,6 +587,7 @@ impl<I: Issuer> Manager<I> {
                         challenge = target.challenge.as_str(),
                         "ACME: order starting"
                     );
+                    let staging = staging_check::plan(&entry.status, &target);
                     let progress_tx = self.progress_tx.clone();
                     let name = domain.name.clone();
                     let job = Job {
@@ -599,10 +600,12 @@ impl<I: Issuer> Manager<I> {
                     let name = domain.name.clone();
                     let task = self.jobs.spawn(async move {
                         let result = issuer.issue(job).await;
+                        let staging = staging_check::after(&*issuer, staging, &result).await;
                         Done::Order {
                             domain: name,
                             result,
                             started: now,
+                            staging,
                         }
                     });
                     self.order_tasks.insert(task.id(), domain.name.clone());
@@ -682,12 +685,14 @@ impl<I: Issuer> Manager<I> {
                 domain,
                 result,
                 started,
+                staging,
             } => {
                 self.orders_running = self.orders_running.saturating_sub(1);
                 let Some(entry) = self.entries.get_mut(&domain) else {
                     return;
                 };
                 entry.status.in_flight = None;
+                entry.status.staging_check = staging.or(entry.status.staging_check.take());
                 self.status_dirty = true;
                 let waiting = std::mem::take(&mut entry.waiting);
                 let placed = !matches!(&result, Err(f) if f.error.code() == "StorageUnavailable");
@@ -782,17 +787,6 @@ impl<I: Issuer> Manager<I> {
         };
         let state = self.config.borrow().state_layout();
         control::save_status(&state, &status, self.shared_status.as_ref());
-    }
-}
-
-/// Whether the stored file at `path` is there and ours.
-fn stored_file(path: &Path) -> StoredFile {
-    match crate::fsio::read_cert_text(path) {
-        Ok(text) if text.contains(&format!("{ACME_ISSUED_MARKER}=")) => StoredFile::Ours,
-        Ok(_) => StoredFile::NotOurs,
-        Err(e) if e.is_not_found() => StoredFile::Missing,
-        // Unreadable (permissions, a folder): not ours to overwrite.
-        Err(_) => StoredFile::NotOurs,
     }
 }
 

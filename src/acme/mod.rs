@@ -21,6 +21,8 @@
 //!   job, issued, failure, renewal information, the clock).
 //! - `handle` is how the admin API and `sniwalk renew` ask for an order
 //!   and hear how it ended.
+//! - `staging_check` is `acme.fallback_to_staging`: after failures in a
+//!   row, one check order against the staging directory, never stored.
 //! - `manager` is the task that runs it all: which domain is due, at most
 //!   one order per domain, retries, forced renewals, the status file.
 //! - `control` is how `sniwalk renew` reaches a running proxy: request and
@@ -43,6 +45,7 @@ pub mod order;
 pub mod preflight;
 pub mod rfc2136;
 pub mod schedule;
+pub mod staging_check;
 
 use std::fmt;
 use std::net::IpAddr;

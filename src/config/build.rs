@@ -4,23 +4,24 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::acme_settings::{AcmeSettingsError, eab_from_raw, staging_from_raw};
 use super::domain_store::DomainStore;
 use super::drain_store::DrainStore;
 use super::error::{ConfigError, ConfigProblem};
 use super::fields::PathList;
 use super::listener::listener_from_raw;
 use super::logs::{default_access_log, listener_access_log, log_from_raw};
+use super::names::{check_names, effective_challenge};
 use super::paths::{PathError, PathResolver};
 use super::positions::{locate, locate_entry};
 use super::raw::{RawAcme, RawConfig};
+use super::rfc2136::rfc2136_from_raw;
 use super::storage::storage_from_raw;
 use super::types::{
     AcmeConfig, AdminConfig, BackendTls, CertificateSource, ChallengeKind, Config,
     DEFAULT_RESCAN_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_TICKET_ROTATION,
     DomainConfig, ListenerConfig, MAX_TICKET_ROTATION, MIN_LOCK_LEASE, MIN_TICKET_ROTATION,
 };
-use super::names::{check_names, effective_challenge};
-use super::rfc2136::{Rfc2136ConfigError, rfc2136_from_raw};
 use super::yaml_hints::explain;
 
 impl Config {
@@ -155,10 +156,8 @@ impl Config {
             ),
             None => None,
         };
-        let acme = acme_from_raw(raw.acme.unwrap_or_default(), &paths).map_err(|e| match e {
-            Rfc2136ConfigError::Path(e) => bad_path(e),
-            other => invalid(other.into()),
-        })?;
+        let acme =
+            acme_from_raw(raw.acme.unwrap_or_default(), &paths).map_err(|e| invalid(e.into()))?;
         if acme.lock_lease < MIN_LOCK_LEASE {
             return Err(invalid(ConfigProblem::LockLease {
                 at: locate(text, "lock_lease:"),
@@ -257,10 +256,7 @@ fn check_backend_tls(listeners: &[ListenerConfig]) -> Result<(), ConfigProblem> 
 
 /// Validates the global `acme:` block; the values were checked while being
 /// read, what is left is defaults and paths.
-fn acme_from_raw(
-    raw: RawAcme,
-    paths: &PathResolver<'_>,
-) -> Result<AcmeConfig, Rfc2136ConfigError> {
+fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, AcmeSettingsError> {
     let defaults = AcmeConfig::default();
     let ca_roots = match raw.ca_roots {
         None => Vec::new(),
@@ -271,8 +267,19 @@ fn acme_from_raw(
             .map(|(i, path)| paths.resolve(path, &format!("acme.ca_roots[{i}]")))
             .collect::<Result<_, _>>()?,
     };
+    let directory = raw.directory.map_or(defaults.directory, |d| d.0);
+    let eab = match raw.eab {
+        Some(eab) => Some(eab_from_raw(eab, paths)?),
+        None => None,
+    };
+    let staging_check_directory = staging_from_raw(
+        raw.fallback_to_staging.unwrap_or(false),
+        raw.staging_directory,
+        &directory,
+        paths.text,
+    )?;
     Ok(AcmeConfig {
-        directory: raw.directory.map_or(defaults.directory, |d| d.0),
+        directory,
         ca_roots,
         account_email: raw.account_email,
         challenge: raw.challenge.unwrap_or(defaults.challenge),
@@ -289,6 +296,8 @@ fn acme_from_raw(
             .rfc2136
             .map(|r| rfc2136_from_raw(r, paths))
             .transpose()?,
+        eab,
+        staging_check_directory,
     })
 }
 

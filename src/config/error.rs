@@ -6,13 +6,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::acme_settings::AcmeSettingsError;
 use super::drain_store::DrainStoreError;
 use super::field_error::DomainNameError;
 use super::listener::ListenerError;
 use super::logs::LogsConfigError;
-use super::paths::PathError;
 use super::names::NamesError;
-use super::rfc2136::Rfc2136ConfigError;
+use super::paths::PathError;
 use super::storage::StorageConfigError;
 use super::types::{ChallengeKind, MAX_TICKET_ROTATION, MIN_LOCK_LEASE, MIN_TICKET_ROTATION};
 
@@ -60,12 +60,13 @@ pub enum ConfigProblem {
     /// A path cannot be used.
     #[error(transparent)]
     Path(#[from] PathError),
+    /// `acme.eab`, `acme.fallback_to_staging` or `acme.staging_directory`
+    /// is refused.
+    #[error(transparent)]
+    AcmeSettings(#[from] AcmeSettingsError),
     /// The `storage:` section is refused.
     #[error(transparent)]
     Storage(#[from] StorageConfigError),
-    /// `acme.rfc2136` is refused.
-    #[error(transparent)]
-    Rfc2136(#[from] Rfc2136ConfigError),
     /// The names or challenges of the domains do not fit together.
     #[error(transparent)]
     Names(#[from] NamesError),

@@ -247,4 +247,3 @@ pub enum ListedNameError {
         input: String,
     },
 }
-

@@ -29,6 +29,7 @@
 //! - `build`: `Config::load` and `Config::parse`, the whole file.
 
 mod accept_proxy;
+mod acme_settings;
 mod address_range;
 mod backend_list;
 mod backend_raw;
@@ -36,6 +37,7 @@ mod backends;
 mod build;
 mod domain_store;
 mod drain_store;
+mod eab;
 mod error;
 mod field_error;
 mod fields;
@@ -53,6 +55,7 @@ mod types;
 mod yaml_hints;
 
 pub use accept_proxy::AcceptProxyError;
+pub use acme_settings::AcmeSettingsError;
 pub use address_range::{AddressRange, AddressRangeError};
 pub use backend_list::BackendsError;
 pub use backends::{
@@ -61,7 +64,9 @@ pub use backends::{
 };
 pub use domain_store::{DomainStore, StoredDomain};
 pub use drain_store::{DrainStore, DrainStoreError};
+pub use eab::{EabConfig, decode_mac_key};
 pub use error::{ConfigError, ConfigProblem};
+pub use field_error::ListedNameError;
 pub use field_error::{DomainNameError, FieldError};
 pub use fields::{
     DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, MAX_WARN_DAYS, STAGING_ACME_DIRECTORY,
@@ -71,12 +76,9 @@ pub use fields::{
 pub use listener::ListenerError;
 pub use log_settings::{AccessLogConfig, AccessLogFormat, DEFAULT_LOG_LEVEL, LogConfig, LogFormat};
 pub use logs::LogsConfigError;
-pub use field_error::ListedNameError;
 pub use names::{NamesError, effective_challenge, normalize_listed_name, order_names};
 pub use paths::PathError;
-pub use rfc2136::{
-    DEFAULT_PROPAGATION_TIMEOUT, Rfc2136Config, Rfc2136ConfigError, TsigAlgorithm,
-};
+pub use rfc2136::{DEFAULT_PROPAGATION_TIMEOUT, Rfc2136Config, Rfc2136ConfigError, TsigAlgorithm};
 pub use schema::json_schema;
 pub use storage::StorageConfigError;
 pub use types::{

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
+use super::acme_settings::RawEab;
 use super::backend_raw::{RawBackendEntry, RawBackendTls, RawHealth};
 use super::fields::{
     AddressField, Bind, CheckedStr, DirectoryField, DomainName, DurationField, PathList,
@@ -183,6 +184,15 @@ pub(super) struct RawAcme {
     /// dns-01: the DNS server that takes RFC 2136 dynamic updates signed with TSIG.
     #[serde(default)]
     pub(super) rfc2136: Option<RawRfc2136>,
+    /// External Account Binding, for CAs that require it (ZeroSSL, Google Trust Services, Sectigo): `{ kid, hmac_key_file }` from the CA's dashboard.
+    #[serde(default)]
+    pub(super) eab: Option<RawEab>,
+    /// After 3 failed orders in a row, run one check order against the staging directory (never stored, never served) to see whether the set-up works (default false).
+    #[serde(default)]
+    pub(super) fallback_to_staging: Option<bool>,
+    /// The staging directory of `fallback_to_staging`: `staging` or an https:// URL (default: Let's Encrypt staging when the directory is Let's Encrypt production; required otherwise).
+    #[serde(default)]
+    pub(super) staging_directory: Option<DirectoryField>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -132,24 +132,20 @@ pub(super) fn rfc2136_from_raw(
         input: raw.server.clone(),
         at: at("server"),
     })?;
-    let tsig_key_name = normalize_domain_name(&raw.tsig_key_name).map_err(|e| {
-        Rfc2136ConfigError::KeyName {
+    let tsig_key_name =
+        normalize_domain_name(&raw.tsig_key_name).map_err(|e| Rfc2136ConfigError::KeyName {
             input: raw.tsig_key_name.clone(),
             problem: e.to_string(),
             at: at("tsig_key_name"),
-        }
-    })?;
+        })?;
     let tsig_algorithm = match raw.tsig_algorithm {
         None => TsigAlgorithm::HmacSha256,
-        Some(input) => {
-            TsigAlgorithm::parse(&input).map_err(|_| Rfc2136ConfigError::Algorithm {
-                input,
-                at: at("tsig_algorithm"),
-            })?
-        }
+        Some(input) => TsigAlgorithm::parse(&input).map_err(|_| Rfc2136ConfigError::Algorithm {
+            input,
+            at: at("tsig_algorithm"),
+        })?,
     };
-    let tsig_secret_file =
-        paths.resolve(&raw.tsig_secret_file, "acme.rfc2136.tsig_secret_file")?;
+    let tsig_secret_file = paths.resolve(&raw.tsig_secret_file, "acme.rfc2136.tsig_secret_file")?;
     let zone = raw
         .zone
         .map(|input| {

@@ -298,6 +298,8 @@ fn full_configuration_parses() {
                 "2001:db8::7".parse().unwrap()
             ],
             lock_lease: Duration::from_secs(90),
+            eab: None,
+            staging_check_directory: None,
         }
     );
 }
@@ -2524,4 +2526,124 @@ fn tls_ticket_rotation() {
         &["tls.ticket_rotation", "is not a duration", "line 5"],
         &yaml,
     );
+}
+
+// ---- acme.eab, acme.fallback_to_staging -------------------------------------
+
+/// `acme.eab` reads the MAC key file when the configuration loads:
+/// base64url with or without padding and a trailing newline, standard
+/// base64 too; the key never shows in debug output.
+#[test]
+fn acme_eab_reads_the_key_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("eab.key");
+    // 0xfb 0xff: `-_` in base64url, `+/` in standard base64.
+    for content in ["-_8\n", "-_8=\n", "  -_8  ", "+/8=", "+/8"] {
+        std::fs::write(&file, content).expect("write");
+        let yaml = with_acme(&format!(
+            "  eab: {{ kid: kid-1, hmac_key_file: {} }}\n",
+            file.display()
+        ));
+        let eab = ok(&yaml).acme.eab.expect("eab");
+        assert_eq!(eab.kid, "kid-1");
+        assert_eq!(eab.hmac_key, vec![0xfb, 0xff], "{content:?}");
+        assert_eq!(eab.hmac_key_file, file);
+        assert!(!format!("{eab:?}").contains("251"), "{eab:?}");
+    }
+    assert_eq!(ok(MINIMAL).acme.eab, None);
+}
+
+/// A relative `hmac_key_file` is relative to the configuration's folder,
+/// and aliases work, like every other path.
+#[test]
+fn acme_eab_path_resolves_like_other_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("eab.key"), "c2VjcmV0").expect("write");
+    let config_file = dir.path().join("proxy.yaml");
+    for path in ["eab.key", "alias://paths/keys/eab.key"] {
+        let yaml = format!(
+            "{MINIMAL}paths:\n  keys: {}\nacme:\n  eab: {{ kid: k, hmac_key_file: \"{path}\" }}\n",
+            dir.path().display()
+        );
+        let config = Config::parse(&yaml, &config_file).expect("valid");
+        assert_eq!(config.acme.eab.expect("eab").hmac_key, b"secret");
+    }
+}
+
+/// Errors name the field and the file and say what it must hold.
+#[test]
+fn acme_eab_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("eab.key");
+    std::fs::write(&file, "c2VjcmV0").expect("write");
+    let at = |kid: &str, path: &Path| {
+        with_acme(&format!(
+            "  eab: {{ kid: \"{kid}\", hmac_key_file: {} }}\n",
+            path.display()
+        ))
+    };
+    let yaml = at("  ", &file);
+    assert_contains_all(&err(&yaml), &["acme.eab.kid", "empty", "line 5"], &yaml);
+    for (content, says) in [
+        ("", "is empty"),
+        ("\n", "is empty"),
+        ("not*base64!", "is not base64url"),
+        ("two words", "more than one word"),
+    ] {
+        std::fs::write(&file, content).expect("write");
+        let yaml = at("kid-1", &file);
+        assert_contains_all(
+            &err(&yaml),
+            &["acme.eab.hmac_key_file", "eab.key", says, "base64url"],
+            &yaml,
+        );
+    }
+    let missing = dir.path().join("missing.key");
+    let yaml = at("kid-1", &missing);
+    assert_contains_all(
+        &err(&yaml),
+        &["acme.eab.hmac_key_file", "cannot read", "missing.key"],
+        &yaml,
+    );
+    let yaml = with_acme("  eab: { kid: k }\n");
+    assert_contains_all(&err(&yaml), &["hmac_key_file"], &yaml);
+}
+
+/// `fallback_to_staging` defaults to Let's Encrypt staging with the
+/// production directory; any other directory needs `staging_directory`.
+#[test]
+fn acme_fallback_to_staging() {
+    assert_eq!(ok(MINIMAL).acme.staging_check_directory, None);
+    let config = ok(&with_acme("  fallback_to_staging: true\n"));
+    assert_eq!(
+        config.acme.staging_check_directory.as_deref(),
+        Some(STAGING_ACME_DIRECTORY)
+    );
+    let config = ok(&with_acme(
+        "  directory: https://ca.example/dir\n  fallback_to_staging: true\n  \
+         staging_directory: https://ca.example/staging\n",
+    ));
+    assert_eq!(
+        config.acme.staging_check_directory.as_deref(),
+        Some("https://ca.example/staging")
+    );
+    // Without the switch, staging_directory alone runs no check.
+    let config = ok(&with_acme("  staging_directory: staging\n"));
+    assert_eq!(config.acme.staging_check_directory, None);
+    let config = ok(&with_acme("  fallback_to_staging: false\n"));
+    assert_eq!(config.acme.staging_check_directory, None);
+
+    let yaml = with_acme("  directory: https://ca.example/dir\n  fallback_to_staging: true\n");
+    assert_contains_all(
+        &err(&yaml),
+        &[
+            "acme.fallback_to_staging",
+            "acme.staging_directory",
+            "https://ca.example/dir",
+            "line 6",
+        ],
+        &yaml,
+    );
+    let yaml = with_acme("  fallback_to_staging: true\n  staging_directory: http://x/dir\n");
+    assert_contains_all(&err(&yaml), &["staging_directory", "https"], &yaml);
 }

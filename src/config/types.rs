@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer};
 use super::address_range::AddressRange;
 use super::backends::{Backends, Member};
 use super::drain_store::DrainStore;
+use super::eab::EabConfig;
 use super::field_error::{DomainNameError, FieldError};
 use super::fields::{
     CheckedStr, DEFAULT_ACME_DIRECTORY, DEFAULT_RENEW_AT, account_email_field,
@@ -210,6 +211,12 @@ pub struct AcmeConfig {
     pub lock_lease: Duration,
     /// The DNS server DNS-01 answers are published in (`acme.rfc2136`).
     pub rfc2136: Option<super::rfc2136::Rfc2136Config>,
+    /// External Account Binding for new accounts (`acme.eab`), its key
+    /// read when the configuration loads.
+    pub eab: Option<EabConfig>,
+    /// Where the staging check runs (`acme.fallback_to_staging`, with
+    /// `acme.staging_directory` or its default); `None`: no staging check.
+    pub staging_check_directory: Option<String>,
 }
 
 /// Default `acme.lock_lease`.
@@ -231,6 +238,8 @@ impl Default for AcmeConfig {
             expected_addresses: Vec::new(),
             lock_lease: DEFAULT_LOCK_LEASE,
             rfc2136: None,
+            eab: None,
+            staging_check_directory: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use super::model::{Snapshot, SnapshotError};
 use super::report::{Place, Problem, SourceReport, check_key, check_validity, names_or_none};
 use super::trust;
 use crate::balance::ListenerBackends;
-use crate::config::{CertificateSource, Config, ListenerConfig};
+use crate::config::{CertificateSource, Config, DEFAULT_ACME_DIRECTORY, ListenerConfig};
 use crate::state_layout::StateLayout;
 use crate::tree::{DomainSpec, DomainTree};
 
@@ -253,6 +253,11 @@ fn domain_report(
             "ACME is enabled but no certificate has been issued yet; \
              names under this domain use its parent's certificate meanwhile",
         ));
+        if config.acme.directory == DEFAULT_ACME_DIRECTORY {
+            report
+                .problems
+                .push(Problem::warning(production_first_warning(&domain.name)));
+        }
     }
     if let Some(loaded) = &report.loaded {
         report.expiry = Some(check_validity(
@@ -291,4 +296,15 @@ fn domain_touched(
         CertificateSource::File(path) => changes.may_touch(path),
         CertificateSource::None => changes.may_touch(&state.stored_certificate(&domain.name)),
     }
+}
+
+/// The warning for a domain never issued whose first order goes to Let's
+/// Encrypt production: a set-up mistake there costs rate limits.
+fn production_first_warning(domain: &str) -> String {
+    format!(
+        "{domain} has never been issued and acme.directory is Let's Encrypt production, which \
+         has strict rate limits (5 failed validations per account per hostname per hour); try \
+         `acme.directory: staging` first, then switch to production once `sniwalk check` shows \
+         it issued"
+    )
 }

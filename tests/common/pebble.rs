@@ -36,6 +36,15 @@ pub struct PebbleOptions {
     pub tls_port: Option<u16>,
     /// Extra environment for `pebble` (e.g. `PEBBLE_VA_ALWAYS_VALID=1`).
     pub env: Vec<(String, String)>,
+    /// New accounts must carry External Account Binding
+    /// (`externalAccountBindingRequired`).
+    pub eab_required: bool,
+    /// EAB keys Pebble accepts: kid → base64url MAC key
+    /// (`externalAccountMACKeys`).
+    pub eab_keys: Vec<(String, String)>,
+    /// The DNS server Pebble resolves with instead of challtestsrv's (which
+    /// still starts).
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// Pebble and challtestsrv running; both are killed when this is dropped.
@@ -97,7 +106,12 @@ impl PebbleEnv {
                 "httpPort": http_port,
                 "tlsPort": tls_port,
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": false,
+                "externalAccountBindingRequired": options.eab_required,
+                "externalAccountMACKeys": options
+                    .eab_keys
+                    .iter()
+                    .cloned()
+                    .collect::<std::collections::BTreeMap<String, String>>(),
             }
         });
         let config_path = dir.join("pebble-config.json");
@@ -136,7 +150,12 @@ impl PebbleEnv {
         let pebble = Command::new("pebble")
             .arg("-config")
             .arg(&config_path)
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            .args([
+                "-dnsserver",
+                &options
+                    .dns_server
+                    .map_or_else(|| format!("127.0.0.1:{dns_port}"), |a| a.to_string()),
+            ])
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
             .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -84,10 +84,7 @@ fn bad_names_are_refused_naming_them() {
         ("\"a.*.example\"", &["a.*.example", "names"][..]),
         ("192.0.2.1", &["192.0.2.1", "names"][..]),
     ] {
-        let yaml = config(
-            &format!("  tenant.example:\n    names: [{name}]\n"),
-            "",
-        );
+        let yaml = config(&format!("  tenant.example:\n    names: [{name}]\n"), "");
         assert_contains_all(&err(&yaml), needles);
     }
 }
@@ -100,7 +97,11 @@ fn a_name_belongs_to_one_domain() {
     );
     assert_contains_all(
         &err(&twice),
-        &["domains.b.example.names", "shared.example", "domains.a.example"],
+        &[
+            "domains.b.example.names",
+            "shared.example",
+            "domains.a.example",
+        ],
     );
     let configured = config(
         "  a.example: { names: [a.example, b.example] }\n  b.example: {}\n",
@@ -127,7 +128,12 @@ fn wildcards_of_acme_domains_need_dns01_and_dns01_needs_a_server() {
     );
     assert_contains_all(
         &err(&http),
-        &["domains.tenant.example.names", "*.tenant.example", "dns-01", "http-01"],
+        &[
+            "domains.tenant.example.names",
+            "*.tenant.example",
+            "dns-01",
+            "http-01",
+        ],
     );
     // A certificate set by hand may be a wildcard: no order proves it.
     ok(&config(
@@ -138,7 +144,10 @@ fn wildcards_of_acme_domains_need_dns01_and_dns01_needs_a_server() {
         "  tenant.example:\n    acme: { enabled: true, challenge: dns-01 }\n",
         "",
     );
-    assert_contains_all(&err(&no_server), &["acme.rfc2136", "tenant.example", "dns-01"]);
+    assert_contains_all(
+        &err(&no_server),
+        &["acme.rfc2136", "tenant.example", "dns-01"],
+    );
 }
 
 #[test]
@@ -204,10 +213,7 @@ fn rfc2136_fields_are_checked() {
             "    server: ns1.example.net\n    tsig_key_name: k\n    propagation_timeout: 0s\n",
             &["acme.rfc2136.propagation_timeout"][..],
         ),
-        (
-            "    server: ns1.example.net\n",
-            &["tsig_key_name"][..],
-        ),
+        ("    server: ns1.example.net\n", &["tsig_key_name"][..]),
     ] {
         assert_contains_all(&err(&with(fields)), needles);
     }
