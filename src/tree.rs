@@ -608,6 +608,7 @@ mod tests {
         let dup = [DomainSpec {
             name: "a.test",
             has_certificate: false,
+            names: &[],
         }; 2];
         assert!(matches!(
             DomainTree::build(&dup, "a.test"),
@@ -616,10 +617,92 @@ mod tests {
         let one = [DomainSpec {
             name: "a.test",
             has_certificate: false,
+            names: &[],
         }];
         assert!(matches!(
             DomainTree::build(&one, "b.test"),
             Err(TreeError::MasterMissing(_))
+        ));
+    }
+
+    /// `names`: listed names and one label below a wildcard get the
+    /// listing domain's certificate; other names below it walk on to its
+    /// parent; exact configured domains come first.
+    #[test]
+    fn listed_names_and_wildcards() {
+        let listed = [
+            "tenant.example".to_string(),
+            "*.tenant.example".to_string(),
+            "phone.customer.org".to_string(),
+        ];
+        let none: &[String] = &[];
+        let spec = |name, has_certificate, names| DomainSpec {
+            name,
+            has_certificate,
+            names,
+        };
+        let domains = [
+            spec("example.com", true, none),
+            spec("tenant.example", true, &listed),
+            spec("own.tenant.example", true, none),
+            spec("bare.tenant.example", false, none),
+        ];
+        let t = DomainTree::build(&domains, "example.com").expect("builds");
+        let owner = |sni: &str| {
+            let walk = t.walk(sni);
+            (walk.owner.map(|id| t.name(id).to_string()), walk.step)
+        };
+        let tenant = Some("tenant.example".to_string());
+        let master = Some("example.com".to_string());
+        assert_eq!(owner("tenant.example"), (tenant.clone(), Step::Exact));
+        assert_eq!(owner("a.tenant.example"), (tenant.clone(), Step::Listed));
+        assert_eq!(owner("B.Tenant.Example."), (tenant.clone(), Step::Listed));
+        assert_eq!(owner("phone.customer.org"), (tenant.clone(), Step::Listed));
+        // A wildcard covers one label (RFC 6125 §6.4.3).
+        assert_eq!(owner("x.y.tenant.example"), (master.clone(), Step::Master));
+        assert_eq!(
+            owner("x.phone.customer.org"),
+            (master.clone(), Step::Master)
+        );
+        // A configured domain wins over the wildcard, also below it.
+        assert_eq!(
+            owner("own.tenant.example"),
+            (Some("own.tenant.example".into()), Step::Exact)
+        );
+        assert_eq!(
+            owner("x.own.tenant.example"),
+            (Some("own.tenant.example".into()), Step::Ancestor)
+        );
+        // A configured domain without a certificate inherits from its parent.
+        assert_eq!(
+            owner("bare.tenant.example"),
+            (tenant.clone(), Step::Ancestor)
+        );
+        assert_eq!(t.start("x.y.tenant.example"), t.master());
+        assert_eq!(t.start("a.tenant.example"), 1);
+        assert_eq!(
+            t.explain("a.tenant.example"),
+            [("a.tenant.example".into(), Some(1))]
+        );
+
+        // Before its certificate is there, a listed name gets what the
+        // chain gives.
+        let pending = [
+            spec("example.com", true, none),
+            spec("tenant.example", false, &listed),
+        ];
+        let t = DomainTree::build(&pending, "example.com").expect("builds");
+        assert_eq!(t.walk("a.tenant.example").step, Step::Master);
+
+        // One name, two domains: refused.
+        let twice = ["phone.customer.org".to_string()];
+        let clash = [
+            spec("example.com", true, &twice),
+            spec("tenant.example", true, &listed),
+        ];
+        assert!(matches!(
+            DomainTree::build(&clash, "example.com"),
+            Err(TreeError::ListedTwice(_))
         ));
     }
 

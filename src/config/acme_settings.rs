@@ -32,7 +32,7 @@ pub enum AcmeSettingsError {
     Path(#[from] PathError),
     /// `acme.rfc2136` is refused.
     #[error(transparent)]
-    Rfc2136(#[from] super::rfc2136::Rfc2136ConfigError),
+    Rfc2136(Box<super::rfc2136::Rfc2136ConfigError>),
     /// `acme.eab.kid` empty.
     #[error(
         "acme.eab.kid: empty; set the key identifier (\"kid\") the CA shows with the MAC key{at}"
@@ -133,5 +133,11 @@ pub(super) fn staging_from_raw(
             directory: directory.to_string(),
             at: locate_in_section(text, "acme", "fallback_to_staging:"),
         }),
+    }
+}
+
+impl From<super::rfc2136::Rfc2136ConfigError> for AcmeSettingsError {
+    fn from(error: super::rfc2136::Rfc2136ConfigError) -> Self {
+        AcmeSettingsError::Rfc2136(Box::new(error))
     }
 }

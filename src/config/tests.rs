@@ -172,7 +172,9 @@ fn full_configuration_parses() {
                 acme: Some(DomainAcme {
                     enabled: true,
                     account_email: Some("ops@example.com".into()),
+                    challenge: None,
                 }),
+                names: Vec::new(),
             },
             DomainConfig {
                 name: "t1.example.com".into(),
@@ -180,21 +182,25 @@ fn full_configuration_parses() {
                     "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()
                 ),
                 acme: None,
+                names: Vec::new(),
             },
             DomainConfig {
                 name: "t2.example.com".into(),
                 certificate: CertificateSource::None,
                 acme: None,
+                names: Vec::new(),
             },
             DomainConfig {
                 name: "t3.example.com".into(),
                 certificate: CertificateSource::None,
                 acme: None,
+                names: Vec::new(),
             },
             DomainConfig {
                 name: "t4.example.com".into(),
                 certificate: CertificateSource::File("/etc/sniwalk/domains/t4.pem".into()),
                 acme: None,
+                names: Vec::new(),
             },
             DomainConfig {
                 name: "t5.example.com".into(),
@@ -202,7 +208,9 @@ fn full_configuration_parses() {
                 acme: Some(DomainAcme {
                     enabled: false,
                     account_email: None,
+                    challenge: None,
                 }),
+                names: Vec::new(),
             },
         ]
     );
@@ -298,6 +306,7 @@ fn full_configuration_parses() {
                 "2001:db8::7".parse().unwrap()
             ],
             lock_lease: Duration::from_secs(90),
+            rfc2136: None,
             eab: None,
             staging_check_directory: None,
         }
@@ -585,6 +594,7 @@ fn acme_account_emails() {
         Some(DomainAcme {
             enabled: false,
             account_email: Some("dev@example.com".into()),
+            challenge: None,
         })
     );
 }

@@ -175,6 +175,16 @@ impl BindServer {
         std::fs::read_to_string(self.dir.join("named.log")).unwrap_or_default()
     }
 
+    /// Starts `named` again after [`BindServer::stop`], on the same port
+    /// with the same key and zones (journals kept): a DNS server back
+    /// after an outage.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let conf = self.dir.join("named.conf");
+        self.spawn(&conf);
+        self.wait_ready().await;
+    }
+
     /// Kills `named` (by PID) and waits for it. Idempotent.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
