@@ -14,7 +14,7 @@
 //! 3. answers nothing when no domain on the chain has a certificate; the
 //!    caller then falls back to the listener's certdir and the default.
 //!
-//! A domain that lists `names` (README, "Several names and wildcards")
+//! A domain that lists `names` (README, "How a certificate is chosen" and "DNS-01 and wildcards")
 //! also answers each listed name, and each name one label below a listed
 //! wildcard `*.x`; it answers no other name below it: for those, the walk
 //! starts at its parent instead (a wildcard covers one label, RFC 6125
@@ -182,6 +182,27 @@ impl DomainTree {
             }
             nodes[i].below = below;
         }
+        // What a domain without a certificate inherits: its parent's, unless
+        // the parent lists `names` that do not cover it (then from where a
+        // walk below the parent starts).
+        let inherit: Vec<Option<DomainId>> = (0..count)
+            .map(|i| {
+                let parent = nodes[i].parent?;
+                let p = parent as usize;
+                let covered = |name: &str| {
+                    listed.get(name) == Some(&parent)
+                        || name
+                            .split_once('.')
+                            .is_some_and(|(_, base)| wildcards.get(base) == Some(&parent))
+                };
+                if parent != master_id && !domains[p].names.is_empty() && !covered(domains[i].name)
+                {
+                    Some(nodes[p].below)
+                } else {
+                    Some(parent)
+                }
+            })
+            .collect();
         // Parents before children: resolve each chain once, upward until a
         // known answer, then fill the answer back down the path.
         let mut resolved = vec![false; count];
@@ -202,7 +223,7 @@ impl DomainTree {
                     break;
                 }
                 path.push(i);
-                cursor = nodes[i].parent;
+                cursor = inherit[i];
             }
             for i in path.drain(..) {
                 nodes[i].effective = answer;
@@ -260,9 +281,16 @@ impl DomainTree {
             if let Some(&id) = self.index.get(lookup) {
                 return self.answer(id, whole);
             }
-            if let Some(id) = self.listed_owner(lookup) {
-                return self.answer_listed(id);
+            if let Some(id) = self.listed_owner(lookup)
+                && self.nodes[id as usize].effective == Some(id)
+            {
+                return Walk {
+                    owner: Some(id),
+                    step: Step::Listed,
+                };
             }
+            // Listed, but its certificate is not there (yet): the name's
+            // own chain.
             self.nearest_above(lookup)
         } else {
             // `lookup` is already a parent name of `name`.
@@ -285,18 +313,6 @@ impl DomainTree {
         }
         let parent = &name[name.find('.')? + 1..];
         self.wildcards.get(parent).copied()
-    }
-
-    /// The answer for a name that domain `id` lists: its certificate when
-    /// it has one (`Listed`), else what its parents give.
-    fn answer_listed(&self, id: DomainId) -> Walk {
-        match self.nodes[id as usize].effective {
-            Some(owner) if owner == id => Walk {
-                owner: Some(owner),
-                step: Step::Listed,
-            },
-            _ => self.answer(id, ""),
-        }
     }
 
     /// The answer for `name` once the walk starts at the configured domain
@@ -336,6 +352,7 @@ impl DomainTree {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if !self.index.contains_key(name.as_str())
             && let Some(id) = self.listed_owner(&name)
+            && self.nodes[id as usize].effective == Some(id)
         {
             return vec![(name, Some(id))];
         }
@@ -361,7 +378,9 @@ impl DomainTree {
         if let Some(&id) = self.index.get(name) {
             return id;
         }
-        if let Some(id) = self.listed_owner(name) {
+        if let Some(id) = self.listed_owner(name)
+            && self.nodes[id as usize].effective == Some(id)
+        {
             return id;
         }
         self.nearest_above(name)
@@ -693,6 +712,32 @@ mod tests {
         ];
         let t = DomainTree::build(&pending, "example.com").expect("builds");
         assert_eq!(t.walk("a.tenant.example").step, Step::Master);
+
+        // A configured domain without a certificate below a listing domain
+        // inherits it only when listed; names below it walk on from there.
+        let domains = [
+            spec("example.com", true, none),
+            spec("tenant.example", true, &listed),
+            spec("one.tenant.example", false, none),
+            spec("a.b.tenant.example", false, none),
+            spec("customer.org", true, none),
+        ];
+        let t = DomainTree::build(&domains, "example.com").expect("builds");
+        let owner = |sni: &str| t.walk(sni).owner.map(|id| t.name(id).to_string());
+        assert_eq!(owner("one.tenant.example"), tenant);
+        assert_eq!(owner("a.b.tenant.example"), master);
+        assert_eq!(owner("x.a.b.tenant.example"), master);
+        assert_eq!(owner("phone.customer.org"), tenant);
+        // The listing domain without its certificate: the name's own chain.
+        let domains = [
+            spec("example.com", true, none),
+            spec("tenant.example", false, &listed),
+            spec("customer.org", true, none),
+        ];
+        let t = DomainTree::build(&domains, "example.com").expect("builds");
+        let walk = t.walk("phone.customer.org");
+        assert_eq!(walk.owner.map(|id| t.name(id)), Some("customer.org"));
+        assert_eq!(walk.step, Step::Ancestor);
 
         // One name, two domains: refused.
         let twice = ["phone.customer.org".to_string()];

@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|(name, has_certificate)| DomainSpec {
             name,
             has_certificate: *has_certificate,
+            names: &[],
         })
         .collect();
     let tree = DomainTree::build(&specs, &configured[0].0).expect("distinct names with a master");

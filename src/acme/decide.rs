@@ -57,21 +57,18 @@ pub struct ServedView<'a> {
     pub acme_issued: bool,
     /// Its `acme_directory=` marker.
     pub directory: Option<&'a str>,
-    /// Whether it covers exactly the names to order for (the domain's
-    /// `names`, else its own name).
+    /// Whether it covers every name to order for (the domain's `names`,
+    /// else its own name).
     pub names_match: bool,
 }
 
-/// Whether a certificate for `dns_names` is what an order for `wanted`
-/// gives: the same names, in any order and case.
+/// Whether a certificate for `dns_names` covers every name of `wanted`
+/// (any order and case). Names the CA added (some add `www.`) do not
+/// count against it: a re-order would get them again, in a loop.
 pub fn names_match(dns_names: &[String], wanted: &[String]) -> bool {
-    let mut have: Vec<String> = dns_names.iter().map(|n| n.to_ascii_lowercase()).collect();
-    let mut want: Vec<String> = wanted.iter().map(|n| n.to_ascii_lowercase()).collect();
-    have.sort();
-    have.dedup();
-    want.sort();
-    want.dedup();
-    have == want
+    wanted
+        .iter()
+        .all(|w| dns_names.iter().any(|n| n.eq_ignore_ascii_case(w)))
 }
 
 /// The stored certificate file of an ACME domain.

@@ -113,8 +113,10 @@ impl Published<'_> {
         let Some(dns) = self.dns.clone() else {
             return;
         };
-        for (name, value) in std::mem::take(&mut self.dns01) {
+        // One at a time: if this is cancelled, the rest go on drop.
+        while let Some((name, value)) = self.dns01.last().cloned() {
             dns.withdraw(&name, &value).await;
+            self.dns01.pop();
         }
     }
 }
@@ -265,10 +267,13 @@ async fn issue_inner(
                     // base64url SHA-256 of the key authorization.
                     let record = format!("_acme-challenge.{name}");
                     let value = key_authorization.dns_value();
+                    // Remembered first: an update that timed out may still
+                    // have been applied, and removing an absent value is a
+                    // no-op (RFC 2136 §2.5.4).
+                    published.dns01.push((record.clone(), value.clone()));
                     dns.publish(&record, &value)
                         .await
                         .map_err(|e| fail(Step::AnswerChallenge, e))?;
-                    published.dns01.push((record, value));
                 }
             }
             challenge

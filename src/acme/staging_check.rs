@@ -69,7 +69,19 @@ pub async fn after<I: Issuer>(
     let Err(failure) = result else {
         return None;
     };
-    if failure.error.code() == "StorageUnavailable" {
+    // Only a failure on the CA's side says anything about the set-up a
+    // staging order would test: not an unreachable storage (no order was
+    // placed), a pre-flight failure (staging skips none), a lost lock or
+    // a failure to store.
+    let on_the_ca_side = matches!(
+        failure.error.code(),
+        "AccountFailed"
+            | "OrderFailed"
+            | "HostnameOwnershipValidationFailed"
+            | "RateLimited"
+            | "CaUnavailable"
+    ) && failure.error.step() != crate::acme::Step::WaitForOtherInstance;
+    if !on_the_ca_side {
         return None;
     }
     let domain = planned.target.domain.clone();

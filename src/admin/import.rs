@@ -99,6 +99,15 @@ pub(super) async fn import(
         Ok(name) => name,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("domain `{name}`: {e}")),
     };
+    if let Some(owner) = crate::config::listed_by(&state.config.domains, &name) {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "{name} is listed in the names of domains.{owner}, which answers it; import the \
+                 certificate for {owner} instead, nothing changed"
+            ),
+        );
+    }
     let text = match import_text(content_type, bytes) {
         Ok(text) => text,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),

@@ -99,6 +99,18 @@ pub(super) async fn post_certificates(state: &AdminState, bytes: &[u8]) -> Reply
         Ok(names) => names,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    if let Some((name, owner)) = names
+        .iter()
+        .find_map(|n| crate::config::listed_by(&state.config.domains, n).map(|o| (n, o)))
+    {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "{name} is listed in the names of domains.{owner}, whose certificate covers it; \
+                 order that domain instead (POST /certificates with {owner})"
+            ),
+        );
+    }
     let challenge = state.config.acme.challenge;
     if challenge == crate::config::ChallengeKind::Dns01 && state.config.acme.rfc2136.is_none() {
         return error(

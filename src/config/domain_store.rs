@@ -75,10 +75,22 @@ impl DomainStore {
         crate::fsio::write_atomic(&state.domain_store(), &self.to_json(), true)
     }
 
-    /// Adds the store's domains that the file does not configure.
+    /// Adds the store's domains that the file does not configure. A stored
+    /// name that a configured domain lists in its `names` is left out (the
+    /// file's domain answers it): one name, one domain.
     pub(super) fn merge_into(&self, domains: &mut Vec<DomainConfig>) {
         for (name, stored) in &self.domains {
             if domains.iter().any(|d| &d.name == name) {
+                continue;
+            }
+            if let Some(owner) = domains.iter().find(|d| d.names.contains(name)) {
+                tracing::warn!(
+                    domain = %name,
+                    listed_by = %owner.name,
+                    "domain store: {name} is listed in the names of domains.{}, which answers it; \
+                     the stored entry is ignored (remove it with DELETE /domains/{name})",
+                    owner.name
+                );
                 continue;
             }
             domains.push(DomainConfig {

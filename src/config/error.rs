@@ -221,10 +221,14 @@ fn listed(names: &[String]) -> String {
 fn missing_listener_fix(challenge: ChallengeKind) -> &'static str {
     match challenge {
         ChallengeKind::Http01 => {
-            "add a listener with `kind: http` on port 80, or set `acme.challenge: tls-alpn-01`"
+            "add a listener with `kind: http` on port 80, or choose another challenge \
+             (`tls-alpn-01`, or `dns-01` with acme.rfc2136) in acme.challenge or the domains' \
+             own `acme: { challenge }`"
         }
         ChallengeKind::TlsAlpn01 => {
-            "add a listener with `kind: https` on port 443, or set `acme.challenge: http-01`"
+            "add a listener with `kind: https` on port 443, or choose another challenge \
+             (`http-01`, or `dns-01` with acme.rfc2136) in acme.challenge or the domains' own \
+             `acme: { challenge }`"
         }
         ChallengeKind::Dns01 => "dns-01 needs no listener",
     }

@@ -25,7 +25,7 @@ pub enum DomainNameError {
     },
     /// A wildcard (`*.example.com`).
     #[error(
-        "`{input}` is a wildcard; configure `{parent}` instead: names below a domain already resolve to it"
+        "`{input}` is a wildcard; configure `{parent}` instead: names below a domain already resolve to it (for a wildcard certificate, list `*.{parent}` in its `names`)"
     )]
     Wildcard {
         /// The name as written.

@@ -76,7 +76,7 @@ pub use fields::{
 pub use listener::ListenerError;
 pub use log_settings::{AccessLogConfig, AccessLogFormat, DEFAULT_LOG_LEVEL, LogConfig, LogFormat};
 pub use logs::LogsConfigError;
-pub use names::{NamesError, effective_challenge, normalize_listed_name, order_names};
+pub use names::{NamesError, effective_challenge, listed_by, normalize_listed_name, order_names};
 pub use paths::PathError;
 pub use rfc2136::{DEFAULT_PROPAGATION_TIMEOUT, Rfc2136Config, Rfc2136ConfigError, TsigAlgorithm};
 pub use schema::json_schema;

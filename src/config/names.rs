@@ -1,6 +1,6 @@
 //! `domains.NAME.names` and the per-domain `acme.challenge`: the names one
 //! certificate covers (wildcards `*.x` included) and the checks across
-//! domains they need (README, "Several names and wildcards").
+//! domains they need (README, "How a certificate is chosen" and "DNS-01 and wildcards").
 
 use serde::{Deserialize, Deserializer};
 
@@ -32,6 +32,12 @@ pub fn normalize_listed_name(input: &str) -> Result<String, ListedNameError> {
     match trimmed.strip_prefix("*.") {
         Some(base) => {
             let base = normalize_domain_name(base)?;
+            if base.len() + 2 > 253 {
+                return Err(super::field_error::DomainNameError::TooLong {
+                    input: input.to_string(),
+                }
+                .into());
+            }
             if !base.contains('.') {
                 return Err(ListedNameError::WildcardTooWide {
                     input: input.to_string(),
@@ -59,6 +65,33 @@ pub enum NamesError {
         /// `listed by domains.X` or `the configured domain X`.
         other: String,
         /// Where the second domain is.
+        at: String,
+    },
+    /// `names` without the domain's own name.
+    #[error(
+        "domains.{domain}.names: the list lacks `{domain}` itself; add it (a certificate \
+         without it would be served for it all the same){at}"
+    )]
+    WithoutOwnName {
+        /// The domain.
+        domain: String,
+        /// Where the domain is.
+        at: String,
+    },
+    /// A dns-01 name outside `acme.rfc2136.zone`.
+    #[error(
+        "domains.{domain}.names: `{name}` is not in acme.rfc2136.zone `{zone}`, so its TXT \
+         record cannot be published there; remove `zone` (each name's zone is then found by \
+         an SOA query) or use one zone for all dns-01 names{at}"
+    )]
+    OutsideZone {
+        /// The domain.
+        domain: String,
+        /// The name.
+        name: String,
+        /// The configured zone.
+        zone: String,
+        /// Where the domain is.
         at: String,
     },
     /// The same name twice in one list.
@@ -111,6 +144,15 @@ pub fn effective_challenge(domain: &DomainConfig, acme: &AcmeConfig) -> Challeng
         .unwrap_or(acme.challenge)
 }
 
+/// The configured domain that lists `name` in its `names`, if one does
+/// (the admin API refuses to add such a name as a domain of its own).
+pub fn listed_by<'a>(domains: &'a [DomainConfig], name: &str) -> Option<&'a str> {
+    domains
+        .iter()
+        .find(|d| d.name != name && d.names.iter().any(|n| n == name))
+        .map(|d| d.name.as_str())
+}
+
 /// The names an order for `domain` covers: its `names`, else its own name.
 pub fn order_names(domain: &DomainConfig) -> Vec<String> {
     if domain.names.is_empty() {
@@ -134,6 +176,12 @@ pub(super) fn check_names(
         .map(|d| (d.name.as_str(), d.name.as_str()))
         .collect();
     for domain in domains {
+        if !domain.names.is_empty() && !domain.names.contains(&domain.name) {
+            return Err(NamesError::WithoutOwnName {
+                domain: domain.name.clone(),
+                at: at(&domain.name),
+            });
+        }
         let mut seen = std::collections::HashSet::new();
         for name in &domain.names {
             if !seen.insert(name.as_str()) {
@@ -169,6 +217,21 @@ pub(super) fn check_names(
         let challenge = effective_challenge(domain, acme);
         if challenge == ChallengeKind::Dns01 {
             dns01.push(domain.name.clone());
+            let zone = acme.rfc2136.as_ref().and_then(|r| r.zone.as_deref());
+            if let Some(zone) = zone {
+                let outside = order_names(domain).into_iter().find(|n| {
+                    let n = n.strip_prefix("*.").unwrap_or(n);
+                    n != zone && !n.ends_with(&format!(".{zone}"))
+                });
+                if let Some(name) = outside {
+                    return Err(NamesError::OutsideZone {
+                        domain: domain.name.clone(),
+                        name,
+                        zone: zone.to_string(),
+                        at: at(&domain.name),
+                    });
+                }
+            }
         } else if let Some(wildcard) = domain.names.iter().find(|n| n.starts_with("*.")) {
             return Err(NamesError::WildcardNeedsDns01 {
                 domain: domain.name.clone(),

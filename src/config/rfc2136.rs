@@ -3,7 +3,6 @@
 //! interface BIND, Knot, PowerDNS and most DNS services speak (README,
 //! "DNS-01 and wildcards").
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -11,6 +10,7 @@ use serde::Deserialize;
 use super::fields::{DurationField, normalize_domain_name};
 use super::paths::{PathError, PathResolver};
 use super::positions::locate_in_section;
+pub use super::types::Rfc2136Config;
 pub use crate::acme::rfc2136::TsigAlgorithm;
 
 /// Default port of `acme.rfc2136.server`.
@@ -39,25 +39,6 @@ pub(super) struct RawRfc2136 {
     /// How long to wait for the TXT record to be visible on the server before the CA is told to look (default 60s).
     #[serde(default)]
     propagation_timeout: Option<DurationField>,
-}
-
-/// The validated `acme.rfc2136` block. The secret file is read when an
-/// order needs it (like `acme.ca_roots`), so a rotated secret is picked up
-/// and a missing one fails that order with the file's name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rfc2136Config {
-    /// `HOST:PORT` (port 53 added when absent); resolved when used.
-    pub server: String,
-    /// The TSIG key's name, lower case, without a trailing dot.
-    pub tsig_key_name: String,
-    /// The key's HMAC.
-    pub tsig_algorithm: TsigAlgorithm,
-    /// The file holding the key's secret.
-    pub tsig_secret_file: PathBuf,
-    /// The zone to update, if given (else found by an SOA query).
-    pub zone: Option<String>,
-    /// Longest wait for a published record to be visible on the server.
-    pub propagation_timeout: Duration,
 }
 
 /// Why `acme.rfc2136` is refused; each message names the field.

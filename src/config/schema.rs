@@ -230,7 +230,7 @@ impl JsonSchema for ChallengeKind {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({ "description": "The ACME challenge sniwalk answers",
-                       "enum": ["http-01", "tls-alpn-01"] })
+                       "enum": ["http-01", "tls-alpn-01", "dns-01"] })
     }
 }
 

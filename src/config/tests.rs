@@ -782,7 +782,7 @@ fn acme_enabled_needs_the_challenge_listener() {
             &[
                 "kind: http",
                 "on port 80",
-                "or set `acme.challenge: tls-alpn-01`",
+                "or choose another challenge (`tls-alpn-01`",
             ],
         ),
         (
@@ -791,7 +791,7 @@ fn acme_enabled_needs_the_challenge_listener() {
             &[
                 "kind: http",
                 "on port 80",
-                "or set `acme.challenge: tls-alpn-01`",
+                "or choose another challenge (`tls-alpn-01`",
             ],
         ),
         (
@@ -800,7 +800,7 @@ fn acme_enabled_needs_the_challenge_listener() {
             &[
                 "kind: https",
                 "on port 443",
-                "or set `acme.challenge: http-01`",
+                "or choose another challenge (`http-01`",
             ],
         ),
         (

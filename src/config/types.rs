@@ -182,7 +182,6 @@ pub struct DomainAcme {
     pub account_email: Option<String>,
     /// This domain's challenge, instead of `acme.challenge`: `http-01`, `tls-alpn-01` or `dns-01`.
     #[serde(default)]
-    #[schemars(with = "Option<String>")]
     pub challenge: Option<ChallengeKind>,
 }
 
@@ -210,13 +209,32 @@ pub struct AcmeConfig {
     /// another instance once it has run out.
     pub lock_lease: Duration,
     /// The DNS server DNS-01 answers are published in (`acme.rfc2136`).
-    pub rfc2136: Option<super::rfc2136::Rfc2136Config>,
+    pub rfc2136: Option<Rfc2136Config>,
     /// External Account Binding for new accounts (`acme.eab`), its key
     /// read when the configuration loads.
     pub eab: Option<EabConfig>,
     /// Where the staging check runs (`acme.fallback_to_staging`, with
     /// `acme.staging_directory` or its default); `None`: no staging check.
     pub staging_check_directory: Option<String>,
+}
+
+/// The validated `acme.rfc2136` block. The secret file is read when an
+/// order needs it (like `acme.ca_roots`), so a rotated secret is picked up
+/// and a missing one fails that order with the file's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rfc2136Config {
+    /// `HOST:PORT` (port 53 added when absent); resolved when used.
+    pub server: String,
+    /// The TSIG key's name, lower case, without a trailing dot.
+    pub tsig_key_name: String,
+    /// The key's HMAC.
+    pub tsig_algorithm: crate::acme::rfc2136::TsigAlgorithm,
+    /// The file holding the key's secret.
+    pub tsig_secret_file: PathBuf,
+    /// The zone to update, if given (else found by an SOA query).
+    pub zone: Option<String>,
+    /// Longest wait for a published record to be visible on the server.
+    pub propagation_timeout: Duration,
 }
 
 /// Default `acme.lock_lease`.

@@ -503,6 +503,11 @@ fn decisions() {
         &names(&["t.example"]),
         &names(&["t.example", "*.t.example"])
     ));
+    // A name the CA added is no reason to order again.
+    assert!(names_match(
+        &names(&["t.example", "www.t.example"]),
+        &names(&["t.example"])
+    ));
     let by_hand = view(Some(served(false, None)), StoredFile::Missing);
     assert_eq!(d(by_hand, true, T0 + 89 * DAY), LeaveAlone);
     let configured = DomainView {

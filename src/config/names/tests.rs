@@ -92,7 +92,7 @@ fn bad_names_are_refused_naming_them() {
 #[test]
 fn a_name_belongs_to_one_domain() {
     let twice = config(
-        "  a.example: { names: [a.example, shared.example] }\n  b.example: { names: [shared.example] }\n",
+        "  a.example: { names: [a.example, shared.example] }\n  b.example: { names: [b.example, shared.example] }\n",
         "",
     );
     assert_contains_all(
@@ -114,7 +114,7 @@ fn a_name_belongs_to_one_domain() {
     let repeated = config("  a.example: { names: [a.example, a.example] }\n", "");
     assert_contains_all(&err(&repeated), &["listed twice", "a.example"]);
     let wildcards = config(
-        "  a.example: { names: [\"*.x.example\"] }\n  b.example: { names: [\"*.x.example\"] }\n",
+        "  a.example: { names: [a.example, \"*.x.example\"] }\n  b.example: { names: [b.example, \"*.x.example\"] }\n",
         "",
     );
     assert_contains_all(&err(&wildcards), &["*.x.example"]);
@@ -137,9 +137,17 @@ fn wildcards_of_acme_domains_need_dns01_and_dns01_needs_a_server() {
     );
     // A certificate set by hand may be a wildcard: no order proves it.
     ok(&config(
-        "  tenant.example:\n    names: [\"*.tenant.example\"]\n",
+        "  tenant.example:\n    names: [tenant.example, \"*.tenant.example\"]\n",
         "",
     ));
+    // The domain's own name belongs in the list.
+    assert_contains_all(
+        &err(&config(
+            "  tenant.example:\n    names: [\"*.tenant.example\"]\n",
+            "",
+        )),
+        &["domains.tenant.example.names", "lacks `tenant.example`"],
+    );
     let no_server = config(
         "  tenant.example:\n    acme: { enabled: true, challenge: dns-01 }\n",
         "",
@@ -171,6 +179,25 @@ fn a_domain_may_choose_its_own_challenge() {
         "master_domain: example.com\ndomains:\n  example.com: {{ acme: {{ enabled: true, challenge: tls-alpn-01 }} }}\nacme:\n  challenge: dns-01\n{RFC2136}"
     );
     assert_contains_all(&err(&alpn), &["example.com", "tls-alpn-01", "kind: https"]);
+}
+
+#[test]
+fn a_zone_must_hold_every_dns01_name() {
+    let domains = "  tenant.example:\n    names: [tenant.example, \"*.tenant.example\", phone.customer.org]\n    acme: { enabled: true }\n";
+    let with_zone = |zone: &str| {
+        config(
+            domains,
+            &format!("  challenge: dns-01\n{RFC2136}    zone: {zone}\n"),
+        )
+    };
+    assert_contains_all(
+        &err(&with_zone("tenant.example")),
+        &["phone.customer.org", "acme.rfc2136.zone", "tenant.example"],
+    );
+    ok(&config(
+        "  tenant.example:\n    names: [tenant.example, \"*.tenant.example\"]\n    acme: { enabled: true }\n",
+        &format!("  challenge: dns-01\n{RFC2136}    zone: tenant.example\n"),
+    ));
 }
 
 #[test]
