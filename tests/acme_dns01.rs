@@ -12,103 +12,29 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::acme_proxy::AcmeProxy;
 use common::bind::BindServer;
 use common::pebble::{PebbleEnv, PebbleOptions};
 use rustls::pki_types::ServerName;
-use sniwalk::acme::control::{self, DomainStatus};
 use sniwalk::state_layout::StateLayout;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
 const TENANT: &str = "tenant.test";
 const PHONE: &str = "phone.customer.test";
 
-/// sniwalk in-process with its ACME task, on the socket the test bound.
-struct Proxy {
-    state_dir: PathBuf,
-    shutdown: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), sniwalk::RunError>>,
-}
-
-impl Proxy {
-    fn start(dir: &Path, yaml: &str, sockets: Vec<TcpListener>) -> Proxy {
-        common::install_provider();
-        std::fs::create_dir_all(dir).expect("config dir");
-        let path = dir.join("proxy.yaml");
-        std::fs::write(&path, yaml).expect("write config");
-        let config = sniwalk::config::Config::load(&path).expect("test config is valid");
-        let state_dir = config.state_dir.clone();
-        let (options, _reload) = sniwalk::RunOptions::new();
-        let (shutdown, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(sniwalk::run_with(config, sockets, options, async move {
-            let _ = rx.await;
-        }));
-        Proxy {
-            state_dir,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.shutdown.send(());
-        common::within(Duration::from_secs(20), "proxy shutdown", self.task)
-            .await
-            .expect("join")
-            .expect("proxy ran");
-    }
-
-    fn status(&self) -> DomainStatus {
-        control::read_status(&StateLayout::new(&self.state_dir))
-            .domains
-            .get(TENANT)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    async fn wait_status(
-        &self,
-        limit: Duration,
-        done: impl Fn(&DomainStatus) -> bool,
-    ) -> DomainStatus {
-        let started = Instant::now();
-        loop {
-            let status = self.status();
-            if done(&status) {
-                return status;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "ACME status of {TENANT} never got there: {status:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn force_order(&self) {
-        control::request_renewal(
-            &StateLayout::new(&self.state_dir),
-            TENANT,
-            sniwalk::unix_now(),
-        )
-        .expect("request");
-    }
-
-    /// The DNS names of the stored certificate.
-    fn stored_names(&self) -> Vec<String> {
-        let path = StateLayout::new(&self.state_dir).stored_certificate(TENANT);
-        let text = std::fs::read_to_string(&path).expect("stored certificate");
-        let mut names = sniwalk::pem::parse_certificate_pem(&text)
-            .expect("stored certificate parses")
-            .leaf
-            .dns_names;
-        names.sort();
-        names
-    }
+/// The DNS names of `proxy`'s stored certificate for TENANT, sorted.
+fn stored_names(proxy: &AcmeProxy) -> Vec<String> {
+    let path = StateLayout::new(&proxy.state_dir).stored_certificate(TENANT);
+    let text = std::fs::read_to_string(&path).expect("stored certificate");
+    let mut names = sniwalk::pem::parse_certificate_pem(&text)
+        .expect("stored certificate parses")
+        .leaf
+        .dns_names;
+    names.sort();
+    names
 }
 
 fn yaml(env: &PebbleEnv, bind: &BindServer) -> String {
@@ -184,7 +110,7 @@ async fn wildcard_and_several_names_through_bind_then_dns_server_down() {
         .await;
         let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = socket.local_addr().expect("addr");
-        let proxy = Proxy::start(&tmp.path().join("proxy"), &yaml(&env, &bind), vec![socket]);
+        let proxy = AcmeProxy::start(&tmp.path().join("proxy"), &yaml(&env, &bind), vec![socket]);
         let client = common::pebble::client_trusting(&env.root_pem().await);
         let logs = || format!("{}\n{}", env.logs(), bind.logs());
 
@@ -205,7 +131,7 @@ async fn wildcard_and_several_names_through_bind_then_dns_server_down() {
             );
         }
         assert_eq!(
-            proxy.stored_names(),
+            stored_names(&proxy),
             ["*.tenant.test", "phone.customer.test", "tenant.test"]
         );
         // A wildcard covers one label: two below get the tree's fallback
@@ -225,7 +151,7 @@ async fn wildcard_and_several_names_through_bind_then_dns_server_down() {
             assert_eq!(bind.txt(name).await, Vec::<String>::new(), "{name} removed");
         }
         let status = proxy
-            .wait_status(Duration::from_secs(10), |s| s.in_flight.is_none())
+            .wait_status_for(TENANT, Duration::from_secs(10), |s| s.in_flight.is_none())
             .await;
         assert_eq!(status.failures, 0, "{status:?}");
 
@@ -233,9 +159,9 @@ async fn wildcard_and_several_names_through_bind_then_dns_server_down() {
         // naming the server, and waits for its backoff; the old
         // certificate keeps serving.
         bind.stop();
-        proxy.force_order();
+        proxy.force_order(TENANT);
         let failed = proxy
-            .wait_status(Duration::from_secs(60), |s| {
+            .wait_status_for(TENANT, Duration::from_secs(60), |s| {
                 s.failures >= 1 && s.in_flight.is_none()
             })
             .await;
@@ -266,9 +192,9 @@ async fn wildcard_and_several_names_through_bind_then_dns_server_down() {
 
         // Back (same port, same zones): an order goes through again.
         bind.restart().await;
-        proxy.force_order();
+        proxy.force_order(TENANT);
         let renewed = proxy
-            .wait_status(Duration::from_secs(60), |s| {
+            .wait_status_for(TENANT, Duration::from_secs(60), |s| {
                 s.failures == 0 && s.in_flight.is_none()
             })
             .await;

@@ -10,97 +10,19 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::acme_proxy::AcmeProxy;
 use common::pebble::{PebbleEnv, PebbleOptions};
 use rustls::pki_types::ServerName;
-use sniwalk::acme::control::{self, DomainStatus};
 use sniwalk::state_layout::StateLayout;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
 const SHOP: &str = "shop.example.test";
 const KID: &str = "kid-sniwalk-1";
-
-/// sniwalk in-process with its ACME task, on sockets the test bound.
-struct Proxy {
-    state_dir: PathBuf,
-    shutdown: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), sniwalk::RunError>>,
-}
-
-impl Proxy {
-    /// Writes `yaml` to `dir/proxy.yaml` (dir created) and runs it on
-    /// `sockets` (one per listener, in order).
-    fn start(dir: &Path, yaml: &str, sockets: Vec<TcpListener>) -> Proxy {
-        common::install_provider();
-        std::fs::create_dir_all(dir).expect("config dir");
-        let path = dir.join("proxy.yaml");
-        std::fs::write(&path, yaml).expect("write config");
-        let config = sniwalk::config::Config::load(&path).expect("test config is valid");
-        let state_dir = config.state_dir.clone();
-        let (options, _reload) = sniwalk::RunOptions::new();
-        let (shutdown, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(sniwalk::run_with(config, sockets, options, async move {
-            let _ = rx.await;
-        }));
-        Proxy {
-            state_dir,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.shutdown.send(());
-        common::within(Duration::from_secs(20), "proxy shutdown", self.task)
-            .await
-            .expect("join")
-            .expect("proxy ran");
-    }
-
-    /// Waits (up to `limit`) until `domain`'s ACME status satisfies `done`.
-    async fn wait_status(
-        &self,
-        limit: Duration,
-        done: impl Fn(&DomainStatus) -> bool,
-    ) -> DomainStatus {
-        let started = Instant::now();
-        loop {
-            let status = self.status();
-            if done(&status) {
-                return status;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "ACME status of {SHOP} never got there: {status:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn status(&self) -> DomainStatus {
-        control::read_status(&StateLayout::new(&self.state_dir))
-            .domains
-            .get(SHOP)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// What `sniwalk renew` does: asks for an order now, whatever the
-    /// backoff says.
-    fn force_order(&self) {
-        control::request_renewal(
-            &StateLayout::new(&self.state_dir),
-            SHOP,
-            sniwalk::unix_now(),
-        )
-        .expect("request");
-    }
-}
 
 /// `proxy.yaml` for SHOP with ACME against `directory`, trusting
 /// `ca_roots`, with the extra `acme` lines given; an `http` and an
@@ -205,13 +127,13 @@ async fn eab_required_missing_right_and_wrong() {
 
         // 1. No `acme.eab`: the account is refused, the status says why
         //    and what to set.
-        let proxy = Proxy::start(
+        let proxy = AcmeProxy::start(
             &tmp.path().join("without"),
             &yaml(&directory, &roots, ""),
             vec![http_socket, https_socket],
         );
         let status = proxy
-            .wait_status(Duration::from_secs(30), |s| s.last_error.is_some())
+            .wait_status_for(SHOP, Duration::from_secs(30), |s| s.last_error.is_some())
             .await;
         let error = status.last_error.expect("error");
         eprintln!("without EAB reads: {}", error.message);
@@ -230,13 +152,13 @@ async fn eab_required_missing_right_and_wrong() {
         let dir = tmp.path().join("wrong");
         let (http_socket, _) = bind().await;
         let (https_socket, _) = bind().await;
-        let proxy = Proxy::start(
+        let proxy = AcmeProxy::start(
             &dir,
             &yaml(&directory, &roots, &eab_lines(&dir, KID, &wrong)),
             vec![http_socket, https_socket],
         );
         let status = proxy
-            .wait_status(Duration::from_secs(30), |s| s.last_error.is_some())
+            .wait_status_for(SHOP, Duration::from_secs(30), |s| s.last_error.is_some())
             .await;
         let error = status.last_error.expect("error");
         eprintln!("wrong EAB key reads: {}", error.message);
@@ -254,7 +176,7 @@ async fn eab_required_missing_right_and_wrong() {
         let http_socket = TcpListener::bind(http_addr).await.expect("rebind http");
         let (https_socket, https2) = bind().await;
         let _ = https;
-        let proxy = Proxy::start(
+        let proxy = AcmeProxy::start(
             &dir,
             &yaml(&directory, &roots, &eab_lines(&dir, KID, &key)),
             vec![http_socket, https_socket],
@@ -318,20 +240,20 @@ async fn fallback_to_staging_checks_the_setup_and_stores_nothing() {
                 staging.directory_url()
             ),
         );
-        let proxy = Proxy::start(
+        let proxy = AcmeProxy::start(
             &tmp.path().join("proxy"),
             &config,
             vec![http_socket, https_socket],
         );
         for failures in 1..=2 {
             let status = proxy
-                .wait_status(Duration::from_secs(20), |s| s.failures == failures)
+                .wait_status_for(SHOP, Duration::from_secs(20), |s| s.failures == failures)
                 .await;
             assert!(status.staging_check.is_none(), "not yet: {status:?}");
-            proxy.force_order();
+            proxy.force_order(SHOP);
         }
         let status = proxy
-            .wait_status(Duration::from_secs(40), |s| s.staging_check.is_some())
+            .wait_status_for(SHOP, Duration::from_secs(40), |s| s.staging_check.is_some())
             .await;
         let check = status.staging_check.clone().expect("check");
         eprintln!("staging check: {check:?}");

@@ -11,92 +11,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::acme_proxy::AcmeProxy;
 use common::pebble::{PebbleEnv, PebbleOptions};
 use rustls::pki_types::ServerName;
-use sniwalk::acme::control::{self, DomainStatus};
+use sniwalk::acme::control;
 use sniwalk::state_layout::StateLayout;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
 const SHOP: &str = "shop.example.test";
 const HAND: &str = "hand.example.test";
-
-/// sniwalk in-process with its ACME task, on sockets the test bound.
-struct Proxy {
-    state_dir: PathBuf,
-    shutdown: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), sniwalk::RunError>>,
-}
-
-impl Proxy {
-    /// Writes `yaml` to `dir/proxy.yaml` and runs it on `sockets` (one per
-    /// listener, in order).
-    fn start(dir: &Path, yaml: &str, sockets: Vec<TcpListener>) -> Proxy {
-        common::install_provider();
-        let path = dir.join("proxy.yaml");
-        std::fs::write(&path, yaml).expect("write config");
-        let config = sniwalk::config::Config::load(&path).expect("test config is valid");
-        let state_dir = config.state_dir.clone();
-        let (options, _reload) = sniwalk::RunOptions::new();
-        let (shutdown, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(sniwalk::run_with(config, sockets, options, async move {
-            let _ = rx.await;
-        }));
-        Proxy {
-            state_dir,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.shutdown.send(());
-        common::within(Duration::from_secs(20), "proxy shutdown", self.task)
-            .await
-            .expect("join")
-            .expect("proxy ran");
-    }
-
-    /// Waits (up to 30 s) until `domain`'s ACME status satisfies `done`.
-    async fn wait_status(
-        &self,
-        domain: &str,
-        done: impl Fn(&DomainStatus) -> bool,
-    ) -> DomainStatus {
-        self.wait_status_for(domain, Duration::from_secs(30), done)
-            .await
-    }
-
-    /// [`Proxy::wait_status`] with its own limit.
-    async fn wait_status_for(
-        &self,
-        domain: &str,
-        limit: Duration,
-        done: impl Fn(&DomainStatus) -> bool,
-    ) -> DomainStatus {
-        let started = Instant::now();
-        loop {
-            let status = self.status(domain);
-            if done(&status) {
-                return status;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "ACME status of {domain} never got there: {status:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn status(&self, domain: &str) -> DomainStatus {
-        control::read_status(&StateLayout::new(&self.state_dir))
-            .domains
-            .get(domain)
-            .cloned()
-            .unwrap_or_default()
-    }
-}
 
 /// The `proxy.yaml` of these tests: `domains` entries and `acme` lines as
 /// given, an `http` listener and an `https` listener answering "hello".
@@ -251,7 +175,7 @@ async fn http01_issue_restart_renew_and_ca_down() {
 
         // 1. Start: the ACME task issues for SHOP on its own.
         let started = Instant::now();
-        let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
+        let proxy = AcmeProxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
         let first = served_verified(https, SHOP, &pebble, Duration::from_secs(90), &env).await;
         eprintln!("start -> first issued certificate served: {:?}", started.elapsed());
 
@@ -287,7 +211,7 @@ async fn http01_issue_restart_renew_and_ca_down() {
         let status_before = control::read_status(&StateLayout::new(tmp.path().join("state")));
         let http_socket = TcpListener::bind(http_addr).await.expect("rebind http");
         let (https_socket, https) = bind().await;
-        let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
+        let proxy = AcmeProxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
         let served = served_verified(https, SHOP, &pebble, Duration::from_secs(10), &env).await;
         assert_eq!(served, first, "the stored certificate serves at once");
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -369,7 +293,7 @@ async fn tls_alpn01_through_the_https_listener() {
             "  challenge: tls-alpn-01\n",
         );
         let started = Instant::now();
-        let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
+        let proxy = AcmeProxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
         let leaf = served_verified(https, SHOP, &pebble, Duration::from_secs(90), &env).await;
         eprintln!("tls-alpn-01: start -> served {:?}", started.elapsed());
         let stored =
@@ -407,7 +331,7 @@ async fn failed_validation_names_the_domain_and_the_step() {
             &format!("  {SHOP}:\n    acme: {{ enabled: true }}\n"),
             "",
         );
-        let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
+        let proxy = AcmeProxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
         let status = proxy
             .wait_status_for(SHOP, Duration::from_secs(90), |s| s.last_error.is_some())
             .await;
@@ -468,7 +392,7 @@ async fn preflight_failure_places_no_order() {
             &format!("  {SHOP}:\n    acme: {{ enabled: true }}\n"),
             "  expected_addresses: [192.0.2.1]\n",
         );
-        let proxy = Proxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
+        let proxy = AcmeProxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
         let error = proxy
             .wait_status(SHOP, |s| s.last_error.is_some())
             .await

@@ -261,25 +261,12 @@ impl CaIssuer {
                 .account(settings, target.email.as_deref(), domain)
                 .await
                 .map_err(fail)?;
-            let dns = self.dns01(target).await.map_err(fail)?;
-            order::issue(
-                &account,
-                order::Issue {
-                    domain,
-                    names: &target.names,
-                    challenge: target.challenge,
-                    challenges: &self.challenges,
-                    dns: dns.as_ref(),
-                    shared: Some((self.shared.engine(), lock)),
-                    directory: &settings.directory,
-                    progress,
-                },
-            )
-            .await
-            .map_err(|error| Failure {
-                error,
-                retry_after: retry_after.take_secs(SystemTime::now()),
-            })
+            self.order(&account, target, &settings.directory, lock, progress)
+                .await
+                .map_err(|error| Failure {
+                    error,
+                    retry_after: retry_after.take_secs(SystemTime::now()),
+                })
         };
         let pem = tokio::select! {
             pem = ordered => pem?,
@@ -466,6 +453,33 @@ impl Issuer for CaIssuer {
 }
 
 impl CaIssuer {
+    /// One order for `target`'s names from `account` at `directory`, its
+    /// challenge answers shared under `lock`; the `certificate_pem` text.
+    async fn order(
+        &self,
+        account: &instant_acme::Account,
+        target: &Target,
+        directory: &str,
+        lock: &HeldLock,
+        progress: &(dyn Fn(Step) + Send + Sync),
+    ) -> Result<String, AcmeError> {
+        let dns = self.dns01(target).await?;
+        order::issue(
+            account,
+            order::Issue {
+                domain: &target.domain,
+                names: &target.names,
+                challenge: target.challenge,
+                challenges: &self.challenges,
+                dns: dns.as_ref(),
+                shared: Some((self.shared.engine(), lock)),
+                directory,
+                progress,
+            },
+        )
+        .await
+    }
+
     /// The dns-01 publisher of `target`, when it uses dns-01: the secret
     /// file is read for each order, so a rotated one is picked up.
     async fn dns01(&self, target: &Target) -> Result<Option<Dns01>, AcmeError> {
@@ -499,21 +513,8 @@ impl CaIssuer {
             let (account, _) = self
                 .account(&settings, target.email.as_deref(), domain)
                 .await?;
-            let dns = self.dns01(&target).await?;
-            order::issue(
-                &account,
-                order::Issue {
-                    domain,
-                    names: &target.names,
-                    challenge: target.challenge,
-                    challenges: &self.challenges,
-                    dns: dns.as_ref(),
-                    shared: Some((self.shared.engine(), &lock)),
-                    directory: &settings.directory,
-                    progress: &|_| {},
-                },
-            )
-            .await
+            self.order(&account, &target, &settings.directory, &lock, &|_| {})
+                .await
         };
         // The certificate is dropped here: staging's are for the check only.
         let result = tokio::select! {

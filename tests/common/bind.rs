@@ -14,7 +14,7 @@
 //! under test. The process is killed by PID on [`BindServer::stop`] and
 //! on drop.
 
-use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ impl BindServer {
         let secret_file = dir.join("tsig.secret");
         std::fs::write(&keygen_file, &keygen).expect("write tsig.key");
         std::fs::write(&secret_file, format!("{secret_b64}\n")).expect("write tsig.secret");
-        let port = free_tcp_udp_port();
+        let port = super::pebble::free_tcp_udp_port();
         let zones: Vec<String> = zones
             .iter()
             .map(|z| z.trim_end_matches('.').into())
@@ -285,16 +285,4 @@ fn run(command: &mut Command) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A port on 127.0.0.1 free for both TCP and UDP a moment ago (DNS).
-fn free_tcp_udp_port() -> u16 {
-    for _ in 0..100 {
-        let tcp = StdTcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = tcp.local_addr().expect("local addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP on 127.0.0.1");
 }

@@ -2,6 +2,7 @@
 //! 127.0.0.1:0, and a real TLS client that reports the leaf it was served.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod acme_proxy;
 pub mod backends;
 pub mod bind;
 pub mod etcd;

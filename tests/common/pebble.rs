@@ -406,7 +406,7 @@ fn free_tcp_port() -> u16 {
 }
 
 /// A port on 127.0.0.1 free for both TCP and UDP a moment ago (DNS).
-fn free_tcp_udp_port() -> u16 {
+pub fn free_tcp_udp_port() -> u16 {
     for _ in 0..100 {
         let tcp = StdTcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = tcp.local_addr().expect("local addr").port();
