@@ -262,13 +262,25 @@ pub async fn run_with(
             shared.clone(),
         )
         .with_writer(writer.clone()),
-        config_rx,
+        config_rx.clone(),
         store.clone(),
         clock,
     )
     .with_metrics(metrics.clone())
     .with_shared_status(shared.clone());
     let acme_handle = manager.handle();
+    // On-demand certificates follow the published configuration, so a
+    // reload turns them on, off or changes them (README, "On-demand
+    // certificates").
+    let on_demand = acme::on_demand::OnDemand::new(acme::on_demand::OnDemandParts {
+        config: config_rx.clone(),
+        store: store.clone(),
+        storage: shared.clone(),
+        reloads: reload_handle.clone(),
+        acme: acme_handle.clone(),
+        writer: writer.clone(),
+        metrics: metrics.clone(),
+    });
     let admin_storage = shared.clone();
     let liveness_task = tokio::spawn(storage::liveness::keep_alive(
         shared.clone(),
@@ -359,19 +371,15 @@ pub async fn run_with(
         config.acme.warn_days,
         stop_reloads.clone(),
     ));
-    let served = proxy::serve(
-        &config,
-        sockets,
-        store,
+    let handshakes = proxy::Handshakes {
         challenges,
-        metrics,
-        tickets
+        tickets: tickets
             .map(|(_, t)| t)
             .or(storage_tickets)
             .map(|t| t as Arc<dyn rustls::server::ProducesTickets>),
-        shutdown,
-    )
-    .await;
+        on_demand: Some(on_demand),
+    };
+    let served = proxy::serve(&config, sockets, store, handshakes, metrics, shutdown).await;
     stop_reloads.cancel();
     let _ = reload_task.await;
     let _ = acme_task.await;

@@ -69,6 +69,7 @@ pub struct Metrics {
     tunnel_bytes: Family<DirectionLabels, Counter>,
     tunnels_active: Family<TunnelLabels, Gauge>,
     proxy_rejections: Family<proxy_protocol::RejectionLabels, Counter>,
+    on_demand: Family<on_demand::OutcomeLabel, Counter>,
     storage_up: Gauge,
 }
 
@@ -100,6 +101,7 @@ impl Metrics {
             tunnel_bytes: Family::default(),
             tunnels_active: Family::default(),
             proxy_rejections: Family::default(),
+            on_demand: on_demand::family(),
         };
         metrics.listeners = config
             .listeners
@@ -133,6 +135,11 @@ impl Metrics {
         self.acme_orders
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    /// Counts what became of a name with `acme.on_demand` on.
+    pub fn on_demand(&self, outcome: OnDemandOutcome) {
+        on_demand::count(&self.on_demand, outcome);
     }
 
     /// Whether the storage (`storage:`) can be reached now.
@@ -255,6 +262,7 @@ impl Metrics {
             self.storage_up.clone(),
         );
         proxy_protocol::register(registry, &self.proxy_rejections);
+        on_demand::register(registry, &self.on_demand);
         backends::register(registry, snapshot);
         let (not_after, expiry) = certificate_gauges(snapshot, now);
         registry.register_with_unit(
@@ -693,6 +701,7 @@ struct CertificateLabels {
 
 mod backends;
 pub mod histogram;
+mod on_demand;
 mod process;
 mod proxy_protocol;
 mod reasons;
@@ -700,6 +709,7 @@ mod status_codes;
 
 #[cfg(test)]
 use histogram::{DURATION_BOUNDS_NS, DURATION_BUCKETS};
+pub use on_demand::OnDemandOutcome;
 use proxy_protocol::ListenerRejections;
 pub use proxy_protocol::ProxyRejection;
 #[cfg(test)]

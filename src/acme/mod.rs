@@ -27,6 +27,9 @@
 //!   one order per domain, retries, forced renewals, the status file.
 //! - `control` is how `sniwalk renew` reaches a running proxy: request and
 //!   result files under `state_dir/acme/`.
+//! - `on_demand` orders certificates for names no domain answers, when
+//!   the operator's `ask` endpoint allows them, within a rate
+//!   (`acme.on_demand`).
 //! - `rfc2136` adds and removes DNS-01 TXT records at a zone's primary
 //!   server with RFC 2136 updates signed with TSIG.
 
@@ -41,6 +44,7 @@ pub mod job;
 pub mod listeners;
 
 pub mod manager;
+pub mod on_demand;
 pub mod order;
 pub mod preflight;
 pub mod rfc2136;

@@ -6,8 +6,8 @@
 use hyper::StatusCode;
 
 use super::reply::{Reply, error, json};
-use super::state::{APPLY_TIMEOUT, AdminState, update_stored};
-use crate::config::{Config, DomainStore, normalize_domain_name};
+use super::state::{APPLY_TIMEOUT, AdminState};
+use crate::config::{Config, normalize_domain_name};
 use crate::reload::Reload;
 use crate::snapshot::Place;
 
@@ -39,25 +39,17 @@ pub(super) async fn delete(state: &AdminState, name: &str) -> Reply {
         );
     }
     let _writer = state.writer.lock().await;
-    let mut removed = false;
-    let updated = update_stored(
-        &state.storage,
-        crate::storage::keys::DOMAINS,
-        DomainStore::parse,
-        |store: &mut DomainStore| {
-            removed = store.domains.remove(&name).is_some();
-            removed
-        },
-        DomainStore::to_json,
-    )
-    .await;
-    if let Err(e) = updated {
-        tracing::error!(domain = %name, "admin: removing the domain failed: {e}");
-        return error(
-            e.status(),
-            format!("{name} not removed, nothing changed: {e}"),
-        );
-    }
+    let removed =
+        match crate::storage::document::remove_domain(&state.storage, &name, |_| true).await {
+            Ok(removed) => removed,
+            Err(e) => {
+                tracing::error!(domain = %name, "admin: removing the domain failed: {e}");
+                return error(
+                    e.status(),
+                    format!("{name} not removed, nothing changed: {e}"),
+                );
+            }
+        };
     if !removed {
         return error(
             StatusCode::NOT_FOUND,

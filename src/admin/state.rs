@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::job_list::Jobs;
 use crate::acme::manager::ManagerHandle;
-use crate::config::{Config, DomainStore, StoredDomain};
+use crate::config::{Config, StoredDomain};
 use crate::metrics::Metrics;
 use crate::reload::ReloadHandle;
 use crate::snapshot::SnapshotReader;
-use crate::storage::{Condition, Shared};
+use crate::storage::Shared;
 
 /// How long an import or a new domain may take to be served.
 pub(super) const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -136,34 +136,19 @@ impl AdminState {
 
 /// Why the domain store could not be updated (a 500 answer, or 503 while
 /// the storage cannot be reached).
-#[derive(Debug, thiserror::Error)]
-pub(super) enum StoreError {
-    /// The stored domain or drain store is not one sniwalk can read.
-    #[error("{0}")]
-    Read(crate::config::ConfigError),
-    /// The storage failed.
-    #[error("writing to the storage: {0}")]
-    Write(crate::storage::StoreError),
-    /// Others kept changing it.
-    #[error("the stored value kept changing while being written (other instances); try again")]
-    Busy,
-}
+pub(super) use crate::storage::document::DocumentError as StoreError;
+pub(super) use crate::storage::document::update_document as update_stored;
 
 impl StoreError {
     /// The answer's status: 503 while the storage cannot be reached.
     pub(super) fn status(&self) -> hyper::StatusCode {
-        match self {
-            StoreError::Write(crate::storage::StoreError::Storage(
-                crate::storage::StorageError::Unreachable { .. },
-            )) => hyper::StatusCode::SERVICE_UNAVAILABLE,
-            _ => hyper::StatusCode::INTERNAL_SERVER_ERROR,
+        if self.is_unreachable() {
+            hyper::StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            hyper::StatusCode::INTERNAL_SERVER_ERROR
         }
     }
 }
-
-/// How often a read-modify-write of a stored JSON document is tried when
-/// other instances change it meanwhile.
-const STORE_ATTEMPTS: usize = 5;
 
 /// Adds `names` to the domain store (ACME-managed when `acme`). Names
 /// already there keep their entry; nothing is written when all are.
@@ -172,67 +157,9 @@ pub(super) async fn add_to_store(
     names: &[String],
     acme: bool,
 ) -> Result<(), StoreError> {
-    update_stored(
-        storage,
-        crate::storage::keys::DOMAINS,
-        DomainStore::parse,
-        |store: &mut DomainStore| {
-            let before = store.domains.len();
-            for name in names {
-                store
-                    .domains
-                    .entry(name.clone())
-                    .or_insert(StoredDomain { acme });
-            }
-            store.domains.len() != before
-        },
-        DomainStore::to_json,
-    )
-    .await
-}
-
-/// A read-modify-write of the JSON document at `key` (the domain store,
-/// the drain store): `modify` changes what was read (or the default) and
-/// says whether it did; it is written only if the stored value is still
-/// the one read (compare and swap), so instances never lose each other's
-/// changes; within this instance the caller holds [`AdminState::writer`].
-/// When the storage took the value and only the local copy failed, the
-/// change is durable: logged, and the caller's reload tells whether it
-/// applies here.
-pub(super) async fn update_stored<T: Default>(
-    storage: &Shared,
-    key: &str,
-    parse: impl Fn(&[u8], &Path) -> Result<T, crate::config::ConfigError>,
-    mut modify: impl FnMut(&mut T) -> bool,
-    to_json: impl Fn(&T) -> Vec<u8>,
-) -> Result<(), StoreError> {
-    let origin = std::path::PathBuf::from(format!("{} key {key}", storage.engine().describe()));
-    for _ in 0..STORE_ATTEMPTS {
-        let current = storage
-            .engine()
-            .get(key)
-            .await
-            .map_err(|e| StoreError::Write(e.into()))?;
-        let mut value = match &current {
-            Some(stored) => parse(&stored.value, &origin).map_err(StoreError::Read)?,
-            None => T::default(),
-        };
-        if !modify(&mut value) {
-            return Ok(());
-        }
-        let condition = match &current {
-            Some(stored) => Condition::ModifiedAt(stored.modified),
-            None => Condition::Absent,
-        };
-        match storage.put_cached(key, to_json(&value), condition).await {
-            Ok(Some(_)) => return Ok(()),
-            Ok(None) => {}
-            Err(e @ crate::storage::StoreError::Cache { .. }) => {
-                tracing::warn!(key, "admin: {e}");
-                return Ok(());
-            }
-            Err(e) => return Err(StoreError::Write(e)),
-        }
-    }
-    Err(StoreError::Busy)
+    let entry = StoredDomain {
+        acme,
+        on_demand: false,
+    };
+    crate::storage::document::add_domains(storage, names, entry).await
 }

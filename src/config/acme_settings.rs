@@ -69,6 +69,9 @@ pub enum AcmeSettingsError {
         /// Where `hmac_key_file:` is.
         at: String,
     },
+    /// `acme.on_demand` is refused.
+    #[error(transparent)]
+    OnDemand(#[from] super::on_demand::OnDemandConfigError),
     /// `fallback_to_staging` with a directory that has no known staging.
     #[error(
         "acme.fallback_to_staging: the directory `{directory}` has no staging directory sniwalk \

@@ -165,6 +165,7 @@ impl Config {
         }
         check_names(&domains, &acme, text).map_err(|e| invalid(e.into()))?;
         check_acme_listeners(&domains, &listeners, &acme, text).map_err(invalid)?;
+        check_on_demand(&listeners, &acme, text).map_err(invalid)?;
         let rescan_interval = raw.rescan_interval.map_or(DEFAULT_RESCAN_INTERVAL, |d| d.0);
         if rescan_interval < Duration::from_secs(1) {
             return Err(invalid(ConfigProblem::RescanInterval {
@@ -298,6 +299,33 @@ fn acme_from_raw(raw: RawAcme, paths: &PathResolver<'_>) -> Result<AcmeConfig, A
             .transpose()?,
         eab,
         staging_check_directory,
+        on_demand: raw
+            .on_demand
+            .map(|o| super::on_demand::on_demand_from_raw(o, paths.text))
+            .transpose()?,
+    })
+}
+
+/// On-demand names are validated with the global challenge: dns-01 cannot
+/// reach customers' zones, and the other two need their listener.
+fn check_on_demand(
+    listeners: &[ListenerConfig],
+    acme: &AcmeConfig,
+    text: &str,
+) -> Result<(), ConfigProblem> {
+    if acme.on_demand.is_none() {
+        return Ok(());
+    }
+    let answerable = acme
+        .challenge
+        .listener_kind()
+        .is_some_and(|needed| listeners.iter().any(|l| l.kind == needed));
+    if answerable {
+        return Ok(());
+    }
+    Err(ConfigProblem::OnDemandChallenge {
+        challenge: acme.challenge,
+        at: locate(text, "on_demand:"),
     })
 }
 

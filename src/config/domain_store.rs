@@ -28,6 +28,10 @@ pub struct StoredDomain {
     /// Whether ACME manages its certificate.
     #[serde(default)]
     pub acme: bool,
+    /// Added by on-demand certificates (README, "On-demand certificates"):
+    /// taken out again when its first order fails.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_demand: bool,
 }
 
 impl DomainStore {

@@ -134,6 +134,28 @@ pub enum ConfigProblem {
         /// Where `lock_lease:` is.
         at: String,
     },
+    /// `acme.on_demand` with a challenge it cannot use, or no listener to
+    /// answer its challenge.
+    #[error(
+        "acme.on_demand: names ordered on demand are validated with acme.challenge `{}`, {}{at}",
+        challenge.as_str(),
+        match challenge.listener_kind() {
+            None => "which needs TXT records in the names' own zones (customers' zones sniwalk \
+                     cannot update); use http-01 or tls-alpn-01 for on-demand names"
+                .to_string(),
+            Some(kind) => format!(
+                "answered on a listener with `kind: {}`, but there is none; {}",
+                kind.as_str(),
+                missing_listener_fix(*challenge)
+            ),
+        }
+    )]
+    OnDemandChallenge {
+        /// The global challenge.
+        challenge: ChallengeKind,
+        /// Where `on_demand:` is.
+        at: String,
+    },
     /// Domains with ACME enabled, and no listener for the challenge.
     #[error(
         "domains.{}.acme: ACME is enabled for {}, and the `{}` challenge is answered on a \

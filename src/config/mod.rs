@@ -45,6 +45,7 @@ mod listener;
 mod log_settings;
 mod logs;
 mod names;
+mod on_demand;
 mod paths;
 mod positions;
 mod raw;
@@ -77,6 +78,10 @@ pub use listener::ListenerError;
 pub use log_settings::{AccessLogConfig, AccessLogFormat, DEFAULT_LOG_LEVEL, LogConfig, LogFormat};
 pub use logs::LogsConfigError;
 pub use names::{NamesError, effective_challenge, listed_by, normalize_listed_name, order_names};
+pub use on_demand::{
+    DEFAULT_BURST, DEFAULT_RATE, DEFAULT_REFUSED_FOR, DEFAULT_WAIT, OnDemandConfig,
+    OnDemandConfigError, Rate, parse_rate,
+};
 pub use paths::PathError;
 pub use rfc2136::{DEFAULT_PROPAGATION_TIMEOUT, Rfc2136Config, Rfc2136ConfigError, TsigAlgorithm};
 pub use schema::json_schema;

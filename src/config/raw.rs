@@ -193,6 +193,9 @@ pub(super) struct RawAcme {
     /// The staging directory of `fallback_to_staging`: `staging` or an https:// URL (default: Let's Encrypt staging when the directory is Let's Encrypt production; required otherwise).
     #[serde(default)]
     pub(super) staging_directory: Option<DirectoryField>,
+    /// On-demand certificates: a handshake for a name no domain answers orders one when the `ask` endpoint allows it, at most `rate` (README, "On-demand certificates").
+    #[serde(default)]
+    pub(super) on_demand: Option<super::on_demand::RawOnDemand>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -309,6 +309,7 @@ fn full_configuration_parses() {
             rfc2136: None,
             eab: None,
             staging_check_directory: None,
+            on_demand: None,
         }
     );
 }
@@ -1922,12 +1923,20 @@ fn domain_store_is_merged_on_load() {
     std::fs::write(&file, format!("{MINIMAL}state_dir: state\n")).expect("config");
     let state = crate::state_layout::StateLayout::new(dir.path().join("state"));
     let mut store = DomainStore::default();
-    store
-        .domains
-        .insert("new.example.com".into(), StoredDomain { acme: true });
-    store
-        .domains
-        .insert("example.com".into(), StoredDomain { acme: true });
+    store.domains.insert(
+        "new.example.com".into(),
+        StoredDomain {
+            acme: true,
+            on_demand: false,
+        },
+    );
+    store.domains.insert(
+        "example.com".into(),
+        StoredDomain {
+            acme: true,
+            on_demand: false,
+        },
+    );
     store.write(&state).expect("write store");
     let config = Config::load(&file).expect("loads");
     let added = domain(&config, "new.example.com");
@@ -2656,4 +2665,83 @@ fn acme_fallback_to_staging() {
     );
     let yaml = with_acme("  fallback_to_staging: true\n  staging_directory: http://x/dir\n");
     assert_contains_all(&err(&yaml), &["staging_directory", "https"], &yaml);
+}
+
+/// `acme.on_demand`: `ask` required, defaults for the rest, each value
+/// checked with the field named, and a challenge it can answer.
+#[test]
+fn acme_on_demand() {
+    let with_http = |fields: &str| {
+        format!(
+            "{MINIMAL}listeners:\n  - {{ name: plain, kind: http, bind: \"127.0.0.1:8080\" }}\n\
+             acme:\n{fields}"
+        )
+    };
+    assert_eq!(ok(MINIMAL).acme.on_demand, None);
+    let config = ok(&with_http(
+        "  on_demand: { ask: \"http://127.0.0.1:9000/allowed\" }\n",
+    ));
+    assert_eq!(
+        config.acme.on_demand,
+        Some(crate::config::OnDemandConfig {
+            ask: "http://127.0.0.1:9000/allowed".into(),
+            rate: crate::config::DEFAULT_RATE,
+            burst: crate::config::DEFAULT_BURST,
+            wait: crate::config::DEFAULT_WAIT,
+            refused_for: crate::config::DEFAULT_REFUSED_FOR,
+        })
+    );
+    let config = ok(&with_http(
+        "  on_demand:\n    ask: https://tenants.example/ok\n    rate: 5/h\n    burst: 2\n    \
+         wait: 0\n    refused_for: 1h\n",
+    ));
+    let on_demand = config.acme.on_demand.expect("on_demand");
+    assert_eq!(
+        (on_demand.rate.count, on_demand.rate.per.as_secs()),
+        (5, 3600)
+    );
+    assert_eq!(on_demand.burst, 2);
+    assert_eq!(on_demand.wait, Duration::ZERO);
+    assert_eq!(on_demand.refused_for, Duration::from_secs(3600));
+
+    for (fields, says) in [
+        (
+            "ask: 127.0.0.1:9000",
+            &["acme.on_demand.ask", "http://", "line 7"][..],
+        ),
+        (
+            "ask: \"http://x/a\", rate: 10/day",
+            &["acme.on_demand.rate", "N/min"],
+        ),
+        ("ask: \"http://x/a\", burst: 0", &["acme.on_demand.burst"]),
+        (
+            "ask: \"http://x/a\", wait: 31s",
+            &["acme.on_demand.wait", "30s"],
+        ),
+        (
+            "ask: \"http://x/a\", refused_for: 0",
+            &["acme.on_demand.refused_for"],
+        ),
+        ("rate: 1/s", &["ask"]),
+        ("ask: \"http://x/a\", when: always", &["when"]),
+    ] {
+        let yaml = with_http(&format!("  on_demand: {{ {fields} }}\n"));
+        assert_contains_all(&err(&yaml), says, &yaml);
+    }
+    // No listener for the challenge, or dns-01 (customers' zones).
+    let yaml = with_acme("  on_demand: { ask: \"http://x/a\" }\n");
+    assert_contains_all(
+        &err(&yaml),
+        &["acme.on_demand", "http-01", "kind: http"],
+        &yaml,
+    );
+    let yaml = with_http(
+        "  challenge: dns-01\n  rfc2136: { server: 127.0.0.1, tsig_key_name: k, \
+         tsig_secret_file: k.secret }\n  on_demand: { ask: \"http://x/a\" }\n",
+    );
+    assert_contains_all(
+        &err(&yaml),
+        &["acme.on_demand", "dns-01", "customers' zones"],
+        &yaml,
+    );
 }

@@ -216,6 +216,8 @@ pub struct AcmeConfig {
     /// Where the staging check runs (`acme.fallback_to_staging`, with
     /// `acme.staging_directory` or its default); `None`: no staging check.
     pub staging_check_directory: Option<String>,
+    /// On-demand certificates (`acme.on_demand`); `None`: off.
+    pub on_demand: Option<super::on_demand::OnDemandConfig>,
 }
 
 /// The validated `acme.rfc2136` block. The secret file is read when an
@@ -258,6 +260,7 @@ impl Default for AcmeConfig {
             rfc2136: None,
             eab: None,
             staging_check_directory: None,
+            on_demand: None,
         }
     }
 }

@@ -45,6 +45,9 @@ pub struct ListenerShared {
     pub proxy_refusals: LogLimit,
     /// The access log for the current settings (read only while it is on).
     pub access_logs: AccessLogSlot,
+    /// On-demand certificates, consulted before the certificate is chosen
+    /// when `acme.on_demand` is on.
+    pub on_demand: Option<Arc<crate::acme::on_demand::OnDemand>>,
 }
 
 impl ListenerShared {
@@ -180,6 +183,35 @@ pub(super) fn http1_builder(limits: &crate::config::Limits) -> hyper::server::co
     http
 }
 
+/// The handshake with `acme.on_demand` on: the ClientHello is read first
+/// (within `timeout`), its name is given to on-demand certificates (which
+/// hold it at most `on_demand.wait`), then the handshake goes on (within
+/// `timeout` again) with the certificate the snapshot then gives. A
+/// TLS-ALPN-01 validation is never held.
+async fn accept_on_demand(
+    tcp: TcpStream,
+    tls: &TlsAcceptor,
+    timeout: Duration,
+    listener: usize,
+    on_demand: &Arc<crate::acme::on_demand::OnDemand>,
+) -> Result<std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>, tokio::time::error::Elapsed>
+{
+    let lazy = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+    let start = match tokio::time::timeout(timeout, lazy).await? {
+        Ok(start) => start,
+        Err(e) => return Ok(Err(e)),
+    };
+    let hello = start.client_hello();
+    let validation = hello
+        .alpn()
+        .is_some_and(|mut alpn| alpn.any(|p| p == ACME_TLS_ALPN));
+    if let Some(sni) = hello.server_name().filter(|_| !validation) {
+        let sni = sni.to_string();
+        on_demand.hold(listener, &sni).await;
+    }
+    tokio::time::timeout(timeout, start.into_stream(tls.config().clone())).await
+}
+
 /// Runs the TLS handshake within the listener's handshake timeout, counts
 /// it, and logs the first use of the default certificate (flagged by the
 /// resolver, which may not log itself).
@@ -198,7 +230,11 @@ pub(super) async fn handshake<T>(
     describe: impl FnOnce(&Snapshot, Choice<'_>) -> T,
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, T)> {
     let timeout = shared.settings().limits.handshake_timeout;
-    let stream = match tokio::time::timeout(timeout, tls.accept(tcp)).await {
+    let accepted = match shared.on_demand.as_ref().filter(|o| o.is_on()) {
+        Some(on_demand) => accept_on_demand(tcp, tls, timeout, shared.index, on_demand).await,
+        None => tokio::time::timeout(timeout, tls.accept(tcp)).await,
+    };
+    let stream = match accepted {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             let reason = FailureReason::of_io(&e);

@@ -192,17 +192,32 @@ impl Handler {
     }
 }
 
+/// What the TLS handshakes of every listener share besides the snapshot.
+pub struct Handshakes {
+    /// Pending TLS-ALPN-01 challenges.
+    pub challenges: Arc<ChallengeStore>,
+    /// Session ticket keys shared by instances (a file or the storage);
+    /// `None`: per-process keys rotated by rustls.
+    pub tickets: Option<Arc<dyn rustls::server::ProducesTickets>>,
+    /// On-demand certificates (`acme.on_demand`).
+    pub on_demand: Option<Arc<crate::acme::on_demand::OnDemand>>,
+}
+
 /// Serves every listener until `shutdown` completes, then shuts down as the
 /// module documentation says.
 pub async fn serve(
     config: &Config,
     sockets: Vec<TcpListener>,
     store: SnapshotReader,
-    challenges: Arc<ChallengeStore>,
+    handshakes: Handshakes,
     metrics: Arc<Metrics>,
-    tickets: Option<Arc<dyn rustls::server::ProducesTickets>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let Handshakes {
+        challenges,
+        tickets,
+        on_demand,
+    } = handshakes;
     if sockets.len() != config.listeners.len() {
         return Err(ServeError::ListenerCount {
             given: sockets.len(),
@@ -221,6 +236,7 @@ pub async fn serve(
             metrics: metrics.listener(index, listener),
             proxy_refusals: Default::default(),
             access_logs: AccessLogSlot::new(listener.access_log.as_ref()),
+            on_demand: on_demand.clone(),
         };
         let handler = match listener.kind {
             ListenerKind::Https => Handler::Https(

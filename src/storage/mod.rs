@@ -9,7 +9,8 @@
 //!   `open`: the engine the configuration names; `health`: whether it
 //!   can be reached; `liveness`: this instance's key on a lease;
 //!   `ticket_keys`: session ticket keys rotated under a lock; `probe`:
-//!   `sniwalk check`'s look at it.
+//!   `sniwalk check`'s look at it; `document`: read-modify-write of a
+//!   shared JSON document (the domain store) with a compare-and-swap.
 //! - `migrate`: `sniwalk storage ls` (what a storage holds, never a value)
 //!   and `sniwalk storage migrate` (one storage copied into another).
 //! - `etcd`: the etcd engine (cargo feature `etcd`); `etcd_tasks`: its
@@ -20,6 +21,7 @@
 mod api;
 mod dir;
 pub mod dir_lock;
+pub mod document;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
