@@ -74,6 +74,7 @@ pub struct OnDemand {
     asker: Option<Asker>,
     asks: Arc<Semaphore>,
     state: Mutex<State>,
+    refusals: crate::proxy::log_limit::LogLimit,
 }
 
 impl std::fmt::Debug for OnDemand {
@@ -112,6 +113,7 @@ impl OnDemand {
             asker,
             asks: Arc::new(Semaphore::new(MAX_ASKS_IN_FLIGHT)),
             state: Mutex::new(State::default()),
+            refusals: Default::default(),
         })
     }
 
@@ -121,12 +123,22 @@ impl OnDemand {
         self.parts.config.borrow().acme.on_demand.is_some()
     }
 
-    /// Called with the name of a ClientHello on `listener`: when no domain
-    /// answers it, asks about it (or joins the question already asked) and
+    /// Whether a handshake for `sni` on `listener` is one to [`hold`]:
+    /// `acme.on_demand` is on and [`wanted`] says so. No allocation.
+    ///
+    /// [`hold`]: OnDemand::hold
+    pub fn wants(&self, listener: usize, sni: &str) -> bool {
+        self.is_on() && wanted(&self.parts.store.load(), listener, sni)
+    }
+
+    /// Called with the name of a ClientHello that [`OnDemand::wants`]:
+    /// asks about it (or joins the question already asked) and
     /// returns once it is decided, issued, or `on_demand.wait` has passed;
     /// at once for known names, refused ones, and when all `ask` slots are
     /// busy. The handshake then goes on with whatever the snapshot gives.
-    pub async fn hold(self: &Arc<Self>, listener: usize, sni: &str) {
+    ///
+    /// Callers ask [`OnDemand::wants`] first, which costs no allocation.
+    pub async fn hold(self: &Arc<Self>, sni: &str) {
         let (settings, expected) = {
             let config = self.parts.config.borrow();
             match &config.acme.on_demand {
@@ -134,9 +146,6 @@ impl OnDemand {
                 None => return,
             }
         };
-        if !wanted(&self.parts.store.load(), listener, sni) {
-            return;
-        }
         let Ok(name) = normalize_domain_name(sni) else {
             return;
         };
@@ -191,13 +200,31 @@ impl OnDemand {
                 state
                     .refused
                     .refuse(&name, now + admission.settings.refused_for, now);
-                tracing::info!(
-                    domain = %name,
-                    outcome = refusal.outcome.as_str(),
-                    refused_for_secs = admission.settings.refused_for.as_secs(),
-                    "acme.on_demand: no certificate for {name}: {}",
-                    refusal.reason
-                );
+                // A flood of unknown names must not flood the log: one
+                // `info` line per 10 s says how many, the others `debug`.
+                match self.refusals.admit() {
+                    Some(count) if refusal.outcome == OnDemandOutcome::AskFailed => tracing::warn!(
+                        domain = %name,
+                        outcome = refusal.outcome.as_str(),
+                        refused_since_last_line = count,
+                        "acme.on_demand: no certificate for {name}: {}",
+                        refusal.reason
+                    ),
+                    Some(count) => tracing::info!(
+                        domain = %name,
+                        outcome = refusal.outcome.as_str(),
+                        refused_for_secs = admission.settings.refused_for.as_secs(),
+                        refused_since_last_line = count,
+                        "acme.on_demand: no certificate for {name}: {}",
+                        refusal.reason
+                    ),
+                    None => tracing::debug!(
+                        domain = %name,
+                        outcome = refusal.outcome.as_str(),
+                        "acme.on_demand: no certificate for {name}: {}",
+                        refusal.reason
+                    ),
+                }
             }
             state.pending.remove(&name);
         }
@@ -237,10 +264,7 @@ impl OnDemand {
                     format!("the ask endpoint answered {status}"),
                 ));
             }
-            Err(e) => {
-                tracing::warn!(domain = %name, "acme.on_demand: {e}; the name is refused");
-                return Err(refuse(OnDemandOutcome::AskFailed, e.to_string()));
-            }
+            Err(e) => return Err(refuse(OnDemandOutcome::AskFailed, e.to_string())),
         }
         self.budget(settings, true)
             .map_err(|reason| refuse(OnDemandOutcome::RateLimited, reason))?;

@@ -205,9 +205,11 @@ async fn accept_on_demand(
     let validation = hello
         .alpn()
         .is_some_and(|mut alpn| alpn.any(|p| p == ACME_TLS_ALPN));
-    if let Some(sni) = hello.server_name().filter(|_| !validation) {
+    if let Some(sni) = hello.server_name().filter(|_| !validation)
+        && on_demand.wants(listener, sni)
+    {
         let sni = sni.to_string();
-        on_demand.hold(listener, &sni).await;
+        on_demand.hold(&sni).await;
     }
     tokio::time::timeout(timeout, start.into_stream(tls.config().clone())).await
 }
