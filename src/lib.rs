@@ -281,6 +281,9 @@ pub async fn run_with(
         writer: writer.clone(),
         metrics: metrics.clone(),
     });
+    if config.acme.on_demand.is_some() {
+        tokio::spawn(on_demand.clone().resume());
+    }
     let admin_storage = shared.clone();
     let liveness_task = tokio::spawn(storage::liveness::keep_alive(
         shared.clone(),

@@ -16,22 +16,24 @@
 
 pub mod ask;
 pub mod rate;
+pub mod refusal;
 pub mod refused;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use self::ask::{Answer, Asker};
+use self::ask::{Answer, AskError, Asker};
 use self::rate::TokenBucket;
+use self::refusal::Refusal;
 use self::refused::RefusedNames;
 use super::manager::{ManagerHandle, OrderEvent};
-use crate::config::{Config, OnDemandConfig, StoredDomain, normalize_domain_name};
+use crate::config::{Config, DomainStore, OnDemandConfig, StoredDomain, normalize_domain_name};
 use crate::fsio::StateWriter;
 use crate::metrics::{Metrics, OnDemandOutcome};
 use crate::reload::{Reload, ReloadHandle};
@@ -92,10 +94,58 @@ struct State {
     bucket: Option<TokenBucket>,
 }
 
-/// Why a name gets no order now; remembered as refused.
-struct Refusal {
-    outcome: OnDemandOutcome,
-    reason: String,
+/// What a handshake's name is to on-demand certificates ([`classify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// A domain (or a listed name) answers it, the certificate the tree
+    /// gives covers it, or it is no name to order (an IP address, no dot,
+    /// too long).
+    Answered,
+    /// A domain without a certificate yet: held only while on-demand
+    /// certificates are ordering it.
+    Loading,
+    /// No domain answers it: asked about.
+    Unknown,
+}
+
+/// What `sni` is on `listener` in `snapshot`. No allocation (but for an
+/// upper-case name, which rustls never passes), no lock: the cost every
+/// handshake pays while `acme.on_demand` is on.
+pub fn classify(snapshot: &Snapshot, listener: usize, sni: &str) -> NameKind {
+    let name = sni.strip_suffix('.').unwrap_or(sni);
+    if !name.contains('.') || name.len() > 253 || name.parse::<IpAddr>().is_ok() {
+        return NameKind::Answered;
+    }
+    let choice = snapshot.choose(listener, Some(name));
+    if matches!(choice.step, Step::Exact | Step::Listed) || choice.certificate.facts.covers(name) {
+        return NameKind::Answered;
+    }
+    let tree = snapshot.tree();
+    let known = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        tree.id(&name.to_ascii_lowercase()).is_some()
+    } else {
+        tree.id(name).is_some()
+    };
+    if known {
+        NameKind::Loading
+    } else {
+        NameKind::Unknown
+    }
+}
+
+/// Takes a name out of `pending` and wakes its handshakes however its
+/// admission ends (a refusal, success, or a panic).
+struct Pending {
+    on_demand: Arc<OnDemand>,
+    name: String,
+    decided: watch::Sender<bool>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.on_demand.state().pending.remove(&self.name);
+        let _ = self.decided.send(true);
+    }
 }
 
 impl OnDemand {
@@ -117,6 +167,11 @@ impl OnDemand {
         })
     }
 
+    /// The state; a panic elsewhere never locks it for good.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Whether `acme.on_demand` is set now (a read of the configuration's
     /// watch, once per connection).
     pub fn is_on(&self) -> bool {
@@ -124,20 +179,31 @@ impl OnDemand {
     }
 
     /// Whether a handshake for `sni` on `listener` is one to [`hold`]:
-    /// `acme.on_demand` is on and [`wanted`] says so. No allocation.
+    /// `acme.on_demand` is on and the name is unknown, or being ordered on
+    /// demand. No allocation for the names a domain answers.
     ///
     /// [`hold`]: OnDemand::hold
     pub fn wants(&self, listener: usize, sni: &str) -> bool {
-        self.is_on() && wanted(&self.parts.store.load(), listener, sni)
+        if !self.is_on() {
+            return false;
+        }
+        match classify(&self.parts.store.load(), listener, sni) {
+            NameKind::Answered => false,
+            NameKind::Unknown => true,
+            NameKind::Loading => {
+                let name = sni.strip_suffix('.').unwrap_or(sni);
+                self.state()
+                    .pending
+                    .contains_key(name.to_ascii_lowercase().as_str())
+            }
+        }
     }
 
     /// Called with the name of a ClientHello that [`OnDemand::wants`]:
-    /// asks about it (or joins the question already asked) and
-    /// returns once it is decided, issued, or `on_demand.wait` has passed;
-    /// at once for known names, refused ones, and when all `ask` slots are
+    /// asks about it (or joins the question or order already under way)
+    /// and returns once it is decided, issued, or `on_demand.wait` has
+    /// passed; at once for refused names and when all `ask` slots are
     /// busy. The handshake then goes on with whatever the snapshot gives.
-    ///
-    /// Callers ask [`OnDemand::wants`] first, which costs no allocation.
     pub async fn hold(self: &Arc<Self>, sni: &str) {
         let (settings, expected) = {
             let config = self.parts.config.borrow();
@@ -150,9 +216,7 @@ impl OnDemand {
             return;
         };
         let mut decided = {
-            let Ok(mut state) = self.state.lock() else {
-                return;
-            };
+            let mut state = self.state();
             if state.refused.is_refused(&name, Instant::now()) {
                 self.parts.metrics.on_demand(OnDemandOutcome::RefusedBefore);
                 return;
@@ -170,12 +234,17 @@ impl OnDemand {
                     };
                     let (tx, rx) = watch::channel(false);
                     state.pending.insert(name.clone(), rx.clone());
+                    let pending = Pending {
+                        on_demand: self.clone(),
+                        name: name.clone(),
+                        decided: tx,
+                    };
                     let admission = Admission {
                         name,
                         settings: settings.clone(),
                         expected,
                     };
-                    tokio::spawn(self.clone().admit(admission, permit, tx));
+                    tokio::spawn(self.clone().admit(admission, permit, pending));
                     rx
                 }
             }
@@ -183,55 +252,57 @@ impl OnDemand {
         let _ = tokio::time::timeout(settings.wait, decided.wait_for(|done| *done)).await;
     }
 
-    /// Decides about one name and, if it may, orders it; the waiting
-    /// handshakes are told once it is decided.
+    /// Decides about one name and, if it may, orders it; `pending` wakes
+    /// the waiting handshakes when this ends, however it ends.
     async fn admit(
         self: Arc<Self>,
         admission: Admission,
         permit: OwnedSemaphorePermit,
-        decided: watch::Sender<bool>,
+        pending: Pending,
     ) {
         let started = Instant::now();
-        let name = admission.name.clone();
-        let result = self.try_admit(&admission, permit, &decided, started).await;
-        if let Ok(mut state) = self.state.lock() {
-            if let Err(refusal) = &result {
-                let now = Instant::now();
-                state
-                    .refused
-                    .refuse(&name, now + admission.settings.refused_for, now);
-                // A flood of unknown names must not flood the log: one
-                // `info` line per 10 s says how many, the others `debug`.
-                match self.refusals.admit() {
-                    Some(count) if refusal.outcome == OnDemandOutcome::AskFailed => tracing::warn!(
-                        domain = %name,
-                        outcome = refusal.outcome.as_str(),
-                        refused_since_last_line = count,
-                        "acme.on_demand: no certificate for {name}: {}",
-                        refusal.reason
-                    ),
-                    Some(count) => tracing::info!(
-                        domain = %name,
-                        outcome = refusal.outcome.as_str(),
-                        refused_for_secs = admission.settings.refused_for.as_secs(),
-                        refused_since_last_line = count,
-                        "acme.on_demand: no certificate for {name}: {}",
-                        refusal.reason
-                    ),
-                    None => tracing::debug!(
-                        domain = %name,
-                        outcome = refusal.outcome.as_str(),
-                        "acme.on_demand: no certificate for {name}: {}",
-                        refusal.reason
-                    ),
+        let name = admission.name.as_str();
+        let result = self.try_admit(&admission, permit).await;
+        match result {
+            Ok(()) => tracing::info!(
+                domain = %name,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "acme.on_demand: certificate issued and served"
+            ),
+            Err(refusal) => {
+                if refusal.after_storing() {
+                    self.forget_stored(name).await;
                 }
+                let remembered = refusal.remembered_for(admission.settings.refused_for);
+                let now = Instant::now();
+                self.state().refused.refuse(name, now + remembered, now);
+                self.parts.metrics.on_demand(refusal.outcome());
+                self.log_refusal(name, &refusal, remembered);
             }
-            state.pending.remove(&name);
         }
-        if let Err(refusal) = result {
-            self.parts.metrics.on_demand(refusal.outcome);
+        drop(pending);
+    }
+
+    /// One line per refusal, at most one `info` (or `warn`) line per 10 s
+    /// saying how many came since: a flood of unknown names must not flood
+    /// the log; the others at `debug`.
+    fn log_refusal(&self, name: &str, refusal: &Refusal, remembered: Duration) {
+        let outcome = refusal.outcome().as_str();
+        let refused_for_secs = remembered.as_secs();
+        match self.refusals.admit() {
+            Some(count) if matches!(refusal, Refusal::AskFailed(_)) => tracing::warn!(
+                domain = %name, outcome, refused_for_secs, refused_since_last_line = count,
+                "acme.on_demand: no certificate for {name}: {refusal}"
+            ),
+            Some(count) => tracing::info!(
+                domain = %name, outcome, refused_for_secs, refused_since_last_line = count,
+                "acme.on_demand: no certificate for {name}: {refusal}"
+            ),
+            None => tracing::debug!(
+                domain = %name, outcome, refused_for_secs,
+                "acme.on_demand: no certificate for {name}: {refusal}"
+            ),
         }
-        let _ = decided.send(true);
     }
 
     /// The checks, the domain store and the order, in turn; the first that
@@ -240,82 +311,43 @@ impl OnDemand {
         &self,
         admission: &Admission,
         permit: OwnedSemaphorePermit,
-        decided: &watch::Sender<bool>,
-        started: Instant,
     ) -> Result<(), Refusal> {
         let name = admission.name.as_str();
-        let settings = &admission.settings;
-        let refuse = |outcome, reason: String| Refusal { outcome, reason };
         // Over the rate already: no order could follow, so `ask` is not
         // bothered (a flood of names costs it nothing once the budget is
         // spent); the token itself is taken only once `ask` allows.
-        self.budget(settings, false)
-            .map_err(|reason| refuse(OnDemandOutcome::RateLimited, reason))?;
+        self.budget(&admission.settings, false)?;
         let answer = match &self.asker {
-            Some(asker) => asker.ask(&settings.ask, name).await,
-            None => Err(ask::AskError::Tls("no TLS client".into())),
+            Some(asker) => asker.ask(&admission.settings.ask, name).await,
+            None => Err(AskError::Tls("no TLS client could be made".into())),
         };
         drop(permit);
-        match answer {
-            Ok(Answer::Allowed) => {}
-            Ok(Answer::Refused(status)) => {
-                return Err(refuse(
-                    OnDemandOutcome::RefusedByAsk,
-                    format!("the ask endpoint answered {status}"),
-                ));
-            }
-            Err(e) => return Err(refuse(OnDemandOutcome::AskFailed, e.to_string())),
+        match answer.map_err(Refusal::AskFailed)? {
+            Answer::Allowed => {}
+            Answer::Refused(status) => return Err(Refusal::RefusedByAsk(status)),
         }
-        self.budget(settings, true)
-            .map_err(|reason| refuse(OnDemandOutcome::RateLimited, reason))?;
+        self.budget(&admission.settings, true)?;
         super::preflight::check(name, &admission.expected)
             .await
-            .map_err(|e| refuse(OnDemandOutcome::PreflightFailed, e.to_string()))?;
-        self.store_and_load(name)
-            .await
-            .map_err(|reason| refuse(OnDemandOutcome::StoreFailed, reason))?;
+            .map_err(Refusal::Preflight)?;
+        self.store_and_load(name).await?;
         tracing::info!(domain = %name, "acme.on_demand: allowed by ask; ordering a certificate");
         self.parts.metrics.on_demand(OnDemandOutcome::Ordered);
-        match self.order(name).await {
-            Ok(()) => {
-                tracing::info!(
-                    domain = %name,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "acme.on_demand: certificate issued and served"
-                );
-                let _ = decided.send(true);
-                Ok(())
-            }
-            Err(reason) => {
-                // Out of the domain store again, so a name that cannot be
-                // validated is not retried forever: after `refused_for`, a
-                // handshake asks about it afresh.
-                let _writer = self.parts.writer.lock().await;
-                let removed =
-                    crate::storage::document::remove_domain(&self.parts.storage, name, |entry| {
-                        entry.on_demand
-                    })
-                    .await;
-                if let Err(e) = &removed {
-                    tracing::warn!(domain = %name, "acme.on_demand: the failed name stays in the domain store: {e}");
-                }
-                self.parts.reloads.send(Reload::All);
-                Err(refuse(OnDemandOutcome::OrderFailed, reason))
-            }
-        }
+        self.order(name).await
     }
 
     /// Whether the order budget has one order left (and takes it when
-    /// `take`), or says when the next one comes.
-    fn budget(&self, settings: &OnDemandConfig, take: bool) -> Result<(), String> {
-        let Ok(mut state) = self.state.lock() else {
-            return Err("internal error (a lock was poisoned)".into());
-        };
+    /// `take`). The budget follows the current `rate` and `burst` (a
+    /// reload keeps the orders left, never hands out a fresh burst).
+    fn budget(&self, admitted_with: &OnDemandConfig, take: bool) -> Result<(), Refusal> {
+        let current = self.parts.config.borrow().acme.on_demand.clone();
+        let settings = current.as_ref().unwrap_or(admitted_with);
         let now = Instant::now();
-        let bucket = match &mut state.bucket {
-            Some(bucket) if bucket.is_for(settings.rate, settings.burst) => bucket,
-            slot => slot.insert(TokenBucket::new(settings.rate, settings.burst, now)),
-        };
+        let mut state = self.state();
+        let bucket = state
+            .bucket
+            .get_or_insert_with(|| TokenBucket::new(settings.rate, settings.burst, now));
+        bucket.retune(settings.rate, settings.burst, now);
         let there = if take {
             bucket.take(now)
         } else {
@@ -324,18 +356,17 @@ impl OnDemand {
         if there {
             return Ok(());
         }
-        Err(format!(
-            "over acme.on_demand.rate ({}/{}s, burst {}); the next order is possible in {}s",
-            settings.rate.count,
-            settings.rate.per.as_secs(),
-            settings.burst,
-            bucket.next_token_in(now).as_secs() + 1
-        ))
+        Err(Refusal::OverRate {
+            count: settings.rate.count,
+            per_secs: settings.rate.per.as_secs(),
+            burst: settings.burst,
+            next_secs: bucket.next_token_in(now).as_secs() + 1,
+        })
     }
 
     /// Adds the name to the domain store as an ACME domain (on demand) and
     /// waits until this instance has loaded it.
-    async fn store_and_load(&self, name: &str) -> Result<(), String> {
+    async fn store_and_load(&self, name: &str) -> Result<(), Refusal> {
         {
             let _writer = self.parts.writer.lock().await;
             let entry = StoredDomain {
@@ -344,7 +375,7 @@ impl OnDemand {
             };
             crate::storage::document::add_domains(&self.parts.storage, &[name.to_string()], entry)
                 .await
-                .map_err(|e| format!("adding it to the domain store: {e}"))?;
+                .map_err(Refusal::Store)?;
         }
         self.parts.reloads.send(Reload::All);
         let place = Place::Domain(name.to_string());
@@ -353,16 +384,11 @@ impl OnDemand {
             .wait_for(LOAD_TIMEOUT, |snapshot| snapshot.report(&place).is_some())
             .await
             .map(|_| ())
-            .map_err(|_| {
-                format!(
-                    "it was added to the domain store but not loaded within {}s; see the log",
-                    LOAD_TIMEOUT.as_secs()
-                )
-            })
+            .map_err(|_| Refusal::NotLoaded(LOAD_TIMEOUT.as_secs()))
     }
 
     /// Asks the ACME task for the order and follows it to its end.
-    async fn order(&self, name: &str) -> Result<(), String> {
+    async fn order(&self, name: &str) -> Result<(), Refusal> {
         let mut events = self.parts.acme.order(name);
         while let Some(event) = events.recv().await {
             if let OrderEvent::Done(outcome) = event {
@@ -370,10 +396,97 @@ impl OnDemand {
                     self.parts.metrics.on_demand(OnDemandOutcome::Issued);
                     return Ok(());
                 }
-                return Err(format!("the order failed: {}", outcome.message));
+                return Err(Refusal::OrderFailed(outcome.message));
             }
         }
-        Err("the ACME task stopped before the order ended".into())
+        Err(Refusal::Stopped)
+    }
+
+    /// Takes a name that never got its certificate out of the domain store
+    /// again (only if on-demand certificates put it there), so it is not
+    /// retried forever: after its refusal, a handshake asks afresh.
+    async fn forget_stored(&self, name: &str) {
+        let removed = {
+            let _writer = self.parts.writer.lock().await;
+            crate::storage::document::remove_domain(&self.parts.storage, name, |entry| {
+                entry.on_demand
+            })
+            .await
+        };
+        match removed {
+            Ok(true) => {
+                tracing::info!(domain = %name, "acme.on_demand: taken out of the domain store again");
+                self.parts.reloads.send(Reload::All);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                domain = %name,
+                "acme.on_demand: {name} stays in the domain store ({e}); remove it with \
+                 DELETE /domains/{name}, or it is retried at the next start"
+            ),
+        }
+    }
+
+    /// At start: names that on-demand certificates stored but that have no
+    /// certificate (the process stopped during their order) are followed
+    /// to the end of an order again, and taken out when it fails, as if
+    /// their first order had never been cut off.
+    pub async fn resume(self: Arc<Self>) {
+        let stored = match self
+            .parts
+            .storage
+            .engine()
+            .get(crate::storage::keys::DOMAINS)
+            .await
+        {
+            Ok(Some(stored)) => stored.value,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(
+                    "acme.on_demand: cannot read the domain store to resume orders: {e}"
+                );
+                return;
+            }
+        };
+        let origin = std::path::Path::new(crate::storage::keys::DOMAINS);
+        let Ok(store) = DomainStore::parse(&stored, origin) else {
+            return;
+        };
+        let snapshot = self.parts.store.load_full();
+        let unfinished: Vec<String> = store
+            .domains
+            .iter()
+            .filter(|(_, entry)| entry.on_demand)
+            .map(|(name, _)| name.clone())
+            .filter(|name| {
+                snapshot
+                    .tree()
+                    .id(name)
+                    .is_none_or(|id| snapshot.domain_certificate(id).is_none())
+            })
+            .collect();
+        drop(snapshot);
+        for name in unfinished {
+            let (tx, rx) = watch::channel(false);
+            self.state().pending.insert(name.clone(), rx);
+            let pending = Pending {
+                on_demand: self.clone(),
+                name: name.clone(),
+                decided: tx,
+            };
+            let on_demand = self.clone();
+            tokio::spawn(async move {
+                tracing::info!(domain = %name, "acme.on_demand: resuming the order cut off by a stop");
+                if let Err(refusal) = on_demand.order(&name).await {
+                    if refusal.after_storing() {
+                        on_demand.forget_stored(&name).await;
+                    }
+                    on_demand.parts.metrics.on_demand(refusal.outcome());
+                    tracing::info!(domain = %name, "acme.on_demand: no certificate for {name}: {refusal}");
+                }
+                drop(pending);
+            });
+        }
     }
 }
 
@@ -382,28 +495,4 @@ struct Admission {
     name: String,
     settings: OnDemandConfig,
     expected: Vec<IpAddr>,
-}
-
-/// Whether a handshake for `sni` on `listener` is one on-demand
-/// certificates are for: a name with a dot, not an IP address, that no
-/// domain answers (not a domain, not a listed name) and whose certificate
-/// from the tree does not cover it. No allocation, no lock: the cost every
-/// unknown name pays.
-pub fn wanted(snapshot: &Snapshot, listener: usize, sni: &str) -> bool {
-    let name = sni.strip_suffix('.').unwrap_or(sni);
-    if !name.contains('.') || name.len() > 253 || name.parse::<IpAddr>().is_ok() {
-        return false;
-    }
-    let choice = snapshot.choose(listener, Some(name));
-    if matches!(choice.step, Step::Exact | Step::Listed) || choice.certificate.facts.covers(name) {
-        return false;
-    }
-    // A configured domain without its certificate yet (an order in
-    // flight) is not unknown.
-    let tree = snapshot.tree();
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        tree.id(&name.to_ascii_lowercase()).is_none()
-    } else {
-        tree.id(name).is_none()
-    }
 }

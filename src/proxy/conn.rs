@@ -183,11 +183,12 @@ pub(super) fn http1_builder(limits: &crate::config::Limits) -> hyper::server::co
     http
 }
 
-/// The handshake with `acme.on_demand` on: the ClientHello is read first
-/// (within `timeout`), its name is given to on-demand certificates (which
-/// hold it at most `on_demand.wait`), then the handshake goes on (within
-/// `timeout` again) with the certificate the snapshot then gives. A
-/// TLS-ALPN-01 validation is never held.
+/// The handshake with `acme.on_demand` on: the ClientHello is read first,
+/// its name is given to on-demand certificates (which hold it at most
+/// `on_demand.wait`), then the handshake goes on with the certificate the
+/// snapshot then gives. One deadline, `timeout` from the start, covers the
+/// whole handshake but the hold (tokio-rustls' advice for
+/// `LazyConfigAcceptor`). A TLS-ALPN-01 validation is never held.
 async fn accept_on_demand(
     tcp: TcpStream,
     tls: &TlsAcceptor,
@@ -196,8 +197,9 @@ async fn accept_on_demand(
     on_demand: &Arc<crate::acme::on_demand::OnDemand>,
 ) -> Result<std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>, tokio::time::error::Elapsed>
 {
+    let deadline = tokio::time::Instant::now() + timeout;
     let lazy = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
-    let start = match tokio::time::timeout(timeout, lazy).await? {
+    let start = match tokio::time::timeout_at(deadline, lazy).await? {
         Ok(start) => start,
         Err(e) => return Ok(Err(e)),
     };
@@ -205,13 +207,15 @@ async fn accept_on_demand(
     let validation = hello
         .alpn()
         .is_some_and(|mut alpn| alpn.any(|p| p == ACME_TLS_ALPN));
+    let held_since = tokio::time::Instant::now();
     if let Some(sni) = hello.server_name().filter(|_| !validation)
         && on_demand.wants(listener, sni)
     {
         let sni = sni.to_string();
         on_demand.hold(&sni).await;
     }
-    tokio::time::timeout(timeout, start.into_stream(tls.config().clone())).await
+    let deadline = deadline + held_since.elapsed();
+    tokio::time::timeout_at(deadline, start.into_stream(tls.config().clone())).await
 }
 
 /// Runs the TLS handshake within the listener's handshake timeout, counts

@@ -25,10 +25,16 @@ impl TokenBucket {
         }
     }
 
-    /// Whether the bucket was made for these settings (a reload that
-    /// changes them starts a new one).
-    pub fn is_for(&self, rate: Rate, burst: u32) -> bool {
-        self.rate == rate && self.burst == burst
+    /// Takes new settings (a reload): the tokens left stay, up to the new
+    /// burst, so a reload never hands out a fresh burst.
+    pub fn retune(&mut self, rate: Rate, burst: u32, now: Instant) {
+        if self.rate == rate && self.burst == burst {
+            return;
+        }
+        self.refill(now);
+        self.rate = rate;
+        self.burst = burst;
+        self.tokens = self.tokens.min(f64::from(burst));
     }
 
     /// Whether a token is there at `now`, without taking it.

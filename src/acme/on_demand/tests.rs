@@ -28,11 +28,22 @@ fn the_bucket_allows_the_burst_then_the_rate() {
 }
 
 #[test]
-fn the_bucket_knows_its_settings() {
-    let bucket = TokenBucket::new(rate("1/s"), 2, Instant::now());
-    assert!(bucket.is_for(rate("1/s"), 2));
-    assert!(!bucket.is_for(rate("1/s"), 3));
-    assert!(!bucket.is_for(rate("1/min"), 2));
+fn a_reload_keeps_the_tokens_left() {
+    let start = Instant::now();
+    let mut bucket = TokenBucket::new(rate("1/min"), 3, start);
+    assert!(bucket.take(start));
+    assert!(bucket.take(start));
+    // One left: a larger burst does not refill it, a smaller one caps it.
+    bucket.retune(rate("1/min"), 10, start);
+    assert!(bucket.take(start));
+    assert!(!bucket.take(start));
+    bucket.retune(rate("1/s"), 1, start);
+    assert!(!bucket.take(start));
+    assert!(bucket.take(start + Duration::from_secs(5)));
+    assert!(
+        !bucket.take(start + Duration::from_secs(5)),
+        "capped at the new burst"
+    );
 }
 
 #[test]
