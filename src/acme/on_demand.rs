@@ -481,6 +481,20 @@ impl OnDemand {
                     if refusal.after_storing() {
                         on_demand.forget_stored(&name).await;
                     }
+                    let refused_for = on_demand
+                        .parts
+                        .config
+                        .borrow()
+                        .acme
+                        .on_demand
+                        .as_ref()
+                        .map_or(crate::config::DEFAULT_REFUSED_FOR, |o| o.refused_for);
+                    let now = Instant::now();
+                    on_demand.state().refused.refuse(
+                        &name,
+                        now + refusal.remembered_for(refused_for),
+                        now,
+                    );
                     on_demand.parts.metrics.on_demand(refusal.outcome());
                     tracing::info!(domain = %name, "acme.on_demand: no certificate for {name}: {refusal}");
                 }
