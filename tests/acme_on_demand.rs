@@ -20,7 +20,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The operator's `ask` endpoint: 200 for names with a label `allowed`,
-/// 403 for the others; every question is recorded.
+/// 403 for the others, 3 s late for names with a label `slow`; every
+/// question is recorded.
 struct AskServer {
     addr: SocketAddr,
     asked: Arc<Mutex<Vec<String>>>,
@@ -52,7 +53,11 @@ impl AskServer {
                         .map(|(_, d)| d.to_string())
                         .unwrap_or_default();
                     let allowed = domain.split('.').any(|label| label == "allowed");
+                    let slow = domain.split('.').any(|label| label == "slow");
                     record.lock().expect("lock").push(domain);
+                    if slow {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                    }
                     let status = if allowed { "200 OK" } else { "403 Forbidden" };
                     let response = format!(
                         "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -277,11 +282,12 @@ async fn refused_names_and_names_over_the_rate_are_never_ordered() {
             ask.all()
         );
 
-        // Names that are never asked about: no dot; a domain's own name.
-        common::served_leaf(https, Some("intranet")).await;
-        common::served_leaf(https, Some("example.test")).await;
-        assert_eq!(ask.times_asked("intranet"), 0, "{:?}", ask.all());
-        assert_eq!(ask.times_asked("example.test"), 0, "{:?}", ask.all());
+        // Names that are never asked about: no dot; a domain's own name;
+        // a name no CA issues for (an underscore).
+        for never_asked in ["intranet", "example.test", "under_score.allowed.test"] {
+            common::served_leaf(https, Some(never_asked)).await;
+            assert_eq!(ask.times_asked(never_asked), 0, "{:?}", ask.all());
+        }
 
         // Rate 1/min with a burst of 1: the first allowed name is ordered,
         // the second is over the rate, so never ordered.
@@ -345,7 +351,7 @@ async fn refusals_expire_and_an_unreachable_ask_refuses_at_once() {
         let config = yaml(
             &env,
             &master,
-            &format!("{{ ask: \"{}\", refused_for: 1s }}", ask.url()),
+            &format!("{{ ask: \"{}\", refused_for: 1s, wait: 1s }}", ask.url()),
         );
         let proxy = AcmeProxy::start(tmp.path(), &config, vec![http_socket, https_socket]);
         const REFUSED: &str = "pbx.refused.test";
@@ -365,6 +371,18 @@ async fn refusals_expire_and_an_unreachable_ask_refuses_at_once() {
             master.sha256
         );
         assert_eq!(ask.times_asked(REFUSED), 2, "{:?}", ask.all());
+
+        // An endpoint slower than `wait`: the handshake is held `wait`, no
+        // longer, and gets what the tree gives.
+        const SLOW: &str = "pbx.slow.test";
+        let started = Instant::now();
+        assert_eq!(common::served_leaf(https, Some(SLOW)).await, master.sha256);
+        let held = started.elapsed();
+        assert!(
+            held >= Duration::from_millis(900) && held < Duration::from_millis(2_500),
+            "held {held:?} with wait: 1s"
+        );
+        assert_eq!(ask.times_asked(SLOW), 1, "{:?}", ask.all());
 
         // The endpoint gone: refused (an allowed-looking name too), served
         // at once, nothing stored.

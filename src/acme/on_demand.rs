@@ -133,6 +133,34 @@ pub fn classify(snapshot: &Snapshot, listener: usize, sni: &str) -> NameKind {
     }
 }
 
+/// Whether a CA can issue for `name` (lower case, no trailing dot): host
+/// name labels of letters, digits and inner hyphens, at most 63 bytes
+/// each (RFC 1123 §2.1), a last label that is not all digits. Anything
+/// else is never asked about, so it costs no `ask` question or order.
+pub fn orderable(name: &str) -> bool {
+    let mut labels = name.split('.').peekable();
+    let mut count = 0;
+    while let Some(label) = labels.next() {
+        count += 1;
+        let bytes = label.as_bytes();
+        let ldh = bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+        if bytes.is_empty()
+            || bytes.len() > 63
+            || !ldh
+            || bytes.first() == Some(&b'-')
+            || bytes.last() == Some(&b'-')
+        {
+            return false;
+        }
+        if labels.peek().is_none() && bytes.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+    }
+    count >= 2 && name.len() <= 253
+}
+
 /// Takes a name out of `pending` and wakes its handshakes however its
 /// admission ends (a refusal, success, or a panic).
 struct Pending {
@@ -215,40 +243,52 @@ impl OnDemand {
         let Ok(name) = normalize_domain_name(sni) else {
             return;
         };
-        let mut decided = {
+        if !orderable(&name) {
+            return;
+        }
+        let (mut decided, start) = {
             let mut state = self.state();
             if state.refused.is_refused(&name, Instant::now()) {
                 self.parts.metrics.on_demand(OnDemandOutcome::RefusedBefore);
                 return;
             }
-            match state.pending.get(&name) {
-                Some(decided) => decided.clone(),
-                None => {
-                    let Ok(permit) = self.asks.clone().try_acquire_owned() else {
-                        self.parts.metrics.on_demand(OnDemandOutcome::AskBusy);
-                        tracing::debug!(
-                            domain = %name,
-                            "acme.on_demand: all {MAX_ASKS_IN_FLIGHT} ask slots busy; served unasked"
-                        );
-                        return;
-                    };
-                    let (tx, rx) = watch::channel(false);
-                    state.pending.insert(name.clone(), rx.clone());
-                    let pending = Pending {
-                        on_demand: self.clone(),
-                        name: name.clone(),
-                        decided: tx,
-                    };
-                    let admission = Admission {
-                        name,
-                        settings: settings.clone(),
-                        expected,
-                    };
-                    tokio::spawn(self.clone().admit(admission, permit, pending));
-                    rx
+            if let Some(decided) = state.pending.get(&name) {
+                (decided.clone(), None)
+            } else {
+                // Looked at again under the lock: an admission that ended
+                // between `wants` and here has served the certificate
+                // before leaving `pending` (no second order for it).
+                if self.has_certificate(&name) {
+                    return;
                 }
+                let Ok(permit) = self.asks.clone().try_acquire_owned() else {
+                    self.parts.metrics.on_demand(OnDemandOutcome::AskBusy);
+                    tracing::debug!(
+                        domain = %name,
+                        "acme.on_demand: all {MAX_ASKS_IN_FLIGHT} ask slots busy; served unasked"
+                    );
+                    return;
+                };
+                let (tx, rx) = watch::channel(false);
+                state.pending.insert(name.clone(), rx.clone());
+                let pending = Pending {
+                    on_demand: self.clone(),
+                    name: name.clone(),
+                    decided: tx,
+                };
+                let admission = Admission {
+                    name,
+                    settings: settings.clone(),
+                    expected,
+                };
+                (rx, Some((admission, permit, pending)))
             }
         };
+        // Spawned with the state unlocked: a runtime that is shutting down
+        // drops the task at once, and `Pending::drop` locks the state.
+        if let Some((admission, permit, pending)) = start {
+            tokio::spawn(self.clone().admit(admission, permit, pending));
+        }
         let _ = tokio::time::timeout(settings.wait, decided.wait_for(|done| *done)).await;
     }
 
@@ -313,6 +353,11 @@ impl OnDemand {
         permit: OwnedSemaphorePermit,
     ) -> Result<(), Refusal> {
         let name = admission.name.as_str();
+        // Issued meanwhile (by another instance, or through the admin API):
+        // nothing to ask or order.
+        if self.has_certificate(name) {
+            return Ok(());
+        }
         // Over the rate already: no order could follow, so `ask` is not
         // bothered (a flood of names costs it nothing once the budget is
         // spent); the token itself is taken only once `ask` allows.
@@ -402,10 +447,24 @@ impl OnDemand {
         Err(Refusal::Stopped)
     }
 
+    /// Whether the domain `name` has a certificate in the snapshot.
+    fn has_certificate(&self, name: &str) -> bool {
+        let snapshot = self.parts.store.load();
+        snapshot
+            .tree()
+            .id(name)
+            .is_some_and(|id| snapshot.domain_certificate(id).is_some())
+    }
+
     /// Takes a name that never got its certificate out of the domain store
-    /// again (only if on-demand certificates put it there), so it is not
-    /// retried forever: after its refusal, a handshake asks afresh.
+    /// again (only if on-demand certificates put it there, and only if it
+    /// has no certificate by now: a late load, or another instance's
+    /// order), so it is not retried forever: after its refusal, a
+    /// handshake asks afresh.
     async fn forget_stored(&self, name: &str) {
+        if self.has_certificate(name) {
+            return;
+        }
         let removed = {
             let _writer = self.parts.writer.lock().await;
             crate::storage::document::remove_domain(&self.parts.storage, name, |entry| {

@@ -25,8 +25,14 @@ pub enum OnDemandOutcome {
     PreflightFailed,
     /// The domain store could not take it.
     StoreFailed,
+    /// Stored, but this instance did not load it in time (the name leaves
+    /// the domain store again).
+    NotLoaded,
     /// The order failed (the name leaves the domain store again).
     OrderFailed,
+    /// The process stopped during the order (the name stays in the domain
+    /// store and is ordered again at the next start).
+    Stopped,
     /// A handshake for a name refused within `refused_for`: nothing asked.
     RefusedBefore,
     /// Every `ask` slot busy: served unasked.
@@ -35,7 +41,7 @@ pub enum OnDemandOutcome {
 
 impl OnDemandOutcome {
     /// Every outcome, in label order.
-    pub const ALL: [OnDemandOutcome; 10] = [
+    pub const ALL: [OnDemandOutcome; 12] = [
         OnDemandOutcome::Ordered,
         OnDemandOutcome::Issued,
         OnDemandOutcome::RefusedByAsk,
@@ -43,7 +49,9 @@ impl OnDemandOutcome {
         OnDemandOutcome::RateLimited,
         OnDemandOutcome::PreflightFailed,
         OnDemandOutcome::StoreFailed,
+        OnDemandOutcome::NotLoaded,
         OnDemandOutcome::OrderFailed,
+        OnDemandOutcome::Stopped,
         OnDemandOutcome::RefusedBefore,
         OnDemandOutcome::AskBusy,
     ];
@@ -58,7 +66,9 @@ impl OnDemandOutcome {
             OnDemandOutcome::RateLimited => "rate_limited",
             OnDemandOutcome::PreflightFailed => "preflight_failed",
             OnDemandOutcome::StoreFailed => "store_failed",
+            OnDemandOutcome::NotLoaded => "not_loaded",
             OnDemandOutcome::OrderFailed => "order_failed",
+            OnDemandOutcome::Stopped => "stopped",
             OnDemandOutcome::RefusedBefore => "refused_before",
             OnDemandOutcome::AskBusy => "ask_busy",
         }
@@ -95,9 +105,11 @@ pub(super) fn count(family: &Family<OutcomeLabel, Counter>, outcome: OnDemandOut
 pub(super) fn register(registry: &mut Registry, family: &Family<OutcomeLabel, Counter>) {
     registry.register(
         "acme_on_demand",
-        "Handshakes for names no domain answers, with acme.on_demand on, by what became of the \
-         name: ordered, issued, refused_by_ask, ask_failed, rate_limited, preflight_failed, \
-         store_failed, order_failed, refused_before (refused within refused_for), ask_busy",
+        "Names no domain answers, with acme.on_demand on, by what became of them (once per \
+         name decided, however many handshakes joined): ordered, issued, refused_by_ask, \
+         ask_failed, rate_limited, preflight_failed, store_failed, not_loaded, order_failed, \
+         stopped; and per handshake not asked about: refused_before (refused within \
+         refused_for), ask_busy (every ask slot busy)",
         family.clone(),
     );
 }

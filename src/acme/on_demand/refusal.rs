@@ -62,8 +62,10 @@ impl Refusal {
             Refusal::AskFailed(_) => OnDemandOutcome::AskFailed,
             Refusal::OverRate { .. } => OnDemandOutcome::RateLimited,
             Refusal::Preflight(_) => OnDemandOutcome::PreflightFailed,
-            Refusal::Store(_) | Refusal::NotLoaded(_) => OnDemandOutcome::StoreFailed,
-            Refusal::OrderFailed(_) | Refusal::Stopped => OnDemandOutcome::OrderFailed,
+            Refusal::Store(_) => OnDemandOutcome::StoreFailed,
+            Refusal::NotLoaded(_) => OnDemandOutcome::NotLoaded,
+            Refusal::OrderFailed(_) => OnDemandOutcome::OrderFailed,
+            Refusal::Stopped => OnDemandOutcome::Stopped,
         }
     }
 
@@ -76,11 +78,10 @@ impl Refusal {
     }
 
     /// Whether the name may be in the domain store and must be taken out
-    /// again (it got there, but never got its certificate).
+    /// again (it got there, but never got its certificate). Not after a
+    /// stop: the order is resumed at the next start ([`super::OnDemand::resume`]),
+    /// and another instance may be ordering the name meanwhile.
     pub fn after_storing(&self) -> bool {
-        matches!(
-            self,
-            Refusal::NotLoaded(_) | Refusal::OrderFailed(_) | Refusal::Stopped
-        )
+        matches!(self, Refusal::NotLoaded(_) | Refusal::OrderFailed(_))
     }
 }

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 /// Most names remembered; past it, expired ones are dropped, then the
-/// whole memory if that was not enough (a flood of random names, which
-/// would only be refused again).
+/// whole memory if that left less than a tenth free (a flood of random
+/// names, which would only be refused again): a full scan happens at most
+/// once per `MAX_REFUSED / 10` names refused.
 pub const MAX_REFUSED: usize = 100_000;
 
 /// Refused names and until when.
@@ -27,7 +28,7 @@ impl RefusedNames {
     pub fn refuse(&mut self, name: &str, until: Instant, now: Instant) {
         if self.until.len() >= MAX_REFUSED && !self.until.contains_key(name) {
             self.until.retain(|_, t| *t > now);
-            if self.until.len() >= MAX_REFUSED {
+            if self.until.len() >= MAX_REFUSED - MAX_REFUSED / 10 {
                 tracing::warn!(
                     names = self.until.len(),
                     "acme.on_demand: {MAX_REFUSED} refused names remembered; forgetting them all \

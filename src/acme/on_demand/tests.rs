@@ -83,3 +83,59 @@ fn looking_at_the_bucket_takes_nothing() {
     assert!(!bucket.has_token(start));
     assert!(bucket.has_token(start + Duration::from_secs(60)));
 }
+
+#[test]
+fn a_full_memory_keeps_what_has_not_expired_when_a_fifth_is_free() {
+    let now = Instant::now();
+    let later = now + Duration::from_secs(60);
+    let mut refused = RefusedNames::default();
+    // A fifth of the names expired: dropped, the rest kept.
+    for i in 0..MAX_REFUSED {
+        let until = if i % 5 == 0 { now } else { later };
+        refused.refuse(&format!("n{i}.example"), until, now);
+    }
+    refused.refuse("new.example", later, now);
+    assert_eq!(refused.len(), MAX_REFUSED - MAX_REFUSED / 5 + 1);
+    assert!(refused.is_refused("n1.example", now));
+    // Hardly any expired: everything goes, so the next scans are far off.
+    let mut refused = RefusedNames::default();
+    for i in 0..MAX_REFUSED {
+        let until = if i % 50 == 0 { now } else { later };
+        refused.refuse(&format!("n{i}.example"), until, now);
+    }
+    refused.refuse("new.example", later, now);
+    assert_eq!(refused.len(), 1);
+}
+
+#[test]
+fn only_host_names_a_ca_issues_for_are_orderable() {
+    for name in [
+        "phone.customer.org",
+        "a-b.example",
+        "xn--bcher-kva.example",
+        "1.example",
+        "x.y.z.example123",
+    ] {
+        assert!(super::orderable(name), "{name}");
+    }
+    let long_label = format!("{}.example", "a".repeat(64));
+    let long_name = format!("{}example", "abcdefghi.".repeat(25));
+    for name in [
+        "localhost",
+        "192.168.1.10",
+        "foo.123",
+        "under_score.example",
+        "-lead.example",
+        "trail-.example",
+        "a..example",
+        ".example",
+        "example.",
+        "*.example",
+        "::1",
+        "UPPER.example",
+        long_label.as_str(),
+        long_name.as_str(),
+    ] {
+        assert!(!super::orderable(name), "{name}");
+    }
+}
