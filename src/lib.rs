@@ -235,6 +235,12 @@ pub async fn run_with(
     })
     .await??;
     reload::log_sources(&snapshot);
+    for problem in acme::credentials::problems(&config) {
+        match problem.severity {
+            snapshot::Severity::Error => tracing::error!("{}", problem.message),
+            snapshot::Severity::Warning => tracing::warn!("{}", problem.message),
+        }
+    }
     for tls in config
         .backend_tls()
         .into_iter()

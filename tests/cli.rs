@@ -636,3 +636,50 @@ fn check_warns_before_the_first_order_goes_to_production() {
     let text = stdout(&sniwalk(&["check", "--config", &config]));
     assert!(!text.contains("has never been issued"), "{text}");
 }
+
+#[test]
+fn check_reads_the_tsig_secret_file_and_warns_about_open_credentials() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    cert(&["example.com"]).write_pem(&dir.path().join("certs/example.com.pem"));
+    cert(&["ws.example.com"]).write_certdir(&dir.path().join("certs/ws"));
+    let top = "acme:\n  directory: staging\n  challenge: dns-01\n  rfc2136:\n    server: \
+               127.0.0.1:5353\n    tsig_key_name: acme-update\n    tsig_secret_file: tsig.key\n";
+    let config = write_config(dir.path(), "", top);
+    let secret = dir.path().join("tsig.key");
+    // Missing: an error naming the field and the file, exit 1 (an order
+    // would fail at the first renewal).
+    let out = sniwalk(&["check", "--config", &config]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("error: acme.rfc2136.tsig_secret_file") && text.contains("tsig.key"),
+        "{text}"
+    );
+    // A block for another algorithm: named, with the fix.
+    std::fs::write(
+        &secret,
+        "key \"acme-update\" {\n\talgorithm hmac-sha512;\n\tsecret \
+         \"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYnl0ZXM=\";\n};\n",
+    )
+    .expect("secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = sniwalk(&["check", "--config", &config]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("set tsig_algorithm: hmac-sha512"), "{text}");
+    // The secret alone, readable by every user: a warning, exit 0.
+    std::fs::write(
+        &secret,
+        "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYnl0ZXM=\n",
+    )
+    .expect("secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = sniwalk(&["check", "--config", &config]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("warning: acme.rfc2136.tsig_secret_file") && text.contains("0644"),
+        "{text}"
+    );
+}

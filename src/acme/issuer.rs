@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::decide::{ServedView, usable_instead_of_ordering};
-use super::dns01::Dns01;
+use super::dns01::{Dns01, Dns01Error};
 use super::job::{ARI_MAX_REFRESH, AriAnswer, AriQuery, Failure, Issued, Job, Target};
 use super::schedule::RenewalWindow;
 use super::{AcmeError, Step, account, client, order, preflight};
@@ -486,15 +486,15 @@ impl CaIssuer {
         if target.challenge != ChallengeKind::Dns01 {
             return Ok(None);
         }
-        let fail = |problem: String| AcmeError::Order {
+        let fail = |e: Dns01Error| AcmeError::DnsUpdate {
             domain: target.domain.clone(),
-            step: Step::AnswerChallenge,
-            problem,
-            problem_type: None,
+            problem: e.to_string(),
         };
-        let config = target.settings.rfc2136.as_ref().ok_or_else(|| {
-            fail("dns-01 needs acme.rfc2136 (the DNS server to publish in)".into())
-        })?;
+        let config = target
+            .settings
+            .rfc2136
+            .as_ref()
+            .ok_or_else(|| fail(Dns01Error::NotConfigured))?;
         Dns01::from_config(config).await.map(Some).map_err(fail)
     }
 

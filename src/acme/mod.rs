@@ -36,6 +36,7 @@
 pub mod account;
 pub mod client;
 pub mod control;
+pub mod credentials;
 pub mod decide;
 pub mod dns01;
 pub mod handle;
@@ -162,6 +163,16 @@ pub enum AcmeError {
         /// The CA's problem type (`urn:ietf:params:acme:error:...`), if any.
         problem_type: Option<String>,
     },
+    /// The dns-01 answer could not be published through `acme.rfc2136`: a
+    /// problem of this side (settings, secret file, DNS server), not the
+    /// CA's, so it never sets off the staging check.
+    #[error("ACME order for {domain}: publishing the dns-01 answer: {problem}")]
+    DnsUpdate {
+        /// The domain being issued for.
+        domain: String,
+        /// What went wrong, naming the setting, file, server or record.
+        problem: String,
+    },
     /// Pre-flight: the name does not resolve to any expected address, so
     /// the CA could not reach us; no order was placed.
     #[error(
@@ -223,6 +234,7 @@ impl AcmeError {
                 ..
             } => "ActivationFailed",
             AcmeError::Order { .. } => "OrderFailed",
+            AcmeError::DnsUpdate { .. } => "DnsUpdateFailed",
             AcmeError::HostnameNotResolvingToProxy { .. } => "HostnameNotResolvingToProxy",
             AcmeError::Store { .. } => "StoreFailed",
             AcmeError::StorageUnavailable { .. } => "StorageUnavailable",
@@ -234,6 +246,7 @@ impl AcmeError {
         match self {
             AcmeError::Account { .. } => Step::Account,
             AcmeError::Order { step, .. } => *step,
+            AcmeError::DnsUpdate { .. } => Step::AnswerChallenge,
             AcmeError::HostnameNotResolvingToProxy { .. } => Step::CheckDnsResolution,
             AcmeError::Store { .. } => Step::StoreCertificate,
             AcmeError::StorageUnavailable { .. } => Step::WaitForOtherInstance,

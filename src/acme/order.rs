@@ -11,7 +11,7 @@ use instant_acme::{
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
-use super::dns01::Dns01;
+use super::dns01::{Dns01, Dns01Error};
 use super::{AcmeError, Step, problem_of};
 use crate::challenge::{ChallengeStore, tls_alpn01_certificate};
 use crate::config::ChallengeKind;
@@ -257,11 +257,12 @@ async fn issue_inner(
                     }
                 }
                 ChallengeKind::Dns01 => {
+                    let dns_failed = |e: Dns01Error| AcmeError::DnsUpdate {
+                        domain: domain.to_string(),
+                        problem: e.to_string(),
+                    };
                     let Some(dns) = dns else {
-                        return Err(fail(
-                            Step::AnswerChallenge,
-                            "dns-01 needs acme.rfc2136 (the DNS server to publish in)".into(),
-                        ));
+                        return Err(dns_failed(Dns01Error::NotConfigured));
                     };
                     // RFC 8555 §8.4: TXT `_acme-challenge.NAME`, the
                     // base64url SHA-256 of the key authorization.
@@ -271,9 +272,7 @@ async fn issue_inner(
                     // have been applied, and removing an absent value is a
                     // no-op (RFC 2136 §2.5.4).
                     published.dns01.push((record.clone(), value.clone()));
-                    dns.publish(&record, &value)
-                        .await
-                        .map_err(|e| fail(Step::AnswerChallenge, e))?;
+                    dns.publish(&record, &value).await.map_err(dns_failed)?;
                 }
             }
             challenge

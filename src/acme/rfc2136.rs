@@ -145,6 +145,38 @@ fn secret_statement(block: &str) -> Option<&str> {
     })
 }
 
+/// What a `tsig-keygen` block declares besides its secret; both `None`
+/// when the file holds the secret alone.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct KeyBlock {
+    /// The key's name (`key "NAME" { ... }`).
+    pub name: Option<String>,
+    /// Its `algorithm` statement.
+    pub algorithm: Option<String>,
+}
+
+/// The key name and algorithm of a BIND key block, as far as it gives
+/// them.
+pub fn key_block(text: &str) -> KeyBlock {
+    let text = text.trim();
+    if !text.contains('{') {
+        return KeyBlock::default();
+    }
+    let name = text.strip_prefix("key").and_then(|rest| {
+        let rest = rest.trim_start();
+        let name = match rest.strip_prefix('"') {
+            Some(quoted) => quoted.split('"').next()?,
+            None => rest.split(|c: char| c.is_whitespace() || c == '{').next()?,
+        };
+        (!name.is_empty()).then(|| name.to_string())
+    });
+    let algorithm = text.split([';', '{', '}']).find_map(|statement| {
+        let value = statement.trim().strip_prefix("algorithm")?.trim();
+        (!value.is_empty()).then(|| value.trim_matches('"').to_string())
+    });
+    KeyBlock { name, algorithm }
+}
+
 /// Where and how to send updates: the zone's primary server and the TSIG
 /// key it accepts.
 #[derive(Clone)]

@@ -9,6 +9,7 @@
 //! [`due`] is the pure decision; [`plan`] and [`after`] are the manager's
 //! hook around one order.
 
+use super::AcmeError;
 use super::control::{DomainStatus, StagingCheckRecord};
 use super::issuer::Issuer;
 use super::job::{Failure, Issued, Target};
@@ -57,6 +58,22 @@ pub fn plan(status: &DomainStatus, target: &Target) -> Option<Planned> {
     })
 }
 
+/// Whether `error` is a failure on the CA's side, the only kind that says
+/// anything about the set-up a staging order would test: not an
+/// unreachable storage (no order was placed), a pre-flight failure
+/// (staging skips none), a dns-01 record this side could not publish
+/// (staging would fail the same way), a lost lock or a failure to store.
+pub fn on_the_ca_side(error: &AcmeError) -> bool {
+    matches!(
+        error.code(),
+        "AccountFailed"
+            | "OrderFailed"
+            | "HostnameOwnershipValidationFailed"
+            | "RateLimited"
+            | "CaUnavailable"
+    ) && error.step() != crate::acme::Step::WaitForOtherInstance
+}
+
 /// After the order: runs the `planned` check if the order failed (not
 /// when the storage was unreachable: no order was placed), logs its
 /// outcome in one line, and returns the record for the domain's status.
@@ -69,19 +86,7 @@ pub async fn after<I: Issuer>(
     let Err(failure) = result else {
         return None;
     };
-    // Only a failure on the CA's side says anything about the set-up a
-    // staging order would test: not an unreachable storage (no order was
-    // placed), a pre-flight failure (staging skips none), a lost lock or
-    // a failure to store.
-    let on_the_ca_side = matches!(
-        failure.error.code(),
-        "AccountFailed"
-            | "OrderFailed"
-            | "HostnameOwnershipValidationFailed"
-            | "RateLimited"
-            | "CaUnavailable"
-    ) && failure.error.step() != crate::acme::Step::WaitForOtherInstance;
-    if !on_the_ca_side {
+    if !on_the_ca_side(&failure.error) {
         return None;
     }
     let domain = planned.target.domain.clone();
@@ -161,6 +166,29 @@ mod tests {
         let last = check(200, 6);
         assert!(!due(8, Some(&last), Some(50)));
         assert!(due(9, Some(&last), Some(50)));
+    }
+
+    #[test]
+    fn only_failures_on_the_cas_side_set_it_off() {
+        let order = |step, problem_type: Option<&str>| AcmeError::Order {
+            domain: "a.test".into(),
+            step,
+            problem: "x".into(),
+            problem_type: problem_type.map(str::to_string),
+        };
+        assert!(on_the_ca_side(&order(
+            crate::acme::Step::CheckOrder,
+            Some("urn:ietf:params:acme:error:connection")
+        )));
+        assert!(on_the_ca_side(&order(crate::acme::Step::CreateOrder, None)));
+        assert!(!on_the_ca_side(&AcmeError::DnsUpdate {
+            domain: "a.test".into(),
+            problem: "DNS server 127.0.0.1:53 did not answer".into(),
+        }));
+        assert!(!on_the_ca_side(&AcmeError::StorageUnavailable {
+            domain: "a.test".into(),
+            detail: "etcd down".into(),
+        }));
     }
 
     #[test]

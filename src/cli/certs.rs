@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use sniwalk::config::{Config, normalize_domain_name};
 use sniwalk::inspect::{CheckReport, Resolution};
 use sniwalk::snapshot::{
-    CERTDIR_CERT, CERTDIR_KEY, DefaultPolicy, Snapshot, generate_self_signed_pem,
+    CERTDIR_CERT, CERTDIR_KEY, DefaultPolicy, Severity, Snapshot, generate_self_signed_pem,
 };
 use sniwalk::{fsio, pem, unix_now};
 
@@ -45,15 +45,24 @@ pub(crate) fn check(config_path: anyhow::Result<PathBuf>, json: bool) -> anyhow:
         .enable_all()
         .build()?;
     let storage = runtime.block_on(sniwalk::storage::probe(&config));
+    let credentials = sniwalk::acme::credentials::problems(&config);
+    let credential_error = credentials.iter().any(|p| p.severity == Severity::Error);
     if json {
         let mut value = serde_json::to_value(&report)?;
         value["storage"] = serde_json::to_value(&storage)?;
+        value["credentials"] = credentials
+            .iter()
+            .map(|p| serde_json::json!({ "severity": p.severity.as_str(), "message": p.message }))
+            .collect();
         outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         out(format_args!("{}", report.render_text()))?;
         outln!("{}", storage.line())?;
+        for problem in &credentials {
+            outln!("{}: {}", problem.severity.as_str(), problem.message)?;
+        }
     }
-    Ok(if report.has_errors() || !storage.up {
+    Ok(if report.has_errors() || !storage.up || credential_error {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

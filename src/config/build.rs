@@ -94,6 +94,7 @@ impl Config {
                     .into_iter()
                     .map(|n| n.0)
                     .collect(),
+                on_demand: false,
             });
         }
 

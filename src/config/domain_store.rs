@@ -106,6 +106,7 @@ impl DomainStore {
                     challenge: None,
                 }),
                 names: Vec::new(),
+                on_demand: stored.on_demand,
             });
         }
     }

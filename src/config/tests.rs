@@ -175,6 +175,7 @@ fn full_configuration_parses() {
                     challenge: None,
                 }),
                 names: Vec::new(),
+                on_demand: false,
             },
             DomainConfig {
                 name: "t1.example.com".into(),
@@ -183,24 +184,28 @@ fn full_configuration_parses() {
                 ),
                 acme: None,
                 names: Vec::new(),
+                on_demand: false,
             },
             DomainConfig {
                 name: "t2.example.com".into(),
                 certificate: CertificateSource::None,
                 acme: None,
                 names: Vec::new(),
+                on_demand: false,
             },
             DomainConfig {
                 name: "t3.example.com".into(),
                 certificate: CertificateSource::None,
                 acme: None,
                 names: Vec::new(),
+                on_demand: false,
             },
             DomainConfig {
                 name: "t4.example.com".into(),
                 certificate: CertificateSource::File("/etc/sniwalk/domains/t4.pem".into()),
                 acme: None,
                 names: Vec::new(),
+                on_demand: false,
             },
             DomainConfig {
                 name: "t5.example.com".into(),
@@ -211,6 +216,7 @@ fn full_configuration_parses() {
                     challenge: None,
                 }),
                 names: Vec::new(),
+                on_demand: false,
             },
         ]
     );

@@ -155,6 +155,9 @@ pub struct DomainConfig {
     /// included), lower case; empty when only its own name (and every name
     /// below it) is meant. An ACME order covers them all.
     pub names: Vec<String>,
+    /// Added by on-demand certificates (the domain store's `on_demand`
+    /// marker), not by the operator.
+    pub on_demand: bool,
 }
 
 /// Where a domain's certificate comes from.

@@ -253,7 +253,9 @@ fn domain_report(
             "ACME is enabled but no certificate has been issued yet; \
              names under this domain use its parent's certificate meanwhile",
         ));
-        if config.acme.directory == DEFAULT_ACME_DIRECTORY {
+        // Not for names ordered on demand: the operator chose production
+        // for them all once, not for each tenant's name.
+        if config.acme.directory == DEFAULT_ACME_DIRECTORY && !domain.on_demand {
             report
                 .problems
                 .push(Problem::warning(production_first_warning(&domain.name)));

@@ -158,6 +158,12 @@ impl PebbleEnv {
             ])
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
+            // Pebble reuses a valid authorization for half of the new
+            // orders by default: a renewal would then skip validation at
+            // random, and a test that takes the challenge away (a DNS
+            // server down, an HTTP listener gone) would pass or fail by
+            // chance. Every order validates afresh.
+            .env("PEBBLE_AUTHZREUSE", "0")
             .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&dir)
             .stdin(Stdio::null())
