@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 const SHOP: &str = "shop.example.test";
 const KID: &str = "kid-sniwalk-1";
+const KID_2: &str = "kid-sniwalk-2";
 
 /// `proxy.yaml` for SHOP with ACME against `directory`, trusting
 /// `ca_roots`, with the extra `acme` lines given; an `http` and an
@@ -112,12 +113,16 @@ async fn eab_required_missing_right_and_wrong() {
         let (http_socket, http_addr) = bind().await;
         let (https_socket, https) = bind().await;
         let key = mac_key();
+        let key_2 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([42u8; 32]);
         let env = PebbleEnv::start_with(
             &tmp.path().join("pebble"),
             PebbleOptions {
                 http_port: Some(http_addr.port()),
                 eab_required: true,
-                eab_keys: vec![(KID.to_string(), key.clone())],
+                eab_keys: vec![
+                    (KID.to_string(), key.clone()),
+                    (KID_2.to_string(), key_2.clone()),
+                ],
                 ..PebbleOptions::default()
             },
         )
@@ -188,6 +193,30 @@ async fn eab_required_missing_right_and_wrong() {
                 .expect("stored");
         let parsed = sniwalk::pem::parse_certificate_pem(&stored).expect("parses");
         assert_eq!(parsed.leaf.sha256, leaf);
+        proxy.stop().await;
+
+        // 3b. The same state with another kid (the CA account changed): a
+        //     new account bound to it, not the stored one.
+        let http_socket = TcpListener::bind(http_addr).await.expect("rebind http");
+        let (https_socket, _) = bind().await;
+        let proxy = AcmeProxy::start(
+            &dir,
+            &yaml(&directory, &roots, &eab_lines(&dir, KID_2, &key_2)),
+            vec![http_socket, https_socket],
+        );
+        proxy.force_order(SHOP);
+        let stored_path = StateLayout::new(&proxy.state_dir).stored_certificate(SHOP);
+        let status = proxy
+            .wait_status_for(SHOP, Duration::from_secs(60), |s| {
+                let renewed = std::fs::read_to_string(&stored_path).is_ok_and(|t| t != stored);
+                s.in_flight.is_none() && (renewed || s.last_error.is_some())
+            })
+            .await;
+        assert!(status.last_error.is_none(), "{status:?}");
+        let accounts = std::fs::read_dir(proxy.state_dir.join("acme/accounts"))
+            .expect("accounts")
+            .count();
+        assert_eq!(accounts, 2, "one account per kid");
         proxy.stop().await;
 
         // 4. A key file that is no base64url: refused when the

@@ -1,4 +1,5 @@
-//! The ACME account: created once per (directory, contact e-mail) by
+//! The ACME account: created once per (directory, contact e-mail, EAB
+//! key identifier) by
 //! whichever instance needs it first, its credentials (key included)
 //! stored at `accounts/<id>.json` (with `storage: dir`,
 //! `state_dir/acme/accounts/<id>.json`, mode 0600) and restored from there
@@ -11,10 +12,18 @@ use super::{AcmeError, problem_of};
 use crate::config::EabConfig;
 use crate::storage::{Condition, Storage, StorageError};
 
-/// The storage key of the credentials for `directory` and `email`: the
-/// first 16 hex digits of SHA-256 over `directory`, a newline and `email`.
-pub fn credentials_key(directory: &str, email: Option<&str>) -> String {
-    let input = format!("{directory}\n{}", email.unwrap_or(""));
+/// The storage key of the credentials for `directory`, `email` and the
+/// External Account Binding key identifier: the first 16 hex digits of
+/// SHA-256 over `directory`, a newline and `email` (then a newline and the
+/// kid, when `acme.eab` is set: an account bound to another CA account,
+/// after the kid changed, is a new one; without EAB the key is the one
+/// earlier versions stored).
+pub fn credentials_key(directory: &str, email: Option<&str>, eab_kid: Option<&str>) -> String {
+    let mut input = format!("{directory}\n{}", email.unwrap_or(""));
+    if let Some(kid) = eab_kid {
+        input.push('\n');
+        input.push_str(kid);
+    }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
     format!("accounts/{}.json", crate::ids::hex(&digest.as_ref()[..8]))
 }
@@ -77,7 +86,7 @@ pub async fn load_or_create(
             }
         }
     };
-    let key = credentials_key(directory, email);
+    let key = credentials_key(directory, email, eab.map(|e| e.kid.as_str()));
 
     // 1. Stored credentials: restore them (no request to the CA beyond the
     //    directory).
@@ -174,13 +183,20 @@ mod tests {
     }
 
     #[test]
-    fn credentials_key_depends_on_directory_and_email() {
-        let a = credentials_key("https://ca/dir", Some("a@example.com"));
-        let b = credentials_key("https://ca/dir", Some("b@example.com"));
-        let c = credentials_key("https://other/dir", Some("a@example.com"));
+    fn credentials_key_depends_on_directory_email_and_kid() {
+        let a = credentials_key("https://ca/dir", Some("a@example.com"), None);
+        let b = credentials_key("https://ca/dir", Some("b@example.com"), None);
+        let c = credentials_key("https://other/dir", Some("a@example.com"), None);
+        let bound = credentials_key("https://ca/dir", Some("a@example.com"), Some("kid-1"));
+        let rebound = credentials_key("https://ca/dir", Some("a@example.com"), Some("kid-2"));
         assert_ne!(a, b);
         assert_ne!(a, c);
-        assert_eq!(a, credentials_key("https://ca/dir", Some("a@example.com")));
+        assert_ne!(a, bound);
+        assert_ne!(bound, rebound, "another kid: another account");
+        assert_eq!(
+            a,
+            credentials_key("https://ca/dir", Some("a@example.com"), None)
+        );
         assert!(a.starts_with("accounts/"));
         assert_eq!(a.len(), "accounts/".len() + 16 + ".json".len());
         // The file existing state directories hold (no migration).
