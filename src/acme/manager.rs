@@ -766,6 +766,9 @@ impl<I: Issuer> Manager<I> {
                 {
                     metrics.acme_order(outcome.ok);
                 }
+                // The status first: whoever the answer wakes (`sniwalk
+                // renew`, a job) then reads a status that holds this order.
+                self.write_status();
                 for waiter in waiting {
                     answer(&state, &domain, waiter, &outcome, &self.clock);
                 }
